@@ -1,0 +1,209 @@
+//! What the Hub asks of the site (the BuddyBoss system of record) and what comes back.
+//!
+//! The Hub emits an [`ApiRequest`] in [`Output::Api`](crate::hub::Output::Api); the driver
+//! performs it (through `bbrt-buddyboss`) and answers with exactly one
+//! [`Input::ApiResult`](crate::hub::Input::ApiResult). Requests name credentials by
+//! [`CredentialId`]: the secret itself stays in the driver's credential store.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClientMessageId, CredentialId, MessageId, ThreadId, UserId};
+
+/// A request to the site, made with one user's own credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiRequest {
+    /// Who does this credential belong to?
+    ///
+    /// `credential` is `None` for a bare `user_connected { userId }`: only the embedded
+    /// development site accepts that (as `claimed_user`); a real site answers
+    /// [`SiteErrorKind::Unauthenticated`].
+    Verify {
+        /// The credential to verify, if the client presented one.
+        credential: Option<CredentialId>,
+        /// The `userId` the client claimed, if any (never trusted by a real site).
+        claimed_user: Option<UserId>,
+        /// Who the connection already is, if identified (the embedded site uses it).
+        current_user: Option<UserId>,
+    },
+    /// The participants of a thread, as seen by the credential's user.
+    ///
+    /// `join` is the client's explicit `join_thread`: the embedded site creates the thread
+    /// or adds the user; a real site only checks membership.
+    Participants {
+        /// Whose view of the thread.
+        credential: CredentialId,
+        /// The credential's user (the embedded site needs it; a real site re-derives it).
+        user: UserId,
+        /// The thread.
+        thread: ThreadId,
+        /// Whether this is an explicit join.
+        join: bool,
+    },
+    /// Store a message: a reply in `thread`, or a new thread with `recipients`.
+    Send {
+        /// The sender's credential.
+        credential: CredentialId,
+        /// The sender (the embedded site needs it; a real site re-derives it).
+        sender: UserId,
+        /// The thread to reply in; `None` starts (or, as BuddyBoss does, reuses) a thread
+        /// with `recipients`.
+        thread: Option<ThreadId>,
+        /// Recipients named by the client (`recipientId`).
+        recipients: Vec<UserId>,
+        /// The text as the client sent it.
+        text: String,
+        /// The client's idempotency id, if any (logged, not sent to the site).
+        client_message_id: Option<ClientMessageId>,
+    },
+    /// Mark a thread read for the credential's user.
+    MarkRead {
+        /// The reader's credential.
+        credential: CredentialId,
+        /// The reader.
+        user: UserId,
+        /// The thread.
+        thread: ThreadId,
+    },
+}
+
+impl ApiRequest {
+    /// The credential this request is made with, if any.
+    pub fn credential(&self) -> Option<CredentialId> {
+        match self {
+            Self::Verify { credential, .. } => *credential,
+            Self::Participants { credential, .. }
+            | Self::Send { credential, .. }
+            | Self::MarkRead { credential, .. } => Some(*credential),
+        }
+    }
+
+    /// A short stable name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Verify { .. } => "verify",
+            Self::Participants { .. } => "participants",
+            Self::Send { .. } => "send",
+            Self::MarkRead { .. } => "mark_read",
+        }
+    }
+}
+
+/// A successful answer to an [`ApiRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiResponse {
+    /// Answer to [`ApiRequest::Verify`].
+    User(SiteUser),
+    /// Answer to [`ApiRequest::Participants`].
+    Participants(ThreadInfo),
+    /// Answer to [`ApiRequest::Send`].
+    Stored(StoredMessage),
+    /// Answer to [`ApiRequest::MarkRead`].
+    MarkedRead,
+}
+
+/// A user as the site verified them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteUser {
+    /// The user's id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Avatar URL, if the site gave one.
+    pub avatar: Option<String>,
+}
+
+/// A thread's participants and its newest message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// The thread.
+    pub thread: ThreadId,
+    /// Every participant, in the site's order.
+    pub participants: Vec<UserId>,
+    /// The newest message, if the thread has any.
+    pub last_message: Option<MessageId>,
+}
+
+/// A message the site has stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// The message id the site assigned.
+    pub id: MessageId,
+    /// The thread it was stored in (new or reused for a new-thread send).
+    pub thread: ThreadId,
+    /// Its sender.
+    pub sender: UserId,
+    /// Plain text.
+    pub text: String,
+    /// Rendered HTML, if the site gave one.
+    pub html: Option<String>,
+    /// When it was stored, RFC 3339 UTC (`2026-11-25T00:48:52Z`).
+    pub sent_at: String,
+    /// The thread's participants after the send.
+    pub participants: Vec<UserId>,
+}
+
+/// Why the site did not do what was asked, mapped by BuddyBoss `code` first and HTTP
+/// status second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SiteErrorKind {
+    /// The credential is missing, wrong or revoked (401).
+    Unauthenticated,
+    /// Authenticated but not allowed: not a participant, or no such thread (403).
+    Forbidden,
+    /// The request was invalid: empty message, bad id (400).
+    Invalid,
+    /// The site refused the message (500 `bp_rest_messages_create_failed`): not
+    /// friends, blocked, unknown recipient. Not retryable.
+    Refused,
+    /// The site is down, slow or failing (other 5xx, timeout, connection refused).
+    /// Retryable.
+    Unavailable,
+    /// The site answered something it does not document.
+    Protocol,
+}
+
+impl SiteErrorKind {
+    /// Whether the same request may succeed if tried again later.
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::Unavailable | Self::Protocol)
+    }
+}
+
+/// A site failure: its kind, and the site's own `code` and `message` when it gave them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteError {
+    /// What kind of failure this is.
+    pub kind: SiteErrorKind,
+    /// The site's error code (`bp_rest_authorization_required`), or a bbrt one
+    /// (`timeout`, `connect`) when the site gave none.
+    pub code: String,
+    /// The site's message, for humans.
+    pub message: String,
+}
+
+impl SiteError {
+    /// A site error of `kind` with the site's `code` and `message`.
+    pub fn new(kind: SiteErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { kind, code: code.into(), message: message.into() }
+    }
+}
+
+impl fmt::Debug for SiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SiteError({:?}, {}: {})", self.kind, self.code, self.message)
+    }
+}
+
+impl fmt::Display for SiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "site error {}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SiteError {}

@@ -1,0 +1,229 @@
+//! Identifiers: opaque ids that cross the wire, and handles local to one process.
+//!
+//! Wire ids (user, thread, message, call) are opaque strings. Clients may send them as
+//! JSON strings or non-negative integers (BuddyBoss ids are integers, the seed's examples
+//! are strings such as `"THREAD_ID"`); bbrt always emits them as strings. An id is 1 to
+//! [`MAX_ID_LEN`] bytes from `[A-Za-z0-9._~:@+-]`: no spaces, quotes or control
+//! characters, so an id can never smuggle markup or a log line into anything.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest accepted wire id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why a string is not a valid wire id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The id is the empty string.
+    #[error("id is empty")]
+    Empty,
+    /// The id is longer than [`MAX_ID_LEN`] bytes.
+    #[error("id is longer than {MAX_ID_LEN} bytes")]
+    TooLong,
+    /// The id holds a character outside `[A-Za-z0-9._~:@+-]`.
+    #[error("id holds a character outside [A-Za-z0-9._~:@+-]")]
+    BadCharacter,
+}
+
+fn check_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    let ok = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'-'));
+    if ok { Ok(()) } else { Err(IdError::BadCharacter) }
+}
+
+macro_rules! wire_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `s` as an id.
+            ///
+            /// # Errors
+            /// [`IdError`] when `s` is empty, too long or holds a forbidden character.
+            pub fn new(s: &str) -> Result<Self, IdError> {
+                check_id(s)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($what, "({})"), &self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(IdVisitor($what)).map(|s| Self(Arc::from(s)))
+            }
+        }
+    };
+}
+
+struct IdVisitor(&'static str);
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} as a string or a non-negative integer", self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        check_id(v).map_err(|e| E::custom(format_args!("invalid {}: {e}", self.0)))?;
+        Ok(v.to_owned())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        u64::try_from(v)
+            .map(|v| v.to_string())
+            .map_err(|_| E::custom(format_args!("invalid {}: negative", self.0)))
+    }
+}
+
+wire_id!(
+    /// A user, as the site knows them (BuddyBoss: the WordPress user id).
+    UserId,
+    "UserId"
+);
+wire_id!(
+    /// A message thread (BuddyBoss: the thread id).
+    ThreadId,
+    "ThreadId"
+);
+wire_id!(
+    /// A stored message (BuddyBoss: the message id).
+    MessageId,
+    "MessageId"
+);
+wire_id!(
+    /// A call; assigned by the server as `<node>-<counter>` when the client gives none.
+    CallId,
+    "CallId"
+);
+wire_id!(
+    /// A client's own id for a message it sends, used for idempotency.
+    ClientMessageId,
+    "ClientMessageId"
+);
+wire_id!(
+    /// One bbrt node of a deployment.
+    NodeId,
+    "NodeId"
+);
+
+macro_rules! local_handle {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+
+local_handle!(
+    /// A connection on this node, chosen by the driver; never reused while the process lives.
+    ConnId,
+    "conn#"
+);
+local_handle!(
+    /// A credential held by the driver's credential store. The Hub never sees the secret.
+    CredentialId,
+    "cred#"
+);
+local_handle!(
+    /// Correlates an [`Output::Api`](crate::hub::Output::Api) with its result.
+    ApiRequestId,
+    "api#"
+);
+local_handle!(
+    /// Correlates an [`Output::Coord`](crate::hub::Output::Coord) with its result.
+    CoordRequestId,
+    "coord#"
+);
+
+/// A connection anywhere in the deployment: the node that holds it and its local handle.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct DeviceRef {
+    /// The node that holds the connection.
+    pub node: NodeId,
+    /// The connection's handle on that node.
+    pub conn: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_strings_and_non_negative_integers() {
+        let a: ThreadId = serde_json::from_str("\"THREAD_ID\"").unwrap();
+        let b: ThreadId = serde_json::from_str("42").unwrap();
+        assert_eq!(a.as_str(), "THREAD_ID");
+        assert_eq!(serde_json::to_string(&b).unwrap(), "\"42\"");
+        assert!(serde_json::from_str::<ThreadId>("-1").is_err());
+        assert!(serde_json::from_str::<ThreadId>("1.5").is_err());
+        assert!(serde_json::from_str::<ThreadId>("\"\"").is_err());
+        assert!(serde_json::from_str::<ThreadId>("\"a b\"").is_err());
+        assert!(serde_json::from_str::<ThreadId>("\"a\\u0000\"").is_err());
+        assert!(serde_json::from_str::<ThreadId>("null").is_err());
+        assert!(serde_json::from_str::<ThreadId>("[1]").is_err());
+        let long = format!("\"{}\"", "x".repeat(MAX_ID_LEN + 1));
+        assert!(serde_json::from_str::<ThreadId>(&long).is_err());
+        assert!(serde_json::from_str::<UserId>("18446744073709551615").is_ok());
+        assert!(serde_json::from_str::<UserId>("18446744073709551616").is_err());
+    }
+}
