@@ -1,0 +1,209 @@
+//! bbrt's only door to the BuddyBoss site, the system of record for users, threads and
+//! messages.
+//!
+//! This crate verifies credentials, reads a thread's participants, stores messages and
+//! marks threads read, always with the user's own credential. It knows nothing about
+//! WebSockets, connections or the Hub: the server's executor turns each
+//! [`ApiRequest`] the Hub emits into one call of [`perform`] and hands the result back.
+//!
+//! - [`BuddyBoss`]: the async trait the server calls.
+//! - [`HttpBuddyBoss`]: the real client (reqwest over rustls with the *ring* provider).
+//! - [`MemoryBuddyBoss`]: the embedded development site used when no site is configured.
+//! - `fake` (cargo feature `fake-site`): a faithful fake BuddyBoss site, a real HTTP
+//!   server on loopback with fault injection, for tests here and in `bbrt-server`.
+//!
+//! # Authentication
+//!
+//! bbrt holds no admin secret: every call uses the credential the user presented, as a
+//! [`Credential`] whose [`AuthScheme`] says how to present it. Secrets are
+//! [`Token`](bbrt_protocol::secret::Token)s, so `Debug`/`Display` print `[redacted]`.
+//!
+//! | scheme | header(s) | on WordPress |
+//! |---|---|---|
+//! | [`AuthScheme::Bearer`] (default) | `Authorization: Bearer <token>` | a plugin that authenticates bearer tokens (a JWT plugin) |
+//! | [`AuthScheme::Basic`] | `Authorization: Basic base64(user:app-password)` | Application Passwords (WordPress ≥ 5.6, site served over HTTPS or `WP_ENVIRONMENT_TYPE=local`); give the token as `user:app-password` and it is encoded here, or already encoded |
+//! | [`AuthScheme::AccessToken`] | `accessToken: <jwt>` | the BuddyBoss App plugin; the JWT is forwarded unchanged |
+//! | [`AuthScheme::CookieNonce`] | `Cookie: <value>` + `X-WP-Nonce: <nonce>` | same-domain deployments: the browser's login cookie and a `wp_rest` nonce (the server must check `Origin` strictly) |
+//!
+//! ## The Application-Password caveat
+//!
+//! BuddyBoss copies the current user into `bp_loggedin_user_id()` early, before WordPress
+//! has honoured an Application Password. `GET /wp/v2/users/me` then works, but
+//! `POST /buddyboss/v1/messages` fails with 500 `bp_rest_messages_create_failed`
+//! (reported as [`BuddyBossError::Refused`]). The fix is a must-use plugin, e.g.
+//! `wp-content/mu-plugins/bbrt-app-passwords.php`:
+//!
+//! ```php
+//! <?php
+//! // Let Application Passwords authenticate REST requests before BuddyBoss reads the user.
+//! add_filter( 'application_password_is_api_request', function ( $is_api ) {
+//!     $uri = isset( $_SERVER['REQUEST_URI'] ) ? $_SERVER['REQUEST_URI'] : '';
+//!     return $is_api || false !== strpos( $uri, '/wp-json/' ) || false !== strpos( $uri, 'rest_route=' );
+//! } );
+//! ```
+//!
+//! # Plain text
+//!
+//! BuddyBoss's `message.raw` is the stored HTML with its tags stripped; entities stay
+//! (`a &lt; b`). bbrt's plain text is `raw` with the common entities decoded
+//! ([`text::decode_entities`]); `html` is the site's `message.rendered`. A stored message
+//! is found in the site's answer by sender and by text compared after
+//! [`text::normalize`] (tags stripped, entities decoded, whitespace collapsed) on both
+//! sides — never by its position in the thread. Dates without a zone are UTC and come
+//! out as RFC 3339 with `Z`.
+//!
+//! # Errors
+//!
+//! [`BuddyBossError`] is mapped by BuddyBoss `code` first and HTTP status second:
+//!
+//! | site answer | error | retryable |
+//! |---|---|---|
+//! | 401 `incorrect_password`, `invalid_username`, `rest_not_logged_in`, `bp_rest_authorization_required`; 403 `rest_cookie_invalid_nonce`; no credential | [`Unauthenticated`](BuddyBossError::Unauthenticated) | no |
+//! | 403 `bp_rest_authorization_required` (not a participant, or no such thread) | [`Forbidden`](BuddyBossError::Forbidden) | no |
+//! | 400 `bp_rest_messages_empty_message`, `bp_rest_empty_recipients`, …; a non-numeric id (`invalid_id`, no request made) | [`Invalid`](BuddyBossError::Invalid) | no |
+//! | 500 `bp_rest_messages_create_failed` (unknown recipient, not friends, blocked) | [`Refused`](BuddyBossError::Refused) | no |
+//! | other 5xx, 429, timeout, connection refused, an unconfirmed send (`send_unconfirmed`) | [`Unavailable`](BuddyBossError::Unavailable) | yes |
+//! | a body that is not what BuddyBoss documents, `rest_no_route` | [`Protocol`](BuddyBossError::Protocol) | yes (per [`SiteErrorKind::retryable`](bbrt_protocol::api::SiteErrorKind::retryable)) |
+//!
+//! Reads (`GET`) are retried with backoff a bounded number of times when the site is
+//! unavailable; writes never are. A `POST` whose outcome is unknown (a timeout after the
+//! request went out, a reset connection, a gateway error, an unreadable success body) is
+//! reconciled by reading the thread before returning: if the message is there (same
+//! sender, same text, recent), the send succeeded; otherwise it is `Unavailable`
+//! (`send_unconfirmed`) and safe to retry.
+#![warn(missing_docs)]
+
+mod credential;
+mod error;
+mod http;
+mod memory;
+pub mod text;
+mod time;
+
+#[cfg(feature = "fake-site")]
+pub mod fake;
+
+use async_trait::async_trait;
+use bbrt_protocol::api::{
+    ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+};
+use bbrt_protocol::ids::{ThreadId, UserId};
+
+pub use credential::{AuthScheme, Credential};
+pub use error::BuddyBossError;
+pub use http::{ApiRoot, Config, HttpBuddyBoss};
+pub use memory::MemoryBuddyBoss;
+
+/// The site, as bbrt needs it. Implemented by [`HttpBuddyBoss`] (a real BuddyBoss site)
+/// and [`MemoryBuddyBoss`] (the embedded development site).
+///
+/// `credential` is `None` when the client presented none: [`MemoryBuddyBoss`] does not
+/// need one; [`HttpBuddyBoss`] answers [`BuddyBossError::Unauthenticated`]
+/// (`missing_credential`) without calling the site.
+#[async_trait]
+pub trait BuddyBoss: Send + Sync + 'static {
+    /// Who the credential belongs to. `claimed_user` is the client's `userId` (trusted only
+    /// by the embedded site, without a credential); `current_user` is who the connection
+    /// already is (the embedded site gives a non-`dev:` token that identity).
+    async fn verify(
+        &self,
+        credential: Option<&Credential>,
+        claimed_user: Option<&UserId>,
+        current_user: Option<&UserId>,
+    ) -> Result<SiteUser, BuddyBossError>;
+
+    /// The participants of `thread` as `user` sees them. `join` is an explicit
+    /// `join_thread`: the embedded site creates the thread or adds the user; a real site
+    /// only checks membership (403 [`BuddyBossError::Forbidden`] for a non-participant or
+    /// a thread that does not exist).
+    async fn participants(
+        &self,
+        credential: Option<&Credential>,
+        user: &UserId,
+        thread: &ThreadId,
+        join: bool,
+    ) -> Result<ThreadInfo, BuddyBossError>;
+
+    /// Stores `text` from `sender`: a reply in `thread`, or, without one, a new thread
+    /// with `recipients` (BuddyBoss reuses an existing thread with the same participants).
+    async fn send(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+    ) -> Result<StoredMessage, BuddyBossError>;
+
+    /// The newest message from `sender` with this `text` stored at or after
+    /// `since_unix_secs`, in `thread` (or, without one, in a recent thread with
+    /// `recipients`); for reconciling a send whose outcome is unknown.
+    async fn find_recent(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        since_unix_secs: i64,
+    ) -> Result<Option<StoredMessage>, BuddyBossError>;
+
+    /// Marks `thread` read for `user`.
+    async fn mark_read(
+        &self,
+        credential: Option<&Credential>,
+        user: &UserId,
+        thread: &ThreadId,
+    ) -> Result<(), BuddyBossError>;
+}
+
+/// Performs one of the Hub's [`ApiRequest`]s against `site`; the server's executor calls
+/// this with the credential it resolved from the request's `CredentialId` (`None` when it
+/// has none: a site that needs one answers `Unauthenticated`).
+pub async fn perform(
+    site: &dyn BuddyBoss,
+    request: &ApiRequest,
+    credential: Option<&Credential>,
+) -> Result<ApiResponse, SiteError> {
+    let result = match request {
+        ApiRequest::Verify {
+            claimed_user,
+            current_user,
+            ..
+        } => site
+            .verify(credential, claimed_user.as_ref(), current_user.as_ref())
+            .await
+            .map(ApiResponse::User),
+        ApiRequest::Participants {
+            user, thread, join, ..
+        } => site
+            .participants(credential, user, thread, *join)
+            .await
+            .map(ApiResponse::Participants),
+        ApiRequest::Send {
+            sender,
+            thread,
+            recipients,
+            text,
+            client_message_id,
+            ..
+        } => {
+            tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
+            site.send(credential, sender, thread.as_ref(), recipients, text)
+                .await
+                .map(ApiResponse::Stored)
+        }
+        ApiRequest::MarkRead { user, thread, .. } => site
+            .mark_read(credential, user, thread)
+            .await
+            .map(|()| ApiResponse::MarkedRead),
+        other => {
+            return Err(SiteError::new(
+                SiteErrorKind::Protocol,
+                "unsupported_request",
+                format!("bbrt-buddyboss does not know the request {}", other.name()),
+            ));
+        }
+    };
+    result.map_err(SiteError::from)
+}
