@@ -33,8 +33,9 @@ pub enum ApiRequest {
     /// `join` is the client's explicit `join_thread`: the embedded site creates the thread
     /// or adds the user; a real site only checks membership.
     Participants {
-        /// Whose view of the thread.
-        credential: CredentialId,
+        /// Whose view of the thread (`None` for a connection identified by a bare
+        /// `userId`, which only the embedded site accepts).
+        credential: Option<CredentialId>,
         /// The credential's user (the embedded site needs it; a real site re-derives it).
         user: UserId,
         /// The thread.
@@ -44,8 +45,8 @@ pub enum ApiRequest {
     },
     /// Store a message: a reply in `thread`, or a new thread with `recipients`.
     Send {
-        /// The sender's credential.
-        credential: CredentialId,
+        /// The sender's credential (`None`: see [`ApiRequest::Participants`]).
+        credential: Option<CredentialId>,
         /// The sender (the embedded site needs it; a real site re-derives it).
         sender: UserId,
         /// The thread to reply in; `None` starts (or, as BuddyBoss does, reuses) a thread
@@ -60,8 +61,8 @@ pub enum ApiRequest {
     },
     /// Mark a thread read for the credential's user.
     MarkRead {
-        /// The reader's credential.
-        credential: CredentialId,
+        /// The reader's credential (`None`: see [`ApiRequest::Participants`]).
+        credential: Option<CredentialId>,
         /// The reader.
         user: UserId,
         /// The thread.
@@ -73,10 +74,10 @@ impl ApiRequest {
     /// The credential this request is made with, if any.
     pub fn credential(&self) -> Option<CredentialId> {
         match self {
-            Self::Verify { credential, .. } => *credential,
-            Self::Participants { credential, .. }
+            Self::Verify { credential, .. }
+            | Self::Participants { credential, .. }
             | Self::Send { credential, .. }
-            | Self::MarkRead { credential, .. } => Some(*credential),
+            | Self::MarkRead { credential, .. } => *credential,
         }
     }
 

@@ -1,0 +1,260 @@
+//! What crosses between nodes (broker publications) and what needs global agreement
+//! (coordination requests).
+//!
+//! The Hub decides what crosses; the broker (in-process or Redis) only carries it. A
+//! publication is applied by every node but its origin. Frames cross already encoded, so a
+//! node delivers them without re-encoding.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Hub, PendingCoord};
+use crate::ids::{CallId, ClientMessageId, CoordRequestId, DeviceRef, MessageId, NodeId, ThreadId, UserId};
+
+/// A publication from one node to the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMessage {
+    /// The node that published it; that node ignores it when it comes back.
+    pub origin: NodeId,
+    /// What happened.
+    pub event: BrokerEvent,
+}
+
+impl BrokerMessage {
+    /// JSON for a broker that carries bytes (Redis).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("broker messages always serialize")
+    }
+
+    /// Parses [`BrokerMessage::to_json`] output.
+    ///
+    /// # Errors
+    /// When `bytes` are not a broker message of this version.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// The state of a call, as replicated to every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSnapshot {
+    /// The call.
+    pub call: CallId,
+    /// The thread both parties share.
+    pub thread: ThreadId,
+    /// Who called.
+    pub caller: UserId,
+    /// The caller's device.
+    pub caller_device: DeviceRef,
+    /// Who is called.
+    pub callee: UserId,
+}
+
+/// An event published to the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BrokerEvent {
+    /// Deliver `frame` to every local connection of `users`.
+    Deliver {
+        /// Recipients.
+        users: Vec<UserId>,
+        /// The encoded server frame.
+        #[serde(with = "frame_text")]
+        frame: Bytes,
+    },
+    /// A user's first connection on the origin opened, or its last closed.
+    Presence {
+        /// The user.
+        user: UserId,
+        /// Online on the origin node.
+        online: bool,
+    },
+    /// The origin's complete set of online users (answer to [`BrokerEvent::SyncRequest`],
+    /// and sent periodically by the driver through [`Hub::presence_snapshot`]).
+    PresenceSnapshot {
+        /// Users online on the origin.
+        users: Vec<UserId>,
+    },
+    /// The origin (re)started and wants everyone's presence and calls.
+    SyncRequest,
+    /// A call rings the callee's devices.
+    CallRing(CallSnapshot),
+    /// Deliver a call frame to the callee's devices that are ringing for `call`.
+    CallToRinging {
+        /// The call.
+        call: CallId,
+        /// The encoded frame.
+        #[serde(with = "frame_text")]
+        frame: Bytes,
+    },
+    /// Deliver a call frame to one device.
+    CallToDevice {
+        /// The call.
+        call: CallId,
+        /// The device.
+        device: DeviceRef,
+        /// The encoded frame.
+        #[serde(with = "frame_text")]
+        frame: Bytes,
+    },
+    /// A callee device won the answer.
+    CallAnswered {
+        /// The call.
+        call: CallId,
+        /// The device that answered.
+        device: DeviceRef,
+    },
+    /// A bound device of the call is now another connection of the same user.
+    CallRebound {
+        /// The call.
+        call: CallId,
+        /// The user whose device changed.
+        user: UserId,
+        /// The new device.
+        device: DeviceRef,
+    },
+    /// The call is over.
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// Why, as on the wire.
+        reason: crate::wire::EndReason,
+    },
+}
+
+/// A request that needs agreement among all nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CoordRequest {
+    /// Claim a `clientMessageId` before posting. Answered with
+    /// [`CoordResponse::Claimed`], or [`CoordResponse::Done`] when that send already
+    /// completed (the coordinator waits while another node holds it in flight).
+    ClaimSend {
+        /// The sender.
+        user: UserId,
+        /// The client's id.
+        client_message_id: ClientMessageId,
+    },
+    /// Record the outcome of a claimed send: its receipt, or `None` to release the claim
+    /// (the send failed and may be retried).
+    FinishSend {
+        /// The sender.
+        user: UserId,
+        /// The client's id.
+        client_message_id: ClientMessageId,
+        /// The stored message, if it was stored.
+        receipt: Option<SendReceipt>,
+    },
+    /// Claim the answer of a ringing call for a device. Answered with
+    /// [`CoordResponse::Won`] for the first claim and [`CoordResponse::Lost`] after.
+    ClaimAnswer {
+        /// The call.
+        call: CallId,
+        /// The device that wants to answer.
+        device: DeviceRef,
+    },
+}
+
+/// The answer to a [`CoordRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CoordResponse {
+    /// The send is yours to perform.
+    Claimed,
+    /// The send already completed.
+    Done(SendReceipt),
+    /// This device answers the call.
+    Won,
+    /// Another device answered first.
+    Lost,
+    /// Recorded.
+    Ok,
+    /// The coordinator is unreachable.
+    Unavailable,
+}
+
+/// Where a completed send was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendReceipt {
+    /// The stored message.
+    pub id: MessageId,
+    /// Its thread.
+    pub thread: ThreadId,
+}
+
+mod frame_text {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(frame: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = std::str::from_utf8(frame).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        String::deserialize(deserializer).map(Bytes::from)
+    }
+}
+
+impl Hub {
+    pub(super) fn broker(&mut self, now: Instant, message: BrokerMessage) {
+        if message.origin == self.config.node_id {
+            return;
+        }
+        let origin = message.origin;
+        match message.event {
+            BrokerEvent::Deliver { users, frame } => {
+                let conns = self.conns_of(&users);
+                self.deliver(conns, frame);
+            }
+            BrokerEvent::Presence { user, online } => self.remote_presence(&origin, user, online),
+            BrokerEvent::PresenceSnapshot { users } => self.remote_snapshot(&origin, users),
+            BrokerEvent::SyncRequest => {
+                let users = self.users.keys().cloned().collect::<std::collections::BTreeSet<_>>();
+                self.publish(BrokerEvent::PresenceSnapshot { users: users.into_iter().collect() });
+                self.publish_own_calls();
+            }
+            BrokerEvent::CallRing(snapshot) => self.remote_call_ring(now, snapshot),
+            BrokerEvent::CallToRinging { call, frame } => self.deliver_to_ringing(&call, frame),
+            BrokerEvent::CallToDevice { device, frame, .. } => self.deliver_to_device(&device, frame),
+            BrokerEvent::CallAnswered { call, device } => self.apply_answered(now, &call, device),
+            BrokerEvent::CallRebound { call, user, device } => self.apply_rebound(&call, &user, device),
+            BrokerEvent::CallEnded { call, reason } => self.apply_ended(&call, reason),
+        }
+    }
+
+    pub(super) fn node_down(&mut self, now: Instant, node: &NodeId) {
+        if *node == self.config.node_id {
+            return;
+        }
+        let users: Vec<UserId> =
+            self.remote_online.iter().filter(|(_, nodes)| nodes.contains(node)).map(|(u, _)| u.clone()).collect();
+        for user in users {
+            self.remote_presence(node, user, false);
+        }
+        self.calls_node_down(now, node);
+    }
+
+    /// This node's online users, for the driver to publish periodically (a heartbeat that
+    /// heals lost presence publications).
+    pub fn presence_snapshot(&mut self) {
+        let users = self.users.keys().cloned().collect::<std::collections::BTreeSet<_>>();
+        self.publish(BrokerEvent::PresenceSnapshot { users: users.into_iter().collect() });
+    }
+
+    /// Asks the other nodes for their presence and calls (call once at start-up).
+    pub fn request_sync(&mut self) {
+        self.publish(BrokerEvent::SyncRequest);
+    }
+
+    pub(super) fn coord_result(&mut self, now: Instant, id: CoordRequestId, result: CoordResponse) {
+        let Some(pending) = self.coord_pending.remove(&id) else { return };
+        match pending {
+            PendingCoord::ClaimSend(key) => self.claim_send_result(now, key, result),
+            PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(now, pending, result),
+            PendingCoord::Ignore => {}
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! The call lifecycle (norms from Matrix VoIP).
+//!
+//! - `call_initiated`, or an `offer` with no call (an implicit invite), rings every device
+//!   of the callee; before an answer, the caller's offer and ICE candidates go to every
+//!   ringing device.
+//! - The first device to accept (`call_accepted` or an `answer`) wins, through
+//!   [`CoordRequest::ClaimAnswer`]; the callee's other devices get `call_ended`
+//!   `answered_elsewhere`. From then on signaling flows only between the two bound devices;
+//!   a later `offer` is a renegotiation.
+//! - `call_rejected` stops ringing everywhere; the caller cancels with `call_ended` before an
+//!   answer; nobody answering within the ring timeout ends it with `timeout`; a callee already
+//!   in another call makes it `busy`; two users calling each other in the same thread at once
+//!   (glare) keep the call with the lesser id; a bound device that disconnects ends the call
+//!   after a grace period unless the same user comes back and signals from a new device.
+//! - Both parties must share the thread; `senderId` is never trusted: the peer is whichever
+//!   of `recipientId`/`senderId` is not the verified sender.
+//!
+//! Every node keeps a replica of every call it hears of; the caller's node owns the ring
+//! timer, the node of a disconnected device owns its grace timer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::timer::TimerKey;
+use super::{BrokerEvent, CallSnapshot, CoordRequest, CoordResponse, Hub, PendingCoord};
+use crate::ids::{CallId, ConnId, DeviceRef, NodeId, ThreadId, UserId};
+use crate::wire::{
+    Ack, CallControl, CallEnded, CallEvent, ClientFrame, ClientMessage, EndReason, ErrorCode, Payload, RequestId,
+    ServerMessage,
+};
+
+/// A call as this node knows it.
+#[derive(Debug)]
+struct Call {
+    snapshot: CallSnapshot,
+    /// The callee's device, once answered.
+    callee_device: Option<DeviceRef>,
+    /// Local connections of the callee ringing for this call.
+    ringing: BTreeSet<ConnId>,
+    /// A bound device disconnected: the user whose device is missing.
+    orphaned: Option<UserId>,
+}
+
+impl Call {
+    fn answered(&self) -> bool {
+        self.callee_device.is_some()
+    }
+
+    fn involves(&self, user: &UserId) -> bool {
+        self.snapshot.caller == *user || self.snapshot.callee == *user
+    }
+}
+
+/// All calls this node knows of.
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    calls: BTreeMap<CallId, Call>,
+    next_id: u64,
+}
+
+impl Calls {
+    pub(super) fn len(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+/// A local device's claim to answer, waiting for the coordinator.
+#[derive(Debug)]
+pub(super) struct PendingAnswer {
+    call: CallId,
+    conn: ConnId,
+    request_id: Option<RequestId>,
+    /// The `answer` frame to relay to the caller if the claim wins.
+    answer: Option<Payload>,
+}
+
+/// What a call frame asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Initiate,
+    Offer,
+    Answer,
+    Candidate,
+    Accept,
+    Reject,
+    End,
+}
+
+/// Where a signaling frame goes.
+enum Target {
+    Ringing,
+    Device(DeviceRef),
+}
+
+impl Hub {
+    fn device(&self, conn: ConnId) -> DeviceRef {
+        DeviceRef { node: self.config.node_id.clone(), conn: conn.0 }
+    }
+
+    fn local_conn(&self, device: &DeviceRef) -> Option<ConnId> {
+        (device.node == self.config.node_id).then_some(ConnId(device.conn))
+    }
+
+    /// A call frame from a verified user. Returns `true` if it must wait for the site.
+    pub(super) fn call_frame(&mut self, now: Instant, conn: ConnId, user: &UserId, frame: &ClientFrame) -> bool {
+        let request_id = frame.request_id.clone();
+        let (control, action, payload) = match &frame.message {
+            ClientMessage::CallInitiated(c) => (c.clone(), Action::Initiate, None),
+            ClientMessage::Offer(o) => (o.control(), Action::Offer, Some(o.offer.clone())),
+            ClientMessage::Answer(a) => (a.control(), Action::Answer, Some(a.answer.clone())),
+            ClientMessage::IceCandidate(i) => (i.control(), Action::Candidate, Some(i.candidate.clone())),
+            ClientMessage::CallAccepted(c) => (c.clone(), Action::Accept, None),
+            ClientMessage::CallRejected(c) => (c.clone(), Action::Reject, None),
+            ClientMessage::CallEnded(c) => (c.clone(), Action::End, None),
+            _ => return false,
+        };
+        let peer = resolve_peer(user, &control);
+        if let Some(call) = self.find_call(user, peer.as_ref(), &control) {
+            let glare = matches!(action, Action::Initiate | Action::Offer)
+                && self.calls.calls.get(&call).is_some_and(|c| c.snapshot.callee == *user && !c.answered());
+            if !glare {
+                self.call_action(now, conn, user, &call, action, payload, request_id);
+                return false;
+            }
+        }
+        let Some(peer) = peer else {
+            let text = "call frames need a recipientId other than yourself";
+            self.error(conn, ErrorCode::MissingRecipient, text, request_id);
+            return false;
+        };
+        if !matches!(action, Action::Initiate | Action::Offer) {
+            if self.is_online(&peer) {
+                self.error(conn, ErrorCode::NotInCall, "no call with this user", request_id);
+            } else {
+                self.error(conn, ErrorCode::RecipientOffline, "Recipient is not connected", request_id);
+            }
+            return false;
+        }
+        let Some(thread) = control.thread_id.clone() else {
+            self.error(conn, ErrorCode::MissingRecipient, "a call needs a threadId", request_id);
+            return false;
+        };
+        match self.require_member(now, conn, user, &thread, request_id.as_ref()) {
+            None => return false,
+            Some(true) => return true,
+            Some(false) => {}
+        }
+        if !self.threads.get(&thread).is_some_and(|t| t.participants.contains(&peer)) {
+            self.error(conn, ErrorCode::Forbidden, "the recipient is not a participant of this thread", request_id);
+            return false;
+        }
+        if !self.is_online(&peer) {
+            self.error(conn, ErrorCode::RecipientOffline, "Recipient is not connected", request_id);
+            return false;
+        }
+        if !self.allow_invite(now, user) {
+            self.error(conn, ErrorCode::RateLimited, "too many calls; wait a minute", request_id);
+            return false;
+        }
+        let call = match control.call_id.clone() {
+            Some(id) if !self.calls.calls.contains_key(&id) => id,
+            _ => self.new_call_id(),
+        };
+        if let Some(existing) = self.glare_with(user, &peer, &thread) {
+            if existing < call {
+                // Their call survives; ours never rings.
+                let ended = CallEnded { call_id: call.clone(), thread_id: thread, reason: EndReason::Glare };
+                self.send_one(conn, &ServerMessage::CallEnded(ended));
+                self.ack_if_asked(conn, request_id, Ack { call_id: Some(existing), ..Ack::default() });
+                return false;
+            }
+            self.end_call(&existing, EndReason::Glare);
+        }
+        if self.calls.calls.values().any(|c| c.involves(user)) {
+            self.error(conn, ErrorCode::CallInProgress, "you are already in a call", request_id);
+            return false;
+        }
+        if self.calls.calls.values().any(|c| c.involves(&peer)) {
+            let ended = CallEnded { call_id: call.clone(), thread_id: thread, reason: EndReason::Busy };
+            self.send_one(conn, &ServerMessage::CallEnded(ended));
+            self.ack_if_asked(conn, request_id, Ack { call_id: Some(call), ..Ack::default() });
+            return false;
+        }
+        let snapshot = CallSnapshot {
+            call: call.clone(),
+            thread,
+            caller: user.clone(),
+            caller_device: self.device(conn),
+            callee: peer,
+        };
+        self.start_ringing(snapshot.clone());
+        self.publish(BrokerEvent::CallRing(snapshot));
+        self.timers.set(TimerKey::CallRing(call.clone()), now + self.config.ring_timeout);
+        if let (Action::Offer, Some(payload)) = (action, payload) {
+            self.signal(&call, user, Action::Offer, payload, Target::Ringing);
+        }
+        self.ack_if_asked(conn, request_id, Ack { call_id: Some(call), ..Ack::default() });
+        false
+    }
+
+    fn new_call_id(&mut self) -> CallId {
+        loop {
+            self.calls.next_id += 1;
+            let id = format!("{}-{}", self.config.node_id, self.calls.next_id);
+            let id = CallId::new(&id).expect("a node id plus a counter is a valid id");
+            if !self.calls.calls.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn allow_invite(&mut self, now: Instant, user: &UserId) -> bool {
+        let limit = self.config.invites_per_minute;
+        let Some(local) = self.users.get_mut(user) else { return false };
+        while local.invites.front().is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(60)) {
+            local.invites.pop_front();
+        }
+        if local.invites.len() >= limit {
+            return false;
+        }
+        local.invites.push_back(now);
+        true
+    }
+
+    /// The call this frame is about: by `callId` if the user is a party, else the call
+    /// between the user and the peer (in the thread, if given).
+    fn find_call(&self, user: &UserId, peer: Option<&UserId>, control: &CallControl) -> Option<CallId> {
+        if let Some(id) = &control.call_id
+            && let Some(call) = self.calls.calls.get(id)
+        {
+            return call.involves(user).then(|| id.clone());
+        }
+        let peer = peer?;
+        self.calls
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.involves(user)
+                    && c.involves(peer)
+                    && control.thread_id.as_ref().is_none_or(|t| *t == c.snapshot.thread)
+            })
+            .map(|(id, _)| id.clone())
+    }
+
+    /// A ringing call from `peer` to `user` in `thread`: calling back now is glare.
+    fn glare_with(&self, user: &UserId, peer: &UserId, thread: &ThreadId) -> Option<CallId> {
+        self.calls
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.snapshot.caller == *peer && c.snapshot.callee == *user && c.snapshot.thread == *thread && !c.answered()
+            })
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Adds the call to the replica and rings the callee's local devices.
+    fn start_ringing(&mut self, snapshot: CallSnapshot) {
+        let ringing: BTreeSet<ConnId> = self.conns_of([&snapshot.callee]).into_iter().collect();
+        let frame = ServerMessage::CallInitiated(CallEvent {
+            call_id: snapshot.call.clone(),
+            sender_id: snapshot.caller.clone(),
+            recipient_id: snapshot.callee.clone(),
+            thread_id: snapshot.thread.clone(),
+        })
+        .encode();
+        self.deliver(ringing.iter().copied().collect(), frame);
+        let call = snapshot.call.clone();
+        self.calls.calls.insert(call, Call { snapshot, callee_device: None, ringing, orphaned: None });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_action(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        id: &CallId,
+        action: Action,
+        payload: Option<Payload>,
+        request_id: Option<RequestId>,
+    ) {
+        let me = self.device(conn);
+        let Some(call) = self.calls.calls.get(id) else { return };
+        let is_caller = call.snapshot.caller == *user;
+        let answered = call.answered();
+        let ringing_here = call.ringing.contains(&conn);
+        // A party whose bound device vanished may resume from this one.
+        if call.orphaned.as_ref() == Some(user) {
+            let was = if is_caller { Some(call.snapshot.caller_device.clone()) } else { call.callee_device.clone() };
+            if was.as_ref() != Some(&me) {
+                self.apply_rebound(id, user, me.clone());
+                self.publish(BrokerEvent::CallRebound { call: id.clone(), user: user.clone(), device: me.clone() });
+            }
+        }
+        let Some(call) = self.calls.calls.get(id) else { return };
+        let bound_here =
+            call.snapshot.caller_device == me || call.callee_device.as_ref().is_some_and(|d| *d == me);
+        let other_device = if is_caller { call.callee_device.clone() } else { Some(call.snapshot.caller_device.clone()) };
+        let ack = Ack { call_id: Some(id.clone()), ..Ack::default() };
+        let not_in_call = |hub: &mut Self, text: &str| hub.error(conn, ErrorCode::NotInCall, text, request_id.clone());
+        match action {
+            Action::Initiate => {
+                self.error(conn, ErrorCode::CallInProgress, "this call already exists", request_id);
+            }
+            Action::Offer | Action::Candidate | Action::Answer if answered => {
+                if !bound_here {
+                    return not_in_call(self, "this device is not in the call");
+                }
+                let target = other_device.expect("an answered call has both devices");
+                self.signal(id, user, action, payload.expect("signal frames carry a payload"), Target::Device(target));
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Action::Offer | Action::Candidate if is_caller => {
+                if !bound_here {
+                    return not_in_call(self, "this device is not in the call");
+                }
+                self.signal(id, user, action, payload.expect("signal frames carry a payload"), Target::Ringing);
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Action::Candidate => {
+                if !ringing_here {
+                    return not_in_call(self, "this device is not ringing for the call");
+                }
+                let caller = self.calls.calls.get(id).map(|c| c.snapshot.caller_device.clone());
+                if let Some(caller) = caller {
+                    let payload = payload.expect("signal frames carry a payload");
+                    self.signal(id, user, action, payload, Target::Device(caller));
+                }
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Action::Offer => not_in_call(self, "answer the call before sending an offer"),
+            Action::Answer | Action::Accept => {
+                if answered || is_caller || !ringing_here {
+                    return not_in_call(self, "this device cannot answer the call");
+                }
+                let pending = PendingAnswer { call: id.clone(), conn, request_id, answer: payload };
+                self.coord(CoordRequest::ClaimAnswer { call: id.clone(), device: me }, PendingCoord::ClaimAnswer(pending));
+            }
+            Action::Reject => {
+                if answered || is_caller {
+                    return not_in_call(self, "only a ringing callee can reject");
+                }
+                self.end_call(id, EndReason::Rejected);
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Action::End => {
+                let reason = match (answered, is_caller) {
+                    (false, true) => EndReason::Cancelled,
+                    (false, false) => EndReason::Rejected,
+                    (true, _) if bound_here => EndReason::Hangup,
+                    (true, _) => return not_in_call(self, "this device is not in the call"),
+                };
+                self.end_call(id, reason);
+                self.ack_if_asked(conn, request_id, ack);
+            }
+        }
+        let _ = now;
+    }
+
+    /// Relays a WebRTC payload from `user`, stamped with the verified sender.
+    fn signal(&mut self, id: &CallId, user: &UserId, action: Action, payload: Payload, target: Target) {
+        let Some(call) = self.calls.calls.get(id) else { return };
+        let peer = if call.snapshot.caller == *user { call.snapshot.callee.clone() } else { call.snapshot.caller.clone() };
+        let (recipient_id, sender_id) = (Some(peer), Some(user.clone()));
+        let (thread_id, call_id) = (Some(call.snapshot.thread.clone()), Some(id.clone()));
+        let message = match action {
+            Action::Offer => {
+                ServerMessage::Offer(crate::wire::Offer { offer: payload, recipient_id, sender_id, thread_id, call_id })
+            }
+            Action::Answer => ServerMessage::Answer(crate::wire::Answer {
+                answer: payload,
+                recipient_id,
+                sender_id,
+                thread_id,
+                call_id,
+            }),
+            _ => ServerMessage::IceCandidate(crate::wire::IceCandidate {
+                candidate: payload,
+                recipient_id,
+                sender_id,
+                thread_id,
+                call_id,
+            }),
+        };
+        let frame = message.encode();
+        match target {
+            Target::Ringing => {
+                self.deliver_to_ringing(id, frame.clone());
+                self.publish(BrokerEvent::CallToRinging { call: id.clone(), frame });
+            }
+            Target::Device(device) => {
+                if self.local_conn(&device).is_some() {
+                    self.deliver_to_device(&device, frame);
+                } else {
+                    self.publish(BrokerEvent::CallToDevice { call: id.clone(), device, frame });
+                }
+            }
+        }
+    }
+
+    pub(super) fn deliver_to_ringing(&mut self, id: &CallId, frame: Bytes) {
+        let conns = self.calls.calls.get(id).map(|c| c.ringing.iter().copied().collect()).unwrap_or_default();
+        self.deliver(conns, frame);
+    }
+
+    pub(super) fn deliver_to_device(&mut self, device: &DeviceRef, frame: Bytes) {
+        if let Some(conn) = self.local_conn(device) {
+            self.deliver(vec![conn], frame);
+        }
+    }
+
+    pub(super) fn claim_answer_result(&mut self, now: Instant, pending: PendingAnswer, result: CoordResponse) {
+        let PendingAnswer { call: id, conn, request_id, answer } = pending;
+        let still_ringing = self.calls.calls.get(&id).is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
+        if result != CoordResponse::Won || !still_ringing {
+            if self.calls.calls.get_mut(&id).is_some_and(|c| c.ringing.remove(&conn)) {
+                let thread = self.calls.calls[&id].snapshot.thread.clone();
+                let ended = CallEnded { call_id: id.clone(), thread_id: thread, reason: EndReason::AnsweredElsewhere };
+                self.send_one(conn, &ServerMessage::CallEnded(ended));
+            }
+            self.error(conn, ErrorCode::NotInCall, "the call was answered elsewhere or ended", request_id);
+            return;
+        }
+        let me = self.device(conn);
+        let user = self.calls.calls[&id].snapshot.callee.clone();
+        self.apply_answered(now, &id, me.clone());
+        self.publish(BrokerEvent::CallAnswered { call: id.clone(), device: me });
+        if let Some(answer) = answer {
+            let caller = self.calls.calls[&id].snapshot.caller_device.clone();
+            self.signal(&id, &user, Action::Answer, answer, Target::Device(caller));
+        }
+        self.ack_if_asked(conn, request_id, Ack { call_id: Some(id), ..Ack::default() });
+    }
+
+    /// A callee device won: bind it, stop the others, tell the caller.
+    pub(super) fn apply_answered(&mut self, _now: Instant, id: &CallId, device: DeviceRef) {
+        let local_winner = self.local_conn(&device);
+        let Some(call) = self.calls.calls.get_mut(id) else { return };
+        call.callee_device = Some(device);
+        let losers: Vec<ConnId> = std::mem::take(&mut call.ringing).into_iter().filter(|c| Some(*c) != local_winner).collect();
+        let snapshot = call.snapshot.clone();
+        self.timers.cancel(&TimerKey::CallRing(id.clone()));
+        let ended = CallEnded { call_id: id.clone(), thread_id: snapshot.thread.clone(), reason: EndReason::AnsweredElsewhere };
+        self.deliver(losers, ServerMessage::CallEnded(ended).encode());
+        if let Some(caller) = self.local_conn(&snapshot.caller_device) {
+            let accepted = ServerMessage::CallAccepted(CallEvent {
+                call_id: id.clone(),
+                sender_id: snapshot.callee,
+                recipient_id: snapshot.caller,
+                thread_id: snapshot.thread,
+            });
+            self.send_one(caller, &accepted);
+        }
+    }
+
+    pub(super) fn apply_rebound(&mut self, id: &CallId, user: &UserId, device: DeviceRef) {
+        let Some(call) = self.calls.calls.get_mut(id) else { return };
+        if call.snapshot.caller == *user {
+            call.snapshot.caller_device = device;
+        } else if call.snapshot.callee == *user && call.answered() {
+            call.callee_device = Some(device);
+        }
+        if call.orphaned.as_ref() == Some(user) {
+            call.orphaned = None;
+            self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+        }
+    }
+
+    /// Ends a call here and everywhere.
+    fn end_call(&mut self, id: &CallId, reason: EndReason) {
+        if self.calls.calls.contains_key(id) {
+            self.apply_ended(id, reason);
+            self.publish(BrokerEvent::CallEnded { call: id.clone(), reason });
+        }
+    }
+
+    /// Forgets a call and tells every local device involved.
+    pub(super) fn apply_ended(&mut self, id: &CallId, reason: EndReason) {
+        let Some(call) = self.calls.calls.remove(id) else { return };
+        self.timers.cancel(&TimerKey::CallRing(id.clone()));
+        self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+        let mut conns: Vec<ConnId> = call.ringing.iter().copied().collect();
+        conns.extend(self.local_conn(&call.snapshot.caller_device));
+        conns.extend(call.callee_device.as_ref().and_then(|d| self.local_conn(d)));
+        let ended = CallEnded { call_id: id.clone(), thread_id: call.snapshot.thread, reason };
+        self.deliver(conns, ServerMessage::CallEnded(ended).encode());
+    }
+
+    pub(super) fn call_ring_timeout(&mut self, _now: Instant, id: &CallId) {
+        if self.calls.calls.get(id).is_some_and(|c| !c.answered()) {
+            self.end_call(id, EndReason::Timeout);
+        }
+    }
+
+    pub(super) fn call_grace_expired(&mut self, _now: Instant, id: &CallId) {
+        if self.calls.calls.get(id).is_some_and(|c| c.orphaned.is_some()) {
+            self.end_call(id, EndReason::Disconnected);
+        }
+    }
+
+    /// A local connection closed: stop ringing it; a bound device starts the grace period.
+    pub(super) fn calls_conn_closed(&mut self, now: Instant, conn: ConnId, user: Option<&UserId>) {
+        let me = self.device(conn);
+        let grace = self.config.call_grace;
+        let mut orphaned = Vec::new();
+        for (id, call) in &mut self.calls.calls {
+            call.ringing.remove(&conn);
+            let bound = call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
+            if bound && let Some(user) = user {
+                call.orphaned = Some(user.clone());
+                orphaned.push(id.clone());
+            }
+        }
+        for id in orphaned {
+            self.timers.set(TimerKey::CallGrace(id), now + grace);
+        }
+    }
+
+    /// A new connection of `user` was identified: ring it for calls still ringing.
+    pub(super) fn calls_user_connected(&mut self, _now: Instant, conn: ConnId, user: &UserId) {
+        let ringing: Vec<CallId> = self
+            .calls
+            .calls
+            .iter()
+            .filter(|(_, c)| c.snapshot.callee == *user && !c.answered())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ringing {
+            let Some(call) = self.calls.calls.get_mut(&id) else { continue };
+            call.ringing.insert(conn);
+            let event = CallEvent {
+                call_id: id.clone(),
+                sender_id: call.snapshot.caller.clone(),
+                recipient_id: call.snapshot.callee.clone(),
+                thread_id: call.snapshot.thread.clone(),
+            };
+            self.send_one(conn, &ServerMessage::CallInitiated(event));
+        }
+    }
+
+    /// Another node rings a call: ring local devices, and resolve glare with our own calls.
+    pub(super) fn remote_call_ring(&mut self, _now: Instant, snapshot: CallSnapshot) {
+        if self.calls.calls.contains_key(&snapshot.call) {
+            return;
+        }
+        let glare = self.glare_with(&snapshot.caller, &snapshot.callee, &snapshot.thread);
+        let incoming = snapshot.call.clone();
+        self.start_ringing(snapshot);
+        if let Some(ours) = glare {
+            // Both nodes apply the same rule; each ends its own call if it is the greater.
+            let loser = if ours < incoming { incoming } else { ours };
+            let owned = self.calls.calls.get(&loser).is_some_and(|c| c.snapshot.caller_device.node == self.config.node_id);
+            if owned {
+                self.end_call(&loser, EndReason::Glare);
+            }
+        }
+    }
+
+    /// A node is gone: calls with a device there end (every node does the same).
+    pub(super) fn calls_node_down(&mut self, _now: Instant, node: &NodeId) {
+        let dead: Vec<CallId> = self
+            .calls
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.snapshot.caller_device.node == *node || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            self.apply_ended(&id, EndReason::Disconnected);
+        }
+    }
+
+    /// Re-announces the calls this node owns (answer to a sync request).
+    pub(super) fn publish_own_calls(&mut self) {
+        let own: Vec<(CallSnapshot, Option<DeviceRef>)> = self
+            .calls
+            .calls
+            .values()
+            .filter(|c| c.snapshot.caller_device.node == self.config.node_id)
+            .map(|c| (c.snapshot.clone(), c.callee_device.clone()))
+            .collect();
+        for (snapshot, answered) in own {
+            let call = snapshot.call.clone();
+            self.publish(BrokerEvent::CallRing(snapshot));
+            if let Some(device) = answered {
+                self.publish(BrokerEvent::CallAnswered { call, device });
+            }
+        }
+    }
+}
+
+/// The peer of a call frame: whichever of `recipientId`/`senderId` is not the sender.
+fn resolve_peer(user: &UserId, control: &CallControl) -> Option<UserId> {
+    [&control.recipient_id, &control.sender_id].into_iter().flatten().find(|id| *id != user).cloned()
+}

@@ -1,0 +1,322 @@
+//! `send_message` (store through the site, then deliver), `clientMessageId` idempotency,
+//! per-(user, thread) ordering, and `mark_read`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use super::timer::TimerKey;
+use super::{BrokerEvent, CoordRequest, CoordResponse, Hub, PendingApi, PendingCoord, SendReceipt};
+use crate::api::{ApiRequest, SiteError, SiteErrorKind, StoredMessage};
+use crate::ids::{ClientMessageId, ConnId, CredentialId, ThreadId, UserId};
+use crate::wire::{Ack, ErrorCode, MessageEvent, ReadEvent, RequestId, SendMessage, ServerMessage};
+
+/// A `clientMessageId` is unique per sender.
+pub(super) type IdemKey = (UserId, ClientMessageId);
+
+/// Sends of one user to one thread (or to one recipient, for a new thread) go to the site
+/// one at a time, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct LaneKey {
+    user: UserId,
+    thread: Option<ThreadId>,
+    recipient: Option<UserId>,
+}
+
+/// A send waiting for its turn or for the site.
+#[derive(Debug)]
+struct PendingSend {
+    conn: ConnId,
+    request_id: Option<RequestId>,
+    credential: Option<CredentialId>,
+    thread: Option<ThreadId>,
+    recipient: Option<UserId>,
+    text: String,
+    client_message_id: Option<ClientMessageId>,
+}
+
+/// A duplicate of an in-flight send, waiting for its outcome.
+#[derive(Debug)]
+struct Waiter {
+    conn: ConnId,
+    request_id: Option<RequestId>,
+}
+
+/// All send state of a Hub.
+#[derive(Debug, Default)]
+pub(super) struct Sends {
+    lanes: HashMap<LaneKey, VecDeque<PendingSend>>,
+    pending_per_user: HashMap<UserId, usize>,
+    /// Sends with a `clientMessageId` between claim and outcome, with their duplicates.
+    in_flight: HashMap<IdemKey, Vec<Waiter>>,
+    /// Sends waiting for their claim to be granted.
+    claiming: HashMap<IdemKey, PendingSend>,
+    /// Recently completed sends, by `clientMessageId`.
+    done: HashMap<IdemKey, SendReceipt>,
+}
+
+impl Sends {
+    pub(super) fn forget_done(&mut self, key: &IdemKey) {
+        self.done.remove(key);
+    }
+
+    fn add_pending(&mut self, user: &UserId) {
+        *self.pending_per_user.entry(user.clone()).or_default() += 1;
+    }
+
+    fn remove_pending(&mut self, user: &UserId) {
+        if let Some(n) = self.pending_per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_per_user.remove(user);
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub(super) fn send_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        message: SendMessage,
+        request_id: Option<RequestId>,
+    ) {
+        if message.message.trim().is_empty() {
+            self.error(conn, ErrorCode::EmptyMessage, "message is empty", request_id);
+            return;
+        }
+        if message.thread_id.is_none() && message.recipient_id.is_none() {
+            self.error(conn, ErrorCode::MissingRecipient, "send_message needs a threadId or a recipientId", request_id);
+            return;
+        }
+        let pending_now = self.sends.pending_per_user.get(user).copied().unwrap_or(0);
+        if pending_now >= self.config.max_pending_sends_per_user {
+            self.error(conn, ErrorCode::TooManyPending, "too many messages waiting for the site", request_id);
+            return;
+        }
+        let send = PendingSend {
+            conn,
+            request_id,
+            credential: self.conn_credential(conn),
+            thread: message.thread_id,
+            recipient: message.recipient_id,
+            text: message.message,
+            client_message_id: message.client_message_id,
+        };
+        let Some(cmid) = send.client_message_id.clone() else {
+            self.enqueue_send(user, send);
+            return;
+        };
+        let key = (user.clone(), cmid.clone());
+        if let Some(receipt) = self.sends.done.get(&key).cloned() {
+            self.ack_send(send.conn, send.request_id, Some(cmid), &receipt);
+            return;
+        }
+        if let Some(waiters) = self.sends.in_flight.get_mut(&key) {
+            waiters.push(Waiter { conn: send.conn, request_id: send.request_id });
+            return;
+        }
+        let _ = now;
+        self.sends.in_flight.insert(key.clone(), Vec::new());
+        self.sends.add_pending(user);
+        self.sends.claiming.insert(key.clone(), send);
+        let request = CoordRequest::ClaimSend { user: user.clone(), client_message_id: cmid };
+        self.coord(request, PendingCoord::ClaimSend(key));
+    }
+
+    pub(super) fn claim_send_result(&mut self, now: Instant, key: IdemKey, response: CoordResponse) {
+        let Some(send) = self.sends.claiming.remove(&key) else { return };
+        self.sends.remove_pending(&key.0);
+        match response {
+            CoordResponse::Done(receipt) => {
+                self.ack_send(send.conn, send.request_id, Some(key.1.clone()), &receipt);
+                self.finish_idempotent(now, &key, Some(&receipt), false);
+            }
+            // Claimed, or the coordinator is unreachable: local deduplication still holds,
+            // and a reachable site beats refusing to send.
+            _ => self.enqueue_send(&key.0.clone(), send),
+        }
+    }
+
+    fn enqueue_send(&mut self, user: &UserId, send: PendingSend) {
+        let key = LaneKey {
+            user: user.clone(),
+            thread: send.thread.clone(),
+            recipient: if send.thread.is_none() { send.recipient.clone() } else { None },
+        };
+        self.sends.add_pending(user);
+        let lane = self.sends.lanes.entry(key.clone()).or_default();
+        lane.push_back(send);
+        if lane.len() == 1 {
+            self.start_lane(key);
+        }
+    }
+
+    fn start_lane(&mut self, key: LaneKey) {
+        let Some(send) = self.sends.lanes.get(&key).and_then(VecDeque::front) else { return };
+        let request = ApiRequest::Send {
+            credential: send.credential,
+            sender: key.user.clone(),
+            thread: send.thread.clone(),
+            recipients: send.recipient.iter().cloned().collect(),
+            text: send.text.clone(),
+            client_message_id: send.client_message_id.clone(),
+        };
+        self.api(request, PendingApi::Send(key));
+    }
+
+    pub(super) fn send_result(&mut self, now: Instant, key: LaneKey, result: Result<StoredMessage, SiteError>) {
+        let Some(lane) = self.sends.lanes.get_mut(&key) else { return };
+        let Some(send) = lane.pop_front() else { return };
+        let more = !lane.is_empty();
+        if !more {
+            self.sends.lanes.remove(&key);
+        }
+        self.sends.remove_pending(&key.user);
+        let idem = send.client_message_id.clone().map(|cmid| (key.user.clone(), cmid));
+        match result {
+            Ok(stored) => {
+                let receipt = SendReceipt { id: stored.id.clone(), thread: stored.thread.clone() };
+                self.deliver_stored(now, send.conn, stored, send.client_message_id.clone());
+                self.ack_send(send.conn, send.request_id, send.client_message_id, &receipt);
+                if let Some(idem) = idem {
+                    self.finish_idempotent(now, &idem, Some(&receipt), true);
+                }
+            }
+            Err(error) => {
+                self.site_error(send.conn, &error, send.request_id);
+                if let Some(idem) = &idem {
+                    let waiters = self.sends.in_flight.remove(idem).unwrap_or_default();
+                    for w in waiters {
+                        self.site_error(w.conn, &error, w.request_id);
+                    }
+                    let release = CoordRequest::FinishSend {
+                        user: idem.0.clone(),
+                        client_message_id: idem.1.clone(),
+                        receipt: None,
+                    };
+                    self.coord(release, PendingCoord::Ignore);
+                }
+                match error.kind {
+                    SiteErrorKind::Unauthenticated => {
+                        if let Some(credential) = send.credential {
+                            self.revoke(now, credential);
+                        }
+                    }
+                    SiteErrorKind::Forbidden => {
+                        if let Some(thread) = &send.thread {
+                            self.denied.insert((key.user.clone(), thread.clone()), now + self.config.participants_ttl);
+                            if let Some(state) = self.threads.get_mut(thread) {
+                                state.fetched_at = None;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if more {
+            self.start_lane(key);
+        }
+    }
+
+    /// Delivers a stored message to every connection of every participant, the sending
+    /// connection included, on this node and the others.
+    fn deliver_stored(
+        &mut self,
+        now: Instant,
+        sender_conn: ConnId,
+        stored: StoredMessage,
+        client_message_id: Option<ClientMessageId>,
+    ) {
+        let StoredMessage { id, thread, sender, text, html, sent_at, mut participants } = stored;
+        if !participants.contains(&sender) {
+            participants.push(sender.clone());
+        }
+        self.set_participants(now, &thread, participants.clone(), Some(id.clone()));
+        self.stop_typing(&sender, &thread);
+        let frame = ServerMessage::Message(MessageEvent {
+            id,
+            thread_id: thread,
+            sender_id: sender,
+            message: text,
+            html,
+            sent_at,
+            client_message_id,
+        })
+        .encode();
+        let mut conns = self.conns_of(&participants);
+        conns.push(sender_conn);
+        self.deliver(conns, frame.clone());
+        self.publish(BrokerEvent::Deliver { users: participants, frame });
+    }
+
+    fn ack_send(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        client_message_id: Option<ClientMessageId>,
+        receipt: &SendReceipt,
+    ) {
+        let ack = Ack {
+            request_id: None,
+            client_message_id,
+            id: Some(receipt.id.clone()),
+            thread_id: Some(receipt.thread.clone()),
+            call_id: None,
+        };
+        self.ack_if_asked(conn, request_id, ack);
+    }
+
+    /// A send with a `clientMessageId` completed: answer its duplicates, remember it.
+    fn finish_idempotent(&mut self, now: Instant, key: &IdemKey, receipt: Option<&SendReceipt>, record: bool) {
+        let waiters = self.sends.in_flight.remove(key).unwrap_or_default();
+        let Some(receipt) = receipt else { return };
+        for w in waiters {
+            self.ack_send(w.conn, w.request_id, Some(key.1.clone()), receipt);
+        }
+        self.sends.done.insert(key.clone(), receipt.clone());
+        self.timers.set(TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()), now + self.config.idempotency_ttl);
+        if record {
+            let finish = CoordRequest::FinishSend {
+                user: key.0.clone(),
+                client_message_id: key.1.clone(),
+                receipt: Some(receipt.clone()),
+            };
+            self.coord(finish, PendingCoord::Ignore);
+        }
+    }
+
+    pub(super) fn mark_read(&mut self, conn: ConnId, user: &UserId, thread: ThreadId, request_id: Option<RequestId>) {
+        let credential = self.conn_credential(conn);
+        let request = ApiRequest::MarkRead { credential, user: user.clone(), thread: thread.clone() };
+        self.api(request, PendingApi::MarkRead { conn, request_id, user: user.clone(), thread });
+    }
+
+    pub(super) fn mark_read_result(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        thread: ThreadId,
+        result: Result<(), SiteError>,
+    ) {
+        if let Err(error) = result {
+            self.site_error(conn, &error, request_id);
+            if error.kind == SiteErrorKind::Unauthenticated
+                && let Some(credential) = self.conn_credential(conn)
+            {
+                self.revoke(now, credential);
+            }
+            return;
+        }
+        let participants = self.participants(&thread);
+        let frame = ServerMessage::Read(ReadEvent { thread_id: thread.clone(), user_id: user }).encode();
+        let conns = self.conns_of(&participants);
+        self.deliver(conns, frame.clone());
+        self.publish(BrokerEvent::Deliver { users: participants, frame });
+        self.ack_if_asked(conn, request_id, Ack { thread_id: Some(thread), ..Ack::default() });
+    }
+}

@@ -1,0 +1,982 @@
+//! The Hub: a sans-IO state machine for connections, identities, threads, presence,
+//! typing, calls, acks and idempotency.
+//!
+//! # Contract
+//!
+//! The Hub is driven like quinn-proto or str0m. Its methods fall in four kinds:
+//!
+//! - **inputs**: [`Hub::handle`]`(now, input)` and [`Hub::handle_timeout`]`(now)`;
+//! - **outputs**: [`Hub::poll_output`] (frames to deliver, connections to close, site
+//!   requests, coordination requests, broker publications) and [`Hub::poll_timeout`];
+//! - **getters**: [`Hub::stats`], [`Hub::is_online`], [`Hub::next_timeout_reason`];
+//! - nothing else: no method does I/O, reads a clock or blocks.
+//!
+//! After every `handle*` call, drain `poll_output()` until it returns `None`, then read
+//! `poll_timeout()` and call `handle_timeout(now)` no later than that instant. A spurious
+//! early `handle_timeout` is a no-op. `now` must never go backwards.
+//!
+//! Every [`Output::Api`] and [`Output::Coord`] must be answered by exactly one
+//! [`Input::ApiResult`] / [`Input::CoordResult`] with the same id (timeouts and shutdown
+//! included: answer with an error).
+//!
+//! ```no_run
+//! # use std::time::Instant;
+//! # use bbrt_protocol::hub::{Hub, HubConfig, Input, Output};
+//! # fn next_input() -> Input { unimplemented!() }
+//! let mut hub = Hub::new(HubConfig::default());
+//! loop {
+//!     // Wait for the next input or for `hub.poll_timeout()`, whichever comes first.
+//!     hub.handle(Instant::now(), next_input());
+//!     hub.handle_timeout(Instant::now());
+//!     while let Some(output) = hub.poll_output() {
+//!         match output {
+//!             Output::Send { conns, frame } => { /* write `frame` to each connection */ }
+//!             Output::Close { conn, code } => { /* close with `code.code()` */ }
+//!             Output::Api { id, request } => { /* call the site; answer Input::ApiResult */ }
+//!             Output::Coord { id, request } => { /* answer Input::CoordResult */ }
+//!             Output::Publish(message) => { /* to the broker */ }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! # Routing rules
+//!
+//! - **Identity.** A connection is anonymous until a credential (from the upgrade, a
+//!   `user_connected`, or a `send_message` as the seed's React example does) is verified by
+//!   the site. While verification is in flight, later frames of that connection wait in
+//!   order (bounded by [`HubConfig::max_queued_per_conn`]) and are then replayed, or each
+//!   answered with an error carrying its `requestId`. `userId`/`senderId` in frames are never
+//!   trusted. Credentials are re-verified every [`HubConfig::credential_ttl`]; one the site
+//!   refuses closes its connections with close code 4001.
+//! - **Recipients.** `message` goes to every connection of every participant, the sending
+//!   connection included; `typing` to every connection of the other participants; `read` to
+//!   every connection of every participant; `user_connected`/`user_disconnected` by
+//!   [`PresenceScope`].
+//! - **Participants** are cached per thread for [`HubConfig::participants_ttl`], refreshed by
+//!   every join and every stored message; typing, calls and `mark_read` wait for the site
+//!   only when the cache is cold.
+//! - **Sends** are stored through the site first and delivered after; `ack` only when the
+//!   client asked (a `requestId` or `clientMessageId`); sends are serialized per (user,
+//!   thread); a `clientMessageId` is claimed through coordination, so a duplicate never
+//!   causes a second site call (a duplicate while the first is in flight waits for it).
+//! - **Typing** is forwarded at most once per (user, thread) every
+//!   [`HubConfig::typing_interval`] and expires after [`HubConfig::typing_expiry`].
+//! - **Calls** follow the lifecycle in `calls`: ring every device, first accept wins,
+//!   answered elsewhere, reject, cancel, timeout, busy, glare, renegotiation, disconnect
+//!   grace.
+//! - **Every frame that carries a `requestId` gets exactly one answer**: `ack`, `joined`,
+//!   `pong` or `error`.
+//!
+//! # Several nodes
+//!
+//! The Hub owns its local connections and learns about remote ones only through
+//! [`Input::Broker`]: presence, call state, and frames to deliver to local connections of
+//! given users. Everything it publishes carries its node id, and a node ignores its own
+//! publications, so nothing is delivered twice. Coordination that must be global
+//! (idempotency keys, first accept wins) leaves as [`Output::Coord`].
+
+mod broker;
+mod calls;
+mod identity;
+mod messages;
+mod presence;
+mod threads;
+mod timer;
+mod typing;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use self::broker::{BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendReceipt};
+use self::calls::Calls;
+use self::messages::Sends;
+use self::timer::{TimerKey, TimerTable};
+use self::typing::TypingState;
+use crate::api::{ApiRequest, ApiResponse, SiteError};
+use crate::ids::{ApiRequestId, CoordRequestId, ConnId, CredentialId, NodeId, ThreadId, UserId};
+use crate::wire::{
+    Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong, RequestId,
+    ServerMessage,
+};
+
+/// Who hears `user_connected` / `user_disconnected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresenceScope {
+    /// Connections that joined a thread in which the user is a participant (default: the
+    /// seed's broadcast to everyone is O(N²)).
+    #[default]
+    Threads,
+    /// Every connection, as the seed's server did; for small sites.
+    All,
+}
+
+/// Rules and limits. Every limit a client can hit has a default here.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// This node's id; prefixes call ids and tags broker publications.
+    pub node_id: NodeId,
+    /// Whether other nodes exist: without it nothing is published to the broker.
+    pub cluster: bool,
+    /// Who hears presence.
+    pub presence_scope: PresenceScope,
+    /// How long a thread's participants are trusted without asking the site again.
+    pub participants_ttl: Duration,
+    /// How often a credential in use is verified again.
+    pub credential_ttl: Duration,
+    /// Forward at most one `typing` per (user, thread) this often.
+    pub typing_interval: Duration,
+    /// A `typing` not refreshed within this becomes `typing: false`.
+    pub typing_expiry: Duration,
+    /// A call nobody answers ends after this.
+    pub ring_timeout: Duration,
+    /// A call whose bound device disconnected ends after this unless it comes back.
+    pub call_grace: Duration,
+    /// Frames that may wait behind a site request on one connection.
+    pub max_queued_per_conn: usize,
+    /// Threads one connection may join.
+    pub max_threads_per_conn: usize,
+    /// Verified connections one user may hold on this node.
+    pub max_conns_per_user: usize,
+    /// Anonymous connections per IP address; the oldest is evicted beyond it.
+    pub max_anonymous_per_ip: usize,
+    /// Anonymous connections in total; the oldest is evicted beyond it.
+    pub max_anonymous_total: usize,
+    /// Sustained frames per second per connection.
+    pub frame_rate: f64,
+    /// Burst of frames per connection above the sustained rate.
+    pub frame_burst: f64,
+    /// Over-limit frames in a row after which the connection is closed (4008).
+    pub close_after_violations: u32,
+    /// `call_initiated` (and implicit invites) per user per minute.
+    pub invites_per_minute: usize,
+    /// Sends of one user waiting for the site at once.
+    pub max_pending_sends_per_user: usize,
+    /// How long a completed `clientMessageId` is remembered locally.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            node_id: NodeId::new("n1").expect("a valid literal id"),
+            cluster: false,
+            presence_scope: PresenceScope::Threads,
+            participants_ttl: Duration::from_secs(60),
+            credential_ttl: Duration::from_secs(300),
+            typing_interval: Duration::from_secs(2),
+            typing_expiry: Duration::from_secs(5),
+            ring_timeout: Duration::from_secs(90),
+            call_grace: Duration::from_secs(10),
+            max_queued_per_conn: 32,
+            max_threads_per_conn: 100,
+            max_conns_per_user: 32,
+            max_anonymous_per_ip: 256,
+            max_anonymous_total: 10_000,
+            frame_rate: 50.0,
+            frame_burst: 100.0,
+            close_after_violations: 50,
+            invites_per_minute: 10,
+            max_pending_sends_per_user: 64,
+            idempotency_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Something that happened, for the Hub to act on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Input {
+    /// A WebSocket connection was upgraded.
+    Open {
+        /// Its handle (never reused).
+        conn: ConnId,
+        /// The client's address after trusted-proxy resolution.
+        ip: IpAddr,
+        /// A credential presented with the upgrade, if any.
+        credential: Option<CredentialId>,
+    },
+    /// A decoded client frame. The connection layer has already taken out the token and
+    /// put it in its credential store.
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// The frame, without its token.
+        frame: ClientFrame,
+        /// The credential the frame carried, if any.
+        credential: Option<CredentialId>,
+    },
+    /// A frame that could not be decoded.
+    Invalid {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        error: DecodeError,
+    },
+    /// The connection is gone (closed by either side). Idempotent.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The one answer to an [`Output::Api`].
+    ApiResult {
+        /// The request's id.
+        id: ApiRequestId,
+        /// The site's answer.
+        result: Result<ApiResponse, SiteError>,
+    },
+    /// The one answer to an [`Output::Coord`].
+    CoordResult {
+        /// The request's id.
+        id: CoordRequestId,
+        /// The coordinator's answer.
+        result: CoordResponse,
+    },
+    /// A publication from the broker (possibly this node's own; it is ignored).
+    Broker(BrokerMessage),
+    /// The broker lost a node: its users are offline, its calls' devices gone.
+    NodeDown {
+        /// The lost node.
+        node: NodeId,
+    },
+}
+
+/// Something for the driver to do.
+#[derive(Debug, Clone)]
+#[must_use]
+#[non_exhaustive]
+pub enum Output {
+    /// Write `frame` (an encoded [`ServerMessage`]) to each of `conns`.
+    Send {
+        /// Recipients, ascending, no duplicates.
+        conns: Vec<ConnId>,
+        /// The encoded frame, shared by all.
+        frame: Bytes,
+    },
+    /// Close the connection with `code`. The Hub has already forgotten it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// The close code.
+        code: CloseCode,
+    },
+    /// Perform a site request and answer with [`Input::ApiResult`].
+    Api {
+        /// Correlation id.
+        id: ApiRequestId,
+        /// What to ask.
+        request: ApiRequest,
+    },
+    /// Perform a coordination request and answer with [`Input::CoordResult`].
+    Coord {
+        /// Correlation id.
+        id: CoordRequestId,
+        /// What to ask.
+        request: CoordRequest,
+    },
+    /// Publish to every other node.
+    Publish(BrokerMessage),
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Connections not yet identified.
+    pub anonymous_connections: usize,
+    /// Identified connections.
+    pub verified_connections: usize,
+    /// Users with a verified connection on this node.
+    pub local_users_online: usize,
+    /// Users online on any node.
+    pub users_online: usize,
+    /// Calls this node knows of.
+    pub calls: usize,
+    /// Frames refused for the frame rate limit, since start.
+    pub rate_limited: u64,
+    /// Anonymous connections evicted, since start.
+    pub anonymous_evicted: u64,
+    /// Frames delivered to local connections (one per recipient), since start.
+    pub deliveries: u64,
+    /// Site requests waiting for their result.
+    pub api_in_flight: usize,
+}
+
+/// A frame waiting on its connection behind a site request.
+#[derive(Debug, Clone)]
+struct Queued {
+    frame: ClientFrame,
+    credential: Option<CredentialId>,
+}
+
+/// One local connection.
+#[derive(Debug)]
+struct Conn {
+    ip: IpAddr,
+    /// The verified user, once identified.
+    user: Option<UserId>,
+    /// Credentials verified as `user` on this connection.
+    credentials: Vec<CredentialId>,
+    /// Credentials the site refused on this connection.
+    rejected: Vec<CredentialId>,
+    /// Position in the anonymous eviction order, while anonymous.
+    anonymous_seq: Option<u64>,
+    /// Threads this connection joined.
+    joined: BTreeSet<ThreadId>,
+    /// Set while a site request this connection's next frame depends on is in flight.
+    blocked: bool,
+    /// Frames waiting behind it; the front one is the frame that blocked.
+    queue: VecDeque<Queued>,
+    /// Frame-rate token bucket.
+    tokens: f64,
+    last_refill: Instant,
+    violations: u32,
+}
+
+/// A local user: their verified connections on this node.
+#[derive(Debug, Default)]
+struct LocalUser {
+    conns: BTreeSet<ConnId>,
+    invites: VecDeque<Instant>,
+}
+
+/// A thread's cached participants and this node's connections that joined it.
+#[derive(Debug, Default)]
+struct ThreadState {
+    participants: BTreeSet<UserId>,
+    /// When the participants were last confirmed by the site; `None` if never.
+    fetched_at: Option<Instant>,
+    last_message: Option<crate::ids::MessageId>,
+    joiners: BTreeSet<ConnId>,
+}
+
+/// A verified credential in use on this node.
+#[derive(Debug)]
+struct CredentialState {
+    user: UserId,
+    conns: BTreeSet<ConnId>,
+    reverifying: bool,
+}
+
+/// What an in-flight site request was for.
+#[derive(Debug)]
+enum PendingApi {
+    Verify(identity::PendingVerify),
+    Participants { user: UserId, thread: ThreadId, join: bool },
+    Send(messages::LaneKey),
+    MarkRead { conn: ConnId, request_id: Option<RequestId>, user: UserId, thread: ThreadId },
+}
+
+/// What an in-flight coordination request was for.
+#[derive(Debug)]
+enum PendingCoord {
+    ClaimSend(messages::IdemKey),
+    ClaimAnswer(calls::PendingAnswer),
+    Ignore,
+}
+
+/// The routing state machine. See the [module docs](self) for the contract.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<UserId, LocalUser>,
+    threads: HashMap<ThreadId, ThreadState>,
+    /// Reverse index of cached participants: the threads each user is known to be in.
+    user_threads: HashMap<UserId, BTreeSet<ThreadId>>,
+    /// Users online on other nodes, and which nodes.
+    remote_online: HashMap<UserId, BTreeSet<NodeId>>,
+    credentials: HashMap<CredentialId, CredentialState>,
+    /// Anonymous connections in eviction order.
+    anonymous: BTreeMap<u64, ConnId>,
+    anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
+    next_anonymous_seq: u64,
+    /// Participant fetches in flight (user, thread, explicit join), and the connections
+    /// waiting on them.
+    fetching: HashMap<(UserId, ThreadId, bool), BTreeSet<ConnId>>,
+    /// (user, thread) pairs the site said are not members, until when.
+    denied: HashMap<(UserId, ThreadId), Instant>,
+    api_pending: HashMap<ApiRequestId, PendingApi>,
+    coord_pending: HashMap<CoordRequestId, PendingCoord>,
+    next_api: u64,
+    next_coord: u64,
+    sends: Sends,
+    typing: HashMap<(UserId, ThreadId), TypingState>,
+    calls: Calls,
+    timers: TimerTable,
+    outputs: VecDeque<Output>,
+    stats: HubStats,
+}
+
+impl Hub {
+    /// A Hub with no connections.
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            config,
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            threads: HashMap::new(),
+            user_threads: HashMap::new(),
+            remote_online: HashMap::new(),
+            credentials: HashMap::new(),
+            anonymous: BTreeMap::new(),
+            anonymous_by_ip: HashMap::new(),
+            next_anonymous_seq: 0,
+            fetching: HashMap::new(),
+            denied: HashMap::new(),
+            api_pending: HashMap::new(),
+            coord_pending: HashMap::new(),
+            next_api: 0,
+            next_coord: 0,
+            sends: Sends::default(),
+            typing: HashMap::new(),
+            calls: Calls::default(),
+            timers: TimerTable::default(),
+            outputs: VecDeque::new(),
+            stats: HubStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// Processes one input. Drain [`Hub::poll_output`] afterwards.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Open { conn, ip, credential } => self.open(now, conn, ip, credential),
+            Input::Frame { conn, frame, credential } => self.frame(now, conn, frame, credential),
+            Input::Invalid { conn, error } => self.invalid(now, conn, &error),
+            Input::Close { conn } => self.close(now, conn),
+            Input::ApiResult { id, result } => self.api_result(now, id, result),
+            Input::CoordResult { id, result } => self.coord_result(now, id, result),
+            Input::Broker(message) => self.broker(now, message),
+            Input::NodeDown { node } => self.node_down(now, &node),
+        }
+    }
+
+    /// Fires every timer due at `now`. Calling it early is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::TypingExpiry(user, thread) => self.typing_expired(now, user, thread),
+                TimerKey::CallRing(call) => self.call_ring_timeout(now, &call),
+                TimerKey::CallGrace(call) => self.call_grace_expired(now, &call),
+                TimerKey::Reverify(credential) => self.reverify(now, credential),
+                TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
+            }
+        }
+    }
+
+    /// The next thing for the driver to do, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] must be called next, if ever. Changes only after a
+    /// `handle*` call.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Why [`Hub::poll_timeout`] is what it is (for debugging).
+    pub fn next_timeout_reason(&self) -> Option<String> {
+        self.timers.next_key().map(|key| format!("{key:?}"))
+    }
+
+    /// Whether `user` has a verified connection on any node.
+    pub fn is_online(&self, user: &UserId) -> bool {
+        self.users.contains_key(user) || self.remote_online.contains_key(user)
+    }
+
+    /// Every user online on any node, ascending.
+    pub fn online_users(&self) -> Vec<UserId> {
+        let mut all: BTreeSet<UserId> = self.users.keys().cloned().collect();
+        all.extend(self.remote_online.keys().cloned());
+        all.into_iter().collect()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            anonymous_connections: self.conns.values().filter(|c| c.user.is_none()).count(),
+            verified_connections: self.conns.values().filter(|c| c.user.is_some()).count(),
+            local_users_online: self.users.len(),
+            users_online: self.online_users().len(),
+            calls: self.calls.len(),
+            api_in_flight: self.api_pending.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Whether `conn` is a live connection the Hub knows.
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// The user `conn` is verified as, if any.
+    pub fn user_of(&self, conn: ConnId) -> Option<&UserId> {
+        self.conns.get(&conn).and_then(|c| c.user.as_ref())
+    }
+
+    /// Timers pending (for tests and debugging).
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    // ----- connections -----
+
+    fn open(&mut self, now: Instant, conn: ConnId, ip: IpAddr, credential: Option<CredentialId>) {
+        if self.conns.contains_key(&conn) {
+            return;
+        }
+        let seq = self.next_anonymous_seq;
+        self.next_anonymous_seq += 1;
+        self.conns.insert(
+            conn,
+            Conn {
+                ip,
+                user: None,
+                credentials: Vec::new(),
+                rejected: Vec::new(),
+                anonymous_seq: Some(seq),
+                joined: BTreeSet::new(),
+                blocked: false,
+                queue: VecDeque::new(),
+                tokens: self.config.frame_burst,
+                last_refill: now,
+                violations: 0,
+            },
+        );
+        self.anonymous.insert(seq, conn);
+        self.anonymous_by_ip.entry(ip).or_default().insert(seq);
+        self.evict_anonymous(now, ip);
+        if let Some(credential) = credential
+            && self.conns.contains_key(&conn)
+        {
+            self.start_verify(now, conn, Some(credential), None, identity::VerifyOrigin::Upgrade);
+        }
+    }
+
+    /// Evicts the oldest anonymous connections beyond the per-IP and total caps.
+    fn evict_anonymous(&mut self, now: Instant, ip: IpAddr) {
+        loop {
+            let per_ip = self.anonymous_by_ip.get(&ip).map_or(0, BTreeSet::len);
+            let victim = if per_ip > self.config.max_anonymous_per_ip {
+                self.anonymous_by_ip.get(&ip).and_then(|s| s.first()).and_then(|seq| self.anonymous.get(seq))
+            } else if self.anonymous.len() > self.config.max_anonymous_total {
+                self.anonymous.values().next()
+            } else {
+                None
+            };
+            let Some(&victim) = victim else { break };
+            self.stats.anonymous_evicted += 1;
+            self.close_with(now, victim, CloseCode::AnonymousEvicted);
+        }
+    }
+
+    fn leave_anonymous(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if let Some(seq) = c.anonymous_seq.take() {
+            self.anonymous.remove(&seq);
+            if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
+                set.remove(&seq);
+                if set.is_empty() {
+                    self.anonymous_by_ip.remove(&c.ip);
+                }
+            }
+        }
+    }
+
+    /// Closes `conn` from the Hub's side: forget it now, tell the driver to close.
+    fn close_with(&mut self, now: Instant, conn: ConnId, code: CloseCode) {
+        if self.conns.contains_key(&conn) {
+            self.forget_conn(now, conn);
+            self.outputs.push_back(Output::Close { conn, code });
+        }
+    }
+
+    fn close(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.forget_conn(now, conn);
+        }
+    }
+
+    fn forget_conn(&mut self, now: Instant, conn: ConnId) {
+        self.leave_anonymous(conn);
+        let Some(c) = self.conns.remove(&conn) else { return };
+        for thread in &c.joined {
+            if let Some(t) = self.threads.get_mut(thread) {
+                t.joiners.remove(&conn);
+            }
+        }
+        for waiters in self.fetching.values_mut() {
+            waiters.remove(&conn);
+        }
+        for credential in &c.credentials {
+            let drop = self.credentials.get_mut(credential).is_some_and(|s| {
+                s.conns.remove(&conn);
+                s.conns.is_empty()
+            });
+            if drop {
+                self.credentials.remove(credential);
+                self.timers.cancel(&TimerKey::Reverify(*credential));
+            }
+        }
+        self.calls_conn_closed(now, conn, c.user.as_ref());
+        if let Some(user) = c.user {
+            let last = self.users.get_mut(&user).is_some_and(|u| {
+                u.conns.remove(&conn);
+                u.conns.is_empty()
+            });
+            if last {
+                self.users.remove(&user);
+                self.typing_user_gone(now, &user);
+                self.presence_changed(&user, false, true);
+            }
+        }
+    }
+
+    // ----- frames -----
+
+    fn frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame, credential: Option<CredentialId>) {
+        if !self.admit_frame(now, conn, frame.request_id.as_ref()) {
+            return;
+        }
+        self.enqueue(now, conn, Queued { frame, credential });
+    }
+
+    fn invalid(&mut self, now: Instant, conn: ConnId, error: &DecodeError) {
+        if !self.admit_frame(now, conn, error.request_id.as_ref()) {
+            return;
+        }
+        self.send_one(conn, &ServerMessage::Error(error.to_event()));
+    }
+
+    /// The frame-rate limit: `true` if the frame may be processed.
+    fn admit_frame(&mut self, now: Instant, conn: ConnId, request_id: Option<&RequestId>) -> bool {
+        let (rate, burst, close_after) =
+            (self.config.frame_rate, self.config.frame_burst, self.config.close_after_violations);
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let elapsed = now.saturating_duration_since(c.last_refill).as_secs_f64();
+        c.tokens = (c.tokens + elapsed * rate).min(burst);
+        c.last_refill = now;
+        if c.tokens >= 1.0 {
+            c.tokens -= 1.0;
+            c.violations = 0;
+            return true;
+        }
+        c.violations += 1;
+        self.stats.rate_limited += 1;
+        if c.violations > close_after {
+            self.close_with(now, conn, CloseCode::RateLimited);
+        } else {
+            self.error(conn, ErrorCode::RateLimited, "too many frames; slow down", request_id.cloned());
+        }
+        false
+    }
+
+    fn enqueue(&mut self, now: Instant, conn: ConnId, item: Queued) {
+        let max = self.config.max_queued_per_conn;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.blocked {
+            if c.queue.len() > max {
+                let request_id = item.frame.request_id.clone();
+                self.error(conn, ErrorCode::QueueFull, "too many requests waiting on this connection", request_id);
+            } else {
+                c.queue.push_back(item);
+            }
+            return;
+        }
+        c.queue.push_back(item);
+        self.drain(now, conn);
+    }
+
+    /// Processes queued frames of `conn` until one blocks on the site or none is left.
+    fn drain(&mut self, now: Instant, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            if c.blocked {
+                return;
+            }
+            let Some(item) = c.queue.pop_front() else { return };
+            if let Some(blocked) = self.dispatch(now, conn, item) {
+                // The frame waits for a site answer: put it back in front.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.queue.push_front(blocked);
+                    c.blocked = true;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Unblocks `conn` and replays its queue.
+    fn unblock(&mut self, now: Instant, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.blocked = false;
+        }
+        self.drain(now, conn);
+    }
+
+    /// Unblocks `conn` after answering its blocked front frame with an error.
+    fn fail_blocked(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.blocked = false;
+        if let Some(item) = c.queue.pop_front() {
+            self.error(conn, code, message, item.frame.request_id);
+        }
+        self.drain(now, conn);
+    }
+
+    /// Handles one frame. Returns it back if it must wait for the site (the Hub has
+    /// already emitted the request).
+    fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {
+        // Identity first: a new credential on this connection must be verified.
+        if let Some(credential) = item.credential {
+            match self.credential_status(conn, credential) {
+                identity::CredentialStatus::Known => {}
+                identity::CredentialStatus::Rejected => {
+                    self.error(conn, ErrorCode::Unauthenticated, "credential rejected", item.frame.request_id);
+                    return None;
+                }
+                identity::CredentialStatus::Unknown => {
+                    let claimed = match &item.frame.message {
+                        ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
+                        _ => None,
+                    };
+                    self.start_verify(now, conn, Some(credential), claimed, identity::VerifyOrigin::Frame);
+                    return Some(item);
+                }
+            }
+        }
+        let request_id = item.frame.request_id.clone();
+        let user = self.conns.get(&conn).and_then(|c| c.user.clone());
+        let Some(user) = user else {
+            return match &item.frame.message {
+                ClientMessage::UserConnected(m) => {
+                    let claimed = Some(m.user_id.clone());
+                    self.start_verify(now, conn, None, claimed, identity::VerifyOrigin::Frame);
+                    Some(item)
+                }
+                ClientMessage::Ping(_) => {
+                    self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                    None
+                }
+                _ => {
+                    let text = "identify first: send user_connected or a token";
+                    self.error(conn, ErrorCode::Unauthenticated, text, request_id);
+                    None
+                }
+            };
+        };
+        match item.frame.message {
+            ClientMessage::UserConnected(ref m) => {
+                if m.user_id == user {
+                    self.ack_if_asked(conn, request_id, Ack::default());
+                } else {
+                    let text = "userId differs from the verified user";
+                    self.error(conn, ErrorCode::IdentityMismatch, text, request_id);
+                }
+                None
+            }
+            ClientMessage::Ping(_) => {
+                self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                None
+            }
+            ClientMessage::JoinThread(ref m) => {
+                let thread = m.thread_id.clone();
+                self.join(now, conn, &user, thread, request_id).then_some(item)
+            }
+            ClientMessage::LeaveThread(ref m) => {
+                self.leave(conn, &m.thread_id);
+                self.ack_if_asked(conn, request_id, Ack { thread_id: Some(m.thread_id.clone()), ..Ack::default() });
+                None
+            }
+            ClientMessage::SendMessage(m) => {
+                self.send_message(now, conn, &user, m, request_id);
+                None
+            }
+            ClientMessage::Typing(ref m) => {
+                let thread = m.thread_id.clone();
+                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                    return Some(item);
+                }
+                self.typing(now, &user, &thread, m.typing.unwrap_or(true));
+                self.ack_if_asked(conn, request_id, Ack { thread_id: Some(thread), ..Ack::default() });
+                None
+            }
+            ClientMessage::MarkRead(ref m) => {
+                let thread = m.thread_id.clone();
+                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                    return Some(item);
+                }
+                self.mark_read(conn, &user, thread, request_id);
+                None
+            }
+            ClientMessage::CallInitiated(_)
+            | ClientMessage::Offer(_)
+            | ClientMessage::Answer(_)
+            | ClientMessage::IceCandidate(_)
+            | ClientMessage::CallAccepted(_)
+            | ClientMessage::CallRejected(_)
+            | ClientMessage::CallEnded(_) => {
+                let blocked = self.call_frame(now, conn, &user, &item.frame);
+                blocked.then_some(item)
+            }
+        }
+    }
+
+    // ----- helpers shared by the modules -----
+
+    /// Checks that `user` is in `thread`. `Some(false)`: go on; `Some(true)`: the frame
+    /// must wait for the site (already asked); `None`: refused (error already sent).
+    fn require_member(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        thread: &ThreadId,
+        request_id: Option<&RequestId>,
+    ) -> Option<bool> {
+        match self.membership(now, user, thread) {
+            threads::Membership::Member => Some(false),
+            threads::Membership::NotMember => {
+                self.error(conn, ErrorCode::Forbidden, "not a participant of this thread", request_id.cloned());
+                None
+            }
+            threads::Membership::Unknown => {
+                self.fetch_participants(conn, user, thread, false);
+                Some(true)
+            }
+        }
+    }
+
+    fn api_result(&mut self, now: Instant, id: ApiRequestId, result: Result<ApiResponse, SiteError>) {
+        let Some(pending) = self.api_pending.remove(&id) else { return };
+        let unexpected = || SiteError::new(crate::api::SiteErrorKind::Protocol, "unexpected_response", "unexpected response");
+        match pending {
+            PendingApi::Verify(pending) => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::User(user) => Ok(user),
+                    _ => Err(unexpected()),
+                });
+                self.verify_result(now, pending, result);
+            }
+            PendingApi::Participants { user, thread, join } => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::Participants(info) => Ok(info),
+                    _ => Err(unexpected()),
+                });
+                self.participants_result(now, user, thread, join, result);
+            }
+            PendingApi::Send(lane) => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::Stored(stored) => Ok(stored),
+                    _ => Err(unexpected()),
+                });
+                self.send_result(now, lane, result);
+            }
+            PendingApi::MarkRead { conn, request_id, user, thread } => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::MarkedRead => Ok(()),
+                    _ => Err(unexpected()),
+                });
+                self.mark_read_result(now, conn, request_id, user, thread, result);
+            }
+        }
+    }
+
+    fn next_api_id(&mut self) -> ApiRequestId {
+        self.next_api += 1;
+        ApiRequestId(self.next_api)
+    }
+
+    fn api(&mut self, request: ApiRequest, pending: PendingApi) -> ApiRequestId {
+        let id = self.next_api_id();
+        self.api_pending.insert(id, pending);
+        self.outputs.push_back(Output::Api { id, request });
+        id
+    }
+
+    fn coord(&mut self, request: CoordRequest, pending: PendingCoord) {
+        self.next_coord += 1;
+        let id = CoordRequestId(self.next_coord);
+        self.coord_pending.insert(id, pending);
+        self.outputs.push_back(Output::Coord { id, request });
+    }
+
+    fn publish(&mut self, event: BrokerEvent) {
+        if !self.config.cluster {
+            return;
+        }
+        self.outputs.push_back(Output::Publish(BrokerMessage { origin: self.config.node_id.clone(), event }));
+    }
+
+    /// Sends an encoded frame to `conns` (sorted, deduplicated, live only).
+    fn deliver(&mut self, mut conns: Vec<ConnId>, frame: Bytes) {
+        conns.retain(|c| self.conns.contains_key(c));
+        conns.sort_unstable();
+        conns.dedup();
+        if conns.is_empty() {
+            return;
+        }
+        self.stats.deliveries += conns.len() as u64;
+        self.outputs.push_back(Output::Send { conns, frame });
+    }
+
+    fn send_one(&mut self, conn: ConnId, message: &ServerMessage) {
+        self.deliver(vec![conn], message.encode());
+    }
+
+    fn error(&mut self, conn: ConnId, code: ErrorCode, message: &str, request_id: Option<RequestId>) {
+        self.send_one(conn, &ServerMessage::Error(ErrorEvent::new(code, message, request_id)));
+    }
+
+    fn site_error(&mut self, conn: ConnId, error: &SiteError, request_id: Option<RequestId>) {
+        let code = site_error_code(error);
+        self.error(conn, code, &error.message, request_id);
+    }
+
+    /// Sends `ack` if the client asked for one.
+    fn ack_if_asked(&mut self, conn: ConnId, request_id: Option<RequestId>, ack: Ack) {
+        if request_id.is_some() || ack.client_message_id.is_some() {
+            self.send_one(conn, &ServerMessage::Ack(Ack { request_id, ..ack }));
+        }
+    }
+
+    /// Every live local connection of `users`, ascending.
+    fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
+        let mut out = Vec::new();
+        for user in users {
+            if let Some(u) = self.users.get(user) {
+                out.extend(u.conns.iter().copied());
+            }
+        }
+        out
+    }
+}
+
+/// The wire error code for a site failure.
+fn site_error_code(error: &SiteError) -> ErrorCode {
+    use crate::api::SiteErrorKind as K;
+    match error.kind {
+        K::Unauthenticated => ErrorCode::Unauthenticated,
+        K::Forbidden => ErrorCode::Forbidden,
+        K::Invalid if error.code == "invalid_id" => ErrorCode::InvalidId,
+        K::Invalid if error.code == "bp_rest_messages_empty_message" => ErrorCode::EmptyMessage,
+        K::Invalid => ErrorCode::Invalid,
+        K::Refused => ErrorCode::Refused,
+        K::Unavailable => ErrorCode::SiteUnavailable,
+        _ => ErrorCode::SiteError,
+    }
+}
+
+#[cfg(test)]
+mod tests;

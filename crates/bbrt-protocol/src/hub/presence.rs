@@ -1,0 +1,84 @@
+//! Presence: online anywhere is online everywhere; who hears about it depends on the
+//! [`PresenceScope`](super::PresenceScope).
+
+use std::collections::BTreeSet;
+
+use super::{BrokerEvent, Hub, PresenceScope};
+use crate::ids::{ConnId, NodeId, UserId};
+use crate::wire::{PresenceEvent, ServerMessage};
+
+impl Hub {
+    /// `user`'s first local connection was identified (`online`) or their last one closed.
+    pub(super) fn presence_changed(&mut self, user: &UserId, online: bool, publish: bool) {
+        if publish {
+            self.publish(BrokerEvent::Presence { user: user.clone(), online });
+        }
+        if !self.remote_online.contains_key(user) {
+            self.announce(user, online);
+        }
+    }
+
+    pub(super) fn remote_presence(&mut self, origin: &NodeId, user: UserId, online: bool) {
+        let was = self.is_online(&user);
+        if online {
+            self.remote_online.entry(user.clone()).or_default().insert(origin.clone());
+        } else if let Some(nodes) = self.remote_online.get_mut(&user) {
+            nodes.remove(origin);
+            if nodes.is_empty() {
+                self.remote_online.remove(&user);
+            }
+        }
+        if was != self.is_online(&user) {
+            self.announce(&user, !was);
+        }
+    }
+
+    /// Replaces what this node knows of `origin`'s online users.
+    pub(super) fn remote_snapshot(&mut self, origin: &NodeId, users: Vec<UserId>) {
+        let now_online: BTreeSet<UserId> = users.into_iter().collect();
+        let gone: Vec<UserId> = self
+            .remote_online
+            .iter()
+            .filter(|(user, nodes)| nodes.contains(origin) && !now_online.contains(*user))
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in gone {
+            self.remote_presence(origin, user, false);
+        }
+        for user in now_online {
+            self.remote_presence(origin, user, true);
+        }
+    }
+
+    /// Tells the audience of `user` that they came online or went offline.
+    fn announce(&mut self, user: &UserId, online: bool) {
+        let audience = self.presence_audience(user);
+        if audience.is_empty() {
+            return;
+        }
+        let event = PresenceEvent { user_id: user.clone() };
+        let message = if online { ServerMessage::UserConnected(event) } else { ServerMessage::UserDisconnected(event) };
+        self.deliver(audience, message.encode());
+    }
+
+    /// Local connections that hear about `user`, never `user`'s own.
+    fn presence_audience(&self, user: &UserId) -> Vec<ConnId> {
+        let own = self.users.get(user).map(|u| &u.conns);
+        let mut audience: Vec<ConnId> = match self.config.presence_scope {
+            PresenceScope::All => self.conns.keys().copied().collect(),
+            PresenceScope::Threads => {
+                let mut set = BTreeSet::new();
+                for thread in self.user_threads.get(user).into_iter().flatten() {
+                    if let Some(state) = self.threads.get(thread) {
+                        set.extend(state.joiners.iter().copied());
+                    }
+                }
+                set.into_iter().collect()
+            }
+        };
+        if let Some(own) = own {
+            audience.retain(|c| !own.contains(c));
+        }
+        audience
+    }
+}

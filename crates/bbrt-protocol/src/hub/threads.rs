@@ -1,0 +1,200 @@
+//! Threads: the participant cache, `join_thread`, `leave_thread`, and waiting for the site
+//! when the cache is cold.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::{Hub, PendingApi, ThreadState};
+use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
+use crate::ids::{ConnId, MessageId, ThreadId, UserId};
+use crate::wire::{ErrorCode, Joined, Participant, RequestId, ServerMessage};
+
+/// What the cache says about a user in a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Membership {
+    /// A participant, per a fresh cache.
+    Member,
+    /// Not a participant, per a fresh answer from the site.
+    NotMember,
+    /// Ask the site.
+    Unknown,
+}
+
+impl Hub {
+    pub(super) fn membership(&self, now: Instant, user: &UserId, thread: &ThreadId) -> Membership {
+        let ttl = self.config.participants_ttl;
+        if let Some(t) = self.threads.get(thread)
+            && t.fetched_at.is_some_and(|at| now.saturating_duration_since(at) < ttl)
+            && t.participants.contains(user)
+        {
+            return Membership::Member;
+        }
+        match self.denied.get(&(user.clone(), thread.clone())) {
+            Some(until) if *until > now => Membership::NotMember,
+            _ => Membership::Unknown,
+        }
+    }
+
+    /// The participants of `thread` as cached (possibly stale or empty).
+    pub(super) fn participants(&self, thread: &ThreadId) -> Vec<UserId> {
+        self.threads.get(thread).map(|t| t.participants.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Asks the site for `thread` as `user`; `conn` waits (its front frame is retried or
+    /// failed when the answer comes).
+    pub(super) fn fetch_participants(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, join: bool) {
+        let key = (user.clone(), thread.clone(), join);
+        if let Some(waiters) = self.fetching.get_mut(&key) {
+            waiters.insert(conn);
+            return;
+        }
+        self.fetching.insert(key, BTreeSet::from([conn]));
+        let credential = self.conn_credential(conn);
+        let request = ApiRequest::Participants { credential, user: user.clone(), thread: thread.clone(), join };
+        self.api(request, PendingApi::Participants { user: user.clone(), thread: thread.clone(), join });
+    }
+
+    pub(super) fn participants_result(
+        &mut self,
+        now: Instant,
+        user: UserId,
+        thread: ThreadId,
+        join: bool,
+        result: Result<ThreadInfo, SiteError>,
+    ) {
+        let waiters = self.fetching.remove(&(user.clone(), thread.clone(), join)).unwrap_or_default();
+        let failure = match result {
+            Ok(info) => {
+                let member = info.participants.contains(&user);
+                self.set_participants(now, &thread, info.participants, info.last_message);
+                if member {
+                    self.denied.remove(&(user.clone(), thread.clone()));
+                    None
+                } else {
+                    Some((ErrorCode::Forbidden, "not a participant of this thread".to_owned()))
+                }
+            }
+            Err(error) => {
+                if error.kind == SiteErrorKind::Forbidden {
+                    self.forget_member(&thread, &user);
+                    self.denied.insert((user.clone(), thread.clone()), now + self.config.participants_ttl);
+                }
+                if error.kind == SiteErrorKind::Unauthenticated {
+                    for conn in &waiters {
+                        if let Some(credential) = self.conn_credential(*conn) {
+                            self.revoke(now, credential);
+                        }
+                    }
+                }
+                Some((super::site_error_code(&error), error.message))
+            }
+        };
+        if let Some((code, _)) = &failure
+            && *code == ErrorCode::Forbidden
+        {
+            self.denied.insert((user, thread), now + self.config.participants_ttl);
+        }
+        for conn in waiters {
+            match &failure {
+                None => self.unblock(now, conn),
+                Some((code, text)) => self.fail_blocked(now, conn, *code, text),
+            }
+        }
+    }
+
+    /// Replaces the cached participants of `thread` (fresh from the site).
+    pub(super) fn set_participants(
+        &mut self,
+        now: Instant,
+        thread: &ThreadId,
+        participants: Vec<UserId>,
+        last_message: Option<MessageId>,
+    ) {
+        let new: BTreeSet<UserId> = participants.into_iter().collect();
+        let state = self.threads.entry(thread.clone()).or_insert_with(ThreadState::default);
+        let old = std::mem::replace(&mut state.participants, new);
+        state.fetched_at = Some(now);
+        if last_message.is_some() {
+            state.last_message = last_message;
+        }
+        let removed: Vec<UserId> = old.difference(&state.participants).cloned().collect();
+        let added: Vec<UserId> = state.participants.difference(&old).cloned().collect();
+        for user in added {
+            self.user_threads.entry(user.clone()).or_default().insert(thread.clone());
+            self.denied.remove(&(user, thread.clone()));
+        }
+        for user in removed {
+            self.forget_member(thread, &user);
+        }
+    }
+
+    /// `user` is no longer in `thread`: drop them from the cache and unjoin their
+    /// connections, so nothing of the thread reaches them.
+    fn forget_member(&mut self, thread: &ThreadId, user: &UserId) {
+        if let Some(threads) = self.user_threads.get_mut(user) {
+            threads.remove(thread);
+            if threads.is_empty() {
+                self.user_threads.remove(user);
+            }
+        }
+        let conns: Vec<ConnId> = self.users.get(user).map(|u| u.conns.iter().copied().collect()).unwrap_or_default();
+        if let Some(state) = self.threads.get_mut(thread) {
+            state.participants.remove(user);
+            for conn in &conns {
+                state.joiners.remove(conn);
+            }
+        }
+        for conn in conns {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.joined.remove(thread);
+            }
+        }
+    }
+
+    /// `join_thread`. Returns `true` if the frame must wait for the site.
+    pub(super) fn join(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        thread: ThreadId,
+        request_id: Option<RequestId>,
+    ) -> bool {
+        let Some(c) = self.conns.get(&conn) else { return false };
+        if !c.joined.contains(&thread) && c.joined.len() >= self.config.max_threads_per_conn {
+            self.error(conn, ErrorCode::TooManyThreads, "this connection joined too many threads", request_id);
+            return false;
+        }
+        if self.membership(now, user, &thread) != Membership::Member {
+            self.fetch_participants(conn, user, &thread, true);
+            return true;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.joined.insert(thread.clone());
+        }
+        let state = self.threads.entry(thread.clone()).or_default();
+        state.joiners.insert(conn);
+        let last_message_id = state.last_message.clone();
+        let members: Vec<UserId> = state.participants.iter().cloned().collect();
+        let participants =
+            members.into_iter().map(|p| Participant { online: self.is_online(&p), user_id: p }).collect();
+        let joined = Joined { thread_id: thread, participants, last_message_id, request_id };
+        self.send_one(conn, &ServerMessage::Joined(joined));
+        false
+    }
+
+    /// `leave_thread`: the connection stops hearing the thread's presence.
+    pub(super) fn leave(&mut self, conn: ConnId, thread: &ThreadId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.joined.remove(thread);
+        }
+        if let Some(state) = self.threads.get_mut(thread) {
+            state.joiners.remove(&conn);
+        }
+    }
+
+    /// The credential `conn` acts with: the first one verified on it, if any.
+    pub(super) fn conn_credential(&self, conn: ConnId) -> Option<crate::ids::CredentialId> {
+        self.conns.get(&conn).and_then(|c| c.credentials.first().copied())
+    }
+}

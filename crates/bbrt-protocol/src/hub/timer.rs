@@ -1,0 +1,70 @@
+//! Every timer of the Hub in one keyed table.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use crate::ids::{CallId, ClientMessageId, CredentialId, ThreadId, UserId};
+
+/// What a timer is for. One timer per key at most.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    /// A user stopped typing in a thread without saying so.
+    TypingExpiry(UserId, ThreadId),
+    /// Nobody answered a ringing call.
+    CallRing(CallId),
+    /// A bound device of a call disconnected; end the call unless it comes back.
+    CallGrace(CallId),
+    /// Time to ask the site again whether a credential is still good.
+    Reverify(CredentialId),
+    /// Forget a completed `clientMessageId`.
+    IdempotencyExpiry(UserId, ClientMessageId),
+}
+
+/// A `BTreeSet<(Instant, TimerKey)>` plus the reverse index needed to reschedule.
+#[derive(Debug, Default)]
+pub(crate) struct TimerTable {
+    by_time: BTreeSet<(Instant, TimerKey)>,
+    by_key: HashMap<TimerKey, Instant>,
+}
+
+impl TimerTable {
+    /// Sets (or moves) the timer `key` to fire at `at`.
+    pub(crate) fn set(&mut self, key: TimerKey, at: Instant) {
+        if let Some(old) = self.by_key.insert(key.clone(), at) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    /// Cancels the timer `key`, if set.
+    pub(crate) fn cancel(&mut self, key: &TimerKey) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// The key of the earliest deadline.
+    pub(crate) fn next_key(&self) -> Option<&TimerKey> {
+        self.by_time.first().map(|(_, key)| key)
+    }
+
+    /// Removes and returns one timer due at `now`, earliest first.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerKey> {
+        let (at, _) = self.by_time.first()?;
+        if *at > now {
+            return None;
+        }
+        let (_, key) = self.by_time.pop_first()?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+}

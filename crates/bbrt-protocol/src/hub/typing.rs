@@ -1,0 +1,78 @@
+//! Typing: coalesced (at most one forward per user and thread every `typing_interval`) and
+//! expired (`typing: false` after `typing_expiry` without a refresh).
+
+use std::time::Instant;
+
+use super::timer::TimerKey;
+use super::{BrokerEvent, Hub};
+use crate::ids::{ThreadId, UserId};
+use crate::wire::{ServerMessage, TypingEvent};
+
+/// A user typing in a thread.
+#[derive(Debug)]
+pub(super) struct TypingState {
+    last_forwarded: Instant,
+}
+
+impl Hub {
+    /// A participant's `typing` frame (membership already checked).
+    pub(super) fn typing(&mut self, now: Instant, user: &UserId, thread: &ThreadId, typing: bool) {
+        let key = (user.clone(), thread.clone());
+        if !typing {
+            if self.typing.remove(&key).is_some() {
+                self.timers.cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
+                self.forward_typing(user, thread, false);
+            }
+            return;
+        }
+        let interval = self.config.typing_interval;
+        let forward = match self.typing.get_mut(&key) {
+            Some(state) if now.saturating_duration_since(state.last_forwarded) < interval => false,
+            Some(state) => {
+                state.last_forwarded = now;
+                true
+            }
+            None => {
+                self.typing.insert(key, TypingState { last_forwarded: now });
+                true
+            }
+        };
+        self.timers.set(TimerKey::TypingExpiry(user.clone(), thread.clone()), now + self.config.typing_expiry);
+        if forward {
+            self.forward_typing(user, thread, true);
+        }
+    }
+
+    pub(super) fn typing_expired(&mut self, _now: Instant, user: UserId, thread: ThreadId) {
+        if self.typing.remove(&(user.clone(), thread.clone())).is_some() {
+            self.forward_typing(&user, &thread, false);
+        }
+    }
+
+    /// The user sent a message or went away: they are no longer typing there.
+    pub(super) fn stop_typing(&mut self, user: &UserId, thread: &ThreadId) {
+        if self.typing.remove(&(user.clone(), thread.clone())).is_some() {
+            self.timers.cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
+            self.forward_typing(user, thread, false);
+        }
+    }
+
+    pub(super) fn typing_user_gone(&mut self, _now: Instant, user: &UserId) {
+        let threads: Vec<ThreadId> =
+            self.typing.keys().filter(|(u, _)| u == user).map(|(_, t)| t.clone()).collect();
+        for thread in threads {
+            self.stop_typing(user, &thread);
+        }
+    }
+
+    fn forward_typing(&mut self, user: &UserId, thread: &ThreadId, typing: bool) {
+        let others: Vec<UserId> = self.participants(thread).into_iter().filter(|p| p != user).collect();
+        if others.is_empty() {
+            return;
+        }
+        let frame = ServerMessage::Typing(TypingEvent { thread_id: thread.clone(), user_id: user.clone(), typing }).encode();
+        let conns = self.conns_of(&others);
+        self.deliver(conns, frame.clone());
+        self.publish(BrokerEvent::Deliver { users: others, frame });
+    }
+}

@@ -1,0 +1,20 @@
+//! bbrt's protocol core: wire types, decoding with limits, and the [`Hub`](hub::Hub), a sans-IO
+//! state machine that routes messages, presence, typing and calls.
+//!
+//! **This crate does no I/O.** It never touches a socket, a clock, HTTP, randomness or a
+//! secret: time comes in as `now: Instant` arguments, ids from counters, site calls leave as
+//! [`hub::Output::Api`] and come back as [`hub::Input::ApiResult`], and credentials are
+//! opaque [`ids::CredentialId`]s. The `bbrt-server` binary moves the bytes.
+//!
+//! See [`hub`] for the contract and the routing rules, and [`wire`] for the frames, the error
+//! codes and the close codes.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod hub;
+pub mod ids;
+pub mod secret;
+pub mod wire;
+
+pub use crate::hub::{Hub, HubConfig, Input, Output};
+pub use crate::wire::{ClientFrame, ClientMessage, Limits, ServerMessage, decode};

@@ -1,0 +1,58 @@
+//! `send_message`, `message`, `mark_read` and `read`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClientMessageId, MessageId, ThreadId, UserId};
+use crate::secret::Token;
+
+/// Client → server `send_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    /// The text.
+    pub message: String,
+    /// The thread to post in; without it, a new thread with `recipientId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<ThreadId>,
+    /// The recipient (the seed always sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<UserId>,
+    /// A credential, stripped by the connection layer before the Hub sees the frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
+    /// The client's idempotency id: a retry with the same id never posts twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<ClientMessageId>,
+}
+
+/// Server → client `message`: a message the site stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEvent {
+    /// The site's message id.
+    pub id: MessageId,
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The verified sender.
+    pub sender_id: UserId,
+    /// Plain text (the seed's React example renders `message.message`).
+    pub message: String,
+    /// Rendered HTML from the site, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// When the site stored it, RFC 3339 UTC.
+    pub sent_at: String,
+    /// The sender's idempotency id, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<ClientMessageId>,
+}
+
+/// Server → client `read`: a participant read the thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadEvent {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The reader.
+    pub user_id: UserId,
+}

@@ -1,0 +1,549 @@
+//! The wire protocol: JSON text frames, one object each.
+//!
+//! Client frames are decoded in two passes ([`decode`]): a borrowed envelope
+//! (`type`, `requestId`) first, then the struct for that type. So an unknown `type` or a bad
+//! field still gets an `error` that echoes the client's `requestId`, and the WebRTC payloads
+//! of `offer`/`answer`/`ice-candidate` stay raw JSON, relayed byte-for-byte. Unknown fields
+//! are ignored (tolerant reader); nothing here panics on any input.
+//!
+//! Server frames are [`ServerMessage`]s, encoded once with [`ServerMessage::encode`] and
+//! shared by every recipient. Both directions are `Serialize + Deserialize`, so a Rust client
+//! uses the same types.
+
+pub mod call;
+pub mod error;
+pub mod message;
+pub mod presence;
+pub mod thread;
+pub mod typing;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+pub use self::call::{Answer, CallControl, CallEnded, CallEvent, EndReason, IceCandidate, Offer};
+pub use self::error::{
+    Ack, CloseCode, DecodeError, DecodeErrorKind, ErrorCode, ErrorEvent, Ping, Pong,
+};
+pub use self::message::{MessageEvent, ReadEvent, SendMessage};
+pub use self::presence::{PresenceEvent, UserConnected};
+pub use self::thread::{Joined, Participant, ThreadRef};
+pub use self::typing::{Typing, TypingEvent};
+use crate::secret::Token;
+
+/// Limits applied while decoding client frames. All are configurable; the defaults fit an
+/// SDP offer with room to spare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted frame, in bytes (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// Longest `send_message.message`, in bytes (default 16 KiB).
+    pub max_text_bytes: usize,
+    /// Deepest JSON nesting, counting the outer object as 1 (default 32).
+    pub max_depth: usize,
+    /// Longest `requestId` string, in bytes (default 128).
+    pub max_request_id_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_frame_bytes: 64 * 1024, max_text_bytes: 16 * 1024, max_depth: 32, max_request_id_bytes: 128 }
+    }
+}
+
+/// The client's correlation id, echoed in the `ack` or `error` that answers a frame.
+///
+/// Accepted as a JSON string or integer and echoed with the same JSON type.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum RequestId {
+    /// An integer id.
+    Num(i64),
+    /// A string id.
+    Str(Box<str>),
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Num(n) => write!(f, "req#{n}"),
+            Self::Str(s) => write!(f, "req#{s:?}"),
+        }
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Num(n) => serializer.serialize_i64(*n),
+            Self::Str(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RequestId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RequestId, E> {
+                Ok(RequestId::Str(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RequestId, E> {
+                Ok(RequestId::Num(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RequestId, E> {
+                i64::try_from(v).map(RequestId::Num).map_err(|_| E::custom("requestId out of range"))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A WebRTC payload (`offer`, `answer`, `candidate`): any JSON value, kept as raw text.
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// Wraps raw JSON text.
+    ///
+    /// # Errors
+    /// When `json` is not a single valid JSON value.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(json.to_owned()).map(Self)
+    }
+
+    /// The JSON text exactly as the client sent it.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.as_json().len())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(Self)
+    }
+}
+
+/// A client → server message (the seed's types first, then bbrt's extensions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// Identify the connection.
+    #[serde(rename = "user_connected")]
+    UserConnected(UserConnected),
+    /// Join a thread.
+    #[serde(rename = "join_thread")]
+    JoinThread(ThreadRef),
+    /// Send a message.
+    #[serde(rename = "send_message")]
+    SendMessage(SendMessage),
+    /// Typing indicator.
+    #[serde(rename = "typing")]
+    Typing(Typing),
+    /// Start a call.
+    #[serde(rename = "call_initiated")]
+    CallInitiated(CallControl),
+    /// WebRTC offer.
+    #[serde(rename = "offer")]
+    Offer(Offer),
+    /// WebRTC answer.
+    #[serde(rename = "answer")]
+    Answer(Answer),
+    /// WebRTC ICE candidate.
+    #[serde(rename = "ice-candidate")]
+    IceCandidate(IceCandidate),
+    /// Leave a thread (stop receiving its presence).
+    #[serde(rename = "leave_thread")]
+    LeaveThread(ThreadRef),
+    /// Mark a thread read.
+    #[serde(rename = "mark_read")]
+    MarkRead(ThreadRef),
+    /// Accept a ringing call.
+    #[serde(rename = "call_accepted")]
+    CallAccepted(CallControl),
+    /// Reject a ringing call.
+    #[serde(rename = "call_rejected")]
+    CallRejected(CallControl),
+    /// Cancel or hang up a call.
+    #[serde(rename = "call_ended")]
+    CallEnded(CallControl),
+    /// Liveness check.
+    #[serde(rename = "ping")]
+    Ping(Ping),
+}
+
+impl ClientMessage {
+    /// The wire `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UserConnected(_) => "user_connected",
+            Self::JoinThread(_) => "join_thread",
+            Self::SendMessage(_) => "send_message",
+            Self::Typing(_) => "typing",
+            Self::CallInitiated(_) => "call_initiated",
+            Self::Offer(_) => "offer",
+            Self::Answer(_) => "answer",
+            Self::IceCandidate(_) => "ice-candidate",
+            Self::LeaveThread(_) => "leave_thread",
+            Self::MarkRead(_) => "mark_read",
+            Self::CallAccepted(_) => "call_accepted",
+            Self::CallRejected(_) => "call_rejected",
+            Self::CallEnded(_) => "call_ended",
+            Self::Ping(_) => "ping",
+        }
+    }
+
+    /// Removes the credential the frame carries, if any, so the rest can go to the Hub.
+    pub fn take_token(&mut self) -> Option<Token> {
+        match self {
+            Self::UserConnected(m) => m.token.take(),
+            Self::SendMessage(m) => m.token.take(),
+            _ => None,
+        }
+    }
+
+    /// Every client `type` bbrt knows, in wire spelling.
+    pub const KINDS: [&'static str; 14] = [
+        "user_connected",
+        "join_thread",
+        "send_message",
+        "typing",
+        "call_initiated",
+        "offer",
+        "answer",
+        "ice-candidate",
+        "leave_thread",
+        "mark_read",
+        "call_accepted",
+        "call_rejected",
+        "call_ended",
+        "ping",
+    ];
+}
+
+/// A decoded client frame: the message and the envelope's `requestId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// The client's correlation id.
+    pub request_id: Option<RequestId>,
+    /// The message.
+    pub message: ClientMessage,
+}
+
+impl ClientFrame {
+    /// Encodes the frame as a client would send it.
+    pub fn encode(&self) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            #[serde(flatten)]
+            message: &'a ClientMessage,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            request_id: &'a Option<RequestId>,
+        }
+        serde_json::to_string(&Wire { message: &self.message, request_id: &self.request_id })
+            .expect("client messages always serialize: string keys, no non-finite floats")
+    }
+}
+
+/// A server → client message.
+///
+/// Decoded by [`ServerMessage::decode`] in two passes like client frames (serde's
+/// internally tagged enums cannot hold the raw WebRTC payloads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// A user came online.
+    #[serde(rename = "user_connected")]
+    UserConnected(PresenceEvent),
+    /// A user went offline.
+    #[serde(rename = "user_disconnected")]
+    UserDisconnected(PresenceEvent),
+    /// A stored message.
+    #[serde(rename = "message")]
+    Message(MessageEvent),
+    /// A participant is typing.
+    #[serde(rename = "typing")]
+    Typing(TypingEvent),
+    /// A call is ringing.
+    #[serde(rename = "call_initiated")]
+    CallInitiated(CallEvent),
+    /// WebRTC offer from the peer.
+    #[serde(rename = "offer")]
+    Offer(Offer),
+    /// WebRTC answer from the peer.
+    #[serde(rename = "answer")]
+    Answer(Answer),
+    /// WebRTC ICE candidate from the peer.
+    #[serde(rename = "ice-candidate")]
+    IceCandidate(IceCandidate),
+    /// The callee accepted.
+    #[serde(rename = "call_accepted")]
+    CallAccepted(CallEvent),
+    /// The call ended.
+    #[serde(rename = "call_ended")]
+    CallEnded(CallEnded),
+    /// A participant read the thread.
+    #[serde(rename = "read")]
+    Read(ReadEvent),
+    /// The answer to `join_thread`.
+    #[serde(rename = "joined")]
+    Joined(Joined),
+    /// Confirmation of a request that asked for one.
+    #[serde(rename = "ack")]
+    Ack(Ack),
+    /// The answer to `ping`.
+    #[serde(rename = "pong")]
+    Pong(Pong),
+    /// Something went wrong.
+    #[serde(rename = "error")]
+    Error(ErrorEvent),
+}
+
+impl ServerMessage {
+    /// Serializes once; the bytes are shared among all recipients.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(
+            serde_json::to_vec(self).expect("server messages always serialize: string keys, no floats"),
+        )
+    }
+
+    /// The wire `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UserConnected(_) => "user_connected",
+            Self::UserDisconnected(_) => "user_disconnected",
+            Self::Message(_) => "message",
+            Self::Typing(_) => "typing",
+            Self::CallInitiated(_) => "call_initiated",
+            Self::Offer(_) => "offer",
+            Self::Answer(_) => "answer",
+            Self::IceCandidate(_) => "ice-candidate",
+            Self::CallAccepted(_) => "call_accepted",
+            Self::CallEnded(_) => "call_ended",
+            Self::Read(_) => "read",
+            Self::Joined(_) => "joined",
+            Self::Ack(_) => "ack",
+            Self::Pong(_) => "pong",
+            Self::Error(_) => "error",
+        }
+    }
+
+    /// Decodes a server frame, as a Rust client does.
+    ///
+    /// # Errors
+    /// When the frame is not a server message this version knows.
+    pub fn decode(frame: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Cow<'a, str>,
+        }
+        let kind: Kind<'_> = serde_json::from_slice(frame)?;
+        Ok(match kind.kind.as_ref() {
+            "user_connected" => Self::UserConnected(serde_json::from_slice(frame)?),
+            "user_disconnected" => Self::UserDisconnected(serde_json::from_slice(frame)?),
+            "message" => Self::Message(serde_json::from_slice(frame)?),
+            "typing" => Self::Typing(serde_json::from_slice(frame)?),
+            "call_initiated" => Self::CallInitiated(serde_json::from_slice(frame)?),
+            "offer" => Self::Offer(serde_json::from_slice(frame)?),
+            "answer" => Self::Answer(serde_json::from_slice(frame)?),
+            "ice-candidate" => Self::IceCandidate(serde_json::from_slice(frame)?),
+            "call_accepted" => Self::CallAccepted(serde_json::from_slice(frame)?),
+            "call_ended" => Self::CallEnded(serde_json::from_slice(frame)?),
+            "read" => Self::Read(serde_json::from_slice(frame)?),
+            "joined" => Self::Joined(serde_json::from_slice(frame)?),
+            "ack" => Self::Ack(serde_json::from_slice(frame)?),
+            "pong" => Self::Pong(serde_json::from_slice(frame)?),
+            "error" => Self::Error(serde_json::from_slice(frame)?),
+            other => return Err(de::Error::custom(format_args!("unknown server type {other:?}"))),
+        })
+    }
+}
+
+/// The borrowed first pass: the raw `type` and `requestId`, nothing else.
+struct Envelope<'a> {
+    kind: Option<&'a RawValue>,
+    request_id: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Envelope<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a json object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Envelope<'a>, M::Error> {
+                let mut env = Envelope { kind: None, request_id: None };
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "type" if env.kind.is_some() => return Err(de::Error::duplicate_field("type")),
+                        "type" => env.kind = Some(map.next_value()?),
+                        "requestId" if env.request_id.is_some() => {
+                            return Err(de::Error::duplicate_field("requestId"));
+                        }
+                        "requestId" => env.request_id = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// Nesting depth of a JSON text, without parsing it (strings are skipped).
+fn json_depth_exceeds(frame: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in frame {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Decodes one client text frame under `limits`.
+///
+/// # Errors
+/// A [`DecodeError`] carrying the client's `requestId` whenever the envelope was readable.
+pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> {
+    let fail = |request_id, kind| DecodeError { request_id, kind };
+    if frame.len() > limits.max_frame_bytes {
+        return Err(fail(None, DecodeErrorKind::FrameTooLarge { len: frame.len(), max: limits.max_frame_bytes }));
+    }
+    if json_depth_exceeds(frame.as_bytes(), limits.max_depth) {
+        return Err(fail(None, DecodeErrorKind::TooDeep { max: limits.max_depth }));
+    }
+    let envelope: Envelope<'_> = match serde_json::from_str(frame) {
+        Ok(env) => env,
+        Err(e) => {
+            let kind = match e.classify() {
+                serde_json::error::Category::Data => {
+                    if e.to_string().contains("duplicate field") {
+                        DecodeErrorKind::InvalidField { kind: "frame", detail: truncate(&e.to_string(), 160) }
+                    } else {
+                        DecodeErrorKind::NotAnObject
+                    }
+                }
+                _ => DecodeErrorKind::InvalidJson(truncate(&e.to_string(), 160)),
+            };
+            return Err(fail(None, kind));
+        }
+    };
+    let request_id = envelope.request_id.and_then(|raw| match serde_json::from_str::<RequestId>(raw.get()) {
+        Ok(RequestId::Str(s)) if s.len() > limits.max_request_id_bytes => None,
+        Ok(id) => Some(id),
+        Err(_) => None,
+    });
+    let Some(kind) = envelope.kind.and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()) else {
+        return Err(fail(request_id, DecodeErrorKind::MissingType));
+    };
+    let message = match decode_body(&kind, frame) {
+        Ok(message) => message,
+        Err(kind) => return Err(fail(request_id, kind)),
+    };
+    if let ClientMessage::SendMessage(m) = &message
+        && m.message.len() > limits.max_text_bytes
+    {
+        let kind = DecodeErrorKind::MessageTooLong { len: m.message.len(), max: limits.max_text_bytes };
+        return Err(fail(request_id, kind));
+    }
+    Ok(ClientFrame { request_id, message })
+}
+
+fn decode_body(kind: &str, frame: &str) -> Result<ClientMessage, DecodeErrorKind> {
+    fn body<'a, T: Deserialize<'a>>(kind: &'static str, frame: &'a str) -> Result<T, DecodeErrorKind> {
+        serde_json::from_str(frame).map_err(|e| {
+            let detail = truncate(&e.to_string(), 160);
+            if detail.starts_with("invalid ") && detail.contains("Id") {
+                DecodeErrorKind::InvalidId { kind, detail }
+            } else {
+                DecodeErrorKind::InvalidField { kind, detail }
+            }
+        })
+    }
+    Ok(match kind {
+        "user_connected" => ClientMessage::UserConnected(body("user_connected", frame)?),
+        "join_thread" => ClientMessage::JoinThread(body("join_thread", frame)?),
+        "send_message" => ClientMessage::SendMessage(body("send_message", frame)?),
+        "typing" => ClientMessage::Typing(body("typing", frame)?),
+        "call_initiated" => ClientMessage::CallInitiated(body("call_initiated", frame)?),
+        "offer" => ClientMessage::Offer(body("offer", frame)?),
+        "answer" => ClientMessage::Answer(body("answer", frame)?),
+        "ice-candidate" => ClientMessage::IceCandidate(body("ice-candidate", frame)?),
+        "leave_thread" => ClientMessage::LeaveThread(body("leave_thread", frame)?),
+        "mark_read" => ClientMessage::MarkRead(body("mark_read", frame)?),
+        "call_accepted" => ClientMessage::CallAccepted(body("call_accepted", frame)?),
+        "call_rejected" => ClientMessage::CallRejected(body("call_rejected", frame)?),
+        "call_ended" => ClientMessage::CallEnded(body("call_ended", frame)?),
+        "ping" => ClientMessage::Ping(body("ping", frame)?),
+        other => return Err(DecodeErrorKind::UnknownType(truncate(other, 64))),
+    })
+}
+
+#[cfg(test)]
+mod tests;
