@@ -325,19 +325,20 @@ impl FakeSite {
         (id, message)
     }
 
-    /// Adds a message from `sender` to `thread` directly (not through HTTP).
+    /// Adds a message from `sender` to `thread` directly (not through HTTP), as a reply
+    /// would: the other participants' unread counts go up.
     pub fn post_message(&self, thread: u64, sender: u64, text: &str) -> Option<u64> {
         let mut s = self.state();
         if !s.threads.contains_key(&thread) {
             return None;
         }
-        Some(store_message(
-            &mut s,
-            thread,
-            sender,
-            "Re: No Subject",
-            text,
-        ))
+        let id = store_message(&mut s, thread, sender, "Re: No Subject", text);
+        if let Some(t) = s.threads.get_mut(&thread) {
+            for r in t.rows.iter_mut().filter(|r| r.user != sender) {
+                r.unread += 1;
+            }
+        }
+        Some(id)
     }
 
     /// The messages of `thread`, oldest first.
