@@ -878,3 +878,61 @@ async fn find_recent_respects_sender_text_and_time() {
         .expect("read");
     assert!(none.is_none(), "too old");
 }
+
+#[tokio::test]
+async fn perform_runs_the_hubs_requests() {
+    use bbrt_buddyboss::perform;
+    use bbrt_protocol::api::{ApiRequest, ApiResponse};
+    use bbrt_protocol::ids::CredentialId;
+
+    let site = seeded().await;
+    let bb = client(&site);
+    let verify = ApiRequest::Verify {
+        credential: Some(CredentialId(1)),
+        claimed_user: Some(user("2")),
+        current_user: None,
+    };
+    let Ok(ApiResponse::User(me)) = perform(&bb, &verify, Some(&alice())).await else {
+        panic!("verified")
+    };
+    assert_eq!(me.id, user("2"));
+    let e = perform(&bb, &verify, None)
+        .await
+        .expect_err("the executor had no credential");
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (SiteErrorKind::Unauthenticated, "missing_credential")
+    );
+
+    let send = ApiRequest::Send {
+        credential: Some(CredentialId(1)),
+        sender: user("2"),
+        thread: None,
+        recipients: vec![user("3")],
+        text: "through perform".into(),
+        client_message_id: None,
+    };
+    let Ok(ApiResponse::Stored(m)) = perform(&bb, &send, Some(&alice())).await else {
+        panic!("stored")
+    };
+    assert_eq!(m.text, "through perform");
+    let read = ApiRequest::MarkRead {
+        credential: Some(CredentialId(2)),
+        user: user("3"),
+        thread: m.thread.clone(),
+    };
+    assert_eq!(
+        perform(&bb, &read, Some(&bob())).await,
+        Ok(ApiResponse::MarkedRead)
+    );
+    let join = ApiRequest::Participants {
+        credential: Some(CredentialId(3)),
+        user: user("4"),
+        thread: m.thread,
+        join: true,
+    };
+    let e = perform(&bb, &join, Some(&carol()))
+        .await
+        .expect_err("carol is not in");
+    assert_eq!(e.kind, SiteErrorKind::Forbidden);
+}

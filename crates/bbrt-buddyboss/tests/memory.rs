@@ -1,0 +1,319 @@
+//! MemoryBuddyBoss: every rule of DESIGN.md's "Embedded default".
+
+mod common;
+
+use bbrt_buddyboss::{BuddyBoss, Credential, MemoryBuddyBoss, perform};
+use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteErrorKind};
+use common::{thread, user};
+
+#[tokio::test]
+async fn dev_tokens_name_their_user() {
+    let site = MemoryBuddyBoss::new();
+    let me = site
+        .verify(
+            Some(&Credential::bearer("dev:alice")),
+            None,
+            Some(&user("bob")),
+        )
+        .await
+        .expect("dev token");
+    assert_eq!(me.id, user("alice"));
+    assert_eq!(me.name, "alice");
+    assert_eq!(me.avatar, None);
+    let e = site
+        .verify(Some(&Credential::bearer("dev:not an id")), None, None)
+        .await
+        .expect_err("bad id");
+    assert_eq!(e.kind(), SiteErrorKind::Unauthenticated);
+    let e = site
+        .verify(Some(&Credential::bearer("dev:")), None, None)
+        .await
+        .expect_err("empty id");
+    assert_eq!(e.kind(), SiteErrorKind::Unauthenticated);
+}
+
+#[tokio::test]
+async fn other_tokens_name_the_current_user_or_themselves() {
+    let site = MemoryBuddyBoss::new();
+    let token = Credential::bearer("YOUR_API_TOKEN");
+    let me = site
+        .verify(Some(&token), None, Some(&user("USER_ID")))
+        .await
+        .expect("identified connection");
+    assert_eq!(me.id, user("USER_ID"));
+    let me = site
+        .verify(Some(&token), None, None)
+        .await
+        .expect("anonymous connection");
+    assert_eq!(me.id, user("YOUR_API_TOKEN"));
+    let e = site
+        .verify(Some(&Credential::bearer("has spaces")), None, None)
+        .await
+        .expect_err("not an id");
+    assert_eq!(e.kind(), SiteErrorKind::Unauthenticated);
+    // The scheme does not matter to the embedded site.
+    let me = site
+        .verify(Some(&Credential::access_token("dev:7")), None, None)
+        .await
+        .expect("dev token");
+    assert_eq!(me.id, user("7"));
+}
+
+#[tokio::test]
+async fn a_bare_claimed_user_is_trusted() {
+    let site = MemoryBuddyBoss::new();
+    let me = site
+        .verify(None, Some(&user("USER_ID")), None)
+        .await
+        .expect("trusted");
+    assert_eq!(me.id, user("USER_ID"));
+    let e = site.verify(None, None, None).await.expect_err("nobody");
+    assert_eq!(e.kind(), SiteErrorKind::Unauthenticated);
+}
+
+#[tokio::test]
+async fn threads_are_created_by_their_first_join_and_joiners_become_participants() {
+    let site = MemoryBuddyBoss::new();
+    let t = thread("THREAD_ID");
+    let e = site
+        .participants(None, &user("a"), &t, false)
+        .await
+        .expect_err("no such thread yet");
+    assert_eq!(e.kind(), SiteErrorKind::Forbidden);
+    let info = site
+        .participants(None, &user("a"), &t, true)
+        .await
+        .expect("created");
+    assert_eq!(info.participants, vec![user("a")]);
+    assert_eq!(info.last_message, None);
+    let info = site
+        .participants(None, &user("b"), &t, true)
+        .await
+        .expect("joined");
+    assert_eq!(info.participants, vec![user("a"), user("b")]);
+    let e = site
+        .participants(None, &user("c"), &t, false)
+        .await
+        .expect_err("not a participant");
+    assert_eq!(e.kind(), SiteErrorKind::Forbidden);
+    let info = site
+        .participants(None, &user("a"), &t, false)
+        .await
+        .expect("a participant");
+    assert_eq!(info.participants.len(), 2);
+}
+
+#[tokio::test]
+async fn a_first_message_creates_the_thread_with_sender_and_recipients() {
+    let site = MemoryBuddyBoss::new();
+    let t = thread("THREAD_ID");
+    let m = site
+        .send(
+            Some(&Credential::bearer("YOUR_API_TOKEN")),
+            &user("USER_ID"),
+            Some(&t),
+            &[user("RECIPIENT_ID")],
+            "Hello <b>& bye",
+        )
+        .await
+        .expect("stored");
+    assert_eq!(m.id.as_str(), "1");
+    assert_eq!(m.thread, t);
+    assert_eq!(m.sender, user("USER_ID"));
+    assert_eq!(m.text, "Hello <b>& bye");
+    assert_eq!(m.html.as_deref(), Some("<p>Hello &lt;b&gt;&amp; bye</p>"));
+    assert_eq!(m.participants, vec![user("USER_ID"), user("RECIPIENT_ID")]);
+    let b = m.sent_at.as_bytes();
+    assert_eq!(b.len(), 20, "{}", m.sent_at);
+    assert!(
+        b[4] == b'-' && b[10] == b'T' && b[19] == b'Z',
+        "{}",
+        m.sent_at
+    );
+    let info = site
+        .participants(None, &user("RECIPIENT_ID"), &t, false)
+        .await
+        .expect("recipient is a participant");
+    assert_eq!(info.last_message, Some(m.id));
+}
+
+#[tokio::test]
+async fn a_non_participant_who_sends_to_an_existing_thread_joins_it() {
+    let site = MemoryBuddyBoss::new();
+    let t = thread("THREAD_ID");
+    site.participants(None, &user("a"), &t, true)
+        .await
+        .expect("created");
+    let m = site
+        .send(None, &user("b"), Some(&t), &[user("c")], "hi")
+        .await
+        .expect("stored");
+    assert_eq!(m.participants, vec![user("a"), user("b"), user("c")]);
+    let m2 = site
+        .send(None, &user("a"), Some(&t), &[], "again")
+        .await
+        .expect("stored");
+    assert_eq!(m2.id.as_str(), "2", "message ids count up");
+    assert_eq!(m2.participants.len(), 3);
+}
+
+#[tokio::test]
+async fn messages_without_a_thread_start_or_reuse_one() {
+    let site = MemoryBuddyBoss::new();
+    // A client already uses "1" as a thread id: new numeric ids skip it.
+    site.participants(None, &user("x"), &thread("1"), true)
+        .await
+        .expect("created");
+    let m = site
+        .send(None, &user("a"), None, &[user("b")], "hi")
+        .await
+        .expect("stored");
+    assert_eq!(m.thread.as_str(), "2");
+    let again = site
+        .send(None, &user("b"), None, &[user("a")], "hi back")
+        .await
+        .expect("stored");
+    assert_eq!(again.thread, m.thread, "the same pair reuses its thread");
+    let group = site
+        .send(None, &user("a"), None, &[user("b"), user("c")], "all")
+        .await
+        .expect("stored");
+    assert_eq!(group.thread.as_str(), "3");
+    let e = site
+        .send(None, &user("a"), None, &[], "to nobody")
+        .await
+        .expect_err("no recipients");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (SiteErrorKind::Invalid, "bp_rest_empty_recipients")
+    );
+    let e = site
+        .send(None, &user("a"), Some(&m.thread), &[], "  ")
+        .await
+        .expect_err("empty");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (SiteErrorKind::Invalid, "bp_rest_messages_empty_message")
+    );
+}
+
+#[tokio::test]
+async fn mark_read_needs_a_participant() {
+    let site = MemoryBuddyBoss::new();
+    let t = thread("T");
+    site.participants(None, &user("a"), &t, true)
+        .await
+        .expect("created");
+    site.mark_read(None, &user("a"), &t)
+        .await
+        .expect("participant");
+    let e = site
+        .mark_read(None, &user("b"), &t)
+        .await
+        .expect_err("not a participant");
+    assert_eq!(e.kind(), SiteErrorKind::Forbidden);
+    let e = site
+        .mark_read(None, &user("a"), &thread("nope"))
+        .await
+        .expect_err("no thread");
+    assert_eq!(e.kind(), SiteErrorKind::Forbidden);
+}
+
+#[tokio::test]
+async fn find_recent_finds_a_stored_message() {
+    let site = MemoryBuddyBoss::new();
+    let m = site
+        .send(None, &user("a"), None, &[user("b")], "hi")
+        .await
+        .expect("stored");
+    let found = site
+        .find_recent(None, &user("a"), Some(&m.thread), &[], "hi", 0)
+        .await
+        .expect("ok");
+    assert_eq!(found.as_ref().map(|f| &f.id), Some(&m.id));
+    let found = site
+        .find_recent(None, &user("a"), None, &[user("b")], "hi", 0)
+        .await
+        .expect("ok");
+    assert_eq!(found.map(|f| f.id), Some(m.id));
+    assert!(
+        site.find_recent(None, &user("b"), None, &[user("a")], "hi", 0)
+            .await
+            .expect("ok")
+            .is_none()
+    );
+    assert!(
+        site.find_recent(None, &user("a"), None, &[user("b")], "hi", i64::MAX)
+            .await
+            .expect("ok")
+            .is_none()
+    );
+}
+
+/// The seed's example flow, as the server's executor would run it through `perform`.
+#[tokio::test]
+async fn the_seed_flow_through_perform() {
+    let site = MemoryBuddyBoss::new();
+    let verify = ApiRequest::Verify {
+        credential: None,
+        claimed_user: Some(user("USER_ID")),
+        current_user: None,
+    };
+    let Ok(ApiResponse::User(me)) = perform(&site, &verify, None).await else {
+        panic!("verified")
+    };
+    assert_eq!(me.id, user("USER_ID"));
+
+    let token = Credential::bearer("YOUR_API_TOKEN");
+    let verify = ApiRequest::Verify {
+        credential: None,
+        claimed_user: None,
+        current_user: Some(user("USER_ID")),
+    };
+    let Ok(ApiResponse::User(me)) = perform(&site, &verify, Some(&token)).await else {
+        panic!("verified")
+    };
+    assert_eq!(me.id, user("USER_ID"));
+
+    let join = ApiRequest::Participants {
+        credential: None,
+        user: user("USER_ID"),
+        thread: thread("THREAD_ID"),
+        join: true,
+    };
+    let Ok(ApiResponse::Participants(info)) = perform(&site, &join, None).await else {
+        panic!("joined")
+    };
+    assert_eq!(info.participants, vec![user("USER_ID")]);
+
+    let send = ApiRequest::Send {
+        credential: None,
+        sender: user("USER_ID"),
+        thread: Some(thread("THREAD_ID")),
+        recipients: vec![user("RECIPIENT_ID")],
+        text: "Hello".into(),
+        client_message_id: None,
+    };
+    let Ok(ApiResponse::Stored(m)) = perform(&site, &send, Some(&token)).await else {
+        panic!("stored")
+    };
+    assert_eq!(m.participants, vec![user("USER_ID"), user("RECIPIENT_ID")]);
+
+    let read = ApiRequest::MarkRead {
+        credential: None,
+        user: user("RECIPIENT_ID"),
+        thread: thread("THREAD_ID"),
+    };
+    assert_eq!(
+        perform(&site, &read, None).await,
+        Ok(ApiResponse::MarkedRead)
+    );
+
+    let verify = ApiRequest::Verify {
+        credential: None,
+        claimed_user: None,
+        current_user: None,
+    };
+    let e = perform(&site, &verify, None).await.expect_err("nobody");
+    assert_eq!(e.kind, SiteErrorKind::Unauthenticated);
+}
