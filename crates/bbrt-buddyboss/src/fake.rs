@@ -153,12 +153,16 @@ impl Shared {
 pub struct FakeSite {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for FakeSite {
+    /// Stops accepting connections and closes idle ones; requests in progress finish
+    /// (a hung one stays hung until the runtime ends).
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -186,12 +190,23 @@ impl FakeSite {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
                 tracing::warn!(error = %e, "fake site stopped");
             }
         });
-        Ok(Self { addr, shared, task })
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        })
     }
 
     /// Starts a site with the captures' users — admin (1), alice (2, "Alice Anderson"),
