@@ -328,6 +328,9 @@ struct Conn {
     joined: BTreeSet<ThreadId>,
     /// Set while a site request this connection's next frame depends on is in flight.
     blocked: bool,
+    /// Whether the front of `queue` is the frame that blocked (not so for a credential
+    /// presented with the upgrade, which no frame waits on).
+    front_blocked: bool,
     /// Frames waiting behind it; the front one is the frame that blocked.
     queue: VecDeque<Queued>,
     /// Frame-rate token bucket.
@@ -548,6 +551,7 @@ impl Hub {
                 anonymous_seq: Some(seq),
                 joined: BTreeSet::new(),
                 blocked: false,
+                front_blocked: false,
                 queue: VecDeque::new(),
                 tokens: self.config.frame_burst,
                 last_refill: now,
@@ -686,7 +690,8 @@ impl Hub {
         let max = self.config.max_queued_per_conn;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.blocked {
-            if c.queue.len() > max {
+            let waiting = c.queue.len() - usize::from(c.front_blocked);
+            if waiting >= max {
                 let request_id = item.frame.request_id.clone();
                 self.error(conn, ErrorCode::QueueFull, "too many requests waiting on this connection", request_id);
             } else {
@@ -711,6 +716,7 @@ impl Hub {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.queue.push_front(blocked);
                     c.blocked = true;
+                    c.front_blocked = true;
                 }
                 return;
             }
@@ -721,6 +727,7 @@ impl Hub {
     fn unblock(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.blocked = false;
+            c.front_blocked = false;
         }
         self.drain(now, conn);
     }
@@ -729,7 +736,8 @@ impl Hub {
     fn fail_blocked(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: &str) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.blocked = false;
-        if let Some(item) = c.queue.pop_front() {
+        let had_front = std::mem::take(&mut c.front_blocked);
+        if had_front && let Some(item) = c.queue.pop_front() {
             self.error(conn, code, message, item.frame.request_id);
         }
         self.drain(now, conn);

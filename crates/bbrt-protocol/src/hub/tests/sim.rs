@@ -1,0 +1,743 @@
+//! `Sim`: one or more Hubs over a simulated broker, a simulated coordinator and a scripted
+//! fake site, on a virtual clock (quinn's `Pair`, str0m's `TestRtc`).
+//!
+//! - `send` hands a frame to a Hub at the current virtual instant; nothing else happens
+//!   until `drive*` is called.
+//! - `drive()` lets in-flight work settle: site answers, coordination answers and broker
+//!   deliveries, in time order, advancing the clock to each and firing every Hub timer due
+//!   on the way. It does not jump to a Hub timer when no I/O is in flight (a Hub with a
+//!   verified credential always has a re-verification timer, so it is never timer-idle):
+//!   use `drive_for(d)` to let time pass.
+//! - Every `Output::Send` is decoded with `ServerMessage::decode` and recorded on each
+//!   recipient; delivering to a closed connection, or to a connection of another node,
+//!   panics at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+
+
+use crate::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
+use crate::hub::{BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendReceipt};
+use crate::ids::{
+    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, MessageId, NodeId, ThreadId, UserId,
+};
+use crate::wire::{CloseCode, Limits, ServerMessage, decode};
+
+/// The fake site's `sentAt` for every message (wall-clock time is data, not a clock).
+pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
+
+/// Upper bound on steps in one `drive*` call; more means a livelock.
+const MAX_STEPS: usize = 100_000;
+
+pub(crate) fn uid(s: &str) -> UserId {
+    UserId::new(s).expect("test user ids are valid")
+}
+
+pub(crate) fn tid(s: &str) -> ThreadId {
+    ThreadId::new(s).expect("test thread ids are valid")
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// The client went away (`Sim::close`).
+    ByClient,
+    /// The Hub closed it.
+    ByServer(CloseCode),
+    /// Its node went down.
+    NodeDown,
+}
+
+/// One simulated client connection.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) node: usize,
+    /// Frames received and not yet taken.
+    pub(crate) inbox: VecDeque<ServerMessage>,
+    /// Every frame ever received, with the instant.
+    pub(crate) log: Vec<(Instant, ServerMessage)>,
+    pub(crate) closed: Option<Closed>,
+}
+
+/// A thread on the fake site.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SiteThread {
+    pub(crate) participants: Vec<UserId>,
+    pub(crate) last: Option<MessageId>,
+}
+
+/// The scripted fake site: the embedded default's rules, latency and injected failures.
+#[derive(Debug, Default)]
+pub(crate) struct Site {
+    pub(crate) threads: BTreeMap<ThreadId, SiteThread>,
+    /// Every user who was ever a participant of each thread.
+    pub(crate) ever: BTreeMap<ThreadId, BTreeSet<UserId>>,
+    next_message: u64,
+    next_thread: u64,
+    /// Per request kind (`ApiRequest::name`); default `default_latency`.
+    pub(crate) latency: HashMap<&'static str, Duration>,
+    pub(crate) default_latency: Duration,
+    /// The next requests of a kind fail with these errors, in order.
+    pub(crate) failures: HashMap<&'static str, VecDeque<SiteError>>,
+    /// Tokens the site no longer accepts.
+    pub(crate) revoked: HashSet<String>,
+    /// A real BuddyBoss site: a bare `userId` is refused, sends need membership.
+    pub(crate) real: bool,
+    /// Every request, in order: (node, request).
+    pub(crate) requests: Vec<(usize, ApiRequest)>,
+}
+
+/// The simulated coordinator's state for one `clientMessageId`.
+#[derive(Debug, Clone)]
+enum Claim {
+    InFlight { until: Instant },
+    Done(SendReceipt),
+}
+
+/// The simulated coordinator (Redis in production).
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    claims: HashMap<(UserId, ClientMessageId), Claim>,
+    answers: HashMap<crate::ids::CallId, crate::ids::DeviceRef>,
+    pub(crate) claim_ttl: Duration,
+    pub(crate) latency: Duration,
+    pub(crate) requests: Vec<CoordRequest>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Api { node: usize, id: ApiRequestId, request: ApiRequest, failure: Option<SiteError> },
+    Coord { node: usize, id: CoordRequestId, request: CoordRequest },
+    Broker { node: usize, message: BrokerMessage },
+}
+
+/// One Hub and whether its node is up.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) hub: Hub,
+    pub(crate) up: bool,
+    /// token → credential id, as the server's credential store does.
+    store: HashMap<String, CredentialId>,
+    tokens: HashMap<CredentialId, String>,
+}
+
+/// The simulation. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Sim {
+    pub(crate) epoch: Instant,
+    pub(crate) now: Instant,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) clients: BTreeMap<ConnId, Client>,
+    pub(crate) site: Site,
+    pub(crate) coord: Coordinator,
+    pub(crate) broker_latency: Duration,
+    pub(crate) limits: Limits,
+    events: BTreeMap<(Instant, u64), Event>,
+    seq: u64,
+    next_conn: u64,
+    next_credential: u64,
+    /// Every Input handed to a Hub and every Output taken from one, `Debug`-printed.
+    pub(crate) debug_log: Option<Vec<String>>,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sim {
+    /// One Hub with the default configuration.
+    pub(crate) fn new() -> Self {
+        Self::with_config(1, |_| {})
+    }
+
+    /// One Hub whose configuration `tweak` adjusts.
+    pub(crate) fn with(tweak: impl Fn(&mut HubConfig)) -> Self {
+        Self::with_config(1, tweak)
+    }
+
+    /// `n` Hubs (`n1`, `n2`, ...) in one cluster.
+    pub(crate) fn cluster(n: usize) -> Self {
+        Self::with_config(n, |_| {})
+    }
+
+    /// `n` Hubs, each configured by `tweak` after its node id and cluster flag are set.
+    pub(crate) fn with_config(n: usize, tweak: impl Fn(&mut HubConfig)) -> Self {
+        // The one real clock reading: every other instant is derived from it.
+        #[allow(clippy::disallowed_methods)]
+        let epoch = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                let mut config = HubConfig {
+                    node_id: NodeId::new(&format!("n{}", i + 1)).expect("valid node id"),
+                    cluster: n > 1,
+                    ..HubConfig::default()
+                };
+                tweak(&mut config);
+                Node { hub: Hub::new(config), up: true, store: HashMap::new(), tokens: HashMap::new() }
+            })
+            .collect();
+        Self {
+            epoch,
+            now: epoch,
+            nodes,
+            clients: BTreeMap::new(),
+            site: Site { default_latency: Duration::from_millis(20), ..Site::default() },
+            coord: Coordinator {
+                claim_ttl: Duration::from_secs(30),
+                latency: Duration::from_millis(2),
+                ..Coordinator::default()
+            },
+            broker_latency: Duration::from_millis(1),
+            limits: Limits::default(),
+            events: BTreeMap::new(),
+            seq: 0,
+            next_conn: 0,
+            next_credential: 0,
+            debug_log: None,
+        }
+    }
+
+    /// Virtual time since the start.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.now - self.epoch
+    }
+
+    pub(crate) fn hub(&self, node: usize) -> &Hub {
+        &self.nodes[node].hub
+    }
+
+    // ----- connections -----
+
+    /// Opens an anonymous connection on node 0 from 10.0.0.1.
+    pub(crate) fn open(&mut self) -> ConnId {
+        self.open_on(0, ip(1), None)
+    }
+
+    /// Opens a connection on `node` from `ip`, with an upgrade credential if `token`.
+    pub(crate) fn open_on(&mut self, node: usize, ip: IpAddr, token: Option<&str>) -> ConnId {
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        self.clients.insert(conn, Client { node, inbox: VecDeque::new(), log: Vec::new(), closed: None });
+        let credential = token.map(|t| self.credential(node, t));
+        self.handle(node, Input::Open { conn, ip, credential });
+        conn
+    }
+
+    /// A connection on node 0 identified as `user` (bare `userId`, as the seed does).
+    pub(crate) fn connect(&mut self, user: &str) -> ConnId {
+        self.connect_on(0, user)
+    }
+
+    /// A connection on `node` identified as `user`.
+    pub(crate) fn connect_on(&mut self, node: usize, user: &str) -> ConnId {
+        let conn = self.open_on(node, ip(1), None);
+        self.send(conn, serde_json::json!({"type": "user_connected", "userId": user}));
+        self.drive();
+        assert_eq!(self.nodes[node].hub.user_of(conn).map(UserId::as_str), Some(user), "{user} not identified");
+        conn
+    }
+
+    /// Sends a client frame given as JSON.
+    pub(crate) fn send(&mut self, conn: ConnId, frame: Value) {
+        self.send_text(conn, &frame.to_string());
+    }
+
+    /// Sends a client text frame as is (the seed's examples, verbatim).
+    pub(crate) fn send_text(&mut self, conn: ConnId, text: &str) {
+        let node = self.client(conn).node;
+        assert!(self.client(conn).closed.is_none(), "{conn} is closed; the client cannot send");
+        let input = match decode(text, &self.limits) {
+            Ok(mut frame) => {
+                let credential = frame.message.take_token().map(|t| self.credential(node, t.expose()));
+                Input::Frame { conn, frame, credential }
+            }
+            Err(error) => Input::Invalid { conn, error },
+        };
+        self.handle(node, input);
+    }
+
+    /// The client closes the connection.
+    pub(crate) fn close(&mut self, conn: ConnId) {
+        let node = self.client(conn).node;
+        let client = self.clients.get_mut(&conn).expect("known connection");
+        if client.closed.is_none() {
+            client.closed = Some(Closed::ByClient);
+            self.handle(node, Input::Close { conn });
+        }
+    }
+
+    /// The credential store: one id per (node, token).
+    fn credential(&mut self, node: usize, token: &str) -> CredentialId {
+        if let Some(id) = self.nodes[node].store.get(token) {
+            return *id;
+        }
+        self.next_credential += 1;
+        let id = CredentialId(self.next_credential);
+        self.nodes[node].store.insert(token.to_owned(), id);
+        self.nodes[node].tokens.insert(id, token.to_owned());
+        id
+    }
+
+    pub(crate) fn client(&self, conn: ConnId) -> &Client {
+        self.clients.get(&conn).unwrap_or_else(|| panic!("unknown {conn}"))
+    }
+
+    // ----- what clients received -----
+
+    /// Frames `conn` received since the last `take`.
+    pub(crate) fn take(&mut self, conn: ConnId) -> Vec<ServerMessage> {
+        self.clients.get_mut(&conn).expect("known connection").inbox.drain(..).collect()
+    }
+
+    /// Like `take`, as JSON values (to compare with `json!` literals).
+    pub(crate) fn take_json(&mut self, conn: ConnId) -> Vec<Value> {
+        self.take(conn).iter().map(to_json).collect()
+    }
+
+    /// The types of the frames `conn` received since the last `take`.
+    pub(crate) fn kinds(&mut self, conn: ConnId) -> Vec<&'static str> {
+        self.take(conn).iter().map(ServerMessage::kind).collect()
+    }
+
+    /// Forgets what every connection received so far.
+    pub(crate) fn clear(&mut self) {
+        for client in self.clients.values_mut() {
+            client.inbox.clear();
+        }
+    }
+
+    /// Takes the frames of `conn` and asserts they are exactly one `error` with `code` (and
+    /// `requestId` if given); returns its `retryable`.
+    #[track_caller]
+    pub(crate) fn expect_error(&mut self, conn: ConnId, code: &str, request_id: Option<i64>) -> bool {
+        let frames = self.take_json(conn);
+        assert_eq!(frames.len(), 1, "expected one error {code}, got {frames:#?}");
+        let e = &frames[0];
+        assert_eq!(e["type"], "error", "{e}");
+        assert_eq!(e["code"], code, "{e}");
+        assert_eq!(e.get("requestId").and_then(Value::as_i64), request_id, "{e}");
+        e["retryable"].as_bool().expect("retryable is a bool")
+    }
+
+    /// `(code, requestId)` of every frame of `conn` since the last take; non-errors panic.
+    #[track_caller]
+    pub(crate) fn errors(&mut self, conn: ConnId) -> Vec<(String, Option<i64>)> {
+        self.take_json(conn)
+            .iter()
+            .map(|e| {
+                assert_eq!(e["type"], "error", "{e}");
+                (e["code"].as_str().expect("code").to_owned(), e.get("requestId").and_then(Value::as_i64))
+            })
+            .collect()
+    }
+
+    /// How the connection ended, if it did.
+    pub(crate) fn closed(&self, conn: ConnId) -> Option<Closed> {
+        self.client(conn).closed
+    }
+
+    /// The close code the Hub gave `conn`, if it closed it.
+    pub(crate) fn close_code(&self, conn: ConnId) -> Option<u16> {
+        match self.client(conn).closed {
+            Some(Closed::ByServer(code)) => Some(code.code()),
+            _ => None,
+        }
+    }
+
+    /// Online users per node, as each Hub sees them.
+    pub(crate) fn online(&self, node: usize) -> Vec<String> {
+        self.nodes[node].hub.online_users().iter().map(|u| u.as_str().to_owned()).collect()
+    }
+
+    // ----- the site -----
+
+    pub(crate) fn site_latency(&mut self, kind: &'static str, latency: Duration) {
+        self.site.latency.insert(kind, latency);
+    }
+
+    /// The next `n` requests of `kind` fail with `kind`/`code`.
+    pub(crate) fn fail_next(&mut self, kind: &'static str, n: usize, error: SiteErrorKind, code: &str) {
+        let queue = self.site.failures.entry(kind).or_default();
+        for _ in 0..n {
+            queue.push_back(SiteError::new(error, code, format!("injected {code}")));
+        }
+    }
+
+    pub(crate) fn revoke_token(&mut self, token: &str) {
+        self.site.revoked.insert(token.to_owned());
+    }
+
+    /// The site removes `user` from `thread`.
+    pub(crate) fn site_remove(&mut self, thread: &str, user: &str) {
+        if let Some(t) = self.site.threads.get_mut(&tid(thread)) {
+            t.participants.retain(|p| p.as_str() != user);
+        }
+    }
+
+    /// The site knows `thread` with these participants.
+    pub(crate) fn site_thread(&mut self, thread: &str, users: &[&str]) {
+        let t = self.site.threads.entry(tid(thread)).or_default();
+        for u in users {
+            if !t.participants.iter().any(|p| p.as_str() == *u) {
+                t.participants.push(uid(u));
+            }
+        }
+        self.site.ever.entry(tid(thread)).or_default().extend(users.iter().map(|u| uid(u)));
+    }
+
+    /// Requests of `kind` the site received so far.
+    pub(crate) fn api_count(&self, kind: &str) -> usize {
+        self.site.requests.iter().filter(|(_, r)| r.name() == kind).count()
+    }
+
+    // ----- nodes -----
+
+    /// The node is lost: its connections drop, the others learn it through `NodeDown`.
+    pub(crate) fn node_down(&mut self, node: usize) {
+        self.nodes[node].up = false;
+        for client in self.clients.values_mut() {
+            if client.node == node && client.closed.is_none() {
+                client.closed = Some(Closed::NodeDown);
+            }
+        }
+        self.events.retain(|_, e| match e {
+            Event::Api { node: n, .. } | Event::Coord { node: n, .. } | Event::Broker { node: n, .. } => *n != node,
+        });
+        let id = self.nodes[node].hub.config().node_id.clone();
+        for other in 0..self.nodes.len() {
+            if other != node && self.nodes[other].up {
+                self.handle(other, Input::NodeDown { node: id.clone() });
+            }
+        }
+    }
+
+    // ----- driving -----
+
+    /// Hands `input` to `node` now and processes its outputs.
+    pub(crate) fn handle(&mut self, node: usize, input: Input) {
+        if !self.nodes[node].up {
+            return;
+        }
+        if let Some(log) = &mut self.debug_log {
+            log.push(format!("{input:?}"));
+        }
+        self.nodes[node].hub.handle(self.now, input);
+        self.outputs(node);
+    }
+
+    fn outputs(&mut self, node: usize) {
+        while let Some(output) = self.nodes[node].hub.poll_output() {
+            if let Some(log) = &mut self.debug_log {
+                log.push(format!("{output:?}"));
+            }
+            self.output(node, output);
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, event: Event) {
+        self.seq += 1;
+        self.events.insert((at, self.seq), event);
+    }
+
+    fn output(&mut self, node: usize, output: Output) {
+        match output {
+            Output::Send { conns, frame } => {
+                assert!(conns.windows(2).all(|w| w[0] < w[1]), "recipients ascending without duplicates");
+                for conn in conns {
+                    self.receive(node, conn, &frame);
+                }
+            }
+            Output::Close { conn, code } => {
+                let client = self.clients.get_mut(&conn).unwrap_or_else(|| panic!("close of unknown {conn}"));
+                assert_eq!(client.node, node, "{conn} closed by a node that does not hold it");
+                assert!(client.closed.is_none(), "{conn} closed twice ({:?} then {code:?})", client.closed);
+                client.closed = Some(Closed::ByServer(code));
+            }
+            Output::Api { id, request } => {
+                let kind = request.name();
+                self.site.requests.push((node, request.clone()));
+                let failure = self.site.failures.get_mut(kind).and_then(VecDeque::pop_front);
+                let latency = self.site.latency.get(kind).copied().unwrap_or(self.site.default_latency);
+                self.schedule(self.now + latency, Event::Api { node, id, request, failure });
+            }
+            Output::Coord { id, request } => {
+                self.coord.requests.push(request.clone());
+                self.schedule(self.now + self.coord.latency, Event::Coord { node, id, request });
+            }
+            Output::Publish(message) => {
+                assert_eq!(message.origin, self.nodes[node].hub.config().node_id, "publications carry their origin");
+                assert!(self.nodes.len() > 1, "a single node publishes nothing");
+                // Through the wire format, as a Redis broker would carry it.
+                let message = BrokerMessage::from_json(&message.to_json()).expect("broker messages round-trip");
+                for other in 0..self.nodes.len() {
+                    if other != node && self.nodes[other].up {
+                        let at = self.now + self.broker_latency;
+                        self.schedule(at, Event::Broker { node: other, message: message.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, node: usize, conn: ConnId, frame: &Bytes) {
+        let now = self.now;
+        let client = self.clients.get_mut(&conn).unwrap_or_else(|| panic!("delivery to unknown {conn}"));
+        assert_eq!(client.node, node, "{conn} got a frame from a node that does not hold it");
+        let message = ServerMessage::decode(frame)
+            .unwrap_or_else(|e| panic!("undecodable frame {}: {e}", String::from_utf8_lossy(frame)));
+        assert!(client.closed.is_none(), "{conn} is closed ({:?}) but received {message:?}", client.closed);
+        client.inbox.push_back(message.clone());
+        client.log.push((now, message));
+    }
+
+    /// Lets in-flight I/O settle (see the module docs).
+    pub(crate) fn drive(&mut self) {
+        self.run(None);
+    }
+
+    /// Lets `d` of virtual time pass, with every event and timer in it.
+    pub(crate) fn drive_for(&mut self, d: Duration) {
+        self.run(Some(self.now + d));
+    }
+
+    /// `drive`, failing if it takes more than `max_steps` steps (a livelock).
+    pub(crate) fn drive_bounded(&mut self, max_steps: usize) {
+        assert!(self.run_steps(None, max_steps), "not idle after {max_steps} steps: livelock");
+    }
+
+    fn run(&mut self, deadline: Option<Instant>) {
+        assert!(self.run_steps(deadline, MAX_STEPS), "not idle after {MAX_STEPS} steps: livelock");
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.nodes.iter().filter(|n| n.up).filter_map(|n| n.hub.poll_timeout()).min()
+    }
+
+    /// Returns `false` if `max_steps` ran out.
+    fn run_steps(&mut self, deadline: Option<Instant>, max_steps: usize) -> bool {
+        for _ in 0..max_steps {
+            let next_event = self.events.keys().next().map(|(at, _)| *at);
+            let horizon = match (deadline, next_event) {
+                (Some(d), _) => d,
+                (None, Some(e)) => e,
+                (None, None) => return true,
+            };
+            let next_timer = self.next_timer().filter(|t| *t <= horizon);
+            let next_event = next_event.filter(|t| *t <= horizon);
+            let Some(at) = [next_timer, next_event].into_iter().flatten().min() else {
+                self.now = self.now.max(horizon);
+                return true;
+            };
+            self.now = self.now.max(at);
+            if next_timer.is_some_and(|t| t <= self.now) {
+                self.fire_timers();
+            } else {
+                let (&key, _) = self.events.iter().next().expect("an event is due");
+                let event = self.events.remove(&key).expect("present");
+                self.process(event);
+            }
+        }
+        false
+    }
+
+    fn fire_timers(&mut self) {
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].up && self.nodes[node].hub.poll_timeout().is_some_and(|t| t <= self.now) {
+                if let Some(log) = &mut self.debug_log {
+                    log.push(format!("timeout {:?}", self.nodes[node].hub.next_timeout_reason()));
+                }
+                self.nodes[node].hub.handle_timeout(self.now);
+                self.outputs(node);
+            }
+        }
+    }
+
+    fn process(&mut self, event: Event) {
+        match event {
+            Event::Api { node, id, request, failure } => {
+                let result = match failure {
+                    Some(error) => Err(error),
+                    None => self.answer(node, &request),
+                };
+                self.handle(node, Input::ApiResult { id, result });
+            }
+            Event::Coord { node, id, request } => match self.coordinate(&request) {
+                Some(result) => self.handle(node, Input::CoordResult { id, result }),
+                // Another node holds the claim: ask again shortly.
+                None => self.schedule(self.now + Duration::from_millis(50), Event::Coord { node, id, request }),
+            },
+            Event::Broker { node, message } => self.handle(node, Input::Broker(message)),
+        }
+    }
+
+    // ----- the fake site -----
+
+    fn answer(&mut self, node: usize, request: &ApiRequest) -> Result<ApiResponse, SiteError> {
+        let token = request.credential().map(|c| {
+            self.nodes[node].tokens.get(&c).cloned().unwrap_or_else(|| panic!("the Hub made up credential {c:?}"))
+        });
+        if let Some(token) = &token
+            && self.site.revoked.contains(token)
+        {
+            return Err(SiteError::new(SiteErrorKind::Unauthenticated, "invalid_token", "revoked"));
+        }
+        let unauthenticated = || SiteError::new(SiteErrorKind::Unauthenticated, "rest_not_logged_in", "not logged in");
+        let forbidden = || {
+            SiteError::new(SiteErrorKind::Forbidden, "bp_rest_authorization_required", "not allowed to see this thread")
+        };
+        if self.site.real && token.is_none() {
+            return Err(unauthenticated());
+        }
+        match request {
+            ApiRequest::Verify { claimed_user, current_user, .. } => {
+                let user = match &token {
+                    None => claimed_user.clone().ok_or_else(unauthenticated)?,
+                    Some(t) => match t.strip_prefix("dev:") {
+                        Some(id) => UserId::new(id).map_err(|_| unauthenticated())?,
+                        None => match current_user {
+                            Some(current) => current.clone(),
+                            None => UserId::new(t).map_err(|_| unauthenticated())?,
+                        },
+                    },
+                };
+                Ok(ApiResponse::User(SiteUser { name: user.to_string(), id: user, avatar: None }))
+            }
+            ApiRequest::Participants { user, thread, join, .. } => {
+                let member = self.site.threads.get(thread).is_some_and(|t| t.participants.contains(user));
+                if !member {
+                    // The embedded site creates the thread or adds the joiner; a real one
+                    // only checks membership.
+                    if !*join || self.site.real {
+                        return Err(forbidden());
+                    }
+                    self.site.threads.entry(thread.clone()).or_default().participants.push(user.clone());
+                    self.site.ever.entry(thread.clone()).or_default().insert(user.clone());
+                }
+                let t = &self.site.threads[thread];
+                Ok(ApiResponse::Participants(ThreadInfo {
+                    thread: thread.clone(),
+                    participants: t.participants.clone(),
+                    last_message: t.last.clone(),
+                }))
+            }
+            ApiRequest::Send { sender, thread, recipients, text, .. } => {
+                if text.trim().is_empty() {
+                    return Err(SiteError::new(SiteErrorKind::Invalid, "bp_rest_messages_empty_message", "empty"));
+                }
+                let thread = match thread {
+                    Some(t) => {
+                        if self.site.real && !self.site.threads.get(t).is_some_and(|t| t.participants.contains(sender))
+                        {
+                            return Err(forbidden());
+                        }
+                        t.clone()
+                    }
+                    None => {
+                        let mut set = vec![sender.clone()];
+                        set.extend(recipients.iter().filter(|r| *r != sender).cloned());
+                        let found = self.site.threads.iter().find(|(_, t)| {
+                            t.participants.len() == set.len() && set.iter().all(|u| t.participants.contains(u))
+                        });
+                        match found {
+                            Some((id, _)) => id.clone(),
+                            None => loop {
+                                self.site.next_thread += 1;
+                                let id = tid(&self.site.next_thread.to_string());
+                                if !self.site.threads.contains_key(&id) {
+                                    break id;
+                                }
+                            },
+                        }
+                    }
+                };
+                self.site.next_message += 1;
+                let id = MessageId::new(&self.site.next_message.to_string()).expect("numeric id");
+                let t = self.site.threads.entry(thread.clone()).or_default();
+                for u in std::iter::once(sender).chain(recipients) {
+                    if !t.participants.contains(u) {
+                        t.participants.push(u.clone());
+                    }
+                }
+                t.last = Some(id.clone());
+                let participants = t.participants.clone();
+                self.site.ever.entry(thread.clone()).or_default().extend(participants.iter().cloned());
+                Ok(ApiResponse::Stored(StoredMessage {
+                    id,
+                    thread,
+                    sender: sender.clone(),
+                    text: text.clone(),
+                    html: None,
+                    sent_at: SENT_AT.to_owned(),
+                    participants,
+                }))
+            }
+            ApiRequest::MarkRead { user, thread, .. } => {
+                if self.site.threads.get(thread).is_some_and(|t| t.participants.contains(user)) {
+                    Ok(ApiResponse::MarkedRead)
+                } else {
+                    Err(forbidden())
+                }
+            }
+        }
+    }
+
+    // ----- the coordinator -----
+
+    /// `None`: not answerable yet (another node holds the claim).
+    fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
+        let now = self.now;
+        Some(match request {
+            CoordRequest::ClaimSend { user, client_message_id } => {
+                let key = (user.clone(), client_message_id.clone());
+                match self.coord.claims.get(&key) {
+                    Some(Claim::Done(receipt)) => CoordResponse::Done(receipt.clone()),
+                    Some(Claim::InFlight { until }) if *until > now => return None,
+                    _ => {
+                        self.coord.claims.insert(key, Claim::InFlight { until: now + self.coord.claim_ttl });
+                        CoordResponse::Claimed
+                    }
+                }
+            }
+            CoordRequest::FinishSend { user, client_message_id, receipt } => {
+                let key = (user.clone(), client_message_id.clone());
+                match receipt {
+                    Some(receipt) => self.coord.claims.insert(key, Claim::Done(receipt.clone())),
+                    None => self.coord.claims.remove(&key),
+                };
+                CoordResponse::Ok
+            }
+            CoordRequest::ClaimAnswer { call, device } => match self.coord.answers.get(call) {
+                Some(winner) if winner == device => CoordResponse::Won,
+                Some(_) => CoordResponse::Lost,
+                None => {
+                    self.coord.answers.insert(call.clone(), device.clone());
+                    CoordResponse::Won
+                }
+            },
+        })
+    }
+}
+
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub(crate) fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `10.0.0.<n>`.
+pub(crate) fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+}
+
+pub(crate) fn to_json(message: &ServerMessage) -> Value {
+    serde_json::from_slice(&message.encode()).expect("server frames are JSON")
+}
