@@ -12,6 +12,13 @@
 //! - `fake` (cargo feature `fake-site`): a faithful fake BuddyBoss site, a real HTTP
 //!   server on loopback with fault injection, for tests here and in `bbrt-server`.
 //!
+//! What it does not do: it never sees a WebSocket, a connection or a frame; it keeps no
+//! participant cache (the Hub owns that) and no message store (the site is the system of
+//! record); it never retries a write, never sends `sender_id`, never validates a JWT
+//! locally (the site does, when the credential is presented) and holds no admin
+//! credential. Serializing sends per (user, thread) is the caller's job; reconciliation
+//! below relies on it.
+//!
 //! # Authentication
 //!
 //! bbrt holds no admin secret: every call uses the credential the user presented, as a

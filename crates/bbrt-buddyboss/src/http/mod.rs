@@ -120,7 +120,8 @@ pub struct Config {
     /// Most credentials in the verify cache. Default 10 000.
     pub verify_cache_capacity: usize,
     /// How far back, from the start of a send whose outcome is unknown, a message counts
-    /// as that send when reconciling. Default 60 s.
+    /// as that send when reconciling. It also absorbs clock skew between bbrt and the site
+    /// (the site stamps `date_sent`). Default 60 s.
     pub reconcile_window: Duration,
     /// Wait before reading the thread to reconcile an unknown send, so a request the site
     /// is still processing can land. Default 1 s.
