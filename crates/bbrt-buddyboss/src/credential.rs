@@ -27,6 +27,26 @@ pub enum AuthScheme {
     },
 }
 
+impl std::str::FromStr for AuthScheme {
+    type Err = crate::BuddyBossError;
+
+    /// `bearer`, `basic` or `access-token` (for configuration). The cookie scheme needs a
+    /// nonce per credential, so it is built with [`Credential::cookie`] instead.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bearer" => Ok(Self::Bearer),
+            "basic" | "app-password" | "application-password" => Ok(Self::Basic),
+            "access-token" | "accesstoken" | "jwt" => Ok(Self::AccessToken),
+            _ => Err(crate::BuddyBossError::Invalid {
+                code: "invalid_config".into(),
+                message: format!(
+                    "unknown auth scheme {s:?}: expected bearer, basic or access-token"
+                ),
+            }),
+        }
+    }
+}
+
 impl AuthScheme {
     /// A short stable name, for logs and the fake site's request log.
     pub fn name(&self) -> &'static str {
@@ -161,6 +181,17 @@ mod tests {
             h,
             vec![("authorization", "Basic YWxpY2U6YWJjZCBlZmdo".to_owned())]
         );
+    }
+
+    #[test]
+    fn parses_scheme_names() {
+        assert_eq!("Bearer".parse::<AuthScheme>(), Ok(AuthScheme::Bearer));
+        assert_eq!("basic".parse::<AuthScheme>(), Ok(AuthScheme::Basic));
+        assert_eq!(
+            "access-token".parse::<AuthScheme>(),
+            Ok(AuthScheme::AccessToken)
+        );
+        assert!("cookie".parse::<AuthScheme>().is_err());
     }
 
     #[test]

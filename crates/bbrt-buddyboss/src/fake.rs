@@ -135,6 +135,7 @@ struct State {
     latency: Duration,
     log: Vec<LoggedRequest>,
     app_password_trap: bool,
+    moderators: BTreeSet<u64>,
 }
 
 struct Shared {
@@ -408,6 +409,17 @@ impl FakeSite {
     /// without the mu-plugin does).
     pub fn set_app_password_trap(&self, on: bool) {
         self.state().app_password_trap = on;
+    }
+
+    /// Gives `user` BuddyBoss's `bp_moderate` capability: they may read any thread
+    /// (`GET /messages/{id}`) without being a participant, as site admins can.
+    pub fn set_moderator(&self, user: u64, on: bool) {
+        let mut s = self.state();
+        if on {
+            s.moderators.insert(user);
+        } else {
+            s.moderators.remove(&user);
+        }
     }
 
     /// Every request received so far, in order.
@@ -1137,7 +1149,7 @@ fn get_thread(s: &State, id: u64, query: &[(String, String)], caller: &Caller) -
         return Answer::error(401, "bp_rest_authorization_required", NOT_ALLOWED_THREAD);
     };
     match s.threads.get(&id) {
-        Some(t) if is_participant(t, *uid) => {
+        Some(t) if is_participant(t, *uid) || s.moderators.contains(uid) => {
             let before = query
                 .iter()
                 .find(|(k, _)| k == "before")

@@ -228,6 +228,22 @@ async fn participants_and_membership() {
         (SiteErrorKind::Forbidden, "bp_rest_authorization_required")
     );
 
+    // An admin (bp_moderate) may read the thread, but is not a participant.
+    site.set_moderator(1, true);
+    let e = bb
+        .participants(
+            Some(&Credential::bearer("admin-token")),
+            &user("1"),
+            &tid,
+            true,
+        )
+        .await
+        .expect_err("moderator");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Forbidden, "not_a_participant")
+    );
+
     site.remove_from_thread(t, 3);
     let e = bb
         .participants(Some(&bob()), &user("3"), &tid, false)

@@ -200,7 +200,12 @@ enum PostOutcome {
 }
 
 fn numeric(what: &str, id: &str) -> Result<u64, BuddyBossError> {
-    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    // Canonical decimal only ("042" would come back from the site as "42").
+    if id.is_empty()
+        || id.len() > 20
+        || id.starts_with('0')
+        || !id.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(BuddyBossError::invalid_id(what, id));
     }
     match id.parse::<u64>() {
@@ -623,21 +628,29 @@ impl BuddyBoss for HttpBuddyBoss {
     async fn participants(
         &self,
         credential: Option<&Credential>,
-        _user: &UserId,
+        user: &UserId,
         thread: &ThreadId,
         _join: bool,
     ) -> Result<ThreadInfo, BuddyBossError> {
         let id = numeric("thread", thread.as_str())?;
         let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
         let t = self.thread(credential, id).await?;
+        let participants: Vec<UserId> = t
+            .participants()
+            .unwrap_or_default()
+            .into_iter()
+            .map(user_id)
+            .collect();
+        // A moderator may read any thread; bbrt's membership means being a participant.
+        if !participants.contains(user) {
+            return Err(BuddyBossError::Forbidden {
+                code: "not_a_participant".into(),
+                message: format!("user {user} is not a participant of thread {thread}"),
+            });
+        }
         Ok(ThreadInfo {
             thread: thread.clone(),
-            participants: t
-                .participants()
-                .unwrap_or_default()
-                .into_iter()
-                .map(user_id)
-                .collect(),
+            participants,
             last_message: t
                 .message_id
                 .filter(|m| m.0 > 0)
@@ -810,7 +823,15 @@ mod tests {
     #[test]
     fn numeric_ids_only() {
         assert_eq!(numeric("thread", "42"), Ok(42));
-        for bad in ["THREAD_ID", "", "0", "-1", "1.5", "99999999999999999999999"] {
+        for bad in [
+            "THREAD_ID",
+            "",
+            "0",
+            "042",
+            "-1",
+            "1.5",
+            "99999999999999999999999",
+        ] {
             assert_eq!(
                 numeric("thread", bad).map_err(|e| e.code().to_owned()),
                 Err("invalid_id".to_owned()),
