@@ -61,6 +61,9 @@ pub enum Fault {
     Truncated,
     /// Do the request, then answer 200 with an HTML page instead of JSON.
     NotJson,
+    /// Do the request, then cut the connection halfway through the answer (its
+    /// `Content-Length` promises more than is sent): the client sees a reset.
+    CutOff,
 }
 
 /// A request the site received, without secrets.
@@ -774,6 +777,16 @@ async fn handle(
                 "application/json; charset=UTF-8",
                 half.to_vec(),
             );
+        }
+        Some(Fault::CutOff) => {
+            let text = answer.body.to_string();
+            let half = text.as_bytes()[..text.len() / 2].to_vec();
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json; charset=UTF-8")
+                .header(header::CONTENT_LENGTH, text.len())
+                .body(Body::from(half))
+                .expect("static response parts are valid");
         }
         Some(Fault::NotJson) => {
             return raw_response(

@@ -673,8 +673,27 @@ async fn a_post_whose_answer_is_garbage_is_reconciled() {
     bb.send(Some(&alice()), &user("2"), Some(&tid), &[], "html answer")
         .await
         .expect("reconciled");
-    assert_eq!(site.messages(t).len(), 3);
-    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 2);
+    site.inject(Fault::CutOff, 1);
+    let cut = bb
+        .send(Some(&alice()), &user("2"), Some(&tid), &[], "cut off")
+        .await
+        .expect("reconciled");
+    assert_eq!(cut.text, "cut off");
+    assert_eq!(site.messages(t).len(), 4);
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 3);
+    assert_eq!(
+        site.count("GET", &format!("/buddyboss/v1/messages/{t}")),
+        3,
+        "one reconciliation read each"
+    );
+
+    // A read cut off is unavailable (and retried).
+    site.inject(Fault::CutOff, 3);
+    let e = bb
+        .participants(Some(&alice()), &user("2"), &tid, false)
+        .await
+        .expect_err("cut off thrice");
+    assert_eq!(kind_code(&e), (SiteErrorKind::Unavailable, "transport"));
 }
 
 #[tokio::test]

@@ -164,6 +164,10 @@ impl Config {
 /// `POST buddyboss/v1/messages/action/{id}` with `{"action":"unread","value":false}`
 /// (mark read). Ids must be numeric: anything else is [`BuddyBossError::Invalid`]
 /// `invalid_id` without a request.
+///
+/// Redirects are not followed (a 3xx is [`BuddyBossError::Protocol`] `http_3xx`), so a
+/// credential never goes to another URL: configure the final API root (`https://`, with
+/// or without `www.`, as the site answers).
 pub struct HttpBuddyBoss {
     client: reqwest::Client,
     config: Config,
