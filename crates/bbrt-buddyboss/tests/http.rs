@@ -10,6 +10,10 @@ use bbrt_buddyboss::{BuddyBoss, BuddyBossError, Credential};
 use bbrt_protocol::api::SiteErrorKind;
 use common::{client, client_at, seeded, thread, user};
 
+/// The client timeout in tests that make the site hang: long enough that a loaded
+/// machine does not time out a request that was answered.
+const HANG_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn alice() -> Credential {
     Credential::bearer("alice-token")
 }
@@ -599,9 +603,7 @@ async fn reads_are_retried_writes_are_not() {
 #[tokio::test]
 async fn a_post_that_stores_then_times_out_is_reconciled() {
     let site = seeded().await;
-    let bb = client_at(&site.api_root(), |c| {
-        c.request_timeout = Duration::from_millis(300)
-    });
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
     let (t, _) = site.create_thread(2, &[3], "hello");
     let tid = thread(&t.to_string());
     site.inject(Fault::StoreThenHang, 1);
@@ -625,9 +627,7 @@ async fn a_post_that_stores_then_times_out_is_reconciled() {
 #[tokio::test]
 async fn a_new_thread_post_that_stores_then_times_out_is_reconciled() {
     let site = seeded().await;
-    let bb = client_at(&site.api_root(), |c| {
-        c.request_timeout = Duration::from_millis(300)
-    });
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
     site.create_thread(2, &[4], "an older thread with carol");
     site.inject(Fault::StoreThenHang, 1);
     let stored = bb
@@ -699,9 +699,7 @@ async fn a_post_whose_answer_is_garbage_is_reconciled() {
 #[tokio::test]
 async fn a_post_that_hangs_without_storing_is_unconfirmed() {
     let site = seeded().await;
-    let bb = client_at(&site.api_root(), |c| {
-        c.request_timeout = Duration::from_millis(300)
-    });
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
     let (t, _) = site.create_thread(2, &[3], "hello");
     site.inject(Fault::Hang, 1);
     let e = bb
@@ -726,7 +724,7 @@ async fn a_post_that_hangs_without_storing_is_unconfirmed() {
 async fn timeouts_connection_refused_and_garbage() {
     let site = seeded().await;
     let bb = client_at(&site.api_root(), |c| {
-        c.request_timeout = Duration::from_millis(300);
+        c.request_timeout = HANG_TIMEOUT;
         c.read_retries = 1;
     });
     let (t, _) = site.create_thread(2, &[3], "hello");

@@ -12,6 +12,10 @@ use bbrt_buddyboss::{BuddyBoss, Credential, perform};
 use bbrt_protocol::api::ApiRequest;
 use common::{client_at, seeded, thread, user};
 
+/// The client timeout in tests that make the site hang: long enough that a loaded
+/// machine does not time out a request that was answered.
+const HANG_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -39,9 +43,7 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     let site = seeded().await;
     site.add_app_password(2, "bad-secret-password-never-valid");
     site.revoke("bad-secret-password-never-valid");
-    let bb = client_at(&site.api_root(), |c| {
-        c.request_timeout = Duration::from_millis(300)
-    });
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
     let credentials = [
         Credential::bearer("alice-token"),
         Credential::basic("alice:alice-app-pass"),
