@@ -78,6 +78,24 @@ pub enum BrokerEvent {
         /// Users online on the origin.
         users: Vec<UserId>,
     },
+    /// The participants of a thread changed, as the origin learned from the site (a join,
+    /// a stored message, a fetch after the cache expired).
+    Participants {
+        /// The thread.
+        thread: ThreadId,
+        /// Every participant.
+        participants: Vec<UserId>,
+        /// The newest message, if the origin knows it.
+        last_message: Option<MessageId>,
+    },
+    /// A bound device of a call disconnected; its node ends the call after the grace unless
+    /// `user` resumes it from another device (on any node).
+    CallOrphaned {
+        /// The call.
+        call: CallId,
+        /// The user whose device is gone.
+        user: UserId,
+    },
     /// The origin (re)started and wants everyone's presence and calls.
     SyncRequest,
     /// A call rings the callee's devices.
@@ -216,6 +234,10 @@ impl Hub {
                 self.publish(BrokerEvent::PresenceSnapshot { users: users.into_iter().collect() });
                 self.publish_own_calls();
             }
+            BrokerEvent::Participants { thread, participants, last_message } => {
+                self.replace_participants(now, &thread, participants, last_message);
+            }
+            BrokerEvent::CallOrphaned { call, user } => self.apply_orphaned(&call, user),
             BrokerEvent::CallRing(snapshot) => self.remote_call_ring(now, snapshot),
             BrokerEvent::CallToRinging { call, frame } => self.deliver_to_ringing(&call, frame),
             BrokerEvent::CallToDevice { device, frame, .. } => self.deliver_to_device(&device, frame),

@@ -510,11 +510,19 @@ impl Hub {
             let bound = call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
             if bound && let Some(user) = user {
                 call.orphaned = Some(user.clone());
-                orphaned.push(id.clone());
+                orphaned.push((id.clone(), user.clone()));
             }
         }
-        for id in orphaned {
-            self.timers.set(TimerKey::CallGrace(id), now + grace);
+        for (id, user) in orphaned {
+            self.timers.set(TimerKey::CallGrace(id.clone()), now + grace);
+            self.publish(BrokerEvent::CallOrphaned { call: id, user });
+        }
+    }
+
+    /// Another node lost a bound device of `id`: `user` may resume from a device here.
+    pub(super) fn apply_orphaned(&mut self, id: &CallId, user: UserId) {
+        if let Some(call) = self.calls.calls.get_mut(id) {
+            call.orphaned = Some(user);
         }
     }
 

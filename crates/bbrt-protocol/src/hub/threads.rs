@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::{Hub, PendingApi, ThreadState};
+use super::{BrokerEvent, Hub, PendingApi, ThreadState};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
 use crate::wire::{ErrorCode, Joined, Participant, RequestId, ServerMessage};
@@ -102,7 +102,9 @@ impl Hub {
         }
     }
 
-    /// Replaces the cached participants of `thread` (fresh from the site).
+    /// Replaces the cached participants of `thread` (fresh from the site) and, when they
+    /// changed, tells the other nodes: their caches would otherwise miss a join made here
+    /// until their TTL ran out (typing, read and presence there use the cache).
     pub(super) fn set_participants(
         &mut self,
         now: Instant,
@@ -110,8 +112,24 @@ impl Hub {
         participants: Vec<UserId>,
         last_message: Option<MessageId>,
     ) {
+        if self.replace_participants(now, thread, participants, last_message.clone()) {
+            let participants = self.participants(thread);
+            self.publish(BrokerEvent::Participants { thread: thread.clone(), participants, last_message });
+        }
+    }
+
+    /// Replaces the cached participants of `thread`; returns whether the set changed (or
+    /// was never known).
+    pub(super) fn replace_participants(
+        &mut self,
+        now: Instant,
+        thread: &ThreadId,
+        participants: Vec<UserId>,
+        last_message: Option<MessageId>,
+    ) -> bool {
         let new: BTreeSet<UserId> = participants.into_iter().collect();
         let state = self.threads.entry(thread.clone()).or_insert_with(ThreadState::default);
+        let first = state.fetched_at.is_none();
         let old = std::mem::replace(&mut state.participants, new);
         state.fetched_at = Some(now);
         if last_message.is_some() {
@@ -119,6 +137,7 @@ impl Hub {
         }
         let removed: Vec<UserId> = old.difference(&state.participants).cloned().collect();
         let added: Vec<UserId> = state.participants.difference(&old).cloned().collect();
+        let changed = first || !added.is_empty() || !removed.is_empty();
         for user in added {
             self.user_threads.entry(user.clone()).or_default().insert(thread.clone());
             self.denied.remove(&(user, thread.clone()));
@@ -126,6 +145,7 @@ impl Hub {
         for user in removed {
             self.forget_member(thread, &user);
         }
+        changed
     }
 
     /// `user` is no longer in `thread`: drop them from the cache and unjoin their
