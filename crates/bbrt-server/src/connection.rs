@@ -1,0 +1,577 @@
+//! Per-connection I/O after the upgrade: one task per connection, no per-connection
+//! buffers while idle.
+//!
+//! - **Reads**: wait for `readable()`, then `try_read` into this worker thread's 64 KiB
+//!   scratch buffer; frames are unmasked and parsed in place ([`ws::FrameReader`]) and
+//!   decoded to client frames right here (in parallel across workers), so the hub task
+//!   gets typed inputs. Only an incomplete frame's tail is kept per connection.
+//! - **Writes**: the hub task pushes shared frame bytes onto the [`Outbox`] and notifies;
+//!   this task takes everything queued and writes it as one vectored write of
+//!   `[header, frame, header, frame, ...]` (many frames per syscall under load).
+//! - **Slow consumers**: the outbox is bounded in bytes and `SO_SNDBUF` is capped, so a
+//!   client that does not read fills its queue and is closed with 4011; a write that
+//!   makes no progress for the write timeout is closed the same way.
+//! - **Liveness**: a connection silent for the ping interval is pinged; one silent for the
+//!   idle timeout is closed with 4012.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bbrt_buddyboss::Credential;
+use bbrt_protocol::hub::Input;
+use bbrt_protocol::ids::ConnId;
+use bbrt_protocol::wire::{self, DecodeError, DecodeErrorKind};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::credentials::Held;
+use crate::hub_task::ConnEvent;
+use crate::metrics::CloseReason;
+use crate::outbox::{CloseRequest, Outbox};
+use crate::server::Shared;
+use crate::ws::{self, FrameReader, WsEvent};
+
+/// Size of each worker thread's read buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads per wake-up before yielding to other connections.
+const READS_PER_WAKE: usize = 16;
+/// Slices per vectored write.
+const IOV_MAX: usize = 128;
+/// How long a closing connection waits for the peer's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// How the connection ends.
+#[derive(Debug)]
+enum End {
+    /// The peer sent a close frame (with this code, if any): echo it.
+    PeerClosed(Option<u16>),
+    /// The peer went away without a close frame, or the socket failed.
+    Gone,
+    /// The server closes: send this close frame.
+    Close {
+        request: CloseRequest,
+        why: CloseReason,
+    },
+}
+
+/// One upgraded connection.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    conn: ConnId,
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    reader: FrameReader,
+    /// Chunks being written: header, payload, header, payload...
+    pending: VecDeque<Bytes>,
+    held: Held,
+    last_read: Instant,
+    pinged: bool,
+    stall_since: Option<Instant>,
+}
+
+/// What one read burst produced for the hub task.
+enum ReadOutcome {
+    /// Inputs for the Hub (possibly none).
+    Inputs(Vec<Input>),
+    /// Inputs, then the end of the connection.
+    End(Vec<Input>, End),
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: TcpStream,
+        conn: ConnId,
+        shared: Arc<Shared>,
+        outbox: Arc<Outbox>,
+        held: Held,
+    ) -> Self {
+        Self {
+            stream,
+            conn,
+            shared,
+            outbox,
+            reader: FrameReader::default(),
+            pending: VecDeque::new(),
+            held,
+            last_read: Instant::now(),
+            pinged: false,
+            stall_since: None,
+        }
+    }
+
+    /// Runs the connection to its end, then tells the Hub it is gone.
+    pub(crate) async fn run(mut self, mut early: Vec<u8>) {
+        let end = if early.is_empty() {
+            self.serve().await
+        } else {
+            // Frames the client sent right behind its upgrade request.
+            match self.process(&mut early) {
+                ReadOutcome::Inputs(inputs) => match self.forward(inputs).await {
+                    Some(end) => end,
+                    None => self.serve().await,
+                },
+                ReadOutcome::End(inputs, end) => {
+                    let _ = self.forward(inputs).await;
+                    end
+                }
+            }
+        };
+        self.finish(end).await;
+        let _ = self
+            .shared
+            .events
+            .send(ConnEvent::Input(Input::Close { conn: self.conn }))
+            .await;
+        self.held.release_all(&self.shared.credentials);
+    }
+
+    async fn serve(&mut self) -> End {
+        let sleep = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(sleep);
+        loop {
+            let deadline = self.next_deadline();
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            let want_write = !self.pending.is_empty();
+            tokio::select! {
+                biased;
+                () = self.outbox.notify.notified() => {
+                    if let Some(end) = self.pull() {
+                        return end;
+                    }
+                    if let Err(end) = self.flush() {
+                        return end;
+                    }
+                }
+                ready = self.stream.readable() => {
+                    if ready.is_err() {
+                        return End::Gone;
+                    }
+                    let outcome = self.read();
+                    let (inputs, end) = match outcome {
+                        ReadOutcome::Inputs(inputs) => (inputs, None),
+                        ReadOutcome::End(inputs, end) => (inputs, Some(end)),
+                    };
+                    if let Some(end) = self.forward(inputs).await {
+                        return end;
+                    }
+                    if let Some(end) = end {
+                        return end;
+                    }
+                    // Pongs to the client's pings.
+                    if let Err(end) = self.flush() {
+                        return end;
+                    }
+                }
+                ready = self.stream.writable(), if want_write => {
+                    if ready.is_err() {
+                        return End::Gone;
+                    }
+                    if let Err(end) = self.flush() {
+                        return end;
+                    }
+                    // Frames queued while this batch was stuck.
+                    if self.pending.is_empty() {
+                        if let Some(end) = self.pull() {
+                            return end;
+                        }
+                        if let Err(end) = self.flush() {
+                            return end;
+                        }
+                    }
+                }
+                () = &mut sleep => {
+                    if let Some(end) = self.tick() {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the next timer is due: ping, idle timeout or write stall.
+    fn next_deadline(&self) -> Instant {
+        let cfg = &self.shared.config;
+        let idle_at = self.last_read + cfg.idle_timeout;
+        let ping_at = self.last_read + cfg.ping_interval;
+        let mut at = if self.pinged || ping_at >= idle_at {
+            idle_at
+        } else {
+            ping_at
+        };
+        if let Some(since) = self.stall_since {
+            at = at.min(since + cfg.write_timeout);
+        }
+        at
+    }
+
+    fn tick(&mut self) -> Option<End> {
+        let now = Instant::now();
+        let cfg = &self.shared.config;
+        if let Some(since) = self.stall_since
+            && now >= since + cfg.write_timeout
+        {
+            let request = CloseRequest {
+                code: 4011,
+                reason: "slow consumer",
+                flush: false,
+            };
+            return Some(End::Close {
+                request,
+                why: CloseReason::WriteStall,
+            });
+        }
+        if now >= self.last_read + cfg.idle_timeout {
+            let request = CloseRequest {
+                code: 4012,
+                reason: "idle timeout",
+                flush: true,
+            };
+            return Some(End::Close {
+                request,
+                why: CloseReason::Idle,
+            });
+        }
+        if !self.pinged && now >= self.last_read + cfg.ping_interval {
+            self.pinged = true;
+            self.pending
+                .push_back(ws::control_frame(ws::OP_PING, b"").freeze());
+            if let Err(end) = self.flush() {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Moves queued frames from the outbox to the write batch, with their headers.
+    fn pull(&mut self) -> Option<End> {
+        let mut batch = VecDeque::new();
+        let close = self.outbox.take(&mut batch);
+        if !batch.is_empty() {
+            let count = batch.len();
+            let mut headers = BytesMut::with_capacity(count * ws::MAX_HEADER);
+            for frame in batch {
+                ws::put_header(&mut headers, ws::OP_TEXT, frame.len());
+                self.pending.push_back(headers.split().freeze());
+                self.pending.push_back(frame);
+            }
+            self.shared
+                .metrics
+                .frames_written
+                .fetch_add(count as u64, Relaxed);
+        }
+        close.map(|request| {
+            let why = if request.code == 4011 {
+                CloseReason::SlowConsumer
+            } else {
+                CloseReason::Hub
+            };
+            End::Close { request, why }
+        })
+    }
+
+    /// Writes as much of the batch as the socket takes without waiting.
+    fn flush(&mut self) -> Result<(), End> {
+        match write_pending(&self.stream, &mut self.pending, &self.shared) {
+            Ok(true) => {
+                self.stall_since = None;
+                Ok(())
+            }
+            Ok(false) => {
+                self.stall_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    /// Reads what the socket has, into the worker's scratch buffer.
+    fn read(&mut self) -> ReadOutcome {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut all = Vec::new();
+            for _ in 0..READS_PER_WAKE {
+                match self.stream.try_read(&mut scratch[..]) {
+                    Ok(0) => return ReadOutcome::End(all, End::Gone),
+                    Ok(n) => {
+                        self.shared.metrics.bytes_in.fetch_add(n as u64, Relaxed);
+                        match self.process(&mut scratch[..n]) {
+                            ReadOutcome::Inputs(inputs) => all.extend(inputs),
+                            ReadOutcome::End(inputs, end) => {
+                                all.extend(inputs);
+                                return ReadOutcome::End(all, end);
+                            }
+                        }
+                        if n < scratch.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return ReadOutcome::End(all, End::Gone),
+                }
+            }
+            ReadOutcome::Inputs(all)
+        })
+    }
+
+    /// Parses bytes read from the peer into Hub inputs.
+    fn process(&mut self, bytes: &mut [u8]) -> ReadOutcome {
+        self.last_read = Instant::now();
+        self.pinged = false;
+        let mut inputs = Vec::new();
+        let mut peer_close = None;
+        let Self {
+            reader,
+            pending,
+            held,
+            shared,
+            conn,
+            ..
+        } = self;
+        let conn = *conn;
+        let max = shared.config.max_frame_bytes;
+        let result = reader.feed(bytes, max, &mut |event| {
+            match event {
+                WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
+                WsEvent::Binary => {
+                    shared.metrics.binary_in();
+                    let error = DecodeError {
+                        request_id: None,
+                        kind: DecodeErrorKind::Binary,
+                    };
+                    inputs.push(Input::Invalid { conn, error });
+                }
+                WsEvent::Ping(payload) => {
+                    pending.push_back(ws::control_frame(ws::OP_PONG, payload).freeze())
+                }
+                WsEvent::Pong => {}
+                WsEvent::Close(code) => {
+                    peer_close = Some(code);
+                    return false;
+                }
+            }
+            true
+        });
+        match (result, peer_close) {
+            (Err(e), _) => {
+                tracing::debug!(error = %e, "protocol violation");
+                let request = CloseRequest {
+                    code: e.close_code(),
+                    reason: close_reason(e.close_code()),
+                    flush: false,
+                };
+                ReadOutcome::End(
+                    inputs,
+                    End::Close {
+                        request,
+                        why: CloseReason::Protocol,
+                    },
+                )
+            }
+            (Ok(()), Some(code)) => ReadOutcome::End(inputs, End::PeerClosed(code)),
+            (Ok(()), None) => ReadOutcome::Inputs(inputs),
+        }
+    }
+
+    /// Sends inputs to the hub task (waiting if it is busy: backpressure on this client).
+    async fn forward(&mut self, inputs: Vec<Input>) -> Option<End> {
+        for input in inputs {
+            if self
+                .shared
+                .events
+                .send(ConnEvent::Input(input))
+                .await
+                .is_err()
+            {
+                let request = CloseRequest {
+                    code: 1001,
+                    reason: "server shutting down",
+                    flush: true,
+                };
+                return Some(End::Close {
+                    request,
+                    why: CloseReason::Shutdown,
+                });
+            }
+        }
+        None
+    }
+
+    /// The closing handshake.
+    async fn finish(&mut self, end: End) {
+        let write_timeout = self.shared.config.write_timeout.min(CLOSE_WAIT);
+        match end {
+            End::Gone => {}
+            End::PeerClosed(code) => {
+                // The peer wants nothing more: answer its close and hang up.
+                self.pending.clear();
+                let frame = match code {
+                    Some(code) => ws::close_frame(code, ""),
+                    None => ws::control_frame(ws::OP_CLOSE, b""),
+                };
+                self.pending.push_back(frame.freeze());
+                let _ = tokio::time::timeout(write_timeout, self.flush_all()).await;
+            }
+            End::Close { request, why } => {
+                self.shared.metrics.closed(if request.code == 1001 {
+                    CloseReason::Shutdown
+                } else {
+                    why
+                });
+                tracing::debug!(code = request.code, reason = request.reason, "closing");
+                if request.flush {
+                    let _ = self.pull();
+                } else {
+                    self.pending.clear();
+                }
+                self.pending
+                    .push_back(ws::close_frame(request.code, request.reason).freeze());
+                let flushed = tokio::time::timeout(write_timeout, self.flush_all()).await;
+                if matches!(flushed, Ok(true)) {
+                    self.await_peer_close().await;
+                }
+            }
+        }
+    }
+
+    /// Writes the whole batch, waiting for the socket. `true` when all was written.
+    async fn flush_all(&mut self) -> bool {
+        loop {
+            match write_pending(&self.stream, &mut self.pending, &self.shared) {
+                Ok(true) => return true,
+                Ok(false) => {
+                    if self.stream.writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// After our close frame: read until the peer's close frame or EOF, briefly.
+    async fn await_peer_close(&mut self) {
+        let wait = async {
+            let mut buf = [0u8; 512];
+            loop {
+                if self.stream.readable().await.is_err() {
+                    return;
+                }
+                match self.stream.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let mut closed = false;
+                        let ok = self
+                            .reader
+                            .feed(&mut buf[..n], usize::MAX >> 1, &mut |event| {
+                                closed |= matches!(event, WsEvent::Close(_));
+                                !closed
+                            });
+                        if closed || ok.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
+    }
+}
+
+/// Decodes a text message into a Hub input, moving its token to the credential store.
+fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
+    match wire::decode(text, &shared.limits) {
+        Ok(mut frame) => {
+            shared.metrics.frame_in(Some(frame.message.kind()));
+            let credential = frame
+                .message
+                .take_token()
+                .filter(|t| !t.expose().is_empty())
+                .map(|token| {
+                    held.id_for(
+                        &shared.credentials,
+                        Credential::new(token, shared.frame_scheme.clone()),
+                    )
+                });
+            Input::Frame {
+                conn,
+                frame,
+                credential,
+            }
+        }
+        Err(error) => {
+            shared.metrics.frame_in(None);
+            Input::Invalid { conn, error }
+        }
+    }
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        1002 => "protocol error",
+        1007 => "invalid utf-8",
+        1009 => "frame too large",
+        _ => "",
+    }
+}
+
+/// One vectored write per call, repeated while the socket takes everything. `Ok(true)`:
+/// the batch is fully written; `Ok(false)`: the socket is full.
+fn write_pending(
+    stream: &TcpStream,
+    pending: &mut VecDeque<Bytes>,
+    shared: &Shared,
+) -> io::Result<bool> {
+    while !pending.is_empty() {
+        let mut iov = [IoSlice::new(&[]); IOV_MAX];
+        let mut n = 0;
+        for (slot, chunk) in iov.iter_mut().zip(pending.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        let written = match stream.try_write_vectored(&iov[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => written,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        shared.metrics.writes.fetch_add(1, Relaxed);
+        shared
+            .metrics
+            .bytes_written
+            .fetch_add(written as u64, Relaxed);
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = pending.front_mut() else {
+                break;
+            };
+            if left >= front.len() {
+                left -= front.len();
+                pending.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    // Free the batch's buffer: an idle connection holds nothing.
+    *pending = VecDeque::new();
+    Ok(true)
+}

@@ -1,0 +1,151 @@
+//! Performs the Hub's site requests and coordination requests concurrently, on a bounded
+//! executor, with exactly one result per request.
+//!
+//! Each request is a task that waits for a permit (at most `site_concurrency` in flight),
+//! resolves its `CredentialId` in the credential store, calls the site under its own
+//! deadline and sends `Input::ApiResult` back. A guard answers with an error if the task
+//! ends any other way (cancelled at shutdown, or a panic in the site client), so the Hub
+//! never waits forever.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bbrt_buddyboss::BuddyBoss;
+use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind};
+use bbrt_protocol::hub::{CoordRequest, CoordResponse, Input};
+use bbrt_protocol::ids::{ApiRequestId, CoordRequestId};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::broker::Coordinator;
+use crate::credentials::CredentialStore;
+use crate::metrics::Metrics;
+
+/// Sends the one result of a request, or an error if dropped unanswered.
+struct ApiAnswer {
+    id: ApiRequestId,
+    results: mpsc::UnboundedSender<Input>,
+    in_flight: Arc<AtomicUsize>,
+    answered: bool,
+}
+
+impl ApiAnswer {
+    fn send(mut self, result: Result<ApiResponse, SiteError>) {
+        self.answered = true;
+        // The hub task is gone only when the process is stopping.
+        let _ = self.results.send(Input::ApiResult {
+            id: self.id,
+            result,
+        });
+    }
+}
+
+impl Drop for ApiAnswer {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.answered {
+            let error = SiteError::new(
+                SiteErrorKind::Unavailable,
+                "cancelled",
+                "the site request did not complete",
+            );
+            let _ = self.results.send(Input::ApiResult {
+                id: self.id,
+                result: Err(error),
+            });
+        }
+    }
+}
+
+struct CoordAnswer {
+    id: CoordRequestId,
+    results: mpsc::UnboundedSender<Input>,
+    answered: bool,
+}
+
+impl Drop for CoordAnswer {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.results.send(Input::CoordResult {
+                id: self.id,
+                result: CoordResponse::Unavailable,
+            });
+        }
+    }
+}
+
+/// Runs the Hub's requests.
+pub(crate) struct Executor {
+    pub(crate) site: Arc<dyn BuddyBoss>,
+    pub(crate) coordinator: Arc<dyn Coordinator>,
+    pub(crate) credentials: Arc<CredentialStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) timeout: Duration,
+    pub(crate) results: mpsc::UnboundedSender<Input>,
+    /// Site requests not yet answered (graceful shutdown waits for zero).
+    pub(crate) in_flight: Arc<AtomicUsize>,
+}
+
+impl Executor {
+    /// Starts a site request; its result comes back on the results channel.
+    pub(crate) fn api(&self, id: ApiRequestId, request: ApiRequest) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let answer = ApiAnswer {
+            id,
+            results: self.results.clone(),
+            in_flight: Arc::clone(&self.in_flight),
+            answered: false,
+        };
+        let site = Arc::clone(&self.site);
+        let credentials = Arc::clone(&self.credentials);
+        let metrics = Arc::clone(&self.metrics);
+        let permits = Arc::clone(&self.permits);
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return; // closed at shutdown: the guard answers
+            };
+            let credential = request.credential().and_then(|c| credentials.get(c));
+            let start = Instant::now();
+            let result = tokio::time::timeout(
+                timeout,
+                bbrt_buddyboss::perform(&*site, &request, credential.as_ref()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(SiteError::new(
+                    SiteErrorKind::Unavailable,
+                    "timeout",
+                    "the site did not answer in time",
+                ))
+            });
+            let took = start.elapsed();
+            let error = result.as_ref().err().map(|e| e.code.as_str());
+            metrics.site_request(request.name(), took, error);
+            if let Err(e) = &result {
+                tracing::debug!(%id, request = request.name(), error = %e, ?took, "site request failed");
+            }
+            answer.send(result);
+        });
+    }
+
+    /// Starts a coordination request.
+    pub(crate) fn coord(&self, id: CoordRequestId, request: CoordRequest) {
+        self.metrics.coord_requests.fetch_add(1, Ordering::Relaxed);
+        let mut answer = CoordAnswer {
+            id,
+            results: self.results.clone(),
+            answered: false,
+        };
+        let coordinator = Arc::clone(&self.coordinator);
+        tokio::spawn(async move {
+            let result = coordinator.request(request).await;
+            answer.answered = true;
+            let _ = answer.results.send(Input::CoordResult {
+                id: answer.id,
+                result,
+            });
+        });
+    }
+}

@@ -1,0 +1,212 @@
+//! The task that owns the Hub: the only place it is touched, and the only `Instant::now()`
+//! that feeds it.
+//!
+//! It takes inputs in bounded batches (results of site requests first, then connection
+//! events, then the broker), drains `poll_output()` after each, and sleeps until
+//! `poll_timeout()`. It never awaits a connection: delivery is a push onto a bounded
+//! [`Outbox`]. A panic in the Hub ends this task, and the server then stops the process.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bbrt_protocol::Hub;
+use bbrt_protocol::hub::{BrokerMessage, HubStats, Input, Output};
+use bbrt_protocol::ids::{ConnId, CredentialId};
+use bbrt_protocol::wire::CloseCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::Broker;
+use crate::executor::Executor;
+use crate::metrics::Metrics;
+use crate::outbox::{CloseRequest, Outbox, Push};
+
+/// Inputs taken per batch from one source before the others get a turn.
+const BATCH: usize = 256;
+
+/// What a connection tells the hub task.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    /// The upgrade completed.
+    Open {
+        conn: ConnId,
+        ip: IpAddr,
+        credential: Option<CredentialId>,
+        outbox: Arc<Outbox>,
+    },
+    /// A frame, an invalid frame, or the connection's end.
+    Input(Input),
+}
+
+/// Requests from the rest of the server.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Current counters.
+    Stats(oneshot::Sender<HubStats>),
+    /// Graceful shutdown: wait for site requests in flight (up to `grace`), then close
+    /// every connection with 1001 and end.
+    Shutdown { grace: Duration },
+}
+
+pub(crate) struct HubTask {
+    pub(crate) hub: Hub,
+    pub(crate) conns: HashMap<ConnId, Arc<Outbox>>,
+    pub(crate) executor: Executor,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+pub(crate) struct Channels {
+    pub(crate) events: mpsc::Receiver<ConnEvent>,
+    pub(crate) results: mpsc::UnboundedReceiver<Input>,
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) broker: mpsc::Receiver<BrokerMessage>,
+}
+
+fn close_request(code: CloseCode) -> CloseRequest {
+    CloseRequest {
+        code: code.code(),
+        reason: code.reason(),
+        flush: true,
+    }
+}
+
+impl HubTask {
+    pub(crate) async fn run(mut self, mut ch: Channels) {
+        let mut shutdown_deadline: Option<Instant> = None;
+        loop {
+            let timeout = self.hub.poll_timeout();
+            let wake = async {
+                match timeout {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let shutdown_tick = async {
+                match shutdown_deadline {
+                    Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some(control) = ch.control.recv() => match control {
+                    Control::Stats(reply) => {
+                        let _ = reply.send(self.hub.stats());
+                    }
+                    Control::Shutdown { grace } => {
+                        shutdown_deadline.get_or_insert(Instant::now() + grace);
+                    }
+                },
+                () = wake => {
+                    let now = Instant::now();
+                    self.hub.handle_timeout(now);
+                    self.drain();
+                }
+                Some(input) = ch.results.recv() => {
+                    let now = Instant::now();
+                    self.input(now, input);
+                    for _ in 1..BATCH {
+                        let Ok(input) = ch.results.try_recv() else { break };
+                        self.input(now, input);
+                    }
+                    self.metrics.hub_batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(event) = ch.events.recv() => {
+                    let now = Instant::now();
+                    self.event(now, event);
+                    for _ in 1..BATCH {
+                        let Ok(event) = ch.events.try_recv() else { break };
+                        self.event(now, event);
+                    }
+                    self.metrics.hub_batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(message) = ch.broker.recv() => {
+                    self.input(Instant::now(), Input::Broker(message));
+                }
+                () = shutdown_tick => {}
+            }
+            if let Some(deadline) = shutdown_deadline
+                && (self.executor.in_flight.load(Ordering::Relaxed) == 0
+                    || Instant::now() >= deadline)
+            {
+                // Results that arrived meanwhile still reach their clients.
+                let now = Instant::now();
+                while let Ok(input) = ch.results.try_recv() {
+                    self.input(now, input);
+                }
+                for (_, outbox) in self.conns.drain() {
+                    outbox.close(close_request(CloseCode::GoingAway));
+                }
+                self.executor.permits.close();
+                tracing::info!("hub stopped");
+                return;
+            }
+        }
+    }
+
+    fn input(&mut self, now: Instant, input: Input) {
+        self.metrics.hub_inputs.fetch_add(1, Ordering::Relaxed);
+        self.hub.handle(now, input);
+        self.drain();
+    }
+
+    fn event(&mut self, now: Instant, event: ConnEvent) {
+        match event {
+            ConnEvent::Open {
+                conn,
+                ip,
+                credential,
+                outbox,
+            } => {
+                self.conns.insert(conn, outbox);
+                self.input(
+                    now,
+                    Input::Open {
+                        conn,
+                        ip,
+                        credential,
+                    },
+                );
+            }
+            ConnEvent::Input(input) => {
+                if let Input::Close { conn } = &input {
+                    self.conns.remove(conn);
+                }
+                self.input(now, input);
+            }
+        }
+    }
+
+    /// Performs every output the Hub has.
+    fn drain(&mut self) {
+        while let Some(output) = self.hub.poll_output() {
+            match output {
+                Output::Send { conns, frame } => {
+                    self.metrics.frame_out(&frame, conns.len());
+                    for conn in conns {
+                        let Some(outbox) = self.conns.get(&conn) else {
+                            continue;
+                        };
+                        if outbox.push(frame.clone()) == Push::Overflow {
+                            // The connection closes itself (4011) and then reports Close.
+                            tracing::debug!(%conn, "slow consumer: outbound queue full");
+                            self.conns.remove(&conn);
+                        }
+                    }
+                }
+                Output::Close { conn, code } => {
+                    if let Some(outbox) = self.conns.remove(&conn) {
+                        outbox.close(close_request(code));
+                    }
+                }
+                Output::Api { id, request } => self.executor.api(id, request),
+                Output::Coord { id, request } => self.executor.coord(id, request),
+                Output::Publish(message) => self.broker.publish(message),
+                other => tracing::warn!(output = ?other, "unknown hub output"),
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! Counters with relaxed atomics, rendered as Prometheus text at `/metrics`.
+//!
+//! Hand-written rather than the `metrics` crate: the hot path (a vectored write) adds to
+//! three counters once per syscall, not once per frame, and nothing allocates.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bbrt_protocol::ClientMessage;
+use bbrt_protocol::hub::HubStats;
+
+/// Server frame types counted by name (anything else is `other`).
+const SERVER_KINDS: [&str; 15] = [
+    "user_connected",
+    "user_disconnected",
+    "message",
+    "typing",
+    "call_initiated",
+    "offer",
+    "answer",
+    "ice-candidate",
+    "call_accepted",
+    "call_ended",
+    "read",
+    "joined",
+    "ack",
+    "pong",
+    "error",
+];
+
+/// Site request names ([`bbrt_protocol::api::ApiRequest::name`]).
+const SITE_REQUESTS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
+
+/// Upper bounds of the site latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Why a connection was closed by the server side (label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    SlowConsumer,
+    WriteStall,
+    Idle,
+    Protocol,
+    Hub,
+    Shutdown,
+}
+
+impl CloseReason {
+    const ALL: [Self; 6] = [
+        Self::SlowConsumer,
+        Self::WriteStall,
+        Self::Idle,
+        Self::Protocol,
+        Self::Hub,
+        Self::Shutdown,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::SlowConsumer => "slow_consumer_queue",
+            Self::WriteStall => "slow_consumer_stall",
+            Self::Idle => "idle",
+            Self::Protocol => "protocol",
+            Self::Hub => "hub",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why an upgrade was refused before it became a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    PerIp,
+    Total,
+    Origin,
+    BadRequest,
+    ShuttingDown,
+}
+
+impl Refusal {
+    const ALL: [Self; 5] = [
+        Self::PerIp,
+        Self::Total,
+        Self::Origin,
+        Self::BadRequest,
+        Self::ShuttingDown,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::PerIp => "per_ip_limit",
+            Self::Total => "connection_limit",
+            Self::Origin => "origin",
+            Self::BadRequest => "bad_request",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// Every counter the server keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) upgrades: AtomicU64,
+    pub(crate) open_sockets: AtomicU64,
+    refused: [AtomicU64; 5],
+    closes: [AtomicU64; 6],
+    /// Client frames by type: `ClientMessage::KINDS`, then unknown/invalid, then binary.
+    frames_in: [AtomicU64; ClientMessage::KINDS.len() + 2],
+    pub(crate) bytes_in: AtomicU64,
+    /// Server frames by type (`SERVER_KINDS`, then other), counted per recipient.
+    frames_out: [AtomicU64; SERVER_KINDS.len() + 1],
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) frames_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    site: [Histogram; SITE_REQUESTS.len()],
+    site_errors: Mutex<BTreeMap<(&'static str, String), u64>>,
+    pub(crate) coord_requests: AtomicU64,
+    pub(crate) hub_inputs: AtomicU64,
+    pub(crate) hub_batches: AtomicU64,
+    hub: Mutex<HubStats>,
+}
+
+impl Metrics {
+    pub(crate) fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, why: CloseReason) {
+        self.closes[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a decoded client frame by its `type`.
+    pub(crate) fn frame_in(&self, kind: Option<&str>) {
+        let i = kind
+            .and_then(|k| ClientMessage::KINDS.iter().position(|x| *x == k))
+            .unwrap_or(ClientMessage::KINDS.len());
+        self.frames_in[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn binary_in(&self) {
+        self.frames_in[ClientMessage::KINDS.len() + 1].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an encoded server frame sent to `recipients` connections.
+    pub(crate) fn frame_out(&self, frame: &[u8], recipients: usize) {
+        let kind = frame_type(frame);
+        let i = kind
+            .and_then(|k| SERVER_KINDS.iter().position(|x| *x == k))
+            .unwrap_or(SERVER_KINDS.len());
+        self.frames_out[i].fetch_add(recipients as u64, Relaxed);
+        self.deliveries.fetch_add(recipients as u64, Relaxed);
+    }
+
+    pub(crate) fn site_request(&self, name: &str, took: Duration, error: Option<&str>) {
+        let i = SITE_REQUESTS.iter().position(|x| *x == name).unwrap_or(0);
+        let h = &self.site[i];
+        let secs = took.as_secs_f64();
+        if let Some(b) = LATENCY_BUCKETS.iter().position(|le| secs <= *le) {
+            h.buckets[b].fetch_add(1, Relaxed);
+        }
+        h.count.fetch_add(1, Relaxed);
+        h.sum_micros
+            .fetch_add(took.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+        if let Some(code) = error {
+            let name = SITE_REQUESTS[i];
+            let mut map = self
+                .site_errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Codes come from the site: bound the label set.
+            let code = if map.len() < 200 || map.contains_key(&(name, code.to_owned())) {
+                code
+            } else {
+                "other"
+            };
+            *map.entry((name, code.to_owned())).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn set_hub_stats(&self, stats: HubStats) {
+        *self
+            .hub
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(8 * 1024);
+        let c = |o: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let hub = self
+            .hub
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        c(
+            &mut o,
+            "bbrt_connections",
+            "WebSocket connections the Hub knows, by state.",
+            "gauge",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_connections{{state=\"anonymous\"}} {}",
+            hub.anonymous_connections
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_connections{{state=\"verified\"}} {}",
+            hub.verified_connections
+        );
+        c(
+            &mut o,
+            "bbrt_open_sockets",
+            "Upgraded sockets open.",
+            "gauge",
+        );
+        let _ = writeln!(o, "bbrt_open_sockets {}", self.open_sockets.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_users_online",
+            "Users with a verified connection.",
+            "gauge",
+        );
+        let _ = writeln!(o, "bbrt_users_online {}", hub.users_online);
+        c(&mut o, "bbrt_calls", "Calls in progress.", "gauge");
+        let _ = writeln!(o, "bbrt_calls {}", hub.calls);
+        c(
+            &mut o,
+            "bbrt_site_requests_in_flight",
+            "Site requests waiting for their result.",
+            "gauge",
+        );
+        let _ = writeln!(o, "bbrt_site_requests_in_flight {}", hub.api_in_flight);
+        c(
+            &mut o,
+            "bbrt_rate_limited_total",
+            "Frames refused by the frame-rate limit.",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_rate_limited_total {}", hub.rate_limited);
+        c(
+            &mut o,
+            "bbrt_anonymous_evicted_total",
+            "Anonymous connections evicted (4010).",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_anonymous_evicted_total {}", hub.anonymous_evicted);
+        c(
+            &mut o,
+            "bbrt_accepted_total",
+            "TCP connections accepted.",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_accepted_total {}", self.accepted.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_accept_errors_total",
+            "accept() failures (EMFILE...).",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_accept_errors_total {}",
+            self.accept_errors.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_upgrades_total",
+            "WebSocket upgrades completed.",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_upgrades_total {}", self.upgrades.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_upgrades_refused_total",
+            "Upgrades refused, by reason.",
+            "counter",
+        );
+        for r in Refusal::ALL {
+            let _ = writeln!(
+                o,
+                "bbrt_upgrades_refused_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.refused[r as usize].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_server_closes_total",
+            "Connections closed by the server, by reason.",
+            "counter",
+        );
+        for r in CloseReason::ALL {
+            let _ = writeln!(
+                o,
+                "bbrt_server_closes_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.closes[r as usize].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_slow_consumer_closes_total",
+            "Connections closed with 4011.",
+            "counter",
+        );
+        let slow = self.closes[CloseReason::SlowConsumer as usize].load(Relaxed)
+            + self.closes[CloseReason::WriteStall as usize].load(Relaxed);
+        let _ = writeln!(o, "bbrt_slow_consumer_closes_total {slow}");
+        c(
+            &mut o,
+            "bbrt_frames_in_total",
+            "Client frames, by type.",
+            "counter",
+        );
+        for (i, k) in ClientMessage::KINDS
+            .iter()
+            .chain(["unknown", "binary"].iter())
+            .enumerate()
+        {
+            let _ = writeln!(
+                o,
+                "bbrt_frames_in_total{{type=\"{k}\"}} {}",
+                self.frames_in[i].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_bytes_in_total",
+            "Bytes read from WebSockets.",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_bytes_in_total {}", self.bytes_in.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_frames_out_total",
+            "Server frames queued, by type, one per recipient.",
+            "counter",
+        );
+        for (i, k) in SERVER_KINDS.iter().chain(["other"].iter()).enumerate() {
+            let _ = writeln!(
+                o,
+                "bbrt_frames_out_total{{type=\"{k}\"}} {}",
+                self.frames_out[i].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_deliveries_total",
+            "Frames queued to connections (one per recipient).",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_deliveries_total {}", self.deliveries.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_frames_written_total",
+            "WebSocket frames handed to the kernel.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_frames_written_total {}",
+            self.frames_written.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_writes_total",
+            "Write syscalls (frames per write = frames_written / writes).",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_writes_total {}", self.writes.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_bytes_written_total",
+            "Bytes written to WebSockets.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_bytes_written_total {}",
+            self.bytes_written.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_hub_inputs_total",
+            "Inputs handled by the Hub.",
+            "counter",
+        );
+        let _ = writeln!(o, "bbrt_hub_inputs_total {}", self.hub_inputs.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_hub_batches_total",
+            "Input batches handled by the Hub.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_hub_batches_total {}",
+            self.hub_batches.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_coord_requests_total",
+            "Coordination requests.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_coord_requests_total {}",
+            self.coord_requests.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_site_request_seconds",
+            "Site request latency, by request.",
+            "histogram",
+        );
+        for (i, name) in SITE_REQUESTS.iter().enumerate() {
+            let h = &self.site[i];
+            let mut cumulative = 0;
+            for (b, le) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[b].load(Relaxed);
+                let _ = writeln!(
+                    o,
+                    "bbrt_site_request_seconds_bucket{{request=\"{name}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = h.count.load(Relaxed);
+            let _ = writeln!(
+                o,
+                "bbrt_site_request_seconds_bucket{{request=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                o,
+                "bbrt_site_request_seconds_sum{{request=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                o,
+                "bbrt_site_request_seconds_count{{request=\"{name}\"}} {count}"
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_site_errors_total",
+            "Site request failures, by request and code.",
+            "counter",
+        );
+        let errors = self
+            .site_errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((name, code), n) in errors.iter() {
+            let code: String = code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            let _ = writeln!(
+                o,
+                "bbrt_site_errors_total{{request=\"{name}\",code=\"{code}\"}} {n}"
+            );
+        }
+        o
+    }
+}
+
+/// The `type` of an encoded server frame (`{"type":"..."` comes first: serde writes the
+/// tag before the fields).
+fn frame_type(frame: &[u8]) -> Option<&str> {
+    let rest = frame.strip_prefix(b"{\"type\":\"")?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_types() {
+        assert_eq!(
+            frame_type(br#"{"type":"message","id":"1"}"#),
+            Some("message")
+        );
+        assert_eq!(frame_type(br#"{"id":1}"#), None);
+    }
+
+    #[test]
+    fn renders() {
+        let m = Metrics::default();
+        m.frame_in(Some("typing"));
+        m.frame_in(Some("nope"));
+        m.frame_out(br#"{"type":"message"}"#, 3);
+        m.site_request(
+            "send",
+            Duration::from_millis(30),
+            Some("bp_rest_messages_create_failed"),
+        );
+        let text = m.render();
+        assert!(
+            text.contains("bbrt_frames_in_total{type=\"typing\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("bbrt_frames_in_total{type=\"unknown\"} 1"));
+        assert!(text.contains("bbrt_frames_out_total{type=\"message\"} 3"));
+        assert!(text.contains(
+            "bbrt_site_errors_total{request=\"send\",code=\"bp_rest_messages_create_failed\"} 1"
+        ));
+        assert!(text.contains("bbrt_site_request_seconds_bucket{request=\"send\",le=\"0.05\"} 1"));
+    }
+}

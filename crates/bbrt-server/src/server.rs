@@ -1,0 +1,500 @@
+//! The listener: accept loop (surviving EMFILE), connection caps, request routing, the
+//! upgrade, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bbrt_buddyboss::{ApiRoot, AuthScheme, BuddyBoss, HttpBuddyBoss, MemoryBuddyBoss};
+use bbrt_protocol::Hub;
+use bbrt_protocol::ids::ConnId;
+use bbrt_protocol::wire::Limits;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use crate::broker::{Broker, Coordinator, MemoryBroker, MemoryCoordinator};
+use crate::config::{AuthSchemeArg, Config};
+use crate::connection::Connection;
+use crate::credentials::{CredentialStore, Held};
+use crate::executor::Executor;
+use crate::http::{self, HeadError};
+use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
+use crate::metrics::{Metrics, Refusal};
+use crate::outbox::Outbox;
+
+/// The browser example page (served with `--serve-examples`).
+const EXAMPLE_PAGE: &str = include_str!("../../../examples/browser/index.html");
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The site client could not be built from the configuration.
+    #[error("invalid site configuration: {0}")]
+    Site(#[from] bbrt_buddyboss::BuddyBossError),
+    /// The development site refuses to listen on a public address.
+    #[error(
+        "refusing to serve the embedded development site on {0}: it trusts any user id; bind a loopback address, configure --buddyboss-url, or pass --allow-public-dev"
+    )]
+    PublicDevSite(SocketAddr),
+    /// `--cluster` needs a shared broker, which this build does not have yet.
+    #[error("--cluster needs a shared broker (Redis), not available in this build")]
+    ClusterUnsupported,
+    /// The Hub panicked: the process must stop rather than run half alive.
+    #[error("the hub task failed: {0}")]
+    HubFailed(String),
+}
+
+/// Per-IP and total counts of open WebSocket connections.
+#[derive(Debug, Default)]
+struct Counts {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
+}
+
+/// A counted connection; uncounts itself when dropped.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .counts
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        self.shared.counts.total.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .open_sockets
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) credentials: Arc<CredentialStore>,
+    pub(crate) events: mpsc::Sender<ConnEvent>,
+    control: mpsc::Sender<Control>,
+    /// How a token from a frame or `?token=` is presented to the site.
+    pub(crate) frame_scheme: AuthScheme,
+    next_conn: AtomicU64,
+    counts: Counts,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    fn try_slot(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let cfg = &self.config;
+        if self.counts.total.fetch_add(1, Ordering::Relaxed) >= cfg.max_connections {
+            self.counts.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::Total);
+        }
+        let mut map = self
+            .counts
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_default();
+        if *n >= cfg.max_connections_per_ip {
+            drop(map);
+            self.counts.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        drop(map);
+        self.metrics.open_sockets.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    done: JoinHandle<Result<(), ServerError>>,
+    metrics: Arc<Metrics>,
+    credentials: Arc<CredentialStore>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Credentials currently held (for tests).
+    pub fn credentials_held(&self) -> usize {
+        self.credentials.len()
+    }
+
+    /// Starts a graceful shutdown (idempotent): stop accepting, let site requests finish
+    /// within the grace period, close every socket with 1001.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the server has stopped.
+    ///
+    /// # Errors
+    /// When the Hub failed.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.done.await {
+            Ok(result) => result,
+            Err(e) => Err(ServerError::HubFailed(e.to_string())),
+        }
+    }
+}
+
+/// The site from the configuration: `HttpBuddyBoss` for `--buddyboss-url`, else the
+/// embedded development site.
+///
+/// # Errors
+/// When the URL is not a valid site or API root.
+pub fn site_from_config(config: &Config) -> Result<Arc<dyn BuddyBoss>, ServerError> {
+    let Some(url) = &config.buddyboss_url else {
+        return Ok(Arc::new(MemoryBuddyBoss::new()));
+    };
+    let root: ApiRoot = if url.contains("rest_route=") || url.contains("/wp-json") {
+        url.parse()?
+    } else {
+        ApiRoot::for_site(url)
+    };
+    let mut site = bbrt_buddyboss::Config::new(root);
+    site.request_timeout = config.site_timeout;
+    site.connect_timeout = config.site_timeout.min(site.connect_timeout);
+    site.max_concurrent_requests = config.site_concurrency;
+    Ok(Arc::new(HttpBuddyBoss::new(site)?))
+}
+
+/// Binds and starts the server with the site from the configuration.
+///
+/// # Errors
+/// When the listener cannot be bound or the configuration is invalid.
+pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    let site = site_from_config(&config)?;
+    start_with_site(config, site).await
+}
+
+/// Binds and starts the server with a given site.
+///
+/// # Errors
+/// When the listener cannot be bound or the configuration is invalid.
+pub async fn start_with_site(
+    config: Config,
+    site: Arc<dyn BuddyBoss>,
+) -> Result<ServerHandle, ServerError> {
+    if config.cluster {
+        return Err(ServerError::ClusterUnsupported);
+    }
+    let dev = config.buddyboss_url.is_none();
+    if dev && !config.listen.ip().is_loopback() && !config.allow_public_dev {
+        return Err(ServerError::PublicDevSite(config.listen));
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    if dev {
+        tracing::warn!(
+            "\n  ****************************************************************\n  \
+             * bbrt is serving the EMBEDDED DEVELOPMENT SITE on {addr}.\n  \
+             * Any user id is trusted and nothing is stored on disk.\n  \
+             * This is NOT for production: configure --buddyboss-url.\n  \
+             ****************************************************************"
+        );
+    } else {
+        tracing::info!(site = ?config.buddyboss_url, "using the BuddyBoss site");
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let credentials = Arc::new(CredentialStore::default());
+    let (events_tx, events_rx) = mpsc::channel(8192);
+    let (results_tx, results_rx) = mpsc::unbounded_channel();
+    let (control_tx, control_rx) = mpsc::channel(64);
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
+    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let broker_rx = broker.subscribe();
+    let executor = Executor {
+        site,
+        coordinator,
+        credentials: Arc::clone(&credentials),
+        metrics: Arc::clone(&metrics),
+        permits: Arc::new(Semaphore::new(config.site_concurrency.max(1))),
+        timeout: config.api_timeout,
+        results: results_tx,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+    };
+    let hub = HubTask {
+        hub: Hub::new(config.hub_config()),
+        conns: HashMap::new(),
+        executor,
+        broker,
+        metrics: Arc::clone(&metrics),
+    };
+    let channels = Channels {
+        events: events_rx,
+        results: results_rx,
+        control: control_rx,
+        broker: broker_rx,
+    };
+    let hub_task = tokio::spawn(hub.run(channels).instrument(tracing::info_span!("hub")));
+
+    let frame_scheme = match config.auth_scheme {
+        AuthSchemeArg::Bearer => AuthScheme::Bearer,
+        AuthSchemeArg::Basic => AuthScheme::Basic,
+        AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
+    };
+    let shared = Arc::new(Shared {
+        limits: config.limits(),
+        config,
+        metrics: Arc::clone(&metrics),
+        credentials: Arc::clone(&credentials),
+        events: events_tx,
+        control: control_tx,
+        frame_scheme,
+        next_conn: AtomicU64::new(0),
+        counts: Counts::default(),
+        shutting_down: AtomicBool::new(false),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tracing::info!(%addr, "listening");
+    let done = tokio::spawn(serve(listener, shared, shutdown_rx, hub_task));
+    Ok(ServerHandle {
+        addr,
+        shutdown: shutdown_tx,
+        done,
+        metrics,
+        credentials,
+    })
+}
+
+/// Accepts until shutdown, then drives the graceful stop.
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    mut hub_task: JoinHandle<()>,
+) -> Result<(), ServerError> {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            result = &mut hub_task => {
+                // The hub never ends on its own: it panicked.
+                let why = match result {
+                    Ok(()) => "the hub task ended".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(error = %why, "hub task failed; stopping");
+                return Err(ServerError::HubFailed(why));
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(handle_socket(stream, peer, Arc::clone(&shared)));
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: wait for connections to close, keep serving.
+                    shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+    drop(listener);
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    tracing::info!("shutting down: waiting for site requests in flight");
+    let grace = shared.config.shutdown_grace;
+    let _ = shared.control.send(Control::Shutdown { grace }).await;
+    let hub_result = tokio::time::timeout(grace + Duration::from_secs(5), &mut hub_task).await;
+    if let Ok(Err(e)) = hub_result {
+        return Err(ServerError::HubFailed(e.to_string()));
+    }
+    // Let connections write their 1001 and hear the peer's close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while shared.counts.total.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One accepted socket: read the request head, then serve HTTP or upgrade.
+async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let cfg = &shared.config;
+    let _ = stream.set_nodelay(true);
+    if cfg.send_buffer_bytes > 0 {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(cfg.send_buffer_bytes);
+    }
+    let (req, early) = match http::read_head(&mut stream, cfg.handshake_timeout).await {
+        Ok(x) => x,
+        Err(HeadError::Closed | HeadError::Timeout) => return,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad request");
+            shared.metrics.refused(Refusal::BadRequest);
+            http::respond(&mut stream, 400, "text/plain", b"bad request\n").await;
+            return;
+        }
+    };
+    let ip = http::client_ip(&req, peer.ip(), &cfg.trusted_proxies);
+    match (req.method.as_str(), req.path.as_str()) {
+        (_, "/" | "/ws") if req.is_upgrade() => upgrade(stream, req, early, ip, shared).await,
+        ("GET", "/") => {
+            let body = "bbrt: connect a WebSocket here (ws://host/ or /ws)\n";
+            http::respond(&mut stream, 426, "text/plain", body.as_bytes()).await;
+        }
+        ("GET", "/healthz") => http::respond(&mut stream, 200, "text/plain", b"ok\n").await,
+        ("GET", "/readyz") => {
+            if shared.shutting_down.load(Ordering::Relaxed) {
+                http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
+            } else {
+                http::respond(&mut stream, 200, "text/plain", b"ready\n").await;
+            }
+        }
+        ("GET", "/metrics") => {
+            let (tx, rx) = oneshot::channel();
+            if shared.control.send(Control::Stats(tx)).await.is_ok()
+                && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(1), rx).await
+            {
+                shared.metrics.set_hub_stats(stats);
+            }
+            let body = shared.metrics.render();
+            http::respond(
+                &mut stream,
+                200,
+                "text/plain; version=0.0.4",
+                body.as_bytes(),
+            )
+            .await;
+        }
+        ("GET", "/example" | "/example/") if cfg.serve_examples => {
+            http::respond(
+                &mut stream,
+                200,
+                "text/html; charset=utf-8",
+                EXAMPLE_PAGE.as_bytes(),
+            )
+            .await;
+        }
+        ("GET", _) => http::respond(&mut stream, 404, "text/plain", b"not found\n").await,
+        _ => http::respond(&mut stream, 405, "text/plain", b"method not allowed\n").await,
+    }
+}
+
+async fn upgrade(
+    mut stream: TcpStream,
+    req: http::Request,
+    early: Vec<u8>,
+    ip: IpAddr,
+    shared: Arc<Shared>,
+) {
+    let has_token = req.query_param("token").is_some();
+    if shared.shutting_down.load(Ordering::Relaxed) {
+        shared.metrics.refused(Refusal::ShuttingDown);
+        http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
+        return;
+    }
+    if !http::origin_allowed(&req, &shared.config.allowed_origins) {
+        tracing::info!(%ip, origin = ?req.header("origin"), "origin refused");
+        shared.metrics.refused(Refusal::Origin);
+        http::respond(&mut stream, 403, "text/plain", b"origin not allowed\n").await;
+        return;
+    }
+    let accept = match http::check_handshake(&req) {
+        Ok(accept) => accept,
+        Err((status, text)) => {
+            shared.metrics.refused(Refusal::BadRequest);
+            http::respond(&mut stream, status, "text/plain", text.as_bytes()).await;
+            return;
+        }
+    };
+    let slot = match shared.try_slot(ip) {
+        Ok(slot) => slot,
+        Err(why) => {
+            shared.metrics.refused(why);
+            let (status, text): (u16, &[u8]) = match why {
+                Refusal::PerIp => (429, b"too many connections from this address\n"),
+                _ => (503, b"server full\n"),
+            };
+            tracing::info!(%ip, status, "connection refused");
+            http::respond(&mut stream, status, "text/plain", text).await;
+            return;
+        }
+    };
+    let credential = http::upgrade_credential(&req, &shared.frame_scheme);
+    let response = http::switching_protocols(&accept);
+    let write = stream.write_all(response.as_bytes());
+    if !matches!(
+        tokio::time::timeout(shared.config.handshake_timeout, write).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1);
+    // Never log the query string: it may carry a token.
+    let span = tracing::info_span!("conn", id = conn.0, %ip, path = %req.path);
+    drop(req);
+    shared.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
+    let mut held = Held::default();
+    let credential = credential.map(|c| held.id_for(&shared.credentials, c));
+    tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, "open");
+    let outbox = Arc::new(Outbox::new(shared.config.outbound_queue_bytes));
+    let open = ConnEvent::Open {
+        conn,
+        ip,
+        credential,
+        outbox: Arc::clone(&outbox),
+    };
+    if shared.events.send(open).await.is_err() {
+        return;
+    }
+    let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox, held);
+    connection.run(early).instrument(span).await;
+    drop(slot);
+}
