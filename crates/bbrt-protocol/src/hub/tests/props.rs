@@ -1,1 +1,432 @@
+//! Properties over random input sequences and node placements.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
 use super::sim::*;
+use crate::api::SiteErrorKind;
+use crate::ids::{ConnId, UserId};
+use crate::wire::ServerMessage;
+
+const USERS: usize = 4;
+const THREADS: usize = 3;
+
+/// How a connection identifies.
+#[derive(Debug, Clone)]
+enum How {
+    Anonymous,
+    Bare,
+    UpgradeDev,
+    UpgradeSecret,
+    FrameDev,
+}
+
+/// A client frame, with small indices for users and threads.
+#[derive(Debug, Clone)]
+enum Frame {
+    Join(usize),
+    Leave(usize),
+    Send { thread: Option<usize>, recipient: Option<usize>, cmid: Option<u8>, empty: bool },
+    Typing(usize, Option<bool>),
+    MarkRead(usize),
+    Call { kind: usize, peer: usize, thread: usize, by_sender_id: bool, call: Option<u8> },
+    Ping,
+    UserConnected { user: usize, token: Option<bool> },
+    Garbage(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Open { node: usize, user: usize, how: How },
+    Frame { conn: usize, frame: Frame, request_id: bool },
+    Close { conn: usize },
+    Advance { ms: u64 },
+    Drive,
+    SiteFail { kind: usize, error: usize },
+    SiteLatency { kind: usize, ms: u64 },
+    Remove { thread: usize, user: usize },
+    Revoke { user: usize },
+    NodeDown { node: usize },
+}
+
+const KINDS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
+const CALL_KINDS: [&str; 7] =
+    ["call_initiated", "offer", "answer", "ice-candidate", "call_accepted", "call_rejected", "call_ended"];
+const GARBAGE: [&str; 4] = ["nonsense", r#"{"type":"dance"}"#, r#"{"type":"join_thread"}"#, "[1]"];
+
+fn how() -> impl Strategy<Value = How> {
+    prop_oneof![
+        1 => Just(How::Anonymous),
+        6 => Just(How::Bare),
+        4 => Just(How::UpgradeDev),
+        1 => Just(How::UpgradeSecret),
+        2 => Just(How::FrameDev),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    let u = 0..USERS;
+    let t = 0..THREADS;
+    prop_oneof![
+        4 => t.clone().prop_map(Frame::Join),
+        1 => t.clone().prop_map(Frame::Leave),
+        5 => (proptest::option::of(t.clone()), proptest::option::of(u.clone()), proptest::option::of(0u8..3), proptest::bool::weighted(0.05))
+            .prop_map(|(thread, recipient, cmid, empty)| Frame::Send { thread, recipient, cmid, empty }),
+        3 => (t.clone(), proptest::option::of(any::<bool>())).prop_map(|(t, b)| Frame::Typing(t, b)),
+        1 => t.clone().prop_map(Frame::MarkRead),
+        8 => (0..CALL_KINDS.len(), u.clone(), t.clone(), any::<bool>(), proptest::option::of(0u8..3))
+            .prop_map(|(kind, peer, thread, by_sender_id, call)| Frame::Call { kind, peer, thread, by_sender_id, call }),
+        1 => Just(Frame::Ping),
+        1 => (u.clone(), proptest::option::of(any::<bool>())).prop_map(|(user, token)| Frame::UserConnected { user, token }),
+        1 => (0..GARBAGE.len()).prop_map(Frame::Garbage),
+    ]
+}
+
+fn op(nodes: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..nodes, 0..USERS, how()).prop_map(|(node, user, how)| Op::Open { node, user, how }),
+        16 => (0..64usize, frame(), proptest::bool::weighted(0.9)).prop_map(|(conn, frame, request_id)| Op::Frame { conn, frame, request_id }),
+        1 => (0..64usize).prop_map(|conn| Op::Close { conn }),
+        2 => (0u64..8000).prop_map(|ms| Op::Advance { ms }),
+        2 => Just(Op::Drive),
+        1 => (0..KINDS.len(), 0..5usize).prop_map(|(kind, error)| Op::SiteFail { kind, error }),
+        1 => (0..KINDS.len(), 0u64..400).prop_map(|(kind, ms)| Op::SiteLatency { kind, ms }),
+        1 => (0..THREADS, 0..USERS).prop_map(|(thread, user)| Op::Remove { thread, user }),
+        1 => (0..USERS).prop_map(|user| Op::Revoke { user }),
+        1 => (0..nodes).prop_map(|node| Op::NodeDown { node }),
+    ]
+}
+
+/// A random session: node count, real-site mode, and the ops. Each begins with every user
+/// connected on a random node, identified, and joined to random threads.
+fn scenario() -> impl Strategy<Value = (usize, bool, Vec<Op>)> {
+    (1usize..=3).prop_flat_map(|nodes| {
+        let placement = proptest::collection::vec((0..nodes, proptest::collection::vec(any::<bool>(), THREADS)), USERS);
+        (Just(nodes), proptest::bool::weighted(0.2), placement, proptest::collection::vec(op(nodes), 1..60)).prop_map(
+            |(nodes, real, placement, ops)| {
+                let mut prelude = Vec::new();
+                for (u, (node, joins)) in placement.into_iter().enumerate() {
+                    let how = if real { How::UpgradeDev } else { How::Bare };
+                    prelude.push(Op::Open { node, user: u, how });
+                    for (t, join) in joins.into_iter().enumerate() {
+                        if join {
+                            prelude.push(Op::Frame { conn: u, frame: Frame::Join(t), request_id: true });
+                        }
+                    }
+                }
+                prelude.push(Op::Drive);
+                prelude.extend(ops);
+                (nodes, real, prelude)
+            },
+        )
+    })
+}
+
+fn user(i: usize) -> String {
+    format!("u{i}")
+}
+
+fn thread(i: usize) -> String {
+    format!("t{i}")
+}
+
+fn dev_token(i: usize) -> String {
+    format!("dev:u{i}")
+}
+
+/// Never a valid user id, so the embedded site refuses it on an anonymous connection.
+fn secret_token(i: usize) -> String {
+    format!("s3cr3t/{i}")
+}
+
+fn frame_json(frame: &Frame, request_id: Option<i64>) -> String {
+    let mut v = match frame {
+        Frame::Join(t) => json!({"type": "join_thread", "threadId": thread(*t)}),
+        Frame::Leave(t) => json!({"type": "leave_thread", "threadId": thread(*t)}),
+        Frame::Send { thread: t, recipient, cmid, empty } => {
+            let mut v = json!({"type": "send_message", "message": if *empty { " " } else { "hello" }});
+            if let Some(t) = t {
+                v["threadId"] = json!(thread(*t));
+            }
+            if let Some(r) = recipient {
+                v["recipientId"] = json!(user(*r));
+            }
+            if let Some(c) = cmid {
+                v["clientMessageId"] = json!(format!("c{c}"));
+            }
+            v
+        }
+        Frame::Typing(t, typing) => {
+            let mut v = json!({"type": "typing", "threadId": thread(*t)});
+            if let Some(b) = typing {
+                v["typing"] = json!(b);
+            }
+            v
+        }
+        Frame::MarkRead(t) => json!({"type": "mark_read", "threadId": thread(*t)}),
+        Frame::Call { kind, peer, thread: t, by_sender_id, call } => {
+            let kind = CALL_KINDS[*kind];
+            let mut v = json!({"type": kind, "threadId": thread(*t)});
+            v[if *by_sender_id { "senderId" } else { "recipientId" }] = json!(user(*peer));
+            match kind {
+                "offer" => v["offer"] = json!({"sdp": "o"}),
+                "answer" => v["answer"] = json!({"sdp": "a"}),
+                "ice-candidate" => v["candidate"] = json!("c"),
+                _ => {}
+            }
+            if let Some(c) = call {
+                v["callId"] = json!(format!("n{}-1", c + 1));
+            }
+            v
+        }
+        Frame::Ping => json!({"type": "ping"}),
+        Frame::UserConnected { user: u, token } => {
+            let mut v = json!({"type": "user_connected", "userId": user(*u)});
+            match token {
+                Some(true) => v["token"] = json!(dev_token(*u)),
+                Some(false) => v["token"] = json!(secret_token(*u)),
+                None => {}
+            }
+            v
+        }
+        Frame::Garbage(i) => return GARBAGE[*i].to_owned(),
+    };
+    if let Some(r) = request_id {
+        v["requestId"] = json!(r);
+    }
+    v.to_string()
+}
+
+struct Run {
+    sim: Sim,
+    conns: Vec<ConnId>,
+    /// requestId → (conn, frame type).
+    requests: HashMap<i64, (ConnId, String)>,
+    tokens: BTreeSet<String>,
+}
+
+fn run(nodes: usize, real: bool, ops: &[Op]) -> Run {
+    let mut sim = Sim::with_config(nodes, |c| {
+        c.ring_timeout = Duration::from_secs(5);
+        c.call_grace = Duration::from_secs(2);
+        c.credential_ttl = Duration::from_secs(20);
+        c.participants_ttl = Duration::from_secs(10);
+        c.max_queued_per_conn = 4;
+        c.max_anonymous_total = 6;
+    });
+    sim.site.real = real;
+    sim.site_thread("t0", &["u0", "u1", "u2", "u3"]);
+    sim.site_thread("t1", &["u0", "u1"]);
+    sim.debug_log = Some(Vec::new());
+    let mut r = Run { sim, conns: Vec::new(), requests: HashMap::new(), tokens: BTreeSet::new() };
+    let mut next_request = 0i64;
+    for op in ops {
+        let sim = &mut r.sim;
+        match op {
+            Op::Open { node, user: u, how } => {
+                if !sim.nodes[*node].up {
+                    continue;
+                }
+                let token = match how {
+                    How::UpgradeDev => Some(dev_token(*u)),
+                    How::UpgradeSecret => Some(secret_token(*u)),
+                    _ => None,
+                };
+                r.tokens.extend(token.clone());
+                let conn = sim.open_on(*node, ip(*u as u8 + 1), token.as_deref());
+                r.conns.push(conn);
+                match how {
+                    How::Bare => sim.send(conn, json!({"type": "user_connected", "userId": user(*u)})),
+                    How::FrameDev => {
+                        r.tokens.insert(dev_token(*u));
+                        sim.send(conn, json!({"type": "user_connected", "userId": user(*u), "token": dev_token(*u)}))
+                    }
+                    _ => {}
+                }
+            }
+            Op::Frame { conn, frame, request_id } => {
+                let Some(&conn) = r.conns.get(*conn % r.conns.len().max(1)) else { continue };
+                if sim.closed(conn).is_some() {
+                    continue;
+                }
+                // A frame that is not JSON cannot carry a requestId.
+                let rid = (*request_id && !matches!(frame, Frame::Garbage(_))).then(|| {
+                    next_request += 1;
+                    next_request
+                });
+                if let Frame::UserConnected { user: u, token: Some(_) } = frame {
+                    r.tokens.insert(dev_token(*u));
+                    r.tokens.insert(secret_token(*u));
+                }
+                let text = frame_json(frame, rid);
+                if let Some(rid) = rid {
+                    let kind = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["type"].as_str().map(str::to_owned));
+                    r.requests.insert(rid, (conn, kind.unwrap_or_default()));
+                }
+                sim.send_text(conn, &text);
+            }
+            Op::Close { conn } => {
+                if let Some(&conn) = r.conns.get(*conn % r.conns.len().max(1))
+                    && sim.nodes[sim.client(conn).node].up
+                {
+                    sim.close(conn);
+                }
+            }
+            Op::Advance { ms } => sim.drive_for(Duration::from_millis(*ms)),
+            Op::Drive => sim.drive(),
+            Op::SiteFail { kind, error } => {
+                let (e, code) = [
+                    (SiteErrorKind::Unavailable, "timeout"),
+                    (SiteErrorKind::Forbidden, "bp_rest_authorization_required"),
+                    (SiteErrorKind::Refused, "bp_rest_messages_create_failed"),
+                    (SiteErrorKind::Invalid, "bp_rest_invalid_param"),
+                    (SiteErrorKind::Unauthenticated, "rest_not_logged_in"),
+                ][*error];
+                sim.fail_next(KINDS[*kind], 1, e, code);
+            }
+            Op::SiteLatency { kind, ms } => sim.site_latency(KINDS[*kind], Duration::from_millis(*ms)),
+            Op::Remove { thread: t, user: u } => sim.site_remove(&thread(*t), &user(*u)),
+            Op::Revoke { user: u } => sim.revoke_token(&dev_token(*u)),
+            Op::NodeDown { node } => {
+                // Keep at least one node up.
+                if sim.nodes.iter().filter(|n| n.up).count() > 1 && sim.nodes[*node].up {
+                    sim.node_down(*node);
+                }
+            }
+        }
+    }
+    r.sim.drive();
+    r
+}
+
+fn thread_of(message: &ServerMessage) -> Option<(&'static str, String, Option<String>)> {
+    match message {
+        ServerMessage::Message(m) => Some(("message", m.thread_id.to_string(), None)),
+        ServerMessage::Typing(t) => Some(("typing", t.thread_id.to_string(), Some(t.user_id.to_string()))),
+        ServerMessage::Read(r) => Some(("read", r.thread_id.to_string(), None)),
+        _ => None,
+    }
+}
+
+fn request_id_of(message: &ServerMessage) -> Option<i64> {
+    let rid = match message {
+        ServerMessage::Ack(a) => a.request_id.as_ref(),
+        ServerMessage::Error(e) => e.request_id.as_ref(),
+        ServerMessage::Joined(j) => j.request_id.as_ref(),
+        ServerMessage::Pong(p) => p.request_id.as_ref(),
+        _ => None,
+    };
+    match rid {
+        Some(crate::wire::RequestId::Num(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn check(r: &Run) -> Result<(), TestCaseError> {
+    let sim = &r.sim;
+    // No event of a thread reaches someone who was never a participant; typing never
+    // reaches the typist.
+    for (conn, client) in &sim.clients {
+        for (_, who, message) in &client.log {
+            let Some((kind, t, typist)) = thread_of(message) else { continue };
+            let who = who.as_ref().map(UserId::to_string);
+            let who = who.ok_or_else(|| TestCaseError::fail(format!("{kind} to anonymous {conn}")))?;
+            let ever = sim.site.ever.get(&tid(&t)).is_some_and(|s| s.contains(&uid(&who)));
+            prop_assert!(ever, "{kind} of {t} reached {who} on {conn}, never a participant");
+            prop_assert!(typist.as_ref() != Some(&who), "typing echoed to the typist {who}");
+        }
+    }
+    // Every frame with a requestId gets exactly one answer (at most one if its connection
+    // is gone); a send_message's answer is an ack or an error.
+    let mut answers: HashMap<i64, Vec<&'static str>> = HashMap::new();
+    for client in sim.clients.values() {
+        for (_, _, message) in &client.log {
+            if let Some(rid) = request_id_of(message) {
+                answers.entry(rid).or_default().push(message.kind());
+            }
+        }
+    }
+    for (rid, (conn, kind)) in &r.requests {
+        let got = answers.get(rid).map(Vec::as_slice).unwrap_or_default();
+        if sim.closed(*conn).is_some() {
+            prop_assert!(got.len() <= 1, "{kind} #{rid} on closed {conn} answered {got:?}");
+        } else {
+            prop_assert_eq!(got.len(), 1, "{} #{} on {} answered {:?}", kind, rid, conn, got);
+        }
+        if kind == "send_message" && !got.is_empty() {
+            prop_assert!(got[0] == "ack" || got[0] == "error", "send_message #{rid} answered {got:?}");
+        }
+    }
+    // The online set on every node equals the users with a live verified connection.
+    let mut live = BTreeSet::new();
+    for (conn, client) in &sim.clients {
+        let node = &sim.nodes[client.node];
+        if client.closed.is_none() && node.up {
+            prop_assert!(node.hub.has_conn(*conn), "{conn} is open but its Hub forgot it");
+            if let Some(u) = node.hub.user_of(*conn) {
+                live.insert(u.to_string());
+            }
+        }
+    }
+    for (i, node) in sim.nodes.iter().enumerate() {
+        if node.up {
+            let online: BTreeSet<String> = sim.online(i).into_iter().collect();
+            prop_assert_eq!(&online, &live, "node {}", i);
+        }
+    }
+    // No token ever appears in a Debug print of an input, an output or a Hub.
+    let log = sim.debug_log.as_ref().expect("enabled");
+    let hubs: Vec<String> = sim.nodes.iter().map(|n| format!("{:?}", n.hub)).collect();
+    for token in &r.tokens {
+        prop_assert!(!log.iter().any(|l| l.contains(token.as_str())), "token {token} in an input or output");
+        prop_assert!(!hubs.iter().any(|h| h.contains(token.as_str())), "token {token} in Hub state");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        // BBRT_PROPTEST_CASES=10000 for a longer hunt.
+        cases: std::env::var("BBRT_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
+        max_shrink_iters: 4000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_sessions_keep_every_invariant((nodes, real, ops) in scenario()) {
+        let r = run(nodes, real, &ops);
+        check(&r)?;
+    }
+}
+
+#[test]
+#[ignore = "prints what random sessions exercise"]
+fn coverage_of_random_sessions() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..128 {
+        let (nodes, real, ops) = scenario().new_tree(&mut runner).unwrap().current();
+        let r = run(nodes, real, &ops);
+        for client in r.sim.clients.values() {
+            for (_, _, m) in &client.log {
+                let key = match m {
+                    ServerMessage::Error(e) => format!("error/{}", e.code.as_str()),
+                    ServerMessage::CallEnded(e) => format!("call_ended/{:?}", e.reason),
+                    m => m.kind().to_owned(),
+                };
+                *kinds.entry(key).or_default() += 1;
+            }
+            if let Some(c) = client.closed {
+                *kinds.entry(format!("closed/{c:?}")).or_default() += 1;
+            }
+        }
+    }
+    println!("{kinds:#?}");
+}
+

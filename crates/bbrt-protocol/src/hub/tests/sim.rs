@@ -59,9 +59,12 @@ pub(crate) struct Client {
     pub(crate) node: usize,
     /// Frames received and not yet taken.
     pub(crate) inbox: VecDeque<ServerMessage>,
-    /// Every frame ever received, with the instant.
-    pub(crate) log: Vec<(Instant, ServerMessage)>,
+    /// Every frame ever received, with the instant and the user the connection was
+    /// verified as then.
+    pub(crate) log: Vec<(Instant, Option<UserId>, ServerMessage)>,
     pub(crate) closed: Option<Closed>,
+    /// The user the Hub verified the connection as, once known.
+    pub(crate) user: Option<UserId>,
 }
 
 /// A thread on the fake site.
@@ -224,7 +227,7 @@ impl Sim {
     pub(crate) fn open_on(&mut self, node: usize, ip: IpAddr, token: Option<&str>) -> ConnId {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.clients.insert(conn, Client { node, inbox: VecDeque::new(), log: Vec::new(), closed: None });
+        self.clients.insert(conn, Client { node, inbox: VecDeque::new(), log: Vec::new(), closed: None, user: None });
         let credential = token.map(|t| self.credential(node, t));
         self.handle(node, Input::Open { conn, ip, credential });
         conn
@@ -488,13 +491,19 @@ impl Sim {
 
     fn receive(&mut self, node: usize, conn: ConnId, frame: &Bytes) {
         let now = self.now;
+        let user = self.nodes[node].hub.user_of(conn).cloned();
         let client = self.clients.get_mut(&conn).unwrap_or_else(|| panic!("delivery to unknown {conn}"));
         assert_eq!(client.node, node, "{conn} got a frame from a node that does not hold it");
         let message = ServerMessage::decode(frame)
             .unwrap_or_else(|e| panic!("undecodable frame {}: {e}", String::from_utf8_lossy(frame)));
         assert!(client.closed.is_none(), "{conn} is closed ({:?}) but received {message:?}", client.closed);
+        // The Hub may have forgotten a connection it closes in the same step: its outputs
+        // are drained after `handle` returns. A connection's user never changes once set.
+        if user.is_some() {
+            client.user = user;
+        }
         client.inbox.push_back(message.clone());
-        client.log.push((now, message));
+        client.log.push((now, client.user.clone(), message));
     }
 
     /// Lets in-flight I/O settle (see the module docs).

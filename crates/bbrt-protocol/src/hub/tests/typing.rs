@@ -32,8 +32,8 @@ fn keystrokes_are_coalesced_to_one_forward_every_two_seconds() {
         .client(bob)
         .log
         .iter()
-        .filter(|(_, m)| m.kind() == "typing")
-        .map(|(at, _)| (*at - sim.epoch).as_millis())
+        .filter(|(_, _, m)| m.kind() == "typing")
+        .map(|(at, _, _)| (*at - sim.epoch).as_millis())
         .collect();
     let start = forwarded[0];
     let offsets: Vec<u128> = forwarded.iter().map(|t| t - start).collect();
