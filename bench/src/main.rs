@@ -1,0 +1,362 @@
+//! `bbrt-bench`: the load generator and report of bbrt's side-by-side benchmark against
+//! the seed's Node.js server. `bench/run.sh` is the one command that runs it all; see
+//! `docs/performance.md`.
+//!
+//! Each scenario subcommand starts a fresh server process from `--server-cmd`, drives it
+//! from one thread (a `current_thread` runtime, meant to be pinned to its own core),
+//! measures the server through `/proc`, and appends one JSON line to `--out`.
+
+mod chart;
+mod client;
+mod proc;
+mod record;
+mod report;
+mod scenarios;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::Target;
+use crate::record::Record;
+use crate::scenarios::{Common, Pace, Setup, SiteBurst};
+
+#[derive(Parser)]
+#[command(about = "bbrt's side-by-side benchmark: load generator and report")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// The server's name in the report (`node`, `bbrt`).
+    #[arg(long)]
+    server: String,
+    /// The server's command line, run with `sh -c 'exec CMD'`; `{port}` and `{site}` (the
+    /// fake site's API root) are replaced.
+    #[arg(long)]
+    server_cmd: String,
+    /// The port the server listens on (127.0.0.1).
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+    /// The WebSocket path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// tungstenite's read buffer per client connection, bytes.
+    #[arg(long, default_value_t = 4096)]
+    read_buf: usize,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The server's stdout and stderr go here.
+    #[arg(long)]
+    server_log: Option<PathBuf>,
+    /// Append the result, one JSON line, to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Count the server's write syscalls during the window (`perf stat`).
+    #[arg(long)]
+    count_writes: bool,
+}
+
+impl CommonArgs {
+    fn common(&self) -> Common {
+        Common {
+            server: self.server.clone(),
+            server_cmd: self.server_cmd.clone(),
+            target: Target {
+                port: self.port,
+                path: self.path.clone(),
+                read_buf: self.read_buf,
+            },
+            connect_concurrency: self.concurrency.max(1),
+            server_log: self.server_log.clone(),
+            count_writes: self.count_writes,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Scenario 1: closed loop, each client keeps `in_flight` of its own messages in flight.
+    Fanout {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Scenario 2: fixed rate, latency from the scheduled send time.
+    Rate {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        /// Messages per second, all clients together.
+        #[arg(long, default_value_t = 4000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Scenario 3: idle bare connections, RSS per connection.
+    Idle {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 5000)]
+        conns: usize,
+    },
+    /// Scenario 4: connections that identify and join, RSS and setup time.
+    Setup {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 5000)]
+        conns: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+    },
+    /// Scenario 5: the most connections the server holds.
+    Maxconn {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Stop here at the latest (bounded by this process's own fd limit).
+        #[arg(long, default_value_t = 19_950)]
+        conns: usize,
+        /// Stop after this many failed attempts in a row.
+        #[arg(long, default_value_t = 128)]
+        failures: usize,
+    },
+    /// Scenario 6: sends through the fake BuddyBoss site (in this process) while others type.
+    Site {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 1000)]
+        senders: usize,
+        #[arg(long, default_value_t = 400)]
+        typers: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        #[arg(long, default_value_t = 2100)]
+        typing_period_ms: u64,
+        /// Typing measured this long before the burst and this long during it.
+        #[arg(long, default_value_t = 5.0)]
+        phase_secs: f64,
+    },
+    /// Writes the markdown table and the PNG chart from the JSON lines.
+    Report {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        md: PathBuf,
+        #[arg(long)]
+        png: PathBuf,
+        /// Free text about the machine and the run, put under the table.
+        #[arg(long, default_value = "")]
+        about: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Report {
+        input,
+        md,
+        png,
+        about,
+    } = &cli.command
+    {
+        return match report::write(input, md, png, about) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    let (record, out) = local.block_on(&runtime, run(cli.command));
+    eprintln!("{}", summary(&record));
+    if let Some(out) = out {
+        let line = serde_json::to_string(&record).expect("records serialize");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            eprintln!("{}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if record.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
+    match cmd {
+        Cmd::Fanout {
+            common,
+            clients,
+            group,
+            in_flight,
+            secs,
+        } => {
+            let window = Duration::from_secs_f64(secs);
+            let pace = Pace::Closed { in_flight };
+            let r = scenarios::traffic(
+                &common.common(),
+                "fanout",
+                clients,
+                group.max(1),
+                pace,
+                window,
+            )
+            .await;
+            (r, common.out)
+        }
+        Cmd::Rate {
+            common,
+            clients,
+            group,
+            rate,
+            secs,
+        } => {
+            let window = Duration::from_secs_f64(secs);
+            let pace = Pace::Rate { per_s: rate };
+            let r = scenarios::traffic(
+                &common.common(),
+                "rate",
+                clients,
+                group.max(1),
+                pace,
+                window,
+            )
+            .await;
+            (r, common.out)
+        }
+        Cmd::Idle { common, conns } => (
+            scenarios::connections(&common.common(), "idle", conns, Setup::Bare, 0).await,
+            common.out,
+        ),
+        Cmd::Setup {
+            common,
+            conns,
+            group,
+        } => {
+            let setup = Setup::Joined {
+                group: group.max(1),
+            };
+            (
+                scenarios::connections(&common.common(), "setup", conns, setup, 0).await,
+                common.out,
+            )
+        }
+        Cmd::Maxconn {
+            common,
+            conns,
+            failures,
+        } => {
+            // Our own fds bound what we can measure: keep a few for the runtime and stdio.
+            let own = proc::own_fd_limit().unwrap_or(1024);
+            let conns = conns.min(own.saturating_sub(40));
+            let mut r = scenarios::connections(
+                &common.common(),
+                "maxconn",
+                conns,
+                Setup::Bare,
+                failures.max(1),
+            )
+            .await;
+            r.notes.push(format!(
+                "attempted up to {conns} (load generator fd soft limit {own})"
+            ));
+            (r, common.out)
+        }
+        Cmd::Site {
+            common,
+            senders,
+            typers,
+            group,
+            latency_ms,
+            typing_period_ms,
+            phase_secs,
+        } => {
+            let group = group.max(1);
+            // Typers start on a thread boundary.
+            let senders = senders.div_ceil(group) * group;
+            let p = SiteBurst {
+                senders,
+                typers,
+                group,
+                site_latency: Duration::from_millis(latency_ms),
+                typing_period: Duration::from_millis(typing_period_ms),
+                phase: Duration::from_secs_f64(phase_secs),
+            };
+            (scenarios::site_burst(&common.common(), p).await, common.out)
+        }
+        Cmd::Report { .. } => unreachable!("handled in main"),
+    }
+}
+
+/// One human line per run.
+fn summary(r: &Record) -> String {
+    let mut s = format!(
+        "  {} {}: {}",
+        r.scenario,
+        r.server,
+        if r.ok { "ok" } else { "FAILED" }
+    );
+    if let Some(d) = r.deliveries_per_s {
+        s += &format!(", {d:.0} deliveries/s");
+    }
+    if let Some(c) = r.server_cpu_us_per_delivery {
+        s += &format!(", {c:.2} µs CPU/delivery");
+    }
+    if let Some(l) = r.latency_us {
+        s += &format!(
+            ", p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
+            l.p50, l.p99, l.p999
+        );
+    }
+    if let Some(k) = r.rss_per_conn_kib {
+        s += &format!(", {k:.2} KiB/conn");
+    }
+    if let Some(t) = r.setup_s {
+        s += &format!(", setup {t:.2} s");
+    }
+    if let Some(m) = r.max_connections {
+        s += &format!(", held {m}");
+    }
+    if let Some(a) = r.all_acked_ms {
+        s += &format!(", all acked in {a:.0} ms");
+    }
+    if let Some(p) = r.loadgen_cpu_pct {
+        s += &format!(", load generator CPU {p:.0}%");
+    }
+    for f in &r.failures {
+        s += &format!("\n    failure: {f}");
+    }
+    for e in &r.error_samples {
+        s += &format!("\n    error frame: {e}");
+    }
+    s
+}

@@ -1,0 +1,122 @@
+//! What `/proc` says about a process: CPU time, RSS, threads. Linux only, and no `unsafe`:
+//! `/proc/PID/task/*/schedstat` gives on-CPU nanoseconds per thread (what `getrusage` would
+//! give, at a finer grain), `/proc/PID/stat` the user/system split in clock ticks.
+
+use std::fs;
+use std::path::PathBuf;
+
+/// Linux's `USER_HZ` (`getconf CLK_TCK`), fixed at 100 on every architecture bbrt targets.
+const TICKS_PER_S: f64 = 100.0;
+
+/// One reading of a process's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sample {
+    /// On-CPU time of all its live threads, in seconds (schedstat).
+    pub(crate) cpu_s: f64,
+    /// User time, in seconds (stat, 10 ms grain).
+    pub(crate) user_s: f64,
+    /// System time, in seconds (stat, 10 ms grain).
+    pub(crate) sys_s: f64,
+    /// Resident set, KiB.
+    pub(crate) rss_kib: u64,
+    /// Threads.
+    pub(crate) threads: usize,
+}
+
+impl Sample {
+    /// Reads process `pid`'s counters; `None` once it is gone.
+    pub(crate) fn read(pid: u32) -> Option<Self> {
+        let root = PathBuf::from(format!("/proc/{pid}"));
+        let stat = fs::read_to_string(root.join("stat")).ok()?;
+        // Fields after the `(comm)`, which may itself hold spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state): utime is field 14, stime 15.
+        let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+        let user_s = ticks(14)? / TICKS_PER_S;
+        let sys_s = ticks(15)? / TICKS_PER_S;
+        let status = fs::read_to_string(root.join("status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut cpu_ns = 0u64;
+        let mut threads = 0;
+        if let Ok(tasks) = fs::read_dir(root.join("task")) {
+            for task in tasks.flatten() {
+                threads += 1;
+                if let Ok(s) = fs::read_to_string(task.path().join("schedstat")) {
+                    cpu_ns += s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        let cpu_s = if cpu_ns > 0 {
+            cpu_ns as f64 / 1e9
+        } else {
+            user_s + sys_s
+        };
+        Some(Self {
+            cpu_s,
+            user_s,
+            sys_s,
+            rss_kib,
+            threads,
+        })
+    }
+
+    /// This process.
+    pub(crate) fn own() -> Self {
+        Self::read(std::process::id()).unwrap_or_default()
+    }
+}
+
+/// The change between two samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Delta {
+    pub(crate) cpu_s: f64,
+    pub(crate) user_s: f64,
+    pub(crate) sys_s: f64,
+}
+
+impl Delta {
+    pub(crate) fn between(a: &Sample, b: &Sample) -> Self {
+        Self {
+            cpu_s: (b.cpu_s - a.cpu_s).max(0.0),
+            user_s: (b.user_s - a.user_s).max(0.0),
+            sys_s: (b.sys_s - a.sys_s).max(0.0),
+        }
+    }
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`).
+pub(crate) fn own_fd_limit() -> Option<usize> {
+    let limits = fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The soft limit on open files of process `pid`.
+pub(crate) fn fd_limit(pid: u32) -> Option<usize> {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let s = Sample::own();
+        assert!(s.rss_kib > 0);
+        assert!(s.threads >= 1);
+        assert!(own_fd_limit().is_some());
+    }
+}

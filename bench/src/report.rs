@@ -1,0 +1,418 @@
+//! `latest.md` and `latest.png` from `latest.jsonl`: Node and bbrt side by side, with
+//! bbrt/Node ratios from the same run and issue 6's goals.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::chart::{self, Panel};
+use crate::record::{Percentiles, Record};
+
+/// A goal from issue 6, judged on one row.
+#[derive(Clone, Copy)]
+enum Goal {
+    None,
+    /// bbrt/Node at most this.
+    RatioAtMost(f64),
+    /// bbrt's value at most this.
+    AtMost(f64),
+    /// bbrt's value at least this.
+    AtLeast(f64),
+}
+
+impl Goal {
+    fn describe(self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::RatioAtMost(r) => format!("ratio ≤ {r}"),
+            Self::AtMost(v) => format!("bbrt ≤ {v}"),
+            Self::AtLeast(v) => format!("bbrt ≥ {v}"),
+        }
+    }
+
+    fn met(self, node: Option<f64>, bbrt: Option<f64>) -> &'static str {
+        let verdict = match self {
+            Self::None => return "",
+            Self::RatioAtMost(r) => match (node, bbrt) {
+                (Some(n), Some(b)) if n > 0.0 => b / n <= r,
+                _ => return "n/a",
+            },
+            Self::AtMost(v) => match bbrt {
+                Some(b) => b <= v,
+                None => return "n/a",
+            },
+            Self::AtLeast(v) => match bbrt {
+                Some(b) => b >= v,
+                None => return "n/a",
+            },
+        };
+        if verdict { "yes" } else { "**no**" }
+    }
+}
+
+fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "–".to_owned(),
+        Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+fn ratio(node: Option<f64>, bbrt: Option<f64>) -> String {
+    match (node, bbrt) {
+        (Some(n), Some(b)) if n > 0.0 => format!("{:.3}", b / n),
+        _ => "–".to_owned(),
+    }
+}
+
+/// The last record per (scenario, server).
+fn latest(records: Vec<Record>) -> BTreeMap<(String, String), Record> {
+    records
+        .into_iter()
+        .map(|r| ((r.scenario.clone(), r.server.clone()), r))
+        .collect()
+}
+
+type Getter = fn(&Record) -> Option<f64>;
+
+struct Row {
+    scenario: &'static str,
+    metric: &'static str,
+    get: Getter,
+    goal: Goal,
+}
+
+fn pct(f: fn(&Percentiles) -> f64, p: Option<Percentiles>) -> Option<f64> {
+    p.as_ref().map(f)
+}
+
+fn rows() -> Vec<Row> {
+    let row = |scenario, metric, get: Getter, goal| Row {
+        scenario,
+        metric,
+        get,
+        goal,
+    };
+    vec![
+        row(
+            "fanout",
+            "1 fan-out: deliveries/s",
+            |r| r.deliveries_per_s,
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: server CPU µs/delivery",
+            |r| r.server_cpu_us_per_delivery,
+            Goal::RatioAtMost(0.125),
+        ),
+        row(
+            "fanout",
+            "1 fan-out: server system-time share %",
+            |r| sys_share(r),
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: frames per write syscall",
+            |r| r.frames_per_write,
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: latency p50 µs",
+            |r| pct(|p| p.p50, r.latency_us),
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: latency p99 µs",
+            |r| pct(|p| p.p99, r.latency_us),
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: latency p99.9 µs",
+            |r| pct(|p| p.p999, r.latency_us),
+            Goal::None,
+        ),
+        row(
+            "fanout",
+            "1 fan-out: load generator CPU %",
+            |r| r.loadgen_cpu_pct,
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: deliveries/s",
+            |r| r.deliveries_per_s,
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: latency p50 µs",
+            |r| pct(|p| p.p50, r.latency_us),
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: latency p99 µs",
+            |r| pct(|p| p.p99, r.latency_us),
+            Goal::RatioAtMost(0.4),
+        ),
+        row(
+            "rate",
+            "2 fixed rate: latency p99.9 µs",
+            |r| pct(|p| p.p999, r.latency_us),
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: server CPU µs/delivery",
+            |r| r.server_cpu_us_per_delivery,
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: load generator send lag p99 µs",
+            |r| pct(|p| p.p99, r.send_lag_us),
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: load generator CPU %",
+            |r| r.loadgen_cpu_pct,
+            Goal::None,
+        ),
+        row(
+            "idle",
+            "3 idle: RSS KiB per connection",
+            |r| r.rss_per_conn_kib,
+            Goal::AtMost(3.0),
+        ),
+        row(
+            "idle",
+            "3 idle: server threads",
+            |r| Some(r.server_threads as f64),
+            Goal::None,
+        ),
+        row(
+            "setup",
+            "4 identified+joined: RSS KiB per connection",
+            |r| r.rss_per_conn_kib,
+            Goal::AtMost(4.0),
+        ),
+        row(
+            "setup",
+            "4 identified+joined: setup time s",
+            |r| r.setup_s,
+            Goal::RatioAtMost(0.05),
+        ),
+        row(
+            "setup",
+            "4 identified+joined: server CPU s",
+            |r| Some(r.server_cpu_s),
+            Goal::None,
+        ),
+        row(
+            "maxconn",
+            "5 most connections held",
+            |r| r.max_connections.map(|m| m as f64),
+            Goal::AtLeast(19_000.0),
+        ),
+        row(
+            "maxconn",
+            "5 RSS KiB per connection at the most",
+            |r| r.rss_per_conn_kib,
+            Goal::None,
+        ),
+        row(
+            "site",
+            "6 site 50 ms: time until all acked ms",
+            |r| r.all_acked_ms,
+            Goal::AtMost(100.0),
+        ),
+        row(
+            "site",
+            "6 site: typing p99 µs before the burst",
+            |r| pct(|p| p.p99, r.typing_before_us),
+            Goal::None,
+        ),
+        row(
+            "site",
+            "6 site: typing p99 µs during the burst",
+            |r| pct(|p| p.p99, r.typing_during_us),
+            Goal::None,
+        ),
+        row(
+            "site",
+            "6 site: typing p99 during/before",
+            typing_change,
+            Goal::None,
+        ),
+    ]
+}
+
+fn sys_share(r: &Record) -> Option<f64> {
+    let total = r.server_user_s + r.server_sys_s;
+    (total > 0.0).then(|| r.server_sys_s / total * 100.0)
+}
+
+fn typing_change(r: &Record) -> Option<f64> {
+    let before = r.typing_before_us?.p99;
+    let during = r.typing_during_us?.p99;
+    (before > 0.0).then(|| during / before)
+}
+
+/// Writes the markdown report and the chart.
+pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let records: Vec<Record> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}", input.display())))
+        .collect::<Result<_, _>>()?;
+    let by = latest(records);
+    let get = |scenario: &str, server: &str, f: Getter| {
+        by.get(&(scenario.to_owned(), server.to_owned()))
+            .and_then(f)
+    };
+
+    let mut out = String::new();
+    out += "# bbrt vs the seed's Node.js server: latest run\n\n";
+    out += "Generated by `bench/run.sh` (`bbrt-bench report`); both servers measured in the same run, \
+            each scenario on a fresh server process pinned to core 0, the load generator on core 1. \
+            Ratios are bbrt/Node (lower is better except for throughput and connections held).\n\n";
+    out += "| metric | Node | bbrt | bbrt/Node | goal (issue 6) | met |\n|---|---:|---:|---:|---|---|\n";
+    for row in rows() {
+        let node = get(row.scenario, "node", row.get);
+        let bbrt = get(row.scenario, "bbrt", row.get);
+        if node.is_none() && bbrt.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.metric,
+            fmt(node),
+            fmt(bbrt),
+            ratio(node, bbrt),
+            row.goal.describe(),
+            row.goal.met(node, bbrt)
+        );
+    }
+    out += "\n## Runs\n\n| scenario | server | status | connections | window s | server threads | load generator CPU % | notes |\n|---|---|---|---:|---:|---:|---:|---|\n";
+    for r in by.values() {
+        let status = if r.ok {
+            "ok".to_owned()
+        } else {
+            format!("**FAILED**: {}", r.failures.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} |",
+            r.scenario,
+            r.server,
+            status,
+            r.connections,
+            r.window_s,
+            r.server_threads,
+            fmt(r.loadgen_cpu_pct),
+            r.notes.join("; ").replace('|', "/")
+        );
+    }
+    let samples: Vec<String> = by
+        .values()
+        .flat_map(|r| {
+            r.error_samples
+                .iter()
+                .map(move |e| format!("- {} {}: `{}`", r.scenario, r.server, e.replace('`', "'")))
+        })
+        .collect();
+    if !samples.is_empty() {
+        out += "\nError frames seen (first few per run):\n\n";
+        out += &samples.join("\n");
+        out += "\n";
+    }
+    if !about.is_empty() {
+        out += "\n## Machine and run\n\n";
+        out += about;
+        out += "\n";
+    }
+    let png_name = png
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "\n![chart]({png_name})\n\nThe chart (`{png_name}`): green bars Node, orange bars bbrt; each panel is labelled \
+         in the picture. Top left: scenario 2 latency percentiles from the scheduled send time, µs, log scale. \
+         Top right: scenario 1 server CPU µs per delivery (and scenario 2's). Bottom left: RSS KiB per connection, \
+         idle (3) and identified+joined (4). Bottom right: scenario 1 deliveries per second.\n"
+    );
+    std::fs::write(md, out).map_err(|e| format!("{}: {e}", md.display()))?;
+
+    let lat = |server: &str, f: fn(&Percentiles) -> f64| {
+        by.get(&("rate".to_owned(), server.to_owned()))
+            .and_then(|r| r.latency_us.as_ref().map(f))
+    };
+    let panels = vec![
+        Panel {
+            title: "2 FIXED RATE LATENCY US (LOG)".into(),
+            groups: vec![
+                ("P50".into(), lat("node", |p| p.p50), lat("bbrt", |p| p.p50)),
+                ("P90".into(), lat("node", |p| p.p90), lat("bbrt", |p| p.p90)),
+                ("P99".into(), lat("node", |p| p.p99), lat("bbrt", |p| p.p99)),
+                (
+                    "P99.9".into(),
+                    lat("node", |p| p.p999),
+                    lat("bbrt", |p| p.p999),
+                ),
+            ],
+            log: true,
+        },
+        Panel {
+            title: "SERVER CPU US PER DELIVERY".into(),
+            groups: vec![
+                (
+                    "1 FAN-OUT".into(),
+                    get("fanout", "node", |r| r.server_cpu_us_per_delivery),
+                    get("fanout", "bbrt", |r| r.server_cpu_us_per_delivery),
+                ),
+                (
+                    "2 FIXED RATE".into(),
+                    get("rate", "node", |r| r.server_cpu_us_per_delivery),
+                    get("rate", "bbrt", |r| r.server_cpu_us_per_delivery),
+                ),
+            ],
+            log: false,
+        },
+        Panel {
+            title: "RSS KIB PER CONNECTION".into(),
+            groups: vec![
+                (
+                    "3 IDLE".into(),
+                    get("idle", "node", |r| r.rss_per_conn_kib),
+                    get("idle", "bbrt", |r| r.rss_per_conn_kib),
+                ),
+                (
+                    "4 JOINED".into(),
+                    get("setup", "node", |r| r.rss_per_conn_kib),
+                    get("setup", "bbrt", |r| r.rss_per_conn_kib),
+                ),
+            ],
+            log: false,
+        },
+        Panel {
+            title: "1 FAN-OUT DELIVERIES/S".into(),
+            groups: vec![(
+                "CLOSED LOOP".into(),
+                get("fanout", "node", |r| r.deliveries_per_s),
+                get("fanout", "bbrt", |r| r.deliveries_per_s),
+            )],
+            log: false,
+        },
+    ];
+    chart::draw(png, "BBRT VS NODE - SAME RUN", &panels)
+}

@@ -1,0 +1,1057 @@
+//! The scenarios of issue 6. Each starts a fresh server process, drives it from this
+//! single-threaded load generator and returns one [`Record`].
+//!
+//! Every loop here is bounded in count and in time: connection attempts by a target and a
+//! failure streak, traffic by its window, draining by a deadline.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt, stream};
+use hdrhistogram::Histogram;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{Incoming, Server, Target, Ws, is_presence, message_text, parse_message_text};
+use crate::proc::{Delta, Sample};
+use crate::record::{Percentiles, Record, histogram};
+
+/// What every scenario needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    /// `node` or `bbrt`.
+    pub(crate) server: String,
+    /// The server's command line, `{port}` and `{site}` replaced.
+    pub(crate) server_cmd: String,
+    pub(crate) target: Target,
+    /// How many connections are opened at once.
+    pub(crate) connect_concurrency: usize,
+    /// Where the server's output goes.
+    pub(crate) server_log: Option<std::path::PathBuf>,
+    /// Count the server's write syscalls with `perf stat` during the window.
+    pub(crate) count_writes: bool,
+}
+
+/// How long anything may take before the scenario gives up.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Bad things seen by the clients.
+#[derive(Debug, Default)]
+struct Faults {
+    errors: u64,
+    misrouted: u64,
+    missing: u64,
+    duplicates: u64,
+    closed: u64,
+    samples: Vec<String>,
+}
+
+impl Faults {
+    fn error(&mut self, text: &str) {
+        self.errors += 1;
+        if self.samples.len() < 5 {
+            self.samples.push(text.chars().take(300).collect());
+        }
+    }
+
+    fn into_record(self, r: &mut Record) {
+        r.errors += self.errors;
+        r.misrouted += self.misrouted;
+        r.missing += self.missing;
+        r.duplicates += self.duplicates;
+        r.error_samples.extend(self.samples);
+        if self.closed > 0 {
+            r.fail(format!("{} connections closed by the server", self.closed));
+        }
+    }
+}
+
+/// The user id of client `idx`.
+fn user_of(idx: usize) -> String {
+    (idx + 1).to_string()
+}
+
+/// The thread of client `idx` when clients are grouped `group` to a thread.
+fn thread_of(idx: usize, group: usize) -> String {
+    (idx / group + 1).to_string()
+}
+
+fn identify_frames(idx: usize, group: usize, token: Option<&str>) -> [String; 2] {
+    let user = user_of(idx);
+    let identify = match token {
+        Some(t) => format!(r#"{{"type":"user_connected","userId":"{user}","token":"{t}"}}"#),
+        None => format!(r#"{{"type":"user_connected","userId":"{user}"}}"#),
+    };
+    [
+        identify,
+        format!(
+            r#"{{"type":"join_thread","threadId":"{}"}}"#,
+            thread_of(idx, group)
+        ),
+    ]
+}
+
+/// Opens client `idx`, identifies it, joins its thread and waits for `joined`.
+async fn open_joined(
+    target: &Target,
+    idx: usize,
+    group: usize,
+    token: Option<&str>,
+) -> Result<Ws, String> {
+    let mut ws = timeout(Duration::from_secs(20), target.connect(idx))
+        .await
+        .map_err(|_| "connect timed out".to_owned())??;
+    for frame in identify_frames(idx, group, token) {
+        ws.send(Message::text(frame))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let next = timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            ws.next(),
+        )
+        .await
+        .map_err(|_| format!("client {idx}: no joined within {SETUP_TIMEOUT:?}"))?;
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                if is_presence(&t) {
+                    continue;
+                }
+                match Incoming::parse(&t) {
+                    Some(m) if m.kind == "joined" => return Ok(ws),
+                    Some(m) if m.kind == "error" => return Err(format!("client {idx}: {t}")),
+                    _ => {}
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("client {idx}: {e}")),
+            None => return Err(format!("client {idx}: closed during setup")),
+        }
+    }
+}
+
+/// Opens `n` identified-and-joined clients, `concurrency` at a time; in index order.
+async fn open_all_joined(
+    common: &Common,
+    n: usize,
+    group: usize,
+    token: impl Fn(usize) -> Option<String>,
+) -> Result<Vec<Ws>, String> {
+    let target = &common.target;
+    let token = &token;
+    let mut opened: Vec<(usize, Ws)> = stream::iter(0..n)
+        .map(|i| async move {
+            open_joined(target, i, group, token(i).as_deref())
+                .await
+                .map(|ws| (i, ws))
+        })
+        .buffer_unordered(common.connect_concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    opened.sort_by_key(|(i, _)| *i);
+    Ok(opened.into_iter().map(|(_, ws)| ws).collect())
+}
+
+/// Starts the server and waits for it to listen.
+async fn start_server(common: &Common, site: &str) -> Result<Server, String> {
+    let server = Server::start(
+        &common.server_cmd,
+        common.target.port,
+        site,
+        common.server_log.as_ref(),
+    )?;
+    common
+        .target
+        .wait_listening(Duration::from_secs(60))
+        .await?;
+    // Let a JIT or a lazy allocator settle before the first reading.
+    sleep(Duration::from_millis(300)).await;
+    Ok(server)
+}
+
+/// Counts the server's write syscalls for `secs` with perf's syscall tracepoints.
+fn spawn_write_counter(pid: u32, secs: f64) -> Option<std::process::Child> {
+    std::process::Command::new("perf")
+        .args(["stat", "-x,", "-e"])
+        .arg("syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg")
+        .args(["-p", &pid.to_string(), "--", "sleep", &format!("{secs:.3}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+fn read_write_count(child: std::process::Child) -> Option<u64> {
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.contains("syscalls:sys_enter_"))
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios 1 and 2: messages in threads, closed loop or fixed rate.
+
+/// How clients send.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// Each client keeps this many of its own messages in flight.
+    Closed { in_flight: usize },
+    /// All clients together send this many messages per second, evenly spread.
+    Rate { per_s: f64 },
+}
+
+/// State the client tasks share (one thread: `Rc<RefCell<_>>`).
+struct Traffic {
+    epoch: std::time::Instant,
+    start_ns: u64,
+    end_ns: u64,
+    group: usize,
+    n: usize,
+    latency: Histogram<u64>,
+    lag: Histogram<u64>,
+    deliveries_in_window: u64,
+    sent_in_window: u64,
+    /// Deliveries still expected, per message sequence number.
+    remaining: Vec<u8>,
+    outstanding: u64,
+    faults: Faults,
+}
+
+/// A bound on messages tracked in one run (about 100 s at 200k messages/s).
+const MAX_MESSAGES: usize = 20_000_000;
+
+impl Traffic {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn group_size(&self, idx: usize) -> usize {
+        let first = idx / self.group * self.group;
+        (self.n - first).min(self.group)
+    }
+
+    /// Registers a message about to be sent; `None` when the bound is reached.
+    fn new_message(&mut self, sender: usize) -> Option<u64> {
+        if self.remaining.len() >= MAX_MESSAGES {
+            return None;
+        }
+        let seq = self.remaining.len() as u64;
+        let expected = self.group_size(sender);
+        self.remaining
+            .push(u8::try_from(expected).unwrap_or(u8::MAX));
+        self.outstanding += expected as u64;
+        Some(seq)
+    }
+
+    /// Accounts a delivered `message` frame; returns its sender's index.
+    fn delivered(&mut self, me: usize, text: &str) -> Option<usize> {
+        let now = self.now_ns();
+        let Some(m) = Incoming::parse(text) else {
+            self.faults.error(text);
+            return None;
+        };
+        match m.kind.as_ref() {
+            "message" => {}
+            "error" => {
+                self.faults.error(text);
+                return None;
+            }
+            _ => return None,
+        }
+        let Some((seq, sched, sender)) = m.message.as_deref().and_then(parse_message_text) else {
+            self.faults.misrouted += 1;
+            return None;
+        };
+        let my_thread = thread_of(me, self.group);
+        if m.thread_id.as_deref() != Some(my_thread.as_str())
+            || sender / self.group != me / self.group
+        {
+            self.faults.misrouted += 1;
+            return None;
+        }
+        match self
+            .remaining
+            .get_mut(usize::try_from(seq).unwrap_or(usize::MAX))
+        {
+            Some(0) => {
+                self.faults.duplicates += 1;
+                return None;
+            }
+            Some(left) => {
+                *left -= 1;
+                self.outstanding -= 1;
+            }
+            None => {
+                self.faults.misrouted += 1;
+                return None;
+            }
+        }
+        if sched >= self.start_ns && sched < self.end_ns {
+            let _ = self.latency.record(now.saturating_sub(sched).max(1));
+        }
+        if now >= self.start_ns && now < self.end_ns {
+            self.deliveries_in_window += 1;
+        }
+        Some(sender)
+    }
+}
+
+/// One client's life during the traffic phase.
+async fn traffic_client(
+    mut ws: Ws,
+    me: usize,
+    pace: Pace,
+    sh: Rc<RefCell<Traffic>>,
+    drain_end: Instant,
+) {
+    let (start_ns, end_ns, epoch, n, thread) = {
+        let s = sh.borrow();
+        (s.start_ns, s.end_ns, s.epoch, s.n, thread_of(me, s.group))
+    };
+    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
+    // Fixed rate: client `me` sends at start + (me + k·n)/rate.
+    let (mut next_ns, period_ns) = match pace {
+        Pace::Closed { .. } => (start_ns, 0),
+        Pace::Rate { per_s } => {
+            let period = (n as f64 / per_s * 1e9) as u64;
+            (start_ns + (me as f64 / per_s * 1e9) as u64, period.max(1))
+        }
+    };
+    let mut sending = true;
+    let mut in_flight = 0usize;
+    loop {
+        let wake = if sending { at(next_ns) } else { drain_end };
+        tokio::select! {
+            biased;
+            frame = ws.next() => {
+                match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        if is_presence(&t) {
+                            continue;
+                        }
+                        let sender = sh.borrow_mut().delivered(me, &t);
+                        if sender == Some(me) {
+                            in_flight = in_flight.saturating_sub(1);
+                            if let Pace::Closed { in_flight: target } = pace
+                                && sh.borrow().now_ns() < end_ns
+                            {
+                                while in_flight < target {
+                                    if !send_one(&mut ws, me, &thread, &sh, None).await {
+                                        break;
+                                    }
+                                    in_flight += 1;
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        if Instant::now() < drain_end {
+                            sh.borrow_mut().faults.closed += 1;
+                        }
+                        return;
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            () = sleep_until(wake) => {
+                if !sending {
+                    return;
+                }
+                match pace {
+                    Pace::Closed { in_flight: target } => {
+                        while in_flight < target {
+                            if !send_one(&mut ws, me, &thread, &sh, None).await {
+                                break;
+                            }
+                            in_flight += 1;
+                        }
+                        sending = false;
+                    }
+                    Pace::Rate { .. } => {
+                        if !send_one(&mut ws, me, &thread, &sh, Some(next_ns)).await {
+                            sending = false;
+                        }
+                        next_ns += period_ns;
+                        if next_ns >= end_ns {
+                            sending = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends one message (scheduled at `sched_ns`, or now); false when nothing more may be sent.
+async fn send_one(
+    ws: &mut Ws,
+    me: usize,
+    thread: &str,
+    sh: &Rc<RefCell<Traffic>>,
+    sched_ns: Option<u64>,
+) -> bool {
+    let text = {
+        let mut s = sh.borrow_mut();
+        let now = s.now_ns();
+        if now >= s.end_ns {
+            return false;
+        }
+        let Some(seq) = s.new_message(me) else {
+            return false;
+        };
+        let sched = sched_ns.unwrap_or(now);
+        if sched_ns.is_some() {
+            let _ = s.lag.record(now.saturating_sub(sched).max(1));
+        }
+        if sched >= s.start_ns {
+            s.sent_in_window += 1;
+        }
+        message_text(seq, sched, me)
+    };
+    let frame = format!(r#"{{"type":"send_message","threadId":"{thread}","message":"{text}"}}"#);
+    ws.send(Message::text(frame)).await.is_ok()
+}
+
+/// Scenarios 1 and 2.
+pub(crate) async fn traffic(
+    common: &Common,
+    scenario: &str,
+    n: usize,
+    group: usize,
+    pace: Pace,
+    window: Duration,
+) -> Record {
+    let mut r = Record::new(scenario, &common.server);
+    r.connections = n;
+    r.window_s = window.as_secs_f64();
+    let server = match start_server(common, "").await {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(e);
+            r.finish();
+            return r;
+        }
+    };
+    let pid = server.pid();
+    let t0 = Instant::now();
+    let clients = match open_all_joined(common, n, group, |_| None).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(format!("setup: {e}"));
+            r.finish();
+            return r;
+        }
+    };
+    r.setup_s = Some(t0.elapsed().as_secs_f64());
+    // Let the seed's presence broadcast drain before the window.
+    sleep(Duration::from_millis(500)).await;
+
+    let epoch = std::time::Instant::now();
+    let start_ns = 200_000_000u64;
+    let end_ns = start_ns + u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+    let sh = Rc::new(RefCell::new(Traffic {
+        epoch,
+        start_ns,
+        end_ns,
+        group,
+        n,
+        latency: histogram(),
+        lag: histogram(),
+        deliveries_in_window: 0,
+        sent_in_window: 0,
+        remaining: Vec::new(),
+        outstanding: 0,
+        faults: Faults::default(),
+    }));
+    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
+    let drain_end = at(end_ns) + DRAIN;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            tokio::task::spawn_local(traffic_client(ws, i, pace, Rc::clone(&sh), drain_end))
+        })
+        .collect();
+
+    sleep_until(at(start_ns)).await;
+    let s0 = Sample::read(pid).unwrap_or_default();
+    let l0 = Sample::own();
+    let perf = common
+        .count_writes
+        .then(|| spawn_write_counter(pid, window.as_secs_f64()))
+        .flatten();
+    sleep_until(at(end_ns)).await;
+    let s1 = Sample::read(pid).unwrap_or_default();
+    let l1 = Sample::own();
+    // Drain: until every delivery arrived, or the deadline.
+    while Instant::now() < drain_end && sh.borrow().outstanding > 0 {
+        sleep(Duration::from_millis(10)).await;
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    r.server_writes = perf.and_then(read_write_count);
+
+    let d = Delta::between(&s0, &s1);
+    let ld = Delta::between(&l0, &l1);
+    let s = Rc::try_unwrap(sh).map(RefCell::into_inner).ok();
+    let Some(mut s) = s else {
+        r.fail("client tasks still hold the state");
+        r.finish();
+        return r;
+    };
+    s.faults.missing += s.remaining.iter().map(|&left| u64::from(left)).sum::<u64>();
+    r.sent = s.sent_in_window;
+    r.deliveries = s.deliveries_in_window;
+    r.deliveries_per_s = Some(s.deliveries_in_window as f64 / window.as_secs_f64());
+    fill_cpu(&mut r, &d, &s1, &ld, window);
+    if s.deliveries_in_window > 0 {
+        r.server_cpu_us_per_delivery = Some(d.cpu_s * 1e6 / s.deliveries_in_window as f64);
+    }
+    if let Some(w) = r.server_writes.filter(|&w| w > 0) {
+        r.frames_per_write = Some(s.deliveries_in_window as f64 / w as f64);
+    }
+    r.latency_us = Percentiles::from_ns(&s.latency);
+    if let Pace::Rate { per_s } = pace {
+        r.send_lag_us = Percentiles::from_ns(&s.lag);
+        let expected = per_s * window.as_secs_f64();
+        if (r.sent as f64) < expected * 0.95 {
+            r.fail(format!(
+                "sent {} of {expected:.0} scheduled messages",
+                r.sent
+            ));
+        }
+    }
+    r.rss_after_kib = Some(s1.rss_kib);
+    s.faults.into_record(&mut r);
+    drop(server);
+    r.finish();
+    r
+}
+
+fn fill_cpu(r: &mut Record, d: &Delta, s1: &Sample, ld: &Delta, window: Duration) {
+    r.server_cpu_s = d.cpu_s;
+    r.server_user_s = d.user_s;
+    r.server_sys_s = d.sys_s;
+    r.server_threads = s1.threads;
+    r.loadgen_cpu_s = ld.cpu_s;
+    r.loadgen_cpu_pct = Some(ld.cpu_s / window.as_secs_f64() * 100.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios 3, 4 and 5: connections.
+
+/// Counters of the held connections.
+#[derive(Default)]
+struct Held {
+    open: usize,
+    presence: u64,
+    faults: Faults,
+}
+
+/// Reads a held connection until it closes or `until`.
+async fn hold(mut ws: Ws, held: Rc<RefCell<Held>>, until: Instant) {
+    held.borrow_mut().open += 1;
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let mut h = held.borrow_mut();
+                    if is_presence(&t) {
+                        h.presence += 1;
+                    } else if t.contains(r#""type":"error""#) {
+                        h.faults.error(&t);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(until) => break,
+        }
+    }
+    held.borrow_mut().open -= 1;
+}
+
+/// How connections are set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setup {
+    /// Upgraded, nothing said (scenario 3, 5).
+    Bare,
+    /// `user_connected` and `join_thread` into threads of this many (scenario 4).
+    Joined { group: usize },
+}
+
+/// Scenarios 3 and 4 (`max_failures` 0), and 5 (stop at the first streak of failures).
+pub(crate) async fn connections(
+    common: &Common,
+    scenario: &str,
+    n: usize,
+    setup: Setup,
+    max_failures: usize,
+) -> Record {
+    let mut r = Record::new(scenario, &common.server);
+    let server = match start_server(common, "").await {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(e);
+            r.finish();
+            return r;
+        }
+    };
+    let pid = server.pid();
+    let s0 = Sample::read(pid).unwrap_or_default();
+    let l0 = Sample::own();
+    r.rss_before_kib = Some(s0.rss_kib);
+    if let Some(limit) = crate::proc::fd_limit(pid) {
+        r.notes.push(format!("server fd soft limit {limit}"));
+    }
+    let held = Rc::new(RefCell::new(Held::default()));
+    let hold_until = Instant::now() + SETUP_TIMEOUT + Duration::from_secs(60);
+    let t0 = Instant::now();
+    let mut failures_in_a_row = 0usize;
+    let mut first_failure: Option<String> = None;
+    let mut opened = 0usize;
+    let mut last_ok = t0;
+    {
+        let target = &common.target;
+        let mut attempts = stream::iter(0..n)
+            .map(|i| async move {
+                match setup {
+                    Setup::Bare => timeout(Duration::from_secs(5), target.connect(i))
+                        .await
+                        .map_err(|_| "handshake timed out".to_owned())
+                        .and_then(|r| r),
+                    Setup::Joined { group } => open_joined(target, i, group, None).await,
+                }
+            })
+            .buffer_unordered(common.connect_concurrency);
+        while let Some(result) = attempts.next().await {
+            match result {
+                Ok(ws) => {
+                    opened += 1;
+                    failures_in_a_row = 0;
+                    last_ok = Instant::now();
+                    tokio::task::spawn_local(hold(ws, Rc::clone(&held), hold_until));
+                }
+                Err(e) => {
+                    failures_in_a_row += 1;
+                    first_failure.get_or_insert(e);
+                    if max_failures == 0 || failures_in_a_row >= max_failures {
+                        break;
+                    }
+                }
+            }
+            if t0.elapsed() > SETUP_TIMEOUT {
+                r.fail(format!("setup took longer than {SETUP_TIMEOUT:?}"));
+                break;
+            }
+        }
+    }
+    let setup_s = last_ok.duration_since(t0).as_secs_f64();
+    match setup {
+        Setup::Bare => r.connect_s = Some(setup_s),
+        Setup::Joined { .. } => r.setup_s = Some(setup_s),
+    }
+    if let Some(e) = &first_failure {
+        if max_failures == 0 {
+            r.fail(format!("connection failed: {e}"));
+        } else {
+            r.notes.push(format!(
+                "first failed attempt after {opened} connections: {e}"
+            ));
+        }
+    }
+    // Settle: let the server finish what it queued (the seed's N² presence broadcast).
+    let mut last_presence = u64::MAX;
+    let settle_end = Instant::now() + Duration::from_secs(60);
+    loop {
+        sleep(Duration::from_secs(1)).await;
+        let p = held.borrow().presence;
+        if p == last_presence || Instant::now() > settle_end {
+            break;
+        }
+        last_presence = p;
+    }
+    sleep(Duration::from_secs(1)).await;
+    let s1 = Sample::read(pid).unwrap_or_default();
+    let l1 = Sample::own();
+    let window = t0.elapsed();
+    let (open, presence) = {
+        let h = held.borrow();
+        (h.open, h.presence)
+    };
+    r.connections = open;
+    r.window_s = window.as_secs_f64();
+    fill_cpu(
+        &mut r,
+        &Delta::between(&s0, &s1),
+        &s1,
+        &Delta::between(&l0, &l1),
+        window,
+    );
+    r.rss_after_kib = Some(s1.rss_kib);
+    if open > 0 {
+        r.rss_per_conn_kib = Some((s1.rss_kib.saturating_sub(s0.rss_kib)) as f64 / open as f64);
+    }
+    if presence > 0 {
+        r.notes.push(format!("{presence} presence frames received"));
+    }
+    if max_failures > 0 {
+        r.max_connections = Some(open);
+    } else if open < opened {
+        r.fail(format!("{} of {opened} connections closed", opened - open));
+    }
+    if !matches!(Sample::read(pid), Some(_)) {
+        r.fail("server died");
+    }
+    let faults = std::mem::take(&mut held.borrow_mut().faults);
+    faults.into_record(&mut r);
+    drop(server);
+    r.finish();
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenario 6: sends through a slow site while others type.
+
+/// Scenario 6 parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SiteBurst {
+    /// Clients that each send one message at once.
+    pub(crate) senders: usize,
+    /// Clients that type at a fixed rate meanwhile.
+    pub(crate) typers: usize,
+    pub(crate) group: usize,
+    /// The site's answer time during the burst.
+    pub(crate) site_latency: Duration,
+    /// Each typer types this often (bbrt forwards one per 2 s per user and thread).
+    pub(crate) typing_period: Duration,
+    /// Typing measured before the burst, and during it.
+    pub(crate) phase: Duration,
+}
+
+struct TypingShared {
+    epoch: std::time::Instant,
+    group: usize,
+    /// Per typer: the scheduled time of its latest `typing`.
+    last_typed: Vec<Option<u64>>,
+    /// The burst's start; typing scheduled before goes to `before`.
+    burst_ns: u64,
+    before: Histogram<u64>,
+    during: Histogram<u64>,
+    expected: u64,
+    received: u64,
+    acked: Vec<Option<u64>>,
+    faults: Faults,
+}
+
+impl TypingShared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A typer (index `me` among all clients, typer number `k`), typing every `period`
+/// from `start_ns` to `end_ns`, and recording the typing it receives.
+async fn typer(
+    mut ws: Ws,
+    me: usize,
+    first_typer: usize,
+    sh: Rc<RefCell<TypingShared>>,
+    times: (u64, u64, u64),
+    until: Instant,
+) {
+    let (start_ns, end_ns, period_ns) = times;
+    let (epoch, group, typers) = {
+        let s = sh.borrow();
+        (s.epoch, s.group, s.last_typed.len())
+    };
+    let k = me - first_typer;
+    let thread = thread_of(me, group);
+    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
+    let mut next_ns = start_ns + period_ns * k as u64 / typers as u64;
+    let frame = format!(r#"{{"type":"typing","threadId":"{thread}"}}"#);
+    loop {
+        let wake = if next_ns < end_ns { at(next_ns) } else { until };
+        tokio::select! {
+            biased;
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if is_presence(&t) {
+                        continue;
+                    }
+                    let mut s = sh.borrow_mut();
+                    let now = s.now_ns();
+                    match Incoming::parse(&t) {
+                        Some(m) if m.kind == "typing" => {
+                            if m.typing == Some(false) {
+                                continue;
+                            }
+                            let from = m.user_id.as_deref().and_then(|u| u.parse::<usize>().ok()).map(|u| u - 1);
+                            let Some(from) = from.filter(|&f| f >= first_typer && f / group == me / group && f != me)
+                            else {
+                                s.faults.misrouted += 1;
+                                continue;
+                            };
+                            if m.thread_id.as_deref() != Some(thread.as_str()) {
+                                s.faults.misrouted += 1;
+                                continue;
+                            }
+                            s.received += 1;
+                            if let Some(sched) = s.last_typed[from - first_typer] {
+                                let lat = now.saturating_sub(sched).max(1);
+                                if sched < s.burst_ns {
+                                    let _ = s.before.record(lat);
+                                } else {
+                                    let _ = s.during.record(lat);
+                                }
+                            }
+                        }
+                        Some(m) if m.kind == "error" => s.faults.error(&t),
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if Instant::now() < until {
+                        sh.borrow_mut().faults.closed += 1;
+                    }
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(wake) => {
+                if next_ns >= end_ns {
+                    return;
+                }
+                {
+                    let mut s = sh.borrow_mut();
+                    s.last_typed[k] = Some(next_ns);
+                    let others = ((me / group + 1) * group).min(first_typer + typers) - me / group * group - 1;
+                    s.expected += others as u64;
+                }
+                if ws.send(Message::text(frame.clone())).await.is_err() {
+                    return;
+                }
+                next_ns += period_ns;
+            }
+        }
+    }
+}
+
+/// A sender: sends one message with a `clientMessageId` at `burst_ns`, records its ack.
+async fn sender(
+    mut ws: Ws,
+    me: usize,
+    sh: Rc<RefCell<TypingShared>>,
+    burst_ns: u64,
+    until: Instant,
+) {
+    let (epoch, group) = {
+        let s = sh.borrow();
+        (s.epoch, s.group)
+    };
+    let thread = thread_of(me, group);
+    sleep_until(Instant::from_std(epoch + Duration::from_nanos(burst_ns))).await;
+    let frame = format!(
+        r#"{{"type":"send_message","threadId":"{thread}","message":"burst from {me}","clientMessageId":"b{me}"}}"#
+    );
+    if ws.send(Message::text(frame)).await.is_err() {
+        sh.borrow_mut().faults.closed += 1;
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if is_presence(&t) {
+                        continue;
+                    }
+                    let mut s = sh.borrow_mut();
+                    let now = s.now_ns();
+                    match Incoming::parse(&t) {
+                        Some(m) if m.kind == "ack" => {
+                            if s.acked[me].is_none() {
+                                s.acked[me] = Some(now - burst_ns);
+                            }
+                        }
+                        Some(m) if m.kind == "message" => {
+                            if m.thread_id.as_deref() != Some(thread.as_str()) {
+                                s.faults.misrouted += 1;
+                            }
+                        }
+                        Some(m) if m.kind == "error" => s.faults.error(&t),
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if Instant::now() < until {
+                        sh.borrow_mut().faults.closed += 1;
+                    }
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(until) => return,
+        }
+    }
+}
+
+/// Scenario 6. The fake site runs in this process (on the load generator's core).
+pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
+    use bbrt_buddyboss::fake::FakeSite;
+    let mut r = Record::new("site", &common.server);
+    let n = p.senders + p.typers;
+    r.connections = n;
+    let site = match FakeSite::start().await {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(format!("fake site: {e}"));
+            r.finish();
+            return r;
+        }
+    };
+    for i in 0..n {
+        let id = site.add_user(&format!("user{}", i + 1), &format!("User {}", i + 1));
+        site.add_bearer(id, &format!("bench-token-{id}"));
+    }
+    for first in (0..n).step_by(p.group) {
+        let members: Vec<u64> = (first + 1..(first + p.group).min(n))
+            .map(|i| i as u64 + 1)
+            .collect();
+        site.create_thread(first as u64 + 1, &members, "hello");
+    }
+    let server = match start_server(common, &site.api_root()).await {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(e);
+            r.finish();
+            return r;
+        }
+    };
+    let pid = server.pid();
+    let t0 = Instant::now();
+    let clients = match open_all_joined(common, n, p.group, |i| {
+        Some(format!("bench-token-{}", i + 1))
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(format!("setup: {e}"));
+            r.finish();
+            return r;
+        }
+    };
+    r.setup_s = Some(t0.elapsed().as_secs_f64());
+    sleep(Duration::from_millis(500)).await;
+
+    let epoch = std::time::Instant::now();
+    let start_ns = 200_000_000u64;
+    let phase_ns = u64::try_from(p.phase.as_nanos()).unwrap_or(u64::MAX);
+    let burst_ns = start_ns + phase_ns;
+    let end_ns = burst_ns + phase_ns;
+    let until = Instant::from_std(epoch + Duration::from_nanos(end_ns)) + DRAIN;
+    let sh = Rc::new(RefCell::new(TypingShared {
+        epoch,
+        group: p.group,
+        last_typed: vec![None; p.typers],
+        burst_ns,
+        before: histogram(),
+        during: histogram(),
+        expected: 0,
+        received: 0,
+        acked: vec![None; p.senders],
+        faults: Faults::default(),
+    }));
+    let period_ns = u64::try_from(p.typing_period.as_nanos()).unwrap_or(u64::MAX);
+    let mut tasks = Vec::new();
+    for (i, ws) in clients.into_iter().enumerate() {
+        let sh = Rc::clone(&sh);
+        tasks.push(if i < p.senders {
+            tokio::task::spawn_local(sender(ws, i, sh, burst_ns, until))
+        } else {
+            tokio::task::spawn_local(typer(
+                ws,
+                i,
+                p.senders,
+                sh,
+                (start_ns, end_ns, period_ns),
+                until,
+            ))
+        });
+    }
+    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
+    sleep_until(at(burst_ns) - Duration::from_millis(20)).await;
+    site.set_latency(p.site_latency);
+    let s0 = Sample::read(pid).unwrap_or_default();
+    let l0 = Sample::own();
+    sleep_until(at(end_ns)).await;
+    let s1 = Sample::read(pid).unwrap_or_default();
+    let l1 = Sample::own();
+    // Until every typing arrived and every send is acked, or the deadline.
+    loop {
+        let done = {
+            let s = sh.borrow();
+            s.received >= s.expected && s.acked.iter().all(Option::is_some)
+        };
+        if done || Instant::now() >= until {
+            break;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let Some(mut s) = Rc::try_unwrap(sh).map(RefCell::into_inner).ok() else {
+        r.fail("client tasks still hold the state");
+        r.finish();
+        return r;
+    };
+    fill_cpu(
+        &mut r,
+        &Delta::between(&s0, &s1),
+        &s1,
+        &Delta::between(&l0, &l1),
+        p.phase,
+    );
+    let acked: Vec<u64> = s.acked.iter().flatten().copied().collect();
+    r.acked = Some(acked.len());
+    r.sent = p.senders as u64;
+    if acked.len() < p.senders {
+        r.fail(format!("{} of {} sends acked", acked.len(), p.senders));
+    }
+    r.all_acked_ms = acked.iter().max().map(|&ns| ns as f64 / 1e6);
+    r.typing_before_us = Percentiles::from_ns(&s.before);
+    r.typing_during_us = Percentiles::from_ns(&s.during);
+    r.deliveries = s.received;
+    s.faults.missing += s.expected.saturating_sub(s.received);
+    r.notes.push(format!(
+        "{} senders and {} typers in threads of {}; site latency {:?} during the burst, 0 for setup",
+        p.senders, p.typers, p.group, p.site_latency
+    ));
+    r.notes.push(format!(
+        "site requests served: {}, most at once: {}",
+        site.requests().len(),
+        site.max_in_flight()
+    ));
+    std::mem::take(&mut s.faults).into_record(&mut r);
+    drop(server);
+    r.finish();
+    r
+}
