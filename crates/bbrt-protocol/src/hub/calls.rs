@@ -159,10 +159,11 @@ impl Hub {
             self.error(conn, ErrorCode::RateLimited, "too many calls; wait a minute", request_id);
             return false;
         }
-        let call = match control.call_id.clone() {
-            Some(id) if !self.calls.calls.contains_key(&id) => id,
-            _ => self.new_call_id(),
-        };
+        // Always the server's `<node>-<counter>`: a call id is a key in every node's replica,
+        // and ids chosen by clients collide across nodes (two nodes accept the same free id
+        // at once, or a client picks one another node will assign), which would route one
+        // call's signaling into another. A client's own id still finds its call by the pair.
+        let call = self.new_call_id();
         if let Some(existing) = self.glare_with(user, &peer, &thread) {
             if existing < call {
                 // Their call survives; ours never rings.

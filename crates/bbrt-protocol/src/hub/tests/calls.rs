@@ -245,14 +245,36 @@ fn glare_keeps_the_call_with_the_lesser_id() {
 
 #[test]
 fn glare_ends_the_ringing_call_when_the_new_one_is_lesser() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
-    sim.send(b1, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "callId": "a-1"}));
+    let Call { mut sim, alice, b1, b2, .. } = Call::new();
+    // Eight calls come and go, so alice's next is n1-9 and bob's call back n1-10, which
+    // sorts first: ids compare as strings, the same on every node.
+    for _ in 0..8 {
+        sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
+        sim.send(alice, json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}));
+    }
+    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
     sim.drive();
-    assert_eq!(sim.take_json(b2), [ended("glare")]);
+    sim.clear();
+    sim.send(b1, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 1}));
+    sim.drive();
+    let glare = json!({"type": "call_ended", "callId": "n1-9", "threadId": "T", "reason": "glare"});
+    assert_eq!(sim.take_json(b2), [glare.clone()]);
+    assert_eq!(sim.take_json(b1), [glare.clone(), json!({"type": "ack", "callId": "n1-10", "requestId": 1})]);
     let alice_frames = sim.take_json(alice);
-    assert_eq!(alice_frames[0], ended("glare"));
+    assert_eq!(alice_frames[0], glare);
     assert_eq!(alice_frames[1]["type"], "call_initiated");
-    assert_eq!(alice_frames[1]["callId"], "a-1");
+    assert_eq!(alice_frames[1]["callId"], "n1-10");
+}
+
+#[test]
+fn a_client_chosen_call_id_is_replaced_by_the_servers_and_still_finds_the_call() {
+    let Call { mut sim, alice, b1, .. } = Call::new();
+    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "callId": "mine", "requestId": 1}));
+    sim.drive();
+    assert_eq!(sim.take_json(alice), [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]);
+    sim.send(alice, json!({"type": "offer", "offer": "O", "recipientId": "bob", "threadId": "T", "callId": "mine"}));
+    sim.drive();
+    assert_eq!(sim.take_json(b1)[1]["callId"], "n1-1");
 }
 
 #[test]

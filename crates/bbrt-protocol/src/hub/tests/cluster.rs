@@ -237,3 +237,24 @@ fn a_bound_device_reconnecting_on_another_node_within_the_grace_keeps_the_call()
     assert_eq!(sim.kinds(alice), ["ice-candidate"], "the call survived the grace");
     assert_eq!(sim.take(b2), []);
 }
+
+#[test]
+fn the_same_client_call_id_on_two_nodes_never_crosses_calls() {
+    let mut sim = Sim::cluster(2);
+    sim.site_thread("T", &["alice", "bob"]);
+    sim.site_thread("U", &["carol", "dave"]);
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(0, "bob");
+    let carol = sim.connect_on(1, "carol");
+    let dave = sim.connect_on(0, "dave");
+    // Both clients name their call "1", before either node heard of the other's.
+    sim.send(alice, json!({"type": "offer", "offer": "FOR_BOB", "recipientId": "bob", "threadId": "T", "callId": "1"}));
+    sim.send(carol, json!({"type": "offer", "offer": "FOR_DAVE", "recipientId": "dave", "threadId": "U", "callId": "1"}));
+    sim.drive();
+    let bob_frames = sim.take_json(bob);
+    let dave_frames = sim.take_json(dave);
+    assert_eq!(bob_frames.iter().filter(|f| f["type"] == "offer").map(|f| f["offer"].clone()).collect::<Vec<_>>(), [json!("FOR_BOB")]);
+    assert_eq!(dave_frames.iter().filter(|f| f["type"] == "offer").map(|f| f["offer"].clone()).collect::<Vec<_>>(), [json!("FOR_DAVE")]);
+    assert_eq!(bob_frames[0]["callId"], "n1-1");
+    assert_eq!(dave_frames[0]["callId"], "n2-1");
+}

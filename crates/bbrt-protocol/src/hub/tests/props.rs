@@ -77,7 +77,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             .prop_map(|(thread, recipient, cmid, empty)| Frame::Send { thread, recipient, cmid, empty }),
         3 => (t.clone(), proptest::option::of(any::<bool>())).prop_map(|(t, b)| Frame::Typing(t, b)),
         1 => t.clone().prop_map(Frame::MarkRead),
-        8 => (0..CALL_KINDS.len(), u.clone(), t.clone(), any::<bool>(), proptest::option::of(0u8..3))
+        12 => (0..CALL_KINDS.len(), u.clone(), t.clone(), any::<bool>(), proptest::option::of(0u8..3))
             .prop_map(|(kind, peer, thread, by_sender_id, call)| Frame::Call { kind, peer, thread, by_sender_id, call }),
         1 => Just(Frame::Ping),
         1 => (u.clone(), proptest::option::of(any::<bool>())).prop_map(|(user, token)| Frame::UserConnected { user, token }),
@@ -90,7 +90,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
         4 => (0..nodes, 0..USERS, how()).prop_map(|(node, user, how)| Op::Open { node, user, how }),
         16 => (0..64usize, frame(), proptest::bool::weighted(0.9)).prop_map(|(conn, frame, request_id)| Op::Frame { conn, frame, request_id }),
         1 => (0..64usize).prop_map(|conn| Op::Close { conn }),
-        2 => (0u64..8000).prop_map(|ms| Op::Advance { ms }),
+        2 => prop_oneof![4 => 0u64..1500, 1 => 1500u64..8000].prop_map(|ms| Op::Advance { ms }),
         2 => Just(Op::Drive),
         1 => (0..KINDS.len(), 0..5usize).prop_map(|(kind, error)| Op::SiteFail { kind, error }),
         1 => (0..KINDS.len(), 0u64..400).prop_map(|(kind, ms)| Op::SiteLatency { kind, ms }),
@@ -102,11 +102,12 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
 
 /// A random session: node count, real-site mode, and the ops. Each begins with every user
 /// connected on a random node, identified, and joined to random threads.
-fn scenario() -> impl Strategy<Value = (usize, bool, Vec<Op>)> {
+fn scenario() -> impl Strategy<Value = (usize, bool, bool, Vec<Op>)> {
     (1usize..=3).prop_flat_map(|nodes| {
         let placement = proptest::collection::vec((0..nodes, proptest::collection::vec(any::<bool>(), THREADS)), USERS);
-        (Just(nodes), proptest::bool::weighted(0.2), placement, proptest::collection::vec(op(nodes), 1..60)).prop_map(
-            |(nodes, real, placement, ops)| {
+        let ops = proptest::collection::vec(op(nodes), 1..60);
+        (Just(nodes), proptest::bool::weighted(0.2), proptest::bool::weighted(0.25), placement, ops).prop_map(
+            |(nodes, real, tight, placement, ops)| {
                 let mut prelude = Vec::new();
                 for (u, (node, joins)) in placement.into_iter().enumerate() {
                     let how = if real { How::UpgradeDev } else { How::Bare };
@@ -119,7 +120,7 @@ fn scenario() -> impl Strategy<Value = (usize, bool, Vec<Op>)> {
                 }
                 prelude.push(Op::Drive);
                 prelude.extend(ops);
-                (nodes, real, prelude)
+                (nodes, real, tight, prelude)
             },
         )
     })
@@ -208,8 +209,18 @@ struct Run {
     tokens: BTreeSet<String>,
 }
 
-fn run(nodes: usize, real: bool, ops: &[Op]) -> Run {
+/// `tight`: limits small enough for random sessions to hit them.
+fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
     let mut sim = Sim::with_config(nodes, |c| {
+        if tight {
+            c.frame_rate = 2.0;
+            c.frame_burst = 4.0;
+            c.close_after_violations = 3;
+            c.max_threads_per_conn = 2;
+            c.max_conns_per_user = 2;
+            c.max_pending_sends_per_user = 2;
+            c.invites_per_minute = 2;
+        }
         c.ring_timeout = Duration::from_secs(5);
         c.call_grace = Duration::from_secs(2);
         c.credential_ttl = Duration::from_secs(20);
@@ -339,6 +350,26 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             prop_assert!(typist.as_ref() != Some(&who), "typing echoed to the typist {who}");
         }
     }
+    // No connection gets a stored message twice; call frames reach only the party they
+    // name as recipient.
+    for (conn, client) in &sim.clients {
+        let mut seen = BTreeSet::new();
+        for (_, who, message) in &client.log {
+            if let ServerMessage::Message(m) = message {
+                prop_assert!(seen.insert(m.id.clone()), "message {:?} twice on {conn}", m.id);
+            }
+            let recipient = match message {
+                ServerMessage::CallInitiated(c) | ServerMessage::CallAccepted(c) => Some(&c.recipient_id),
+                ServerMessage::Offer(o) => o.recipient_id.as_ref(),
+                ServerMessage::Answer(a) => a.recipient_id.as_ref(),
+                ServerMessage::IceCandidate(i) => i.recipient_id.as_ref(),
+                _ => None,
+            };
+            if let Some(recipient) = recipient {
+                prop_assert_eq!(Some(recipient), who.as_ref(), "{:?} on {}", message, conn);
+            }
+        }
+    }
     // Every frame with a requestId gets exactly one answer (at most one if its connection
     // is gone); a send_message's answer is an ack or an error.
     let mut answers: HashMap<i64, Vec<&'static str>> = HashMap::new();
@@ -397,8 +428,8 @@ proptest! {
     })]
 
     #[test]
-    fn random_sessions_keep_every_invariant((nodes, real, ops) in scenario()) {
-        let r = run(nodes, real, &ops);
+    fn random_sessions_keep_every_invariant((nodes, real, tight, ops) in scenario()) {
+        let r = run(nodes, real, tight, &ops);
         check(&r)?;
     }
 }
@@ -411,8 +442,8 @@ fn coverage_of_random_sessions() {
     let mut runner = TestRunner::deterministic();
     let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
     for _ in 0..128 {
-        let (nodes, real, ops) = scenario().new_tree(&mut runner).unwrap().current();
-        let r = run(nodes, real, &ops);
+        let (nodes, real, tight, ops) = scenario().new_tree(&mut runner).unwrap().current();
+        let r = run(nodes, real, tight, &ops);
         for client in r.sim.clients.values() {
             for (_, _, m) in &client.log {
                 let key = match m {
@@ -429,4 +460,5 @@ fn coverage_of_random_sessions() {
     }
     println!("{kinds:#?}");
 }
+
 
