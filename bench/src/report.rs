@@ -110,7 +110,7 @@ fn rows() -> Vec<Row> {
         row(
             "fanout",
             "1 fan-out: server system-time share %",
-            |r| sys_share(r),
+            sys_share,
             Goal::None,
         ),
         row(

@@ -714,7 +714,7 @@ pub(crate) async fn connections(
     } else if open < opened {
         r.fail(format!("{} of {opened} connections closed", opened - open));
     }
-    if !matches!(Sample::read(pid), Some(_)) {
+    if Sample::read(pid).is_none() {
         r.fail("server died");
     }
     let faults = std::mem::take(&mut held.borrow_mut().faults);
@@ -882,15 +882,11 @@ async fn sender(
                     let mut s = sh.borrow_mut();
                     let now = s.now_ns();
                     match Incoming::parse(&t) {
-                        Some(m) if m.kind == "ack" => {
-                            if s.acked[me].is_none() {
-                                s.acked[me] = Some(now - burst_ns);
-                            }
+                        Some(m) if m.kind == "ack" && s.acked[me].is_none() => {
+                            s.acked[me] = Some(now - burst_ns);
                         }
-                        Some(m) if m.kind == "message" => {
-                            if m.thread_id.as_deref() != Some(thread.as_str()) {
-                                s.faults.misrouted += 1;
-                            }
+                        Some(m) if m.kind == "message" && m.thread_id.as_deref() != Some(thread.as_str()) => {
+                            s.faults.misrouted += 1;
                         }
                         Some(m) if m.kind == "error" => s.faults.error(&t),
                         _ => {}
