@@ -146,6 +146,14 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = self.outbox.notify.notified() => {
+                    // While a batch is stuck, frames stay in the outbox, where they count
+                    // against its bound; only a close is looked at.
+                    if !self.pending.is_empty() {
+                        if let Some(request) = self.outbox.close_requested() {
+                            return end_for(request);
+                        }
+                        continue;
+                    }
                     if let Some(end) = self.pull() {
                         return end;
                     }
@@ -270,14 +278,7 @@ impl Connection {
                 .frames_written
                 .fetch_add(count as u64, Relaxed);
         }
-        close.map(|request| {
-            let why = if request.code == 4011 {
-                CloseReason::SlowConsumer
-            } else {
-                CloseReason::Hub
-            };
-            End::Close { request, why }
-        })
+        close.map(end_for)
     }
 
     /// Writes as much of the batch as the socket takes without waiting.
@@ -492,6 +493,16 @@ impl Connection {
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
     }
+}
+
+/// The end for a close the hub task (or the outbox bound) asked for.
+fn end_for(request: CloseRequest) -> End {
+    let why = if request.code == 4011 {
+        CloseReason::SlowConsumer
+    } else {
+        CloseReason::Hub
+    };
+    End::Close { request, why }
 }
 
 /// Decodes a text message into a Hub input, moving its token to the credential store.

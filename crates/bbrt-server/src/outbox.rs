@@ -103,6 +103,11 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// The close request, if any, without taking frames.
+    pub(crate) fn close_requested(&self) -> Option<CloseRequest> {
+        self.lock().close
+    }
+
     /// Takes every queued frame (appending to `into`) and the close request, if any.
     pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
         let mut s = self.lock();

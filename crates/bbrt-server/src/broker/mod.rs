@@ -7,12 +7,14 @@
 //! hub task only sees the traits.
 
 mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
 use tokio::sync::mpsc;
 
 pub use self::memory::{MemoryBroker, MemoryCoordinator};
+pub use self::redis::{BrokerInput, RedisBroker, RedisCoordinator, RedisOptions, RedisStatus};
 
 /// Carries [`BrokerMessage`]s to every node (its own included: the Hub ignores those).
 pub trait Broker: Send + Sync + 'static {

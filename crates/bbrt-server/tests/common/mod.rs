@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bbrt_buddyboss::BuddyBoss;
 use bbrt_server::ServerHandle;
-use bbrt_server::config::Config;
+pub use bbrt_server::config::Config;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;

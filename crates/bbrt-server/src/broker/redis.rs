@@ -1,0 +1,854 @@
+//! Scale-out through Redis: a [`Broker`] over pub/sub, node liveness through heartbeat keys,
+//! and a [`Coordinator`] over `SET NX` keys.
+//!
+//! Every node publishes [`BrokerMessage`] JSON on one channel, `<prefix>:events`, and
+//! receives everything on it (one channel is plenty at our scale: a node needs nearly every
+//! event anyway, and one subscription keeps ordering per publisher). A node drops its own
+//! publications when they come back.
+//!
+//! Nothing here ever blocks the hub task: [`RedisBroker::publish`] is a `try_send` onto a
+//! bounded queue, emptied by one publisher task in pipelined batches. When the queue is full,
+//! or Redis is unreachable, publications are dropped and counted ([`RedisStatus`]); the
+//! periodic presence snapshot and the resynchronisation after every reconnect heal what was
+//! lost. Background tasks reconnect with exponential backoff and stop when the last
+//! [`RedisBroker`]/[`RedisCoordinator`] of a [`connect`] call is dropped.
+//!
+//! Liveness: each node writes `<prefix>:node:<id>` (its boot id) with a TTL of
+//! [`RedisOptions::node_ttl`] every [`RedisOptions::heartbeat`], and adds itself to the set
+//! `<prefix>:nodes`. Every heartbeat it reads the keys of the set's members: a member whose
+//! key expired is announced as [`BrokerInput::NodeDown`] (and removed from the set), and so
+//! is a member whose boot id changed (it restarted). A node cut off from Redis for longer than
+//! the TTL announces every node it knew as down: they see it down too, and both sides serve
+//! their own users until Redis is back and a [`BrokerInput::Resync`] restores the views.
+//!
+//! Keys and channels (see `docs/scaling.md`):
+//!
+//! | name | type | holds |
+//! |---|---|---|
+//! | `<prefix>:events` | channel | every publication |
+//! | `<prefix>:nodes` | set | node ids seen alive |
+//! | `<prefix>:node:<id>` | string, TTL | the node's boot id |
+//! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>` or a receipt |
+//! | `<prefix>:answer:<callId>` | string, TTL | the winning device (JSON) |
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse, SendReceipt};
+use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, NodeId, UserId};
+use futures_util::StreamExt as _;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::{Broker, Coordinator, MemoryCoordinator};
+
+/// Shortest wait before a reconnection attempt.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest wait between reconnection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Publications sent to Redis in one pipeline.
+const PUBLISH_BATCH: usize = 256;
+/// Inputs that may wait for the hub task on one subscription.
+const SUBSCRIPTION_QUEUE: usize = 4096;
+/// Deletes an idempotency claim only if this node still holds it.
+const RELEASE_SCRIPT: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// How to reach Redis and how this node behaves in the cluster.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host[:port][/db]`.
+    pub url: String,
+    /// Namespace of every key and channel (deployments and tests may share one Redis).
+    pub prefix: String,
+    /// This node's id.
+    pub node: NodeId,
+    /// How often the node writes its heartbeat key and looks for lost nodes.
+    pub heartbeat: Duration,
+    /// How long a heartbeat key lives: a node silent this long is down (3× the heartbeat).
+    pub node_ttl: Duration,
+    /// How often the Hub is asked to publish its whole presence (heals lost publications).
+    pub snapshot_every: Duration,
+    /// Publications that may wait for Redis; beyond it they are dropped and counted.
+    pub publish_queue: usize,
+    /// Time for one Redis command or connection attempt.
+    pub command_timeout: Duration,
+    /// How long a claim on a `clientMessageId` in flight on another node is waited for
+    /// before answering [`CoordResponse::Unavailable`].
+    pub claim_wait: Duration,
+    /// How long an in-flight claim lives if its holder never finishes (it died).
+    pub inflight_ttl: Duration,
+    /// How long a completed send's receipt is remembered.
+    pub receipt_ttl: Duration,
+    /// How long the winner of a call's answer is remembered.
+    pub answer_ttl: Duration,
+}
+
+impl RedisOptions {
+    /// Defaults for `url`, `prefix` and `node`: heartbeat 2 s, TTL 6 s, snapshot every 30 s.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>, node: NodeId) -> Self {
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            node,
+            heartbeat: Duration::from_secs(2),
+            node_ttl: Duration::from_secs(6),
+            snapshot_every: Duration::from_secs(30),
+            publish_queue: 8192,
+            command_timeout: Duration::from_secs(1),
+            claim_wait: Duration::from_secs(30),
+            inflight_ttl: Duration::from_secs(60),
+            receipt_ttl: Duration::from_secs(600),
+            answer_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a Redis subscription tells the hub task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerInput {
+    /// A publication of another node: `Input::Broker`.
+    Message(BrokerMessage),
+    /// A node stopped heartbeating (or restarted): `Input::NodeDown`.
+    NodeDown(NodeId),
+    /// Publications may have been lost (first subscription, or Redis came back): call
+    /// `Hub::request_sync` and `Hub::presence_snapshot`.
+    Resync,
+    /// Periodic: call `Hub::presence_snapshot`.
+    Snapshot,
+}
+
+/// Connection state and counters of the Redis link, shared with metrics and health.
+#[derive(Debug, Default)]
+pub struct RedisStatus {
+    commands_up: AtomicBool,
+    subscribed: AtomicBool,
+    /// Publications sent to Redis.
+    pub published: AtomicU64,
+    /// Publications dropped because the outbound queue was full.
+    pub publish_dropped: AtomicU64,
+    /// Publications dropped because Redis was unreachable or refused them.
+    pub publish_failed: AtomicU64,
+    /// Publications of other nodes received.
+    pub received: AtomicU64,
+    /// Publications that were not broker messages of this version (ignored).
+    pub bad_messages: AtomicU64,
+    /// Connections (command and subscription) lost and re-established.
+    pub reconnects: AtomicU64,
+    /// Nodes announced down.
+    pub nodes_down: AtomicU64,
+    /// Coordination requests answered without Redis (unreachable, or the wait ran out).
+    pub coord_unavailable: AtomicU64,
+}
+
+impl RedisStatus {
+    /// Whether the command connection is up.
+    pub fn commands_up(&self) -> bool {
+        self.commands_up.load(Relaxed)
+    }
+
+    /// Whether the subscription is up.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Relaxed)
+    }
+
+    /// Whether this node is cut off from the other nodes (either connection down).
+    pub fn degraded(&self) -> bool {
+        !self.commands_up() || !self.subscribed()
+    }
+
+    /// One line for health details.
+    pub fn summary(&self) -> String {
+        format!(
+            "redis: {} (commands {}, subscription {}); publications dropped {}",
+            if self.degraded() { "degraded" } else { "ok" },
+            if self.commands_up() { "up" } else { "down" },
+            if self.subscribed() { "up" } else { "down" },
+            self.publish_dropped.load(Relaxed) + self.publish_failed.load(Relaxed),
+        )
+    }
+
+    /// Prometheus text for these counters.
+    pub fn render(&self, out: &mut String) {
+        let gauges = [
+            ("bbrt_redis_up", "Redis command connection up (1) or down (0).", u64::from(self.commands_up())),
+            ("bbrt_redis_subscribed", "Redis subscription up (1) or down (0).", u64::from(self.subscribed())),
+            ("bbrt_redis_degraded", "Cut off from the other nodes (1).", u64::from(self.degraded())),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bbrt_redis_publications_total Publications by outcome.\n\
+             # TYPE bbrt_redis_publications_total counter"
+        );
+        for (outcome, counter) in [
+            ("sent", &self.published),
+            ("dropped_queue_full", &self.publish_dropped),
+            ("dropped_unavailable", &self.publish_failed),
+        ] {
+            let value = counter.load(Relaxed);
+            let _ = writeln!(out, "bbrt_redis_publications_total{{outcome=\"{outcome}\"}} {value}");
+        }
+        let counters = [
+            ("bbrt_redis_received_total", "Publications of other nodes received.", &self.received),
+            ("bbrt_redis_bad_messages_total", "Publications that could not be parsed.", &self.bad_messages),
+            ("bbrt_redis_reconnects_total", "Redis connections lost.", &self.reconnects),
+            ("bbrt_redis_nodes_down_total", "Nodes announced down.", &self.nodes_down),
+            (
+                "bbrt_redis_coord_unavailable_total",
+                "Coordination requests answered without Redis.",
+                &self.coord_unavailable,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            let value = counter.load(Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+    }
+}
+
+/// Why [`connect`] refused the options.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisSetupError {
+    /// The URL is not a Redis URL.
+    #[error("invalid redis url: {0}")]
+    Url(#[source] RedisError),
+    /// The prefix is empty or holds whitespace.
+    #[error("invalid redis prefix {0:?}: non-empty, no whitespace")]
+    Prefix(String),
+}
+
+/// Starts the Redis link of this node: a broker and a coordinator sharing one command
+/// connection. Returns at once (Redis may be down: the tasks keep trying); must be called
+/// inside a tokio runtime.
+///
+/// # Errors
+/// When the URL or the prefix is invalid.
+pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator), RedisSetupError> {
+    if options.prefix.is_empty() || options.prefix.chars().any(char::is_whitespace) {
+        return Err(RedisSetupError::Prefix(options.prefix));
+    }
+    let client = redis::Client::open(options.url.as_str()).map_err(RedisSetupError::Url)?;
+    let status = Arc::new(RedisStatus::default());
+    let (stop_tx, stop_rx) = watch::channel(());
+    let guard = Arc::new(Guard(stop_tx));
+    let boot = boot_id();
+    let inner = Arc::new(Inner {
+        link: Link {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.command_timeout))
+                .set_response_timeout(Some(options.command_timeout)),
+            current: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            wake: Notify::new(),
+        },
+        keys: Keys::new(&options.prefix),
+        status,
+        subscribers: Mutex::new(Vec::new()),
+        need_sync: AtomicBool::new(true),
+        boot,
+        options,
+    });
+    let (publish_tx, publish_rx) = mpsc::channel(inner.options.publish_queue.max(1));
+    tokio::spawn(maintain(Arc::clone(&inner), stop_rx.clone()));
+    tokio::spawn(publisher(Arc::clone(&inner), publish_rx, stop_rx.clone()));
+    tokio::spawn(subscriber(Arc::clone(&inner), stop_rx.clone()));
+    tokio::spawn(heartbeat(Arc::clone(&inner), stop_rx));
+    let broker = RedisBroker {
+        inner: Arc::clone(&inner),
+        publish: publish_tx,
+        _guard: Arc::clone(&guard),
+    };
+    let coordinator = RedisCoordinator {
+        inner,
+        local: MemoryCoordinator::default(),
+        _guard: guard,
+    };
+    Ok((broker, coordinator))
+}
+
+/// Publishes and subscribes through Redis pub/sub.
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+    publish: mpsc::Sender<BrokerMessage>,
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.inner.options.prefix)
+            .field("node", &self.inner.options.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBroker {
+    /// The link's state and counters.
+    pub fn status(&self) -> Arc<RedisStatus> {
+        Arc::clone(&self.inner.status)
+    }
+
+    /// A subscription to everything the hub task needs: other nodes' publications, lost
+    /// nodes, and when to resynchronise or publish a snapshot.
+    pub fn subscribe_inputs(&self) -> mpsc::Receiver<BrokerInput> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        self.inner.lock_subscribers().push(Subscriber::Inputs(tx));
+        rx
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, message: BrokerMessage) {
+        if self.publish.try_send(message).is_err() {
+            let dropped = self.inner.status.publish_dropped.fetch_add(1, Relaxed);
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped = dropped + 1, "redis publish queue full; publications dropped");
+            }
+        }
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<BrokerMessage> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        self.inner.lock_subscribers().push(Subscriber::Messages(tx));
+        rx
+    }
+}
+
+/// Idempotency claims and first-answer-wins through Redis keys.
+pub struct RedisCoordinator {
+    inner: Arc<Inner>,
+    /// Answers `ClaimAnswer` while Redis is unreachable: calls whose devices are all on
+    /// this node keep working (devices elsewhere cannot ring without the broker anyway).
+    local: MemoryCoordinator,
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for RedisCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCoordinator")
+            .field("prefix", &self.inner.options.prefix)
+            .field("node", &self.inner.options.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCoordinator {
+    /// The link's state and counters.
+    pub fn status(&self) -> Arc<RedisStatus> {
+        Arc::clone(&self.inner.status)
+    }
+
+    async fn claim_send(&self, user: &UserId, id: &ClientMessageId) -> CoordResponse {
+        let key = self.inner.keys.idem(user, id);
+        let mine = format!("inflight:{}", self.inner.options.node);
+        let ttl = millis(self.inner.options.inflight_ttl);
+        let deadline = Instant::now() + self.inner.options.claim_wait;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&key).arg(&mine).arg("NX").arg("PX").arg(ttl);
+            pipe.cmd("GET").arg(&key);
+            let Some((set, value)) = self.inner.query::<(Option<String>, Option<String>)>(&pipe).await else {
+                return self.unavailable();
+            };
+            match value {
+                _ if set.is_some() => return CoordResponse::Claimed,
+                Some(v) if v.starts_with("inflight:") => {}
+                Some(v) => {
+                    return match serde_json::from_str::<SendReceipt>(&v) {
+                        Ok(receipt) => CoordResponse::Done(receipt),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable idempotency record");
+                            self.unavailable()
+                        }
+                    };
+                }
+                // Released or expired between SET and GET: claim again at once.
+                None => continue,
+            }
+            // Another node is posting this message: wait for its outcome.
+            if Instant::now() + delay > deadline {
+                tracing::info!(%user, "idempotency claim still in flight elsewhere; giving up waiting");
+                return self.unavailable();
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    async fn finish_send(&self, user: &UserId, id: &ClientMessageId, receipt: Option<SendReceipt>) -> CoordResponse {
+        let key = self.inner.keys.idem(user, id);
+        let mut cmd;
+        match receipt {
+            Some(receipt) => {
+                let json = serde_json::to_string(&receipt).unwrap_or_default();
+                cmd = redis::cmd("SET");
+                cmd.arg(&key).arg(json).arg("PX").arg(millis(self.inner.options.receipt_ttl));
+            }
+            None => {
+                cmd = redis::cmd("EVAL");
+                cmd.arg(RELEASE_SCRIPT).arg(1).arg(&key).arg(format!("inflight:{}", self.inner.options.node));
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).ignore();
+        match self.inner.query::<()>(&pipe).await {
+            Some(()) => CoordResponse::Ok,
+            None => self.unavailable(),
+        }
+    }
+
+    async fn claim_answer(&self, call: CallId, device: DeviceRef) -> CoordResponse {
+        let key = self.inner.keys.answer(&call);
+        let json = serde_json::to_string(&device).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg(&json).arg("NX").arg("PX").arg(millis(self.inner.options.answer_ttl));
+        pipe.cmd("GET").arg(&key);
+        match self.inner.query::<(Option<String>, Option<String>)>(&pipe).await {
+            Some((Some(_), _)) => CoordResponse::Won,
+            Some((None, Some(winner))) if winner == json => CoordResponse::Won,
+            Some((None, _)) => CoordResponse::Lost,
+            None => {
+                self.inner.status.coord_unavailable.fetch_add(1, Relaxed);
+                self.local.request(CoordRequest::ClaimAnswer { call, device }).await
+            }
+        }
+    }
+
+    fn unavailable(&self) -> CoordResponse {
+        self.inner.status.coord_unavailable.fetch_add(1, Relaxed);
+        CoordResponse::Unavailable
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisCoordinator {
+    async fn request(&self, request: CoordRequest) -> CoordResponse {
+        match request {
+            CoordRequest::ClaimSend { user, client_message_id } => self.claim_send(&user, &client_message_id).await,
+            CoordRequest::FinishSend { user, client_message_id, receipt } => {
+                self.finish_send(&user, &client_message_id, receipt).await
+            }
+            CoordRequest::ClaimAnswer { call, device } => self.claim_answer(call, device).await,
+            other => {
+                tracing::warn!(request = ?other, "unknown coordination request");
+                CoordResponse::Unavailable
+            }
+        }
+    }
+}
+
+/// Stops the background tasks when the last handle goes.
+struct Guard(#[allow(dead_code)] watch::Sender<()>);
+
+enum Subscriber {
+    Messages(mpsc::Sender<BrokerMessage>),
+    Inputs(mpsc::Sender<BrokerInput>),
+}
+
+struct Keys {
+    events: String,
+    nodes: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self { events: format!("{prefix}:events"), nodes: format!("{prefix}:nodes"), prefix: prefix.to_owned() }
+    }
+
+    fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    /// `/` is not an id character, so user and message id cannot run into each other.
+    fn idem(&self, user: &UserId, id: &ClientMessageId) -> String {
+        format!("{}:idem:{user}/{id}", self.prefix)
+    }
+
+    fn answer(&self, call: &CallId) -> String {
+        format!("{}:answer:{call}", self.prefix)
+    }
+}
+
+/// The command connection, re-established in the background when lost.
+struct Link {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    wake: Notify,
+}
+
+struct Inner {
+    link: Link,
+    keys: Keys,
+    status: Arc<RedisStatus>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    /// Set whenever a connection is lost; the next time both are up, a `Resync` goes out.
+    need_sync: AtomicBool,
+    boot: String,
+    options: RedisOptions,
+}
+
+impl Inner {
+    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connection(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.link.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Runs `pipe`; `None` when Redis is unreachable (the link then reconnects).
+    async fn query<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Option<T> {
+        let (generation, mut conn) = self.connection()?;
+        let timeout = self.options.command_timeout;
+        match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                self.failed(generation, Some(&e));
+                None
+            }
+            Err(_) => {
+                self.failed(generation, None);
+                None
+            }
+        }
+    }
+
+    /// A command failed: drop the connection if it is broken (`None`: timed out).
+    fn failed(&self, generation: u64, error: Option<&RedisError>) {
+        if let Some(e) = error {
+            let broken = e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_timeout() || e.is_io_error();
+            if !broken {
+                tracing::warn!(error = %e, "redis command failed");
+                return;
+            }
+        }
+        let mut current = self.link.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+            drop(current);
+            self.status.commands_up.store(false, Relaxed);
+            self.status.reconnects.fetch_add(1, Relaxed);
+            self.need_sync.store(true, Relaxed);
+            tracing::warn!(error = ?error.map(ToString::to_string), "redis connection lost; reconnecting");
+            self.link.wake.notify_one();
+        }
+    }
+
+    /// Hands `input` to every subscriber, waiting while one is full.
+    async fn emit(&self, input: BrokerInput) {
+        let targets: Vec<Subscriber> = {
+            let mut subs = self.lock_subscribers();
+            subs.retain(|s| match s {
+                Subscriber::Messages(tx) => !tx.is_closed(),
+                Subscriber::Inputs(tx) => !tx.is_closed(),
+            });
+            subs.iter()
+                .map(|s| match s {
+                    Subscriber::Messages(tx) => Subscriber::Messages(tx.clone()),
+                    Subscriber::Inputs(tx) => Subscriber::Inputs(tx.clone()),
+                })
+                .collect()
+        };
+        for target in targets {
+            match (target, &input) {
+                (Subscriber::Messages(tx), BrokerInput::Message(m)) => {
+                    let _ = tx.send(m.clone()).await;
+                }
+                (Subscriber::Messages(_), _) => {}
+                (Subscriber::Inputs(tx), input) => {
+                    let _ = tx.send(input.clone()).await;
+                }
+            }
+        }
+    }
+
+    /// Called when a connection came up: once both are, ask for a resynchronisation.
+    async fn maybe_resync(&self) {
+        if self.status.commands_up() && self.status.subscribed() && self.need_sync.swap(false, Relaxed) {
+            tracing::info!(node = %self.options.node, "redis link up; resynchronising");
+            self.emit(BrokerInput::Resync).await;
+        }
+    }
+
+    async fn node_down(&self, node: NodeId) {
+        tracing::info!(%node, "node down");
+        self.status.nodes_down.fetch_add(1, Relaxed);
+        self.emit(BrokerInput::NodeDown(node)).await;
+    }
+}
+
+/// Resolves when the handles are gone.
+async fn stopped(stop: &mut watch::Receiver<()>) {
+    while stop.changed().await.is_ok() {}
+}
+
+/// Keeps the command connection up.
+async fn maintain(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut warned = false;
+    loop {
+        if inner.connection().is_none() {
+            let attempt = tokio::time::timeout(
+                inner.options.command_timeout * 2,
+                inner.link.client.get_multiplexed_async_connection_with_config(&inner.link.config),
+            );
+            let result = tokio::select! {
+                r = attempt => r,
+                () = stopped(&mut stop) => return,
+            };
+            match result {
+                Ok(Ok(conn)) => {
+                    let generation = inner.link.generation.fetch_add(1, Relaxed) + 1;
+                    *inner.link.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((generation, conn));
+                    inner.status.commands_up.store(true, Relaxed);
+                    tracing::info!("redis connected");
+                    backoff = BACKOFF_MIN;
+                    warned = false;
+                    inner.maybe_resync().await;
+                }
+                failure => {
+                    if !warned {
+                        let error = match failure {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".to_owned(),
+                        };
+                        tracing::warn!(%error, "cannot reach redis; retrying with backoff");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(jitter(backoff)) => {}
+                        () = stopped(&mut stop) => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            () = inner.link.wake.notified() => {}
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Empties the outbound queue into Redis, in pipelined batches, in order.
+async fn publisher(inner: Arc<Inner>, mut queue: mpsc::Receiver<BrokerMessage>, mut stop: watch::Receiver<()>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    loop {
+        let n = tokio::select! {
+            n = queue.recv_many(&mut batch, PUBLISH_BATCH) => n,
+            () = stopped(&mut stop) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let count = batch.len() as u64;
+        let mut pipe = redis::pipe();
+        for message in batch.drain(..) {
+            pipe.cmd("PUBLISH").arg(&inner.keys.events).arg(message.to_json()).ignore();
+        }
+        if inner.query::<()>(&pipe).await.is_some() {
+            inner.status.published.fetch_add(count, Relaxed);
+        } else {
+            let failed = inner.status.publish_failed.fetch_add(count, Relaxed);
+            tracing::debug!(failed = failed + count, "redis unreachable; publications dropped");
+        }
+    }
+}
+
+/// Keeps the subscription up and forwards what arrives.
+async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
+    let mut backoff = BACKOFF_MIN;
+    let timeout = inner.options.command_timeout;
+    loop {
+        let attempt = async {
+            let pubsub = tokio::time::timeout(timeout * 2, inner.link.client.get_async_pubsub()).await.ok()?.ok()?;
+            let (mut sink, stream) = pubsub.split();
+            tokio::time::timeout(timeout, sink.subscribe(&inner.keys.events)).await.ok()?.ok()?;
+            Some((sink, stream))
+        };
+        let connected = tokio::select! {
+            c = attempt => c,
+            () = stopped(&mut stop) => return,
+        };
+        let Some((mut sink, mut stream)) = connected else {
+            tokio::select! {
+                () = tokio::time::sleep(jitter(backoff)) => {}
+                () = stopped(&mut stop) => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            continue;
+        };
+        backoff = BACKOFF_MIN;
+        inner.status.subscribed.store(true, Relaxed);
+        tracing::info!(channel = %inner.keys.events, "redis subscribed");
+        inner.maybe_resync().await;
+        let mut ping = tokio::time::interval(inner.options.heartbeat);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    match BrokerMessage::from_json(message.get_payload_bytes()) {
+                        Ok(m) if m.origin == inner.options.node => {}
+                        Ok(m) => {
+                            inner.status.received.fetch_add(1, Relaxed);
+                            inner.emit(BrokerInput::Message(m)).await;
+                        }
+                        Err(e) => {
+                            inner.status.bad_messages.fetch_add(1, Relaxed);
+                            tracing::debug!(error = %e, "ignoring a publication that is not a broker message");
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    // Notices a dead peer that never closed the connection.
+                    let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
+        inner.status.subscribed.store(false, Relaxed);
+        inner.status.reconnects.fetch_add(1, Relaxed);
+        inner.need_sync.store(true, Relaxed);
+        tracing::warn!("redis subscription lost; resubscribing");
+    }
+}
+
+/// Writes this node's heartbeat, finds lost nodes, and paces presence snapshots.
+async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
+    let me = inner.options.node.as_str().to_owned();
+    let my_key = inner.keys.node(&me);
+    let ttl = millis(inner.options.node_ttl);
+    let mut tick = tokio::time::interval(inner.options.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Other nodes seen alive, with their boot ids.
+    let mut known: HashMap<String, String> = HashMap::new();
+    let mut last_contact = Instant::now();
+    let mut last_snapshot = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
+        if last_snapshot.elapsed() >= inner.options.snapshot_every && !inner.status.degraded() {
+            last_snapshot = Instant::now();
+            inner.emit(BrokerInput::Snapshot).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&my_key).arg(&inner.boot).arg("PX").arg(ttl).ignore();
+        pipe.cmd("SADD").arg(&inner.keys.nodes).arg(&me).ignore();
+        pipe.cmd("SMEMBERS").arg(&inner.keys.nodes);
+        let Some((members,)) = inner.query::<(Vec<String>,)>(&pipe).await else {
+            // Cut off: past the TTL the others count this node as down, so count them down too.
+            if last_contact.elapsed() > inner.options.node_ttl && !known.is_empty() {
+                tracing::warn!("cut off from redis for longer than the node TTL; other nodes are now unknown");
+                let mut lost: Vec<String> = known.drain().map(|(node, _)| node).collect();
+                lost.sort();
+                for node in lost {
+                    if let Ok(node) = NodeId::new(&node) {
+                        inner.node_down(node).await;
+                    }
+                }
+            }
+            continue;
+        };
+        last_contact = Instant::now();
+        let others: Vec<String> = members.into_iter().filter(|m| *m != me).collect();
+        let boots: Vec<Option<String>> = if others.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = redis::pipe();
+            let mut mget = redis::cmd("MGET");
+            for node in &others {
+                mget.arg(inner.keys.node(node));
+            }
+            pipe.add_command(mget);
+            match inner.query::<(Vec<Option<String>>,)>(&pipe).await {
+                Some((boots,)) if boots.len() == others.len() => boots,
+                _ => continue,
+            }
+        };
+        let mut down = Vec::new();
+        let mut restarted = false;
+        let mut present = std::collections::HashSet::new();
+        for (node, boot) in others.into_iter().zip(boots) {
+            match boot {
+                None => {
+                    known.remove(&node);
+                    down.push(node);
+                }
+                Some(boot) => {
+                    present.insert(node.clone());
+                    if let Some(old) = known.insert(node.clone(), boot.clone())
+                        && old != boot
+                    {
+                        tracing::info!(%node, "node restarted");
+                        down.push(node);
+                        restarted = true;
+                    }
+                }
+            }
+        }
+        // Removed from the set by another node before this one saw the key expire.
+        let vanished: Vec<String> = known.keys().filter(|n| !present.contains(*n)).cloned().collect();
+        for node in vanished {
+            known.remove(&node);
+            down.push(node);
+        }
+        if down.is_empty() {
+            continue;
+        }
+        let expired: Vec<&String> = down.iter().filter(|n| !known.contains_key(*n)).collect();
+        if !expired.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SREM").arg(&inner.keys.nodes).arg(expired).ignore();
+            let _ = inner.query::<()>(&pipe).await;
+        }
+        down.sort();
+        for node in down {
+            if let Ok(node) = NodeId::new(&node) {
+                inner.node_down(node).await;
+            }
+        }
+        if restarted {
+            // The restarted node answers with what it holds now.
+            inner.emit(BrokerInput::Resync).await;
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `d` plus up to a quarter of it, so nodes do not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// Tells this process apart from an earlier one with the same node id.
+fn boot_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{:x}-{:x}", now.as_secs(), now.subsec_nanos(), std::process::id())
+}

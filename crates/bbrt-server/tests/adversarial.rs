@@ -1,0 +1,436 @@
+//! Bad input, floods, slow and silent consumers, caps, and graceful shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Client, Server, WAIT, config, http_get};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A hand-rolled client, for what tungstenite refuses to send or does on its own.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        let socket = TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("rcvbuf");
+        }
+        let mut s = socket.connect(addr).await.expect("connect");
+        let req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed during handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                assert!(
+                    buf.starts_with(b"HTTP/1.1 101"),
+                    "{}",
+                    String::from_utf8_lossy(&buf)
+                );
+                buf.drain(..end + 4);
+                return Self { s, buf };
+            }
+        }
+    }
+
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.s
+            .write_all(&Self::frame(fin, opcode, payload))
+            .await
+            .expect("write");
+    }
+
+    /// The next server frame: (opcode, payload); None at EOF.
+    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len7 = (self.buf[1] & 0x7F) as usize;
+                let (len, off) = match len7 {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(&self.buf[2..10]);
+                        (u64::from_be_bytes(a) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= off + len {
+                    let opcode = self.buf[0] & 0x0F;
+                    let payload = self.buf[off..off + len].to_vec();
+                    self.buf.drain(..off + len);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(WAIT, self.s.read(&mut chunk))
+                .await
+                .expect("in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn next_text(&mut self) -> serde_json::Value {
+        loop {
+            match self.next().await {
+                Some((1, p)) => return serde_json::from_slice(&p).expect("json"),
+                Some(_) => {}
+                None => panic!("closed while waiting for text"),
+            }
+        }
+    }
+
+    /// Reads until a close frame; its code.
+    async fn close_code(&mut self) -> Option<u16> {
+        while let Some((op, p)) = self.next().await {
+            if op == 8 {
+                return (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+            }
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_1009() {
+    let server = Server::start(common::Config {
+        max_frame_bytes: 1024,
+        ..config()
+    })
+    .await;
+    let mut c = server.client().await;
+    let big = json!({"type": "typing", "threadId": "x".repeat(2000)}).to_string();
+    c.send_raw(Message::text(big)).await;
+    assert_eq!(c.closed().await, Some(1009));
+}
+
+#[tokio::test]
+async fn binary_frame_gets_an_error_and_the_connection_stays_usable() {
+    let server = Server::start(config()).await;
+    let mut c = server.client().await;
+    c.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    let e = c.recv().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("binary_frame"))
+    );
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_1007() {
+    let server = Server::start(config()).await;
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    raw.send(true, 1, &[b'{', 0xFF, 0xFE, b'}']).await;
+    assert_eq!(raw.close_code().await, Some(1007));
+}
+
+#[tokio::test]
+async fn fragments_with_a_ping_between_are_reassembled() {
+    let server = Server::start(config()).await;
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    raw.send(false, 1, br#"{"type":"pi"#).await;
+    raw.send(true, 9, b"hello").await;
+    raw.send(true, 0, br#"ng","requestId":3}"#).await;
+    assert_eq!(
+        raw.next().await,
+        Some((10, b"hello".to_vec())),
+        "pong echoes the ping's payload"
+    );
+    assert_eq!(
+        raw.next_text().await,
+        json!({"type": "pong", "requestId": 3})
+    );
+    raw.send(true, 8, &1000u16.to_be_bytes()).await;
+    assert_eq!(raw.close_code().await, Some(1000), "close code echoed");
+}
+
+#[tokio::test]
+async fn protocol_violations_close_1002() {
+    let server = Server::start(config()).await;
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    raw.send(true, 0, b"continuation without a start").await;
+    assert_eq!(raw.close_code().await, Some(1002));
+}
+
+#[tokio::test]
+async fn frame_flood_is_rate_limited_then_closed_4008() {
+    let cfg = common::Config {
+        frame_rate: 5.0,
+        frame_burst: 5.0,
+        close_after_violations: 20,
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let mut c = server.client().await;
+    for _ in 0..100 {
+        if c.ws
+            .send(Message::text(json!({"type": "ping"}).to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut limited = 0;
+    let code = loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws))
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(t))) => {
+                if t.contains("rate_limited") {
+                    limited += 1;
+                }
+            }
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            _ => break None,
+        }
+    };
+    assert!(limited > 0, "rate_limited errors before the close");
+    assert_eq!(code, Some(4008));
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_without_slowing_others() {
+    let cfg = common::Config {
+        outbound_queue_bytes: 64 * 1024,
+        send_buffer_bytes: 4096,
+        frame_rate: 10_000.0,
+        frame_burst: 10_000.0,
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let addr = server.handle.local_addr();
+    // The slow one: identifies, joins, then never reads again (small receive buffer).
+    let mut slow = Raw::connect(addr, Some(4096)).await;
+    let hello = json!({"type": "user_connected", "userId": "slow"}).to_string();
+    slow.send(true, 1, hello.as_bytes()).await;
+    let join = json!({"type": "join_thread", "threadId": "T", "requestId": 1}).to_string();
+    slow.send(true, 1, join.as_bytes()).await;
+    loop {
+        if slow.next_text().await["type"] == "joined" {
+            break;
+        }
+    }
+    let mut fast = server.user("fast").await;
+    fast.send(json!({"type": "join_thread", "threadId": "T"}))
+        .await;
+    fast.recv_type("joined").await;
+    let text = "x".repeat(8 * 1024);
+    for i in 0..60 {
+        fast.send(
+            json!({"type": "send_message", "threadId": "T", "message": format!("{i}{text}")}),
+        )
+        .await;
+        let m = fast.recv_type("message").await;
+        assert!(
+            m["message"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&i.to_string())),
+            "the fast client keeps up"
+        );
+    }
+    // The slow one was cut off: counted, and its socket ends.
+    let mut closed = false;
+    for _ in 0..100 {
+        let (_, metrics) = http_get(addr, "/metrics", "").await;
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("bbrt_slow_consumer_closes_total") && !l.ends_with(" 0"))
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "slow consumer closed");
+    let code = slow.close_code().await;
+    assert!(code.is_none() || code == Some(4011), "{code:?}");
+}
+
+#[tokio::test]
+async fn silent_peer_is_pinged_then_closed_4012() {
+    let cfg = common::Config {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    assert_eq!(raw.next().await.map(|f| f.0), Some(9), "a ping first");
+    assert_eq!(raw.close_code().await, Some(4012));
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_pings_stays() {
+    let cfg = common::Config {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let mut c = server.client().await;
+    // tungstenite answers pings while it reads.
+    assert!(c.drain(Duration::from_millis(900)).await.is_empty());
+    c.send(json!({"type": "ping"})).await;
+    assert_eq!(c.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn per_ip_cap_answers_429_and_origins_403() {
+    let cfg = common::Config {
+        max_connections_per_ip: 2,
+        allowed_origins: vec!["https://ok.example".into()],
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let ok = [("origin", "https://ok.example")];
+    let _a = Client::connect(&server.url, &ok).await;
+    let _b = Client::connect(&server.url, &[]).await;
+    let third = Client::try_connect(&server.url, &ok).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match Client::try_connect(&server.url, &[("origin", "https://evil.example")]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 403),
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn http_endpoints() {
+    let server = Server::start(common::Config {
+        serve_examples: true,
+        ..config()
+    })
+    .await;
+    let addr = server.handle.local_addr();
+    let _c = server.user("alice").await;
+    assert_eq!(http_get(addr, "/healthz", "").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz", "").await.0, 200);
+    let (status, metrics) = http_get(addr, "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("bbrt_connections{state=\"verified\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("bbrt_users_online 1"), "{metrics}");
+    assert!(
+        metrics.contains("bbrt_site_request_seconds_count{request=\"verify\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(http_get(addr, "/nope", "").await.0, 404);
+    let (status, page) = http_get(addr, "/example", "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<script"), "the example page");
+    assert_eq!(http_get(addr, "/", "").await.0, 426);
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_gets_400() {
+    let server = Server::start(config()).await;
+    let mut s = TcpStream::connect(server.handle.local_addr())
+        .await
+        .expect("connect");
+    s.write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("in time");
+    assert!(
+        buf.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_every_socket_with_1001() {
+    let server = Server::start(config()).await;
+    let mut a = server.user("alice").await;
+    let mut b = server.client().await;
+    server.handle.shutdown();
+    assert_eq!(a.closed().await, Some(1001));
+    assert_eq!(b.closed().await, Some(1001));
+    tokio::time::timeout(WAIT, server.handle.wait())
+        .await
+        .expect("stops in time")
+        .expect("clean stop");
+}
+
+#[tokio::test]
+async fn bad_frames_answer_errors_and_others_notice_nothing() {
+    let server = Server::start(config()).await;
+    let mut bystander = server.user("bob").await;
+    let mut c = server.user("alice").await;
+    for (frame, code) in [
+        ("not json", "invalid_json"),
+        ("[1]", "not_an_object"),
+        (r#"{"no":"type"}"#, "missing_type"),
+        (
+            r#"{"type":"launch_missiles","requestId":9}"#,
+            "unknown_type",
+        ),
+        (r#"{"type":"join_thread","threadId":-1}"#, "invalid_id"),
+        (
+            r#"{"type":"typing","threadId":"T","typing":"yes"}"#,
+            "invalid_field",
+        ),
+    ] {
+        c.send_raw(Message::text(frame)).await;
+        let e = c.recv().await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{frame}"
+        );
+    }
+    assert!(bystander.drain(Duration::from_millis(200)).await.is_empty());
+}
