@@ -198,6 +198,9 @@ pub fn site_from_config(config: &Config) -> Result<Arc<dyn BuddyBoss>, ServerErr
     site.request_timeout = config.site_timeout;
     site.connect_timeout = config.site_timeout.min(site.connect_timeout);
     site.max_concurrent_requests = config.site_concurrency;
+    // Re-verification must reach the site, or a revoked credential would live on in the
+    // client's cache until its own TTL.
+    site.verify_ttl = site.verify_ttl.min(config.credential_ttl / 2);
     Ok(Arc::new(HttpBuddyBoss::new(site)?))
 }
 

@@ -1,0 +1,200 @@
+//! The core flows with HttpBuddyBoss against the fake BuddyBoss site (a real HTTP server):
+//! credentials, membership, site faults, and no ack before the site stored the message.
+
+mod common;
+
+use std::time::Duration;
+
+use bbrt_buddyboss::fake::{FakeSite, Fault};
+use common::{Client, Server, config};
+use serde_json::json;
+
+/// alice = 2, bob = 3, carol = 4 on the seeded site; thread between alice and bob.
+async fn setup(tweak: impl FnOnce(&mut common::Config)) -> (FakeSite, Server, u64) {
+    let site = FakeSite::start_seeded().await.expect("fake site");
+    let (thread, _) = site.create_thread(2, &[3], "hello from the site");
+    let mut cfg = config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.site_timeout = Duration::from_secs(1);
+    tweak(&mut cfg);
+    let server = Server::start(cfg).await;
+    (site, server, thread)
+}
+
+async fn bearer(server: &Server, token: &str) -> Client {
+    let auth = format!("Bearer {token}");
+    Client::connect(&server.url, &[("authorization", auth.as_str())]).await
+}
+
+async fn joined(server: &Server, token: &str, user: &str, thread: u64) -> Client {
+    let mut c = bearer(server, token).await;
+    c.send(json!({"type": "user_connected", "userId": user, "requestId": "u"}))
+        .await;
+    assert_eq!(c.recv_type("ack").await["requestId"], "u");
+    c.send(json!({"type": "join_thread", "threadId": thread}))
+        .await;
+    let j = c.recv_type("joined").await;
+    assert_eq!(j["threadId"], thread.to_string());
+    c
+}
+
+#[tokio::test]
+async fn verified_users_chat_and_messages_are_stored_first() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let mut bob = joined(&server, "bob-token", "3", thread).await;
+    alice.send(json!({"type": "send_message", "threadId": thread, "message": "stored first", "requestId": 1})).await;
+    let ack = alice.recv_type("ack").await;
+    let stored = site.messages(thread);
+    let last = stored.last().expect("a stored message");
+    assert_eq!(
+        ack["id"],
+        last.id.to_string(),
+        "the ack names the stored message"
+    );
+    assert_eq!(last.sender, 2);
+    let m = bob.recv_type("message").await;
+    assert_eq!(
+        (m["senderId"].as_str(), m["message"].as_str()),
+        (Some("2"), Some("stored first"))
+    );
+    assert_eq!(m["id"], last.id.to_string());
+    bob.send(json!({"type": "typing", "threadId": thread}))
+        .await;
+    assert_eq!(alice.recv_type("typing").await["userId"], "3");
+}
+
+#[tokio::test]
+async fn token_in_the_frame_as_the_seed_sends_it() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = server.client().await;
+    alice.send(json!({"type": "send_message", "recipientId": "3", "threadId": thread, "message": "seed style", "token": "alice-token"})).await;
+    let m = alice.recv_type("message").await;
+    assert_eq!(m["senderId"], "2");
+    assert!(site.messages(thread).iter().any(|x| x.sender == 2));
+}
+
+#[tokio::test]
+async fn a_bad_credential_is_refused() {
+    let (_site, server, _) = setup(|_| {}).await;
+    let mut c = server.client().await;
+    c.send(
+        json!({"type": "user_connected", "userId": "2", "token": "not-a-token", "requestId": 1}),
+    )
+    .await;
+    let e = c.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["requestId"].as_i64()),
+        (Some("unauthenticated"), Some(1))
+    );
+    // A bare userId is not enough for a real site.
+    c.send(json!({"type": "user_connected", "userId": "2", "requestId": 2}))
+        .await;
+    assert_eq!(c.recv_type("error").await["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn a_non_member_cannot_join_or_type() {
+    let (_site, server, thread) = setup(|_| {}).await;
+    let mut carol = bearer(&server, "carol-token").await;
+    carol
+        .send(json!({"type": "user_connected", "userId": "4"}))
+        .await;
+    carol
+        .send(json!({"type": "join_thread", "threadId": thread, "requestId": 1}))
+        .await;
+    let e = carol.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["requestId"].as_i64()),
+        (Some("forbidden"), Some(1))
+    );
+    carol
+        .send(json!({"type": "typing", "threadId": thread, "requestId": 2}))
+        .await;
+    assert_eq!(carol.recv_type("error").await["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn site_down_answers_site_unavailable() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let before = site.messages(thread).len();
+    site.inject(Fault::ServerError, 1);
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "lost?", "requestId": 5}),
+        )
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["retryable"].as_bool()),
+        (Some("site_unavailable"), Some(true)),
+        "{e}"
+    );
+    assert_eq!(site.messages(thread).len(), before);
+    let unreachable = {
+        let mut cfg = config();
+        cfg.buddyboss_url = Some("http://127.0.0.1:9/wp-json/".into());
+        cfg.site_timeout = Duration::from_secs(1);
+        Server::start(cfg).await
+    };
+    let mut c = Client::connect(&unreachable.url, &[("authorization", "Bearer alice-token")]).await;
+    c.send(json!({"type": "user_connected", "userId": "2", "requestId": 1}))
+        .await;
+    assert_eq!(c.recv_type("error").await["code"], "site_unavailable");
+}
+
+#[tokio::test]
+async fn no_ack_and_no_message_when_the_post_hangs() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let mut bob = joined(&server, "bob-token", "3", thread).await;
+    site.inject(Fault::Hang, 1);
+    alice.send(json!({"type": "send_message", "threadId": thread, "message": "never stored", "requestId": 9})).await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(e["requestId"], 9);
+    assert!(
+        site.messages(thread)
+            .iter()
+            .all(|m| m.stored != "never stored")
+    );
+    let kinds = bob.kinds_within(Duration::from_millis(200)).await;
+    assert!(!kinds.contains(&"message".to_owned()), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn a_slow_site_does_not_slow_other_connections() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let mut bob = joined(&server, "bob-token", "3", thread).await;
+    site.set_latency(Duration::from_millis(700));
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "slow", "requestId": 1}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bob.send(json!({"type": "ping", "requestId": "p"})).await;
+    let first = bob.recv_skip_presence().await;
+    assert_eq!(
+        first["type"], "pong",
+        "bob is answered while alice's send waits for the site"
+    );
+    assert_eq!(bob.recv_type("message").await["message"], "slow");
+    site.set_latency(Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_revoked_credential_closes_its_connections_4001() {
+    let (site, server, thread) = setup(|c| c.credential_ttl = Duration::from_millis(600)).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let mut bob = joined(&server, "bob-token", "3", thread).await;
+    site.revoke("alice-token");
+    assert_eq!(alice.closed().await, Some(4001));
+    bob.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        bob.recv_skip_presence().await["type"],
+        "pong",
+        "bob is not affected"
+    );
+}
