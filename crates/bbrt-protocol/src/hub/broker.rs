@@ -11,7 +11,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Hub, PendingCoord};
-use crate::ids::{CallId, ClientMessageId, CoordRequestId, DeviceRef, MessageId, NodeId, ThreadId, UserId};
+use crate::ids::{
+    CallId, ClientMessageId, CoordRequestId, DeviceRef, MessageId, NodeId, ThreadId, UserId,
+};
 
 /// A publication from one node to the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,12 +208,17 @@ pub struct SendReceipt {
 mod frame_text {
     use super::*;
 
-    pub(super) fn serialize<S: Serializer>(frame: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        frame: &Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let text = std::str::from_utf8(frame).map_err(serde::ser::Error::custom)?;
         serializer.serialize_str(text)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Bytes, D::Error> {
         String::deserialize(deserializer).map(Bytes::from)
     }
 }
@@ -230,19 +237,33 @@ impl Hub {
             BrokerEvent::Presence { user, online } => self.remote_presence(&origin, user, online),
             BrokerEvent::PresenceSnapshot { users } => self.remote_snapshot(&origin, users),
             BrokerEvent::SyncRequest => {
-                let users = self.users.keys().cloned().collect::<std::collections::BTreeSet<_>>();
-                self.publish(BrokerEvent::PresenceSnapshot { users: users.into_iter().collect() });
+                let users = self
+                    .users
+                    .keys()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>();
+                self.publish(BrokerEvent::PresenceSnapshot {
+                    users: users.into_iter().collect(),
+                });
                 self.publish_own_calls();
             }
-            BrokerEvent::Participants { thread, participants, last_message } => {
+            BrokerEvent::Participants {
+                thread,
+                participants,
+                last_message,
+            } => {
                 self.replace_participants(now, &thread, participants, last_message);
             }
             BrokerEvent::CallOrphaned { call, user } => self.apply_orphaned(&call, user),
             BrokerEvent::CallRing(snapshot) => self.remote_call_ring(now, snapshot),
             BrokerEvent::CallToRinging { call, frame } => self.deliver_to_ringing(&call, frame),
-            BrokerEvent::CallToDevice { device, frame, .. } => self.deliver_to_device(&device, frame),
+            BrokerEvent::CallToDevice { device, frame, .. } => {
+                self.deliver_to_device(&device, frame)
+            }
             BrokerEvent::CallAnswered { call, device } => self.apply_answered(now, &call, device),
-            BrokerEvent::CallRebound { call, user, device } => self.apply_rebound(&call, &user, device),
+            BrokerEvent::CallRebound { call, user, device } => {
+                self.apply_rebound(&call, &user, device)
+            }
             BrokerEvent::CallEnded { call, reason } => self.apply_ended(&call, reason),
         }
     }
@@ -251,8 +272,12 @@ impl Hub {
         if *node == self.config.node_id {
             return;
         }
-        let users: Vec<UserId> =
-            self.remote_online.iter().filter(|(_, nodes)| nodes.contains(node)).map(|(u, _)| u.clone()).collect();
+        let users: Vec<UserId> = self
+            .remote_online
+            .iter()
+            .filter(|(_, nodes)| nodes.contains(node))
+            .map(|(u, _)| u.clone())
+            .collect();
         for user in users {
             self.remote_presence(node, user, false);
         }
@@ -262,8 +287,14 @@ impl Hub {
     /// This node's online users, for the driver to publish periodically (a heartbeat that
     /// heals lost presence publications).
     pub fn presence_snapshot(&mut self) {
-        let users = self.users.keys().cloned().collect::<std::collections::BTreeSet<_>>();
-        self.publish(BrokerEvent::PresenceSnapshot { users: users.into_iter().collect() });
+        let users = self
+            .users
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>();
+        self.publish(BrokerEvent::PresenceSnapshot {
+            users: users.into_iter().collect(),
+        });
     }
 
     /// Asks the other nodes for their presence and calls (call once at start-up).
@@ -272,7 +303,9 @@ impl Hub {
     }
 
     pub(super) fn coord_result(&mut self, now: Instant, id: CoordRequestId, result: CoordResponse) {
-        let Some(pending) = self.coord_pending.remove(&id) else { return };
+        let Some(pending) = self.coord_pending.remove(&id) else {
+            return;
+        };
         match pending {
             PendingCoord::ClaimSend(key) => self.claim_send_result(now, key, result),
             PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(now, pending, result),

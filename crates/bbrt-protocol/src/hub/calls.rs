@@ -27,8 +27,8 @@ use super::timer::TimerKey;
 use super::{BrokerEvent, CallSnapshot, CoordRequest, CoordResponse, Hub, PendingCoord};
 use crate::ids::{CallId, ConnId, DeviceRef, NodeId, ThreadId, UserId};
 use crate::wire::{
-    Ack, CallControl, CallEnded, CallEvent, ClientFrame, ClientMessage, EndReason, ErrorCode, Payload, RequestId,
-    ServerMessage,
+    Ack, CallControl, CallEnded, CallEvent, ClientFrame, ClientMessage, EndReason, ErrorCode,
+    Payload, RequestId, ServerMessage,
 };
 
 /// A call as this node knows it.
@@ -96,7 +96,10 @@ enum Target {
 
 impl Hub {
     fn device(&self, conn: ConnId) -> DeviceRef {
-        DeviceRef { node: self.config.node_id.clone(), conn: conn.0 }
+        DeviceRef {
+            node: self.config.node_id.clone(),
+            conn: conn.0,
+        }
     }
 
     fn local_conn(&self, device: &DeviceRef) -> Option<ConnId> {
@@ -104,13 +107,21 @@ impl Hub {
     }
 
     /// A call frame from a verified user. Returns `true` if it must wait for the site.
-    pub(super) fn call_frame(&mut self, now: Instant, conn: ConnId, user: &UserId, frame: &ClientFrame) -> bool {
+    pub(super) fn call_frame(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        frame: &ClientFrame,
+    ) -> bool {
         let request_id = frame.request_id.clone();
         let (control, action, payload) = match &frame.message {
             ClientMessage::CallInitiated(c) => (c.clone(), Action::Initiate, None),
             ClientMessage::Offer(o) => (o.control(), Action::Offer, Some(o.offer.clone())),
             ClientMessage::Answer(a) => (a.control(), Action::Answer, Some(a.answer.clone())),
-            ClientMessage::IceCandidate(i) => (i.control(), Action::Candidate, Some(i.candidate.clone())),
+            ClientMessage::IceCandidate(i) => {
+                (i.control(), Action::Candidate, Some(i.candidate.clone()))
+            }
             ClientMessage::CallAccepted(c) => (c.clone(), Action::Accept, None),
             ClientMessage::CallRejected(c) => (c.clone(), Action::Reject, None),
             ClientMessage::CallEnded(c) => (c.clone(), Action::End, None),
@@ -119,7 +130,11 @@ impl Hub {
         let peer = resolve_peer(user, &control);
         if let Some(call) = self.find_call(user, peer.as_ref(), &control) {
             let glare = matches!(action, Action::Initiate | Action::Offer)
-                && self.calls.calls.get(&call).is_some_and(|c| c.snapshot.callee == *user && !c.answered());
+                && self
+                    .calls
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.snapshot.callee == *user && !c.answered());
             if !glare {
                 self.call_action(now, conn, user, &call, action, payload, request_id);
                 return false;
@@ -132,14 +147,29 @@ impl Hub {
         };
         if !matches!(action, Action::Initiate | Action::Offer) {
             if self.is_online(&peer) {
-                self.error(conn, ErrorCode::NotInCall, "no call with this user", request_id);
+                self.error(
+                    conn,
+                    ErrorCode::NotInCall,
+                    "no call with this user",
+                    request_id,
+                );
             } else {
-                self.error(conn, ErrorCode::RecipientOffline, "Recipient is not connected", request_id);
+                self.error(
+                    conn,
+                    ErrorCode::RecipientOffline,
+                    "Recipient is not connected",
+                    request_id,
+                );
             }
             return false;
         }
         let Some(thread) = control.thread_id.clone() else {
-            self.error(conn, ErrorCode::MissingRecipient, "a call needs a threadId", request_id);
+            self.error(
+                conn,
+                ErrorCode::MissingRecipient,
+                "a call needs a threadId",
+                request_id,
+            );
             return false;
         };
         match self.require_member(now, conn, user, &thread, request_id.as_ref()) {
@@ -147,16 +177,35 @@ impl Hub {
             Some(true) => return true,
             Some(false) => {}
         }
-        if !self.threads.get(&thread).is_some_and(|t| t.participants.contains(&peer)) {
-            self.error(conn, ErrorCode::Forbidden, "the recipient is not a participant of this thread", request_id);
+        if !self
+            .threads
+            .get(&thread)
+            .is_some_and(|t| t.participants.contains(&peer))
+        {
+            self.error(
+                conn,
+                ErrorCode::Forbidden,
+                "the recipient is not a participant of this thread",
+                request_id,
+            );
             return false;
         }
         if !self.is_online(&peer) {
-            self.error(conn, ErrorCode::RecipientOffline, "Recipient is not connected", request_id);
+            self.error(
+                conn,
+                ErrorCode::RecipientOffline,
+                "Recipient is not connected",
+                request_id,
+            );
             return false;
         }
         if !self.allow_invite(now, user) {
-            self.error(conn, ErrorCode::RateLimited, "too many calls; wait a minute", request_id);
+            self.error(
+                conn,
+                ErrorCode::RateLimited,
+                "too many calls; wait a minute",
+                request_id,
+            );
             return false;
         }
         // Always the server's `<node>-<counter>`: a call id is a key in every node's replica,
@@ -167,21 +216,48 @@ impl Hub {
         if let Some(existing) = self.glare_with(user, &peer, &thread) {
             if existing < call {
                 // Their call survives; ours never rings.
-                let ended = CallEnded { call_id: call.clone(), thread_id: thread, reason: EndReason::Glare };
+                let ended = CallEnded {
+                    call_id: call.clone(),
+                    thread_id: thread,
+                    reason: EndReason::Glare,
+                };
                 self.send_one(conn, &ServerMessage::CallEnded(ended));
-                self.ack_if_asked(conn, request_id, Ack { call_id: Some(existing), ..Ack::default() });
+                self.ack_if_asked(
+                    conn,
+                    request_id,
+                    Ack {
+                        call_id: Some(existing),
+                        ..Ack::default()
+                    },
+                );
                 return false;
             }
             self.end_call(&existing, EndReason::Glare);
         }
         if self.calls.calls.values().any(|c| c.involves(user)) {
-            self.error(conn, ErrorCode::CallInProgress, "you are already in a call", request_id);
+            self.error(
+                conn,
+                ErrorCode::CallInProgress,
+                "you are already in a call",
+                request_id,
+            );
             return false;
         }
         if self.calls.calls.values().any(|c| c.involves(&peer)) {
-            let ended = CallEnded { call_id: call.clone(), thread_id: thread, reason: EndReason::Busy };
+            let ended = CallEnded {
+                call_id: call.clone(),
+                thread_id: thread,
+                reason: EndReason::Busy,
+            };
             self.send_one(conn, &ServerMessage::CallEnded(ended));
-            self.ack_if_asked(conn, request_id, Ack { call_id: Some(call), ..Ack::default() });
+            self.ack_if_asked(
+                conn,
+                request_id,
+                Ack {
+                    call_id: Some(call),
+                    ..Ack::default()
+                },
+            );
             return false;
         }
         let snapshot = CallSnapshot {
@@ -193,11 +269,21 @@ impl Hub {
         };
         self.start_ringing(snapshot.clone());
         self.publish(BrokerEvent::CallRing(snapshot));
-        self.timers.set(TimerKey::CallRing(call.clone()), now + self.config.ring_timeout);
+        self.timers.set(
+            TimerKey::CallRing(call.clone()),
+            now + self.config.ring_timeout,
+        );
         if let (Action::Offer, Some(payload)) = (action, payload) {
             self.signal(&call, user, Action::Offer, payload, Target::Ringing);
         }
-        self.ack_if_asked(conn, request_id, Ack { call_id: Some(call), ..Ack::default() });
+        self.ack_if_asked(
+            conn,
+            request_id,
+            Ack {
+                call_id: Some(call),
+                ..Ack::default()
+            },
+        );
         false
     }
 
@@ -214,8 +300,14 @@ impl Hub {
 
     fn allow_invite(&mut self, now: Instant, user: &UserId) -> bool {
         let limit = self.config.invites_per_minute;
-        let Some(local) = self.users.get_mut(user) else { return false };
-        while local.invites.front().is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(60)) {
+        let Some(local) = self.users.get_mut(user) else {
+            return false;
+        };
+        while local
+            .invites
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(60))
+        {
             local.invites.pop_front();
         }
         if local.invites.len() >= limit {
@@ -227,7 +319,12 @@ impl Hub {
 
     /// The call this frame is about: by `callId` if the user is a party, else the call
     /// between the user and the peer (in the thread, if given).
-    fn find_call(&self, user: &UserId, peer: Option<&UserId>, control: &CallControl) -> Option<CallId> {
+    fn find_call(
+        &self,
+        user: &UserId,
+        peer: Option<&UserId>,
+        control: &CallControl,
+    ) -> Option<CallId> {
         if let Some(id) = &control.call_id
             && let Some(call) = self.calls.calls.get(id)
         {
@@ -240,7 +337,10 @@ impl Hub {
             .find(|(_, c)| {
                 c.involves(user)
                     && c.involves(peer)
-                    && control.thread_id.as_ref().is_none_or(|t| *t == c.snapshot.thread)
+                    && control
+                        .thread_id
+                        .as_ref()
+                        .is_none_or(|t| *t == c.snapshot.thread)
             })
             .map(|(id, _)| id.clone())
     }
@@ -251,7 +351,10 @@ impl Hub {
             .calls
             .iter()
             .find(|(_, c)| {
-                c.snapshot.caller == *peer && c.snapshot.callee == *user && c.snapshot.thread == *thread && !c.answered()
+                c.snapshot.caller == *peer
+                    && c.snapshot.callee == *user
+                    && c.snapshot.thread == *thread
+                    && !c.answered()
             })
             .map(|(id, _)| id.clone())
     }
@@ -268,7 +371,15 @@ impl Hub {
         .encode();
         self.deliver(ringing.iter().copied().collect(), frame);
         let call = snapshot.call.clone();
-        self.calls.calls.insert(call, Call { snapshot, callee_device: None, ringing, orphaned: None });
+        self.calls.calls.insert(
+            call,
+            Call {
+                snapshot,
+                callee_device: None,
+                ringing,
+                orphaned: None,
+            },
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -283,48 +394,90 @@ impl Hub {
         request_id: Option<RequestId>,
     ) {
         let me = self.device(conn);
-        let Some(call) = self.calls.calls.get(id) else { return };
+        let Some(call) = self.calls.calls.get(id) else {
+            return;
+        };
         let is_caller = call.snapshot.caller == *user;
         let answered = call.answered();
         let ringing_here = call.ringing.contains(&conn);
         // A party whose bound device vanished may resume from this one.
         if call.orphaned.as_ref() == Some(user) {
-            let was = if is_caller { Some(call.snapshot.caller_device.clone()) } else { call.callee_device.clone() };
+            let was = if is_caller {
+                Some(call.snapshot.caller_device.clone())
+            } else {
+                call.callee_device.clone()
+            };
             if was.as_ref() != Some(&me) {
                 self.apply_rebound(id, user, me.clone());
-                self.publish(BrokerEvent::CallRebound { call: id.clone(), user: user.clone(), device: me.clone() });
+                self.publish(BrokerEvent::CallRebound {
+                    call: id.clone(),
+                    user: user.clone(),
+                    device: me.clone(),
+                });
             }
         }
-        let Some(call) = self.calls.calls.get(id) else { return };
-        let bound_here =
-            call.snapshot.caller_device == me || call.callee_device.as_ref().is_some_and(|d| *d == me);
-        let other_device = if is_caller { call.callee_device.clone() } else { Some(call.snapshot.caller_device.clone()) };
-        let ack = Ack { call_id: Some(id.clone()), ..Ack::default() };
-        let not_in_call = |hub: &mut Self, text: &str| hub.error(conn, ErrorCode::NotInCall, text, request_id.clone());
+        let Some(call) = self.calls.calls.get(id) else {
+            return;
+        };
+        let bound_here = call.snapshot.caller_device == me
+            || call.callee_device.as_ref().is_some_and(|d| *d == me);
+        let other_device = if is_caller {
+            call.callee_device.clone()
+        } else {
+            Some(call.snapshot.caller_device.clone())
+        };
+        let ack = Ack {
+            call_id: Some(id.clone()),
+            ..Ack::default()
+        };
+        let not_in_call = |hub: &mut Self, text: &str| {
+            hub.error(conn, ErrorCode::NotInCall, text, request_id.clone())
+        };
         match action {
             Action::Initiate => {
-                self.error(conn, ErrorCode::CallInProgress, "this call already exists", request_id);
+                self.error(
+                    conn,
+                    ErrorCode::CallInProgress,
+                    "this call already exists",
+                    request_id,
+                );
             }
             Action::Offer | Action::Candidate | Action::Answer if answered => {
                 if !bound_here {
                     return not_in_call(self, "this device is not in the call");
                 }
                 let target = other_device.expect("an answered call has both devices");
-                self.signal(id, user, action, payload.expect("signal frames carry a payload"), Target::Device(target));
+                self.signal(
+                    id,
+                    user,
+                    action,
+                    payload.expect("signal frames carry a payload"),
+                    Target::Device(target),
+                );
                 self.ack_if_asked(conn, request_id, ack);
             }
             Action::Offer | Action::Candidate if is_caller => {
                 if !bound_here {
                     return not_in_call(self, "this device is not in the call");
                 }
-                self.signal(id, user, action, payload.expect("signal frames carry a payload"), Target::Ringing);
+                self.signal(
+                    id,
+                    user,
+                    action,
+                    payload.expect("signal frames carry a payload"),
+                    Target::Ringing,
+                );
                 self.ack_if_asked(conn, request_id, ack);
             }
             Action::Candidate => {
                 if !ringing_here {
                     return not_in_call(self, "this device is not ringing for the call");
                 }
-                let caller = self.calls.calls.get(id).map(|c| c.snapshot.caller_device.clone());
+                let caller = self
+                    .calls
+                    .calls
+                    .get(id)
+                    .map(|c| c.snapshot.caller_device.clone());
                 if let Some(caller) = caller {
                     let payload = payload.expect("signal frames carry a payload");
                     self.signal(id, user, action, payload, Target::Device(caller));
@@ -336,8 +489,19 @@ impl Hub {
                 if answered || is_caller || !ringing_here {
                     return not_in_call(self, "this device cannot answer the call");
                 }
-                let pending = PendingAnswer { call: id.clone(), conn, request_id, answer: payload };
-                self.coord(CoordRequest::ClaimAnswer { call: id.clone(), device: me }, PendingCoord::ClaimAnswer(pending));
+                let pending = PendingAnswer {
+                    call: id.clone(),
+                    conn,
+                    request_id,
+                    answer: payload,
+                };
+                self.coord(
+                    CoordRequest::ClaimAnswer {
+                        call: id.clone(),
+                        device: me,
+                    },
+                    PendingCoord::ClaimAnswer(pending),
+                );
             }
             Action::Reject => {
                 if answered || is_caller {
@@ -361,15 +525,32 @@ impl Hub {
     }
 
     /// Relays a WebRTC payload from `user`, stamped with the verified sender.
-    fn signal(&mut self, id: &CallId, user: &UserId, action: Action, payload: Payload, target: Target) {
-        let Some(call) = self.calls.calls.get(id) else { return };
-        let peer = if call.snapshot.caller == *user { call.snapshot.callee.clone() } else { call.snapshot.caller.clone() };
+    fn signal(
+        &mut self,
+        id: &CallId,
+        user: &UserId,
+        action: Action,
+        payload: Payload,
+        target: Target,
+    ) {
+        let Some(call) = self.calls.calls.get(id) else {
+            return;
+        };
+        let peer = if call.snapshot.caller == *user {
+            call.snapshot.callee.clone()
+        } else {
+            call.snapshot.caller.clone()
+        };
         let (recipient_id, sender_id) = (Some(peer), Some(user.clone()));
         let (thread_id, call_id) = (Some(call.snapshot.thread.clone()), Some(id.clone()));
         let message = match action {
-            Action::Offer => {
-                ServerMessage::Offer(crate::wire::Offer { offer: payload, recipient_id, sender_id, thread_id, call_id })
-            }
+            Action::Offer => ServerMessage::Offer(crate::wire::Offer {
+                offer: payload,
+                recipient_id,
+                sender_id,
+                thread_id,
+                call_id,
+            }),
             Action::Answer => ServerMessage::Answer(crate::wire::Answer {
                 answer: payload,
                 recipient_id,
@@ -389,20 +570,32 @@ impl Hub {
         match target {
             Target::Ringing => {
                 self.deliver_to_ringing(id, frame.clone());
-                self.publish(BrokerEvent::CallToRinging { call: id.clone(), frame });
+                self.publish(BrokerEvent::CallToRinging {
+                    call: id.clone(),
+                    frame,
+                });
             }
             Target::Device(device) => {
                 if self.local_conn(&device).is_some() {
                     self.deliver_to_device(&device, frame);
                 } else {
-                    self.publish(BrokerEvent::CallToDevice { call: id.clone(), device, frame });
+                    self.publish(BrokerEvent::CallToDevice {
+                        call: id.clone(),
+                        device,
+                        frame,
+                    });
                 }
             }
         }
     }
 
     pub(super) fn deliver_to_ringing(&mut self, id: &CallId, frame: Bytes) {
-        let conns = self.calls.calls.get(id).map(|c| c.ringing.iter().copied().collect()).unwrap_or_default();
+        let conns = self
+            .calls
+            .calls
+            .get(id)
+            .map(|c| c.ringing.iter().copied().collect())
+            .unwrap_or_default();
         self.deliver(conns, frame);
     }
 
@@ -412,38 +605,85 @@ impl Hub {
         }
     }
 
-    pub(super) fn claim_answer_result(&mut self, now: Instant, pending: PendingAnswer, result: CoordResponse) {
-        let PendingAnswer { call: id, conn, request_id, answer } = pending;
-        let still_ringing = self.calls.calls.get(&id).is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
+    pub(super) fn claim_answer_result(
+        &mut self,
+        now: Instant,
+        pending: PendingAnswer,
+        result: CoordResponse,
+    ) {
+        let PendingAnswer {
+            call: id,
+            conn,
+            request_id,
+            answer,
+        } = pending;
+        let still_ringing = self
+            .calls
+            .calls
+            .get(&id)
+            .is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
         if result != CoordResponse::Won || !still_ringing {
-            if self.calls.calls.get_mut(&id).is_some_and(|c| c.ringing.remove(&conn)) {
+            if self
+                .calls
+                .calls
+                .get_mut(&id)
+                .is_some_and(|c| c.ringing.remove(&conn))
+            {
                 let thread = self.calls.calls[&id].snapshot.thread.clone();
-                let ended = CallEnded { call_id: id.clone(), thread_id: thread, reason: EndReason::AnsweredElsewhere };
+                let ended = CallEnded {
+                    call_id: id.clone(),
+                    thread_id: thread,
+                    reason: EndReason::AnsweredElsewhere,
+                };
                 self.send_one(conn, &ServerMessage::CallEnded(ended));
             }
-            self.error(conn, ErrorCode::NotInCall, "the call was answered elsewhere or ended", request_id);
+            self.error(
+                conn,
+                ErrorCode::NotInCall,
+                "the call was answered elsewhere or ended",
+                request_id,
+            );
             return;
         }
         let me = self.device(conn);
         let user = self.calls.calls[&id].snapshot.callee.clone();
         self.apply_answered(now, &id, me.clone());
-        self.publish(BrokerEvent::CallAnswered { call: id.clone(), device: me });
+        self.publish(BrokerEvent::CallAnswered {
+            call: id.clone(),
+            device: me,
+        });
         if let Some(answer) = answer {
             let caller = self.calls.calls[&id].snapshot.caller_device.clone();
             self.signal(&id, &user, Action::Answer, answer, Target::Device(caller));
         }
-        self.ack_if_asked(conn, request_id, Ack { call_id: Some(id), ..Ack::default() });
+        self.ack_if_asked(
+            conn,
+            request_id,
+            Ack {
+                call_id: Some(id),
+                ..Ack::default()
+            },
+        );
     }
 
     /// A callee device won: bind it, stop the others, tell the caller.
     pub(super) fn apply_answered(&mut self, _now: Instant, id: &CallId, device: DeviceRef) {
         let local_winner = self.local_conn(&device);
-        let Some(call) = self.calls.calls.get_mut(id) else { return };
+        let Some(call) = self.calls.calls.get_mut(id) else {
+            return;
+        };
         call.callee_device = Some(device);
-        let losers: Vec<ConnId> = std::mem::take(&mut call.ringing).into_iter().filter(|c| Some(*c) != local_winner).collect();
+        let losers: Vec<ConnId> = std::mem::take(&mut call.ringing)
+            .into_iter()
+            .filter(|c| Some(*c) != local_winner)
+            .collect();
         let snapshot = call.snapshot.clone();
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
-        let ended = CallEnded { call_id: id.clone(), thread_id: snapshot.thread.clone(), reason: EndReason::AnsweredElsewhere };
+        let ended = CallEnded {
+            call_id: id.clone(),
+            thread_id: snapshot.thread.clone(),
+            reason: EndReason::AnsweredElsewhere,
+        };
         self.deliver(losers, ServerMessage::CallEnded(ended).encode());
         if let Some(caller) = self.local_conn(&snapshot.caller_device) {
             let accepted = ServerMessage::CallAccepted(CallEvent {
@@ -457,7 +697,9 @@ impl Hub {
     }
 
     pub(super) fn apply_rebound(&mut self, id: &CallId, user: &UserId, device: DeviceRef) {
-        let Some(call) = self.calls.calls.get_mut(id) else { return };
+        let Some(call) = self.calls.calls.get_mut(id) else {
+            return;
+        };
         if call.snapshot.caller == *user {
             call.snapshot.caller_device = device;
         } else if call.snapshot.callee == *user && call.answered() {
@@ -473,19 +715,28 @@ impl Hub {
     fn end_call(&mut self, id: &CallId, reason: EndReason) {
         if self.calls.calls.contains_key(id) {
             self.apply_ended(id, reason);
-            self.publish(BrokerEvent::CallEnded { call: id.clone(), reason });
+            self.publish(BrokerEvent::CallEnded {
+                call: id.clone(),
+                reason,
+            });
         }
     }
 
     /// Forgets a call and tells every local device involved.
     pub(super) fn apply_ended(&mut self, id: &CallId, reason: EndReason) {
-        let Some(call) = self.calls.calls.remove(id) else { return };
+        let Some(call) = self.calls.calls.remove(id) else {
+            return;
+        };
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
         self.timers.cancel(&TimerKey::CallGrace(id.clone()));
         let mut conns: Vec<ConnId> = call.ringing.iter().copied().collect();
         conns.extend(self.local_conn(&call.snapshot.caller_device));
         conns.extend(call.callee_device.as_ref().and_then(|d| self.local_conn(d)));
-        let ended = CallEnded { call_id: id.clone(), thread_id: call.snapshot.thread, reason };
+        let ended = CallEnded {
+            call_id: id.clone(),
+            thread_id: call.snapshot.thread,
+            reason,
+        };
         self.deliver(conns, ServerMessage::CallEnded(ended).encode());
     }
 
@@ -496,7 +747,12 @@ impl Hub {
     }
 
     pub(super) fn call_grace_expired(&mut self, _now: Instant, id: &CallId) {
-        if self.calls.calls.get(id).is_some_and(|c| c.orphaned.is_some()) {
+        if self
+            .calls
+            .calls
+            .get(id)
+            .is_some_and(|c| c.orphaned.is_some())
+        {
             self.end_call(id, EndReason::Disconnected);
         }
     }
@@ -508,14 +764,16 @@ impl Hub {
         let mut orphaned = Vec::new();
         for (id, call) in &mut self.calls.calls {
             call.ringing.remove(&conn);
-            let bound = call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
+            let bound =
+                call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
             if bound && let Some(user) = user {
                 call.orphaned = Some(user.clone());
                 orphaned.push((id.clone(), user.clone()));
             }
         }
         for (id, user) in orphaned {
-            self.timers.set(TimerKey::CallGrace(id.clone()), now + grace);
+            self.timers
+                .set(TimerKey::CallGrace(id.clone()), now + grace);
             self.publish(BrokerEvent::CallOrphaned { call: id, user });
         }
     }
@@ -537,7 +795,9 @@ impl Hub {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ringing {
-            let Some(call) = self.calls.calls.get_mut(&id) else { continue };
+            let Some(call) = self.calls.calls.get_mut(&id) else {
+                continue;
+            };
             call.ringing.insert(conn);
             let event = CallEvent {
                 call_id: id.clone(),
@@ -560,7 +820,11 @@ impl Hub {
         if let Some(ours) = glare {
             // Both nodes apply the same rule; each ends its own call if it is the greater.
             let loser = if ours < incoming { incoming } else { ours };
-            let owned = self.calls.calls.get(&loser).is_some_and(|c| c.snapshot.caller_device.node == self.config.node_id);
+            let owned = self
+                .calls
+                .calls
+                .get(&loser)
+                .is_some_and(|c| c.snapshot.caller_device.node == self.config.node_id);
             if owned {
                 self.end_call(&loser, EndReason::Glare);
             }
@@ -574,7 +838,8 @@ impl Hub {
             .calls
             .iter()
             .filter(|(_, c)| {
-                c.snapshot.caller_device.node == *node || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
+                c.snapshot.caller_device.node == *node
+                    || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -604,5 +869,9 @@ impl Hub {
 
 /// The peer of a call frame: whichever of `recipientId`/`senderId` is not the sender.
 fn resolve_peer(user: &UserId, control: &CallControl) -> Option<UserId> {
-    [&control.recipient_id, &control.sender_id].into_iter().flatten().find(|id| *id != user).cloned()
+    [&control.recipient_id, &control.sender_id]
+        .into_iter()
+        .flatten()
+        .find(|id| *id != user)
+        .cloned()
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::timer::TimerKey;
-use super::{CredentialState, Hub, LocalUser, PendingApi};
+use super::{CredentialState, Hub, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{ConnId, CredentialId, UserId};
 use crate::wire::{CloseCode, ErrorCode};
@@ -38,7 +38,11 @@ pub(super) enum CredentialStatus {
 }
 
 impl Hub {
-    pub(super) fn credential_status(&self, conn: ConnId, credential: CredentialId) -> CredentialStatus {
+    pub(super) fn credential_status(
+        &self,
+        conn: ConnId,
+        credential: CredentialId,
+    ) -> CredentialStatus {
         match self.conns.get(&conn) {
             Some(c) if c.credentials.contains(&credential) => CredentialStatus::Known,
             Some(c) if c.rejected.contains(&credential) => CredentialStatus::Rejected,
@@ -54,20 +58,38 @@ impl Hub {
         claimed: Option<UserId>,
         origin: VerifyOrigin,
     ) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if origin == VerifyOrigin::Upgrade {
             c.blocked = true;
         }
         let current_user = c.user.clone();
-        let request = ApiRequest::Verify { credential, claimed_user: claimed.clone(), current_user };
-        let pending = PendingVerify { conn: Some(conn), credential, claimed, origin };
+        let request = ApiRequest::Verify {
+            credential,
+            claimed_user: claimed.clone(),
+            current_user,
+        };
+        let pending = PendingVerify {
+            conn: Some(conn),
+            credential,
+            claimed,
+            origin,
+        };
         self.api(request, PendingApi::Verify(pending));
     }
 
-    pub(super) fn verify_result(&mut self, now: Instant, pending: PendingVerify, result: Result<SiteUser, SiteError>) {
+    pub(super) fn verify_result(
+        &mut self,
+        now: Instant,
+        pending: PendingVerify,
+        result: Result<SiteUser, SiteError>,
+    ) {
         let Some(conn) = pending.conn else {
             // A periodic re-verification of a credential in use.
-            let Some(credential) = pending.credential else { return };
+            let Some(credential) = pending.credential else {
+                return;
+            };
             self.reverify_result(now, credential, result);
             return;
         };
@@ -77,7 +99,8 @@ impl Hub {
         let user = match result {
             Ok(user) => user.id,
             Err(error) => {
-                if let (Some(credential), SiteErrorKind::Unauthenticated) = (pending.credential, error.kind)
+                if let (Some(credential), SiteErrorKind::Unauthenticated) =
+                    (pending.credential, error.kind)
                     && let Some(c) = self.conns.get_mut(&conn)
                 {
                     c.rejected.push(credential);
@@ -100,13 +123,18 @@ impl Hub {
             }
         };
         let current = self.conns.get(&conn).and_then(|c| c.user.clone());
-        let mismatch = pending.claimed.as_ref().is_some_and(|claimed| *claimed != user)
+        let mismatch = pending
+            .claimed
+            .as_ref()
+            .is_some_and(|claimed| *claimed != user)
             || current.as_ref().is_some_and(|current| *current != user);
         if mismatch {
             let text = "userId differs from the user the credential belongs to";
             match pending.origin {
                 VerifyOrigin::Upgrade => self.close_with(now, conn, CloseCode::CredentialRejected),
-                VerifyOrigin::Frame => self.fail_blocked(now, conn, ErrorCode::IdentityMismatch, text),
+                VerifyOrigin::Frame => {
+                    self.fail_blocked(now, conn, ErrorCode::IdentityMismatch, text)
+                }
             }
             return;
         }
@@ -134,7 +162,11 @@ impl Hub {
             c.user = Some(user.clone());
         }
         let first = !self.users.contains_key(user);
-        self.users.entry(user.clone()).or_insert_with(LocalUser::default).conns.insert(conn);
+        self.users
+            .entry(user.clone())
+            .or_default()
+            .conns
+            .insert(conn);
         if first {
             self.presence_changed(user, true, true);
         }
@@ -142,18 +174,27 @@ impl Hub {
         true
     }
 
-    fn attach_credential(&mut self, now: Instant, conn: ConnId, credential: CredentialId, user: &UserId) {
+    fn attach_credential(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        credential: CredentialId,
+        user: &UserId,
+    ) {
         if let Some(c) = self.conns.get_mut(&conn)
             && !c.credentials.contains(&credential)
         {
             c.credentials.push(credential);
         }
         let ttl = self.config.credential_ttl;
-        let state = self.credentials.entry(credential).or_insert_with(|| CredentialState {
-            user: user.clone(),
-            conns: Default::default(),
-            reverifying: false,
-        });
+        let state = self
+            .credentials
+            .entry(credential)
+            .or_insert_with(|| CredentialState {
+                user: user.clone(),
+                conns: Default::default(),
+                reverifying: false,
+            });
         let new = state.conns.is_empty();
         state.conns.insert(conn);
         if new {
@@ -163,24 +204,45 @@ impl Hub {
 
     /// Timer: ask the site again about a credential in use.
     pub(super) fn reverify(&mut self, _now: Instant, credential: CredentialId) {
-        let Some(state) = self.credentials.get_mut(&credential) else { return };
+        let Some(state) = self.credentials.get_mut(&credential) else {
+            return;
+        };
         if state.reverifying {
             return;
         }
         state.reverifying = true;
         let current_user = Some(state.user.clone());
-        let request = ApiRequest::Verify { credential: Some(credential), claimed_user: None, current_user };
-        let pending = PendingVerify { conn: None, credential: Some(credential), claimed: None, origin: VerifyOrigin::Frame };
+        let request = ApiRequest::Verify {
+            credential: Some(credential),
+            claimed_user: None,
+            current_user,
+        };
+        let pending = PendingVerify {
+            conn: None,
+            credential: Some(credential),
+            claimed: None,
+            origin: VerifyOrigin::Frame,
+        };
         self.api(request, PendingApi::Verify(pending));
     }
 
-    fn reverify_result(&mut self, now: Instant, credential: CredentialId, result: Result<SiteUser, SiteError>) {
-        let Some(state) = self.credentials.get_mut(&credential) else { return };
+    fn reverify_result(
+        &mut self,
+        now: Instant,
+        credential: CredentialId,
+        result: Result<SiteUser, SiteError>,
+    ) {
+        let Some(state) = self.credentials.get_mut(&credential) else {
+            return;
+        };
         state.reverifying = false;
         let expected = state.user.clone();
         match result {
             Ok(user) if user.id == expected => {
-                self.timers.set(TimerKey::Reverify(credential), now + self.config.credential_ttl);
+                self.timers.set(
+                    TimerKey::Reverify(credential),
+                    now + self.config.credential_ttl,
+                );
             }
             Ok(_) => self.revoke(now, credential),
             Err(e) if e.kind == SiteErrorKind::Unauthenticated => self.revoke(now, credential),
@@ -194,7 +256,9 @@ impl Hub {
 
     /// The site refuses `credential` now: close every connection that relies on it.
     pub(super) fn revoke(&mut self, now: Instant, credential: CredentialId) {
-        let Some(state) = self.credentials.remove(&credential) else { return };
+        let Some(state) = self.credentials.remove(&credential) else {
+            return;
+        };
         self.timers.cancel(&TimerKey::Reverify(credential));
         for conn in state.conns {
             self.close_with(now, conn, CloseCode::CredentialRejected);

@@ -83,16 +83,31 @@ impl Hub {
         request_id: Option<RequestId>,
     ) {
         if message.message.trim().is_empty() {
-            self.error(conn, ErrorCode::EmptyMessage, "message is empty", request_id);
+            self.error(
+                conn,
+                ErrorCode::EmptyMessage,
+                "message is empty",
+                request_id,
+            );
             return;
         }
         if message.thread_id.is_none() && message.recipient_id.is_none() {
-            self.error(conn, ErrorCode::MissingRecipient, "send_message needs a threadId or a recipientId", request_id);
+            self.error(
+                conn,
+                ErrorCode::MissingRecipient,
+                "send_message needs a threadId or a recipientId",
+                request_id,
+            );
             return;
         }
         let pending_now = self.sends.pending_per_user.get(user).copied().unwrap_or(0);
         if pending_now >= self.config.max_pending_sends_per_user {
-            self.error(conn, ErrorCode::TooManyPending, "too many messages waiting for the site", request_id);
+            self.error(
+                conn,
+                ErrorCode::TooManyPending,
+                "too many messages waiting for the site",
+                request_id,
+            );
             return;
         }
         let send = PendingSend {
@@ -114,19 +129,32 @@ impl Hub {
             return;
         }
         if let Some(waiters) = self.sends.in_flight.get_mut(&key) {
-            waiters.push(Waiter { conn: send.conn, request_id: send.request_id });
+            waiters.push(Waiter {
+                conn: send.conn,
+                request_id: send.request_id,
+            });
             return;
         }
         let _ = now;
         self.sends.in_flight.insert(key.clone(), Vec::new());
         self.sends.add_pending(user);
         self.sends.claiming.insert(key.clone(), send);
-        let request = CoordRequest::ClaimSend { user: user.clone(), client_message_id: cmid };
+        let request = CoordRequest::ClaimSend {
+            user: user.clone(),
+            client_message_id: cmid,
+        };
         self.coord(request, PendingCoord::ClaimSend(key));
     }
 
-    pub(super) fn claim_send_result(&mut self, now: Instant, key: IdemKey, response: CoordResponse) {
-        let Some(send) = self.sends.claiming.remove(&key) else { return };
+    pub(super) fn claim_send_result(
+        &mut self,
+        now: Instant,
+        key: IdemKey,
+        response: CoordResponse,
+    ) {
+        let Some(send) = self.sends.claiming.remove(&key) else {
+            return;
+        };
         self.sends.remove_pending(&key.0);
         match response {
             CoordResponse::Done(receipt) => {
@@ -143,7 +171,11 @@ impl Hub {
         let key = LaneKey {
             user: user.clone(),
             thread: send.thread.clone(),
-            recipient: if send.thread.is_none() { send.recipient.clone() } else { None },
+            recipient: if send.thread.is_none() {
+                send.recipient.clone()
+            } else {
+                None
+            },
         };
         self.sends.add_pending(user);
         let lane = self.sends.lanes.entry(key.clone()).or_default();
@@ -154,7 +186,9 @@ impl Hub {
     }
 
     fn start_lane(&mut self, key: LaneKey) {
-        let Some(send) = self.sends.lanes.get(&key).and_then(VecDeque::front) else { return };
+        let Some(send) = self.sends.lanes.get(&key).and_then(VecDeque::front) else {
+            return;
+        };
         let request = ApiRequest::Send {
             credential: send.credential,
             sender: key.user.clone(),
@@ -166,18 +200,31 @@ impl Hub {
         self.api(request, PendingApi::Send(key));
     }
 
-    pub(super) fn send_result(&mut self, now: Instant, key: LaneKey, result: Result<StoredMessage, SiteError>) {
-        let Some(lane) = self.sends.lanes.get_mut(&key) else { return };
+    pub(super) fn send_result(
+        &mut self,
+        now: Instant,
+        key: LaneKey,
+        result: Result<StoredMessage, SiteError>,
+    ) {
+        let Some(lane) = self.sends.lanes.get_mut(&key) else {
+            return;
+        };
         let Some(send) = lane.pop_front() else { return };
         let more = !lane.is_empty();
         if !more {
             self.sends.lanes.remove(&key);
         }
         self.sends.remove_pending(&key.user);
-        let idem = send.client_message_id.clone().map(|cmid| (key.user.clone(), cmid));
+        let idem = send
+            .client_message_id
+            .clone()
+            .map(|cmid| (key.user.clone(), cmid));
         match result {
             Ok(stored) => {
-                let receipt = SendReceipt { id: stored.id.clone(), thread: stored.thread.clone() };
+                let receipt = SendReceipt {
+                    id: stored.id.clone(),
+                    thread: stored.thread.clone(),
+                };
                 self.deliver_stored(now, send.conn, stored, send.client_message_id.clone());
                 self.ack_send(send.conn, send.request_id, send.client_message_id, &receipt);
                 if let Some(idem) = idem {
@@ -206,7 +253,10 @@ impl Hub {
                     }
                     SiteErrorKind::Forbidden => {
                         if let Some(thread) = &send.thread {
-                            self.denied.insert((key.user.clone(), thread.clone()), now + self.config.participants_ttl);
+                            self.denied.insert(
+                                (key.user.clone(), thread.clone()),
+                                now + self.config.participants_ttl,
+                            );
                             if let Some(state) = self.threads.get_mut(thread) {
                                 state.fetched_at = None;
                             }
@@ -230,7 +280,15 @@ impl Hub {
         stored: StoredMessage,
         client_message_id: Option<ClientMessageId>,
     ) {
-        let StoredMessage { id, thread, sender, text, html, sent_at, mut participants } = stored;
+        let StoredMessage {
+            id,
+            thread,
+            sender,
+            text,
+            html,
+            sent_at,
+            mut participants,
+        } = stored;
         if !participants.contains(&sender) {
             participants.push(sender.clone());
         }
@@ -249,7 +307,10 @@ impl Hub {
         let mut conns = self.conns_of(&participants);
         conns.push(sender_conn);
         self.deliver(conns, frame.clone());
-        self.publish(BrokerEvent::Deliver { users: participants, frame });
+        self.publish(BrokerEvent::Deliver {
+            users: participants,
+            frame,
+        });
     }
 
     fn ack_send(
@@ -270,14 +331,23 @@ impl Hub {
     }
 
     /// A send with a `clientMessageId` completed: answer its duplicates, remember it.
-    fn finish_idempotent(&mut self, now: Instant, key: &IdemKey, receipt: Option<&SendReceipt>, record: bool) {
+    fn finish_idempotent(
+        &mut self,
+        now: Instant,
+        key: &IdemKey,
+        receipt: Option<&SendReceipt>,
+        record: bool,
+    ) {
         let waiters = self.sends.in_flight.remove(key).unwrap_or_default();
         let Some(receipt) = receipt else { return };
         for w in waiters {
             self.ack_send(w.conn, w.request_id, Some(key.1.clone()), receipt);
         }
         self.sends.done.insert(key.clone(), receipt.clone());
-        self.timers.set(TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()), now + self.config.idempotency_ttl);
+        self.timers.set(
+            TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()),
+            now + self.config.idempotency_ttl,
+        );
         if record {
             let finish = CoordRequest::FinishSend {
                 user: key.0.clone(),
@@ -288,10 +358,28 @@ impl Hub {
         }
     }
 
-    pub(super) fn mark_read(&mut self, conn: ConnId, user: &UserId, thread: ThreadId, request_id: Option<RequestId>) {
+    pub(super) fn mark_read(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        thread: ThreadId,
+        request_id: Option<RequestId>,
+    ) {
         let credential = self.conn_credential(conn);
-        let request = ApiRequest::MarkRead { credential, user: user.clone(), thread: thread.clone() };
-        self.api(request, PendingApi::MarkRead { conn, request_id, user: user.clone(), thread });
+        let request = ApiRequest::MarkRead {
+            credential,
+            user: user.clone(),
+            thread: thread.clone(),
+        };
+        self.api(
+            request,
+            PendingApi::MarkRead {
+                conn,
+                request_id,
+                user: user.clone(),
+                thread,
+            },
+        );
     }
 
     pub(super) fn mark_read_result(
@@ -313,10 +401,24 @@ impl Hub {
             return;
         }
         let participants = self.participants(&thread);
-        let frame = ServerMessage::Read(ReadEvent { thread_id: thread.clone(), user_id: user }).encode();
+        let frame = ServerMessage::Read(ReadEvent {
+            thread_id: thread.clone(),
+            user_id: user,
+        })
+        .encode();
         let conns = self.conns_of(&participants);
         self.deliver(conns, frame.clone());
-        self.publish(BrokerEvent::Deliver { users: participants, frame });
-        self.ack_if_asked(conn, request_id, Ack { thread_id: Some(thread), ..Ack::default() });
+        self.publish(BrokerEvent::Deliver {
+            users: participants,
+            frame,
+        });
+        self.ack_if_asked(
+            conn,
+            request_id,
+            Ack {
+                thread_id: Some(thread),
+                ..Ack::default()
+            },
+        );
     }
 }

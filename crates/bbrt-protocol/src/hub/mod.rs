@@ -92,16 +92,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub use self::broker::{BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendReceipt};
+pub use self::broker::{
+    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendReceipt,
+};
 use self::calls::Calls;
 use self::messages::Sends;
 use self::timer::{TimerKey, TimerTable};
 use self::typing::TypingState;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
-use crate::ids::{ApiRequestId, CoordRequestId, ConnId, CredentialId, NodeId, ThreadId, UserId};
+use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
-    Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong, RequestId,
-    ServerMessage,
+    Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
+    RequestId, ServerMessage,
 };
 
 /// Who hears `user_connected` / `user_disconnected`.
@@ -368,9 +370,18 @@ struct CredentialState {
 #[derive(Debug)]
 enum PendingApi {
     Verify(identity::PendingVerify),
-    Participants { user: UserId, thread: ThreadId, join: bool },
+    Participants {
+        user: UserId,
+        thread: ThreadId,
+        join: bool,
+    },
     Send(messages::LaneKey),
-    MarkRead { conn: ConnId, request_id: Option<RequestId>, user: UserId, thread: ThreadId },
+    MarkRead {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        thread: ThreadId,
+    },
 }
 
 /// What an in-flight coordination request was for.
@@ -451,8 +462,16 @@ impl Hub {
     /// Processes one input. Drain [`Hub::poll_output`] afterwards.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Open { conn, ip, credential } => self.open(now, conn, ip, credential),
-            Input::Frame { conn, frame, credential } => self.frame(now, conn, frame, credential),
+            Input::Open {
+                conn,
+                ip,
+                credential,
+            } => self.open(now, conn, ip, credential),
+            Input::Frame {
+                conn,
+                frame,
+                credential,
+            } => self.frame(now, conn, frame, credential),
             Input::Invalid { conn, error } => self.invalid(now, conn, &error),
             Input::Close { conn } => self.close(now, conn),
             Input::ApiResult { id, result } => self.api_result(now, id, result),
@@ -564,7 +583,13 @@ impl Hub {
         if let Some(credential) = credential
             && self.conns.contains_key(&conn)
         {
-            self.start_verify(now, conn, Some(credential), None, identity::VerifyOrigin::Upgrade);
+            self.start_verify(
+                now,
+                conn,
+                Some(credential),
+                None,
+                identity::VerifyOrigin::Upgrade,
+            );
         }
     }
 
@@ -573,7 +598,10 @@ impl Hub {
         loop {
             let per_ip = self.anonymous_by_ip.get(&ip).map_or(0, BTreeSet::len);
             let victim = if per_ip > self.config.max_anonymous_per_ip {
-                self.anonymous_by_ip.get(&ip).and_then(|s| s.first()).and_then(|seq| self.anonymous.get(seq))
+                self.anonymous_by_ip
+                    .get(&ip)
+                    .and_then(|s| s.first())
+                    .and_then(|seq| self.anonymous.get(seq))
             } else if self.anonymous.len() > self.config.max_anonymous_total {
                 self.anonymous.values().next()
             } else {
@@ -586,7 +614,9 @@ impl Hub {
     }
 
     fn leave_anonymous(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if let Some(seq) = c.anonymous_seq.take() {
             self.anonymous.remove(&seq);
             if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
@@ -614,7 +644,9 @@ impl Hub {
 
     fn forget_conn(&mut self, now: Instant, conn: ConnId) {
         self.leave_anonymous(conn);
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         for thread in &c.joined {
             if let Some(t) = self.threads.get_mut(thread) {
                 t.joiners.remove(&conn);
@@ -649,7 +681,13 @@ impl Hub {
 
     // ----- frames -----
 
-    fn frame(&mut self, now: Instant, conn: ConnId, frame: ClientFrame, credential: Option<CredentialId>) {
+    fn frame(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        frame: ClientFrame,
+        credential: Option<CredentialId>,
+    ) {
         if !self.admit_frame(now, conn, frame.request_id.as_ref()) {
             return;
         }
@@ -665,9 +703,14 @@ impl Hub {
 
     /// The frame-rate limit: `true` if the frame may be processed.
     fn admit_frame(&mut self, now: Instant, conn: ConnId, request_id: Option<&RequestId>) -> bool {
-        let (rate, burst, close_after) =
-            (self.config.frame_rate, self.config.frame_burst, self.config.close_after_violations);
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let (rate, burst, close_after) = (
+            self.config.frame_rate,
+            self.config.frame_burst,
+            self.config.close_after_violations,
+        );
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         let elapsed = now.saturating_duration_since(c.last_refill).as_secs_f64();
         c.tokens = (c.tokens + elapsed * rate).min(burst);
         c.last_refill = now;
@@ -681,19 +724,31 @@ impl Hub {
         if c.violations > close_after {
             self.close_with(now, conn, CloseCode::RateLimited);
         } else {
-            self.error(conn, ErrorCode::RateLimited, "too many frames; slow down", request_id.cloned());
+            self.error(
+                conn,
+                ErrorCode::RateLimited,
+                "too many frames; slow down",
+                request_id.cloned(),
+            );
         }
         false
     }
 
     fn enqueue(&mut self, now: Instant, conn: ConnId, item: Queued) {
         let max = self.config.max_queued_per_conn;
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.blocked {
             let waiting = c.queue.len() - usize::from(c.front_blocked);
             if waiting >= max {
                 let request_id = item.frame.request_id.clone();
-                self.error(conn, ErrorCode::QueueFull, "too many requests waiting on this connection", request_id);
+                self.error(
+                    conn,
+                    ErrorCode::QueueFull,
+                    "too many requests waiting on this connection",
+                    request_id,
+                );
             } else {
                 c.queue.push_back(item);
             }
@@ -706,11 +761,15 @@ impl Hub {
     /// Processes queued frames of `conn` until one blocks on the site or none is left.
     fn drain(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
             if c.blocked {
                 return;
             }
-            let Some(item) = c.queue.pop_front() else { return };
+            let Some(item) = c.queue.pop_front() else {
+                return;
+            };
             if let Some(blocked) = self.dispatch(now, conn, item) {
                 // The frame waits for a site answer: put it back in front.
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -734,7 +793,9 @@ impl Hub {
 
     /// Unblocks `conn` after answering its blocked front frame with an error.
     fn fail_blocked(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: &str) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.blocked = false;
         let had_front = std::mem::take(&mut c.front_blocked);
         if had_front && let Some(item) = c.queue.pop_front() {
@@ -751,7 +812,12 @@ impl Hub {
             match self.credential_status(conn, credential) {
                 identity::CredentialStatus::Known => {}
                 identity::CredentialStatus::Rejected => {
-                    self.error(conn, ErrorCode::Unauthenticated, "credential rejected", item.frame.request_id);
+                    self.error(
+                        conn,
+                        ErrorCode::Unauthenticated,
+                        "credential rejected",
+                        item.frame.request_id,
+                    );
                     return None;
                 }
                 identity::CredentialStatus::Unknown => {
@@ -759,7 +825,13 @@ impl Hub {
                         ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
                         _ => None,
                     };
-                    self.start_verify(now, conn, Some(credential), claimed, identity::VerifyOrigin::Frame);
+                    self.start_verify(
+                        now,
+                        conn,
+                        Some(credential),
+                        claimed,
+                        identity::VerifyOrigin::Frame,
+                    );
                     return Some(item);
                 }
             }
@@ -800,11 +872,19 @@ impl Hub {
             }
             ClientMessage::JoinThread(ref m) => {
                 let thread = m.thread_id.clone();
-                self.join(now, conn, &user, thread, request_id).then_some(item)
+                self.join(now, conn, &user, thread, request_id)
+                    .then_some(item)
             }
             ClientMessage::LeaveThread(ref m) => {
                 self.leave(conn, &m.thread_id);
-                self.ack_if_asked(conn, request_id, Ack { thread_id: Some(m.thread_id.clone()), ..Ack::default() });
+                self.ack_if_asked(
+                    conn,
+                    request_id,
+                    Ack {
+                        thread_id: Some(m.thread_id.clone()),
+                        ..Ack::default()
+                    },
+                );
                 None
             }
             ClientMessage::SendMessage(m) => {
@@ -817,7 +897,14 @@ impl Hub {
                     return Some(item);
                 }
                 self.typing(now, &user, &thread, m.typing.unwrap_or(true));
-                self.ack_if_asked(conn, request_id, Ack { thread_id: Some(thread), ..Ack::default() });
+                self.ack_if_asked(
+                    conn,
+                    request_id,
+                    Ack {
+                        thread_id: Some(thread),
+                        ..Ack::default()
+                    },
+                );
                 None
             }
             ClientMessage::MarkRead(ref m) => {
@@ -856,7 +943,12 @@ impl Hub {
         match self.membership(now, user, thread) {
             threads::Membership::Member => Some(false),
             threads::Membership::NotMember => {
-                self.error(conn, ErrorCode::Forbidden, "not a participant of this thread", request_id.cloned());
+                self.error(
+                    conn,
+                    ErrorCode::Forbidden,
+                    "not a participant of this thread",
+                    request_id.cloned(),
+                );
                 None
             }
             threads::Membership::Unknown => {
@@ -866,9 +958,22 @@ impl Hub {
         }
     }
 
-    fn api_result(&mut self, now: Instant, id: ApiRequestId, result: Result<ApiResponse, SiteError>) {
-        let Some(pending) = self.api_pending.remove(&id) else { return };
-        let unexpected = || SiteError::new(crate::api::SiteErrorKind::Protocol, "unexpected_response", "unexpected response");
+    fn api_result(
+        &mut self,
+        now: Instant,
+        id: ApiRequestId,
+        result: Result<ApiResponse, SiteError>,
+    ) {
+        let Some(pending) = self.api_pending.remove(&id) else {
+            return;
+        };
+        let unexpected = || {
+            SiteError::new(
+                crate::api::SiteErrorKind::Protocol,
+                "unexpected_response",
+                "unexpected response",
+            )
+        };
         match pending {
             PendingApi::Verify(pending) => {
                 let result = result.and_then(|r| match r {
@@ -891,7 +996,12 @@ impl Hub {
                 });
                 self.send_result(now, lane, result);
             }
-            PendingApi::MarkRead { conn, request_id, user, thread } => {
+            PendingApi::MarkRead {
+                conn,
+                request_id,
+                user,
+                thread,
+            } => {
                 let result = result.and_then(|r| match r {
                     ApiResponse::MarkedRead => Ok(()),
                     _ => Err(unexpected()),
@@ -924,7 +1034,10 @@ impl Hub {
         if !self.config.cluster {
             return;
         }
-        self.outputs.push_back(Output::Publish(BrokerMessage { origin: self.config.node_id.clone(), event }));
+        self.outputs.push_back(Output::Publish(BrokerMessage {
+            origin: self.config.node_id.clone(),
+            event,
+        }));
     }
 
     /// Sends an encoded frame to `conns` (sorted, deduplicated, live only).
@@ -943,8 +1056,17 @@ impl Hub {
         self.deliver(vec![conn], message.encode());
     }
 
-    fn error(&mut self, conn: ConnId, code: ErrorCode, message: &str, request_id: Option<RequestId>) {
-        self.send_one(conn, &ServerMessage::Error(ErrorEvent::new(code, message, request_id)));
+    fn error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        request_id: Option<RequestId>,
+    ) {
+        self.send_one(
+            conn,
+            &ServerMessage::Error(ErrorEvent::new(code, message, request_id)),
+        );
     }
 
     fn site_error(&mut self, conn: ConnId, error: &SiteError, request_id: Option<RequestId>) {

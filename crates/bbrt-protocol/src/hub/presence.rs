@@ -11,7 +11,10 @@ impl Hub {
     /// `user`'s first local connection was identified (`online`) or their last one closed.
     pub(super) fn presence_changed(&mut self, user: &UserId, online: bool, publish: bool) {
         if publish {
-            self.publish(BrokerEvent::Presence { user: user.clone(), online });
+            self.publish(BrokerEvent::Presence {
+                user: user.clone(),
+                online,
+            });
         }
         if !self.remote_online.contains_key(user) {
             self.announce(user, online);
@@ -21,7 +24,10 @@ impl Hub {
     pub(super) fn remote_presence(&mut self, origin: &NodeId, user: UserId, online: bool) {
         let was = self.is_online(&user);
         if online {
-            self.remote_online.entry(user.clone()).or_default().insert(origin.clone());
+            self.remote_online
+                .entry(user.clone())
+                .or_default()
+                .insert(origin.clone());
         } else if let Some(nodes) = self.remote_online.get_mut(&user) {
             nodes.remove(origin);
             if nodes.is_empty() {
@@ -56,8 +62,14 @@ impl Hub {
         if audience.is_empty() {
             return;
         }
-        let event = PresenceEvent { user_id: user.clone() };
-        let message = if online { ServerMessage::UserConnected(event) } else { ServerMessage::UserDisconnected(event) };
+        let event = PresenceEvent {
+            user_id: user.clone(),
+        };
+        let message = if online {
+            ServerMessage::UserConnected(event)
+        } else {
+            ServerMessage::UserDisconnected(event)
+        };
         self.deliver(audience, message.encode());
     }
 

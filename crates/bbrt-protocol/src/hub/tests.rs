@@ -1,6 +1,9 @@
 //! Scenario tests of the Hub over the `Sim` harness, and property tests over random input
 //! sequences. Every rule in the module docs and in DESIGN.md has a scenario here.
 
+// `assert_eq!(sim.take_json(bob), [expected.clone()])` reads better than `from_ref`.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 mod sim;
 
 mod calls;

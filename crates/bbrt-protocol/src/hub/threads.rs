@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::{BrokerEvent, Hub, PendingApi, ThreadState};
+use super::{BrokerEvent, Hub, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
 use crate::wire::{ErrorCode, Joined, Participant, RequestId, ServerMessage};
@@ -24,7 +24,8 @@ impl Hub {
     pub(super) fn membership(&self, now: Instant, user: &UserId, thread: &ThreadId) -> Membership {
         let ttl = self.config.participants_ttl;
         if let Some(t) = self.threads.get(thread)
-            && t.fetched_at.is_some_and(|at| now.saturating_duration_since(at) < ttl)
+            && t.fetched_at
+                .is_some_and(|at| now.saturating_duration_since(at) < ttl)
             && t.participants.contains(user)
         {
             return Membership::Member;
@@ -37,12 +38,21 @@ impl Hub {
 
     /// The participants of `thread` as cached (possibly stale or empty).
     pub(super) fn participants(&self, thread: &ThreadId) -> Vec<UserId> {
-        self.threads.get(thread).map(|t| t.participants.iter().cloned().collect()).unwrap_or_default()
+        self.threads
+            .get(thread)
+            .map(|t| t.participants.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Asks the site for `thread` as `user`; `conn` waits (its front frame is retried or
     /// failed when the answer comes).
-    pub(super) fn fetch_participants(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, join: bool) {
+    pub(super) fn fetch_participants(
+        &mut self,
+        conn: ConnId,
+        user: &UserId,
+        thread: &ThreadId,
+        join: bool,
+    ) {
         let key = (user.clone(), thread.clone(), join);
         if let Some(waiters) = self.fetching.get_mut(&key) {
             waiters.insert(conn);
@@ -50,8 +60,20 @@ impl Hub {
         }
         self.fetching.insert(key, BTreeSet::from([conn]));
         let credential = self.conn_credential(conn);
-        let request = ApiRequest::Participants { credential, user: user.clone(), thread: thread.clone(), join };
-        self.api(request, PendingApi::Participants { user: user.clone(), thread: thread.clone(), join });
+        let request = ApiRequest::Participants {
+            credential,
+            user: user.clone(),
+            thread: thread.clone(),
+            join,
+        };
+        self.api(
+            request,
+            PendingApi::Participants {
+                user: user.clone(),
+                thread: thread.clone(),
+                join,
+            },
+        );
     }
 
     pub(super) fn participants_result(
@@ -62,7 +84,10 @@ impl Hub {
         join: bool,
         result: Result<ThreadInfo, SiteError>,
     ) {
-        let waiters = self.fetching.remove(&(user.clone(), thread.clone(), join)).unwrap_or_default();
+        let waiters = self
+            .fetching
+            .remove(&(user.clone(), thread.clone(), join))
+            .unwrap_or_default();
         let failure = match result {
             Ok(info) => {
                 let member = info.participants.contains(&user);
@@ -71,13 +96,19 @@ impl Hub {
                     self.denied.remove(&(user.clone(), thread.clone()));
                     None
                 } else {
-                    Some((ErrorCode::Forbidden, "not a participant of this thread".to_owned()))
+                    Some((
+                        ErrorCode::Forbidden,
+                        "not a participant of this thread".to_owned(),
+                    ))
                 }
             }
             Err(error) => {
                 if error.kind == SiteErrorKind::Forbidden {
                     self.forget_member(&thread, &user);
-                    self.denied.insert((user.clone(), thread.clone()), now + self.config.participants_ttl);
+                    self.denied.insert(
+                        (user.clone(), thread.clone()),
+                        now + self.config.participants_ttl,
+                    );
                 }
                 if error.kind == SiteErrorKind::Unauthenticated {
                     for conn in &waiters {
@@ -92,7 +123,8 @@ impl Hub {
         if let Some((code, _)) = &failure
             && *code == ErrorCode::Forbidden
         {
-            self.denied.insert((user, thread), now + self.config.participants_ttl);
+            self.denied
+                .insert((user, thread), now + self.config.participants_ttl);
         }
         for conn in waiters {
             match &failure {
@@ -114,7 +146,11 @@ impl Hub {
     ) {
         if self.replace_participants(now, thread, participants, last_message.clone()) {
             let participants = self.participants(thread);
-            self.publish(BrokerEvent::Participants { thread: thread.clone(), participants, last_message });
+            self.publish(BrokerEvent::Participants {
+                thread: thread.clone(),
+                participants,
+                last_message,
+            });
         }
     }
 
@@ -128,7 +164,7 @@ impl Hub {
         last_message: Option<MessageId>,
     ) -> bool {
         let new: BTreeSet<UserId> = participants.into_iter().collect();
-        let state = self.threads.entry(thread.clone()).or_insert_with(ThreadState::default);
+        let state = self.threads.entry(thread.clone()).or_default();
         let first = state.fetched_at.is_none();
         let old = std::mem::replace(&mut state.participants, new);
         state.fetched_at = Some(now);
@@ -139,7 +175,10 @@ impl Hub {
         let added: Vec<UserId> = state.participants.difference(&old).cloned().collect();
         let changed = first || !added.is_empty() || !removed.is_empty();
         for user in added {
-            self.user_threads.entry(user.clone()).or_default().insert(thread.clone());
+            self.user_threads
+                .entry(user.clone())
+                .or_default()
+                .insert(thread.clone());
             self.denied.remove(&(user, thread.clone()));
         }
         for user in removed {
@@ -157,7 +196,11 @@ impl Hub {
                 self.user_threads.remove(user);
             }
         }
-        let conns: Vec<ConnId> = self.users.get(user).map(|u| u.conns.iter().copied().collect()).unwrap_or_default();
+        let conns: Vec<ConnId> = self
+            .users
+            .get(user)
+            .map(|u| u.conns.iter().copied().collect())
+            .unwrap_or_default();
         if let Some(state) = self.threads.get_mut(thread) {
             state.participants.remove(user);
             for conn in &conns {
@@ -180,9 +223,16 @@ impl Hub {
         thread: ThreadId,
         request_id: Option<RequestId>,
     ) -> bool {
-        let Some(c) = self.conns.get(&conn) else { return false };
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
         if !c.joined.contains(&thread) && c.joined.len() >= self.config.max_threads_per_conn {
-            self.error(conn, ErrorCode::TooManyThreads, "this connection joined too many threads", request_id);
+            self.error(
+                conn,
+                ErrorCode::TooManyThreads,
+                "this connection joined too many threads",
+                request_id,
+            );
             return false;
         }
         if self.membership(now, user, &thread) != Membership::Member {
@@ -196,9 +246,19 @@ impl Hub {
         state.joiners.insert(conn);
         let last_message_id = state.last_message.clone();
         let members: Vec<UserId> = state.participants.iter().cloned().collect();
-        let participants =
-            members.into_iter().map(|p| Participant { online: self.is_online(&p), user_id: p }).collect();
-        let joined = Joined { thread_id: thread, participants, last_message_id, request_id };
+        let participants = members
+            .into_iter()
+            .map(|p| Participant {
+                online: self.is_online(&p),
+                user_id: p,
+            })
+            .collect();
+        let joined = Joined {
+            thread_id: thread,
+            participants,
+            last_message_id,
+            request_id,
+        };
         self.send_one(conn, &ServerMessage::Joined(joined));
         false
     }
@@ -215,6 +275,8 @@ impl Hub {
 
     /// The credential `conn` acts with: the first one verified on it, if any.
     pub(super) fn conn_credential(&self, conn: ConnId) -> Option<crate::ids::CredentialId> {
-        self.conns.get(&conn).and_then(|c| c.credentials.first().copied())
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.credentials.first().copied())
     }
 }

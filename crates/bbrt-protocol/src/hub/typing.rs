@@ -20,7 +20,8 @@ impl Hub {
         let key = (user.clone(), thread.clone());
         if !typing {
             if self.typing.remove(&key).is_some() {
-                self.timers.cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
+                self.timers
+                    .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
                 self.forward_typing(user, thread, false);
             }
             return;
@@ -33,46 +34,79 @@ impl Hub {
                 true
             }
             None => {
-                self.typing.insert(key, TypingState { last_forwarded: now });
+                self.typing.insert(
+                    key,
+                    TypingState {
+                        last_forwarded: now,
+                    },
+                );
                 true
             }
         };
-        self.timers.set(TimerKey::TypingExpiry(user.clone(), thread.clone()), now + self.config.typing_expiry);
+        self.timers.set(
+            TimerKey::TypingExpiry(user.clone(), thread.clone()),
+            now + self.config.typing_expiry,
+        );
         if forward {
             self.forward_typing(user, thread, true);
         }
     }
 
     pub(super) fn typing_expired(&mut self, _now: Instant, user: UserId, thread: ThreadId) {
-        if self.typing.remove(&(user.clone(), thread.clone())).is_some() {
+        if self
+            .typing
+            .remove(&(user.clone(), thread.clone()))
+            .is_some()
+        {
             self.forward_typing(&user, &thread, false);
         }
     }
 
     /// The user sent a message or went away: they are no longer typing there.
     pub(super) fn stop_typing(&mut self, user: &UserId, thread: &ThreadId) {
-        if self.typing.remove(&(user.clone(), thread.clone())).is_some() {
-            self.timers.cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
+        if self
+            .typing
+            .remove(&(user.clone(), thread.clone()))
+            .is_some()
+        {
+            self.timers
+                .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
             self.forward_typing(user, thread, false);
         }
     }
 
     pub(super) fn typing_user_gone(&mut self, _now: Instant, user: &UserId) {
-        let threads: Vec<ThreadId> =
-            self.typing.keys().filter(|(u, _)| u == user).map(|(_, t)| t.clone()).collect();
+        let threads: Vec<ThreadId> = self
+            .typing
+            .keys()
+            .filter(|(u, _)| u == user)
+            .map(|(_, t)| t.clone())
+            .collect();
         for thread in threads {
             self.stop_typing(user, &thread);
         }
     }
 
     fn forward_typing(&mut self, user: &UserId, thread: &ThreadId, typing: bool) {
-        let others: Vec<UserId> = self.participants(thread).into_iter().filter(|p| p != user).collect();
+        let others: Vec<UserId> = self
+            .participants(thread)
+            .into_iter()
+            .filter(|p| p != user)
+            .collect();
         if others.is_empty() {
             return;
         }
-        let frame = ServerMessage::Typing(TypingEvent { thread_id: thread.clone(), user_id: user.clone(), typing }).encode();
+        let frame = ServerMessage::Typing(TypingEvent {
+            thread_id: thread.clone(),
+            user_id: user.clone(),
+            typing,
+        })
+        .encode();
         let conns = self.conns_of(&others);
         self.deliver(conns, frame.clone());
-        self.publish(BrokerEvent::Deliver { users: others, frame });
+        self.publish(BrokerEvent::Deliver {
+            users: others,
+            frame,
+        });
     }
 }

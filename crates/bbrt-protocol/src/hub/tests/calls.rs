@@ -32,12 +32,21 @@ impl Call {
             sim.drive();
         }
         sim.clear();
-        Self { sim, alice, b1, b2, carol }
+        Self {
+            sim,
+            alice,
+            b1,
+            b2,
+            carol,
+        }
     }
 
     /// alice calls bob; both of bob's devices ring.
     fn ringing(mut self) -> Self {
-        self.sim.send(self.alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
+        self.sim.send(
+            self.alice,
+            json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+        );
         self.sim.drive();
         assert_eq!(self.sim.kinds(self.b1), ["call_initiated"]);
         assert_eq!(self.sim.kinds(self.b2), ["call_initiated"]);
@@ -47,7 +56,8 @@ impl Call {
     /// ... and b1 accepted.
     fn answered(mut self) -> Self {
         self = self.ringing();
-        self.sim.send(self.b1, json!({"type": "call_accepted", "callId": "n1-1"}));
+        self.sim
+            .send(self.b1, json!({"type": "call_accepted", "callId": "n1-1"}));
         self.sim.drive();
         assert_eq!(self.sim.kinds(self.alice), ["call_accepted"]);
         assert_eq!(self.sim.take(self.b1), []);
@@ -66,13 +76,25 @@ fn signal(kind: &str, field: &str, payload: Value, sender: &str, recipient: &str
 
 #[test]
 fn call_initiated_rings_every_device_of_the_callee() {
-    let Call { mut sim, alice, b1, b2, carol } = Call::new();
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "requestId": 1}));
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        carol,
+    } = Call::new();
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     let ring = json!({"type": "call_initiated", "callId": "n1-1", "senderId": "alice", "recipientId": "bob", "threadId": "T"});
     assert_eq!(sim.take_json(b1), [ring.clone()]);
     assert_eq!(sim.take_json(b2), [ring]);
-    assert_eq!(sim.take_json(alice), [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]
+    );
     assert_eq!(sim.take(carol), []);
 }
 
@@ -85,14 +107,29 @@ fn a_device_that_connects_while_ringing_rings_too() {
 
 #[test]
 fn offer_and_early_candidates_go_to_every_ringing_device_byte_for_byte() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
     let sdp = json!({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1"});
-    sim.send(alice, json!({"type": "offer", "offer": sdp, "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": sdp, "recipientId": "bob", "threadId": "T"}),
+    );
     sim.send(alice, json!({"type": "ice-candidate", "candidate": {"candidate": "c1"}, "recipientId": "bob", "threadId": "T"}));
     sim.drive();
     let expected = [
         signal("offer", "offer", sdp.clone(), "alice", "bob"),
-        signal("ice-candidate", "candidate", json!({"candidate": "c1"}), "alice", "bob"),
+        signal(
+            "ice-candidate",
+            "candidate",
+            json!({"candidate": "c1"}),
+            "alice",
+            "bob",
+        ),
     ];
     assert_eq!(sim.take_json(b1), expected);
     assert_eq!(sim.take_json(b2), expected);
@@ -101,13 +138,31 @@ fn offer_and_early_candidates_go_to_every_ringing_device_byte_for_byte() {
     // A ringing device's early candidates go to the caller.
     sim.send(b2, json!({"type": "ice-candidate", "candidate": "c2", "recipientId": "alice", "threadId": "T"}));
     sim.drive();
-    assert_eq!(sim.take_json(alice), [signal("ice-candidate", "candidate", json!("c2"), "bob", "alice")]);
+    assert_eq!(
+        sim.take_json(alice),
+        [signal(
+            "ice-candidate",
+            "candidate",
+            json!("c2"),
+            "bob",
+            "alice"
+        )]
+    );
 }
 
 #[test]
 fn an_offer_without_a_call_is_an_implicit_invite() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new();
-    sim.send(alice, json!({"type": "offer", "offer": "SDP", "recipientId": "bob", "threadId": "T"}));
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new();
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": "SDP", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(b1), ["call_initiated", "offer"]);
     assert_eq!(sim.kinds(b2), ["call_initiated", "offer"]);
@@ -115,25 +170,57 @@ fn an_offer_without_a_call_is_an_implicit_invite() {
 
 #[test]
 fn the_first_device_to_accept_wins_and_the_others_hear_answered_elsewhere() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
-    sim.send(b1, json!({"type": "call_accepted", "callId": "n1-1", "requestId": 1}));
-    sim.send(b2, json!({"type": "call_accepted", "callId": "n1-1", "requestId": 2}));
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.send(
+        b1,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 1}),
+    );
+    sim.send(
+        b2,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 2}),
+    );
     sim.drive();
     assert_eq!(
         sim.take_json(alice),
-        [json!({"type": "call_accepted", "callId": "n1-1", "senderId": "bob", "recipientId": "alice", "threadId": "T"})]
+        [
+            json!({"type": "call_accepted", "callId": "n1-1", "senderId": "bob", "recipientId": "alice", "threadId": "T"})
+        ]
     );
-    assert_eq!(sim.take_json(b1), [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]);
+    assert_eq!(
+        sim.take_json(b1),
+        [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]
+    );
     let b2_frames = sim.take_json(b2);
     assert_eq!(b2_frames[0], ended("answered_elsewhere"));
-    assert_eq!((b2_frames[1]["code"].as_str(), b2_frames[1]["requestId"].as_i64()), (Some("not_in_call"), Some(2)));
+    assert_eq!(
+        (
+            b2_frames[1]["code"].as_str(),
+            b2_frames[1]["requestId"].as_i64()
+        ),
+        (Some("not_in_call"), Some(2))
+    );
     assert_eq!(b2_frames.len(), 2);
 }
 
 #[test]
 fn an_answer_accepts_the_call_and_reaches_the_caller() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
-    sim.send(b2, json!({"type": "answer", "answer": {"sdp": "A"}, "recipientId": "alice", "threadId": "T"}));
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.send(
+        b2,
+        json!({"type": "answer", "answer": {"sdp": "A"}, "recipientId": "alice", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["call_accepted", "answer"]);
     assert_eq!(sim.take_json(b1), [ended("answered_elsewhere")]);
@@ -142,17 +229,41 @@ fn an_answer_accepts_the_call_and_reaches_the_caller() {
 
 #[test]
 fn after_the_answer_signaling_flows_only_between_the_bound_devices() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().answered();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().answered();
     // A renegotiation: an offer inside the call is neither a new call nor busy.
-    sim.send(alice, json!({"type": "offer", "offer": "RENEGOTIATE", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": "RENEGOTIATE", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
-    assert_eq!(sim.take_json(b1), [signal("offer", "offer", json!("RENEGOTIATE"), "alice", "bob")]);
+    assert_eq!(
+        sim.take_json(b1),
+        [signal(
+            "offer",
+            "offer",
+            json!("RENEGOTIATE"),
+            "alice",
+            "bob"
+        )]
+    );
     assert_eq!(sim.take(b2), []);
     assert_eq!(sim.take(alice), []);
 
-    sim.send(b1, json!({"type": "answer", "answer": "A2", "recipientId": "alice", "threadId": "T"}));
+    sim.send(
+        b1,
+        json!({"type": "answer", "answer": "A2", "recipientId": "alice", "threadId": "T"}),
+    );
     sim.drive();
-    assert_eq!(sim.take_json(alice), [signal("answer", "answer", json!("A2"), "bob", "alice")]);
+    assert_eq!(
+        sim.take_json(alice),
+        [signal("answer", "answer", json!("A2"), "bob", "alice")]
+    );
 
     sim.send(b2, json!({"type": "ice-candidate", "candidate": "x", "recipientId": "alice", "threadId": "T", "requestId": 5}));
     sim.drive();
@@ -162,7 +273,13 @@ fn after_the_answer_signaling_flows_only_between_the_bound_devices() {
 
 #[test]
 fn a_reject_stops_ringing_everywhere() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
     sim.send(b2, json!({"type": "call_rejected", "callId": "n1-1"}));
     sim.drive();
     for conn in [alice, b1, b2] {
@@ -172,8 +289,17 @@ fn a_reject_stops_ringing_everywhere() {
 
 #[test]
 fn the_caller_may_cancel_before_an_answer() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
-    sim.send(alice, json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}));
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.send(
+        alice,
+        json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     for conn in [alice, b1, b2] {
         assert_eq!(sim.take_json(conn), [ended("cancelled")]);
@@ -182,7 +308,13 @@ fn the_caller_may_cancel_before_an_answer() {
 
 #[test]
 fn a_bound_device_hangs_up() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().answered();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().answered();
     sim.send(b1, json!({"type": "call_ended", "callId": "n1-1"}));
     sim.drive();
     assert_eq!(sim.take_json(alice), [ended("hangup")]);
@@ -192,7 +324,13 @@ fn a_bound_device_hangs_up() {
 
 #[test]
 fn nobody_answering_ends_the_call_at_the_ring_timeout() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::with(|c| c.ring_timeout = secs(5)).ringing();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::with(|c| c.ring_timeout = secs(5)).ringing();
     sim.drive_for(ms(4999));
     assert_eq!(sim.take(alice), []);
     sim.drive_for(ms(1));
@@ -210,9 +348,14 @@ fn an_answered_call_does_not_time_out() {
 
 #[test]
 fn a_callee_in_another_call_is_busy() {
-    let Call { mut sim, b1, carol, .. } = Call::new().answered();
+    let Call {
+        mut sim, b1, carol, ..
+    } = Call::new().answered();
     sim.site_thread("U", &["bob", "carol"]);
-    sim.send(carol, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "U", "requestId": 1}));
+    sim.send(
+        carol,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "U", "requestId": 1}),
+    );
     sim.drive();
     assert_eq!(
         sim.take_json(carol),
@@ -226,9 +369,18 @@ fn a_callee_in_another_call_is_busy() {
 
 #[test]
 fn glare_keeps_the_call_with_the_lesser_id() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new().ringing();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
     // bob calls alice back while alice's n1-1 rings: his would be n1-2, the greater.
-    sim.send(b1, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 1}));
+    sim.send(
+        b1,
+        json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     assert_eq!(
         sim.take_json(b1),
@@ -245,21 +397,45 @@ fn glare_keeps_the_call_with_the_lesser_id() {
 
 #[test]
 fn glare_ends_the_ringing_call_when_the_new_one_is_lesser() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::new();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new();
     // Eight calls come and go, so alice's next is n1-9 and bob's call back n1-10, which
     // sorts first: ids compare as strings, the same on every node.
     for _ in 0..8 {
-        sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
-        sim.send(alice, json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}));
+        sim.send(
+            alice,
+            json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+        );
+        sim.send(
+            alice,
+            json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}),
+        );
     }
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     sim.clear();
-    sim.send(b1, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 1}));
+    sim.send(
+        b1,
+        json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     let glare = json!({"type": "call_ended", "callId": "n1-9", "threadId": "T", "reason": "glare"});
     assert_eq!(sim.take_json(b2), [glare.clone()]);
-    assert_eq!(sim.take_json(b1), [glare.clone(), json!({"type": "ack", "callId": "n1-10", "requestId": 1})]);
+    assert_eq!(
+        sim.take_json(b1),
+        [
+            glare.clone(),
+            json!({"type": "ack", "callId": "n1-10", "requestId": 1})
+        ]
+    );
     let alice_frames = sim.take_json(alice);
     assert_eq!(alice_frames[0], glare);
     assert_eq!(alice_frames[1]["type"], "call_initiated");
@@ -268,10 +444,15 @@ fn glare_ends_the_ringing_call_when_the_new_one_is_lesser() {
 
 #[test]
 fn a_client_chosen_call_id_is_replaced_by_the_servers_and_still_finds_the_call() {
-    let Call { mut sim, alice, b1, .. } = Call::new();
+    let Call {
+        mut sim, alice, b1, ..
+    } = Call::new();
     sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "callId": "mine", "requestId": 1}));
     sim.drive();
-    assert_eq!(sim.take_json(alice), [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]
+    );
     sim.send(alice, json!({"type": "offer", "offer": "O", "recipientId": "bob", "threadId": "T", "callId": "mine"}));
     sim.drive();
     assert_eq!(sim.take_json(b1)[1]["callId"], "n1-1");
@@ -279,7 +460,9 @@ fn a_client_chosen_call_id_is_replaced_by_the_servers_and_still_finds_the_call()
 
 #[test]
 fn a_bound_device_that_disconnects_ends_the_call_after_the_grace() {
-    let Call { mut sim, alice, b1, .. } = Call::with(|c| c.call_grace = secs(3)).answered();
+    let Call {
+        mut sim, alice, b1, ..
+    } = Call::with(|c| c.call_grace = secs(3)).answered();
     sim.close(b1);
     sim.drive_for(ms(2999));
     assert_eq!(sim.take(alice), []);
@@ -289,16 +472,34 @@ fn a_bound_device_that_disconnects_ends_the_call_after_the_grace() {
 
 #[test]
 fn a_reconnect_within_the_grace_rebinds_the_call() {
-    let Call { mut sim, alice, b1, b2, .. } = Call::with(|c| c.call_grace = secs(3)).answered();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::with(|c| c.call_grace = secs(3)).answered();
     sim.close(b1);
     sim.drive_for(secs(1));
     let b3 = sim.connect("bob");
     sim.send(b3, json!({"type": "ice-candidate", "candidate": "again", "callId": "n1-1", "recipientId": "alice"}));
     sim.drive();
-    assert_eq!(sim.take_json(alice), [signal("ice-candidate", "candidate", json!("again"), "bob", "alice")]);
+    assert_eq!(
+        sim.take_json(alice),
+        [signal(
+            "ice-candidate",
+            "candidate",
+            json!("again"),
+            "bob",
+            "alice"
+        )]
+    );
     sim.drive_for(secs(10));
     assert_eq!(sim.take(alice), [], "the call survived the grace");
-    sim.send(alice, json!({"type": "offer", "offer": "R", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": "R", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(b3), ["offer"]);
     assert_eq!(sim.take(b2), []);
@@ -306,7 +507,9 @@ fn a_reconnect_within_the_grace_rebinds_the_call() {
 
 #[test]
 fn the_peer_is_whichever_of_recipient_and_sender_is_not_the_sender() {
-    let Call { mut sim, alice, b1, .. } = Call::new();
+    let Call {
+        mut sim, alice, b1, ..
+    } = Call::new();
     // The seed's own server routed by `senderId`: the peer may sit in either field.
     sim.send(alice, json!({"type": "call_initiated", "senderId": "bob", "recipientId": "alice", "threadId": "T"}));
     sim.drive();
@@ -318,7 +521,13 @@ fn the_peer_is_whichever_of_recipient_and_sender_is_not_the_sender() {
 
 #[test]
 fn a_sender_id_never_makes_you_someone_else() {
-    let Call { mut sim, alice, b1, carol, .. } = Call::new().ringing();
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        carol,
+        ..
+    } = Call::new().ringing();
     // carol claims to be alice to inject a candidate into alice's call.
     sim.send(carol, json!({"type": "ice-candidate", "candidate": "evil", "senderId": "alice", "recipientId": "bob", "threadId": "T", "callId": "n1-1", "requestId": 1}));
     sim.drive();
@@ -329,12 +538,23 @@ fn a_sender_id_never_makes_you_someone_else() {
 
 #[test]
 fn calling_a_non_participant_is_refused() {
-    let Call { mut sim, alice, carol, .. } = Call::new();
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "carol", "threadId": "T", "requestId": 1}));
+    let Call {
+        mut sim,
+        alice,
+        carol,
+        ..
+    } = Call::new();
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "carol", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(alice, "forbidden", Some(1));
     assert_eq!(sim.take(carol), []);
-    sim.send(carol, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 2}));
+    sim.send(
+        carol,
+        json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T", "requestId": 2}),
+    );
     sim.drive();
     sim.expect_error(carol, "forbidden", Some(2));
     assert_eq!(sim.take(alice), []);
@@ -343,7 +563,10 @@ fn calling_a_non_participant_is_refused() {
 #[test]
 fn calling_an_offline_participant_is_recipient_offline() {
     let Call { mut sim, alice, .. } = Call::new();
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "dave", "threadId": "T", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "dave", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(alice, "recipient_offline", Some(1));
     sim.send(alice, json!({"type": "answer", "answer": "A", "recipientId": "dave", "threadId": "T", "requestId": 2}));
@@ -359,14 +582,20 @@ fn invites_are_rate_limited_per_user() {
     let Call { mut sim, alice, .. } = Call::with(|c| c.invites_per_minute = 2);
     for rid in 1..=3 {
         sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "requestId": rid}));
-        sim.send(alice, json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}));
+        sim.send(
+            alice,
+            json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}),
+        );
         sim.drive();
     }
     let frames = sim.take_json(alice);
     let third = frames.iter().find(|f| f["requestId"] == 3).unwrap();
     assert_eq!(third["code"], "rate_limited", "{frames:#?}");
     sim.drive_for(secs(61));
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "requestId": 4}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T", "requestId": 4}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["ack"]);
 }

@@ -23,7 +23,10 @@ fn two_nodes() -> (Sim, ConnId, ConnId, ConnId) {
 fn a_message_reaches_participants_on_every_node_once() {
     let (mut sim, alice, alice2, bob) = two_nodes();
     let carol = sim.connect_on(1, "carol");
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "across", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "across", "requestId": 1}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["message", "ack"]);
     assert_eq!(sim.kinds(alice2), ["message"]);
@@ -36,8 +39,15 @@ fn typing_and_read_cross_nodes_with_their_recipient_rules() {
     let (mut sim, alice, alice2, bob) = two_nodes();
     sim.send(alice, json!({"type": "typing", "threadId": "T"}));
     sim.drive();
-    assert_eq!(sim.take_json(bob), [json!({"type": "typing", "threadId": "T", "userId": "alice", "typing": true})]);
-    assert_eq!(sim.take(alice2), [], "not the typist's other devices, on any node");
+    assert_eq!(
+        sim.take_json(bob),
+        [json!({"type": "typing", "threadId": "T", "userId": "alice", "typing": true})]
+    );
+    assert_eq!(
+        sim.take(alice2),
+        [],
+        "not the typist's other devices, on any node"
+    );
 
     sim.send(bob, json!({"type": "mark_read", "threadId": "T"}));
     sim.drive();
@@ -54,11 +64,17 @@ fn presence_crosses_nodes_and_the_online_sets_agree() {
     assert_eq!(sim.online(1), ["alice", "bob"]);
     sim.close(bob);
     sim.drive();
-    assert_eq!(sim.take_json(alice), [json!({"type": "user_disconnected", "userId": "bob"})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "user_disconnected", "userId": "bob"})]
+    );
     assert_eq!(sim.online(0), ["alice"]);
     let _bob = sim.connect_on(1, "bob");
     sim.drive();
-    assert_eq!(sim.take_json(alice), [json!({"type": "user_connected", "userId": "bob"})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "user_connected", "userId": "bob"})]
+    );
     assert_eq!(sim.online(0), ["alice", "bob"]);
 }
 
@@ -71,7 +87,10 @@ fn a_user_online_on_two_nodes_stays_online_until_the_last_connection_closes() {
     assert_eq!(sim.online(0), ["alice", "bob"]);
     sim.close(alice2);
     sim.drive();
-    assert_eq!(sim.take_json(bob), [json!({"type": "user_disconnected", "userId": "alice"})]);
+    assert_eq!(
+        sim.take_json(bob),
+        [json!({"type": "user_disconnected", "userId": "alice"})]
+    );
     assert_eq!(sim.online(0), ["bob"]);
     assert_eq!(sim.online(1), ["bob"]);
 }
@@ -82,8 +101,15 @@ fn a_lost_node_takes_its_users_offline_elsewhere() {
     let _dave = sim.connect_on(1, "dave");
     sim.node_down(1);
     sim.drive();
-    assert_eq!(sim.online(0), ["alice"], "alice2 and bob and dave were on n2");
-    assert_eq!(sim.take_json(alice), [json!({"type": "user_disconnected", "userId": "bob"})]);
+    assert_eq!(
+        sim.online(0),
+        ["alice"],
+        "alice2 and bob and dave were on n2"
+    );
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "user_disconnected", "userId": "bob"})]
+    );
 }
 
 #[test]
@@ -111,8 +137,14 @@ fn call_across() -> (Sim, ConnId, ConnId, ConnId) {
     sim.send(alice, json!({"type": "join_thread", "threadId": "T"}));
     sim.drive();
     sim.clear();
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
-    sim.send(alice, json!({"type": "offer", "offer": "SDP", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": "SDP", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(b1), ["call_initiated", "offer"]);
     assert_eq!(sim.kinds(b2), ["call_initiated", "offer"]);
@@ -122,24 +154,36 @@ fn call_across() -> (Sim, ConnId, ConnId, ConnId) {
 #[test]
 fn a_call_rings_devices_on_both_nodes_and_binds_the_remote_winner() {
     let (mut sim, alice, b1, b2) = call_across();
-    sim.send(b2, json!({"type": "answer", "answer": "A", "recipientId": "alice", "threadId": "T"}));
+    sim.send(
+        b2,
+        json!({"type": "answer", "answer": "A", "recipientId": "alice", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["call_accepted", "answer"]);
     assert_eq!(
         sim.take_json(b1),
-        [json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "answered_elsewhere"})]
+        [
+            json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "answered_elsewhere"})
+        ]
     );
     assert_eq!(sim.take(b2), []);
 
-    sim.send(alice, json!({"type": "offer", "offer": "RENEGOTIATE", "recipientId": "bob", "threadId": "T"}));
-    sim.send(alice, json!({"type": "ice-candidate", "candidate": "c", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "offer", "offer": "RENEGOTIATE", "recipientId": "bob", "threadId": "T"}),
+    );
+    sim.send(
+        alice,
+        json!({"type": "ice-candidate", "candidate": "c", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(b2), ["offer", "ice-candidate"]);
     assert_eq!(sim.take(b1), []);
 
     sim.send(alice, json!({"type": "call_ended", "callId": "n1-1"}));
     sim.drive();
-    let hangup = json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "hangup"});
+    let hangup =
+        json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "hangup"});
     assert_eq!(sim.take_json(b2), [hangup.clone()]);
     assert_eq!(sim.take_json(alice), [hangup]);
     assert_eq!(sim.take(b1), []);
@@ -149,13 +193,23 @@ fn a_call_rings_devices_on_both_nodes_and_binds_the_remote_winner() {
 #[test]
 fn simultaneous_accepts_on_two_nodes_have_one_winner() {
     let (mut sim, alice, b1, b2) = call_across();
-    sim.send(b1, json!({"type": "call_accepted", "callId": "n1-1", "requestId": 1}));
-    sim.send(b2, json!({"type": "call_accepted", "callId": "n1-1", "requestId": 2}));
+    sim.send(
+        b1,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 1}),
+    );
+    sim.send(
+        b2,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 2}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["call_accepted"]);
     let b1_kinds = sim.kinds(b1);
     let b2_kinds = sim.kinds(b2);
-    assert_eq!(b1_kinds, ["ack"], "n1's claim reached the coordinator first");
+    assert_eq!(
+        b1_kinds,
+        ["ack"],
+        "n1's claim reached the coordinator first"
+    );
     assert_eq!(b2_kinds, ["call_ended", "error"]);
 }
 
@@ -175,7 +229,10 @@ fn the_callers_ring_timeout_ends_the_call_on_every_node() {
     sim.site_thread("T", &["alice", "bob"]);
     let alice = sim.connect_on(0, "alice");
     let bob = sim.connect_on(1, "bob");
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive_for(secs(6));
     assert_eq!(sim.kinds(alice), ["call_ended"]);
     assert_eq!(sim.kinds(bob), ["call_initiated", "call_ended"]);
@@ -188,8 +245,14 @@ fn glare_across_nodes_keeps_one_call() {
     let alice = sim.connect_on(0, "alice");
     let bob = sim.connect_on(1, "bob");
     // Both call before either node heard of the other's call.
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
-    sim.send(bob, json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
+    sim.send(
+        bob,
+        json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T"}),
+    );
     sim.drive();
     let alice_frames = sim.take_json(alice);
     let bob_frames = sim.take_json(bob);
@@ -214,7 +277,9 @@ fn a_lost_node_ends_the_calls_of_its_devices() {
     sim.drive();
     assert_eq!(
         sim.take_json(alice),
-        [json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "disconnected"})]
+        [
+            json!({"type": "call_ended", "callId": "n1-1", "threadId": "T", "reason": "disconnected"})
+        ]
     );
 }
 
@@ -224,7 +289,10 @@ fn a_bound_device_reconnecting_on_another_node_within_the_grace_keeps_the_call()
     sim.site_thread("T", &["alice", "bob"]);
     let alice = sim.connect_on(0, "alice");
     let b1 = sim.connect_on(0, "bob");
-    sim.send(alice, json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}));
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
     sim.drive();
     sim.send(b1, json!({"type": "call_accepted", "callId": "n1-1"}));
     sim.drive();
@@ -234,7 +302,11 @@ fn a_bound_device_reconnecting_on_another_node_within_the_grace_keeps_the_call()
     let b2 = sim.connect_on(1, "bob");
     sim.send(b2, json!({"type": "ice-candidate", "candidate": "back", "callId": "n1-1", "recipientId": "alice"}));
     sim.drive_for(secs(10));
-    assert_eq!(sim.kinds(alice), ["ice-candidate"], "the call survived the grace");
+    assert_eq!(
+        sim.kinds(alice),
+        ["ice-candidate"],
+        "the call survived the grace"
+    );
     assert_eq!(sim.take(b2), []);
 }
 
@@ -253,8 +325,22 @@ fn the_same_client_call_id_on_two_nodes_never_crosses_calls() {
     sim.drive();
     let bob_frames = sim.take_json(bob);
     let dave_frames = sim.take_json(dave);
-    assert_eq!(bob_frames.iter().filter(|f| f["type"] == "offer").map(|f| f["offer"].clone()).collect::<Vec<_>>(), [json!("FOR_BOB")]);
-    assert_eq!(dave_frames.iter().filter(|f| f["type"] == "offer").map(|f| f["offer"].clone()).collect::<Vec<_>>(), [json!("FOR_DAVE")]);
+    assert_eq!(
+        bob_frames
+            .iter()
+            .filter(|f| f["type"] == "offer")
+            .map(|f| f["offer"].clone())
+            .collect::<Vec<_>>(),
+        [json!("FOR_BOB")]
+    );
+    assert_eq!(
+        dave_frames
+            .iter()
+            .filter(|f| f["type"] == "offer")
+            .map(|f| f["offer"].clone())
+            .collect::<Vec<_>>(),
+        [json!("FOR_DAVE")]
+    );
     assert_eq!(bob_frames[0]["callId"], "n1-1");
     assert_eq!(dave_frames[0]["callId"], "n2-1");
 }

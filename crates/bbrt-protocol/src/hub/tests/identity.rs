@@ -9,14 +9,23 @@ use crate::api::SiteErrorKind;
 fn a_connection_is_anonymous_until_it_identifies() {
     let mut sim = Sim::new();
     let anon = sim.open();
-    sim.send(anon, json!({"type": "join_thread", "threadId": "T", "requestId": 1}));
+    sim.send(
+        anon,
+        json!({"type": "join_thread", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(anon, "unauthenticated", Some(1));
     assert_eq!(sim.hub(0).user_of(anon), None);
 
-    sim.send(anon, json!({"type": "user_connected", "userId": "alice", "requestId": 2}));
+    sim.send(
+        anon,
+        json!({"type": "user_connected", "userId": "alice", "requestId": 2}),
+    );
     sim.drive();
-    assert_eq!(sim.take_json(anon), [json!({"type": "ack", "requestId": 2})]);
+    assert_eq!(
+        sim.take_json(anon),
+        [json!({"type": "ack", "requestId": 2})]
+    );
     assert_eq!(sim.hub(0).user_of(anon), Some(&uid("alice")));
     assert_eq!(sim.online(0), ["alice"]);
 }
@@ -26,11 +35,21 @@ fn frames_sent_while_verifying_wait_in_order_and_are_replayed() {
     let mut sim = Sim::new();
     sim.site_latency("verify", ms(500));
     let alice = sim.open_on(0, ip(1), Some("dev:alice"));
-    sim.send(alice, json!({"type": "join_thread", "threadId": "T", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "join_thread", "threadId": "T", "requestId": 1}),
+    );
     sim.send(alice, json!({"type": "ping", "requestId": 2}));
-    sim.send(alice, json!({"type": "typing", "threadId": "T", "requestId": 3}));
+    sim.send(
+        alice,
+        json!({"type": "typing", "threadId": "T", "requestId": 3}),
+    );
     sim.drive_for(ms(400));
-    assert_eq!(sim.take(alice), [], "nothing is answered before the site verified the credential");
+    assert_eq!(
+        sim.take(alice),
+        [],
+        "nothing is answered before the site verified the credential"
+    );
 
     sim.drive();
     assert_eq!(
@@ -48,11 +67,20 @@ fn the_queue_behind_a_verification_is_bounded_and_each_overflow_gets_queue_full(
     let mut sim = Sim::with(|c| c.max_queued_per_conn = 2);
     sim.site_latency("verify", ms(500));
     let alice = sim.open();
-    sim.send(alice, json!({"type": "user_connected", "userId": "alice", "token": "dev:alice", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "user_connected", "userId": "alice", "token": "dev:alice", "requestId": 1}),
+    );
     for rid in 2..=5 {
         sim.send(alice, json!({"type": "ping", "requestId": rid}));
     }
-    assert_eq!(sim.errors(alice), [("queue_full".into(), Some(4)), ("queue_full".into(), Some(5))]);
+    assert_eq!(
+        sim.errors(alice),
+        [
+            ("queue_full".into(), Some(4)),
+            ("queue_full".into(), Some(5))
+        ]
+    );
     sim.drive();
     assert_eq!(
         sim.take_json(alice),
@@ -72,7 +100,13 @@ fn the_queue_behind_an_upgrade_credential_has_the_same_bound() {
     for rid in 1..=4 {
         sim.send(alice, json!({"type": "ping", "requestId": rid}));
     }
-    assert_eq!(sim.errors(alice), [("queue_full".into(), Some(3)), ("queue_full".into(), Some(4))]);
+    assert_eq!(
+        sim.errors(alice),
+        [
+            ("queue_full".into(), Some(3)),
+            ("queue_full".into(), Some(4))
+        ]
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["pong", "pong"]);
 }
@@ -83,15 +117,30 @@ fn a_refused_credential_answers_every_queued_frame_once() {
     sim.site_latency("verify", ms(300));
     let conn = sim.open();
     // Not a dev: token and not a valid user id: the embedded site refuses it.
-    sim.send(conn, json!({"type": "user_connected", "userId": "alice", "token": "bad/token", "requestId": 1}));
-    sim.send(conn, json!({"type": "join_thread", "threadId": "T", "requestId": 2}));
-    sim.send(conn, json!({"type": "typing", "threadId": "T", "requestId": 3}));
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "alice", "token": "bad/token", "requestId": 1}),
+    );
+    sim.send(
+        conn,
+        json!({"type": "join_thread", "threadId": "T", "requestId": 2}),
+    );
+    sim.send(
+        conn,
+        json!({"type": "typing", "threadId": "T", "requestId": 3}),
+    );
     sim.send(conn, json!({"type": "ping", "requestId": 4}));
     sim.drive();
     let frames = sim.take_json(conn);
     let answers: Vec<(&str, &str, i64)> = frames
         .iter()
-        .map(|f| (f["type"].as_str().unwrap(), f["code"].as_str().unwrap_or(""), f["requestId"].as_i64().unwrap()))
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap(),
+                f["code"].as_str().unwrap_or(""),
+                f["requestId"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         answers,
@@ -102,11 +151,17 @@ fn a_refused_credential_answers_every_queued_frame_once() {
             ("pong", "", 4),
         ]
     );
-    assert!(sim.closed(conn).is_none(), "a refused frame credential does not close the connection");
+    assert!(
+        sim.closed(conn).is_none(),
+        "a refused frame credential does not close the connection"
+    );
     assert_eq!(sim.api_count("verify"), 1);
 
     // The same credential again is refused without asking the site.
-    sim.send(conn, json!({"type": "user_connected", "userId": "alice", "token": "bad/token", "requestId": 5}));
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "alice", "token": "bad/token", "requestId": 5}),
+    );
     sim.drive();
     sim.expect_error(conn, "unauthenticated", Some(5));
     assert_eq!(sim.api_count("verify"), 1);
@@ -141,13 +196,19 @@ fn an_unavailable_site_at_upgrade_leaves_the_connection_open_and_anonymous() {
 fn user_id_must_match_the_verified_user() {
     let mut sim = Sim::new();
     let conn = sim.open();
-    sim.send(conn, json!({"type": "user_connected", "userId": "bob", "token": "dev:alice", "requestId": 1}));
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "bob", "token": "dev:alice", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(conn, "identity_mismatch", Some(1));
     assert_eq!(sim.hub(0).user_of(conn), None);
 
     let alice = sim.connect("alice");
-    sim.send(alice, json!({"type": "user_connected", "userId": "mallory", "requestId": 2}));
+    sim.send(
+        alice,
+        json!({"type": "user_connected", "userId": "mallory", "requestId": 2}),
+    );
     sim.drive();
     sim.expect_error(alice, "identity_mismatch", Some(2));
     assert_eq!(sim.hub(0).user_of(alice), Some(&uid("alice")));
@@ -169,14 +230,21 @@ fn credentials_are_verified_again_at_their_ttl_and_a_revoked_one_closes_with_400
     assert_eq!(sim.api_count("verify"), 3);
 
     sim.drive_for(secs(61));
-    assert_eq!(sim.api_count("verify"), 5, "each credential in use is verified again once");
+    assert_eq!(
+        sim.api_count("verify"),
+        5,
+        "each credential in use is verified again once"
+    );
     assert!(sim.closed(phone).is_none());
 
     sim.revoke_token("tok-alice");
     sim.drive_for(secs(61));
     assert_eq!(sim.close_code(phone), Some(4001));
     assert_eq!(sim.close_code(laptop), Some(4001));
-    assert!(sim.closed(other).is_none(), "another credential is unaffected");
+    assert!(
+        sim.closed(other).is_none(),
+        "another credential is unaffected"
+    );
     assert_eq!(sim.online(0), ["alice"]);
 }
 
@@ -189,7 +257,11 @@ fn a_site_outage_during_reverification_keeps_the_connection() {
     sim.drive_for(secs(61));
     assert!(sim.closed(alice).is_none());
     sim.drive_for(secs(7));
-    assert_eq!(sim.api_count("verify"), 3, "asked again soon after the outage");
+    assert_eq!(
+        sim.api_count("verify"),
+        3,
+        "asked again soon after the outage"
+    );
 }
 
 #[test]
@@ -198,7 +270,10 @@ fn a_user_may_hold_a_bounded_number_of_connections() {
     let a1 = sim.connect("alice");
     let a2 = sim.connect("alice");
     let a3 = sim.open();
-    sim.send(a3, json!({"type": "user_connected", "userId": "alice", "requestId": 1}));
+    sim.send(
+        a3,
+        json!({"type": "user_connected", "userId": "alice", "requestId": 1}),
+    );
     sim.drive();
     let frames = sim.take_json(a3);
     assert_eq!(frames[0]["code"], "too_many_connections");
@@ -251,7 +326,10 @@ fn a_real_site_refuses_a_bare_user_id() {
     let mut sim = Sim::new();
     sim.site.real = true;
     let conn = sim.open();
-    sim.send(conn, json!({"type": "user_connected", "userId": "alice", "requestId": 1}));
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "alice", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(conn, "unauthenticated", Some(1));
     assert_eq!(sim.hub(0).user_of(conn), None);

@@ -13,7 +13,10 @@ fn ping_gets_pong_identified_or_not() {
     sim.send(alice, json!({"type": "ping", "requestId": "p1"}));
     sim.drive();
     assert_eq!(sim.take_json(anonymous), [json!({"type": "pong"})]);
-    assert_eq!(sim.take_json(alice), [json!({"type": "pong", "requestId": "p1"})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "pong", "requestId": "p1"})]
+    );
 }
 
 #[test]
@@ -23,7 +26,10 @@ fn bad_frames_get_an_error_and_keep_the_connection() {
     sim.send_text(alice, "not json");
     sim.send(alice, json!({"type": "dance", "requestId": 1}));
     sim.send(alice, json!({"type": "join_thread", "requestId": 2}));
-    sim.send(alice, json!({"type": "join_thread", "threadId": "bad id", "requestId": 3}));
+    sim.send(
+        alice,
+        json!({"type": "join_thread", "threadId": "bad id", "requestId": 3}),
+    );
     sim.send(alice, json!([1, 2]));
     sim.drive();
     assert_eq!(
@@ -58,11 +64,19 @@ fn a_flood_is_rate_limited_then_closed_with_4008() {
     }
     assert_eq!(
         sim.errors(alice),
-        [("rate_limited".into(), Some(6)), ("rate_limited".into(), Some(7)), ("rate_limited".into(), Some(8))]
+        [
+            ("rate_limited".into(), Some(6)),
+            ("rate_limited".into(), Some(7)),
+            ("rate_limited".into(), Some(8))
+        ]
     );
     sim.drive_for(ms(100));
     sim.send(alice, json!({"type": "ping", "requestId": 9}));
-    assert_eq!(sim.kinds(alice), ["pong"], "the bucket refills at the sustained rate");
+    assert_eq!(
+        sim.kinds(alice),
+        ["pong"],
+        "the bucket refills at the sustained rate"
+    );
     for rid in 10..=13 {
         sim.send(alice, json!({"type": "ping", "requestId": rid}));
     }
@@ -76,18 +90,38 @@ fn a_connection_may_join_a_bounded_number_of_threads() {
     let mut sim = Sim::with(|c| c.max_threads_per_conn = 2);
     let alice = sim.connect("alice");
     for (rid, thread) in [(1, "A"), (2, "B"), (3, "C"), (4, "A")] {
-        sim.send(alice, json!({"type": "join_thread", "threadId": thread, "requestId": rid}));
+        sim.send(
+            alice,
+            json!({"type": "join_thread", "threadId": thread, "requestId": rid}),
+        );
         sim.drive();
     }
     let answers: Vec<(String, String)> = sim
         .take_json(alice)
         .iter()
-        .map(|f| (f["type"].as_str().unwrap().to_owned(), f["code"].as_str().unwrap_or("").to_owned()))
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap().to_owned(),
+                f["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
-    let expected = [("joined", ""), ("joined", ""), ("error", "too_many_threads"), ("joined", "")];
-    assert_eq!(answers, expected.map(|(a, b)| (a.to_owned(), b.to_owned())), "joining again is fine");
+    let expected = [
+        ("joined", ""),
+        ("joined", ""),
+        ("error", "too_many_threads"),
+        ("joined", ""),
+    ];
+    assert_eq!(
+        answers,
+        expected.map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "joining again is fine"
+    );
     sim.send(alice, json!({"type": "leave_thread", "threadId": "A"}));
-    sim.send(alice, json!({"type": "join_thread", "threadId": "C", "requestId": 5}));
+    sim.send(
+        alice,
+        json!({"type": "join_thread", "threadId": "C", "requestId": 5}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(alice), ["joined"]);
 }
@@ -98,7 +132,10 @@ fn joining_a_thread_the_site_refuses_is_forbidden() {
     sim.site.real = true;
     sim.site_thread("T", &["bob"]);
     let mallory = sim.open_on(0, ip(1), Some("dev:mallory"));
-    sim.send(mallory, json!({"type": "join_thread", "threadId": "T", "requestId": 1}));
+    sim.send(
+        mallory,
+        json!({"type": "join_thread", "threadId": "T", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(mallory, "forbidden", Some(1));
 }

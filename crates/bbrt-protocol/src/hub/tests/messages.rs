@@ -21,7 +21,10 @@ fn nothing_is_delivered_or_acked_before_the_site_stored_the_message() {
     let mut sim = Sim::new();
     let (alice, bob) = alice_and_bob_in_t(&mut sim);
     sim.site_latency("send", ms(500));
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 1}),
+    );
     sim.drive_for(ms(499));
     assert_eq!(sim.take(alice), []);
     assert_eq!(sim.take(bob), []);
@@ -34,7 +37,10 @@ fn nothing_is_delivered_or_acked_before_the_site_stored_the_message() {
 fn a_client_message_id_alone_asks_for_an_ack_and_is_echoed() {
     let mut sim = Sim::new();
     let (alice, bob) = alice_and_bob_in_t(&mut sim);
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "hi", "clientMessageId": "c-1"}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "hi", "clientMessageId": "c-1"}),
+    );
     sim.drive();
     let message = json!({
         "type": "message", "id": "1", "threadId": "T", "senderId": "alice", "message": "hi",
@@ -42,7 +48,10 @@ fn a_client_message_id_alone_asks_for_an_ack_and_is_echoed() {
     });
     assert_eq!(
         sim.take_json(alice),
-        [message.clone(), json!({"type": "ack", "clientMessageId": "c-1", "id": "1", "threadId": "T"})]
+        [
+            message.clone(),
+            json!({"type": "ack", "clientMessageId": "c-1", "id": "1", "threadId": "T"})
+        ]
     );
     assert_eq!(sim.take_json(bob), [message]);
 }
@@ -50,19 +59,47 @@ fn a_client_message_id_alone_asks_for_an_ack_and_is_echoed() {
 #[test]
 fn site_errors_become_typed_error_codes() {
     let cases = [
-        (SiteErrorKind::Forbidden, "bp_rest_authorization_required", "forbidden", false),
-        (SiteErrorKind::Refused, "bp_rest_messages_create_failed", "refused", false),
-        (SiteErrorKind::Unavailable, "timeout", "site_unavailable", true),
-        (SiteErrorKind::Invalid, "bp_rest_invalid_param", "invalid", false),
+        (
+            SiteErrorKind::Forbidden,
+            "bp_rest_authorization_required",
+            "forbidden",
+            false,
+        ),
+        (
+            SiteErrorKind::Refused,
+            "bp_rest_messages_create_failed",
+            "refused",
+            false,
+        ),
+        (
+            SiteErrorKind::Unavailable,
+            "timeout",
+            "site_unavailable",
+            true,
+        ),
+        (
+            SiteErrorKind::Invalid,
+            "bp_rest_invalid_param",
+            "invalid",
+            false,
+        ),
         (SiteErrorKind::Invalid, "invalid_id", "invalid_id", false),
-        (SiteErrorKind::Invalid, "bp_rest_messages_empty_message", "empty_message", false),
+        (
+            SiteErrorKind::Invalid,
+            "bp_rest_messages_empty_message",
+            "empty_message",
+            false,
+        ),
         (SiteErrorKind::Protocol, "weird", "site_error", true),
     ];
     for (kind, site_code, code, retryable) in cases {
         let mut sim = Sim::new();
         let (alice, bob) = alice_and_bob_in_t(&mut sim);
         sim.fail_next("send", 1, kind, site_code);
-        sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 7}));
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 7}),
+        );
         sim.drive();
         assert_eq!(sim.expect_error(alice, code, Some(7)), retryable, "{code}");
         assert_eq!(sim.take(bob), [], "nothing delivered for {code}");
@@ -78,7 +115,10 @@ fn an_unauthenticated_send_closes_the_credentials_connections() {
     sim.drive();
     sim.clear();
     sim.revoke_token("tok-a");
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 1}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "hi", "requestId": 1}),
+    );
     sim.drive();
     sim.expect_error(alice, "unauthenticated", Some(1));
     assert_eq!(sim.close_code(alice), Some(4001));
@@ -117,7 +157,10 @@ fn a_duplicate_after_completion_is_acked_without_redelivery() {
     sim.clear();
     sim.send(alice, send);
     sim.drive();
-    assert_eq!(sim.take_json(alice), [json!({"type": "ack", "clientMessageId": "c-9", "id": "1", "threadId": "T"})]);
+    assert_eq!(
+        sim.take_json(alice),
+        [json!({"type": "ack", "clientMessageId": "c-9", "id": "1", "threadId": "T"})]
+    );
     assert_eq!(sim.take(bob), []);
     assert_eq!(sim.api_count("send"), 1);
 }
@@ -144,14 +187,31 @@ fn sends_are_serialized_per_user_and_thread() {
     let (alice, bob) = alice_and_bob_in_t(&mut sim);
     sim.site_latency("send", ms(300));
     for text in ["one", "two", "three"] {
-        sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": text}));
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": "T", "message": text}),
+        );
     }
-    sim.send(alice, json!({"type": "send_message", "threadId": "U", "message": "elsewhere"}));
-    sim.send(bob, json!({"type": "send_message", "threadId": "T", "message": "bob's"}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "U", "message": "elsewhere"}),
+    );
+    sim.send(
+        bob,
+        json!({"type": "send_message", "threadId": "T", "message": "bob's"}),
+    );
     sim.drive_for(ms(299));
-    assert_eq!(sim.api_count("send"), 3, "one per lane: alice in T, alice in U, bob in T");
+    assert_eq!(
+        sim.api_count("send"),
+        3,
+        "one per lane: alice in T, alice in U, bob in T"
+    );
     sim.drive_for(ms(1));
-    assert_eq!(sim.api_count("send"), 4, "the second in alice's lane only after the first result");
+    assert_eq!(
+        sim.api_count("send"),
+        4,
+        "the second in alice's lane only after the first result"
+    );
     sim.drive();
     let texts: Vec<String> = sim
         .take_json(bob)
@@ -166,9 +226,20 @@ fn sends_are_serialized_per_user_and_thread() {
 fn a_failed_send_does_not_stall_its_lane() {
     let mut sim = Sim::new();
     let (alice, bob) = alice_and_bob_in_t(&mut sim);
-    sim.fail_next("send", 1, SiteErrorKind::Refused, "bp_rest_messages_create_failed");
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "one", "requestId": 1}));
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "two", "requestId": 2}));
+    sim.fail_next(
+        "send",
+        1,
+        SiteErrorKind::Refused,
+        "bp_rest_messages_create_failed",
+    );
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "one", "requestId": 1}),
+    );
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "two", "requestId": 2}),
+    );
     sim.drive();
     let frames = sim.take_json(alice);
     assert_eq!(frames[0]["code"], "refused");
@@ -181,10 +252,22 @@ fn a_failed_send_does_not_stall_its_lane() {
 fn empty_and_unaddressed_messages_are_refused_without_asking_the_site() {
     let mut sim = Sim::new();
     let (alice, _) = alice_and_bob_in_t(&mut sim);
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "  ", "requestId": 1}));
-    sim.send(alice, json!({"type": "send_message", "message": "to whom?", "requestId": 2}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "  ", "requestId": 1}),
+    );
+    sim.send(
+        alice,
+        json!({"type": "send_message", "message": "to whom?", "requestId": 2}),
+    );
     sim.drive();
-    assert_eq!(sim.errors(alice), [("empty_message".into(), Some(1)), ("missing_recipient".into(), Some(2))]);
+    assert_eq!(
+        sim.errors(alice),
+        [
+            ("empty_message".into(), Some(1)),
+            ("missing_recipient".into(), Some(2))
+        ]
+    );
     assert_eq!(sim.api_count("send"), 0);
 }
 
@@ -194,7 +277,10 @@ fn sends_waiting_for_the_site_are_bounded_per_user() {
     let (alice, _) = alice_and_bob_in_t(&mut sim);
     sim.site_latency("send", ms(300));
     for rid in 1..=3 {
-        sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "m", "requestId": rid}));
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": "T", "message": "m", "requestId": rid}),
+        );
     }
     assert_eq!(sim.errors(alice), [("too_many_pending".into(), Some(3))]);
     sim.drive();

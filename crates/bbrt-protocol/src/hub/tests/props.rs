@@ -29,33 +29,84 @@ enum How {
 enum Frame {
     Join(usize),
     Leave(usize),
-    Send { thread: Option<usize>, recipient: Option<usize>, cmid: Option<u8>, empty: bool },
+    Send {
+        thread: Option<usize>,
+        recipient: Option<usize>,
+        cmid: Option<u8>,
+        empty: bool,
+    },
     Typing(usize, Option<bool>),
     MarkRead(usize),
-    Call { kind: usize, peer: usize, thread: usize, by_sender_id: bool, call: Option<u8> },
+    Call {
+        kind: usize,
+        peer: usize,
+        thread: usize,
+        by_sender_id: bool,
+        call: Option<u8>,
+    },
     Ping,
-    UserConnected { user: usize, token: Option<bool> },
+    UserConnected {
+        user: usize,
+        token: Option<bool>,
+    },
     Garbage(usize),
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Open { node: usize, user: usize, how: How },
-    Frame { conn: usize, frame: Frame, request_id: bool },
-    Close { conn: usize },
-    Advance { ms: u64 },
+    Open {
+        node: usize,
+        user: usize,
+        how: How,
+    },
+    Frame {
+        conn: usize,
+        frame: Frame,
+        request_id: bool,
+    },
+    Close {
+        conn: usize,
+    },
+    Advance {
+        ms: u64,
+    },
     Drive,
-    SiteFail { kind: usize, error: usize },
-    SiteLatency { kind: usize, ms: u64 },
-    Remove { thread: usize, user: usize },
-    Revoke { user: usize },
-    NodeDown { node: usize },
+    SiteFail {
+        kind: usize,
+        error: usize,
+    },
+    SiteLatency {
+        kind: usize,
+        ms: u64,
+    },
+    Remove {
+        thread: usize,
+        user: usize,
+    },
+    Revoke {
+        user: usize,
+    },
+    NodeDown {
+        node: usize,
+    },
 }
 
 const KINDS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
-const CALL_KINDS: [&str; 7] =
-    ["call_initiated", "offer", "answer", "ice-candidate", "call_accepted", "call_rejected", "call_ended"];
-const GARBAGE: [&str; 4] = ["nonsense", r#"{"type":"dance"}"#, r#"{"type":"join_thread"}"#, "[1]"];
+const CALL_KINDS: [&str; 7] = [
+    "call_initiated",
+    "offer",
+    "answer",
+    "ice-candidate",
+    "call_accepted",
+    "call_rejected",
+    "call_ended",
+];
+const GARBAGE: [&str; 4] = [
+    "nonsense",
+    r#"{"type":"dance"}"#,
+    r#"{"type":"join_thread"}"#,
+    "[1]",
+];
 
 fn how() -> impl Strategy<Value = How> {
     prop_oneof![
@@ -104,25 +155,37 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
 /// connected on a random node, identified, and joined to random threads.
 fn scenario() -> impl Strategy<Value = (usize, bool, bool, Vec<Op>)> {
     (1usize..=3).prop_flat_map(|nodes| {
-        let placement = proptest::collection::vec((0..nodes, proptest::collection::vec(any::<bool>(), THREADS)), USERS);
+        let placement = proptest::collection::vec(
+            (0..nodes, proptest::collection::vec(any::<bool>(), THREADS)),
+            USERS,
+        );
         let ops = proptest::collection::vec(op(nodes), 1..60);
-        (Just(nodes), proptest::bool::weighted(0.2), proptest::bool::weighted(0.25), placement, ops).prop_map(
-            |(nodes, real, tight, placement, ops)| {
+        (
+            Just(nodes),
+            proptest::bool::weighted(0.2),
+            proptest::bool::weighted(0.25),
+            placement,
+            ops,
+        )
+            .prop_map(|(nodes, real, tight, placement, ops)| {
                 let mut prelude = Vec::new();
                 for (u, (node, joins)) in placement.into_iter().enumerate() {
                     let how = if real { How::UpgradeDev } else { How::Bare };
                     prelude.push(Op::Open { node, user: u, how });
                     for (t, join) in joins.into_iter().enumerate() {
                         if join {
-                            prelude.push(Op::Frame { conn: u, frame: Frame::Join(t), request_id: true });
+                            prelude.push(Op::Frame {
+                                conn: u,
+                                frame: Frame::Join(t),
+                                request_id: true,
+                            });
                         }
                     }
                 }
                 prelude.push(Op::Drive);
                 prelude.extend(ops);
                 (nodes, real, tight, prelude)
-            },
-        )
+            })
     })
 }
 
@@ -147,8 +210,14 @@ fn frame_json(frame: &Frame, request_id: Option<i64>) -> String {
     let mut v = match frame {
         Frame::Join(t) => json!({"type": "join_thread", "threadId": thread(*t)}),
         Frame::Leave(t) => json!({"type": "leave_thread", "threadId": thread(*t)}),
-        Frame::Send { thread: t, recipient, cmid, empty } => {
-            let mut v = json!({"type": "send_message", "message": if *empty { " " } else { "hello" }});
+        Frame::Send {
+            thread: t,
+            recipient,
+            cmid,
+            empty,
+        } => {
+            let mut v =
+                json!({"type": "send_message", "message": if *empty { " " } else { "hello" }});
             if let Some(t) = t {
                 v["threadId"] = json!(thread(*t));
             }
@@ -168,10 +237,20 @@ fn frame_json(frame: &Frame, request_id: Option<i64>) -> String {
             v
         }
         Frame::MarkRead(t) => json!({"type": "mark_read", "threadId": thread(*t)}),
-        Frame::Call { kind, peer, thread: t, by_sender_id, call } => {
+        Frame::Call {
+            kind,
+            peer,
+            thread: t,
+            by_sender_id,
+            call,
+        } => {
             let kind = CALL_KINDS[*kind];
             let mut v = json!({"type": kind, "threadId": thread(*t)});
-            v[if *by_sender_id { "senderId" } else { "recipientId" }] = json!(user(*peer));
+            v[if *by_sender_id {
+                "senderId"
+            } else {
+                "recipientId"
+            }] = json!(user(*peer));
             match kind {
                 "offer" => v["offer"] = json!({"sdp": "o"}),
                 "answer" => v["answer"] = json!({"sdp": "a"}),
@@ -232,7 +311,12 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
     sim.site_thread("t0", &["u0", "u1", "u2", "u3"]);
     sim.site_thread("t1", &["u0", "u1"]);
     sim.debug_log = Some(Vec::new());
-    let mut r = Run { sim, conns: Vec::new(), requests: HashMap::new(), tokens: BTreeSet::new() };
+    let mut r = Run {
+        sim,
+        conns: Vec::new(),
+        requests: HashMap::new(),
+        tokens: BTreeSet::new(),
+    };
     let mut next_request = 0i64;
     for op in ops {
         let sim = &mut r.sim;
@@ -250,7 +334,9 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
                 let conn = sim.open_on(*node, ip(*u as u8 + 1), token.as_deref());
                 r.conns.push(conn);
                 match how {
-                    How::Bare => sim.send(conn, json!({"type": "user_connected", "userId": user(*u)})),
+                    How::Bare => {
+                        sim.send(conn, json!({"type": "user_connected", "userId": user(*u)}))
+                    }
                     How::FrameDev => {
                         r.tokens.insert(dev_token(*u));
                         sim.send(conn, json!({"type": "user_connected", "userId": user(*u), "token": dev_token(*u)}))
@@ -258,8 +344,14 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
                     _ => {}
                 }
             }
-            Op::Frame { conn, frame, request_id } => {
-                let Some(&conn) = r.conns.get(*conn % r.conns.len().max(1)) else { continue };
+            Op::Frame {
+                conn,
+                frame,
+                request_id,
+            } => {
+                let Some(&conn) = r.conns.get(*conn % r.conns.len().max(1)) else {
+                    continue;
+                };
                 if sim.closed(conn).is_some() {
                     continue;
                 }
@@ -268,13 +360,19 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
                     next_request += 1;
                     next_request
                 });
-                if let Frame::UserConnected { user: u, token: Some(_) } = frame {
+                if let Frame::UserConnected {
+                    user: u,
+                    token: Some(_),
+                } = frame
+                {
                     r.tokens.insert(dev_token(*u));
                     r.tokens.insert(secret_token(*u));
                 }
                 let text = frame_json(frame, rid);
                 if let Some(rid) = rid {
-                    let kind = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["type"].as_str().map(str::to_owned));
+                    let kind = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["type"].as_str().map(str::to_owned));
                     r.requests.insert(rid, (conn, kind.unwrap_or_default()));
                 }
                 sim.send_text(conn, &text);
@@ -298,7 +396,9 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
                 ][*error];
                 sim.fail_next(KINDS[*kind], 1, e, code);
             }
-            Op::SiteLatency { kind, ms } => sim.site_latency(KINDS[*kind], Duration::from_millis(*ms)),
+            Op::SiteLatency { kind, ms } => {
+                sim.site_latency(KINDS[*kind], Duration::from_millis(*ms))
+            }
             Op::Remove { thread: t, user: u } => sim.site_remove(&thread(*t), &user(*u)),
             Op::Revoke { user: u } => sim.revoke_token(&dev_token(*u)),
             Op::NodeDown { node } => {
@@ -316,7 +416,11 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
 fn thread_of(message: &ServerMessage) -> Option<(&'static str, String, Option<String>)> {
     match message {
         ServerMessage::Message(m) => Some(("message", m.thread_id.to_string(), None)),
-        ServerMessage::Typing(t) => Some(("typing", t.thread_id.to_string(), Some(t.user_id.to_string()))),
+        ServerMessage::Typing(t) => Some((
+            "typing",
+            t.thread_id.to_string(),
+            Some(t.user_id.to_string()),
+        )),
         ServerMessage::Read(r) => Some(("read", r.thread_id.to_string(), None)),
         _ => None,
     }
@@ -342,12 +446,25 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
     // reaches the typist.
     for (conn, client) in &sim.clients {
         for (_, who, message) in &client.log {
-            let Some((kind, t, typist)) = thread_of(message) else { continue };
+            let Some((kind, t, typist)) = thread_of(message) else {
+                continue;
+            };
             let who = who.as_ref().map(UserId::to_string);
-            let who = who.ok_or_else(|| TestCaseError::fail(format!("{kind} to anonymous {conn}")))?;
-            let ever = sim.site.ever.get(&tid(&t)).is_some_and(|s| s.contains(&uid(&who)));
-            prop_assert!(ever, "{kind} of {t} reached {who} on {conn}, never a participant");
-            prop_assert!(typist.as_ref() != Some(&who), "typing echoed to the typist {who}");
+            let who =
+                who.ok_or_else(|| TestCaseError::fail(format!("{kind} to anonymous {conn}")))?;
+            let ever = sim
+                .site
+                .ever
+                .get(&tid(&t))
+                .is_some_and(|s| s.contains(&uid(&who)));
+            prop_assert!(
+                ever,
+                "{kind} of {t} reached {who} on {conn}, never a participant"
+            );
+            prop_assert!(
+                typist.as_ref() != Some(&who),
+                "typing echoed to the typist {who}"
+            );
         }
     }
     // No connection gets a stored message twice; call frames reach only the party they
@@ -356,10 +473,16 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
         let mut seen = BTreeSet::new();
         for (_, who, message) in &client.log {
             if let ServerMessage::Message(m) = message {
-                prop_assert!(seen.insert(m.id.clone()), "message {:?} twice on {conn}", m.id);
+                prop_assert!(
+                    seen.insert(m.id.clone()),
+                    "message {:?} twice on {conn}",
+                    m.id
+                );
             }
             let recipient = match message {
-                ServerMessage::CallInitiated(c) | ServerMessage::CallAccepted(c) => Some(&c.recipient_id),
+                ServerMessage::CallInitiated(c) | ServerMessage::CallAccepted(c) => {
+                    Some(&c.recipient_id)
+                }
                 ServerMessage::Offer(o) => o.recipient_id.as_ref(),
                 ServerMessage::Answer(a) => a.recipient_id.as_ref(),
                 ServerMessage::IceCandidate(i) => i.recipient_id.as_ref(),
@@ -383,12 +506,26 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
     for (rid, (conn, kind)) in &r.requests {
         let got = answers.get(rid).map(Vec::as_slice).unwrap_or_default();
         if sim.closed(*conn).is_some() {
-            prop_assert!(got.len() <= 1, "{kind} #{rid} on closed {conn} answered {got:?}");
+            prop_assert!(
+                got.len() <= 1,
+                "{kind} #{rid} on closed {conn} answered {got:?}"
+            );
         } else {
-            prop_assert_eq!(got.len(), 1, "{} #{} on {} answered {:?}", kind, rid, conn, got);
+            prop_assert_eq!(
+                got.len(),
+                1,
+                "{} #{} on {} answered {:?}",
+                kind,
+                rid,
+                conn,
+                got
+            );
         }
         if kind == "send_message" && !got.is_empty() {
-            prop_assert!(got[0] == "ack" || got[0] == "error", "send_message #{rid} answered {got:?}");
+            prop_assert!(
+                got[0] == "ack" || got[0] == "error",
+                "send_message #{rid} answered {got:?}"
+            );
         }
     }
     // The online set on every node equals the users with a live verified connection.
@@ -396,7 +533,10 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
     for (conn, client) in &sim.clients {
         let node = &sim.nodes[client.node];
         if client.closed.is_none() && node.up {
-            prop_assert!(node.hub.has_conn(*conn), "{conn} is open but its Hub forgot it");
+            prop_assert!(
+                node.hub.has_conn(*conn),
+                "{conn} is open but its Hub forgot it"
+            );
             if let Some(u) = node.hub.user_of(*conn) {
                 live.insert(u.to_string());
             }
@@ -412,8 +552,14 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
     let log = sim.debug_log.as_ref().expect("enabled");
     let hubs: Vec<String> = sim.nodes.iter().map(|n| format!("{:?}", n.hub)).collect();
     for token in &r.tokens {
-        prop_assert!(!log.iter().any(|l| l.contains(token.as_str())), "token {token} in an input or output");
-        prop_assert!(!hubs.iter().any(|h| h.contains(token.as_str())), "token {token} in Hub state");
+        prop_assert!(
+            !log.iter().any(|l| l.contains(token.as_str())),
+            "token {token} in an input or output"
+        );
+        prop_assert!(
+            !hubs.iter().any(|h| h.contains(token.as_str())),
+            "token {token} in Hub state"
+        );
     }
     Ok(())
 }
@@ -460,5 +606,3 @@ fn coverage_of_random_sessions() {
     }
     println!("{kinds:#?}");
 }
-
-

@@ -87,16 +87,30 @@ fn row_user_connected_identifies_the_connection_with_presence_per_scope() {
     sim.send_text(user, USER_CONNECTED);
     sim.drive();
     assert_eq!(sim.hub(0).user_of(user), Some(&uid("USER_ID")));
-    assert_eq!(sim.take(user), [], "the seed's user_connected asks for no answer");
-    assert_eq!(sim.take_json(recipient), [json!({"type": "user_connected", "userId": "USER_ID"})]);
-    assert_eq!(sim.take(stranger), [], "scope threads: only who shares a joined thread");
+    assert_eq!(
+        sim.take(user),
+        [],
+        "the seed's user_connected asks for no answer"
+    );
+    assert_eq!(
+        sim.take_json(recipient),
+        [json!({"type": "user_connected", "userId": "USER_ID"})]
+    );
+    assert_eq!(
+        sim.take(stranger),
+        [],
+        "scope threads: only who shares a joined thread"
+    );
 
     let mut sim = Sim::with(|c| c.presence_scope = PresenceScope::All);
     let stranger = sim.connect("STRANGER");
     let user = sim.open();
     sim.send_text(user, USER_CONNECTED);
     sim.drive();
-    assert_eq!(sim.take_json(stranger), [json!({"type": "user_connected", "userId": "USER_ID"})]);
+    assert_eq!(
+        sim.take_json(stranger),
+        [json!({"type": "user_connected", "userId": "USER_ID"})]
+    );
 }
 
 #[test]
@@ -105,9 +119,14 @@ fn row_join_thread_answers_joined_and_makes_the_user_a_participant() {
     let user = user_in_thread(&mut sim);
     assert_eq!(
         sim.take_json(user),
-        [json!({"type": "joined", "threadId": "THREAD_ID", "participants": [{"userId": "USER_ID", "online": true}]})]
+        [
+            json!({"type": "joined", "threadId": "THREAD_ID", "participants": [{"userId": "USER_ID", "online": true}]})
+        ]
     );
-    assert_eq!(sim.site.threads[&tid("THREAD_ID")].participants, [uid("USER_ID")]);
+    assert_eq!(
+        sim.site.threads[&tid("THREAD_ID")].participants,
+        [uid("USER_ID")]
+    );
 }
 
 #[test]
@@ -122,10 +141,21 @@ fn row_send_message_stores_and_delivers_to_the_thread_and_adds_the_recipient() {
         "type": "message", "id": "1", "threadId": "THREAD_ID", "senderId": "USER_ID",
         "message": "Hello, this is a message.", "sentAt": SENT_AT,
     });
-    assert_eq!(sim.take_json(user), [message.clone()], "the sender's echo; no ack was asked for");
+    assert_eq!(
+        sim.take_json(user),
+        [message.clone()],
+        "the sender's echo; no ack was asked for"
+    );
     assert_eq!(sim.take_json(recipient), [message]);
-    assert_eq!(sim.hub(0).user_of(user), Some(&uid("USER_ID")), "the non-dev token means the same user");
-    assert_eq!(sim.site.threads[&tid("THREAD_ID")].participants, [uid("USER_ID"), uid("RECIPIENT_ID")]);
+    assert_eq!(
+        sim.hub(0).user_of(user),
+        Some(&uid("USER_ID")),
+        "the non-dev token means the same user"
+    );
+    assert_eq!(
+        sim.site.threads[&tid("THREAD_ID")].participants,
+        [uid("USER_ID"), uid("RECIPIENT_ID")]
+    );
 }
 
 #[test]
@@ -157,18 +187,33 @@ fn row_call_frames_ignore_sender_id_and_report_the_offline_callee() {
         sim.drive();
         assert_eq!(
             sim.take_json(user),
-            [json!({"type": "error", "message": "Recipient is not connected", "code": "recipient_offline", "retryable": false})],
+            [
+                json!({"type": "error", "message": "Recipient is not connected", "code": "recipient_offline", "retryable": false})
+            ],
             "{frame}"
         );
     }
-    assert_eq!(sim.hub(0).user_of(user), Some(&uid("USER_ID")), "SENDER_ID changed nothing");
+    assert_eq!(
+        sim.hub(0).user_of(user),
+        Some(&uid("USER_ID")),
+        "SENDER_ID changed nothing"
+    );
 }
 
 #[test]
 fn row_anything_then_ping_keeps_the_connection_and_answers_pong() {
     let mut sim = Sim::new();
     let user = user_in_thread(&mut sim);
-    for frame in [SEND_MESSAGE, TYPING, CALL_INITIATED, OFFER, ANSWER, ICE_CANDIDATE, "{}", "nonsense"] {
+    for frame in [
+        SEND_MESSAGE,
+        TYPING,
+        CALL_INITIATED,
+        OFFER,
+        ANSWER,
+        ICE_CANDIDATE,
+        "{}",
+        "nonsense",
+    ] {
         sim.send_text(user, frame);
     }
     sim.drive();
@@ -187,7 +232,10 @@ fn the_seed_react_page_works_anonymous_and_without_joining() {
     sim.drive();
     let frames = sim.take_json(page);
     assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0]["type"], "message", "the React page shows its own message from the echo");
+    assert_eq!(
+        frames[0]["type"], "message",
+        "the React page shows its own message from the echo"
+    );
     assert_eq!(frames[0]["message"], "Hello, this is a message.");
     // Its typing button; then another user of the thread sees it.
     let recipient = sim.connect("RECIPIENT_ID");
@@ -205,14 +253,30 @@ fn the_seed_flow_end_to_end_on_one_connection() {
         sim.send_text(user, frame);
     }
     sim.drive();
-    for frame in [CALL_INITIATED, OFFER, ANSWER, ICE_CANDIDATE, r#"{"type":"ping"}"#] {
+    for frame in [
+        CALL_INITIATED,
+        OFFER,
+        ANSWER,
+        ICE_CANDIDATE,
+        r#"{"type":"ping"}"#,
+    ] {
         sim.send_text(user, frame);
     }
-    sim.drive();
+    sim.drive_bounded(100);
     let frames = sim.take_json(user);
     let kinds: Vec<_> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["joined", "message", "error", "error", "error", "error", "pong"], "typing goes to the others only");
-    assert!(frames[2..6].iter().all(|f| f["code"] == "recipient_offline"));
+    assert_eq!(
+        kinds,
+        [
+            "joined", "message", "error", "error", "error", "error", "pong"
+        ],
+        "typing goes to the others only"
+    );
+    assert!(
+        frames[2..6]
+            .iter()
+            .all(|f| f["code"] == "recipient_offline")
+    );
 }
 
 #[test]

@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-
-
-use crate::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
-use crate::hub::{BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendReceipt};
+use crate::api::{
+    ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+};
+use crate::hub::{
+    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendReceipt,
+};
 use crate::ids::{
-    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, MessageId, NodeId, ThreadId, UserId,
+    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, MessageId, NodeId,
+    ThreadId, UserId,
 };
 use crate::wire::{CloseCode, Limits, ServerMessage, decode};
 
@@ -114,9 +117,21 @@ pub(crate) struct Coordinator {
 
 #[derive(Debug)]
 enum Event {
-    Api { node: usize, id: ApiRequestId, request: ApiRequest, failure: Option<SiteError> },
-    Coord { node: usize, id: CoordRequestId, request: CoordRequest },
-    Broker { node: usize, message: BrokerMessage },
+    Api {
+        node: usize,
+        id: ApiRequestId,
+        request: ApiRequest,
+        failure: Option<SiteError>,
+    },
+    Coord {
+        node: usize,
+        id: CoordRequestId,
+        request: CoordRequest,
+    },
+    Broker {
+        node: usize,
+        message: BrokerMessage,
+    },
 }
 
 /// One Hub and whether its node is up.
@@ -183,7 +198,12 @@ impl Sim {
                     ..HubConfig::default()
                 };
                 tweak(&mut config);
-                Node { hub: Hub::new(config), up: true, store: HashMap::new(), tokens: HashMap::new() }
+                Node {
+                    hub: Hub::new(config),
+                    up: true,
+                    store: HashMap::new(),
+                    tokens: HashMap::new(),
+                }
             })
             .collect();
         Self {
@@ -191,7 +211,10 @@ impl Sim {
             now: epoch,
             nodes,
             clients: BTreeMap::new(),
-            site: Site { default_latency: Duration::from_millis(20), ..Site::default() },
+            site: Site {
+                default_latency: Duration::from_millis(20),
+                ..Site::default()
+            },
             coord: Coordinator {
                 claim_ttl: Duration::from_secs(30),
                 latency: Duration::from_millis(2),
@@ -227,9 +250,25 @@ impl Sim {
     pub(crate) fn open_on(&mut self, node: usize, ip: IpAddr, token: Option<&str>) -> ConnId {
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        self.clients.insert(conn, Client { node, inbox: VecDeque::new(), log: Vec::new(), closed: None, user: None });
+        self.clients.insert(
+            conn,
+            Client {
+                node,
+                inbox: VecDeque::new(),
+                log: Vec::new(),
+                closed: None,
+                user: None,
+            },
+        );
         let credential = token.map(|t| self.credential(node, t));
-        self.handle(node, Input::Open { conn, ip, credential });
+        self.handle(
+            node,
+            Input::Open {
+                conn,
+                ip,
+                credential,
+            },
+        );
         conn
     }
 
@@ -241,9 +280,16 @@ impl Sim {
     /// A connection on `node` identified as `user`.
     pub(crate) fn connect_on(&mut self, node: usize, user: &str) -> ConnId {
         let conn = self.open_on(node, ip(1), None);
-        self.send(conn, serde_json::json!({"type": "user_connected", "userId": user}));
+        self.send(
+            conn,
+            serde_json::json!({"type": "user_connected", "userId": user}),
+        );
         self.drive();
-        assert_eq!(self.nodes[node].hub.user_of(conn).map(UserId::as_str), Some(user), "{user} not identified");
+        assert_eq!(
+            self.nodes[node].hub.user_of(conn).map(UserId::as_str),
+            Some(user),
+            "{user} not identified"
+        );
         conn
     }
 
@@ -255,11 +301,21 @@ impl Sim {
     /// Sends a client text frame as is (the seed's examples, verbatim).
     pub(crate) fn send_text(&mut self, conn: ConnId, text: &str) {
         let node = self.client(conn).node;
-        assert!(self.client(conn).closed.is_none(), "{conn} is closed; the client cannot send");
+        assert!(
+            self.client(conn).closed.is_none(),
+            "{conn} is closed; the client cannot send"
+        );
         let input = match decode(text, &self.limits) {
             Ok(mut frame) => {
-                let credential = frame.message.take_token().map(|t| self.credential(node, t.expose()));
-                Input::Frame { conn, frame, credential }
+                let credential = frame
+                    .message
+                    .take_token()
+                    .map(|t| self.credential(node, t.expose()));
+                Input::Frame {
+                    conn,
+                    frame,
+                    credential,
+                }
             }
             Err(error) => Input::Invalid { conn, error },
         };
@@ -289,14 +345,21 @@ impl Sim {
     }
 
     pub(crate) fn client(&self, conn: ConnId) -> &Client {
-        self.clients.get(&conn).unwrap_or_else(|| panic!("unknown {conn}"))
+        self.clients
+            .get(&conn)
+            .unwrap_or_else(|| panic!("unknown {conn}"))
     }
 
     // ----- what clients received -----
 
     /// Frames `conn` received since the last `take`.
     pub(crate) fn take(&mut self, conn: ConnId) -> Vec<ServerMessage> {
-        self.clients.get_mut(&conn).expect("known connection").inbox.drain(..).collect()
+        self.clients
+            .get_mut(&conn)
+            .expect("known connection")
+            .inbox
+            .drain(..)
+            .collect()
     }
 
     /// Like `take`, as JSON values (to compare with `json!` literals).
@@ -319,13 +382,26 @@ impl Sim {
     /// Takes the frames of `conn` and asserts they are exactly one `error` with `code` (and
     /// `requestId` if given); returns its `retryable`.
     #[track_caller]
-    pub(crate) fn expect_error(&mut self, conn: ConnId, code: &str, request_id: Option<i64>) -> bool {
+    pub(crate) fn expect_error(
+        &mut self,
+        conn: ConnId,
+        code: &str,
+        request_id: Option<i64>,
+    ) -> bool {
         let frames = self.take_json(conn);
-        assert_eq!(frames.len(), 1, "expected one error {code}, got {frames:#?}");
+        assert_eq!(
+            frames.len(),
+            1,
+            "expected one error {code}, got {frames:#?}"
+        );
         let e = &frames[0];
         assert_eq!(e["type"], "error", "{e}");
         assert_eq!(e["code"], code, "{e}");
-        assert_eq!(e.get("requestId").and_then(Value::as_i64), request_id, "{e}");
+        assert_eq!(
+            e.get("requestId").and_then(Value::as_i64),
+            request_id,
+            "{e}"
+        );
         e["retryable"].as_bool().expect("retryable is a bool")
     }
 
@@ -336,7 +412,10 @@ impl Sim {
             .iter()
             .map(|e| {
                 assert_eq!(e["type"], "error", "{e}");
-                (e["code"].as_str().expect("code").to_owned(), e.get("requestId").and_then(Value::as_i64))
+                (
+                    e["code"].as_str().expect("code").to_owned(),
+                    e.get("requestId").and_then(Value::as_i64),
+                )
             })
             .collect()
     }
@@ -356,7 +435,12 @@ impl Sim {
 
     /// Online users per node, as each Hub sees them.
     pub(crate) fn online(&self, node: usize) -> Vec<String> {
-        self.nodes[node].hub.online_users().iter().map(|u| u.as_str().to_owned()).collect()
+        self.nodes[node]
+            .hub
+            .online_users()
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect()
     }
 
     // ----- the site -----
@@ -366,7 +450,13 @@ impl Sim {
     }
 
     /// The next `n` requests of `kind` fail with `kind`/`code`.
-    pub(crate) fn fail_next(&mut self, kind: &'static str, n: usize, error: SiteErrorKind, code: &str) {
+    pub(crate) fn fail_next(
+        &mut self,
+        kind: &'static str,
+        n: usize,
+        error: SiteErrorKind,
+        code: &str,
+    ) {
         let queue = self.site.failures.entry(kind).or_default();
         for _ in 0..n {
             queue.push_back(SiteError::new(error, code, format!("injected {code}")));
@@ -392,12 +482,20 @@ impl Sim {
                 t.participants.push(uid(u));
             }
         }
-        self.site.ever.entry(tid(thread)).or_default().extend(users.iter().map(|u| uid(u)));
+        self.site
+            .ever
+            .entry(tid(thread))
+            .or_default()
+            .extend(users.iter().map(|u| uid(u)));
     }
 
     /// Requests of `kind` the site received so far.
     pub(crate) fn api_count(&self, kind: &str) -> usize {
-        self.site.requests.iter().filter(|(_, r)| r.name() == kind).count()
+        self.site
+            .requests
+            .iter()
+            .filter(|(_, r)| r.name() == kind)
+            .count()
     }
 
     // ----- nodes -----
@@ -411,7 +509,9 @@ impl Sim {
             }
         }
         self.events.retain(|_, e| match e {
-            Event::Api { node: n, .. } | Event::Coord { node: n, .. } | Event::Broker { node: n, .. } => *n != node,
+            Event::Api { node: n, .. }
+            | Event::Coord { node: n, .. }
+            | Event::Broker { node: n, .. } => *n != node,
         });
         let id = self.nodes[node].hub.config().node_id.clone();
         for other in 0..self.nodes.len() {
@@ -452,37 +552,81 @@ impl Sim {
     fn output(&mut self, node: usize, output: Output) {
         match output {
             Output::Send { conns, frame } => {
-                assert!(conns.windows(2).all(|w| w[0] < w[1]), "recipients ascending without duplicates");
+                assert!(
+                    conns.windows(2).all(|w| w[0] < w[1]),
+                    "recipients ascending without duplicates"
+                );
                 for conn in conns {
                     self.receive(node, conn, &frame);
                 }
             }
             Output::Close { conn, code } => {
-                let client = self.clients.get_mut(&conn).unwrap_or_else(|| panic!("close of unknown {conn}"));
-                assert_eq!(client.node, node, "{conn} closed by a node that does not hold it");
-                assert!(client.closed.is_none(), "{conn} closed twice ({:?} then {code:?})", client.closed);
+                let client = self
+                    .clients
+                    .get_mut(&conn)
+                    .unwrap_or_else(|| panic!("close of unknown {conn}"));
+                assert_eq!(
+                    client.node, node,
+                    "{conn} closed by a node that does not hold it"
+                );
+                assert!(
+                    client.closed.is_none(),
+                    "{conn} closed twice ({:?} then {code:?})",
+                    client.closed
+                );
                 client.closed = Some(Closed::ByServer(code));
             }
             Output::Api { id, request } => {
                 let kind = request.name();
                 self.site.requests.push((node, request.clone()));
-                let failure = self.site.failures.get_mut(kind).and_then(VecDeque::pop_front);
-                let latency = self.site.latency.get(kind).copied().unwrap_or(self.site.default_latency);
-                self.schedule(self.now + latency, Event::Api { node, id, request, failure });
+                let failure = self
+                    .site
+                    .failures
+                    .get_mut(kind)
+                    .and_then(VecDeque::pop_front);
+                let latency = self
+                    .site
+                    .latency
+                    .get(kind)
+                    .copied()
+                    .unwrap_or(self.site.default_latency);
+                self.schedule(
+                    self.now + latency,
+                    Event::Api {
+                        node,
+                        id,
+                        request,
+                        failure,
+                    },
+                );
             }
             Output::Coord { id, request } => {
                 self.coord.requests.push(request.clone());
-                self.schedule(self.now + self.coord.latency, Event::Coord { node, id, request });
+                self.schedule(
+                    self.now + self.coord.latency,
+                    Event::Coord { node, id, request },
+                );
             }
             Output::Publish(message) => {
-                assert_eq!(message.origin, self.nodes[node].hub.config().node_id, "publications carry their origin");
+                assert_eq!(
+                    message.origin,
+                    self.nodes[node].hub.config().node_id,
+                    "publications carry their origin"
+                );
                 assert!(self.nodes.len() > 1, "a single node publishes nothing");
                 // Through the wire format, as a Redis broker would carry it.
-                let message = BrokerMessage::from_json(&message.to_json()).expect("broker messages round-trip");
+                let message = BrokerMessage::from_json(&message.to_json())
+                    .expect("broker messages round-trip");
                 for other in 0..self.nodes.len() {
                     if other != node && self.nodes[other].up {
                         let at = self.now + self.broker_latency;
-                        self.schedule(at, Event::Broker { node: other, message: message.clone() });
+                        self.schedule(
+                            at,
+                            Event::Broker {
+                                node: other,
+                                message: message.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -492,11 +636,22 @@ impl Sim {
     fn receive(&mut self, node: usize, conn: ConnId, frame: &Bytes) {
         let now = self.now;
         let user = self.nodes[node].hub.user_of(conn).cloned();
-        let client = self.clients.get_mut(&conn).unwrap_or_else(|| panic!("delivery to unknown {conn}"));
-        assert_eq!(client.node, node, "{conn} got a frame from a node that does not hold it");
-        let message = ServerMessage::decode(frame)
-            .unwrap_or_else(|e| panic!("undecodable frame {}: {e}", String::from_utf8_lossy(frame)));
-        assert!(client.closed.is_none(), "{conn} is closed ({:?}) but received {message:?}", client.closed);
+        let client = self
+            .clients
+            .get_mut(&conn)
+            .unwrap_or_else(|| panic!("delivery to unknown {conn}"));
+        assert_eq!(
+            client.node, node,
+            "{conn} got a frame from a node that does not hold it"
+        );
+        let message = ServerMessage::decode(frame).unwrap_or_else(|e| {
+            panic!("undecodable frame {}: {e}", String::from_utf8_lossy(frame))
+        });
+        assert!(
+            client.closed.is_none(),
+            "{conn} is closed ({:?}) but received {message:?}",
+            client.closed
+        );
         // The Hub may have forgotten a connection it closes in the same step: its outputs
         // are drained after `handle` returns. A connection's user never changes once set.
         if user.is_some() {
@@ -518,15 +673,25 @@ impl Sim {
 
     /// `drive`, failing if it takes more than `max_steps` steps (a livelock).
     pub(crate) fn drive_bounded(&mut self, max_steps: usize) {
-        assert!(self.run_steps(None, max_steps), "not idle after {max_steps} steps: livelock");
+        assert!(
+            self.run_steps(None, max_steps),
+            "not idle after {max_steps} steps: livelock"
+        );
     }
 
     fn run(&mut self, deadline: Option<Instant>) {
-        assert!(self.run_steps(deadline, MAX_STEPS), "not idle after {MAX_STEPS} steps: livelock");
+        assert!(
+            self.run_steps(deadline, MAX_STEPS),
+            "not idle after {MAX_STEPS} steps: livelock"
+        );
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.nodes.iter().filter(|n| n.up).filter_map(|n| n.hub.poll_timeout()).min()
+        self.nodes
+            .iter()
+            .filter(|n| n.up)
+            .filter_map(|n| n.hub.poll_timeout())
+            .min()
     }
 
     /// Returns `false` if `max_steps` ran out.
@@ -558,9 +723,17 @@ impl Sim {
 
     fn fire_timers(&mut self) {
         for node in 0..self.nodes.len() {
-            if self.nodes[node].up && self.nodes[node].hub.poll_timeout().is_some_and(|t| t <= self.now) {
+            if self.nodes[node].up
+                && self.nodes[node]
+                    .hub
+                    .poll_timeout()
+                    .is_some_and(|t| t <= self.now)
+            {
                 if let Some(log) = &mut self.debug_log {
-                    log.push(format!("timeout {:?}", self.nodes[node].hub.next_timeout_reason()));
+                    log.push(format!(
+                        "timeout {:?}",
+                        self.nodes[node].hub.next_timeout_reason()
+                    ));
                 }
                 self.nodes[node].hub.handle_timeout(self.now);
                 self.outputs(node);
@@ -570,7 +743,12 @@ impl Sim {
 
     fn process(&mut self, event: Event) {
         match event {
-            Event::Api { node, id, request, failure } => {
+            Event::Api {
+                node,
+                id,
+                request,
+                failure,
+            } => {
                 let result = match failure {
                     Some(error) => Err(error),
                     None => self.answer(node, &request),
@@ -580,7 +758,10 @@ impl Sim {
             Event::Coord { node, id, request } => match self.coordinate(&request) {
                 Some(result) => self.handle(node, Input::CoordResult { id, result }),
                 // Another node holds the claim: ask again shortly.
-                None => self.schedule(self.now + Duration::from_millis(50), Event::Coord { node, id, request }),
+                None => self.schedule(
+                    self.now + Duration::from_millis(50),
+                    Event::Coord { node, id, request },
+                ),
             },
             Event::Broker { node, message } => self.handle(node, Input::Broker(message)),
         }
@@ -590,22 +771,44 @@ impl Sim {
 
     fn answer(&mut self, node: usize, request: &ApiRequest) -> Result<ApiResponse, SiteError> {
         let token = request.credential().map(|c| {
-            self.nodes[node].tokens.get(&c).cloned().unwrap_or_else(|| panic!("the Hub made up credential {c:?}"))
+            self.nodes[node]
+                .tokens
+                .get(&c)
+                .cloned()
+                .unwrap_or_else(|| panic!("the Hub made up credential {c:?}"))
         });
         if let Some(token) = &token
             && self.site.revoked.contains(token)
         {
-            return Err(SiteError::new(SiteErrorKind::Unauthenticated, "invalid_token", "revoked"));
+            return Err(SiteError::new(
+                SiteErrorKind::Unauthenticated,
+                "invalid_token",
+                "revoked",
+            ));
         }
-        let unauthenticated = || SiteError::new(SiteErrorKind::Unauthenticated, "rest_not_logged_in", "not logged in");
+        let unauthenticated = || {
+            SiteError::new(
+                SiteErrorKind::Unauthenticated,
+                "rest_not_logged_in",
+                "not logged in",
+            )
+        };
         let forbidden = || {
-            SiteError::new(SiteErrorKind::Forbidden, "bp_rest_authorization_required", "not allowed to see this thread")
+            SiteError::new(
+                SiteErrorKind::Forbidden,
+                "bp_rest_authorization_required",
+                "not allowed to see this thread",
+            )
         };
         if self.site.real && token.is_none() {
             return Err(unauthenticated());
         }
         match request {
-            ApiRequest::Verify { claimed_user, current_user, .. } => {
+            ApiRequest::Verify {
+                claimed_user,
+                current_user,
+                ..
+            } => {
                 let user = match &token {
                     None => claimed_user.clone().ok_or_else(unauthenticated)?,
                     Some(t) => match t.strip_prefix("dev:") {
@@ -616,18 +819,37 @@ impl Sim {
                         },
                     },
                 };
-                Ok(ApiResponse::User(SiteUser { name: user.to_string(), id: user, avatar: None }))
+                Ok(ApiResponse::User(SiteUser {
+                    name: user.to_string(),
+                    id: user,
+                    avatar: None,
+                }))
             }
-            ApiRequest::Participants { user, thread, join, .. } => {
-                let member = self.site.threads.get(thread).is_some_and(|t| t.participants.contains(user));
+            ApiRequest::Participants {
+                user, thread, join, ..
+            } => {
+                let member = self
+                    .site
+                    .threads
+                    .get(thread)
+                    .is_some_and(|t| t.participants.contains(user));
                 if !member {
                     // The embedded site creates the thread or adds the joiner; a real one
                     // only checks membership.
                     if !*join || self.site.real {
                         return Err(forbidden());
                     }
-                    self.site.threads.entry(thread.clone()).or_default().participants.push(user.clone());
-                    self.site.ever.entry(thread.clone()).or_default().insert(user.clone());
+                    self.site
+                        .threads
+                        .entry(thread.clone())
+                        .or_default()
+                        .participants
+                        .push(user.clone());
+                    self.site
+                        .ever
+                        .entry(thread.clone())
+                        .or_default()
+                        .insert(user.clone());
                 }
                 let t = &self.site.threads[thread];
                 Ok(ApiResponse::Participants(ThreadInfo {
@@ -636,13 +858,28 @@ impl Sim {
                     last_message: t.last.clone(),
                 }))
             }
-            ApiRequest::Send { sender, thread, recipients, text, .. } => {
+            ApiRequest::Send {
+                sender,
+                thread,
+                recipients,
+                text,
+                ..
+            } => {
                 if text.trim().is_empty() {
-                    return Err(SiteError::new(SiteErrorKind::Invalid, "bp_rest_messages_empty_message", "empty"));
+                    return Err(SiteError::new(
+                        SiteErrorKind::Invalid,
+                        "bp_rest_messages_empty_message",
+                        "empty",
+                    ));
                 }
                 let thread = match thread {
                     Some(t) => {
-                        if self.site.real && !self.site.threads.get(t).is_some_and(|t| t.participants.contains(sender))
+                        if self.site.real
+                            && !self
+                                .site
+                                .threads
+                                .get(t)
+                                .is_some_and(|t| t.participants.contains(sender))
                         {
                             return Err(forbidden());
                         }
@@ -652,7 +889,8 @@ impl Sim {
                         let mut set = vec![sender.clone()];
                         set.extend(recipients.iter().filter(|r| *r != sender).cloned());
                         let found = self.site.threads.iter().find(|(_, t)| {
-                            t.participants.len() == set.len() && set.iter().all(|u| t.participants.contains(u))
+                            t.participants.len() == set.len()
+                                && set.iter().all(|u| t.participants.contains(u))
                         });
                         match found {
                             Some((id, _)) => id.clone(),
@@ -676,7 +914,11 @@ impl Sim {
                 }
                 t.last = Some(id.clone());
                 let participants = t.participants.clone();
-                self.site.ever.entry(thread.clone()).or_default().extend(participants.iter().cloned());
+                self.site
+                    .ever
+                    .entry(thread.clone())
+                    .or_default()
+                    .extend(participants.iter().cloned());
                 Ok(ApiResponse::Stored(StoredMessage {
                     id,
                     thread,
@@ -688,7 +930,12 @@ impl Sim {
                 }))
             }
             ApiRequest::MarkRead { user, thread, .. } => {
-                if self.site.threads.get(thread).is_some_and(|t| t.participants.contains(user)) {
+                if self
+                    .site
+                    .threads
+                    .get(thread)
+                    .is_some_and(|t| t.participants.contains(user))
+                {
                     Ok(ApiResponse::MarkedRead)
                 } else {
                     Err(forbidden())
@@ -703,18 +950,30 @@ impl Sim {
     fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
         let now = self.now;
         Some(match request {
-            CoordRequest::ClaimSend { user, client_message_id } => {
+            CoordRequest::ClaimSend {
+                user,
+                client_message_id,
+            } => {
                 let key = (user.clone(), client_message_id.clone());
                 match self.coord.claims.get(&key) {
                     Some(Claim::Done(receipt)) => CoordResponse::Done(receipt.clone()),
                     Some(Claim::InFlight { until }) if *until > now => return None,
                     _ => {
-                        self.coord.claims.insert(key, Claim::InFlight { until: now + self.coord.claim_ttl });
+                        self.coord.claims.insert(
+                            key,
+                            Claim::InFlight {
+                                until: now + self.coord.claim_ttl,
+                            },
+                        );
                         CoordResponse::Claimed
                     }
                 }
             }
-            CoordRequest::FinishSend { user, client_message_id, receipt } => {
+            CoordRequest::FinishSend {
+                user,
+                client_message_id,
+                receipt,
+            } => {
                 let key = (user.clone(), client_message_id.clone());
                 match receipt {
                     Some(receipt) => self.coord.claims.insert(key, Claim::Done(receipt.clone())),

@@ -35,10 +35,22 @@ fn keystrokes_are_coalesced_to_one_forward_every_two_seconds() {
         .filter(|(_, _, m)| m.kind() == "typing")
         .map(|(at, _, _)| (*at - sim.epoch).as_millis())
         .collect();
+    assert_eq!(
+        sim.elapsed().as_millis(),
+        forwarded[0] + 4500,
+        "{forwarded:?}"
+    );
     let start = forwarded[0];
     let offsets: Vec<u128> = forwarded.iter().map(|t| t - start).collect();
     assert_eq!(offsets, [0, 2000, 4000]);
-    assert_eq!(sim.take_json(bob), [typing("alice", true), typing("alice", true), typing("alice", true)]);
+    assert_eq!(
+        sim.take_json(bob),
+        [
+            typing("alice", true),
+            typing("alice", true),
+            typing("alice", true)
+        ]
+    );
     assert_eq!(sim.take(alice), []);
 }
 
@@ -63,7 +75,11 @@ fn a_refresh_postpones_the_expiry() {
     sim.drive_for(secs(1));
     sim.send(alice, json!({"type": "typing", "threadId": "T"}));
     sim.drive_for(ms(4999));
-    assert_eq!(sim.take_json(bob), [typing("alice", true)], "the refresh was coalesced, and moved the expiry");
+    assert_eq!(
+        sim.take_json(bob),
+        [typing("alice", true)],
+        "the refresh was coalesced, and moved the expiry"
+    );
     sim.drive_for(ms(1));
     assert_eq!(sim.take_json(bob), [typing("alice", false)]);
 }
@@ -73,12 +89,21 @@ fn typing_false_is_forwarded_at_once_and_a_message_ends_typing() {
     let mut sim = Sim::new();
     let (alice, bob) = alice_and_bob_in_t(&mut sim);
     sim.send(alice, json!({"type": "typing", "threadId": "T"}));
-    sim.send(alice, json!({"type": "typing", "threadId": "T", "typing": false}));
+    sim.send(
+        alice,
+        json!({"type": "typing", "threadId": "T", "typing": false}),
+    );
     sim.drive();
-    assert_eq!(sim.take_json(bob), [typing("alice", true), typing("alice", false)]);
+    assert_eq!(
+        sim.take_json(bob),
+        [typing("alice", true), typing("alice", false)]
+    );
 
     sim.send(alice, json!({"type": "typing", "threadId": "T"}));
-    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "done"}));
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "done"}),
+    );
     sim.drive();
     assert_eq!(sim.kinds(bob), ["typing", "typing", "message"]);
     sim.drive_for(secs(6));
@@ -93,7 +118,13 @@ fn a_typist_who_disconnects_stops_typing() {
     sim.drive();
     sim.close(alice);
     sim.drive();
-    assert_eq!(sim.take_json(bob)[1..], [typing("alice", false), json!({"type": "user_disconnected", "userId": "alice"})]);
+    assert_eq!(
+        sim.take_json(bob)[1..],
+        [
+            typing("alice", false),
+            json!({"type": "user_disconnected", "userId": "alice"})
+        ]
+    );
 }
 
 #[test]
@@ -101,7 +132,10 @@ fn typing_outside_the_thread_is_forbidden() {
     let mut sim = Sim::new();
     let (_, bob) = alice_and_bob_in_t(&mut sim);
     let mallory = sim.connect("mallory");
-    sim.send(mallory, json!({"type": "typing", "threadId": "T", "requestId": 3}));
+    sim.send(
+        mallory,
+        json!({"type": "typing", "threadId": "T", "requestId": 3}),
+    );
     sim.drive();
     sim.expect_error(mallory, "forbidden", Some(3));
     assert_eq!(sim.take(bob), []);
