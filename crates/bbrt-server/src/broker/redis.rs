@@ -56,8 +56,7 @@ const PUBLISH_BATCH: usize = 256;
 /// Inputs that may wait for the hub task on one subscription.
 const SUBSCRIPTION_QUEUE: usize = 4096;
 /// Deletes an idempotency claim only if this node still holds it.
-const RELEASE_SCRIPT: &str =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// How to reach Redis and how this node behaves in the cluster.
 #[derive(Debug, Clone)]
@@ -177,12 +176,27 @@ impl RedisStatus {
     /// Prometheus text for these counters.
     pub fn render(&self, out: &mut String) {
         let gauges = [
-            ("bbrt_redis_up", "Redis command connection up (1) or down (0).", u64::from(self.commands_up())),
-            ("bbrt_redis_subscribed", "Redis subscription up (1) or down (0).", u64::from(self.subscribed())),
-            ("bbrt_redis_degraded", "Cut off from the other nodes (1).", u64::from(self.degraded())),
+            (
+                "bbrt_redis_up",
+                "Redis command connection up (1) or down (0).",
+                u64::from(self.commands_up()),
+            ),
+            (
+                "bbrt_redis_subscribed",
+                "Redis subscription up (1) or down (0).",
+                u64::from(self.subscribed()),
+            ),
+            (
+                "bbrt_redis_degraded",
+                "Cut off from the other nodes (1).",
+                u64::from(self.degraded()),
+            ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         let _ = writeln!(
             out,
@@ -195,13 +209,32 @@ impl RedisStatus {
             ("dropped_unavailable", &self.publish_failed),
         ] {
             let value = counter.load(Relaxed);
-            let _ = writeln!(out, "bbrt_redis_publications_total{{outcome=\"{outcome}\"}} {value}");
+            let _ = writeln!(
+                out,
+                "bbrt_redis_publications_total{{outcome=\"{outcome}\"}} {value}"
+            );
         }
         let counters = [
-            ("bbrt_redis_received_total", "Publications of other nodes received.", &self.received),
-            ("bbrt_redis_bad_messages_total", "Publications that could not be parsed.", &self.bad_messages),
-            ("bbrt_redis_reconnects_total", "Redis connections lost.", &self.reconnects),
-            ("bbrt_redis_nodes_down_total", "Nodes announced down.", &self.nodes_down),
+            (
+                "bbrt_redis_received_total",
+                "Publications of other nodes received.",
+                &self.received,
+            ),
+            (
+                "bbrt_redis_bad_messages_total",
+                "Publications that could not be parsed.",
+                &self.bad_messages,
+            ),
+            (
+                "bbrt_redis_reconnects_total",
+                "Redis connections lost.",
+                &self.reconnects,
+            ),
+            (
+                "bbrt_redis_nodes_down_total",
+                "Nodes announced down.",
+                &self.nodes_down,
+            ),
             (
                 "bbrt_redis_coord_unavailable_total",
                 "Coordination requests answered without Redis.",
@@ -210,7 +243,10 @@ impl RedisStatus {
         ];
         for (name, help, counter) in counters {
             let value = counter.load(Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         }
     }
 }
@@ -313,7 +349,10 @@ impl Broker for RedisBroker {
         if self.publish.try_send(message).is_err() {
             let dropped = self.inner.status.publish_dropped.fetch_add(1, Relaxed);
             if dropped.is_power_of_two() {
-                tracing::warn!(dropped = dropped + 1, "redis publish queue full; publications dropped");
+                tracing::warn!(
+                    dropped = dropped + 1,
+                    "redis publish queue full; publications dropped"
+                );
             }
         }
     }
@@ -357,9 +396,18 @@ impl RedisCoordinator {
         let mut delay = Duration::from_millis(10);
         loop {
             let mut pipe = redis::pipe();
-            pipe.cmd("SET").arg(&key).arg(&mine).arg("NX").arg("PX").arg(ttl);
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(&mine)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl);
             pipe.cmd("GET").arg(&key);
-            let Some((set, value)) = self.inner.query::<(Option<String>, Option<String>)>(&pipe).await else {
+            let Some((set, value)) = self
+                .inner
+                .query::<(Option<String>, Option<String>)>(&pipe)
+                .await
+            else {
                 return self.unavailable();
             };
             match value {
@@ -387,18 +435,29 @@ impl RedisCoordinator {
         }
     }
 
-    async fn finish_send(&self, user: &UserId, id: &ClientMessageId, receipt: Option<SendReceipt>) -> CoordResponse {
+    async fn finish_send(
+        &self,
+        user: &UserId,
+        id: &ClientMessageId,
+        receipt: Option<SendReceipt>,
+    ) -> CoordResponse {
         let key = self.inner.keys.idem(user, id);
         let mut cmd;
         match receipt {
             Some(receipt) => {
                 let json = serde_json::to_string(&receipt).unwrap_or_default();
                 cmd = redis::cmd("SET");
-                cmd.arg(&key).arg(json).arg("PX").arg(millis(self.inner.options.receipt_ttl));
+                cmd.arg(&key)
+                    .arg(json)
+                    .arg("PX")
+                    .arg(millis(self.inner.options.receipt_ttl));
             }
             None => {
                 cmd = redis::cmd("EVAL");
-                cmd.arg(RELEASE_SCRIPT).arg(1).arg(&key).arg(format!("inflight:{}", self.inner.options.node));
+                cmd.arg(RELEASE_SCRIPT)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(format!("inflight:{}", self.inner.options.node));
             }
         }
         let mut pipe = redis::pipe();
@@ -413,15 +472,26 @@ impl RedisCoordinator {
         let key = self.inner.keys.answer(&call);
         let json = serde_json::to_string(&device).unwrap_or_default();
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&key).arg(&json).arg("NX").arg("PX").arg(millis(self.inner.options.answer_ttl));
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(&json)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.inner.options.answer_ttl));
         pipe.cmd("GET").arg(&key);
-        match self.inner.query::<(Option<String>, Option<String>)>(&pipe).await {
+        match self
+            .inner
+            .query::<(Option<String>, Option<String>)>(&pipe)
+            .await
+        {
             Some((Some(_), _)) => CoordResponse::Won,
             Some((None, Some(winner))) if winner == json => CoordResponse::Won,
             Some((None, _)) => CoordResponse::Lost,
             None => {
                 self.inner.status.coord_unavailable.fetch_add(1, Relaxed);
-                self.local.request(CoordRequest::ClaimAnswer { call, device }).await
+                self.local
+                    .request(CoordRequest::ClaimAnswer { call, device })
+                    .await
             }
         }
     }
@@ -436,10 +506,15 @@ impl RedisCoordinator {
 impl Coordinator for RedisCoordinator {
     async fn request(&self, request: CoordRequest) -> CoordResponse {
         match request {
-            CoordRequest::ClaimSend { user, client_message_id } => self.claim_send(&user, &client_message_id).await,
-            CoordRequest::FinishSend { user, client_message_id, receipt } => {
-                self.finish_send(&user, &client_message_id, receipt).await
-            }
+            CoordRequest::ClaimSend {
+                user,
+                client_message_id,
+            } => self.claim_send(&user, &client_message_id).await,
+            CoordRequest::FinishSend {
+                user,
+                client_message_id,
+                receipt,
+            } => self.finish_send(&user, &client_message_id, receipt).await,
             CoordRequest::ClaimAnswer { call, device } => self.claim_answer(call, device).await,
             other => {
                 tracing::warn!(request = ?other, "unknown coordination request");
@@ -465,7 +540,11 @@ struct Keys {
 
 impl Keys {
     fn new(prefix: &str) -> Self {
-        Self { events: format!("{prefix}:events"), nodes: format!("{prefix}:nodes"), prefix: prefix.to_owned() }
+        Self {
+            events: format!("{prefix}:events"),
+            nodes: format!("{prefix}:nodes"),
+            prefix: prefix.to_owned(),
+        }
     }
 
     fn node(&self, node: &str) -> String {
@@ -504,11 +583,17 @@ struct Inner {
 
 impl Inner {
     fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
-        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn connection(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.link.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.link
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs `pipe`; `None` when Redis is unreachable (the link then reconnects).
@@ -531,13 +616,20 @@ impl Inner {
     /// A command failed: drop the connection if it is broken (`None`: timed out).
     fn failed(&self, generation: u64, error: Option<&RedisError>) {
         if let Some(e) = error {
-            let broken = e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_timeout() || e.is_io_error();
+            let broken = e.is_unrecoverable_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_io_error();
             if !broken {
                 tracing::warn!(error = %e, "redis command failed");
                 return;
             }
         }
-        let mut current = self.link.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .link
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if current.as_ref().is_some_and(|(g, _)| *g == generation) {
             *current = None;
             drop(current);
@@ -579,7 +671,10 @@ impl Inner {
 
     /// Called when a connection came up: once both are, ask for a resynchronisation.
     async fn maybe_resync(&self) {
-        if self.status.commands_up() && self.status.subscribed() && self.need_sync.swap(false, Relaxed) {
+        if self.status.commands_up()
+            && self.status.subscribed()
+            && self.need_sync.swap(false, Relaxed)
+        {
             tracing::info!(node = %self.options.node, "redis link up; resynchronising");
             self.emit(BrokerInput::Resync).await;
         }
@@ -605,7 +700,10 @@ async fn maintain(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
         if inner.connection().is_none() {
             let attempt = tokio::time::timeout(
                 inner.options.command_timeout * 2,
-                inner.link.client.get_multiplexed_async_connection_with_config(&inner.link.config),
+                inner
+                    .link
+                    .client
+                    .get_multiplexed_async_connection_with_config(&inner.link.config),
             );
             let result = tokio::select! {
                 r = attempt => r,
@@ -614,7 +712,11 @@ async fn maintain(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             match result {
                 Ok(Ok(conn)) => {
                     let generation = inner.link.generation.fetch_add(1, Relaxed) + 1;
-                    *inner.link.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((generation, conn));
+                    *inner
+                        .link
+                        .current
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some((generation, conn));
                     inner.status.commands_up.store(true, Relaxed);
                     tracing::info!("redis connected");
                     backoff = BACKOFF_MIN;
@@ -647,7 +749,11 @@ async fn maintain(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
 }
 
 /// Empties the outbound queue into Redis, in pipelined batches, in order.
-async fn publisher(inner: Arc<Inner>, mut queue: mpsc::Receiver<BrokerMessage>, mut stop: watch::Receiver<()>) {
+async fn publisher(
+    inner: Arc<Inner>,
+    mut queue: mpsc::Receiver<BrokerMessage>,
+    mut stop: watch::Receiver<()>,
+) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
         let n = tokio::select! {
@@ -660,13 +766,19 @@ async fn publisher(inner: Arc<Inner>, mut queue: mpsc::Receiver<BrokerMessage>, 
         let count = batch.len() as u64;
         let mut pipe = redis::pipe();
         for message in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(&inner.keys.events).arg(message.to_json()).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&inner.keys.events)
+                .arg(message.to_json())
+                .ignore();
         }
         if inner.query::<()>(&pipe).await.is_some() {
             inner.status.published.fetch_add(count, Relaxed);
         } else {
             let failed = inner.status.publish_failed.fetch_add(count, Relaxed);
-            tracing::debug!(failed = failed + count, "redis unreachable; publications dropped");
+            tracing::debug!(
+                failed = failed + count,
+                "redis unreachable; publications dropped"
+            );
         }
     }
 }
@@ -677,9 +789,15 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let timeout = inner.options.command_timeout;
     loop {
         let attempt = async {
-            let pubsub = tokio::time::timeout(timeout * 2, inner.link.client.get_async_pubsub()).await.ok()?.ok()?;
+            let pubsub = tokio::time::timeout(timeout * 2, inner.link.client.get_async_pubsub())
+                .await
+                .ok()?
+                .ok()?;
             let (mut sink, stream) = pubsub.split();
-            tokio::time::timeout(timeout, sink.subscribe(&inner.keys.events)).await.ok()?.ok()?;
+            tokio::time::timeout(timeout, sink.subscribe(&inner.keys.events))
+                .await
+                .ok()?
+                .ok()?;
             Some((sink, stream))
         };
         let connected = tokio::select! {
@@ -755,13 +873,20 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             inner.emit(BrokerInput::Snapshot).await;
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&my_key).arg(&inner.boot).arg("PX").arg(ttl).ignore();
+        pipe.cmd("SET")
+            .arg(&my_key)
+            .arg(&inner.boot)
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
         pipe.cmd("SADD").arg(&inner.keys.nodes).arg(&me).ignore();
         pipe.cmd("SMEMBERS").arg(&inner.keys.nodes);
         let Some((members,)) = inner.query::<(Vec<String>,)>(&pipe).await else {
             // Cut off: past the TTL the others count this node as down, so count them down too.
             if last_contact.elapsed() > inner.options.node_ttl && !known.is_empty() {
-                tracing::warn!("cut off from redis for longer than the node TTL; other nodes are now unknown");
+                tracing::warn!(
+                    "cut off from redis for longer than the node TTL; other nodes are now unknown"
+                );
                 let mut lost: Vec<String> = known.drain().map(|(node, _)| node).collect();
                 lost.sort();
                 for node in lost {
@@ -810,7 +935,11 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             }
         }
         // Removed from the set by another node before this one saw the key expire.
-        let vanished: Vec<String> = known.keys().filter(|n| !present.contains(*n)).cloned().collect();
+        let vanished: Vec<String> = known
+            .keys()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect();
         for node in vanished {
             known.remove(&node);
             down.push(node);
@@ -821,7 +950,10 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
         let expired: Vec<&String> = down.iter().filter(|n| !known.contains_key(*n)).collect();
         if !expired.is_empty() {
             let mut pipe = redis::pipe();
-            pipe.cmd("SREM").arg(&inner.keys.nodes).arg(expired).ignore();
+            pipe.cmd("SREM")
+                .arg(&inner.keys.nodes)
+                .arg(expired)
+                .ignore();
             let _ = inner.query::<()>(&pipe).await;
         }
         down.sort();
@@ -843,12 +975,24 @@ fn millis(d: Duration) -> u64 {
 
 /// `d` plus up to a quarter of it, so nodes do not reconnect in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
 /// Tells this process apart from an earlier one with the same node id.
 fn boot_id() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!("{:x}-{:x}-{:x}", now.as_secs(), now.subsec_nanos(), std::process::id())
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:x}-{:x}-{:x}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,420 @@
+//! Round trips through a real Redis: the shared one at 127.0.0.1:6379 (`scripts/test.sh`
+//! starts it), each test under its own prefix; a private `redis-server` where a test stops it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+use bbrt_protocol::hub::BrokerEvent;
+use bbrt_protocol::ids::{MessageId, ThreadId};
+
+use super::*;
+
+/// Fails a test instead of hanging it; never a performance threshold.
+const WAIT: Duration = Duration::from_secs(10);
+const SHARED: &str = "redis://127.0.0.1:6379/";
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().expect("valid id")
+}
+
+fn prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "bbrt-test-{}-{}-{}",
+        std::process::id(),
+        now.as_nanos(),
+        N.fetch_add(1, Relaxed)
+    )
+}
+
+fn options(url: &str, prefix: &str, node: &str) -> RedisOptions {
+    let mut o = RedisOptions::new(url, prefix, id(node));
+    o.heartbeat = Duration::from_millis(100);
+    o.node_ttl = Duration::from_millis(300);
+    o.claim_wait = Duration::from_secs(5);
+    o
+}
+
+/// The next input that is not a periodic snapshot.
+async fn next(rx: &mut mpsc::Receiver<BrokerInput>) -> BrokerInput {
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("an input in time")
+            .expect("open")
+        {
+            BrokerInput::Snapshot => {}
+            input => return input,
+        }
+    }
+}
+
+/// Waits for the first `Resync`: subscribed and connected.
+async fn up(rx: &mut mpsc::Receiver<BrokerInput>) {
+    assert_eq!(next(rx).await, BrokerInput::Resync);
+}
+
+fn deliver(origin: &str, text: &str) -> BrokerMessage {
+    BrokerMessage {
+        origin: id(origin),
+        event: BrokerEvent::Deliver {
+            users: vec![id("u1")],
+            frame: bytes::Bytes::from(text.to_owned()),
+        },
+    }
+}
+
+#[tokio::test]
+async fn publications_cross_between_brokers_and_not_back() {
+    let p = prefix();
+    let (a, _ca) = connect(options(SHARED, &p, "a")).expect("valid options");
+    let (b, _cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    let mut ra = a.subscribe_inputs();
+    let mut rb = b.subscribe_inputs();
+    let mut plain = b.subscribe();
+    up(&mut ra).await;
+    up(&mut rb).await;
+    for i in 0..100 {
+        a.publish(deliver("a", &format!("{{\"n\":{i}}}")));
+    }
+    b.publish(deliver("b", "{\"from\":\"b\"}"));
+    for i in 0..100 {
+        assert_eq!(
+            next(&mut rb).await,
+            BrokerInput::Message(deliver("a", &format!("{{\"n\":{i}}}")))
+        );
+        let m = tokio::time::timeout(WAIT, plain.recv())
+            .await
+            .expect("in time")
+            .expect("open");
+        assert_eq!(m, deliver("a", &format!("{{\"n\":{i}}}")));
+    }
+    // a hears b's publication and none of its own.
+    assert_eq!(
+        next(&mut ra).await,
+        BrokerInput::Message(deliver("b", "{\"from\":\"b\"}"))
+    );
+    assert_eq!(a.status().published.load(Relaxed), 100);
+    assert_eq!(b.status().received.load(Relaxed), 100);
+    assert!(!a.status().degraded());
+}
+
+#[tokio::test]
+async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
+    let p = prefix();
+    let (_a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
+    let (_b, cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    wait_commands(&ca.status()).await;
+    wait_commands(&cb.status()).await;
+    let claim = || CoordRequest::ClaimSend {
+        user: id("u:1"),
+        client_message_id: id("c1"),
+    };
+    assert_eq!(ca.request(claim()).await, CoordResponse::Claimed);
+    let cb = Arc::new(cb);
+    let waiter = tokio::spawn({
+        let cb = Arc::clone(&cb);
+        async move { cb.request(claim()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the second claim waits while the first is in flight"
+    );
+    let receipt = SendReceipt {
+        id: id::<MessageId>("m1"),
+        thread: id::<ThreadId>("t1"),
+    };
+    let finish = CoordRequest::FinishSend {
+        user: id("u:1"),
+        client_message_id: id("c1"),
+        receipt: Some(receipt.clone()),
+    };
+    assert_eq!(ca.request(finish).await, CoordResponse::Ok);
+    let got = tokio::time::timeout(WAIT, waiter)
+        .await
+        .expect("in time")
+        .expect("no panic");
+    assert_eq!(got, CoordResponse::Done(receipt.clone()));
+    // And later claims, from any node, too.
+    assert_eq!(cb.request(claim()).await, CoordResponse::Done(receipt));
+
+    // Another user with a colliding-looking id is a different key.
+    let other = CoordRequest::ClaimSend {
+        user: id("u"),
+        client_message_id: id("1:c1"),
+    };
+    assert_eq!(cb.request(other).await, CoordResponse::Claimed);
+
+    // A failed send releases its claim: the retry may post.
+    let c2 = || CoordRequest::ClaimSend {
+        user: id("u2"),
+        client_message_id: id("c2"),
+    };
+    assert_eq!(ca.request(c2()).await, CoordResponse::Claimed);
+    let release = CoordRequest::FinishSend {
+        user: id("u2"),
+        client_message_id: id("c2"),
+        receipt: None,
+    };
+    assert_eq!(ca.request(release).await, CoordResponse::Ok);
+    assert_eq!(cb.request(c2()).await, CoordResponse::Claimed);
+    // Only the holder's release deletes the claim.
+    let release = CoordRequest::FinishSend {
+        user: id("u2"),
+        client_message_id: id("c2"),
+        receipt: None,
+    };
+    assert_eq!(ca.request(release).await, CoordResponse::Ok);
+    let mut short = options(SHARED, &p, "c");
+    short.claim_wait = Duration::from_millis(100);
+    let (_c, cc) = connect(short).expect("valid options");
+    wait_commands(&cc.status()).await;
+    assert_eq!(
+        cc.request(c2()).await,
+        CoordResponse::Unavailable,
+        "still in flight on b"
+    );
+}
+
+#[tokio::test]
+async fn the_first_answer_wins() {
+    let p = prefix();
+    let (_a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
+    let (_b, cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    wait_commands(&ca.status()).await;
+    wait_commands(&cb.status()).await;
+    let dev = |node: &str, conn| DeviceRef {
+        node: id(node),
+        conn,
+    };
+    let claim = |node: &str, conn| CoordRequest::ClaimAnswer {
+        call: id("a-1"),
+        device: dev(node, conn),
+    };
+    assert_eq!(cb.request(claim("b", 7)).await, CoordResponse::Won);
+    assert_eq!(ca.request(claim("a", 3)).await, CoordResponse::Lost);
+    assert_eq!(cb.request(claim("b", 8)).await, CoordResponse::Lost);
+    assert_eq!(
+        ca.request(claim("b", 7)).await,
+        CoordResponse::Won,
+        "the winner may ask again"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_node_is_announced_down() {
+    let p = prefix();
+    let (a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
+    let (b, _cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    let mut ra = a.subscribe_inputs();
+    let mut rb = b.subscribe_inputs();
+    up(&mut ra).await;
+    up(&mut rb).await;
+    // b has seen a alive before a goes.
+    wait_until(|| async { members(&p).await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    drop((a, ca, ra));
+    assert_eq!(next(&mut rb).await, BrokerInput::NodeDown(id("a")));
+    wait_until(|| async { members(&p).await == ["b"] }).await;
+    assert_eq!(b.status().nodes_down.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_restarted_node_is_announced_down_once_and_resynchronised() {
+    let p = prefix();
+    let mut slow = options(SHARED, &p, "b");
+    slow.node_ttl = Duration::from_secs(5);
+    let (a, _ca) = connect(slow.clone()).expect("valid options");
+    let mut ra = a.subscribe_inputs();
+    up(&mut ra).await;
+    let mut o = options(SHARED, &p, "x");
+    o.node_ttl = Duration::from_secs(5);
+    let first = connect(o.clone()).expect("valid options");
+    wait_until(|| async { members(&p).await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _second = connect(o).expect("valid options");
+    assert_eq!(next(&mut ra).await, BrokerInput::NodeDown(id("x")));
+    assert_eq!(next(&mut ra).await, BrokerInput::Resync);
+}
+
+#[tokio::test]
+async fn without_redis_nothing_blocks_and_everything_is_counted() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut o = options(&url, &prefix(), "a");
+    o.publish_queue = 16;
+    let (a, ca) = connect(o).expect("valid options");
+    let start = Instant::now();
+    for i in 0..1000 {
+        a.publish(deliver("a", &format!("{{\"n\":{i}}}")));
+    }
+    assert!(start.elapsed() < WAIT);
+    let claim = CoordRequest::ClaimSend {
+        user: id("u1"),
+        client_message_id: id("c1"),
+    };
+    let r = tokio::time::timeout(WAIT, ca.request(claim))
+        .await
+        .expect("prompt");
+    assert_eq!(r, CoordResponse::Unavailable);
+    // Calls on this node can still be answered, first device wins.
+    let dev = |conn| DeviceRef {
+        node: id("a"),
+        conn,
+    };
+    let claim = |conn| CoordRequest::ClaimAnswer {
+        call: id("a-1"),
+        device: dev(conn),
+    };
+    assert_eq!(ca.request(claim(1)).await, CoordResponse::Won);
+    assert_eq!(ca.request(claim(2)).await, CoordResponse::Lost);
+    let s = a.status();
+    wait_until(|| async {
+        s.publish_dropped.load(Relaxed) + s.publish_failed.load(Relaxed) == 1000
+    })
+    .await;
+    assert!(s.degraded());
+    assert!(s.coord_unavailable.load(Relaxed) >= 2);
+    let mut text = String::new();
+    s.render(&mut text);
+    assert!(text.contains("bbrt_redis_degraded 1"), "{text}");
+    assert!(s.summary().contains("degraded"));
+}
+
+#[tokio::test]
+async fn after_redis_restarts_the_link_resubscribes_and_resynchronises() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut server = PrivateRedis::start(port);
+    let p = prefix();
+    let (a, ca) = connect(options(&url, &p, "a")).expect("valid options");
+    let (b, _cb) = connect(options(&url, &p, "b")).expect("valid options");
+    let mut ra = a.subscribe_inputs();
+    let mut rb = b.subscribe_inputs();
+    up(&mut ra).await;
+    up(&mut rb).await;
+    a.publish(deliver("a", "{\"n\":1}"));
+    assert_eq!(
+        next(&mut rb).await,
+        BrokerInput::Message(deliver("a", "{\"n\":1}"))
+    );
+
+    server.stop();
+    let s = a.status();
+    wait_until(|| async { s.degraded() }).await;
+    let claim = CoordRequest::ClaimSend {
+        user: id("u1"),
+        client_message_id: id("c1"),
+    };
+    assert_eq!(ca.request(claim.clone()).await, CoordResponse::Unavailable);
+    a.publish(deliver("a", "{\"lost\":true}"));
+    server = PrivateRedis::start(port);
+
+    // Both links come back by themselves; each asks its hub to resynchronise.
+    assert_eq!(next(&mut ra).await, BrokerInput::Resync);
+    assert_eq!(next(&mut rb).await, BrokerInput::Resync);
+    a.publish(deliver("a", "{\"n\":2}"));
+    assert_eq!(
+        next(&mut rb).await,
+        BrokerInput::Message(deliver("a", "{\"n\":2}"))
+    );
+    assert_eq!(ca.request(claim).await, CoordResponse::Claimed);
+    assert!(s.reconnects.load(Relaxed) >= 2);
+    assert!(s.publish_failed.load(Relaxed) >= 1);
+    drop(server);
+}
+
+async fn wait_commands(status: &RedisStatus) {
+    wait_until(|| async { status.commands_up() }).await;
+}
+
+async fn wait_until<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !f().await {
+        assert!(Instant::now() < deadline, "condition not met in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn members(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(SHARED).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("shared redis runs");
+    let mut m: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:nodes"))
+        .query_async(&mut conn)
+        .await
+        .expect("smembers");
+    m.sort();
+    m
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `redis-server` of this test alone, stopped when dropped.
+struct PrivateRedis {
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child: Some(child) }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
