@@ -229,6 +229,18 @@ impl Hub {
             return;
         }
         let origin = message.origin;
+        if self.down_nodes.contains(&origin) {
+            // A publication sent before the node died but delivered after we heard it did
+            // would resurrect its users and calls forever. A node that starts again
+            // announces itself with a sync request or a presence snapshot.
+            if !matches!(
+                message.event,
+                BrokerEvent::SyncRequest | BrokerEvent::PresenceSnapshot { .. }
+            ) {
+                return;
+            }
+            self.down_nodes.remove(&origin);
+        }
         match message.event {
             BrokerEvent::Deliver { users, frame } => {
                 let conns = self.conns_of(&users);
@@ -272,6 +284,7 @@ impl Hub {
         if *node == self.config.node_id {
             return;
         }
+        self.down_nodes.insert(node.clone());
         let users: Vec<UserId> = self
             .remote_online
             .iter()

@@ -741,8 +741,18 @@ impl Hub {
     }
 
     pub(super) fn call_ring_timeout(&mut self, _now: Instant, id: &CallId) {
-        if self.calls.calls.get(id).is_some_and(|c| !c.answered()) {
+        let Some(call) = self.calls.calls.get(id) else {
+            return;
+        };
+        if call.answered() {
+            return;
+        }
+        if call.snapshot.caller_device.node == self.config.node_id {
             self.end_call(id, EndReason::Timeout);
+        } else {
+            // A replica whose owner never said how the call ended (its publication was
+            // lost): stop ringing here.
+            self.apply_ended(id, EndReason::Timeout);
         }
     }
 
@@ -810,12 +820,17 @@ impl Hub {
     }
 
     /// Another node rings a call: ring local devices, and resolve glare with our own calls.
-    pub(super) fn remote_call_ring(&mut self, _now: Instant, snapshot: CallSnapshot) {
+    pub(super) fn remote_call_ring(&mut self, now: Instant, snapshot: CallSnapshot) {
         if self.calls.calls.contains_key(&snapshot.call) {
             return;
         }
         let glare = self.glare_with(&snapshot.caller, &snapshot.callee, &snapshot.thread);
         let incoming = snapshot.call.clone();
+        // The caller's node owns the ring timeout; this later one only cleans up a replica
+        // whose end never arrived.
+        let backstop = self.config.ring_timeout + self.config.call_grace;
+        self.timers
+            .set(TimerKey::CallRing(incoming.clone()), now + backstop);
         self.start_ringing(snapshot);
         if let Some(ours) = glare {
             // Both nodes apply the same rule; each ends its own call if it is the greater.

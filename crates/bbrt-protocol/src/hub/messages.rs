@@ -55,6 +55,16 @@ pub(super) struct Sends {
 }
 
 impl Sends {
+    /// Whether nothing is pending or remembered (for leak checks in tests).
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.lanes.is_empty()
+            && self.pending_per_user.is_empty()
+            && self.in_flight.is_empty()
+            && self.claiming.is_empty()
+            && self.done.is_empty()
+    }
+
     pub(super) fn forget_done(&mut self, key: &IdemKey) {
         self.done.remove(key);
     }

@@ -403,6 +403,9 @@ pub struct Hub {
     user_threads: HashMap<UserId, BTreeSet<ThreadId>>,
     /// Users online on other nodes, and which nodes.
     remote_online: HashMap<UserId, BTreeSet<NodeId>>,
+    /// Nodes reported down: their late publications are ignored until they announce
+    /// themselves again (a sync request or a presence snapshot).
+    down_nodes: BTreeSet<NodeId>,
     credentials: HashMap<CredentialId, CredentialState>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
@@ -435,6 +438,7 @@ impl Hub {
             threads: HashMap::new(),
             user_threads: HashMap::new(),
             remote_online: HashMap::new(),
+            down_nodes: BTreeSet::new(),
             credentials: HashMap::new(),
             anonymous: BTreeMap::new(),
             anonymous_by_ip: HashMap::new(),

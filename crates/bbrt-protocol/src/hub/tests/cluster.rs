@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use super::sim::*;
-use crate::ids::ConnId;
+use crate::hub::{BrokerEvent, BrokerMessage, Input};
+use crate::ids::{ConnId, NodeId};
 
 /// Two nodes; alice on n1 (plus a second device on n2), bob on n2; both joined `T`.
 fn two_nodes() -> (Sim, ConnId, ConnId, ConnId) {
@@ -343,4 +344,64 @@ fn the_same_client_call_id_on_two_nodes_never_crosses_calls() {
     );
     assert_eq!(bob_frames[0]["callId"], "n1-1");
     assert_eq!(dave_frames[0]["callId"], "n2-1");
+}
+
+#[test]
+fn a_publication_from_a_node_already_reported_down_is_ignored_until_it_returns() {
+    let mut sim = Sim::cluster(2);
+    let _alice = sim.connect_on(0, "alice");
+    sim.node_down(1);
+    // Sent by n2 before it died, delivered after n1 heard it did.
+    let late = |event| {
+        Input::Broker(BrokerMessage {
+            origin: NodeId::new("n2").unwrap(),
+            event,
+        })
+    };
+    sim.handle(
+        0,
+        late(BrokerEvent::Presence {
+            user: uid("zombie"),
+            online: true,
+        }),
+    );
+    assert_eq!(sim.online(0), ["alice"]);
+    // n2 starts again and announces itself.
+    sim.handle(0, late(BrokerEvent::SyncRequest));
+    sim.handle(
+        0,
+        late(BrokerEvent::Presence {
+            user: uid("bob"),
+            online: true,
+        }),
+    );
+    assert_eq!(sim.online(0), ["alice", "bob"]);
+}
+
+#[test]
+fn a_replica_whose_call_end_was_lost_stops_ringing_after_the_ring_timeout_and_grace() {
+    let mut sim = Sim::with_config(2, |c| {
+        c.ring_timeout = secs(5);
+        c.call_grace = secs(2);
+    });
+    sim.site_thread("T", &["alice", "bob"]);
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(1, "bob");
+    sim.broker_loses.push("call_ended");
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
+    sim.drive_for(secs(6));
+    assert_eq!(sim.kinds(alice), ["call_ended"]);
+    assert_eq!(sim.kinds(bob), ["call_initiated"], "n1's end was lost");
+    sim.drive_for(ms(900));
+    assert_eq!(
+        sim.take(bob),
+        [],
+        "the replica waits a grace longer than the owner"
+    );
+    sim.drive_for(secs(1));
+    assert_eq!(sim.kinds(bob), ["call_ended"]);
+    assert_eq!(sim.hub(1).stats().calls, 0);
 }

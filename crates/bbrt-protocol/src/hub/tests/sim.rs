@@ -154,6 +154,8 @@ pub(crate) struct Sim {
     pub(crate) site: Site,
     pub(crate) coord: Coordinator,
     pub(crate) broker_latency: Duration,
+    /// Broker publications of these kinds (`"call_ended"`, `"presence"`...) are lost.
+    pub(crate) broker_loses: Vec<&'static str>,
     pub(crate) limits: Limits,
     events: BTreeMap<(Instant, u64), Event>,
     seq: u64,
@@ -221,6 +223,7 @@ impl Sim {
                 ..Coordinator::default()
             },
             broker_latency: Duration::from_millis(1),
+            broker_loses: Vec::new(),
             limits: Limits::default(),
             events: BTreeMap::new(),
             seq: 0,
@@ -615,8 +618,16 @@ impl Sim {
                 );
                 assert!(self.nodes.len() > 1, "a single node publishes nothing");
                 // Through the wire format, as a Redis broker would carry it.
-                let message = BrokerMessage::from_json(&message.to_json())
-                    .expect("broker messages round-trip");
+                let json = message.to_json();
+                let message = BrokerMessage::from_json(&json).expect("broker messages round-trip");
+                let kind: Value = serde_json::from_slice(&json).expect("json");
+                if self
+                    .broker_loses
+                    .iter()
+                    .any(|k| kind["event"]["kind"] == *k)
+                {
+                    return;
+                }
                 for other in 0..self.nodes.len() {
                     if other != node && self.nodes[other].up {
                         let at = self.now + self.broker_latency;
@@ -1008,4 +1019,58 @@ pub(crate) fn ip(n: u8) -> IpAddr {
 
 pub(crate) fn to_json(message: &ServerMessage) -> Value {
     serde_json::from_slice(&message.encode()).expect("server frames are JSON")
+}
+
+impl Hub {
+    /// Per-connection, per-user and per-request state still held: after every connection
+    /// closed and every timer ran, all of it must be gone. (The participant cache and the
+    /// `denied` memo are per thread, not per connection, and may stay.)
+    pub(crate) fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let mut check = |name: &str, empty: bool, debug: &dyn std::fmt::Debug| {
+            if !empty {
+                left.push(format!("{name}: {debug:?}"));
+            }
+        };
+        check("conns", self.conns.is_empty(), &self.conns);
+        check("users", self.users.is_empty(), &self.users);
+        check(
+            "remote_online",
+            self.remote_online.is_empty(),
+            &self.remote_online,
+        );
+        check(
+            "credentials",
+            self.credentials.is_empty(),
+            &self.credentials,
+        );
+        check("anonymous", self.anonymous.is_empty(), &self.anonymous);
+        check(
+            "anonymous_by_ip",
+            self.anonymous_by_ip.is_empty(),
+            &self.anonymous_by_ip,
+        );
+        check("fetching", self.fetching.is_empty(), &self.fetching);
+        check(
+            "api_pending",
+            self.api_pending.is_empty(),
+            &self.api_pending,
+        );
+        check(
+            "coord_pending",
+            self.coord_pending.is_empty(),
+            &self.coord_pending,
+        );
+        check("sends", self.sends.is_empty(), &self.sends);
+        check("typing", self.typing.is_empty(), &self.typing);
+        check("calls", self.calls.len() == 0, &self.calls);
+        check("timers", self.timers.len() == 0, &self.timers);
+        check(
+            "joiners",
+            self.threads.values().all(|t| t.joiners.is_empty()),
+            &self.threads,
+        );
+        check("outputs", self.outputs.is_empty(), &self.outputs);
+        left
+    }
 }
