@@ -434,3 +434,27 @@ async fn bad_frames_answer_errors_and_others_notice_nothing() {
     }
     assert!(bystander.drain(Duration::from_millis(200)).await.is_empty());
 }
+
+#[tokio::test]
+async fn anonymous_connections_are_evicted_oldest_first_4010() {
+    let server = Server::start(common::Config {
+        max_anonymous_per_ip: 2,
+        ..config()
+    })
+    .await;
+    let mut oldest = server.client().await;
+    let mut second = server.client().await;
+    oldest.send(json!({"type": "ping"})).await;
+    assert_eq!(oldest.recv().await["type"], "pong");
+    let mut third = server.client().await;
+    assert_eq!(oldest.closed().await, Some(4010));
+    // Identified connections do not count: alice's own arrival evicts `second`, then she
+    // is verified and anonymous `fourth` fits beside `third`.
+    let mut alice = server.user("alice").await;
+    assert_eq!(second.closed().await, Some(4010));
+    let mut fourth = server.client().await;
+    for c in [&mut third, &mut fourth, &mut alice] {
+        c.send(json!({"type": "ping"})).await;
+        assert_eq!(c.recv_skip_presence().await["type"], "pong");
+    }
+}
