@@ -263,10 +263,7 @@ impl Hub {
                     }
                     SiteErrorKind::Forbidden => {
                         if let Some(thread) = &send.thread {
-                            self.denied.insert(
-                                (key.user.clone(), thread.clone()),
-                                now + self.config.participants_ttl,
-                            );
+                            self.deny(now, key.user.clone(), thread.clone());
                             if let Some(state) = self.threads.get_mut(thread) {
                                 state.fetched_at = None;
                             }

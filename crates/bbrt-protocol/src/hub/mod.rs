@@ -416,6 +416,8 @@ pub struct Hub {
     fetching: HashMap<(UserId, ThreadId, bool), BTreeSet<ConnId>>,
     /// (user, thread) pairs the site said are not members, until when.
     denied: HashMap<(UserId, ThreadId), Instant>,
+    /// `denied`'s size at which expired entries are swept next.
+    denied_sweep_at: usize,
     api_pending: HashMap<ApiRequestId, PendingApi>,
     coord_pending: HashMap<CoordRequestId, PendingCoord>,
     next_api: u64,
@@ -445,6 +447,7 @@ impl Hub {
             next_anonymous_seq: 0,
             fetching: HashMap::new(),
             denied: HashMap::new(),
+            denied_sweep_at: threads::DENIED_SWEEP_MIN,
             api_pending: HashMap::new(),
             coord_pending: HashMap::new(),
             next_api: 0,

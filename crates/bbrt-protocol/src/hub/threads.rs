@@ -9,6 +9,9 @@ use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
 use crate::wire::{ErrorCode, Joined, Participant, RequestId, ServerMessage};
 
+/// `denied` is swept of expired entries no more often than when it reaches this size.
+pub(super) const DENIED_SWEEP_MIN: usize = 1024;
+
 /// What the cache says about a user in a thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Membership {
@@ -33,6 +36,19 @@ impl Hub {
         match self.denied.get(&(user.clone(), thread.clone())) {
             Some(until) if *until > now => Membership::NotMember,
             _ => Membership::Unknown,
+        }
+    }
+
+    /// Remembers for the participants TTL that the site refused `user` in `thread`.
+    ///
+    /// Thread ids are client-controlled, so expired entries are swept (amortized, when the
+    /// map doubled since the last sweep): otherwise joining random threads grows it forever.
+    pub(super) fn deny(&mut self, now: Instant, user: UserId, thread: ThreadId) {
+        self.denied
+            .insert((user, thread), now + self.config.participants_ttl);
+        if self.denied.len() >= self.denied_sweep_at {
+            self.denied.retain(|_, until| *until > now);
+            self.denied_sweep_at = (2 * self.denied.len()).max(DENIED_SWEEP_MIN);
         }
     }
 
@@ -105,10 +121,7 @@ impl Hub {
             Err(error) => {
                 if error.kind == SiteErrorKind::Forbidden {
                     self.forget_member(&thread, &user);
-                    self.denied.insert(
-                        (user.clone(), thread.clone()),
-                        now + self.config.participants_ttl,
-                    );
+                    self.deny(now, user.clone(), thread.clone());
                 }
                 if error.kind == SiteErrorKind::Unauthenticated {
                     for conn in &waiters {
@@ -123,8 +136,7 @@ impl Hub {
         if let Some((code, _)) = &failure
             && *code == ErrorCode::Forbidden
         {
-            self.denied
-                .insert((user, thread), now + self.config.participants_ttl);
+            self.deny(now, user, thread);
         }
         for conn in waiters {
             match &failure {

@@ -139,3 +139,25 @@ fn joining_a_thread_the_site_refuses_is_forbidden() {
     sim.drive();
     sim.expect_error(mallory, "forbidden", Some(1));
 }
+
+#[test]
+fn probing_random_threads_does_not_grow_the_hub_forever() {
+    let mut sim = Sim::with(|c| c.frame_rate = 1000.0);
+    sim.site.real = true;
+    let mallory = sim.open_on(0, ip(1), Some("dev:mallory"));
+    sim.drive();
+    // One refused join every 100 ms for ten minutes: ten TTLs' worth of thread ids.
+    for n in 0..6000 {
+        sim.send(
+            mallory,
+            json!({"type": "join_thread", "threadId": format!("probe-{n}")}),
+        );
+        sim.drive_for(ms(100));
+    }
+    assert_eq!(sim.errors(mallory).len(), 6000);
+    let remembered = sim.hub(0).denied.len();
+    assert!(
+        remembered <= 2 * 600 + 1024,
+        "{remembered} refusals remembered"
+    );
+}
