@@ -124,11 +124,11 @@ ABOUT="- $(date -u '+%Y-%m-%d %H:%M UTC'); mode: $([ "$QUICK" = 1 ] && echo quic
 - bbrt flags: \`$BBRT_FLAGS\`"
 
 if [ "$QUICK" = 1 ]; then
-  "$BENCH" report --input "$OUT" --md "$RESULTS/quick.md" --png "$RESULTS/quick.png" --about "$ABOUT"
+  "$BENCH" report --input "$OUT" --md "$RESULTS/quick.md" --png "$RESULTS/quick.png" --about="$ABOUT"
   echo "== wrote $RESULTS/quick.md and quick.png (a smoke run does not replace latest.*)"
   cat "$RESULTS/quick.md"
 else
-  "$BENCH" report --input "$OUT" --md "$RESULTS/latest.md" --png "$RESULTS/latest.png" --about "$ABOUT"
+  "$BENCH" report --input "$OUT" --md "$RESULTS/latest.md" --png "$RESULTS/latest.png" --about="$ABOUT"
   echo "== wrote $RESULTS/latest.md, latest.jsonl and latest.png"
   cat "$RESULTS/latest.md"
 fi

@@ -12,6 +12,7 @@ mod proc;
 mod record;
 mod report;
 mod scenarios;
+mod ticker;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt, stream};
 use hdrhistogram::Histogram;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -306,100 +307,154 @@ impl Traffic {
     }
 }
 
-/// One client's life during the traffic phase.
-async fn traffic_client(
+/// One closed-loop client: sends `in_flight` messages at the start, then one more each
+/// time one of its own comes back.
+async fn closed_client(
     mut ws: Ws,
     me: usize,
-    pace: Pace,
+    in_flight_target: usize,
     sh: Rc<RefCell<Traffic>>,
     drain_end: Instant,
 ) {
-    let (start_ns, end_ns, epoch, n, thread) = {
+    let (start_ns, end_ns, epoch, thread) = {
         let s = sh.borrow();
-        (s.start_ns, s.end_ns, s.epoch, s.n, thread_of(me, s.group))
+        (s.start_ns, s.end_ns, s.epoch, thread_of(me, s.group))
     };
-    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
-    // Fixed rate: client `me` sends at start + (me + k·n)/rate.
-    let (mut next_ns, period_ns) = match pace {
-        Pace::Closed { .. } => (start_ns, 0),
-        Pace::Rate { per_s } => {
-            let period = (n as f64 / per_s * 1e9) as u64;
-            (start_ns + (me as f64 / per_s * 1e9) as u64, period.max(1))
-        }
-    };
-    let mut sending = true;
+    let start = Instant::from_std(epoch + Duration::from_nanos(start_ns));
+    let mut started = false;
     let mut in_flight = 0usize;
     loop {
-        let wake = if sending { at(next_ns) } else { drain_end };
+        let wake = if started { drain_end } else { start };
         tokio::select! {
             biased;
-            frame = ws.next() => {
-                match frame {
-                    Some(Ok(Message::Text(t))) => {
-                        if is_presence(&t) {
-                            continue;
-                        }
-                        let sender = sh.borrow_mut().delivered(me, &t);
-                        if sender == Some(me) {
-                            in_flight = in_flight.saturating_sub(1);
-                            if let Pace::Closed { in_flight: target } = pace
-                                && sh.borrow().now_ns() < end_ns
-                            {
-                                while in_flight < target {
-                                    if !send_one(&mut ws, me, &thread, &sh, None).await {
-                                        break;
-                                    }
-                                    in_flight += 1;
-                                }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    if is_presence(&t) {
+                        continue;
+                    }
+                    let sender = sh.borrow_mut().delivered(me, &t);
+                    if sender == Some(me) {
+                        in_flight = in_flight.saturating_sub(1);
+                        if sh.borrow().now_ns() < end_ns {
+                            while in_flight < in_flight_target && send_one(&mut ws, me, &thread, &sh).await {
+                                in_flight += 1;
                             }
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        if Instant::now() < drain_end {
-                            sh.borrow_mut().faults.closed += 1;
-                        }
-                        return;
-                    }
-                    Some(Ok(_)) => {}
                 }
-            }
-            () = sleep_until(wake) => {
-                if !sending {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if Instant::now() < drain_end {
+                        sh.borrow_mut().faults.closed += 1;
+                    }
                     return;
                 }
-                match pace {
-                    Pace::Closed { in_flight: target } => {
-                        while in_flight < target {
-                            if !send_one(&mut ws, me, &thread, &sh, None).await {
-                                break;
-                            }
-                            in_flight += 1;
-                        }
-                        sending = false;
-                    }
-                    Pace::Rate { .. } => {
-                        if !send_one(&mut ws, me, &thread, &sh, Some(next_ns)).await {
-                            sending = false;
-                        }
-                        next_ns += period_ns;
-                        if next_ns >= end_ns {
-                            sending = false;
-                        }
-                    }
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(wake) => {
+                if started {
+                    return;
+                }
+                started = true;
+                while in_flight < in_flight_target && send_one(&mut ws, me, &thread, &sh).await {
+                    in_flight += 1;
                 }
             }
         }
     }
 }
 
-/// Sends one message (scheduled at `sched_ns`, or now); false when nothing more may be sent.
-async fn send_one(
-    ws: &mut Ws,
+/// The reading side of a fixed-rate client.
+async fn rate_reader(
+    mut stream: SplitStream<Ws>,
     me: usize,
-    thread: &str,
-    sh: &Rc<RefCell<Traffic>>,
-    sched_ns: Option<u64>,
-) -> bool {
+    sh: Rc<RefCell<Traffic>>,
+    drain_end: Instant,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    if !is_presence(&t) {
+                        sh.borrow_mut().delivered(me, &t);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    if Instant::now() < drain_end {
+                        sh.borrow_mut().faults.closed += 1;
+                    }
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(drain_end) => return,
+        }
+    }
+}
+
+/// The fixed-rate schedule: message k is due at start + k/rate, from client k mod n. A
+/// timerfd ticks once per message period; every tick sends whatever is due.
+async fn rate_scheduler(
+    mut sinks: Vec<SplitSink<Ws, Message>>,
+    per_s: f64,
+    sh: Rc<RefCell<Traffic>>,
+) {
+    let (start_ns, end_ns, group, now_ns) = {
+        let s = sh.borrow();
+        (s.start_ns, s.end_ns, s.group, s.now_ns())
+    };
+    let n = sinks.len();
+    let period_ns = (1e9 / per_s).max(1.0);
+    let interval = Duration::from_nanos(period_ns.min(1e6) as u64);
+    let ticker = match crate::ticker::Ticker::new(
+        Duration::from_nanos(start_ns.saturating_sub(now_ns)),
+        interval,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut s = sh.borrow_mut();
+            s.faults.error(&format!("load generator: no timerfd: {e}"));
+            return;
+        }
+    };
+    let mut k = 0u64;
+    loop {
+        if ticker.tick().await.is_err() {
+            return;
+        }
+        let now = sh.borrow().now_ns();
+        loop {
+            let sched = start_ns + (k as f64 * period_ns) as u64;
+            if sched >= end_ns {
+                return;
+            }
+            if sched > now {
+                break;
+            }
+            let me = (k % n as u64) as usize;
+            let thread = thread_of(me, group);
+            let frame = {
+                let mut s = sh.borrow_mut();
+                let Some(seq) = s.new_message(me) else { return };
+                let sent = s.now_ns();
+                let _ = s.lag.record(sent.saturating_sub(sched).max(1));
+                s.sent_in_window += 1;
+                format!(
+                    r#"{{"type":"send_message","threadId":"{thread}","message":"{}"}}"#,
+                    message_text(seq, sched, me)
+                )
+            };
+            if sinks[me].send(Message::text(frame)).await.is_err() {
+                sh.borrow_mut().faults.closed += 1;
+                return;
+            }
+            k += 1;
+        }
+    }
+}
+
+/// Sends one closed-loop message now; false when nothing more may be sent.
+async fn send_one(ws: &mut Ws, me: usize, thread: &str, sh: &Rc<RefCell<Traffic>>) -> bool {
     let text = {
         let mut s = sh.borrow_mut();
         let now = s.now_ns();
@@ -409,14 +464,8 @@ async fn send_one(
         let Some(seq) = s.new_message(me) else {
             return false;
         };
-        let sched = sched_ns.unwrap_or(now);
-        if sched_ns.is_some() {
-            let _ = s.lag.record(now.saturating_sub(sched).max(1));
-        }
-        if sched >= s.start_ns {
-            s.sent_in_window += 1;
-        }
-        message_text(seq, sched, me)
+        s.sent_in_window += 1;
+        message_text(seq, now, me)
     };
     let frame = format!(r#"{{"type":"send_message","threadId":"{thread}","message":"{text}"}}"#);
     ws.send(Message::text(frame)).await.is_ok()
@@ -475,13 +524,38 @@ pub(crate) async fn traffic(
     }));
     let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
     let drain_end = at(end_ns) + DRAIN;
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, ws)| {
-            tokio::task::spawn_local(traffic_client(ws, i, pace, Rc::clone(&sh), drain_end))
-        })
-        .collect();
+    let mut tasks = Vec::new();
+    match pace {
+        Pace::Closed { in_flight } => {
+            for (i, ws) in clients.into_iter().enumerate() {
+                tasks.push(tokio::task::spawn_local(closed_client(
+                    ws,
+                    i,
+                    in_flight,
+                    Rc::clone(&sh),
+                    drain_end,
+                )));
+            }
+        }
+        Pace::Rate { per_s } => {
+            let mut sinks = Vec::with_capacity(n);
+            for (i, ws) in clients.into_iter().enumerate() {
+                let (sink, stream) = ws.split();
+                sinks.push(sink);
+                tasks.push(tokio::task::spawn_local(rate_reader(
+                    stream,
+                    i,
+                    Rc::clone(&sh),
+                    drain_end,
+                )));
+            }
+            tasks.push(tokio::task::spawn_local(rate_scheduler(
+                sinks,
+                per_s,
+                Rc::clone(&sh),
+            )));
+        }
+    }
 
     sleep_until(at(start_ns)).await;
     let s0 = Sample::read(pid).unwrap_or_default();
@@ -992,6 +1066,7 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
     sleep_until(at(burst_ns) - Duration::from_millis(20)).await;
     site.set_latency(p.site_latency);
+    site.clear_requests();
     let s0 = Sample::read(pid).unwrap_or_default();
     let l0 = Sample::own();
     sleep_until(at(end_ns)).await;
@@ -1026,6 +1101,7 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
         &Delta::between(&l0, &l1),
         p.phase,
     );
+    r.window_s = 2.0 * p.phase.as_secs_f64();
     let acked: Vec<u64> = s.acked.iter().flatten().copied().collect();
     r.acked = Some(acked.len());
     r.sent = p.senders as u64;
@@ -1042,7 +1118,7 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
         p.senders, p.typers, p.group, p.site_latency
     ));
     r.notes.push(format!(
-        "site requests served: {}, most at once: {}",
+        "site requests from the burst on: {}; most in flight at once during the run: {}",
         site.requests().len(),
         site.max_in_flight()
     ));
