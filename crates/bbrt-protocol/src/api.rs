@@ -191,13 +191,21 @@ pub struct SiteError {
 impl SiteError {
     /// A site error of `kind` with the site's `code` and `message`.
     pub fn new(kind: SiteErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, code: code.into(), message: message.into() }
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl fmt::Debug for SiteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SiteError({:?}, {}: {})", self.kind, self.code, self.message)
+        write!(
+            f,
+            "SiteError({:?}, {}: {})",
+            self.kind, self.code, self.message
+        )
     }
 }
 

@@ -37,10 +37,14 @@ fn check_id(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong);
     }
-    let ok = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'-'));
-    if ok { Ok(()) } else { Err(IdError::BadCharacter) }
+    let ok = s.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::BadCharacter)
+    }
 }
 
 macro_rules! wire_id {

@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn token_never_prints() {
         let t = Token::new("s3cr3t-value");
-        assert_eq!(format!("{t:?} {t} {:?}", Some(&t)), "[redacted] [redacted] Some([redacted])");
+        assert_eq!(
+            format!("{t:?} {t} {:?}", Some(&t)),
+            "[redacted] [redacted] Some([redacted])"
+        );
         assert_eq!(t.expose(), "s3cr3t-value");
     }
 }

@@ -114,7 +114,11 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            Self::SiteUnavailable | Self::SiteError | Self::RateLimited | Self::QueueFull | Self::TooManyPending
+            Self::SiteUnavailable
+                | Self::SiteError
+                | Self::RateLimited
+                | Self::QueueFull
+                | Self::TooManyPending
         )
     }
 }
@@ -210,7 +214,12 @@ pub struct ErrorEvent {
 impl ErrorEvent {
     /// An error with `code`'s default retryability.
     pub fn new(code: ErrorCode, message: impl Into<String>, request_id: Option<RequestId>) -> Self {
-        Self { message: message.into(), code, request_id, retryable: code.retryable() }
+        Self {
+            message: message.into(),
+            code,
+            request_id,
+            retryable: code.retryable(),
+        }
     }
 }
 

@@ -51,7 +51,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_frame_bytes: 64 * 1024, max_text_bytes: 16 * 1024, max_depth: 32, max_request_id_bytes: 128 }
+        Self {
+            max_frame_bytes: 64 * 1024,
+            max_text_bytes: 16 * 1024,
+            max_depth: 32,
+            max_request_id_bytes: 128,
+        }
     }
 }
 
@@ -99,7 +104,9 @@ impl<'de> Deserialize<'de> for RequestId {
                 Ok(RequestId::Num(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RequestId, E> {
-                i64::try_from(v).map(RequestId::Num).map_err(|_| E::custom("requestId out of range"))
+                i64::try_from(v)
+                    .map(RequestId::Num)
+                    .map_err(|_| E::custom("requestId out of range"))
             }
         }
         deserializer.deserialize_any(V)
@@ -274,8 +281,11 @@ impl ClientFrame {
             #[serde(skip_serializing_if = "Option::is_none")]
             request_id: &'a Option<RequestId>,
         }
-        serde_json::to_string(&Wire { message: &self.message, request_id: &self.request_id })
-            .expect("client messages always serialize: string keys, no non-finite floats")
+        serde_json::to_string(&Wire {
+            message: &self.message,
+            request_id: &self.request_id,
+        })
+        .expect("client messages always serialize: string keys, no non-finite floats")
     }
 }
 
@@ -338,7 +348,8 @@ impl ServerMessage {
     /// Serializes once; the bytes are shared among all recipients.
     pub fn encode(&self) -> Bytes {
         Bytes::from(
-            serde_json::to_vec(self).expect("server messages always serialize: string keys, no floats"),
+            serde_json::to_vec(self)
+                .expect("server messages always serialize: string keys, no floats"),
         )
     }
 
@@ -390,7 +401,11 @@ impl ServerMessage {
             "ack" => Self::Ack(serde_json::from_slice(frame)?),
             "pong" => Self::Pong(serde_json::from_slice(frame)?),
             "error" => Self::Error(serde_json::from_slice(frame)?),
-            other => return Err(de::Error::custom(format_args!("unknown server type {other:?}"))),
+            other => {
+                return Err(de::Error::custom(format_args!(
+                    "unknown server type {other:?}"
+                )));
+            }
         })
     }
 }
@@ -410,10 +425,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
                 f.write_str("a json object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Envelope<'a>, M::Error> {
-                let mut env = Envelope { kind: None, request_id: None };
+                let mut env = Envelope {
+                    kind: None,
+                    request_id: None,
+                };
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "type" if env.kind.is_some() => return Err(de::Error::duplicate_field("type")),
+                        "type" if env.kind.is_some() => {
+                            return Err(de::Error::duplicate_field("type"));
+                        }
                         "type" => env.kind = Some(map.next_value()?),
                         "requestId" if env.request_id.is_some() => {
                             return Err(de::Error::duplicate_field("requestId"));
@@ -473,10 +493,21 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> {
     let fail = |request_id, kind| DecodeError { request_id, kind };
     if frame.len() > limits.max_frame_bytes {
-        return Err(fail(None, DecodeErrorKind::FrameTooLarge { len: frame.len(), max: limits.max_frame_bytes }));
+        return Err(fail(
+            None,
+            DecodeErrorKind::FrameTooLarge {
+                len: frame.len(),
+                max: limits.max_frame_bytes,
+            },
+        ));
     }
     if json_depth_exceeds(frame.as_bytes(), limits.max_depth) {
-        return Err(fail(None, DecodeErrorKind::TooDeep { max: limits.max_depth }));
+        return Err(fail(
+            None,
+            DecodeErrorKind::TooDeep {
+                max: limits.max_depth,
+            },
+        ));
     }
     let envelope: Envelope<'_> = match serde_json::from_str(frame) {
         Ok(env) => env,
@@ -484,7 +515,10 @@ pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> 
             let kind = match e.classify() {
                 serde_json::error::Category::Data => {
                     if e.to_string().contains("duplicate field") {
-                        DecodeErrorKind::InvalidField { kind: "frame", detail: truncate(&e.to_string(), 160) }
+                        DecodeErrorKind::InvalidField {
+                            kind: "frame",
+                            detail: truncate(&e.to_string(), 160),
+                        }
                     } else {
                         DecodeErrorKind::NotAnObject
                     }
@@ -494,12 +528,18 @@ pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> 
             return Err(fail(None, kind));
         }
     };
-    let request_id = envelope.request_id.and_then(|raw| match serde_json::from_str::<RequestId>(raw.get()) {
-        Ok(RequestId::Str(s)) if s.len() > limits.max_request_id_bytes => None,
-        Ok(id) => Some(id),
-        Err(_) => None,
-    });
-    let Some(kind) = envelope.kind.and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()) else {
+    let request_id =
+        envelope
+            .request_id
+            .and_then(|raw| match serde_json::from_str::<RequestId>(raw.get()) {
+                Ok(RequestId::Str(s)) if s.len() > limits.max_request_id_bytes => None,
+                Ok(id) => Some(id),
+                Err(_) => None,
+            });
+    let Some(kind) = envelope
+        .kind
+        .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
+    else {
         return Err(fail(request_id, DecodeErrorKind::MissingType));
     };
     let message = match decode_body(&kind, frame) {
@@ -509,14 +549,23 @@ pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> 
     if let ClientMessage::SendMessage(m) = &message
         && m.message.len() > limits.max_text_bytes
     {
-        let kind = DecodeErrorKind::MessageTooLong { len: m.message.len(), max: limits.max_text_bytes };
+        let kind = DecodeErrorKind::MessageTooLong {
+            len: m.message.len(),
+            max: limits.max_text_bytes,
+        };
         return Err(fail(request_id, kind));
     }
-    Ok(ClientFrame { request_id, message })
+    Ok(ClientFrame {
+        request_id,
+        message,
+    })
 }
 
 fn decode_body(kind: &str, frame: &str) -> Result<ClientMessage, DecodeErrorKind> {
-    fn body<'a, T: Deserialize<'a>>(kind: &'static str, frame: &'a str) -> Result<T, DecodeErrorKind> {
+    fn body<'a, T: Deserialize<'a>>(
+        kind: &'static str,
+        frame: &'a str,
+    ) -> Result<T, DecodeErrorKind> {
         serde_json::from_str(frame).map_err(|e| {
             let detail = truncate(&e.to_string(), 160);
             if detail.starts_with("invalid ") && detail.contains("Id") {

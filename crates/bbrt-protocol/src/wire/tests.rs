@@ -34,7 +34,16 @@ fn every_seed_example_decodes() {
     let kinds: Vec<_> = SEED_EXAMPLES.iter().map(|f| ok(f).message.kind()).collect();
     assert_eq!(
         kinds,
-        ["user_connected", "join_thread", "send_message", "typing", "call_initiated", "offer", "answer", "ice-candidate"]
+        [
+            "user_connected",
+            "join_thread",
+            "send_message",
+            "typing",
+            "call_initiated",
+            "offer",
+            "answer",
+            "ice-candidate"
+        ]
     );
 }
 
@@ -45,7 +54,9 @@ fn send_message_keeps_token_out_of_debug_and_take_token_strips_it() {
     let token = frame.message.take_token().expect("the seed sends a token");
     assert_eq!(token.expose(), "YOUR_API_TOKEN");
     assert_eq!(frame.message.take_token(), None);
-    let ClientMessage::SendMessage(m) = frame.message else { panic!("not a send") };
+    let ClientMessage::SendMessage(m) = frame.message else {
+        panic!("not a send")
+    };
     assert_eq!(m.thread_id, Some(tid("THREAD_ID")));
     assert_eq!(m.recipient_id, Some(uid("RECIPIENT_ID")));
     assert_eq!(m.message, "Hello, this is a message.");
@@ -53,42 +64,79 @@ fn send_message_keeps_token_out_of_debug_and_take_token_strips_it() {
 
 #[test]
 fn signaling_payloads_are_relayed_byte_for_byte() {
-    let frame = ok(r#"{"type":"offer","offer":{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]},"recipientId":7}"#);
-    let ClientMessage::Offer(offer) = frame.message else { panic!("not an offer") };
-    assert_eq!(offer.offer.as_json(), r#"{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]}"#);
+    let frame = ok(
+        r#"{"type":"offer","offer":{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]},"recipientId":7}"#,
+    );
+    let ClientMessage::Offer(offer) = frame.message else {
+        panic!("not an offer")
+    };
+    assert_eq!(
+        offer.offer.as_json(),
+        r#"{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]}"#
+    );
     assert_eq!(offer.recipient_id, Some(uid("7")));
     let out = ServerMessage::Offer(offer).encode();
-    assert!(std::str::from_utf8(&out).unwrap().contains(r#""offer":{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]}"#));
+    assert!(
+        std::str::from_utf8(&out)
+            .unwrap()
+            .contains(r#""offer":{"sdp":"v=0\r\n","type":"offer", "x" : [1, 2.50]}"#)
+    );
 }
 
 #[test]
 fn ids_accept_integers_and_are_emitted_as_strings() {
     let frame = ok(r#"{"type":"join_thread","threadId":42}"#);
-    assert_eq!(frame.message, ClientMessage::JoinThread(ThreadRef { thread_id: tid("42") }));
+    assert_eq!(
+        frame.message,
+        ClientMessage::JoinThread(ThreadRef {
+            thread_id: tid("42")
+        })
+    );
 }
 
 #[test]
 fn request_id_is_echoed_with_its_json_type() {
-    assert_eq!(ok(r#"{"type":"ping","requestId":7}"#).request_id, Some(RequestId::Num(7)));
-    assert_eq!(ok(r#"{"type":"ping","requestId":"a"}"#).request_id, Some(RequestId::Str("a".into())));
-    let pong = ServerMessage::Pong(Pong { request_id: Some(RequestId::Num(7)) }).encode();
+    assert_eq!(
+        ok(r#"{"type":"ping","requestId":7}"#).request_id,
+        Some(RequestId::Num(7))
+    );
+    assert_eq!(
+        ok(r#"{"type":"ping","requestId":"a"}"#).request_id,
+        Some(RequestId::Str("a".into()))
+    );
+    let pong = ServerMessage::Pong(Pong {
+        request_id: Some(RequestId::Num(7)),
+    })
+    .encode();
     assert_eq!(&pong[..], br#"{"type":"pong","requestId":7}"#);
 }
 
 #[test]
 fn unknown_type_and_bad_fields_carry_the_request_id() {
     let e = err(r#"{"type":"dance","requestId":"r1"}"#);
-    assert_eq!((e.code(), e.request_id.clone()), (ErrorCode::UnknownType, Some(RequestId::Str("r1".into()))));
+    assert_eq!(
+        (e.code(), e.request_id.clone()),
+        (ErrorCode::UnknownType, Some(RequestId::Str("r1".into())))
+    );
     let e = err(r#"{"requestId":"r2","type":"join_thread"}"#);
-    assert_eq!((e.code(), e.request_id), (ErrorCode::InvalidField, Some(RequestId::Str("r2".into()))));
+    assert_eq!(
+        (e.code(), e.request_id),
+        (ErrorCode::InvalidField, Some(RequestId::Str("r2".into())))
+    );
     let e = err(r#"{"type":"join_thread","threadId":-1,"requestId":3}"#);
-    assert_eq!((e.code(), e.request_id), (ErrorCode::InvalidId, Some(RequestId::Num(3))));
+    assert_eq!(
+        (e.code(), e.request_id),
+        (ErrorCode::InvalidId, Some(RequestId::Num(3)))
+    );
     let e = err(r#"{"type":"join_thread","threadId":null,"requestId":3}"#);
     assert_eq!(e.code(), ErrorCode::InvalidId);
     let e = err(r#"{"type":"send_message","message":["x"],"threadId":"1","requestId":4}"#);
     assert_eq!(e.code(), ErrorCode::InvalidField);
     let e = err(r#"{"type":"join_thread","threadId":"1","threadId":"2","requestId":5}"#);
-    assert_eq!((e.code(), e.request_id), (ErrorCode::InvalidField, Some(RequestId::Num(5))));
+    assert_eq!(
+        (e.code(), e.request_id),
+        (ErrorCode::InvalidField, Some(RequestId::Num(5)))
+    );
 }
 
 #[test]
@@ -101,21 +149,45 @@ fn malformed_frames_get_their_codes() {
     assert_eq!(err("null").code(), ErrorCode::NotAnObject);
     assert_eq!(err("{}").code(), ErrorCode::MissingType);
     assert_eq!(err(r#"{"type":5}"#).code(), ErrorCode::MissingType);
-    assert_eq!(err(r#"{"type":"ping","type":"ping"}"#).code(), ErrorCode::InvalidField);
-    assert_eq!(err(r#"{"type":"ping"} trailing"#).code(), ErrorCode::InvalidJson);
-    let deep = format!("{{\"type\":\"ping\",\"x\":{}{}}}", "[".repeat(40), "]".repeat(40));
+    assert_eq!(
+        err(r#"{"type":"ping","type":"ping"}"#).code(),
+        ErrorCode::InvalidField
+    );
+    assert_eq!(
+        err(r#"{"type":"ping"} trailing"#).code(),
+        ErrorCode::InvalidJson
+    );
+    let deep = format!(
+        "{{\"type\":\"ping\",\"x\":{}{}}}",
+        "[".repeat(40),
+        "]".repeat(40)
+    );
     assert_eq!(err(&deep).code(), ErrorCode::TooDeep);
     let big = format!(r#"{{"type":"ping","x":"{}"}}"#, "a".repeat(70 * 1024));
     assert_eq!(err(&big).code(), ErrorCode::FrameTooLarge);
-    let long = format!(r#"{{"type":"send_message","threadId":"1","message":"{}","requestId":1}}"#, "a".repeat(17 * 1024));
+    let long = format!(
+        r#"{{"type":"send_message","threadId":"1","message":"{}","requestId":1}}"#,
+        "a".repeat(17 * 1024)
+    );
     let e = err(&long);
-    assert_eq!((e.code(), e.request_id), (ErrorCode::MessageTooLong, Some(RequestId::Num(1))));
+    assert_eq!(
+        (e.code(), e.request_id),
+        (ErrorCode::MessageTooLong, Some(RequestId::Num(1)))
+    );
 }
 
 #[test]
 fn unknown_fields_and_proto_keys_are_ignored() {
-    let frame = ok(r#"{"type":"typing","threadId":"t","__proto__":{"admin":true},"constructor":1,"typing":false}"#);
-    assert_eq!(frame.message, ClientMessage::Typing(Typing { thread_id: tid("t"), typing: Some(false) }));
+    let frame = ok(
+        r#"{"type":"typing","threadId":"t","__proto__":{"admin":true},"constructor":1,"typing":false}"#,
+    );
+    assert_eq!(
+        frame.message,
+        ClientMessage::Typing(Typing {
+            thread_id: tid("t"),
+            typing: Some(false)
+        })
+    );
 }
 
 #[test]
@@ -130,7 +202,10 @@ fn client_frames_round_trip() {
         let frame = ok(example);
         assert_eq!(ok(&frame.encode()), frame);
     }
-    let frame = ClientFrame { request_id: Some(RequestId::Num(1)), message: ClientMessage::Ping(Ping {}) };
+    let frame = ClientFrame {
+        request_id: Some(RequestId::Num(1)),
+        message: ClientMessage::Ping(Ping {}),
+    };
     assert_eq!(frame.encode(), r#"{"type":"ping","requestId":1}"#);
 }
 
@@ -148,11 +223,20 @@ fn server_frames_other_than_message_and_error_never_say_message() {
 
 fn every_server_message() -> Vec<ServerMessage> {
     let (alice, bob, thread, call) = (uid("2"), uid("3"), tid("1"), CallId::new("n1-1").unwrap());
-    let event = CallEvent { call_id: call.clone(), sender_id: alice.clone(), recipient_id: bob.clone(), thread_id: thread.clone() };
+    let event = CallEvent {
+        call_id: call.clone(),
+        sender_id: alice.clone(),
+        recipient_id: bob.clone(),
+        thread_id: thread.clone(),
+    };
     let sdp = Payload::from_json(r#"{"type":"offer","sdp":"v=0"}"#).unwrap();
     vec![
-        ServerMessage::UserConnected(PresenceEvent { user_id: alice.clone() }),
-        ServerMessage::UserDisconnected(PresenceEvent { user_id: alice.clone() }),
+        ServerMessage::UserConnected(PresenceEvent {
+            user_id: alice.clone(),
+        }),
+        ServerMessage::UserDisconnected(PresenceEvent {
+            user_id: alice.clone(),
+        }),
         ServerMessage::Message(MessageEvent {
             id: MessageId::new("5").unwrap(),
             thread_id: thread.clone(),
@@ -162,7 +246,11 @@ fn every_server_message() -> Vec<ServerMessage> {
             sent_at: "2026-11-25T00:48:52Z".into(),
             client_message_id: Some(ClientMessageId::new("c-1").unwrap()),
         }),
-        ServerMessage::Typing(TypingEvent { thread_id: thread.clone(), user_id: alice.clone(), typing: true }),
+        ServerMessage::Typing(TypingEvent {
+            thread_id: thread.clone(),
+            user_id: alice.clone(),
+            typing: true,
+        }),
         ServerMessage::CallInitiated(event.clone()),
         ServerMessage::Offer(Offer {
             offer: sdp.clone(),
@@ -179,18 +267,37 @@ fn every_server_message() -> Vec<ServerMessage> {
             call_id: Some(call.clone()),
         }),
         ServerMessage::IceCandidate(IceCandidate {
-            candidate: Payload::from_json(r#""candidate:1 1 UDP 2122252543 192.0.2.1 54400 typ host""#).unwrap(),
+            candidate: Payload::from_json(
+                r#""candidate:1 1 UDP 2122252543 192.0.2.1 54400 typ host""#,
+            )
+            .unwrap(),
             recipient_id: Some(bob.clone()),
             sender_id: Some(alice.clone()),
             thread_id: Some(thread.clone()),
             call_id: Some(call.clone()),
         }),
         ServerMessage::CallAccepted(event),
-        ServerMessage::CallEnded(CallEnded { call_id: call.clone(), thread_id: thread.clone(), reason: EndReason::AnsweredElsewhere }),
-        ServerMessage::Read(ReadEvent { thread_id: thread.clone(), user_id: bob.clone() }),
+        ServerMessage::CallEnded(CallEnded {
+            call_id: call.clone(),
+            thread_id: thread.clone(),
+            reason: EndReason::AnsweredElsewhere,
+        }),
+        ServerMessage::Read(ReadEvent {
+            thread_id: thread.clone(),
+            user_id: bob.clone(),
+        }),
         ServerMessage::Joined(Joined {
             thread_id: thread.clone(),
-            participants: vec![Participant { user_id: alice, online: true }, Participant { user_id: bob, online: false }],
+            participants: vec![
+                Participant {
+                    user_id: alice,
+                    online: true,
+                },
+                Participant {
+                    user_id: bob,
+                    online: false,
+                },
+            ],
             last_message_id: Some(MessageId::new("5").unwrap()),
             request_id: Some(RequestId::Num(2)),
         }),
@@ -201,8 +308,14 @@ fn every_server_message() -> Vec<ServerMessage> {
             thread_id: Some(thread),
             call_id: None,
         }),
-        ServerMessage::Pong(Pong { request_id: Some(RequestId::Num(9)) }),
-        ServerMessage::Error(ErrorEvent::new(ErrorCode::RecipientOffline, "Recipient is not connected", Some(RequestId::Num(4)))),
+        ServerMessage::Pong(Pong {
+            request_id: Some(RequestId::Num(9)),
+        }),
+        ServerMessage::Error(ErrorEvent::new(
+            ErrorCode::RecipientOffline,
+            "Recipient is not connected",
+            Some(RequestId::Num(4)),
+        )),
     ]
 }
 
@@ -216,10 +329,18 @@ fn server_message_snapshots() {
 
 #[test]
 fn error_codes_never_fail_to_decode() {
-    let e: ErrorEvent = serde_json::from_str(r#"{"message":"x","code":"from_the_future"}"#).unwrap();
+    let e: ErrorEvent =
+        serde_json::from_str(r#"{"message":"x","code":"from_the_future"}"#).unwrap();
     assert_eq!(e.code, ErrorCode::Unknown);
-    for code in [ErrorCode::InvalidJson, ErrorCode::RecipientOffline, ErrorCode::SiteUnavailable] {
-        assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::String(code.as_str().into()));
+    for code in [
+        ErrorCode::InvalidJson,
+        ErrorCode::RecipientOffline,
+        ErrorCode::SiteUnavailable,
+    ] {
+        assert_eq!(
+            serde_json::to_value(code).unwrap(),
+            serde_json::Value::String(code.as_str().into())
+        );
     }
 }
 
