@@ -410,6 +410,8 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
         }
     }
     r.sim.drive();
+    // Longer than the typing expiry, so every typing indicator has ended.
+    r.sim.drive_for(Duration::from_secs(6));
     r
 }
 
@@ -491,6 +493,35 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             if let Some(recipient) = recipient {
                 prop_assert_eq!(Some(recipient), who.as_ref(), "{:?} on {}", message, conn);
             }
+        }
+    }
+    // A typing indicator always ends (typing false, a message, or the typist leaving),
+    // unless the typist's node died.
+    for (conn, client) in &sim.clients {
+        if client.closed.is_some() {
+            continue;
+        }
+        let mut typing: HashMap<(String, String), bool> = HashMap::new();
+        for (_, _, message) in &client.log {
+            match message {
+                ServerMessage::Typing(t) => {
+                    typing.insert((t.user_id.to_string(), t.thread_id.to_string()), t.typing);
+                }
+                ServerMessage::Message(m) => {
+                    typing.remove(&(m.sender_id.to_string(), m.thread_id.to_string()));
+                }
+                _ => {}
+            }
+        }
+        for ((typist, t), on) in typing {
+            let typist_node_died = sim.clients.values().any(|c| {
+                c.user.as_ref().is_some_and(|u| u.as_str() == typist)
+                    && c.closed == Some(Closed::NodeDown)
+            });
+            prop_assert!(
+                !on || typist_node_died,
+                "{conn} still sees {typist} typing in {t}"
+            );
         }
     }
     // Every frame with a requestId gets exactly one answer (at most one if its connection
