@@ -1,6 +1,7 @@
 //! Typing: coalesced (at most one forward per user and thread every `typing_interval`) and
 //! expired (`typing: false` after `typing_expiry` without a refresh).
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::timer::TimerKey;
@@ -12,6 +13,10 @@ use crate::wire::{ServerMessage, TypingEvent};
 #[derive(Debug)]
 pub(super) struct TypingState {
     last_forwarded: Instant,
+    /// Everyone told `typing: true`: they hear the `false` even if the participant cache
+    /// changed since (a stored message or a refetch dropped them), or they would see the
+    /// user typing forever.
+    told: BTreeSet<UserId>,
 }
 
 impl Hub {
@@ -19,11 +24,7 @@ impl Hub {
     pub(super) fn typing(&mut self, now: Instant, user: &UserId, thread: &ThreadId, typing: bool) {
         let key = (user.clone(), thread.clone());
         if !typing {
-            if self.typing.remove(&key).is_some() {
-                self.timers
-                    .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
-                self.forward_typing(user, thread, false);
-            }
+            self.stop_typing(user, thread);
             return;
         }
         let interval = self.config.typing_interval;
@@ -35,9 +36,10 @@ impl Hub {
             }
             None => {
                 self.typing.insert(
-                    key,
+                    key.clone(),
                     TypingState {
                         last_forwarded: now,
+                        told: BTreeSet::new(),
                     },
                 );
                 true
@@ -48,30 +50,25 @@ impl Hub {
             now + self.config.typing_expiry,
         );
         if forward {
-            self.forward_typing(user, thread, true);
+            let told = self.forward_typing(user, thread, true, BTreeSet::new());
+            if let Some(state) = self.typing.get_mut(&key) {
+                state.told.extend(told);
+            }
         }
     }
 
     pub(super) fn typing_expired(&mut self, _now: Instant, user: UserId, thread: ThreadId) {
-        if self
-            .typing
-            .remove(&(user.clone(), thread.clone()))
-            .is_some()
-        {
-            self.forward_typing(&user, &thread, false);
+        if let Some(state) = self.typing.remove(&(user.clone(), thread.clone())) {
+            self.forward_typing(&user, &thread, false, state.told);
         }
     }
 
     /// The user sent a message or went away: they are no longer typing there.
     pub(super) fn stop_typing(&mut self, user: &UserId, thread: &ThreadId) {
-        if self
-            .typing
-            .remove(&(user.clone(), thread.clone()))
-            .is_some()
-        {
+        if let Some(state) = self.typing.remove(&(user.clone(), thread.clone())) {
             self.timers
                 .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
-            self.forward_typing(user, thread, false);
+            self.forward_typing(user, thread, false, state.told);
         }
     }
 
@@ -87,14 +84,20 @@ impl Hub {
         }
     }
 
-    fn forward_typing(&mut self, user: &UserId, thread: &ThreadId, typing: bool) {
-        let others: Vec<UserId> = self
-            .participants(thread)
-            .into_iter()
-            .filter(|p| p != user)
-            .collect();
+    /// Tells the other participants (and `also`) on every node; returns who was told.
+    fn forward_typing(
+        &mut self,
+        user: &UserId,
+        thread: &ThreadId,
+        typing: bool,
+        also: BTreeSet<UserId>,
+    ) -> Vec<UserId> {
+        let mut others = also;
+        others.extend(self.participants(thread));
+        others.remove(user);
+        let others: Vec<UserId> = others.into_iter().collect();
         if others.is_empty() {
-            return;
+            return others;
         }
         let frame = ServerMessage::Typing(TypingEvent {
             thread_id: thread.clone(),
@@ -105,8 +108,9 @@ impl Hub {
         let conns = self.conns_of(&others);
         self.deliver(conns, frame.clone());
         self.publish(BrokerEvent::Deliver {
-            users: others,
+            users: others.clone(),
             frame,
         });
+        others
     }
 }

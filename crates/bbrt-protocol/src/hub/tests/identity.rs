@@ -335,3 +335,18 @@ fn a_real_site_refuses_a_bare_user_id() {
     assert_eq!(sim.hub(0).user_of(conn), None);
     assert!(sim.closed(conn).is_none());
 }
+
+#[test]
+fn a_credential_refused_while_fetching_participants_closes_its_connections() {
+    let mut sim = Sim::new();
+    sim.site_thread("T", &["alice", "bob"]);
+    let alice = sim.open_on(0, ip(1), Some("tok-a"));
+    sim.drive();
+    sim.revoke_token("tok-a");
+    sim.send(
+        alice,
+        json!({"type": "typing", "threadId": "T", "requestId": 1}),
+    );
+    sim.drive();
+    assert_eq!(sim.close_code(alice), Some(4001));
+}

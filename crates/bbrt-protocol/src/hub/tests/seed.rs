@@ -293,3 +293,31 @@ fn call_frames_pipelined_before_the_send_is_stored_do_not_know_the_recipient_yet
     assert_eq!(frames[0]["code"], "forbidden");
     assert_eq!(frames[1]["type"], "message");
 }
+
+#[test]
+fn the_seeds_token_never_reaches_a_debug_print() {
+    let mut sim = Sim::new();
+    sim.debug_log = Some(Vec::new());
+    let user = user_in_thread(&mut sim);
+    sim.send_text(user, SEND_MESSAGE);
+    let other = sim.open_on(0, ip(2), Some("s3cr3t/upgrade-token"));
+    sim.send(
+        other,
+        json!({"type": "user_connected", "userId": "bob", "token": "dev:bob"}),
+    );
+    sim.drive();
+    assert_eq!(sim.close_code(other), Some(4001));
+    let mut printed = sim.debug_log.take().unwrap();
+    printed.push(format!("{:?}", sim.hub(0)));
+    printed.push(format!("{:?}", sim.hub(0).stats()));
+    assert!(
+        printed.iter().any(|l| l.contains("SendMessage")),
+        "the log saw the send"
+    );
+    for token in ["YOUR_API_TOKEN", "s3cr3t/upgrade-token", "dev:bob"] {
+        assert!(
+            !printed.iter().any(|l| l.contains(token)),
+            "{token} was printed"
+        );
+    }
+}

@@ -140,3 +140,26 @@ fn typing_outside_the_thread_is_forbidden() {
     sim.expect_error(mallory, "forbidden", Some(3));
     assert_eq!(sim.take(bob), []);
 }
+
+#[test]
+fn whoever_saw_typing_true_sees_it_end_even_after_leaving_the_thread() {
+    let mut sim = Sim::new();
+    sim.site_thread("T", &["alice", "bob", "carol"]);
+    let alice = sim.connect("alice");
+    let carol = sim.connect("carol");
+    sim.send(alice, json!({"type": "typing", "threadId": "T"}));
+    sim.drive();
+    assert_eq!(sim.take_json(carol), [typing("alice", true)]);
+    // carol is removed on the site; alice's message refreshes the cache without her.
+    sim.site_remove("T", "carol");
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "bye carol"}),
+    );
+    sim.drive();
+    assert_eq!(
+        sim.take_json(carol),
+        [typing("alice", false)],
+        "no message, but the typing ends"
+    );
+}
