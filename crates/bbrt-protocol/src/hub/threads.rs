@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{BrokerEvent, Hub, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
-use crate::wire::{ErrorCode, Joined, Participant, RequestId, ServerMessage};
+use crate::wire::{ErrorCode, Joined, Participant, PresenceEvent, RequestId, ServerMessage};
 
 /// `denied` is swept of expired entries no more often than when it reaches this size.
 pub(super) const DENIED_SWEEP_MIN: usize = 1024;
@@ -186,12 +186,31 @@ impl Hub {
         let removed: Vec<UserId> = old.difference(&state.participants).cloned().collect();
         let added: Vec<UserId> = state.participants.difference(&old).cloned().collect();
         let changed = first || !added.is_empty() || !removed.is_empty();
+        let joiners: Vec<ConnId> = state.joiners.iter().copied().collect();
         for user in added {
             self.user_threads
                 .entry(user.clone())
                 .or_default()
                 .insert(thread.clone());
-            self.denied.remove(&(user, thread.clone()));
+            self.denied.remove(&(user.clone(), thread.clone()));
+            // The connections that joined the thread now share it with an online `user`:
+            // tell them, as they would have heard had `user` been here before. (An offline
+            // newcomer is no news.)
+            if !self.is_online(&user) {
+                continue;
+            }
+            let own = self.users.get(&user).map(|u| &u.conns);
+            let audience: Vec<ConnId> = joiners
+                .iter()
+                .copied()
+                .filter(|c| !own.is_some_and(|own| own.contains(c)))
+                .collect();
+            if !audience.is_empty() {
+                let event = PresenceEvent {
+                    user_id: user.clone(),
+                };
+                self.deliver(audience, ServerMessage::UserConnected(event).encode());
+            }
         }
         for user in removed {
             self.forget_member(thread, &user);

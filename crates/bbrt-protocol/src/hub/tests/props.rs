@@ -286,6 +286,8 @@ struct Run {
     /// requestId → (conn, frame type).
     requests: HashMap<i64, (ConnId, String)>,
     tokens: BTreeSet<String>,
+    /// Users the site removed from some thread.
+    removed: BTreeSet<String>,
 }
 
 /// `tight`: limits small enough for random sessions to hit them.
@@ -316,6 +318,7 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
         conns: Vec::new(),
         requests: HashMap::new(),
         tokens: BTreeSet::new(),
+        removed: BTreeSet::new(),
     };
     let mut next_request = 0i64;
     for op in ops {
@@ -399,7 +402,10 @@ fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
             Op::SiteLatency { kind, ms } => {
                 sim.site_latency(KINDS[*kind], Duration::from_millis(*ms))
             }
-            Op::Remove { thread: t, user: u } => sim.site_remove(&thread(*t), &user(*u)),
+            Op::Remove { thread: t, user: u } => {
+                sim.site_remove(&thread(*t), &user(*u));
+                r.removed.insert(user(*u));
+            }
             Op::Revoke { user: u } => sim.revoke_token(&dev_token(*u)),
             Op::NodeDown { node } => {
                 // Keep at least one node up.
@@ -522,6 +528,56 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
                 !on || typist_node_died,
                 "{conn} still sees {typist} typing in {t}"
             );
+        }
+    }
+    // What a connection believes of the presence of the users it shares a joined thread
+    // with (from `joined` and the presence events since) is true.
+    for (conn, client) in &sim.clients {
+        let node = &sim.nodes[client.node];
+        let Some(c) = node
+            .hub
+            .conns
+            .get(conn)
+            .filter(|_| node.up && client.closed.is_none())
+        else {
+            continue;
+        };
+        let mut view: HashMap<UserId, bool> = HashMap::new();
+        for (_, _, message) in &client.log {
+            match message {
+                ServerMessage::Joined(j) => {
+                    view.extend(j.participants.iter().map(|p| (p.user_id.clone(), p.online)))
+                }
+                ServerMessage::UserConnected(p) => drop(view.insert(p.user_id.clone(), true)),
+                ServerMessage::UserDisconnected(p) => drop(view.insert(p.user_id.clone(), false)),
+                _ => {}
+            }
+        }
+        for thread in &c.joined {
+            let Some(t) = node.hub.threads.get(thread) else {
+                continue;
+            };
+            for p in &t.participants {
+                if Some(p) == c.user.as_ref() {
+                    continue;
+                }
+                if let Some(believed) = view.get(p) {
+                    // Someone removed from a thread and added back while offline is not
+                    // announced again: the stale `true` is allowed for them.
+                    let online = node.hub.is_online(p);
+                    if *believed && !online && r.removed.contains(p.as_str()) {
+                        continue;
+                    }
+                    prop_assert_eq!(
+                        *believed,
+                        online,
+                        "{} believes {:?} online: {}",
+                        conn,
+                        p,
+                        believed
+                    );
+                }
+            }
         }
     }
     // Every frame with a requestId gets exactly one answer (at most one if its connection

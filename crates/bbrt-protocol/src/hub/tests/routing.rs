@@ -295,3 +295,38 @@ fn a_message_without_a_thread_starts_one_with_the_recipient() {
     );
     assert_eq!(sim.kinds(bob), ["message"]);
 }
+
+#[test]
+fn joiners_hear_of_an_online_user_who_becomes_a_participant() {
+    let mut sim = Sim::new();
+    let alice = sim.connect("alice");
+    let dave = sim.connect("dave");
+    let erin = sim.connect("erin");
+    sim.send(alice, json!({"type": "join_thread", "threadId": "T"}));
+    sim.drive();
+    sim.clear();
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "recipientId": "dave", "message": "hi"}),
+    );
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "recipientId": "frank", "message": "hi"}),
+    );
+    sim.drive();
+    let kinds: Vec<String> = sim
+        .take_json(alice)
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["type"].as_str().unwrap(),
+                f["userId"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    // alice shares a joined thread with dave now; frank is offline: no news.
+    assert_eq!(kinds, ["user_connected dave", "message ", "message "]);
+    assert_eq!(sim.kinds(dave), ["message", "message"]);
+    assert_eq!(sim.take(erin), []);
+}

@@ -143,7 +143,11 @@ fn row_send_message_stores_and_delivers_to_the_thread_and_adds_the_recipient() {
     });
     assert_eq!(
         sim.take_json(user),
-        [message.clone()],
+        [
+            // USER_ID joined THREAD_ID, which it now shares with the online RECIPIENT_ID.
+            json!({"type": "user_connected", "userId": "RECIPIENT_ID"}),
+            message.clone(),
+        ],
         "the sender's echo; no ack was asked for"
     );
     assert_eq!(sim.take_json(recipient), [message]);
