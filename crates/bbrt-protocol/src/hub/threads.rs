@@ -193,12 +193,9 @@ impl Hub {
                 .or_default()
                 .insert(thread.clone());
             self.denied.remove(&(user.clone(), thread.clone()));
-            // The connections that joined the thread now share it with an online `user`:
-            // tell them, as they would have heard had `user` been here before. (An offline
-            // newcomer is no news.)
-            if !self.is_online(&user) {
-                continue;
-            }
+            // The connections that joined the thread now share it with `user`: tell them
+            // where `user` stands (what `joined` would have said), or what they knew of
+            // `user` from an earlier shared thread may be stale.
             let own = self.users.get(&user).map(|u| &u.conns);
             let audience: Vec<ConnId> = joiners
                 .iter()
@@ -209,7 +206,12 @@ impl Hub {
                 let event = PresenceEvent {
                     user_id: user.clone(),
                 };
-                self.deliver(audience, ServerMessage::UserConnected(event).encode());
+                let message = if self.is_online(&user) {
+                    ServerMessage::UserConnected(event)
+                } else {
+                    ServerMessage::UserDisconnected(event)
+                };
+                self.deliver(audience, message.encode());
             }
         }
         for user in removed {

@@ -297,7 +297,7 @@ fn a_message_without_a_thread_starts_one_with_the_recipient() {
 }
 
 #[test]
-fn joiners_hear_of_an_online_user_who_becomes_a_participant() {
+fn joiners_hear_where_a_new_participant_stands() {
     let mut sim = Sim::new();
     let alice = sim.connect("alice");
     let dave = sim.connect("dave");
@@ -325,8 +325,16 @@ fn joiners_hear_of_an_online_user_who_becomes_a_participant() {
             )
         })
         .collect();
-    // alice shares a joined thread with dave now; frank is offline: no news.
-    assert_eq!(kinds, ["user_connected dave", "message ", "message "]);
+    // alice shares a joined thread with dave and frank now.
+    assert_eq!(
+        kinds,
+        [
+            "user_connected dave",
+            "message ",
+            "user_disconnected frank",
+            "message "
+        ]
+    );
     assert_eq!(sim.kinds(dave), ["message", "message"]);
     assert_eq!(sim.take(erin), []);
 }

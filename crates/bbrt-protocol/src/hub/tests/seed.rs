@@ -269,15 +269,24 @@ fn the_seed_flow_end_to_end_on_one_connection() {
     sim.drive_bounded(100);
     let frames = sim.take_json(user);
     let kinds: Vec<_> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    // USER_ID joined THREAD_ID, and hears where RECIPIENT_ID, added by the send, stands.
     assert_eq!(
         kinds,
         [
-            "joined", "message", "error", "error", "error", "error", "pong"
+            "joined",
+            "user_disconnected",
+            "message",
+            "error",
+            "error",
+            "error",
+            "error",
+            "pong"
         ],
         "typing goes to the others only"
     );
+    assert_eq!(frames[1]["userId"], "RECIPIENT_ID");
     assert!(
-        frames[2..6]
+        frames[3..7]
             .iter()
             .all(|f| f["code"] == "recipient_offline")
     );
@@ -295,7 +304,8 @@ fn call_frames_pipelined_before_the_send_is_stored_do_not_know_the_recipient_yet
     sim.drive();
     let frames = sim.take_json(user);
     assert_eq!(frames[0]["code"], "forbidden");
-    assert_eq!(frames[1]["type"], "message");
+    assert_eq!(frames[1]["type"], "user_disconnected");
+    assert_eq!(frames[2]["type"], "message");
 }
 
 #[test]

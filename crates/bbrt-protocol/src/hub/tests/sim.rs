@@ -331,6 +331,9 @@ impl Sim {
         let client = self.clients.get_mut(&conn).expect("known connection");
         if client.closed.is_none() {
             client.closed = Some(Closed::ByClient);
+            if let Some(user) = self.nodes[node].hub.user_of(conn) {
+                client.user = Some(user.clone());
+            }
             self.handle(node, Input::Close { conn });
         }
     }
@@ -506,9 +509,12 @@ impl Sim {
     /// The node is lost: its connections drop, the others learn it through `NodeDown`.
     pub(crate) fn node_down(&mut self, node: usize) {
         self.nodes[node].up = false;
-        for client in self.clients.values_mut() {
+        for (conn, client) in &mut self.clients {
             if client.node == node && client.closed.is_none() {
                 client.closed = Some(Closed::NodeDown);
+                if let Some(user) = self.nodes[node].hub.user_of(*conn) {
+                    client.user = Some(user.clone());
+                }
             }
         }
         self.events.retain(|_, e| match e {
