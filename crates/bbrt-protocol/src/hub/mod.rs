@@ -53,7 +53,9 @@
 //! - **Recipients.** `message` goes to every connection of every participant, the sending
 //!   connection included; `typing` to every connection of the other participants; `read` to
 //!   every connection of every participant; `user_connected`/`user_disconnected` by
-//!   [`PresenceScope`].
+//!   [`PresenceScope`]. Under scope `threads`, the connections that joined a thread also
+//!   hear where a participant added to it later stands (`user_connected` or
+//!   `user_disconnected`), as `joined` would have told them.
 //! - **Participants** are cached per thread for [`HubConfig::participants_ttl`], refreshed by
 //!   every join and every stored message; typing, calls and `mark_read` wait for the site
 //!   only when the cache is cold.
@@ -65,7 +67,9 @@
 //!   [`HubConfig::typing_interval`] and expires after [`HubConfig::typing_expiry`].
 //! - **Calls** follow the lifecycle in `calls`: ring every device, first accept wins,
 //!   answered elsewhere, reject, cancel, timeout, busy, glare, renegotiation, disconnect
-//!   grace.
+//!   grace. A new call always gets the server's `<node>-<counter>` id: call ids are keys in
+//!   every node's replica, and ids chosen by clients collide across nodes (a `callId` the
+//!   client made up still finds its call through the pair of users).
 //! - **Every frame that carries a `requestId` gets exactly one answer**: `ack`, `joined`,
 //!   `pong` or `error`.
 //!
@@ -76,6 +80,14 @@
 //! given users. Everything it publishes carries its node id, and a node ignores its own
 //! publications, so nothing is delivered twice. Coordination that must be global
 //! (idempotency keys, first accept wins) leaves as [`Output::Coord`].
+//!
+//! Nodes also replicate what they learn of a thread's participants (so typing, read and
+//! presence on one node see a join made on another) and that a call lost a bound device
+//! (so its user may resume it from any node within the grace). After
+//! [`Input::NodeDown`], publications from that node are ignored until it announces itself
+//! again with a sync request or a presence snapshot: a late one would resurrect its users
+//! and calls. Call replicas stop ringing on their own a grace after the ring timeout, in
+//! case the owner's end was lost.
 
 mod broker;
 mod calls;

@@ -186,7 +186,11 @@ impl Hub {
         let removed: Vec<UserId> = old.difference(&state.participants).cloned().collect();
         let added: Vec<UserId> = state.participants.difference(&old).cloned().collect();
         let changed = first || !added.is_empty() || !removed.is_empty();
-        let joiners: Vec<ConnId> = state.joiners.iter().copied().collect();
+        // Under scope `all` everyone hears every presence change already.
+        let joiners: Vec<ConnId> = match self.config.presence_scope {
+            super::PresenceScope::Threads => state.joiners.iter().copied().collect(),
+            super::PresenceScope::All => Vec::new(),
+        };
         for user in added {
             self.user_threads
                 .entry(user.clone())
