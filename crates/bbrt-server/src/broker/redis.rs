@@ -31,7 +31,7 @@
 //! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>` or a receipt |
 //! | `<prefix>:answer:<callId>` | string, TTL | the winning device (JSON) |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -292,6 +292,7 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
         status,
         subscribers: Mutex::new(Vec::new()),
         need_sync: AtomicBool::new(true),
+        origins: Mutex::new(HashSet::new()),
         boot,
         options,
     });
@@ -339,7 +340,12 @@ impl RedisBroker {
     /// nodes, and when to resynchronise or publish a snapshot.
     pub fn subscribe_inputs(&self) -> mpsc::Receiver<BrokerInput> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
-        self.inner.lock_subscribers().push(Subscriber::Inputs(tx));
+        let mut subs = self.inner.lock_subscribers();
+        if !self.inner.need_sync.load(Relaxed) {
+            // The link came up before this subscription: it missed that `Resync`.
+            let _ = tx.try_send(BrokerInput::Resync);
+        }
+        subs.push(Subscriber::Inputs(tx));
         rx
     }
 }
@@ -577,6 +583,9 @@ struct Inner {
     subscribers: Mutex<Vec<Subscriber>>,
     /// Set whenever a connection is lost; the next time both are up, a `Resync` goes out.
     need_sync: AtomicBool,
+    /// Origins heard on the subscription, for the heartbeat to watch even if they never
+    /// made it into the node set.
+    origins: Mutex<HashSet<String>>,
     boot: String,
     options: RedisOptions,
 }
@@ -680,6 +689,30 @@ impl Inner {
         }
     }
 
+    /// Writes this node's heartbeat key and adds it to the node set.
+    fn register(&self) -> redis::Pipeline {
+        let me = self.options.node.as_str();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.node(me))
+            .arg(&self.boot)
+            .arg("PX")
+            .arg(millis(self.options.node_ttl))
+            .ignore();
+        pipe.cmd("SADD").arg(&self.keys.nodes).arg(me).ignore();
+        pipe
+    }
+
+    /// The command connection's generation, if it is up.
+    fn generation(&self) -> Option<u64> {
+        self.link
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(g, _)| *g)
+    }
+
     async fn node_down(&self, node: NodeId) {
         tracing::info!(%node, "node down");
         self.status.nodes_down.fetch_add(1, Relaxed);
@@ -698,13 +731,17 @@ async fn maintain(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let mut warned = false;
     loop {
         if inner.connection().is_none() {
-            let attempt = tokio::time::timeout(
-                inner.options.command_timeout * 2,
-                inner
+            // Registered (heartbeat key and set) before anything is published through it, so
+            // no node hears of this one before it can be found down.
+            let attempt = tokio::time::timeout(inner.options.command_timeout * 2, async {
+                let mut conn = inner
                     .link
                     .client
-                    .get_multiplexed_async_connection_with_config(&inner.link.config),
-            );
+                    .get_multiplexed_async_connection_with_config(&inner.link.config)
+                    .await?;
+                inner.register().query_async::<()>(&mut conn).await?;
+                Ok::<_, RedisError>(conn)
+            });
             let result = tokio::select! {
                 r = attempt => r,
                 () = stopped(&mut stop) => return,
@@ -786,6 +823,7 @@ async fn publisher(
 /// Keeps the subscription up and forwards what arrives.
 async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let mut backoff = BACKOFF_MIN;
+    let mut origins = HashSet::new();
     let timeout = inner.options.command_timeout;
     loop {
         let attempt = async {
@@ -827,6 +865,10 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                         Ok(m) if m.origin == inner.options.node => {}
                         Ok(m) => {
                             inner.status.received.fetch_add(1, Relaxed);
+                            if !origins.contains(m.origin.as_str()) {
+                                origins.insert(m.origin.as_str().to_owned());
+                                inner.origins.lock().unwrap_or_else(PoisonError::into_inner).insert(m.origin.as_str().to_owned());
+                            }
                             inner.emit(BrokerInput::Message(m)).await;
                         }
                         Err(e) => {
@@ -855,14 +897,17 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
 /// Writes this node's heartbeat, finds lost nodes, and paces presence snapshots.
 async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let me = inner.options.node.as_str().to_owned();
-    let my_key = inner.keys.node(&me);
-    let ttl = millis(inner.options.node_ttl);
+    let ttl = inner.options.node_ttl;
     let mut tick = tokio::time::interval(inner.options.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Other nodes seen alive, with their boot ids.
     let mut known: HashMap<String, String> = HashMap::new();
     let mut last_contact = Instant::now();
     let mut last_snapshot = Instant::now();
+    // Since when the current command connection is up: a node is judged by its key only
+    // after every live node had a heartbeat to write it (Redis may have restarted empty).
+    let mut generation = None;
+    let mut connected_since = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -872,18 +917,16 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             last_snapshot = Instant::now();
             inner.emit(BrokerInput::Snapshot).await;
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(&my_key)
-            .arg(&inner.boot)
-            .arg("PX")
-            .arg(ttl)
-            .ignore();
-        pipe.cmd("SADD").arg(&inner.keys.nodes).arg(&me).ignore();
+        let current = inner.generation();
+        if current.is_some() && current != generation {
+            generation = current;
+            connected_since = Instant::now();
+        }
+        let mut pipe = inner.register();
         pipe.cmd("SMEMBERS").arg(&inner.keys.nodes);
         let Some((members,)) = inner.query::<(Vec<String>,)>(&pipe).await else {
             // Cut off: past the TTL the others count this node as down, so count them down too.
-            if last_contact.elapsed() > inner.options.node_ttl && !known.is_empty() {
+            if last_contact.elapsed() > ttl && !known.is_empty() {
                 tracing::warn!(
                     "cut off from redis for longer than the node TTL; other nodes are now unknown"
                 );
@@ -898,32 +941,48 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             continue;
         };
         last_contact = Instant::now();
-        let others: Vec<String> = members.into_iter().filter(|m| *m != me).collect();
-        let boots: Vec<Option<String>> = if others.is_empty() {
-            Vec::new()
-        } else {
-            let mut pipe = redis::pipe();
-            let mut mget = redis::cmd("MGET");
-            for node in &others {
-                mget.arg(inner.keys.node(node));
-            }
-            pipe.add_command(mget);
-            match inner.query::<(Vec<Option<String>>,)>(&pipe).await {
-                Some((boots,)) if boots.len() == others.len() => boots,
-                _ => continue,
-            }
+        let mut candidates: Vec<String> = members;
+        candidates.extend(known.keys().cloned());
+        candidates.extend(
+            inner
+                .origins
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        candidates.sort();
+        candidates.dedup();
+        candidates.retain(|n| *n != me);
+        if candidates.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        let mut mget = redis::cmd("MGET");
+        for node in &candidates {
+            mget.arg(inner.keys.node(node));
+        }
+        pipe.add_command(mget);
+        let boots = match inner.query::<(Vec<Option<String>>,)>(&pipe).await {
+            Some((boots,)) if boots.len() == candidates.len() => boots,
+            _ => continue,
         };
+        let judged = connected_since.elapsed() >= ttl;
         let mut down = Vec::new();
         let mut restarted = false;
-        let mut present = std::collections::HashSet::new();
-        for (node, boot) in others.into_iter().zip(boots) {
+        for (node, boot) in candidates.into_iter().zip(boots) {
             match boot {
-                None => {
+                None if judged => {
                     known.remove(&node);
+                    inner
+                        .origins
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&node);
                     down.push(node);
                 }
+                None => {}
                 Some(boot) => {
-                    present.insert(node.clone());
                     if let Some(old) = known.insert(node.clone(), boot.clone())
                         && old != boot
                     {
@@ -933,16 +992,6 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                     }
                 }
             }
-        }
-        // Removed from the set by another node before this one saw the key expire.
-        let vanished: Vec<String> = known
-            .keys()
-            .filter(|n| !present.contains(*n))
-            .cloned()
-            .collect();
-        for node in vanished {
-            known.remove(&node);
-            down.push(node);
         }
         if down.is_empty() {
             continue;
@@ -956,7 +1005,6 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                 .ignore();
             let _ = inner.query::<()>(&pipe).await;
         }
-        down.sort();
         for node in down {
             if let Ok(node) = NodeId::new(&node) {
                 inner.node_down(node).await;

@@ -247,6 +247,29 @@ async fn a_restarted_node_is_announced_down_once_and_resynchronised() {
 }
 
 #[tokio::test]
+async fn a_node_heard_but_never_registered_is_announced_down() {
+    let p = prefix();
+    let (b, _cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    let mut rb = b.subscribe_inputs();
+    up(&mut rb).await;
+    // A node that died before its first heartbeat, after one publication.
+    let client = redis::Client::open(SHARED).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("shared redis runs");
+    let ghost = deliver("ghost", "{}");
+    let () = redis::cmd("PUBLISH")
+        .arg(format!("{p}:events"))
+        .arg(ghost.to_json())
+        .query_async(&mut conn)
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut rb).await, BrokerInput::Message(ghost));
+    assert_eq!(next(&mut rb).await, BrokerInput::NodeDown(id("ghost")));
+}
+
+#[tokio::test]
 async fn without_redis_nothing_blocks_and_everything_is_counted() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/");
