@@ -145,11 +145,15 @@ enum Cmd {
         senders: usize,
         #[arg(long, default_value_t = 400)]
         typers: usize,
+        /// Typers' thread size.
         #[arg(long, default_value_t = 10)]
         group: usize,
+        /// Senders' thread size (each send is delivered to this many connections).
+        #[arg(long, default_value_t = 2)]
+        sender_group: usize,
         #[arg(long, default_value_t = 50)]
         latency_ms: u64,
-        #[arg(long, default_value_t = 2100)]
+        #[arg(long, default_value_t = 3000)]
         typing_period_ms: u64,
         /// Typing measured this long before the burst and this long during it.
         #[arg(long, default_value_t = 5.0)]
@@ -297,6 +301,7 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
             senders,
             typers,
             group,
+            sender_group,
             latency_ms,
             typing_period_ms,
             phase_secs,
@@ -308,6 +313,7 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
                 senders,
                 typers,
                 group,
+                sender_group: sender_group.max(1),
                 site_latency: Duration::from_millis(latency_ms),
                 typing_period: Duration::from_millis(typing_period_ms),
                 phase: Duration::from_secs_f64(phase_secs),

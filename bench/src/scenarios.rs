@@ -79,7 +79,38 @@ fn thread_of(idx: usize, group: usize) -> String {
     (idx / group + 1).to_string()
 }
 
-fn identify_frames(idx: usize, group: usize, token: Option<&str>) -> [String; 2] {
+/// Which thread each client joins: the first `split` clients in threads of `first_group`,
+/// the rest in threads of `group`, numbered from 1 in client order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    split: usize,
+    first_group: usize,
+    group: usize,
+}
+
+impl Layout {
+    pub(crate) fn uniform(group: usize) -> Self {
+        Self {
+            split: 0,
+            first_group: group,
+            group,
+        }
+    }
+
+    fn thread_index(self, idx: usize) -> usize {
+        if idx < self.split {
+            idx / self.first_group
+        } else {
+            self.split.div_ceil(self.first_group) + (idx - self.split) / self.group
+        }
+    }
+
+    fn thread(self, idx: usize) -> String {
+        (self.thread_index(idx) + 1).to_string()
+    }
+}
+
+fn identify_frames(idx: usize, layout: Layout, token: Option<&str>) -> [String; 2] {
     let user = user_of(idx);
     let identify = match token {
         Some(t) => format!(r#"{{"type":"user_connected","userId":"{user}","token":"{t}"}}"#),
@@ -89,7 +120,7 @@ fn identify_frames(idx: usize, group: usize, token: Option<&str>) -> [String; 2]
         identify,
         format!(
             r#"{{"type":"join_thread","threadId":"{}"}}"#,
-            thread_of(idx, group)
+            layout.thread(idx)
         ),
     ]
 }
@@ -98,13 +129,13 @@ fn identify_frames(idx: usize, group: usize, token: Option<&str>) -> [String; 2]
 async fn open_joined(
     target: &Target,
     idx: usize,
-    group: usize,
+    layout: Layout,
     token: Option<&str>,
 ) -> Result<Ws, String> {
     let mut ws = timeout(Duration::from_secs(20), target.connect(idx))
         .await
         .map_err(|_| "connect timed out".to_owned())??;
-    for frame in identify_frames(idx, group, token) {
+    for frame in identify_frames(idx, layout, token) {
         ws.send(Message::text(frame))
             .await
             .map_err(|e| format!("send: {e}"))?;
@@ -139,14 +170,14 @@ async fn open_joined(
 async fn open_all_joined(
     common: &Common,
     n: usize,
-    group: usize,
+    layout: Layout,
     token: impl Fn(usize) -> Option<String>,
 ) -> Result<Vec<Ws>, String> {
     let target = &common.target;
     let token = &token;
     let mut opened: Vec<(usize, Ws)> = stream::iter(0..n)
         .map(|i| async move {
-            open_joined(target, i, group, token(i).as_deref())
+            open_joined(target, i, layout, token(i).as_deref())
                 .await
                 .map(|ws| (i, ws))
         })
@@ -493,7 +524,7 @@ pub(crate) async fn traffic(
     };
     let pid = server.pid();
     let t0 = Instant::now();
-    let clients = match open_all_joined(common, n, group, |_| None).await {
+    let clients = match open_all_joined(common, n, Layout::uniform(group), |_| None).await {
         Ok(c) => c,
         Err(e) => {
             r.fail(format!("setup: {e}"));
@@ -708,7 +739,9 @@ pub(crate) async fn connections(
                         .await
                         .map_err(|_| "handshake timed out".to_owned())
                         .and_then(|r| r),
-                    Setup::Joined { group } => open_joined(target, i, group, None).await,
+                    Setup::Joined { group } => {
+                        open_joined(target, i, Layout::uniform(group), None).await
+                    }
                 }
             })
             .buffer_unordered(common.connect_concurrency);
@@ -808,7 +841,11 @@ pub(crate) struct SiteBurst {
     pub(crate) senders: usize,
     /// Clients that type at a fixed rate meanwhile.
     pub(crate) typers: usize,
+    /// Typers' thread size.
     pub(crate) group: usize,
+    /// Senders' thread size (every member of a sender's thread receives its message, and
+    /// the load generator's own reading of those deliveries delays its typing timestamps).
+    pub(crate) sender_group: usize,
     /// The site's answer time during the burst.
     pub(crate) site_latency: Duration,
     /// Each typer types this often (bbrt forwards one per 2 s per user and thread).
@@ -820,6 +857,7 @@ pub(crate) struct SiteBurst {
 struct TypingShared {
     epoch: std::time::Instant,
     group: usize,
+    layout: Layout,
     /// Per typer: the scheduled time of its latest `typing`.
     last_typed: Vec<Option<u64>>,
     /// The burst's start; typing scheduled before goes to `before`.
@@ -849,17 +887,26 @@ async fn typer(
     until: Instant,
 ) {
     let (start_ns, end_ns, period_ns) = times;
-    let (epoch, group, typers) = {
+    let (group, typers, layout) = {
         let s = sh.borrow();
-        (s.epoch, s.group, s.last_typed.len())
+        (s.group, s.last_typed.len(), s.layout)
     };
     let k = me - first_typer;
-    let thread = thread_of(me, group);
-    let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
+    let thread = layout.thread(me);
     let mut next_ns = start_ns + period_ns * k as u64 / typers as u64;
     let frame = format!(r#"{{"type":"typing","threadId":"{thread}"}}"#);
+    // A timerfd per typer: tokio's timers would add up to 1 ms to the measured latency.
+    let first = Duration::from_nanos(next_ns.saturating_sub(sh.borrow().now_ns()));
+    let ticker = match crate::ticker::Ticker::new(first, Duration::from_nanos(period_ns)) {
+        Ok(t) => t,
+        Err(e) => {
+            sh.borrow_mut()
+                .faults
+                .error(&format!("load generator: no timerfd: {e}"));
+            return;
+        }
+    };
     loop {
-        let wake = if next_ns < end_ns { at(next_ns) } else { until };
         tokio::select! {
             biased;
             msg = ws.next() => match msg {
@@ -906,9 +953,12 @@ async fn typer(
                 }
                 Some(Ok(_)) => {}
             },
-            () = sleep_until(wake) => {
+            () = sleep_until(until), if next_ns >= end_ns => return,
+            ticks = ticker.tick(), if next_ns < end_ns => {
+                // Ticks missed while busy: this one is the latest due.
+                next_ns += period_ns * ticks.unwrap_or(1).saturating_sub(1);
                 if next_ns >= end_ns {
-                    return;
+                    continue;
                 }
                 {
                     let mut s = sh.borrow_mut();
@@ -933,11 +983,11 @@ async fn sender(
     burst_ns: u64,
     until: Instant,
 ) {
-    let (epoch, group) = {
+    let (epoch, layout) = {
         let s = sh.borrow();
-        (s.epoch, s.group)
+        (s.epoch, s.layout)
     };
-    let thread = thread_of(me, group);
+    let thread = layout.thread(me);
     sleep_until(Instant::from_std(epoch + Duration::from_nanos(burst_ns))).await;
     let frame = format!(
         r#"{{"type":"send_message","threadId":"{thread}","message":"burst from {me}","clientMessageId":"b{me}"}}"#
@@ -979,13 +1029,77 @@ async fn sender(
     }
 }
 
-/// Scenario 6. The fake site runs in this process (on the load generator's core).
+/// The fake BuddyBoss site on its own thread and runtime, so its HTTP work never stalls
+/// the load generator's reading (the thread shares the load generator's core).
+struct SiteThread {
+    site: Option<bbrt_buddyboss::fake::FakeSite>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SiteThread {
+    fn start() -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fake-site".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match bbrt_buddyboss::fake::FakeSite::start().await {
+                        Ok(site) => {
+                            let _ = tx.send(Ok(site));
+                            let _ = stopped.await;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        let site = rx.recv().map_err(|e| e.to_string())??;
+        Ok(Self {
+            site: Some(site),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl std::ops::Deref for SiteThread {
+    type Target = bbrt_buddyboss::fake::FakeSite;
+    fn deref(&self) -> &Self::Target {
+        self.site.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for SiteThread {
+    fn drop(&mut self) {
+        drop(self.site.take());
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Scenario 6. The fake site runs in this process, on its own thread (on the load
+/// generator's core).
 pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
-    use bbrt_buddyboss::fake::FakeSite;
     let mut r = Record::new("site", &common.server);
     let n = p.senders + p.typers;
     r.connections = n;
-    let site = match FakeSite::start().await {
+    let site = match SiteThread::start() {
         Ok(s) => s,
         Err(e) => {
             r.fail(format!("fake site: {e}"));
@@ -997,10 +1111,22 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
         let id = site.add_user(&format!("user{}", i + 1), &format!("User {}", i + 1));
         site.add_bearer(id, &format!("bench-token-{id}"));
     }
-    for first in (0..n).step_by(p.group) {
-        let members: Vec<u64> = (first + 1..(first + p.group).min(n))
-            .map(|i| i as u64 + 1)
-            .collect();
+    let layout = Layout {
+        split: p.senders,
+        first_group: p.sender_group,
+        group: p.group,
+    };
+    // Threads in client order, so the site numbers them as `layout` does.
+    let firsts = (0..p.senders)
+        .step_by(p.sender_group)
+        .map(|f| (f, p.sender_group.min(p.senders - f)));
+    let firsts = firsts.chain(
+        (p.senders..n)
+            .step_by(p.group)
+            .map(|f| (f, p.group.min(n - f))),
+    );
+    for (first, size) in firsts {
+        let members: Vec<u64> = (first + 1..first + size).map(|i| i as u64 + 1).collect();
         site.create_thread(first as u64 + 1, &members, "hello");
     }
     let server = match start_server(common, &site.api_root()).await {
@@ -1013,7 +1139,7 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     };
     let pid = server.pid();
     let t0 = Instant::now();
-    let clients = match open_all_joined(common, n, p.group, |i| {
+    let clients = match open_all_joined(common, n, layout, |i| {
         Some(format!("bench-token-{}", i + 1))
     })
     .await
@@ -1037,6 +1163,7 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     let sh = Rc::new(RefCell::new(TypingShared {
         epoch,
         group: p.group,
+        layout,
         last_typed: vec![None; p.typers],
         burst_ns,
         before: histogram(),
@@ -1114,8 +1241,8 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     r.deliveries = s.received;
     s.faults.missing += s.expected.saturating_sub(s.received);
     r.notes.push(format!(
-        "{} senders and {} typers in threads of {}; site latency {:?} during the burst, 0 for setup",
-        p.senders, p.typers, p.group, p.site_latency
+        "{} senders in threads of {}, {} typers in threads of {}; site latency {:?} during the burst, 0 for setup",
+        p.senders, p.sender_group, p.typers, p.group, p.site_latency
     ));
     r.notes.push(format!(
         "site requests from the burst on: {}; most in flight at once during the run: {}",
