@@ -153,7 +153,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
 
 /// A random session: node count, real-site mode, and the ops. Each begins with every user
 /// connected on a random node, identified, and joined to random threads.
-fn scenario() -> impl Strategy<Value = (usize, bool, bool, Vec<Op>)> {
+fn scenario() -> impl Strategy<Value = (usize, bool, (bool, bool), Vec<Op>)> {
     (1usize..=3).prop_flat_map(|nodes| {
         let placement = proptest::collection::vec(
             (0..nodes, proptest::collection::vec(any::<bool>(), THREADS)),
@@ -163,11 +163,14 @@ fn scenario() -> impl Strategy<Value = (usize, bool, bool, Vec<Op>)> {
         (
             Just(nodes),
             proptest::bool::weighted(0.2),
-            proptest::bool::weighted(0.25),
+            (
+                proptest::bool::weighted(0.25),
+                proptest::bool::weighted(0.2),
+            ),
             placement,
             ops,
         )
-            .prop_map(|(nodes, real, tight, placement, ops)| {
+            .prop_map(|(nodes, real, variant, placement, ops)| {
                 let mut prelude = Vec::new();
                 for (u, (node, joins)) in placement.into_iter().enumerate() {
                     let how = if real { How::UpgradeDev } else { How::Bare };
@@ -184,7 +187,7 @@ fn scenario() -> impl Strategy<Value = (usize, bool, bool, Vec<Op>)> {
                 }
                 prelude.push(Op::Drive);
                 prelude.extend(ops);
-                (nodes, real, tight, prelude)
+                (nodes, real, variant, prelude)
             })
     })
 }
@@ -288,9 +291,13 @@ struct Run {
     tokens: BTreeSet<String>,
 }
 
-/// `tight`: limits small enough for random sessions to hit them.
-fn run(nodes: usize, real: bool, tight: bool, ops: &[Op]) -> Run {
+/// `tight`: limits small enough for random sessions to hit them; `all`: presence scope
+/// `all` instead of `threads`.
+fn run(nodes: usize, real: bool, (tight, all): (bool, bool), ops: &[Op]) -> Run {
     let mut sim = Sim::with_config(nodes, |c| {
+        if all {
+            c.presence_scope = crate::hub::PresenceScope::All;
+        }
         if tight {
             c.frame_rate = 2.0;
             c.frame_burst = 4.0;
@@ -676,8 +683,8 @@ proptest! {
     })]
 
     #[test]
-    fn random_sessions_keep_every_invariant((nodes, real, tight, ops) in scenario()) {
-        let mut r = run(nodes, real, tight, &ops);
+    fn random_sessions_keep_every_invariant((nodes, real, variant, ops) in scenario()) {
+        let mut r = run(nodes, real, variant, &ops);
         check(&r)?;
         // Everyone leaves; once every timer ran, nothing per connection or request is left.
         let open: Vec<ConnId> = r.sim.clients.iter().filter(|(_, c)| c.closed.is_none()).map(|(id, _)| *id).collect();
@@ -704,8 +711,8 @@ fn coverage_of_random_sessions() {
     let mut runner = TestRunner::deterministic();
     let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
     for _ in 0..128 {
-        let (nodes, real, tight, ops) = scenario().new_tree(&mut runner).unwrap().current();
-        let r = run(nodes, real, tight, &ops);
+        let (nodes, real, variant, ops) = scenario().new_tree(&mut runner).unwrap().current();
+        let r = run(nodes, real, variant, &ops);
         for client in r.sim.clients.values() {
             for (_, _, m) in &client.log {
                 let key = match m {
