@@ -622,7 +622,11 @@ impl Hub {
             .calls
             .get(&id)
             .is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
-        if result != CoordResponse::Won || !still_ringing {
+        // Without a coordinator (Redis lost) the local replica decides: the first device to
+        // claim a call still ringing here wins, as on a single node. Refusing instead would
+        // make every call unanswerable until the coordinator is back.
+        let won = matches!(result, CoordResponse::Won | CoordResponse::Unavailable);
+        if !won || !still_ringing {
             if self
                 .calls
                 .calls

@@ -599,3 +599,33 @@ fn invites_are_rate_limited_per_user() {
     sim.drive();
     assert_eq!(sim.kinds(alice), ["ack"]);
 }
+
+#[test]
+fn without_the_coordinator_the_first_local_accept_still_wins() {
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.coord.unavailable = true;
+    sim.send(
+        b1,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 1}),
+    );
+    sim.drive();
+    sim.send(
+        b2,
+        json!({"type": "call_accepted", "callId": "n1-1", "requestId": 2}),
+    );
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["call_accepted"]);
+    assert_eq!(
+        sim.take_json(b1),
+        [json!({"type": "ack", "callId": "n1-1", "requestId": 1})]
+    );
+    let b2_frames = sim.take_json(b2);
+    assert_eq!(b2_frames[0], ended("answered_elsewhere"));
+    assert_eq!(b2_frames[1]["code"], "not_in_call");
+}

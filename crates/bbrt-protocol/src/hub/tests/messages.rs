@@ -286,3 +286,19 @@ fn sends_waiting_for_the_site_are_bounded_per_user() {
     sim.drive();
     assert_eq!(sim.kinds(alice), ["message", "ack", "message", "ack"]);
 }
+
+#[test]
+fn without_the_coordinator_sends_with_a_client_message_id_still_go_through() {
+    let mut sim = Sim::new();
+    let (alice, bob) = alice_and_bob_in_t(&mut sim);
+    sim.coord.unavailable = true;
+    let send = json!({"type": "send_message", "threadId": "T", "message": "hi", "clientMessageId": "c-1", "requestId": 1});
+    sim.send(alice, send.clone());
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["message", "ack"]);
+    assert_eq!(sim.kinds(bob), ["message"]);
+    sim.send(alice, send);
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["ack"], "local deduplication still holds");
+    assert_eq!(sim.api_count("send"), 1);
+}

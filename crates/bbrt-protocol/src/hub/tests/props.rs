@@ -89,6 +89,9 @@ enum Op {
     NodeDown {
         node: usize,
     },
+    Coordinator {
+        unavailable: bool,
+    },
 }
 
 const KINDS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
@@ -148,6 +151,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
         1 => (0..THREADS, 0..USERS).prop_map(|(thread, user)| Op::Remove { thread, user }),
         1 => (0..USERS).prop_map(|user| Op::Revoke { user }),
         1 => (0..nodes).prop_map(|node| Op::NodeDown { node }),
+        1 => any::<bool>().prop_map(|unavailable| Op::Coordinator { unavailable }),
     ]
 }
 
@@ -410,6 +414,7 @@ fn run(nodes: usize, real: bool, (tight, all): (bool, bool), ops: &[Op]) -> Run 
                 sim.site_remove(&thread(*t), &user(*u));
             }
             Op::Revoke { user: u } => sim.revoke_token(&dev_token(*u)),
+            Op::Coordinator { unavailable } => sim.coord.unavailable = *unavailable,
             Op::NodeDown { node } => {
                 // Keep at least one node up.
                 if sim.nodes.iter().filter(|n| n.up).count() > 1 && sim.nodes[*node].up {

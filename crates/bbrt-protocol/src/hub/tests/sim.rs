@@ -113,6 +113,8 @@ pub(crate) struct Coordinator {
     pub(crate) claim_ttl: Duration,
     pub(crate) latency: Duration,
     pub(crate) requests: Vec<CoordRequest>,
+    /// Answer every request `Unavailable` (Redis is down).
+    pub(crate) unavailable: bool,
 }
 
 #[derive(Debug)]
@@ -966,6 +968,9 @@ impl Sim {
     /// `None`: not answerable yet (another node holds the claim).
     fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
         let now = self.now;
+        if self.coord.unavailable {
+            return Some(CoordResponse::Unavailable);
+        }
         Some(match request {
             CoordRequest::ClaimSend {
                 user,
