@@ -27,6 +27,7 @@ use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::{self, DecodeError, DecodeErrorKind};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::credentials::Held;
@@ -109,32 +110,46 @@ impl Connection {
     }
 
     /// Runs the connection to its end, then tells the Hub it is gone.
-    pub(crate) async fn run(mut self, mut early: Vec<u8>) {
-        let end = if early.is_empty() {
-            self.serve().await
-        } else {
-            // Frames the client sent right behind its upgrade request.
-            match self.process(&mut early) {
-                ReadOutcome::Inputs(inputs) => match self.forward(inputs).await {
-                    Some(end) => end,
-                    None => self.serve().await,
-                },
-                ReadOutcome::End(inputs, end) => {
-                    let _ = self.forward(inputs).await;
-                    end
-                }
-            }
-        };
-        self.finish(end).await;
+    ///
+    /// `guard` (the connection's slot in the server's counts) is dropped at the end.
+    pub(crate) async fn run<G: Send>(mut self, early: Vec<u8>, guard: G) {
+        let end = self.serve(early).await;
+        // Boxed: closing happens once, and its timers need not weigh on every idle task.
+        Box::pin(self.finish(end)).await;
         let _ = self
-            .shared
-            .events
-            .send(ConnEvent::Input(Input::Close { conn: self.conn }))
+            .forward(vec![Input::Close { conn: self.conn }])
+            .wait()
             .await;
         self.held.release_all(&self.shared.credentials);
+        drop(guard);
     }
 
-    async fn serve(&mut self) -> End {
+    /// Hands what a read produced to the hub task; `Some` when the connection ends.
+    async fn after_read(&mut self, outcome: ReadOutcome) -> Option<End> {
+        let (inputs, end) = match outcome {
+            ReadOutcome::Inputs(inputs) => (inputs, None),
+            ReadOutcome::End(inputs, end) => (inputs, Some(end)),
+        };
+        if let Some(end) = self.forward(inputs).wait().await {
+            return Some(end);
+        }
+        if end.is_some() {
+            return end;
+        }
+        // Pongs to the client's pings.
+        self.flush().err()
+    }
+
+    /// Serves until the connection ends. `early`: bytes the client sent right behind its
+    /// upgrade request (its first frames).
+    async fn serve(&mut self, mut early: Vec<u8>) -> End {
+        if !early.is_empty() {
+            let outcome = self.process(&mut early);
+            drop(early);
+            if let Some(end) = self.after_read(outcome).await {
+                return end;
+            }
+        }
         let sleep = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(sleep);
         loop {
@@ -161,27 +176,18 @@ impl Connection {
                         return end;
                     }
                 }
-                ready = self.stream.readable() => {
+                // poll_fn over the poll_*_ready methods: no per-branch waiter nodes, so the
+                // task of an idle connection stays small.
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => {
                     if ready.is_err() {
                         return End::Gone;
                     }
                     let outcome = self.read();
-                    let (inputs, end) = match outcome {
-                        ReadOutcome::Inputs(inputs) => (inputs, None),
-                        ReadOutcome::End(inputs, end) => (inputs, Some(end)),
-                    };
-                    if let Some(end) = self.forward(inputs).await {
-                        return end;
-                    }
-                    if let Some(end) = end {
-                        return end;
-                    }
-                    // Pongs to the client's pings.
-                    if let Err(end) = self.flush() {
+                    if let Some(end) = self.after_read(outcome).await {
                         return end;
                     }
                 }
-                ready = self.stream.writable(), if want_write => {
+                ready = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if want_write => {
                     if ready.is_err() {
                         return End::Gone;
                     }
@@ -388,28 +394,25 @@ impl Connection {
         }
     }
 
-    /// Sends inputs to the hub task (waiting if it is busy: backpressure on this client).
-    async fn forward(&mut self, inputs: Vec<Input>) -> Option<End> {
-        for input in inputs {
-            if self
-                .shared
-                .events
-                .send(ConnEvent::Input(input))
-                .await
-                .is_err()
-            {
-                let request = CloseRequest {
-                    code: 1001,
-                    reason: "server shutting down",
-                    flush: true,
-                };
-                return Some(End::Close {
-                    request,
-                    why: CloseReason::Shutdown,
-                });
+    /// Sends inputs to the hub task, waiting if it is busy (backpressure on this client).
+    ///
+    /// Not an `async fn`: the common case awaits nothing, and the rare wait is a boxed
+    /// future, so the state every idle connection's task holds stays small.
+    fn forward(&self, inputs: Vec<Input>) -> Forwarded {
+        let mut inputs = inputs.into_iter();
+        while let Some(input) = inputs.next() {
+            match self.shared.events.try_send(ConnEvent::Input(input)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    let events = self.shared.events.clone();
+                    return Forwarded::Wait(Box::pin(forward_slowly(events, event, inputs)));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Forwarded::Done(Some(shutting_down()));
+                }
             }
         }
-        None
+        Forwarded::Done(None)
     }
 
     /// The closing handshake.
@@ -467,31 +470,79 @@ impl Connection {
     /// After our close frame: read until the peer's close frame or EOF, briefly.
     async fn await_peer_close(&mut self) {
         let wait = async {
-            let mut buf = [0u8; 512];
             loop {
                 if self.stream.readable().await.is_err() {
                     return;
                 }
-                match self.stream.try_read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        let mut closed = false;
-                        let ok = self
-                            .reader
-                            .feed(&mut buf[..n], usize::MAX >> 1, &mut |event| {
+                // The worker's scratch buffer: nothing of this lives across an await.
+                let done = SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    match self.stream.try_read(&mut scratch[..]) {
+                        Ok(0) => true,
+                        Ok(n) => {
+                            let mut closed = false;
+                            let max = usize::MAX >> 1;
+                            let ok = self.reader.feed(&mut scratch[..n], max, &mut |event| {
                                 closed |= matches!(event, WsEvent::Close(_));
                                 !closed
                             });
-                        if closed || ok.is_err() {
-                            return;
+                            closed || ok.is_err()
                         }
+                        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                });
+                if done {
+                    return;
                 }
             }
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
+    }
+}
+
+/// What [`Connection::forward`] did.
+enum Forwarded {
+    /// Everything was handed over (or the connection must end).
+    Done(Option<End>),
+    /// The hub task's queue is full: wait for room.
+    Wait(std::pin::Pin<Box<dyn Future<Output = Option<End>> + Send>>),
+}
+
+impl Forwarded {
+    async fn wait(self) -> Option<End> {
+        match self {
+            Self::Done(end) => end,
+            Self::Wait(future) => future.await,
+        }
+    }
+}
+
+/// Waits for room in the hub task's queue (backpressure on this client).
+async fn forward_slowly(
+    events: mpsc::Sender<ConnEvent>,
+    first: ConnEvent,
+    rest: std::vec::IntoIter<Input>,
+) -> Option<End> {
+    if events.send(first).await.is_err() {
+        return Some(shutting_down());
+    }
+    for input in rest {
+        if events.send(ConnEvent::Input(input)).await.is_err() {
+            return Some(shutting_down());
+        }
+    }
+    None
+}
+
+fn shutting_down() -> End {
+    let request = CloseRequest {
+        code: 1001,
+        reason: "server shutting down",
+        flush: true,
+    };
+    End::Close {
+        request,
+        why: CloseReason::Shutdown,
     }
 }
 

@@ -498,6 +498,7 @@ async fn upgrade(
         return;
     }
     let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox, held);
-    connection.run(early).instrument(span).await;
-    drop(slot);
+    // A task of its own: the handshake's state (request head, buffers) is freed now, and
+    // the connection's task is sized by the connection's future alone.
+    tokio::spawn(connection.run(early, slot).instrument(span));
 }
