@@ -66,11 +66,11 @@ async fn run(config: Config) -> Result<(), bbrt_server::ServerError> {
     };
     let addr = server.local_addr();
     tracing::info!("ws://{addr}/ ready");
-    tokio::select! {
-        () = stop => {
+    // A Hub failure ends this too: the process exits non-zero instead of running half alive.
+    server
+        .run_until(async {
+            stop.await;
             tracing::info!("signal received; shutting down");
-            server.shutdown();
-        }
-    }
-    server.wait().await
+        })
+        .await
 }

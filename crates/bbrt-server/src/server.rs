@@ -168,6 +168,24 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
     }
 
+    /// Serves until `stop` completes (then shuts down gracefully) or the server fails (a
+    /// Hub panic), whichever comes first.
+    ///
+    /// # Errors
+    /// When the Hub failed.
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> Result<(), ServerError> {
+        tokio::select! {
+            () = stop => {
+                self.shutdown();
+                self.wait().await
+            }
+            result = &mut self.done => match result {
+                Ok(result) => result,
+                Err(e) => Err(ServerError::HubFailed(e.to_string())),
+            },
+        }
+    }
+
     /// Waits until the server has stopped.
     ///
     /// # Errors
