@@ -143,7 +143,8 @@ wire_id!(
     "MessageId"
 );
 wire_id!(
-    /// A call; assigned by the server as `<node>-<counter>` when the client gives none.
+    /// A call; always assigned by the server as `<node>-<counter>` (a client's own id for a new
+    /// call is not trusted: two nodes could hand out the same one).
     CallId,
     "CallId"
 );
