@@ -1,7 +1,8 @@
 //! Performs the Hub's site requests and coordination requests concurrently, on a bounded
 //! executor, with exactly one result per request.
 //!
-//! Each request is a task that waits for a permit (at most `site_concurrency` in flight),
+//! Each request is a future that runs inline when it completes at once (the embedded
+//! site), else a task; it waits for a permit (at most `site_concurrency` in flight),
 //! resolves its `CredentialId` in the credential store, calls the site under its own
 //! deadline and sends `Input::ApiResult` back. A guard answers with an error if the task
 //! ends any other way (cancelled at shutdown, or a panic in the site client), so the Hub
@@ -15,6 +16,7 @@ use bbrt_buddyboss::BuddyBoss;
 use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind};
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, Input};
 use bbrt_protocol::ids::{ApiRequestId, CoordRequestId};
+use futures_util::FutureExt as _;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::broker::Coordinator;
@@ -74,6 +76,28 @@ impl Drop for CoordAnswer {
     }
 }
 
+/// Runs `task` right here if it completes without waiting (the embedded site, the
+/// in-process coordinator), else spawns it: no task, no wake-up and no scheduling for
+/// answers that are already known.
+///
+/// A panic in the site client is contained as it would be in a spawned task: the
+/// request's drop guard answers it, and the hub task goes on.
+fn run_or_spawn(task: impl Future<Output = ()> + Send + 'static) {
+    let mut task = Box::pin(task);
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        task.as_mut().now_or_never()
+    }));
+    match polled {
+        Ok(Some(())) => {}
+        Ok(None) => {
+            tokio::spawn(task);
+        }
+        Err(_) => {
+            tracing::error!("a site or coordination request panicked; answered with an error")
+        }
+    }
+}
+
 /// Runs the Hub's requests.
 pub(crate) struct Executor {
     pub(crate) site: Arc<dyn BuddyBoss>,
@@ -102,7 +126,7 @@ impl Executor {
         let metrics = Arc::clone(&self.metrics);
         let permits = Arc::clone(&self.permits);
         let timeout = self.timeout;
-        tokio::spawn(async move {
+        run_or_spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return; // closed at shutdown: the guard answers
             };
@@ -139,7 +163,7 @@ impl Executor {
             answered: false,
         };
         let coordinator = Arc::clone(&self.coordinator);
-        tokio::spawn(async move {
+        run_or_spawn(async move {
             let result = coordinator.request(request).await;
             answer.answered = true;
             let _ = answer.results.send(Input::CoordResult {
