@@ -76,7 +76,7 @@ if [ "$QUICK" = 1 ]; then
   IDLE="--conns 1000"
   SETUP="--conns 1000"
   MAXCONN="--conns 3000"
-  SITE="--senders 200 --typers 100 --phase-secs 2.5"
+  SITE="--senders 200 --typers 100 --phase-secs 3"
   OUT=$RESULTS/quick.jsonl
 else
   FANOUT="--secs 5"

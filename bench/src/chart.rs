@@ -60,6 +60,7 @@ fn glyph(c: char) -> [u8; 5] {
         '(' => [1, 2, 2, 2, 1],
         ')' => [4, 2, 2, 2, 4],
         '=' => [0, 7, 0, 7, 0],
+        '+' => [0, 2, 7, 2, 0],
         '<' => [1, 2, 4, 2, 1],
         '>' => [4, 2, 1, 2, 4],
         _ => [0; 5],
@@ -131,7 +132,7 @@ fn draw_panel(area: &Area<'_>, panel: &Panel) {
         GRID.stroke_width(1),
     ));
     text(area, 12, 10, 3, &panel.title, INK);
-    let (top, bottom, left, right) = (60, h - 40, 20, w - 20);
+    let (top, bottom, left, right) = (80, h - 40, 20, w - 20);
     let values: Vec<f64> = panel
         .groups
         .iter()
@@ -173,7 +174,7 @@ fn draw_panel(area: &Area<'_>, panel: &Panel) {
                     [(x0, y), (x0 + bar, bottom)],
                     color.filled(),
                 ));
-                text_centered(area, x0 + bar / 2, y - 14, 2, &compact(v), INK);
+                text_centered(area, x0 + bar / 2, y - 20, 3, &compact(v), INK);
             }
         }
         text_centered(area, cx, bottom + 12, 2, label, INK);
@@ -219,7 +220,7 @@ mod tests {
 
     #[test]
     fn every_label_character_has_a_glyph() {
-        for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ./-:%()=<>,".chars() {
+        for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ./-:%()=<>,+".chars() {
             assert_ne!(glyph(c), [0; 5], "{c}");
         }
     }

@@ -21,6 +21,9 @@ pub(crate) struct Sample {
     pub(crate) rss_kib: u64,
     /// Threads.
     pub(crate) threads: usize,
+    /// Busy time (everything but idle and iowait) of the one core the process is pinned to,
+    /// in seconds (`/proc/stat`, 10 ms grain): what else ran there is noise.
+    pub(crate) core_busy_s: Option<f64>,
 }
 
 impl Sample {
@@ -61,12 +64,14 @@ impl Sample {
         } else {
             user_s + sys_s
         };
+        let core_busy_s = pinned_core(&status).and_then(core_busy_s);
         Some(Self {
             cpu_s,
             user_s,
             sys_s,
             rss_kib,
             threads,
+            core_busy_s,
         })
     }
 
@@ -76,20 +81,55 @@ impl Sample {
     }
 }
 
+/// The core a process may run on, when it is exactly one (`taskset -c N`).
+fn pinned_core(status: &str) -> Option<usize> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    list.parse().ok()
+}
+
+/// Busy seconds of core `cpu` since boot.
+fn core_busy_s(cpu: usize) -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy =
+        v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0.0);
+    Some(busy / TICKS_PER_S)
+}
+
 /// The change between two samples.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Delta {
     pub(crate) cpu_s: f64,
     pub(crate) user_s: f64,
     pub(crate) sys_s: f64,
+    /// CPU that other processes used on the process's core, seconds.
+    pub(crate) others_on_core_s: Option<f64>,
 }
 
 impl Delta {
     pub(crate) fn between(a: &Sample, b: &Sample) -> Self {
+        let cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
+        let others_on_core_s = match (a.core_busy_s, b.core_busy_s) {
+            (Some(x), Some(y)) => Some((y - x - cpu_s).max(0.0)),
+            _ => None,
+        };
         Self {
-            cpu_s: (b.cpu_s - a.cpu_s).max(0.0),
+            cpu_s,
             user_s: (b.user_s - a.user_s).max(0.0),
             sys_s: (b.sys_s - a.sys_s).max(0.0),
+            others_on_core_s,
         }
     }
 }

@@ -96,6 +96,10 @@ pub(crate) struct Record {
     /// The load generator's own CPU over the window, seconds, and as a share of the window.
     pub(crate) loadgen_cpu_s: f64,
     pub(crate) loadgen_cpu_pct: Option<f64>,
+    /// Noise: CPU other processes used on the server's core and on the load generator's
+    /// core during the window, as a share of the window.
+    pub(crate) others_on_server_core_pct: Option<f64>,
+    pub(crate) others_on_loadgen_core_pct: Option<f64>,
     /// Anything a reader should know.
     pub(crate) notes: Vec<String>,
 }

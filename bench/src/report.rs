@@ -144,6 +144,12 @@ fn rows() -> Vec<Row> {
             Goal::None,
         ),
         row(
+            "fanout",
+            "1 fan-out: noise: other processes' CPU on the server's core %",
+            |r| r.others_on_server_core_pct,
+            Goal::None,
+        ),
+        row(
             "rate",
             "2 fixed rate: deliveries/s",
             |r| r.deliveries_per_s,
@@ -183,6 +189,18 @@ fn rows() -> Vec<Row> {
             "rate",
             "2 fixed rate: load generator CPU %",
             |r| r.loadgen_cpu_pct,
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: noise: other processes' CPU on the server's core %",
+            |r| r.others_on_server_core_pct,
+            Goal::None,
+        ),
+        row(
+            "rate",
+            "2 fixed rate: noise: other processes' CPU on the load generator's core %",
+            |r| r.others_on_loadgen_core_pct,
             Goal::None,
         ),
         row(
@@ -348,8 +366,10 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
         out,
         "\n![chart]({png_name})\n\nThe chart (`{png_name}`): green bars Node, orange bars bbrt; each panel is labelled \
          in the picture. Top left: scenario 2 latency percentiles from the scheduled send time, µs, log scale. \
-         Top right: scenario 1 server CPU µs per delivery (and scenario 2's). Bottom left: RSS KiB per connection, \
-         idle (3) and identified+joined (4). Bottom right: scenario 1 deliveries per second.\n"
+         Top right: scenario 1 server CPU µs per delivery (and scenario 2's). Middle left: RSS KiB per connection, \
+         idle (3) and identified+joined (4). Middle right: scenario 4 setup time, s, log scale. Bottom left: \
+         scenario 6, time until all sends acked and typing p99 before and during the burst, ms, log scale. \
+         Bottom right: scenario 1 deliveries per second.\n"
     );
     std::fs::write(md, out).map_err(|e| format!("{}: {e}", md.display()))?;
 
@@ -403,6 +423,44 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
                 ),
             ],
             log: false,
+        },
+        Panel {
+            title: "4 SETUP TIME OF IDENTIFIED+JOINED S (LOG)".into(),
+            groups: vec![(
+                "SETUP".into(),
+                get("setup", "node", |r| r.setup_s),
+                get("setup", "bbrt", |r| r.setup_s),
+            )],
+            log: true,
+        },
+        Panel {
+            title: "6 SITE AT 50 MS: MS (LOG)".into(),
+            groups: vec![
+                (
+                    "ALL ACKED".into(),
+                    get("site", "node", |r| r.all_acked_ms),
+                    get("site", "bbrt", |r| r.all_acked_ms),
+                ),
+                (
+                    "TYPING P99 BEFORE".into(),
+                    get("site", "node", |r| {
+                        r.typing_before_us.map(|p| p.p99 / 1000.0)
+                    }),
+                    get("site", "bbrt", |r| {
+                        r.typing_before_us.map(|p| p.p99 / 1000.0)
+                    }),
+                ),
+                (
+                    "TYPING P99 DURING".into(),
+                    get("site", "node", |r| {
+                        r.typing_during_us.map(|p| p.p99 / 1000.0)
+                    }),
+                    get("site", "bbrt", |r| {
+                        r.typing_during_us.map(|p| p.p99 / 1000.0)
+                    }),
+                ),
+            ],
+            log: true,
         },
         Panel {
             title: "1 FAN-OUT DELIVERIES/S".into(),

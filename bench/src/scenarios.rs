@@ -654,6 +654,9 @@ fn fill_cpu(r: &mut Record, d: &Delta, s1: &Sample, ld: &Delta, window: Duration
     r.server_threads = s1.threads;
     r.loadgen_cpu_s = ld.cpu_s;
     r.loadgen_cpu_pct = Some(ld.cpu_s / window.as_secs_f64() * 100.0);
+    let pct = |s: f64| s / window.as_secs_f64() * 100.0;
+    r.others_on_server_core_pct = d.others_on_core_s.map(pct);
+    r.others_on_loadgen_core_pct = ld.others_on_core_s.map(pct);
 }
 
 // ---------------------------------------------------------------------------------------
