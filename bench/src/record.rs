@@ -83,6 +83,8 @@ pub(crate) struct Record {
     /// `site`: sends acked, and the time until the last ack.
     pub(crate) acked: Option<usize>,
     pub(crate) all_acked_ms: Option<f64>,
+    /// `site`: when the site had received every send's POST (within 2 ms).
+    pub(crate) all_posted_ms: Option<f64>,
     /// `site`: typing latency before and during the burst of sends.
     pub(crate) typing_before_us: Option<Percentiles>,
     pub(crate) typing_during_us: Option<Percentiles>,

@@ -253,6 +253,12 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "site",
+            "6 site: time until the site had every POST ms",
+            |r| r.all_posted_ms,
+            Goal::None,
+        ),
+        row(
+            "site",
             "6 site: typing p99 µs before the burst",
             |r| pct(|p| p.p99, r.typing_before_us),
             Goal::None,
