@@ -480,3 +480,36 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
     ];
     chart::draw(png, "BBRT VS NODE - SAME RUN", &panels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_side_by_side_table_and_chart() {
+        let dir = std::env::temp_dir().join(format!("bbrt-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let mut lines = String::new();
+        for (server, cpu) in [("node", 10.0), ("bbrt", 1.0)] {
+            let mut r = Record::new("fanout", server);
+            r.server_cpu_us_per_delivery = Some(cpu);
+            r.deliveries_per_s = Some(1000.0 / cpu);
+            r.finish();
+            lines += &serde_json::to_string(&r).expect("serializes");
+            lines += "\n";
+        }
+        let (input, md, png) = (dir.join("r.jsonl"), dir.join("r.md"), dir.join("r.png"));
+        std::fs::write(&input, lines).expect("written");
+        write(&input, &md, &png, "- test machine").expect("report");
+        let text = std::fs::read_to_string(&md).expect("markdown");
+        assert!(
+            text.contains(
+                "| 1 fan-out: server CPU µs/delivery | 10.0 | 1.00 | 0.100 | ratio ≤ 0.125 | yes |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("- test machine"));
+        assert!(std::fs::metadata(&png).expect("png").len() > 1000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
