@@ -42,7 +42,8 @@ use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse, SendReceipt
 use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, NodeId, UserId};
 use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, IntoConnectionInfo as _, RedisError};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Broker, Coordinator, MemoryCoordinator};
@@ -273,7 +274,14 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
     if options.prefix.is_empty() || options.prefix.chars().any(char::is_whitespace) {
         return Err(RedisSetupError::Prefix(options.prefix));
     }
-    let client = redis::Client::open(options.url.as_str()).map_err(RedisSetupError::Url)?;
+    // Small pipelined writes must not wait for delayed ACKs (Nagle): latency is the point.
+    let info = options
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(RedisSetupError::Url)?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    let client = redis::Client::open(info).map_err(RedisSetupError::Url)?;
     let status = Arc::new(RedisStatus::default());
     let (stop_tx, stop_rx) = watch::channel(());
     let guard = Arc::new(Guard(stop_tx));
@@ -428,8 +436,9 @@ impl RedisCoordinator {
                         }
                     };
                 }
-                // Released or expired between SET and GET: claim again at once.
-                None => continue,
+                // Released or expired between SET and GET: claim again (after a pause, so
+                // that even a misbehaving server cannot make this spin).
+                None => {}
             }
             // Another node is posting this message: wait for its outcome.
             if Instant::now() + delay > deadline {
