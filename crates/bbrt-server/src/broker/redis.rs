@@ -143,6 +143,8 @@ pub struct RedisStatus {
     pub reconnects: AtomicU64,
     /// Nodes announced down.
     pub nodes_down: AtomicU64,
+    /// Other nodes this one currently sees alive.
+    pub nodes_seen: AtomicU64,
     /// Coordination requests answered without Redis (unreachable, or the wait ran out).
     pub coord_unavailable: AtomicU64,
 }
@@ -191,6 +193,11 @@ impl RedisStatus {
                 "bbrt_redis_degraded",
                 "Cut off from the other nodes (1).",
                 u64::from(self.degraded()),
+            ),
+            (
+                "bbrt_redis_nodes_seen",
+                "Other nodes this one sees alive.",
+                self.nodes_seen.load(Relaxed),
             ),
         ];
         for (name, help, value) in gauges {
@@ -940,6 +947,7 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                     "cut off from redis for longer than the node TTL; other nodes are now unknown"
                 );
                 let mut lost: Vec<String> = known.drain().map(|(node, _)| node).collect();
+                inner.status.nodes_seen.store(0, Relaxed);
                 lost.sort();
                 for node in lost {
                     if let Ok(node) = NodeId::new(&node) {
@@ -1002,6 +1010,7 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                 }
             }
         }
+        inner.status.nodes_seen.store(known.len() as u64, Relaxed);
         if down.is_empty() {
             continue;
         }

@@ -331,8 +331,11 @@ async fn after_redis_restarts_the_link_resubscribes_and_resynchronises() {
         BrokerInput::Message(deliver("a", "{\"n\":1}"))
     );
 
+    let (s, sb) = (a.status(), b.status());
+    wait_until(|| async { s.nodes_seen.load(Relaxed) == 1 && sb.nodes_seen.load(Relaxed) == 1 })
+        .await;
+
     server.stop();
-    let s = a.status();
     wait_until(|| async { s.degraded() }).await;
     let claim = CoordRequest::ClaimSend {
         user: id("u1"),
@@ -340,6 +343,10 @@ async fn after_redis_restarts_the_link_resubscribes_and_resynchronises() {
     };
     assert_eq!(ca.request(claim.clone()).await, CoordResponse::Unavailable);
     a.publish(deliver("a", "{\"lost\":true}"));
+    // Cut off for longer than the TTL: each side counts the other down, as the other does.
+    assert_eq!(next(&mut ra).await, BrokerInput::NodeDown(id("b")));
+    assert_eq!(next(&mut rb).await, BrokerInput::NodeDown(id("a")));
+    assert_eq!(s.nodes_seen.load(Relaxed), 0);
     server = PrivateRedis::start(port);
 
     // Both links come back by themselves; each asks its hub to resynchronise.
@@ -351,6 +358,7 @@ async fn after_redis_restarts_the_link_resubscribes_and_resynchronises() {
         BrokerInput::Message(deliver("a", "{\"n\":2}"))
     );
     assert_eq!(ca.request(claim).await, CoordResponse::Claimed);
+    wait_until(|| async { s.nodes_seen.load(Relaxed) == 1 }).await;
     assert!(s.reconnects.load(Relaxed) >= 2);
     assert!(s.publish_failed.load(Relaxed) >= 1);
     drop(server);
