@@ -12,6 +12,7 @@ mod proc;
 mod record;
 mod report;
 mod scenarios;
+mod soak;
 mod ticker;
 
 use std::io::Write;
@@ -158,6 +159,21 @@ enum Cmd {
         /// Typing measured this long before the burst and this long during it.
         #[arg(long, default_value_t = 5.0)]
         phase_secs: f64,
+    },
+    /// The soak (not a benchmark scenario): one server, mixed traffic with reconnects every
+    /// minute, the server's RSS and errors printed once a minute as CSV.
+    Soak {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        /// Messages per second, all clients together.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
     },
     /// Writes the markdown table and the PNG chart from the JSON lines.
     Report {
@@ -319,6 +335,21 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
                 phase: Duration::from_secs_f64(phase_secs),
             };
             (scenarios::site_burst(&common.common(), p).await, common.out)
+        }
+        Cmd::Soak {
+            common,
+            minutes,
+            clients,
+            group,
+            rate,
+        } => {
+            let p = soak::Soak {
+                minutes,
+                clients: clients.max(1),
+                group: group.max(1),
+                rate,
+            };
+            (soak::soak(&common.common(), p).await, common.out)
         }
         Cmd::Report { .. } => unreachable!("handled in main"),
     }
