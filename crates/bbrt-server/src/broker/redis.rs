@@ -921,7 +921,9 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let mut last_contact = Instant::now();
     let mut last_snapshot = Instant::now();
     // Since when the current command connection is up: a node is judged by its key only
-    // after every live node had a heartbeat to write it (Redis may have restarted empty).
+    // after every live node could reconnect and write it (Redis may have restarted empty):
+    // a TTL, and at least two of the longest reconnection backoffs.
+    let grace = ttl.max(BACKOFF_MAX * 2);
     let mut generation = None;
     let mut connected_since = Instant::now();
     loop {
@@ -984,7 +986,7 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             Some((boots,)) if boots.len() == candidates.len() => boots,
             _ => continue,
         };
-        let judged = connected_since.elapsed() >= ttl;
+        let judged = connected_since.elapsed() >= grace;
         let mut down = Vec::new();
         let mut restarted = false;
         for (node, boot) in candidates.into_iter().zip(boots) {
