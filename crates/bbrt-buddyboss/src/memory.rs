@@ -1,7 +1,7 @@
 //! `MemoryBuddyBoss`: the embedded development site used when no BuddyBoss site is
 //! configured. Not for production: it trusts whoever claims a user id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -23,6 +23,8 @@ use crate::{BuddyBoss, BuddyBossError, Credential, text};
 ///   with exactly that set of participants (as BuddyBoss does).
 /// - Message ids count up from 1; new threads get numeric ids (skipping ids a client
 ///   already used); times are RFC 3339 UTC; `html` is `<p>escaped text</p>`.
+/// - Only the newest 64 messages of a thread are kept (enough to reconcile a send), so
+///   memory stays flat however long it runs.
 #[derive(Debug, Default)]
 pub struct MemoryBuddyBoss {
     state: Mutex<State>,
@@ -35,11 +37,15 @@ struct State {
     next_thread: u64,
 }
 
+/// Messages kept per thread: the site only needs recent ones (for reconciliation), and a
+/// development server that kept them all would grow without bound under a soak.
+const HISTORY: usize = 64;
+
 #[derive(Debug, Default)]
 struct Thread {
     participants: Vec<UserId>,
-    messages: Vec<StoredMessage>,
-    sent_unix: Vec<i64>,
+    /// The newest [`HISTORY`] messages, with their times.
+    messages: VecDeque<(StoredMessage, i64)>,
 }
 
 impl Thread {
@@ -53,7 +59,7 @@ impl Thread {
         ThreadInfo {
             thread: id.clone(),
             participants: self.participants.clone(),
-            last_message: self.messages.last().map(|m| m.id.clone()),
+            last_message: self.messages.back().map(|(m, _)| m.id.clone()),
         }
     }
 
@@ -211,8 +217,10 @@ impl BuddyBoss for MemoryBuddyBoss {
             sent_at: rfc3339_from_unix(now),
             participants: t.participants.clone(),
         };
-        t.messages.push(stored.clone());
-        t.sent_unix.push(now);
+        if t.messages.len() == HISTORY {
+            t.messages.pop_front();
+        }
+        t.messages.push_back((stored.clone(), now));
         Ok(stored)
     }
 
@@ -229,9 +237,8 @@ impl BuddyBoss for MemoryBuddyBoss {
         let matches = |t: &Thread| {
             t.messages
                 .iter()
-                .zip(&t.sent_unix)
                 .rev()
-                .find(|(m, at)| &m.sender == sender && m.text == text && **at >= since_unix_secs)
+                .find(|(m, at)| &m.sender == sender && m.text == text && *at >= since_unix_secs)
                 .map(|(m, _)| m.clone())
         };
         Ok(match thread {
