@@ -2,7 +2,7 @@
 //! reconnecting each round; the server's RSS and every error, once a minute. RSS must stay
 //! flat and nothing may go missing. Not a CI job: `bench/soak.sh` (30 minutes by default).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ async fn client(
     p: Soak,
     until: Instant,
     counts: Rc<RefCell<Counts>>,
+    ready: Rc<Cell<usize>>,
 ) {
     let Ok(mut ws) = common.target.connect(idx).await else {
         counts.borrow_mut().errors += 1;
@@ -63,6 +64,25 @@ async fn client(
             counts.borrow_mut().closed += 1;
             return;
         }
+    }
+    // Nobody sends until every client of the round has joined, so every message has its
+    // whole thread listening and `expected` is exact.
+    loop {
+        match tokio::time::timeout_at(until, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if text.contains(r#""type":"joined""#) => break,
+            Ok(Some(Ok(_))) => {}
+            _ => {
+                counts.borrow_mut().closed += 1;
+                return;
+            }
+        }
+    }
+    ready.set(ready.get() + 1);
+    while ready.get() < p.clients {
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let period = Duration::from_secs_f64(p.clients as f64 / p.rate.max(0.001));
     let mut send = tokio::time::interval_at(Instant::now() + period, period);
@@ -128,12 +148,17 @@ pub(crate) async fn soak(common: &Common, p: Soak) -> Record {
         r.fail(e);
         return r;
     }
+    if Sample::read(server.pid()).is_none() {
+        r.fail("the server exited at start (is the port taken?)");
+        return r;
+    }
     let common = Rc::new(common.clone());
     let mut first_rss = None;
     let mut totals = Counts::default();
     println!("minute,rss_kib,sent,acked,delivered,expected,typing,errors,closed");
     for minute in 0..p.minutes {
         let counts = Rc::new(RefCell::new(Counts::default()));
+        let ready = Rc::new(Cell::new(0));
         let until = Instant::now() + Duration::from_secs(60);
         let mut tasks = Vec::new();
         for i in 0..p.clients {
@@ -145,6 +170,7 @@ pub(crate) async fn soak(common: &Common, p: Soak) -> Record {
                 p,
                 until,
                 counts.clone(),
+                ready.clone(),
             )));
         }
         for t in tasks {
