@@ -175,6 +175,22 @@ impl Hub {
         participants: Vec<UserId>,
         last_message: Option<MessageId>,
     ) -> bool {
+        // The common case on the hot path (every stored message): nothing changed. Check it
+        // without building a new set (same size, every one known, no one twice; small
+        // threads only, where the quadratic duplicate check is cheap).
+        if let Some(state) = self.threads.get_mut(thread)
+            && state.fetched_at.is_some()
+            && participants.len() == state.participants.len()
+            && participants.len() <= 32
+            && participants.iter().all(|p| state.participants.contains(p))
+            && participants.iter().enumerate().all(|(i, p)| !participants[..i].contains(p))
+        {
+            state.fetched_at = Some(now);
+            if last_message.is_some() {
+                state.last_message = last_message;
+            }
+            return false;
+        }
         let new: BTreeSet<UserId> = participants.into_iter().collect();
         let state = self.threads.entry(thread.clone()).or_default();
         let first = state.fetched_at.is_none();
