@@ -11,3 +11,14 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
 fi
 
 cargo test --workspace --all-features --locked "$@"
+
+# The example page in a real browser: Debian's Chromium driven by playwright-core
+# (installed from npm; it downloads no browser of its own).
+if [ "${BBRT_SKIP_BROWSER:-0}" != 1 ]; then
+  if ! command -v chromium >/dev/null; then
+    echo "installing Debian's chromium for the browser test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  fi
+  cargo build -p bbrt-server --locked
+  (cd examples/browser/e2e && npm ci --no-audit --no-fund --silent && node e2e.mjs)
+fi
