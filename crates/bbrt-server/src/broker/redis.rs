@@ -716,6 +716,11 @@ impl Inner {
             .arg(millis(self.options.node_ttl))
             .ignore();
         pipe.cmd("SADD").arg(&self.keys.nodes).arg(me).ignore();
+        // Any live node keeps the set; once every node is gone it does not linger.
+        pipe.cmd("PEXPIRE")
+            .arg(&self.keys.nodes)
+            .arg(millis(self.options.node_ttl * 20))
+            .ignore();
         pipe
     }
 
