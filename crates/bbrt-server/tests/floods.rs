@@ -282,3 +282,74 @@ async fn held_open_anonymous_connections_keep_memory_bounded() {
         "RSS grew from {before} to {during} KiB"
     );
 }
+
+#[tokio::test]
+async fn a_reader_of_one_frame_a_second_is_closed_without_slowing_others() {
+    let mut cfg = config();
+    cfg.outbound_queue_bytes = 64 * 1024;
+    cfg.send_buffer_bytes = 4096;
+    cfg.frame_rate = 10_000.0;
+    cfg.frame_burst = 10_000.0;
+    let server = Server::start(cfg).await;
+    // The slow reader: a small receive buffer, and one frame a second.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket
+        .connect(server.handle.local_addr())
+        .await
+        .expect("connect");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(server.url.as_str(), stream)
+        .await
+        .expect("handshake");
+    let mut slow = common::Client { ws };
+    slow.send(json!({"type": "user_connected", "userId": "slow"}))
+        .await;
+    slow.send(json!({"type": "join_thread", "threadId": "t", "requestId": 1}))
+        .await;
+    slow.recv_type("joined").await;
+    let reader = tokio::spawn(async move {
+        let mut frames = 0u32;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut slow.ws))
+                .await
+            {
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f)))) => {
+                    return (frames, f.map(|f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => frames += 1,
+                Ok(_) => return (frames, None),
+                Err(_) => return (frames, Some(0)),
+            }
+        }
+    });
+    let mut fast = server.user("fast").await;
+    fast.send(json!({"type": "join_thread", "threadId": "t"}))
+        .await;
+    fast.recv_type("joined").await;
+    let text = "x".repeat(8 * 1024);
+    for i in 0..60 {
+        fast.send(
+            json!({"type": "send_message", "threadId": "t", "message": format!("{i} {text}")}),
+        )
+        .await;
+        let m = fast.recv_type("message").await;
+        assert!(
+            m["message"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&format!("{i} "))),
+            "the fast client keeps up"
+        );
+    }
+    let (read, code) = reader.await.expect("reader task");
+    assert!(
+        read < 60,
+        "the slow reader read {read} frames before the cut"
+    );
+    assert!(
+        code.is_none() || code == Some(4011),
+        "closed as a slow consumer: {code:?}"
+    );
+}
