@@ -59,8 +59,9 @@ const SUBSCRIPTION_QUEUE: usize = 4096;
 /// Deletes an idempotency claim only if this node still holds it.
 const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
-/// How to reach Redis and how this node behaves in the cluster.
-#[derive(Debug, Clone)]
+/// How to reach Redis and how this node behaves in the cluster. `Debug` hides the URL's
+/// password.
+#[derive(Clone)]
 pub struct RedisOptions {
     /// `redis://[user:password@]host[:port][/db]`.
     pub url: String,
@@ -106,6 +107,36 @@ impl RedisOptions {
             receipt_ttl: Duration::from_secs(600),
             answer_ttl: Duration::from_secs(600),
         }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("node", &self.node)
+            .field("heartbeat", &self.heartbeat)
+            .field("node_ttl", &self.node_ttl)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("publish_queue", &self.publish_queue)
+            .field("command_timeout", &self.command_timeout)
+            .field("claim_wait", &self.claim_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `redis://user:secret@host/` as `redis://user:[redacted]@host/`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[redacted]".to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:[redacted]@{host}")
+        }
+        None => url.to_owned(),
     }
 }
 

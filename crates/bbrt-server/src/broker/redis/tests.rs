@@ -70,6 +70,19 @@ fn deliver(origin: &str, text: &str) -> BrokerMessage {
     }
 }
 
+#[test]
+fn options_hide_the_password() {
+    let o = RedisOptions::new("redis://app:s3cret@redis.internal:6379/2", "p", id("n1"));
+    let shown = format!("{o:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("redis://app:[redacted]@redis.internal:6379/2"),
+        "{shown}"
+    );
+    assert_eq!(redact("redis://:pw@h/"), "redis://:[redacted]@h/");
+    assert_eq!(redact("redis://h:6379/"), "redis://h:6379/");
+}
+
 #[tokio::test]
 async fn publications_cross_between_brokers_and_not_back() {
     let p = prefix();
