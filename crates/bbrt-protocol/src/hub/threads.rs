@@ -183,7 +183,10 @@ impl Hub {
             && participants.len() == state.participants.len()
             && participants.len() <= 32
             && participants.iter().all(|p| state.participants.contains(p))
-            && participants.iter().enumerate().all(|(i, p)| !participants[..i].contains(p))
+            && participants
+                .iter()
+                .enumerate()
+                .all(|(i, p)| !participants[..i].contains(p))
         {
             state.fetched_at = Some(now);
             if last_message.is_some() {
