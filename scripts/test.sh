@@ -20,5 +20,6 @@ if [ "${BBRT_SKIP_BROWSER:-0}" != 1 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
   fi
   cargo build -p bbrt-server --locked
-  (cd examples/browser/e2e && npm ci --no-audit --no-fund --silent && node e2e.mjs)
+  server_bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/bbrt-server"
+  (cd examples/browser/e2e && npm ci --no-audit --no-fund --silent && BBRT_SERVER_BIN="$server_bin" node e2e.mjs)
 fi

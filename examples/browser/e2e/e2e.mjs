@@ -44,6 +44,11 @@ const port = await freePort();
 const server = spawn(bin, ["--listen", `127.0.0.1:${port}`, "--serve-examples", "--log", "warn"], {
   stdio: ["ignore", "inherit", "inherit"],
 });
+server.on("error", (e) => {
+  console.error(`cannot start ${bin}: ${e.message}`);
+  console.log("browser e2e: 0 passed, 1 failed");
+  process.exit(1);
+});
 const browser = await chromium.launch({
   executablePath: chromiumPath,
   args: [
