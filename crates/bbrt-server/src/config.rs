@@ -69,9 +69,31 @@ pub struct Config {
     #[arg(long, env = "BBRT_NODE_ID", default_value = "n1", value_parser = parse_node_id)]
     pub node_id: NodeId,
 
-    /// Several nodes share one broker (not available yet: needs the Redis broker).
+    /// Several nodes share one broker (implied by `--redis`, which is the shared broker).
     #[arg(long, env = "BBRT_CLUSTER")]
     pub cluster: bool,
+
+    /// Redis (`redis://[user:password@]host[:port][/db]`): several nodes become one service
+    /// (see `docs/scaling.md`). Without it: one node, in-process broker.
+    #[arg(long, env = "BBRT_REDIS")]
+    pub redis: Option<String>,
+
+    /// Namespace of every Redis key and channel (deployments may share one Redis).
+    #[arg(long, env = "BBRT_REDIS_PREFIX", default_value = "bbrt")]
+    pub redis_prefix: String,
+
+    /// How often a node writes its Redis heartbeat; a node silent for 3× this is down.
+    #[arg(long, env = "BBRT_REDIS_HEARTBEAT", value_parser = parse_duration, default_value = "2s")]
+    pub redis_heartbeat: Duration,
+
+    /// How often a node republishes its whole presence (heals lost publications).
+    #[arg(long, env = "BBRT_PRESENCE_SNAPSHOT", value_parser = parse_duration, default_value = "30s")]
+    pub presence_snapshot: Duration,
+
+    /// `/readyz` answers 503 while Redis is unreachable (default: ready, degraded in details,
+    /// since every node failing readiness at once would be a total outage).
+    #[arg(long, env = "BBRT_REDIS_REQUIRED_FOR_READY")]
+    pub redis_required_for_ready: bool,
 
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
@@ -202,6 +224,11 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             node_id: NodeId::new("n1").expect("a valid literal id"),
             cluster: false,
+            redis: None,
+            redis_prefix: "bbrt".into(),
+            redis_heartbeat: Duration::from_secs(2),
+            presence_snapshot: Duration::from_secs(30),
+            redis_required_for_ready: false,
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,
@@ -238,7 +265,7 @@ impl Config {
     pub fn hub_config(&self) -> HubConfig {
         HubConfig {
             node_id: self.node_id.clone(),
-            cluster: self.cluster,
+            cluster: self.cluster || self.redis.is_some(),
             presence_scope: match self.presence_scope {
                 PresenceScopeArg::Threads => PresenceScope::Threads,
                 PresenceScopeArg::All => PresenceScope::All,

@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bbrt_protocol::Hub;
-use bbrt_protocol::hub::{BrokerMessage, HubStats, Input, Output};
+use bbrt_protocol::hub::{HubStats, Input, Output};
 use bbrt_protocol::ids::{ConnId, CredentialId};
 use bbrt_protocol::wire::CloseCode;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerInput};
 use crate::executor::Executor;
 use crate::metrics::Metrics;
 use crate::outbox::{CloseRequest, Outbox, Push};
@@ -62,7 +62,7 @@ pub(crate) struct Channels {
     pub(crate) events: mpsc::Receiver<ConnEvent>,
     pub(crate) results: mpsc::UnboundedReceiver<Input>,
     pub(crate) control: mpsc::Receiver<Control>,
-    pub(crate) broker: mpsc::Receiver<BrokerMessage>,
+    pub(crate) broker: mpsc::Receiver<BrokerInput>,
 }
 
 fn close_request(code: CloseCode) -> CloseRequest {
@@ -123,8 +123,13 @@ impl HubTask {
                     }
                     self.metrics.hub_batches.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(message) = ch.broker.recv() => {
-                    self.input(Instant::now(), Input::Broker(message));
+                Some(input) = ch.broker.recv() => {
+                    let now = Instant::now();
+                    self.broker_input(now, input);
+                    for _ in 1..BATCH {
+                        let Ok(input) = ch.broker.try_recv() else { break };
+                        self.broker_input(now, input);
+                    }
                 }
                 () = shutdown_tick => {}
             }
@@ -151,6 +156,23 @@ impl HubTask {
         self.metrics.hub_inputs.fetch_add(1, Ordering::Relaxed);
         self.hub.handle(now, input);
         self.drain();
+    }
+
+    fn broker_input(&mut self, now: Instant, input: BrokerInput) {
+        match input {
+            BrokerInput::Message(message) => self.input(now, Input::Broker(message)),
+            BrokerInput::NodeDown(node) => self.input(now, Input::NodeDown { node }),
+            BrokerInput::Resync => {
+                // Others answer with their presence and calls; ours heals what they lost.
+                self.hub.request_sync();
+                self.hub.presence_snapshot();
+                self.drain();
+            }
+            BrokerInput::Snapshot => {
+                self.hub.presence_snapshot();
+                self.drain();
+            }
+        }
     }
 
     fn event(&mut self, now: Instant, event: ConnEvent) {

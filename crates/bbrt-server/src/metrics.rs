@@ -131,6 +131,8 @@ pub struct Metrics {
     pub(crate) hub_inputs: AtomicU64,
     pub(crate) hub_batches: AtomicU64,
     hub: Mutex<HubStats>,
+    /// The Redis link, with `--redis`.
+    pub(crate) redis: std::sync::OnceLock<std::sync::Arc<crate::broker::RedisStatus>>,
 }
 
 impl Metrics {
@@ -476,6 +478,10 @@ impl Metrics {
                 o,
                 "bbrt_site_errors_total{{request=\"{name}\",code=\"{code}\"}} {n}"
             );
+        }
+        drop(errors);
+        if let Some(redis) = self.redis.get() {
+            redis.render(&mut o);
         }
         o
     }

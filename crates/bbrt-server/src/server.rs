@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::broker::{Broker, Coordinator, MemoryBroker, MemoryCoordinator};
+use crate::broker::{Broker, Coordinator, MemoryBroker, MemoryCoordinator, RedisOptions};
 use crate::config::{AuthSchemeArg, Config};
 use crate::connection::Connection;
 use crate::credentials::{CredentialStore, Held};
@@ -51,9 +51,12 @@ pub enum ServerError {
         "refusing to serve the embedded development site on {0}: it trusts any user id; bind a loopback address, configure --buddyboss-url, or pass --allow-public-dev"
     )]
     PublicDevSite(SocketAddr),
-    /// `--cluster` needs a shared broker, which this build does not have yet.
-    #[error("--cluster needs a shared broker (Redis), not available in this build")]
+    /// `--cluster` needs a shared broker.
+    #[error("--cluster needs a shared broker: pass --redis redis://...")]
     ClusterUnsupported,
+    /// The Redis options are invalid.
+    #[error(transparent)]
+    Redis(#[from] crate::broker::redis::RedisSetupError),
     /// The Hub panicked: the process must stop rather than run half alive.
     #[error("the hub task failed: {0}")]
     HubFailed(String),
@@ -239,7 +242,7 @@ pub async fn start_with_site(
     config: Config,
     site: Arc<dyn BuddyBoss>,
 ) -> Result<ServerHandle, ServerError> {
-    if config.cluster {
+    if config.cluster && config.redis.is_none() {
         return Err(ServerError::ClusterUnsupported);
     }
     let dev = config.buddyboss_url.is_none();
@@ -273,8 +276,18 @@ pub async fn start_with_site(
     let (events_tx, events_rx) = mpsc::channel(8192);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::channel(64);
-    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::default());
-    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
+        Some(url) => {
+            let (broker, coordinator) = crate::broker::redis::connect(redis_options(url, &config))?;
+            let _ = metrics.redis.set(broker.status());
+            tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
+            (Arc::new(broker), Arc::new(coordinator))
+        }
+        None => (
+            Arc::new(MemoryBroker::default()),
+            Arc::new(MemoryCoordinator::default()),
+        ),
+    };
     let broker_rx = broker.subscribe();
     let executor = Executor {
         site,
@@ -328,6 +341,18 @@ pub async fn start_with_site(
         metrics,
         credentials,
     })
+}
+
+/// The Redis link's options from the flags.
+fn redis_options(url: &str, config: &Config) -> RedisOptions {
+    let mut o = RedisOptions::new(url, config.redis_prefix.clone(), config.node_id.clone());
+    o.heartbeat = config.redis_heartbeat;
+    o.node_ttl = config.redis_heartbeat * 3;
+    o.snapshot_every = config.presence_snapshot;
+    // A claim in flight elsewhere is waited for as long as its holder may take.
+    o.claim_wait = config.api_timeout;
+    o.inflight_ttl = config.api_timeout * 2;
+    o
 }
 
 /// Accepts until shutdown, then drives the graceful stop.
@@ -414,6 +439,16 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         ("GET", "/readyz") => {
             if shared.shutting_down.load(Ordering::Relaxed) {
                 http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
+            } else if let Some(redis) = shared.metrics.redis.get() {
+                // Degraded (cut off from the other nodes) is still ready unless configured.
+                let down = redis.degraded() && cfg.redis_required_for_ready;
+                let (status, word) = if down {
+                    (503, "not ready")
+                } else {
+                    (200, "ready")
+                };
+                let body = format!("{word}\n{}\n", redis.summary());
+                http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             } else {
                 http::respond(&mut stream, 200, "text/plain", b"ready\n").await;
             }

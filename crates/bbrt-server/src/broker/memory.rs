@@ -9,12 +9,12 @@ use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse, SendReceipt
 use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, UserId};
 use tokio::sync::{Notify, mpsc};
 
-use super::{Broker, Coordinator};
+use super::{Broker, BrokerInput, Coordinator};
 
 /// Loops publications back to in-process subscribers.
 #[derive(Debug, Default)]
 pub struct MemoryBroker {
-    subscribers: Mutex<Vec<mpsc::Sender<BrokerMessage>>>,
+    subscribers: Mutex<Vec<mpsc::Sender<BrokerInput>>>,
 }
 
 impl Broker for MemoryBroker {
@@ -25,13 +25,13 @@ impl Broker for MemoryBroker {
             .unwrap_or_else(PoisonError::into_inner);
         subs.retain(|s| !s.is_closed());
         for s in subs.iter() {
-            if s.try_send(message.clone()).is_err() {
+            if s.try_send(BrokerInput::Message(message.clone())).is_err() {
                 tracing::warn!("broker subscriber full; publication dropped");
             }
         }
     }
 
-    fn subscribe(&self) -> mpsc::Receiver<BrokerMessage> {
+    fn subscribe(&self) -> mpsc::Receiver<BrokerInput> {
         let (tx, rx) = mpsc::channel(4096);
         self.subscribers
             .lock()

@@ -3,26 +3,42 @@
 //!
 //! Single node (the default, `HubConfig::cluster = false`): the Hub publishes nothing and
 //! [`MemoryBroker`] loops whatever it is given back to its subscribers; [`MemoryCoordinator`]
-//! keeps claims in a map with a TTL. A Redis implementation of both traits comes later; the
-//! hub task only sees the traits.
+//! keeps claims in a map with a TTL. With `--redis`, [`RedisBroker`] and [`RedisCoordinator`]
+//! (see `docs/scaling.md`). The hub task only sees the traits.
 
 mod memory;
 pub mod redis;
 
 use async_trait::async_trait;
 use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
+use bbrt_protocol::ids::NodeId;
 use tokio::sync::mpsc;
 
 pub use self::memory::{MemoryBroker, MemoryCoordinator};
-pub use self::redis::{BrokerInput, RedisBroker, RedisCoordinator, RedisOptions, RedisStatus};
+pub use self::redis::{RedisBroker, RedisCoordinator, RedisOptions, RedisStatus};
 
 /// Carries [`BrokerMessage`]s to every node (its own included: the Hub ignores those).
 pub trait Broker: Send + Sync + 'static {
     /// Publishes without waiting; a broker that cannot deliver drops and counts.
     fn publish(&self, message: BrokerMessage);
 
-    /// A new subscription to every publication.
-    fn subscribe(&self) -> mpsc::Receiver<BrokerMessage>;
+    /// A new subscription to every publication, and to what the broker learns about nodes.
+    fn subscribe(&self) -> mpsc::Receiver<BrokerInput>;
+}
+
+/// What a broker subscription tells the hub task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerInput {
+    /// A publication (the Hub ignores its own): `Input::Broker`.
+    Message(BrokerMessage),
+    /// A node stopped heartbeating (or restarted): `Input::NodeDown`.
+    NodeDown(NodeId),
+    /// Publications may have been lost (first subscription, or the broker came back): call
+    /// `Hub::request_sync` and `Hub::presence_snapshot`.
+    Resync,
+    /// Periodic: call `Hub::presence_snapshot` (heals lost presence publications).
+    Snapshot,
 }
 
 /// Answers [`CoordRequest`]s (idempotency claims, first answer wins).

@@ -46,7 +46,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo as _, RedisError};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{Broker, Coordinator, MemoryCoordinator};
+use super::{Broker, BrokerInput, Coordinator, MemoryCoordinator};
 
 /// Shortest wait before a reconnection attempt.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -138,21 +138,6 @@ fn redact(url: &str) -> String {
         }
         None => url.to_owned(),
     }
-}
-
-/// What a Redis subscription tells the hub task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BrokerInput {
-    /// A publication of another node: `Input::Broker`.
-    Message(BrokerMessage),
-    /// A node stopped heartbeating (or restarted): `Input::NodeDown`.
-    NodeDown(NodeId),
-    /// Publications may have been lost (first subscription, or Redis came back): call
-    /// `Hub::request_sync` and `Hub::presence_snapshot`.
-    Resync,
-    /// Periodic: call `Hub::presence_snapshot`.
-    Snapshot,
 }
 
 /// Connection state and counters of the Redis link, shared with metrics and health.
@@ -381,19 +366,6 @@ impl RedisBroker {
     pub fn status(&self) -> Arc<RedisStatus> {
         Arc::clone(&self.inner.status)
     }
-
-    /// A subscription to everything the hub task needs: other nodes' publications, lost
-    /// nodes, and when to resynchronise or publish a snapshot.
-    pub fn subscribe_inputs(&self) -> mpsc::Receiver<BrokerInput> {
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
-        let mut subs = self.inner.lock_subscribers();
-        if !self.inner.need_sync.load(Relaxed) {
-            // The link came up before this subscription: it missed that `Resync`.
-            let _ = tx.try_send(BrokerInput::Resync);
-        }
-        subs.push(Subscriber::Inputs(tx));
-        rx
-    }
 }
 
 impl Broker for RedisBroker {
@@ -409,9 +381,16 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn subscribe(&self) -> mpsc::Receiver<BrokerMessage> {
+    /// Other nodes' publications, lost nodes, and when to resynchronise or publish a
+    /// snapshot.
+    fn subscribe(&self) -> mpsc::Receiver<BrokerInput> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
-        self.inner.lock_subscribers().push(Subscriber::Messages(tx));
+        let mut subs = self.inner.lock_subscribers();
+        if !self.inner.need_sync.load(Relaxed) {
+            // The link came up before this subscription: it missed that `Resync`.
+            let _ = tx.try_send(BrokerInput::Resync);
+        }
+        subs.push(tx);
         rx
     }
 }
@@ -580,11 +559,6 @@ impl Coordinator for RedisCoordinator {
 /// Stops the background tasks when the last handle goes.
 struct Guard(#[allow(dead_code)] watch::Sender<()>);
 
-enum Subscriber {
-    Messages(mpsc::Sender<BrokerMessage>),
-    Inputs(mpsc::Sender<BrokerInput>),
-}
-
 struct Keys {
     events: String,
     nodes: String,
@@ -627,7 +601,7 @@ struct Inner {
     link: Link,
     keys: Keys,
     status: Arc<RedisStatus>,
-    subscribers: Mutex<Vec<Subscriber>>,
+    subscribers: Mutex<Vec<mpsc::Sender<BrokerInput>>>,
     /// Set whenever a connection is lost; the next time both are up, a `Resync` goes out.
     need_sync: AtomicBool,
     /// Origins heard on the subscription, for the heartbeat to watch even if they never
@@ -638,7 +612,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+    fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<BrokerInput>>> {
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -699,29 +673,13 @@ impl Inner {
 
     /// Hands `input` to every subscriber, waiting while one is full.
     async fn emit(&self, input: BrokerInput) {
-        let targets: Vec<Subscriber> = {
+        let targets: Vec<mpsc::Sender<BrokerInput>> = {
             let mut subs = self.lock_subscribers();
-            subs.retain(|s| match s {
-                Subscriber::Messages(tx) => !tx.is_closed(),
-                Subscriber::Inputs(tx) => !tx.is_closed(),
-            });
-            subs.iter()
-                .map(|s| match s {
-                    Subscriber::Messages(tx) => Subscriber::Messages(tx.clone()),
-                    Subscriber::Inputs(tx) => Subscriber::Inputs(tx.clone()),
-                })
-                .collect()
+            subs.retain(|tx| !tx.is_closed());
+            subs.clone()
         };
-        for target in targets {
-            match (target, &input) {
-                (Subscriber::Messages(tx), BrokerInput::Message(m)) => {
-                    let _ = tx.send(m.clone()).await;
-                }
-                (Subscriber::Messages(_), _) => {}
-                (Subscriber::Inputs(tx), input) => {
-                    let _ = tx.send(input.clone()).await;
-                }
-            }
+        for tx in targets {
+            let _ = tx.send(input.clone()).await;
         }
     }
 
