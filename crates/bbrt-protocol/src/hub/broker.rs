@@ -264,7 +264,7 @@ impl Hub {
                 participants,
                 last_message,
             } => {
-                self.replace_participants(now, &thread, participants, last_message);
+                self.replace_participants(now, &thread, &participants, last_message);
             }
             BrokerEvent::CallOrphaned { call, user } => self.apply_orphaned(&call, user),
             BrokerEvent::CallRing(snapshot) => self.remote_call_ring(now, snapshot),
@@ -272,7 +272,7 @@ impl Hub {
             BrokerEvent::CallToDevice { device, frame, .. } => {
                 self.deliver_to_device(&device, frame)
             }
-            BrokerEvent::CallAnswered { call, device } => self.apply_answered(now, &call, device),
+            BrokerEvent::CallAnswered { call, device } => self.apply_answered(&call, device),
             BrokerEvent::CallRebound { call, user, device } => {
                 self.apply_rebound(&call, &user, device)
             }
@@ -280,7 +280,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn node_down(&mut self, now: Instant, node: &NodeId) {
+    pub(super) fn node_down(&mut self, node: &NodeId) {
         if *node == self.config.node_id {
             return;
         }
@@ -294,7 +294,7 @@ impl Hub {
         for user in users {
             self.remote_presence(node, user, false);
         }
-        self.calls_node_down(now, node);
+        self.calls_node_down(node);
     }
 
     /// This node's online users, for the driver to publish periodically (a heartbeat that
@@ -321,7 +321,7 @@ impl Hub {
         };
         match pending {
             PendingCoord::ClaimSend(key) => self.claim_send_result(now, key, result),
-            PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(now, pending, result),
+            PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(pending, result),
             PendingCoord::Ignore => {}
         }
     }

@@ -136,7 +136,7 @@ impl Hub {
                     .get(&call)
                     .is_some_and(|c| c.snapshot.callee == *user && !c.answered());
             if !glare {
-                self.call_action(now, conn, user, &call, action, payload, request_id);
+                self.call_action(conn, user, &call, action, payload, request_id);
                 return false;
             }
         }
@@ -385,7 +385,6 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     fn call_action(
         &mut self,
-        now: Instant,
         conn: ConnId,
         user: &UserId,
         id: &CallId,
@@ -521,7 +520,6 @@ impl Hub {
                 self.ack_if_asked(conn, request_id, ack);
             }
         }
-        let _ = now;
     }
 
     /// Relays a WebRTC payload from `user`, stamped with the verified sender.
@@ -605,12 +603,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn claim_answer_result(
-        &mut self,
-        now: Instant,
-        pending: PendingAnswer,
-        result: CoordResponse,
-    ) {
+    pub(super) fn claim_answer_result(&mut self, pending: PendingAnswer, result: CoordResponse) {
         let PendingAnswer {
             call: id,
             conn,
@@ -651,7 +644,7 @@ impl Hub {
         }
         let me = self.device(conn);
         let user = self.calls.calls[&id].snapshot.callee.clone();
-        self.apply_answered(now, &id, me.clone());
+        self.apply_answered(&id, me.clone());
         self.publish(BrokerEvent::CallAnswered {
             call: id.clone(),
             device: me,
@@ -671,7 +664,7 @@ impl Hub {
     }
 
     /// A callee device won: bind it, stop the others, tell the caller.
-    pub(super) fn apply_answered(&mut self, _now: Instant, id: &CallId, device: DeviceRef) {
+    pub(super) fn apply_answered(&mut self, id: &CallId, device: DeviceRef) {
         let local_winner = self.local_conn(&device);
         let Some(call) = self.calls.calls.get_mut(id) else {
             return;
@@ -744,7 +737,7 @@ impl Hub {
         self.deliver(conns, ServerMessage::CallEnded(ended).encode());
     }
 
-    pub(super) fn call_ring_timeout(&mut self, _now: Instant, id: &CallId) {
+    pub(super) fn call_ring_timeout(&mut self, id: &CallId) {
         let Some(call) = self.calls.calls.get(id) else {
             return;
         };
@@ -760,7 +753,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn call_grace_expired(&mut self, _now: Instant, id: &CallId) {
+    pub(super) fn call_grace_expired(&mut self, id: &CallId) {
         if self
             .calls
             .calls
@@ -800,7 +793,7 @@ impl Hub {
     }
 
     /// A new connection of `user` was identified: ring it for calls still ringing.
-    pub(super) fn calls_user_connected(&mut self, _now: Instant, conn: ConnId, user: &UserId) {
+    pub(super) fn calls_user_connected(&mut self, conn: ConnId, user: &UserId) {
         let ringing: Vec<CallId> = self
             .calls
             .calls
@@ -851,7 +844,7 @@ impl Hub {
     }
 
     /// A node is gone: calls with a device there end (every node does the same).
-    pub(super) fn calls_node_down(&mut self, _now: Instant, node: &NodeId) {
+    pub(super) fn calls_node_down(&mut self, node: &NodeId) {
         let dead: Vec<CallId> = self
             .calls
             .calls

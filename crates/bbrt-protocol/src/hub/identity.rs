@@ -52,7 +52,6 @@ impl Hub {
 
     pub(super) fn start_verify(
         &mut self,
-        _now: Instant,
         conn: ConnId,
         credential: Option<CredentialId>,
         claimed: Option<UserId>,
@@ -170,7 +169,7 @@ impl Hub {
         if first {
             self.presence_changed(user, true, true);
         }
-        self.calls_user_connected(now, conn, user);
+        self.calls_user_connected(conn, user);
         true
     }
 
@@ -203,7 +202,7 @@ impl Hub {
     }
 
     /// Timer: ask the site again about a credential in use.
-    pub(super) fn reverify(&mut self, _now: Instant, credential: CredentialId) {
+    pub(super) fn reverify(&mut self, credential: CredentialId) {
         let Some(state) = self.credentials.get_mut(&credential) else {
             return;
         };

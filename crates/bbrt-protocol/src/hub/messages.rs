@@ -86,7 +86,6 @@ impl Sends {
 impl Hub {
     pub(super) fn send_message(
         &mut self,
-        now: Instant,
         conn: ConnId,
         user: &UserId,
         message: SendMessage,
@@ -145,7 +144,6 @@ impl Hub {
             });
             return;
         }
-        let _ = now;
         self.sends.in_flight.insert(key.clone(), Vec::new());
         self.sends.add_pending(user);
         self.sends.claiming.insert(key.clone(), send);
@@ -299,7 +297,7 @@ impl Hub {
         if !participants.contains(&sender) {
             participants.push(sender.clone());
         }
-        self.set_participants(now, &thread, participants.clone(), Some(id.clone()));
+        self.set_participants(now, &thread, &participants, Some(id.clone()));
         self.stop_typing(&sender, &thread);
         let frame = ServerMessage::Message(MessageEvent {
             id,

@@ -496,7 +496,7 @@ impl Hub {
             Input::ApiResult { id, result } => self.api_result(now, id, result),
             Input::CoordResult { id, result } => self.coord_result(now, id, result),
             Input::Broker(message) => self.broker(now, message),
-            Input::NodeDown { node } => self.node_down(now, &node),
+            Input::NodeDown { node } => self.node_down(&node),
         }
     }
 
@@ -504,10 +504,10 @@ impl Hub {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(key) = self.timers.pop_due(now) {
             match key {
-                TimerKey::TypingExpiry(user, thread) => self.typing_expired(now, user, thread),
-                TimerKey::CallRing(call) => self.call_ring_timeout(now, &call),
-                TimerKey::CallGrace(call) => self.call_grace_expired(now, &call),
-                TimerKey::Reverify(credential) => self.reverify(now, credential),
+                TimerKey::TypingExpiry(user, thread) => self.typing_expired(user, thread),
+                TimerKey::CallRing(call) => self.call_ring_timeout(&call),
+                TimerKey::CallGrace(call) => self.call_grace_expired(&call),
+                TimerKey::Reverify(credential) => self.reverify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
             }
         }
@@ -603,7 +603,6 @@ impl Hub {
             && self.conns.contains_key(&conn)
         {
             self.start_verify(
-                now,
                 conn,
                 Some(credential),
                 None,
@@ -692,7 +691,7 @@ impl Hub {
             });
             if last {
                 self.users.remove(&user);
-                self.typing_user_gone(now, &user);
+                self.typing_user_gone(&user);
                 self.presence_changed(&user, false, true);
             }
         }
@@ -845,7 +844,6 @@ impl Hub {
                         _ => None,
                     };
                     self.start_verify(
-                        now,
                         conn,
                         Some(credential),
                         claimed,
@@ -861,7 +859,7 @@ impl Hub {
             return match &item.frame.message {
                 ClientMessage::UserConnected(m) => {
                     let claimed = Some(m.user_id.clone());
-                    self.start_verify(now, conn, None, claimed, identity::VerifyOrigin::Frame);
+                    self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
                     Some(item)
                 }
                 ClientMessage::Ping(_) => {
@@ -907,7 +905,7 @@ impl Hub {
                 None
             }
             ClientMessage::SendMessage(m) => {
-                self.send_message(now, conn, &user, m, request_id);
+                self.send_message(conn, &user, m, request_id);
                 None
             }
             ClientMessage::Typing(ref m) => {

@@ -107,7 +107,7 @@ impl Hub {
         let failure = match result {
             Ok(info) => {
                 let member = info.participants.contains(&user);
-                self.set_participants(now, &thread, info.participants, info.last_message);
+                self.set_participants(now, &thread, &info.participants, info.last_message);
                 if member {
                     self.denied.remove(&(user.clone(), thread.clone()));
                     None
@@ -153,7 +153,7 @@ impl Hub {
         &mut self,
         now: Instant,
         thread: &ThreadId,
-        participants: Vec<UserId>,
+        participants: &[UserId],
         last_message: Option<MessageId>,
     ) {
         if self.replace_participants(now, thread, participants, last_message.clone()) {
@@ -172,7 +172,7 @@ impl Hub {
         &mut self,
         now: Instant,
         thread: &ThreadId,
-        participants: Vec<UserId>,
+        participants: &[UserId],
         last_message: Option<MessageId>,
     ) -> bool {
         // The common case on the hot path (every stored message): nothing changed. Check it
@@ -194,7 +194,7 @@ impl Hub {
             }
             return false;
         }
-        let new: BTreeSet<UserId> = participants.into_iter().collect();
+        let new: BTreeSet<UserId> = participants.iter().cloned().collect();
         let state = self.threads.entry(thread.clone()).or_default();
         let first = state.fetched_at.is_none();
         let old = std::mem::replace(&mut state.participants, new);

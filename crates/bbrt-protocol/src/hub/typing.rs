@@ -57,7 +57,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn typing_expired(&mut self, _now: Instant, user: UserId, thread: ThreadId) {
+    pub(super) fn typing_expired(&mut self, user: UserId, thread: ThreadId) {
         if let Some(state) = self.typing.remove(&(user.clone(), thread.clone())) {
             self.forward_typing(&user, &thread, false, state.told);
         }
@@ -72,7 +72,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn typing_user_gone(&mut self, _now: Instant, user: &UserId) {
+    pub(super) fn typing_user_gone(&mut self, user: &UserId) {
         let threads: Vec<ThreadId> = self
             .typing
             .keys()
