@@ -14,7 +14,9 @@ use hdrhistogram::Histogram;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Incoming, Server, Target, Ws, is_presence, message_text, parse_message_text};
+use crate::client::{
+    Incoming, Server, Target, Ws, is_presence, message_text, parse_message_text, scan_message,
+};
 use crate::proc::{Delta, Sample};
 use crate::record::{Percentiles, Record, histogram};
 
@@ -285,29 +287,35 @@ impl Traffic {
         Some(seq)
     }
 
-    /// Accounts a delivered `message` frame; returns its sender's index.
-    fn delivered(&mut self, me: usize, text: &str) -> Option<usize> {
+    /// Accounts a delivered `message` frame for client `me` (member of `my_thread`);
+    /// returns its sender's index.
+    fn delivered(&mut self, me: usize, my_thread: &str, text: &str) -> Option<usize> {
         let now = self.now_ns();
-        let Some(m) = Incoming::parse(text) else {
-            self.faults.error(text);
-            return None;
-        };
-        match m.kind.as_ref() {
-            "message" => {}
-            "error" => {
-                self.faults.error(text);
-                return None;
+        let parsed;
+        let (thread_id, message) = match scan_message(text) {
+            Some((thread_id, message)) => (Some(thread_id), Some(message)),
+            None => {
+                let Some(m) = Incoming::parse(text) else {
+                    self.faults.error(text);
+                    return None;
+                };
+                match m.kind.as_ref() {
+                    "message" => {}
+                    "error" => {
+                        self.faults.error(text);
+                        return None;
+                    }
+                    _ => return None,
+                }
+                parsed = m;
+                (parsed.thread_id.as_deref(), parsed.message.as_deref())
             }
-            _ => return None,
-        }
-        let Some((seq, sched, sender)) = m.message.as_deref().and_then(parse_message_text) else {
+        };
+        let Some((seq, sched, sender)) = message.and_then(parse_message_text) else {
             self.faults.misrouted += 1;
             return None;
         };
-        let my_thread = thread_of(me, self.group);
-        if m.thread_id.as_deref() != Some(my_thread.as_str())
-            || sender / self.group != me / self.group
-        {
+        if thread_id != Some(my_thread) || sender / self.group != me / self.group {
             self.faults.misrouted += 1;
             return None;
         }
@@ -363,7 +371,7 @@ async fn closed_client(
                     if is_presence(&t) {
                         continue;
                     }
-                    let sender = sh.borrow_mut().delivered(me, &t);
+                    let sender = sh.borrow_mut().delivered(me, &thread, &t);
                     if sender == Some(me) {
                         in_flight = in_flight.saturating_sub(1);
                         if sh.borrow().now_ns() < end_ns {
@@ -401,13 +409,14 @@ async fn rate_reader(
     sh: Rc<RefCell<Traffic>>,
     drain_end: Instant,
 ) {
+    let thread = thread_of(me, sh.borrow().group);
     loop {
         tokio::select! {
             biased;
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
                     if !is_presence(&t) {
-                        sh.borrow_mut().delivered(me, &t);
+                        sh.borrow_mut().delivered(me, &thread, &t);
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
