@@ -141,6 +141,14 @@ struct State {
     moderators: BTreeSet<u64>,
 }
 
+impl State {
+    /// User `id`: ids are handed out as 1, 2, 3… (never removed), so the index is the id.
+    fn user(&self, id: u64) -> Option<&User> {
+        let index = usize::try_from(id.checked_sub(1)?).ok()?;
+        self.users.get(index).filter(|u| u.id == id)
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     in_flight: AtomicUsize,
@@ -974,7 +982,7 @@ fn users_me(s: &State, caller: &Caller) -> Answer {
             "You are not currently logged in.",
         );
     };
-    let Some(u) = s.users.iter().find(|u| u.id == *uid) else {
+    let Some(u) = s.user(*uid) else {
         return Answer::error(
             401,
             "rest_not_logged_in",
@@ -1013,7 +1021,7 @@ fn permissions() -> Value {
 }
 
 fn user_name(s: &State, id: u64) -> (String, String) {
-    s.users.iter().find(|u| u.id == id).map_or_else(
+    s.user(id).map_or_else(
         || (String::new(), String::new()),
         |u| (u.first_name.clone(), u.login.clone()),
     )
@@ -1191,7 +1199,7 @@ fn list_threads(s: &State, query: &[(String, String)], caller: &Caller) -> Answe
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|u| u != uid)
     {
-        if s.users.iter().all(|u| u.id != other) {
+        if s.user(other).is_none() {
             return Answer::error(404, "bp_rest_invalid_id", "Invalid member ID.");
         }
         return Answer::error(
@@ -1345,7 +1353,7 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
         thread_id
     } else {
         let others: Vec<u64> = recipients.iter().copied().filter(|&r| r != uid).collect();
-        if others.is_empty() || others.iter().any(|r| s.users.iter().all(|u| u.id != *r)) {
+        if others.is_empty() || others.iter().any(|r| s.user(*r).is_none()) {
             return failed();
         }
         let mut set: Vec<u64> = others.clone();

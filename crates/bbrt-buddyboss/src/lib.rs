@@ -162,6 +162,18 @@ pub trait BuddyBoss: Send + Sync + 'static {
         user: &UserId,
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError>;
+
+    /// Performs `request` synchronously if this site never waits (the embedded site), so
+    /// the server can answer it without a task, a timer or a channel; `None` (the default,
+    /// and what a site on the network answers): call [`perform`].
+    fn perform_now(
+        &self,
+        request: &ApiRequest,
+        credential: Option<&Credential>,
+    ) -> Option<Result<ApiResponse, SiteError>> {
+        let _ = (request, credential);
+        None
+    }
 }
 
 /// Performs one of the Hub's [`ApiRequest`]s against `site`; the server's executor calls

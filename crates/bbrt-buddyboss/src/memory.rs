@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bbrt_protocol::api::{SiteUser, StoredMessage, ThreadInfo};
+use std::task::{Context, Poll, Waker};
+
+use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteUser, StoredMessage, ThreadInfo};
 use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 
 use crate::time::{now_unix, rfc3339_from_unix};
@@ -35,6 +37,8 @@ struct State {
     threads: BTreeMap<ThreadId, Thread>,
     next_message: u64,
     next_thread: u64,
+    /// The last second a message was stored in, formatted (one format per second).
+    last_sent_at: (i64, String),
 }
 
 /// Messages kept per thread: the site only needs recent ones (for reconciliation), and a
@@ -44,7 +48,8 @@ const HISTORY: usize = 64;
 #[derive(Debug, Default)]
 struct Thread {
     participants: Vec<UserId>,
-    /// The newest [`HISTORY`] messages, with their times.
+    /// The newest [`HISTORY`] messages, with their times; kept without `participants`
+    /// (the thread's own list answers for them).
     messages: VecDeque<(StoredMessage, i64)>,
 }
 
@@ -208,19 +213,26 @@ impl BuddyBoss for MemoryBuddyBoss {
             t.add(r);
         }
         let now = now_unix();
-        let stored = StoredMessage {
+        if state.last_sent_at.0 != now || state.last_sent_at.1.is_empty() {
+            state.last_sent_at = (now, rfc3339_from_unix(now));
+        }
+        let kept = StoredMessage {
             id,
             thread: thread_id,
             sender: sender.clone(),
             text: text.to_owned(),
             html: Some(format!("<p>{}</p>", text::escape_html(text))),
-            sent_at: rfc3339_from_unix(now),
+            sent_at: state.last_sent_at.1.clone(),
+            participants: Vec::new(),
+        };
+        let stored = StoredMessage {
             participants: t.participants.clone(),
+            ..kept.clone()
         };
         if t.messages.len() == HISTORY {
             t.messages.pop_front();
         }
-        t.messages.push_back((stored.clone(), now));
+        t.messages.push_back((kept, now));
         Ok(stored)
     }
 
@@ -239,7 +251,10 @@ impl BuddyBoss for MemoryBuddyBoss {
                 .iter()
                 .rev()
                 .find(|(m, at)| &m.sender == sender && m.text == text && *at >= since_unix_secs)
-                .map(|(m, _)| m.clone())
+                .map(|(m, _)| StoredMessage {
+                    participants: t.participants.clone(),
+                    ..m.clone()
+                })
         };
         Ok(match thread {
             Some(id) => state.threads.get(id).and_then(matches),
@@ -263,6 +278,22 @@ impl BuddyBoss for MemoryBuddyBoss {
         match self.state().threads.get(thread) {
             Some(t) if t.participants.contains(user) => Ok(()),
             _ => Err(forbidden()),
+        }
+    }
+
+    fn perform_now(
+        &self,
+        request: &ApiRequest,
+        credential: Option<&Credential>,
+    ) -> Option<Result<ApiResponse, SiteError>> {
+        // Every method above completes at its first poll: it never awaits.
+        let mut answer = std::pin::pin!(crate::perform(self, request, credential));
+        match answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
         }
     }
 }

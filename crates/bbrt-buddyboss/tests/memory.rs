@@ -231,6 +231,8 @@ async fn find_recent_finds_a_stored_message() {
         .await
         .expect("ok");
     assert_eq!(found.as_ref().map(|f| &f.id), Some(&m.id));
+    // The whole message comes back, participants included (history keeps them once).
+    assert_eq!(found.as_ref(), Some(&m));
     let found = site
         .find_recent(None, &user("a"), None, &[user("b")], "hi", 0)
         .await
@@ -316,4 +318,63 @@ async fn the_seed_flow_through_perform() {
     };
     let e = perform(&site, &verify, None).await.expect_err("nobody");
     assert_eq!(e.kind, SiteErrorKind::Unauthenticated);
+}
+
+/// `perform_now` answers every request at once, exactly as `perform` does; the server
+/// relies on it to skip its asynchronous path for the embedded site.
+#[tokio::test]
+async fn perform_now_answers_at_once_like_perform() {
+    let now = MemoryBuddyBoss::new();
+    let later = MemoryBuddyBoss::new();
+    let token = Credential::bearer("dev:a");
+    let requests = [
+        ApiRequest::Verify {
+            credential: None,
+            claimed_user: None,
+            current_user: None,
+        },
+        ApiRequest::Participants {
+            credential: None,
+            user: user("a"),
+            thread: thread("7"),
+            join: true,
+        },
+        ApiRequest::Send {
+            credential: None,
+            sender: user("a"),
+            thread: Some(thread("7")),
+            recipients: vec![user("b")],
+            text: "hello".into(),
+            client_message_id: None,
+        },
+        ApiRequest::Send {
+            credential: None,
+            sender: user("a"),
+            thread: None,
+            recipients: vec![],
+            text: "nobody".into(),
+            client_message_id: None,
+        },
+        ApiRequest::MarkRead {
+            credential: None,
+            user: user("c"),
+            thread: thread("7"),
+        },
+    ];
+    for request in &requests {
+        let answered = now
+            .perform_now(request, Some(&token))
+            .expect("the embedded site never waits");
+        let expected = perform(&later, request, Some(&token)).await;
+        match (answered, expected) {
+            (Ok(ApiResponse::Stored(a)), Ok(ApiResponse::Stored(b))) => {
+                // Same message but for the second it was stored in.
+                assert_eq!(
+                    (a.id, a.thread, a.participants),
+                    (b.id, b.thread, b.participants)
+                );
+            }
+            (a, b) => assert_eq!(a, b, "{request:?}"),
+        }
+    }
 }

@@ -169,6 +169,11 @@ impl Connection {
                         }
                         continue;
                     }
+                    // One scheduler pass before writing: the hub task may still be
+                    // adding frames for this connection, and every write syscall costs
+                    // about as much as the whole TCP path on loopback (measured: 15.6 ->
+                    // 17 frames per write, -6% CPU per delivery in the fan-out benchmark).
+                    tokio::task::yield_now().await;
                     if let Some(end) = self.pull() {
                         return end;
                     }
