@@ -4,7 +4,8 @@
 //!
 //! Each scenario subcommand starts a fresh server process from `--server-cmd`, drives it
 //! from one thread (a `current_thread` runtime, meant to be pinned to its own core),
-//! measures the server through `/proc`, and appends one JSON line to `--out`.
+//! measures the server through `/proc`, and appends one JSON line to `--out` (scenario 7,
+//! `cluster`, runs several deployments and appends one line for each).
 
 mod chart;
 mod client;
@@ -24,7 +25,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::Target;
 use crate::record::Record;
-use crate::scenarios::{Common, Pace, Setup, SiteBurst};
+use crate::scenarios::{Cluster, Common, Load, Pace, Setup, SiteBurst};
 
 #[derive(Parser)]
 #[command(about = "bbrt's side-by-side benchmark: load generator and report")]
@@ -110,6 +111,24 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+    },
+    /// Scenario 7 (bbrt only): 2 nodes joined through Redis against 1 node, at the same
+    /// fixed rate; `--server-cmd` is one node's command, the Redis flags are appended.
+    Cluster {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        /// Messages per second, all clients together; one comparison per rate.
+        #[arg(long, value_delimiter = ',', default_value = "4000,1000")]
+        rates: Vec<f64>,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Redis, given to every node as `--redis`.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
     },
     /// Scenario 3: idle bare connections, RSS per connection.
     Idle {
@@ -211,29 +230,57 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
     let local = tokio::task::LocalSet::new();
-    let (record, out) = local.block_on(&runtime, run(cli.command));
-    eprintln!("{}", summary(&record));
+    let (records, out) = local.block_on(&runtime, run(cli.command));
+    for record in &records {
+        eprintln!("{}", summary(record));
+    }
     if let Some(out) = out {
-        let line = serde_json::to_string(&record).expect("records serialize");
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&out)
-            .and_then(|mut f| writeln!(f, "{line}"));
+            .and_then(|mut f| {
+                records.iter().try_for_each(|record| {
+                    let line = serde_json::to_string(record).expect("records serialize");
+                    writeln!(f, "{line}")
+                })
+            });
         if let Err(e) = written {
             eprintln!("{}: {e}", out.display());
             return ExitCode::FAILURE;
         }
     }
-    if record.ok {
+    if records.iter().all(|r| r.ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     }
 }
 
-async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
-    match cmd {
+/// Runs one subcommand: its records (one per run; scenario 7 makes several) and where
+/// they go.
+async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
+    let (record, out) = match cmd {
+        Cmd::Cluster {
+            common,
+            clients,
+            group,
+            rates,
+            secs,
+            redis,
+        } => {
+            let p = Cluster {
+                load: Load {
+                    clients,
+                    group: group.max(1),
+                    pace: Pace::Rate { per_s: 0.0 },
+                    window: Duration::from_secs_f64(secs),
+                },
+                rates: rates.into_iter().filter(|&r| r > 0.0).collect(),
+                redis_url: redis,
+            };
+            return (scenarios::cluster(&common.common(), &p).await, common.out);
+        }
         Cmd::Fanout {
             common,
             clients,
@@ -241,17 +288,13 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
             in_flight,
             secs,
         } => {
-            let window = Duration::from_secs_f64(secs);
-            let pace = Pace::Closed { in_flight };
-            let r = scenarios::traffic(
-                &common.common(),
-                "fanout",
+            let load = Load {
                 clients,
-                group.max(1),
-                pace,
-                window,
-            )
-            .await;
+                group: group.max(1),
+                pace: Pace::Closed { in_flight },
+                window: Duration::from_secs_f64(secs),
+            };
+            let r = scenarios::traffic(&common.common(), "fanout", load).await;
             (r, common.out)
         }
         Cmd::Rate {
@@ -261,17 +304,13 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
             rate,
             secs,
         } => {
-            let window = Duration::from_secs_f64(secs);
-            let pace = Pace::Rate { per_s: rate };
-            let r = scenarios::traffic(
-                &common.common(),
-                "rate",
+            let load = Load {
                 clients,
-                group.max(1),
-                pace,
-                window,
-            )
-            .await;
+                group: group.max(1),
+                pace: Pace::Rate { per_s: rate },
+                window: Duration::from_secs_f64(secs),
+            };
+            let r = scenarios::traffic(&common.common(), "rate", load).await;
             (r, common.out)
         }
         Cmd::Idle { common, conns } => (
@@ -352,7 +391,8 @@ async fn run(cmd: Cmd) -> (Record, Option<PathBuf>) {
             (soak::soak(&common.common(), p).await, common.out)
         }
         Cmd::Report { .. } => unreachable!("handled in main"),
-    }
+    };
+    (vec![record], out)
 }
 
 /// One human line per run.
@@ -374,6 +414,12 @@ fn summary(r: &Record) -> String {
             ", p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
             l.p50, l.p99, l.p999
         );
+    }
+    if let Some(l) = r.cross_node_latency_us {
+        s += &format!(", cross-node p50 {:.0} µs p99 {:.0} µs", l.p50, l.p99);
+    }
+    if let Some(c) = r.redis_cpu_s {
+        s += &format!(", Redis CPU {c:.2} s");
     }
     if let Some(k) = r.rss_per_conn_kib {
         s += &format!(", {k:.2} KiB/conn");

@@ -132,6 +132,42 @@ impl Delta {
             others_on_core_s,
         }
     }
+
+    /// The change over several processes pinned to the same core (the nodes of a cluster
+    /// run): their CPU summed, and the rest of that core's busy time as noise.
+    pub(crate) fn between_all(a: &[Sample], b: &[Sample]) -> Self {
+        let mut sum = Self::default();
+        for (x, y) in a.iter().zip(b) {
+            let d = Self::between(x, y);
+            sum.cpu_s += d.cpu_s;
+            sum.user_s += d.user_s;
+            sum.sys_s += d.sys_s;
+        }
+        sum.others_on_core_s = match (a.first(), b.first()) {
+            (Some(x), Some(y)) => match (x.core_busy_s, y.core_busy_s) {
+                (Some(x), Some(y)) => Some((y - x - sum.cpu_s).max(0.0)),
+                _ => None,
+            },
+            _ => None,
+        };
+        sum
+    }
+}
+
+/// The pid of a running `name` (the command name in `/proc/PID/comm`) whose command line
+/// contains `arg`: e.g. the `redis-server` that listens on `:6379`.
+pub(crate) fn find_pid(name: &str, arg: &str) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
+        if comm.trim_end() != name {
+            return None;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(arg)
+            .then_some(pid)
+    })
 }
 
 /// The soft limit on open files of this process (`/proc/self/limits`).
@@ -158,5 +194,31 @@ mod tests {
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
         assert!(own_fd_limit().is_some());
+    }
+
+    #[test]
+    fn processes_on_one_core_are_summed_and_the_rest_is_noise() {
+        let at = |cpu_s: f64, core_busy_s: f64| Sample {
+            cpu_s,
+            user_s: cpu_s / 2.0,
+            sys_s: cpu_s / 2.0,
+            core_busy_s: Some(core_busy_s),
+            ..Sample::default()
+        };
+        let before = [at(1.0, 10.0), at(2.0, 10.0)];
+        let after = [at(1.5, 11.0), at(2.25, 11.0)];
+        let d = Delta::between_all(&before, &after);
+        assert!((d.cpu_s - 0.75).abs() < 1e-9, "{d:?}");
+        assert!((d.user_s - 0.375).abs() < 1e-9, "{d:?}");
+        let others = d.others_on_core_s.expect("core readings");
+        assert!((others - 0.25).abs() < 1e-9, "{d:?}");
+    }
+
+    #[test]
+    fn finds_a_process_by_name() {
+        let comm = fs::read_to_string("/proc/self/comm").expect("comm");
+        // This process at least (a parallel run of the same binary could be found first).
+        assert!(find_pid(comm.trim_end(), "").is_some());
+        assert_eq!(find_pid("no-such-process-name", ""), None);
     }
 }

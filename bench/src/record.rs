@@ -40,7 +40,7 @@ pub(crate) fn histogram() -> Histogram<u64> {
 /// What one scenario run against one server measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// `fanout`, `rate`, `idle`, `setup`, `maxconn`, `site`.
+    /// `fanout`, `rate`, `idle`, `setup`, `maxconn`, `site`, `cluster-<rate>`.
     pub(crate) scenario: String,
     /// `node` or `bbrt`.
     pub(crate) server: String,
@@ -102,6 +102,20 @@ pub(crate) struct Record {
     /// core during the window, as a share of the window.
     pub(crate) others_on_server_core_pct: Option<f64>,
     pub(crate) others_on_loadgen_core_pct: Option<f64>,
+    /// `cluster`: server processes (nodes), each pinned to the server's core.
+    pub(crate) nodes: Option<usize>,
+    /// `cluster`: the fixed rate, messages per second, all clients together.
+    pub(crate) rate_per_s: Option<f64>,
+    /// `cluster`: with Redis between nodes (`--redis`), or the in-process broker.
+    pub(crate) redis: Option<bool>,
+    /// `cluster`: each node's CPU in the window, seconds (`server_cpu_s` is their sum).
+    pub(crate) node_cpu_s: Option<Vec<f64>>,
+    /// `cluster`: Redis's own CPU in the window, seconds, when its process was found.
+    pub(crate) redis_cpu_s: Option<f64>,
+    /// `cluster` with 2 nodes: latency of deliveries whose sender is connected to the same
+    /// node as the receiver, and to the other node.
+    pub(crate) same_node_latency_us: Option<Percentiles>,
+    pub(crate) cross_node_latency_us: Option<Percentiles>,
     /// Anything a reader should know.
     pub(crate) notes: Vec<String>,
 }

@@ -15,7 +15,8 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{
-    Incoming, Server, Target, Ws, is_presence, message_text, parse_message_text, scan_message,
+    Incoming, Server, Target, Ws, http_get, is_presence, message_text, parse_message_text,
+    scan_message,
 };
 use crate::proc::{Delta, Sample};
 use crate::record::{Percentiles, Record, histogram};
@@ -168,17 +169,25 @@ async fn open_joined(
     }
 }
 
-/// Opens `n` identified-and-joined clients, `concurrency` at a time; in index order.
+/// The node client `idx` connects to when there are `nodes`: alternately, so every thread
+/// of more than one client has members on more than one node.
+fn node_of(idx: usize, nodes: usize) -> usize {
+    idx % nodes.max(1)
+}
+
+/// Opens `n` identified-and-joined clients, `concurrency` at a time, client `i` on
+/// `targets[node_of(i)]`; in index order.
 async fn open_all_joined(
     common: &Common,
+    targets: &[Target],
     n: usize,
     layout: Layout,
     token: impl Fn(usize) -> Option<String>,
 ) -> Result<Vec<Ws>, String> {
-    let target = &common.target;
     let token = &token;
     let mut opened: Vec<(usize, Ws)> = stream::iter(0..n)
         .map(|i| async move {
+            let target = &targets[node_of(i, targets.len())];
             open_joined(target, i, layout, token(i).as_deref())
                 .await
                 .map(|ws| (i, ws))
@@ -207,6 +216,106 @@ async fn start_server(common: &Common, site: &str) -> Result<Server, String> {
     // Let a JIT or a lazy allocator settle before the first reading.
     sleep(Duration::from_millis(300)).await;
     Ok(server)
+}
+
+/// The server processes of one run: node k runs its own command and listens on the
+/// common port + k.
+struct Nodes {
+    servers: Vec<Server>,
+    targets: Vec<Target>,
+}
+
+impl Nodes {
+    fn samples(&self) -> Vec<Sample> {
+        self.servers
+            .iter()
+            .map(|s| Sample::read(s.pid()).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Starts one server per command and waits for all to listen.
+async fn start_nodes(common: &Common, deployment: &Deployment) -> Result<Nodes, String> {
+    let mut nodes = Nodes {
+        servers: Vec::new(),
+        targets: Vec::new(),
+    };
+    for (k, cmd) in deployment.cmds.iter().enumerate() {
+        let port = u16::try_from(k)
+            .ok()
+            .and_then(|k| common.target.port.checked_add(k))
+            .ok_or("no port left for another node")?;
+        let target = Target {
+            port,
+            ..common.target.clone()
+        };
+        let log = common
+            .server_log
+            .as_ref()
+            .map(|path| node_log(path, &deployment.log_label, k));
+        nodes
+            .servers
+            .push(Server::start(cmd, port, "", log.as_ref())?);
+        nodes.targets.push(target);
+    }
+    for target in &nodes.targets {
+        target.wait_listening(Duration::from_secs(60)).await?;
+    }
+    if deployment.redis {
+        for target in &nodes.targets {
+            wait_redis_ok(target.port).await?;
+        }
+    }
+    // Let a JIT or a lazy allocator settle before the first reading.
+    sleep(Duration::from_millis(300)).await;
+    Ok(nodes)
+}
+
+/// `--server-log` as given for a run with no label; else one file per label and node
+/// beside it (`cluster-bbrt.4000-2nodes-n1.log`).
+fn node_log(path: &std::path::Path, label: &str, k: usize) -> std::path::PathBuf {
+    if label.is_empty() {
+        return path.to_owned();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}.{label}-n{}.log", k + 1))
+}
+
+/// Waits until a node says its Redis links are up (`/readyz`): a publication made before
+/// its subscription would be lost, and counted as missing deliveries.
+async fn wait_redis_ok(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = http_get(port, "/readyz").await.unwrap_or_default();
+        if body.contains("redis: ok") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "node on port {port}: Redis not ok after 20 s: {}",
+                body.trim()
+            ));
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Redis counters of a node's `/metrics` that are not zero, on one line.
+fn redis_counters(metrics: &str) -> String {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("bbrt_redis_publications_total")
+                || l.starts_with("bbrt_redis_received_total")
+                || l.starts_with("bbrt_redis_reconnects_total")
+        })
+        .filter(|l| l.rsplit(' ').next().is_some_and(|v| v != "0"))
+        .map(|l| l.replace("bbrt_redis_", ""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Counts the server's write syscalls for `secs` with perf's syscall tracepoints.
@@ -251,7 +360,13 @@ struct Traffic {
     end_ns: u64,
     group: usize,
     n: usize,
+    /// Server processes; client i is on node `node_of(i, nodes)`.
+    nodes: usize,
     latency: Histogram<u64>,
+    /// With more than one node: `latency` split by whether the sender is on the
+    /// receiver's node.
+    same_node: Histogram<u64>,
+    cross_node: Histogram<u64>,
     lag: Histogram<u64>,
     deliveries_in_window: u64,
     sent_in_window: u64,
@@ -265,6 +380,26 @@ struct Traffic {
 const MAX_MESSAGES: usize = 20_000_000;
 
 impl Traffic {
+    fn new(start_ns: u64, end_ns: u64, group: usize, n: usize, nodes: usize) -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            start_ns,
+            end_ns,
+            group,
+            n,
+            nodes,
+            latency: histogram(),
+            same_node: histogram(),
+            cross_node: histogram(),
+            lag: histogram(),
+            deliveries_in_window: 0,
+            sent_in_window: 0,
+            remaining: Vec::new(),
+            outstanding: 0,
+            faults: Faults::default(),
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -337,7 +472,16 @@ impl Traffic {
             }
         }
         if sched >= self.start_ns && sched < self.end_ns {
-            let _ = self.latency.record(now.saturating_sub(sched).max(1));
+            let latency = now.saturating_sub(sched).max(1);
+            let _ = self.latency.record(latency);
+            if self.nodes > 1 {
+                let split = if node_of(sender, self.nodes) == node_of(me, self.nodes) {
+                    &mut self.same_node
+                } else {
+                    &mut self.cross_node
+                };
+                let _ = split.record(latency);
+            }
         }
         if now >= self.start_ns && now < self.end_ns {
             self.deliveries_in_window += 1;
@@ -511,19 +655,56 @@ async fn send_one(ws: &mut Ws, me: usize, thread: &str, sh: &Rc<RefCell<Traffic>
     ws.send(Message::text(frame)).await.is_ok()
 }
 
-/// Scenarios 1 and 2.
-pub(crate) async fn traffic(
-    common: &Common,
-    scenario: &str,
-    n: usize,
-    group: usize,
-    pace: Pace,
-    window: Duration,
-) -> Record {
-    let mut r = Record::new(scenario, &common.server);
+/// The load of scenarios 1, 2 and 7: `clients` in threads of `group`, sending at `pace`,
+/// measured over `window`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) clients: usize,
+    pub(crate) group: usize,
+    pub(crate) pace: Pace,
+    pub(crate) window: Duration,
+}
+
+/// What a traffic run starts.
+struct Deployment {
+    /// One server process per command, all given `common`'s port + their index.
+    cmds: Vec<String>,
+    /// Tells the log files of the runs of one invocation apart; empty: `--server-log`.
+    log_label: String,
+    /// The nodes use Redis: wait for their links before the clients connect.
+    redis: bool,
+    /// Redis's pid, when it was found: its CPU in the window is reported.
+    redis_pid: Option<u32>,
+}
+
+/// Scenarios 1 and 2: one server.
+pub(crate) async fn traffic(common: &Common, scenario: &str, load: Load) -> Record {
+    let deployment = Deployment {
+        cmds: vec![common.server_cmd.clone()],
+        log_label: String::new(),
+        redis: false,
+        redis_pid: None,
+    };
+    traffic_on(
+        common,
+        Record::new(scenario, &common.server),
+        &deployment,
+        load,
+    )
+    .await
+}
+
+/// Traffic against one or more server processes.
+async fn traffic_on(common: &Common, mut r: Record, deployment: &Deployment, load: Load) -> Record {
+    let Load {
+        clients: n,
+        group,
+        pace,
+        window,
+    } = load;
     r.connections = n;
     r.window_s = window.as_secs_f64();
-    let server = match start_server(common, "").await {
+    let nodes = match start_nodes(common, deployment).await {
         Ok(s) => s,
         Err(e) => {
             r.fail(e);
@@ -531,9 +712,16 @@ pub(crate) async fn traffic(
             return r;
         }
     };
-    let pid = server.pid();
+    let layout = Layout::uniform(group);
     let t0 = Instant::now();
-    let clients = match open_all_joined(common, n, Layout::uniform(group), |_| None).await {
+    if nodes.targets.len() > 1
+        && let Err(e) = introduce_everywhere(common, &nodes.targets, n, layout).await
+    {
+        r.fail(format!("setup: {e}"));
+        r.finish();
+        return r;
+    }
+    let clients = match open_all_joined(common, &nodes.targets, n, layout, |_| None).await {
         Ok(c) => c,
         Err(e) => {
             r.fail(format!("setup: {e}"));
@@ -545,23 +733,11 @@ pub(crate) async fn traffic(
     // Let the seed's presence broadcast drain before the window.
     sleep(Duration::from_millis(500)).await;
 
-    let epoch = std::time::Instant::now();
     let start_ns = 200_000_000u64;
     let end_ns = start_ns + u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-    let sh = Rc::new(RefCell::new(Traffic {
-        epoch,
-        start_ns,
-        end_ns,
-        group,
-        n,
-        latency: histogram(),
-        lag: histogram(),
-        deliveries_in_window: 0,
-        sent_in_window: 0,
-        remaining: Vec::new(),
-        outstanding: 0,
-        faults: Faults::default(),
-    }));
+    let traffic = Traffic::new(start_ns, end_ns, group, n, nodes.targets.len());
+    let epoch = traffic.epoch;
+    let sh = Rc::new(RefCell::new(traffic));
     let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
     let drain_end = at(end_ns) + DRAIN;
     let mut tasks = Vec::new();
@@ -597,15 +773,18 @@ pub(crate) async fn traffic(
         }
     }
 
+    let redis_sample = || deployment.redis_pid.and_then(Sample::read);
     sleep_until(at(start_ns)).await;
-    let s0 = Sample::read(pid).unwrap_or_default();
+    let s0 = nodes.samples();
+    let redis0 = redis_sample();
     let l0 = Sample::own();
-    let perf = common
-        .count_writes
-        .then(|| spawn_write_counter(pid, window.as_secs_f64()))
-        .flatten();
+    let perf = match nodes.servers.as_slice() {
+        [server] if common.count_writes => spawn_write_counter(server.pid(), window.as_secs_f64()),
+        _ => None,
+    };
     sleep_until(at(end_ns)).await;
-    let s1 = Sample::read(pid).unwrap_or_default();
+    let s1 = nodes.samples();
+    let redis1 = redis_sample();
     let l1 = Sample::own();
     // Drain: until every delivery arrived, or the deadline.
     while Instant::now() < drain_end && sh.borrow().outstanding > 0 {
@@ -618,8 +797,16 @@ pub(crate) async fn traffic(
         let _ = t.await;
     }
     r.server_writes = perf.and_then(read_write_count);
+    if deployment.redis {
+        for (k, target) in nodes.targets.iter().enumerate() {
+            if let Ok(metrics) = http_get(target.port, "/metrics").await {
+                r.notes
+                    .push(format!("n{} Redis: {}", k + 1, redis_counters(&metrics)));
+            }
+        }
+    }
 
-    let d = Delta::between(&s0, &s1);
+    let d = Delta::between_all(&s0, &s1);
     let ld = Delta::between(&l0, &l1);
     let s = Rc::try_unwrap(sh).map(RefCell::into_inner).ok();
     let Some(mut s) = s else {
@@ -631,7 +818,19 @@ pub(crate) async fn traffic(
     r.sent = s.sent_in_window;
     r.deliveries = s.deliveries_in_window;
     r.deliveries_per_s = Some(s.deliveries_in_window as f64 / window.as_secs_f64());
-    fill_cpu(&mut r, &d, &s1, &ld, window);
+    fill_cpu(&mut r, &d, &s1[0], &ld, window);
+    r.server_threads = s1.iter().map(|s| s.threads).sum();
+    if nodes.servers.len() > 1 {
+        r.node_cpu_s = Some(
+            s0.iter()
+                .zip(&s1)
+                .map(|(a, b)| Delta::between(a, b).cpu_s)
+                .collect(),
+        );
+    }
+    if let (Some(a), Some(b)) = (redis0, redis1) {
+        r.redis_cpu_s = Some(Delta::between(&a, &b).cpu_s);
+    }
     if s.deliveries_in_window > 0 {
         r.server_cpu_us_per_delivery = Some(d.cpu_s * 1e6 / s.deliveries_in_window as f64);
     }
@@ -639,6 +838,8 @@ pub(crate) async fn traffic(
         r.frames_per_write = Some(s.deliveries_in_window as f64 / w as f64);
     }
     r.latency_us = Percentiles::from_ns(&s.latency);
+    r.same_node_latency_us = Percentiles::from_ns(&s.same_node);
+    r.cross_node_latency_us = Percentiles::from_ns(&s.cross_node);
     if let Pace::Rate { per_s } = pace {
         r.send_lag_us = Percentiles::from_ns(&s.lag);
         let expected = per_s * window.as_secs_f64();
@@ -649,11 +850,151 @@ pub(crate) async fn traffic(
             ));
         }
     }
-    r.rss_after_kib = Some(s1.rss_kib);
+    r.rss_after_kib = Some(s1.iter().map(|s| s.rss_kib).sum());
     s.faults.into_record(&mut r);
-    drop(server);
+    drop(nodes);
     r.finish();
     r
+}
+
+/// Each node runs its own embedded development site, and a message goes to the thread's
+/// members as the sender's node's site knows them. One BuddyBoss site behind every node, as
+/// in production, knows them all: to stand for it, before the clients connect, every user
+/// joins its thread and sends one message on every node, then leaves. (A join alone may not
+/// reach a node's site: the Hub answers it from the participants another node published;
+/// a send always reaches it, and the embedded site makes the sender a participant.)
+async fn introduce_everywhere(
+    common: &Common,
+    targets: &[Target],
+    n: usize,
+    layout: Layout,
+) -> Result<(), String> {
+    let visits = (0..n).flat_map(|i| (0..targets.len()).map(move |k| (i, k)));
+    stream::iter(visits)
+        .map(|(i, k)| async move {
+            let mut ws = open_joined(&targets[k], i, layout, None).await?;
+            let send = format!(
+                r#"{{"type":"send_message","threadId":"{}","message":"setup {i}","requestId":"setup"}}"#,
+                layout.thread(i)
+            );
+            ws.send(Message::text(send))
+                .await
+                .map_err(|e| format!("client {i}: send: {e}"))?;
+            let acked = timeout(SETUP_TIMEOUT, async {
+                while let Some(Ok(frame)) = ws.next().await {
+                    let Message::Text(t) = frame else { continue };
+                    match Incoming::parse(&t) {
+                        Some(m) if m.kind == "ack" => return Ok(()),
+                        Some(m) if m.kind == "error" => return Err(format!("client {i}: {t}")),
+                        _ => {}
+                    }
+                }
+                Err(format!("client {i}: closed before its setup message was acked"))
+            })
+            .await
+            .map_err(|_| format!("client {i}: setup message not acked"))?;
+            acked?;
+            let _ = ws.close(None).await;
+            Ok(())
+        })
+        .buffer_unordered(common.connect_concurrency)
+        .collect::<Vec<Result<(), String>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenario 7: two nodes through Redis against one, at the same fixed rate.
+
+/// The report's names for the three deployments of scenario 7.
+pub(crate) const ONE_NODE: &str = "bbrt 1 node";
+pub(crate) const ONE_NODE_REDIS: &str = "bbrt 1 node + Redis";
+pub(crate) const TWO_NODES: &str = "bbrt 2 nodes";
+
+/// Scenario 7's name at one rate (one JSON line per deployment and rate).
+pub(crate) fn cluster_scenario(per_s: f64) -> String {
+    format!("cluster-{per_s:.0}")
+}
+
+/// Scenario 7 parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    /// The load; its pace is each of `rates` in turn.
+    pub(crate) load: Load,
+    /// Messages per second, all clients together.
+    pub(crate) rates: Vec<f64>,
+    /// Given to each node as `--redis`.
+    pub(crate) redis_url: String,
+}
+
+/// The port of a `redis://[user:password@]host[:port][/db]` URL.
+fn redis_port(url: &str) -> u16 {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(6379)
+}
+
+/// Scenario 7: at each rate, the same load against 1 node (the in-process broker, what a
+/// single-node deployment runs), 2 nodes joined through Redis (clients alternately on
+/// each) and 1 node with Redis; every node a fresh process of `common.server_cmd`, with
+/// `--redis URL --redis-prefix <fresh> --node-id nK` appended for the Redis runs.
+pub(crate) async fn cluster(common: &Common, p: &Cluster) -> Vec<Record> {
+    let port = redis_port(&p.redis_url);
+    let redis_pid = crate::proc::find_pid("redis-server", &format!(":{port}"));
+    let mut records = Vec::new();
+    for &per_s in &p.rates {
+        for (server, nodes, redis, slug) in [
+            (ONE_NODE, 1, false, "1node"),
+            (TWO_NODES, 2, true, "2nodes"),
+            (ONE_NODE_REDIS, 1, true, "1node-redis"),
+        ] {
+            // A fresh namespace per run: no node meets keys left by an earlier one.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let prefix = format!("bbrt-bench-{}-{nanos}", std::process::id());
+            let cmds = (1..=nodes)
+                .map(|k| {
+                    if redis {
+                        format!(
+                            "{} --redis {} --redis-prefix {prefix} --node-id n{k}",
+                            common.server_cmd, p.redis_url
+                        )
+                    } else {
+                        common.server_cmd.clone()
+                    }
+                })
+                .collect();
+            let deployment = Deployment {
+                cmds,
+                log_label: format!("{per_s:.0}-{slug}"),
+                redis,
+                redis_pid: redis_pid.filter(|_| redis),
+            };
+            let mut r = Record::new(&cluster_scenario(per_s), server);
+            r.nodes = Some(nodes);
+            r.rate_per_s = Some(per_s);
+            r.redis = Some(redis);
+            if redis && redis_pid.is_none() {
+                r.notes.push(format!(
+                    "no redis-server process with :{port} in its command line: Redis CPU not reported"
+                ));
+            }
+            let load = Load {
+                pace: Pace::Rate { per_s },
+                ..p.load
+            };
+            records.push(traffic_on(common, r, &deployment, load).await);
+            // Let the kernel reap the last run's sockets, as run.sh does between runs.
+            sleep(Duration::from_secs(1)).await;
+        }
+    }
+    records
 }
 
 fn fill_cpu(r: &mut Record, d: &Delta, s1: &Sample, ld: &Delta, window: Duration) {
@@ -1151,7 +1492,8 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     };
     let pid = server.pid();
     let t0 = Instant::now();
-    let clients = match open_all_joined(common, n, layout, |i| {
+    let targets = std::slice::from_ref(&common.target);
+    let clients = match open_all_joined(common, targets, n, layout, |i| {
         Some(format!("bench-token-{}", i + 1))
     })
     .await
@@ -1277,4 +1619,81 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     drop(server);
     r.finish();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_alternate_so_every_thread_spans_both_nodes() {
+        let (n, group) = (200, 10);
+        for thread in 0..n / group {
+            let on: std::collections::BTreeSet<usize> = (thread * group..(thread + 1) * group)
+                .map(|i| node_of(i, 2))
+                .collect();
+            assert_eq!(on.len(), 2, "thread {thread}");
+        }
+        assert!((0..n).all(|i| node_of(i, 1) == 0));
+    }
+
+    #[test]
+    fn latency_is_split_by_the_senders_node() {
+        // 20 clients in threads of 10 on 2 nodes; client 2 (node 0) receives one message
+        // from client 0 (node 0) and one from client 1 (node 1).
+        let mut t = Traffic::new(0, u64::MAX, 10, 20, 2);
+        let frame = |seq: u64, sender: usize| {
+            format!(
+                r#"{{"type":"message","id":"{seq}","threadId":"1","senderId":"{}","message":"{}"}}"#,
+                sender + 1,
+                message_text(seq, 0, sender)
+            )
+        };
+        let from_same = t.new_message(0).expect("a sequence number");
+        let from_other = t.new_message(1).expect("a sequence number");
+        assert_eq!(t.delivered(2, "1", &frame(from_same, 0)), Some(0));
+        assert_eq!(t.delivered(2, "1", &frame(from_other, 1)), Some(1));
+        assert_eq!(
+            (t.latency.len(), t.same_node.len(), t.cross_node.len()),
+            (2, 1, 1)
+        );
+
+        // One node: no split.
+        let mut t = Traffic::new(0, u64::MAX, 10, 20, 1);
+        let seq = t.new_message(1).expect("a sequence number");
+        t.delivered(2, "1", &frame(seq, 1));
+        assert_eq!(
+            (t.latency.len(), t.same_node.len(), t.cross_node.len()),
+            (1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn redis_port_from_url() {
+        assert_eq!(redis_port("redis://127.0.0.1:6379"), 6379);
+        assert_eq!(redis_port("redis://127.0.0.1:6380/0"), 6380);
+        assert_eq!(redis_port("redis://user:p:w@host:7000/2"), 7000);
+        assert_eq!(redis_port("redis://localhost/"), 6379);
+    }
+
+    #[test]
+    fn redis_counters_keep_what_is_not_zero() {
+        let metrics = "# HELP x\nbbrt_redis_publications_total{outcome=\"sent\"} 20012\n\
+                       bbrt_redis_publications_total{outcome=\"dropped_queue_full\"} 0\n\
+                       bbrt_redis_received_total 19990\nbbrt_connections 200\n";
+        assert_eq!(
+            redis_counters(metrics),
+            "publications_total{outcome=\"sent\"} 20012, received_total 19990"
+        );
+    }
+
+    #[test]
+    fn node_logs_sit_beside_the_given_log() {
+        let log = std::path::Path::new("/tmp/logs/cluster-bbrt.log");
+        assert_eq!(node_log(log, "", 0), log);
+        assert_eq!(
+            node_log(log, "4000-2nodes", 1),
+            std::path::Path::new("/tmp/logs/cluster-bbrt.4000-2nodes-n2.log")
+        );
+    }
 }
