@@ -6,11 +6,14 @@
 #
 # Builds bbrt-server and bbrt-bench in release, installs the Node baseline's locked
 # dependencies, then runs every scenario against Node and against bbrt, each on a fresh
-# server process pinned to core 0 while the load generator runs on core 1. Writes
-# bench/results/latest.{md,jsonl,png}. See docs/performance.md.
+# server process pinned to core 0 while the load generator runs on core 1. Scenario
+# `cluster` (bbrt only) compares 2 bbrt nodes joined through Redis with 1 node; it starts
+# Redis on 127.0.0.1:6379 if none answers there. Writes bench/results/latest.{md,jsonl,png}.
+# See docs/performance.md.
 #
-# Environment: SCENARIOS="fanout rate idle setup maxconn site" (a subset), SERVERS="node bbrt",
-# PORT (default 18080), BBRT_EXTRA_FLAGS (appended to bbrt's bench configuration).
+# Environment: SCENARIOS="fanout rate idle setup maxconn site cluster" (a subset),
+# SERVERS="node bbrt", PORT (default 18080; cluster also uses PORT+1), BBRT_EXTRA_FLAGS
+# (appended to bbrt's bench configuration).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,12 +22,12 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 64 ;;
   esac
 done
 
-SCENARIOS=${SCENARIOS:-"fanout rate idle setup maxconn site"}
+SCENARIOS=${SCENARIOS:-"fanout rate idle setup maxconn site cluster"}
 SERVERS=${SERVERS:-"node bbrt"}
 PORT=${PORT:-18080}
 RESULTS=$ROOT/bench/results
@@ -77,6 +80,7 @@ if [ "$QUICK" = 1 ]; then
   SETUP="--conns 1000"
   MAXCONN="--conns 3000"
   SITE="--senders 200 --typers 100 --phase-secs 3"
+  CLUSTER="--secs 1"
   OUT=$RESULTS/quick.jsonl
 else
   FANOUT="--secs 5"
@@ -85,9 +89,22 @@ else
   SETUP="--conns 5000"
   MAXCONN="--conns 19950"
   SITE="--senders 1000 --typers 400 --phase-secs 5"
+  CLUSTER="--secs 5"
   OUT=$RESULTS/latest.jsonl
 fi
 : > "$OUT"
+
+# Scenario cluster: the nodes meet through Redis at 127.0.0.1:6379 (docs/scaling.md).
+case " $SCENARIOS " in *" cluster "*) WITH_CLUSTER=1 ;; *) WITH_CLUSTER=0 ;; esac
+if [ "$WITH_CLUSTER" = 1 ] && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "== starting redis-server on 127.0.0.1:6379 (no persistence)"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
+fi
 
 # The load generator may hold ~20,000 sockets: raise its soft fd limit to the hard one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -101,9 +118,14 @@ for scenario in $SCENARIOS; do
     setup) args=$SETUP ;;
     maxconn) args=$MAXCONN ;;
     site) args=$SITE ;;
+    cluster) args="$CLUSTER --redis redis://127.0.0.1:6379" ;;
     *) echo "unknown scenario $scenario" >&2; exit 64 ;;
   esac
   for server in $SERVERS; do
+    # Node has no cluster mode: scenario cluster is bbrt's 2 nodes against bbrt's 1.
+    if [ "$scenario" = cluster ] && [ "$server" != bbrt ]; then
+      continue
+    fi
     echo "== scenario $scenario: $server"
     # shellcheck disable=SC2086
     if ! timeout 900 taskset -c "$LOADGEN_CORE" "$BENCH" "$scenario" $args \
@@ -117,11 +139,16 @@ for scenario in $SCENARIOS; do
 done
 
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+CLUSTER_ABOUT=""
+if [ "$WITH_CLUSTER" = 1 ]; then
+  CLUSTER_ABOUT="
+- cluster: $(redis-server --version | cut -d' ' -f1-3), not pinned (its CPU is reported apart); each node runs bbrt's flags plus \`--redis redis://127.0.0.1:6379 --redis-prefix bbrt-bench-<pid>-<ns> --node-id nK\`, on ports $PORT and $((PORT + 1))"
+fi
 ABOUT="- $(date -u '+%Y-%m-%d %H:%M UTC'); mode: $([ "$QUICK" = 1 ] && echo quick || echo full)
 - $(nproc --all) cores ($CPU_MODEL), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); server on core $SERVER_CORE, load generator on core $LOADGEN_CORE (taskset)
 - Node $(node --version), ws $(node -p "require('$ROOT/bench/node/node_modules/ws/package.json').version"); $(rustc --version)
 - load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine shows up here)
-- bbrt flags: \`$BBRT_FLAGS\`"
+- bbrt flags: \`$BBRT_FLAGS\`$CLUSTER_ABOUT"
 
 if [ "$QUICK" = 1 ]; then
   "$BENCH" report --input "$OUT" --md "$RESULTS/quick.md" --png "$RESULTS/quick.png" --about="$ABOUT"
