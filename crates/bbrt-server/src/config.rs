@@ -9,6 +9,32 @@ use bbrt_protocol::ids::NodeId;
 use bbrt_protocol::wire::Limits;
 use clap::{Parser, ValueEnum};
 
+/// A Redis URL. `Debug` shows it with its password replaced (a whole `Config` may be
+/// logged; `redis://user:secret@host` must not be).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL itself, password included: for connecting, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(Self(url.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::broker::redis::redact(&self.0))
+    }
+}
+
 /// bbrt: the real-time WebSocket server for BuddyBoss communities.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bbrt-server", version, about, long_about = None)]
@@ -76,7 +102,7 @@ pub struct Config {
     /// Redis (`redis://[user:password@]host[:port][/db]`): several nodes become one service
     /// (see `docs/scaling.md`). Without it: one node, in-process broker.
     #[arg(long, env = "BBRT_REDIS")]
-    pub redis: Option<String>,
+    pub redis: Option<RedisUrl>,
 
     /// Namespace of every Redis key and channel (deployments may share one Redis).
     #[arg(long, env = "BBRT_REDIS_PREFIX", default_value = "bbrt")]
@@ -430,6 +456,21 @@ mod tests {
         let parsed = Config::try_parse_from(["bbrt-server"]).expect("defaults parse");
         let d = Config::default();
         assert_eq!(format!("{parsed:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn a_logged_config_hides_the_redis_password() {
+        let parsed = Config::try_parse_from([
+            "bbrt-server",
+            "--redis",
+            "redis://app:s3cret@redis.internal:6379/2",
+        ])
+        .expect("parses");
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://app:[redacted]@redis.internal:6379/2"), "{shown}");
+        let url = parsed.redis.expect("set");
+        assert_eq!(url.expose(), "redis://app:s3cret@redis.internal:6379/2");
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl std::fmt::Debug for RedisOptions {
 }
 
 /// `redis://user:secret@host/` as `redis://user:[redacted]@host/`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[redacted]".to_owned();
     };
