@@ -136,6 +136,17 @@ impl Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM: the graceful stop (closes its clients with 1001, says goodbye); waits for
+    /// the process to end.
+    fn stop(mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(stopped.success());
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Node {
@@ -406,6 +417,25 @@ async fn a_killed_node_takes_its_users_offline_elsewhere() {
     assert!(
         metrics.contains("bbrt_redis_nodes_down_total 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_stopping_gracefully_takes_its_users_offline_at_once() {
+    let (site, t) = site().await;
+    // A heartbeat TTL of 30 s: only the goodbye can tell alice in time.
+    let mut nodes = cluster(2, &site, &["--redis-heartbeat", "10s"]).await;
+    let mut alice = nodes[0].user("alice", "2", t).await;
+    let mut bob = nodes[1].user("bob", "3", t).await;
+    recv_about(&mut alice, "user_connected", "3").await;
+    let stopping = Instant::now();
+    nodes.pop().expect("two nodes").stop();
+    assert_eq!(bob.closed().await, Some(1001));
+    recv_about(&mut alice, "user_disconnected", "3").await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "offline only after {:?}: no goodbye",
+        stopping.elapsed()
     );
 }
 

@@ -9,6 +9,9 @@
 mod memory;
 pub mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
 use bbrt_protocol::ids::NodeId;
@@ -24,6 +27,13 @@ pub trait Broker: Send + Sync + 'static {
 
     /// A new subscription to every publication, and to what the broker learns about nodes.
     fn subscribe(&self) -> mpsc::Receiver<BrokerInput>;
+
+    /// Tells the other nodes this one is leaving (a graceful stop, after the hub task has
+    /// ended), so its users go offline there now rather than when its heartbeat expires.
+    /// Best effort and bounded in time; a single node has no one to tell.
+    fn goodbye(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
 }
 
 /// What a broker subscription tells the hub task.

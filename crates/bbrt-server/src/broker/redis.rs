@@ -20,12 +20,16 @@
 //! is a member whose boot id changed (it restarted). A node cut off from Redis for longer than
 //! the TTL announces every node it knew as down: they see it down too, and both sides serve
 //! their own users until Redis is back and a [`BrokerInput::Resync`] restores the views.
+//! A node that stops gracefully says goodbye ([`Broker::goodbye`]): it deletes its key,
+//! leaves the set and publishes its id on `<prefix>:bye`, and the others announce it down at
+//! once instead of after the TTL.
 //!
 //! Keys and channels (see `docs/scaling.md`):
 //!
 //! | name | type | holds |
 //! |---|---|---|
 //! | `<prefix>:events` | channel | every publication |
+//! | `<prefix>:bye` | channel | the id of a node stopping gracefully |
 //! | `<prefix>:nodes` | set | node ids seen alive |
 //! | `<prefix>:node:<id>` | string, TTL | the node's boot id |
 //! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>` or a receipt |
@@ -33,6 +37,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +62,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PUBLISH_BATCH: usize = 256;
 /// Inputs that may wait for the hub task on one subscription.
 const SUBSCRIPTION_QUEUE: usize = 4096;
+/// Longest a goodbye waits for queued publications and then for Redis.
+const GOODBYE_WAIT: Duration = Duration::from_millis(500);
 /// Deletes an idempotency claim only if this node still holds it.
 const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
@@ -324,6 +332,7 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
         subscribers: Mutex::new(Vec::new()),
         need_sync: AtomicBool::new(true),
         origins: Mutex::new(HashSet::new()),
+        departed: Mutex::new(HashSet::new()),
         boot,
         options,
     });
@@ -379,6 +388,28 @@ impl Broker for RedisBroker {
                 );
             }
         }
+    }
+
+    fn goodbye(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            // What the hub published last goes out before the goodbye.
+            let deadline = Instant::now() + GOODBYE_WAIT;
+            while self.publish.capacity() < self.publish.max_capacity() && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let me = self.inner.options.node.as_str();
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(self.inner.keys.node(me)).ignore();
+            pipe.cmd("SREM").arg(&self.inner.keys.nodes).arg(me).ignore();
+            pipe.cmd("PUBLISH").arg(&self.inner.keys.bye).arg(me).ignore();
+            let said = tokio::time::timeout(GOODBYE_WAIT, self.inner.query::<()>(&pipe)).await;
+            if matches!(said, Ok(Some(()))) {
+                tracing::info!("said goodbye to the other nodes");
+            } else {
+                tracing::warn!("could not say goodbye through redis; the others will see this node's heartbeat expire");
+            }
+        })
     }
 
     /// Other nodes' publications, lost nodes, and when to resynchronise or publish a
@@ -561,6 +592,7 @@ struct Guard(#[allow(dead_code)] watch::Sender<()>);
 
 struct Keys {
     events: String,
+    bye: String,
     nodes: String,
     prefix: String,
 }
@@ -569,6 +601,7 @@ impl Keys {
     fn new(prefix: &str) -> Self {
         Self {
             events: format!("{prefix}:events"),
+            bye: format!("{prefix}:bye"),
             nodes: format!("{prefix}:nodes"),
             prefix: prefix.to_owned(),
         }
@@ -607,11 +640,39 @@ struct Inner {
     /// Origins heard on the subscription, for the heartbeat to watch even if they never
     /// made it into the node set.
     origins: Mutex<HashSet<String>>,
+    /// Nodes that said goodbye: already announced down, so their expired keys are not
+    /// announced again.
+    departed: Mutex<HashSet<String>>,
     boot: String,
     options: RedisOptions,
 }
 
 impl Inner {
+    /// A node said goodbye (`payload`: its id): announce it down now.
+    async fn departed(&self, origins: &mut HashSet<String>, payload: &[u8]) {
+        let Some(node) = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|id| NodeId::new(id).ok())
+        else {
+            self.status.bad_messages.fetch_add(1, Relaxed);
+            return;
+        };
+        if node == self.options.node {
+            return;
+        }
+        tracing::info!(%node, "a node said goodbye");
+        origins.remove(node.as_str());
+        self.origins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(node.as_str());
+        self.departed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.as_str().to_owned());
+        self.node_down(node).await;
+    }
+
     fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<BrokerInput>>> {
         self.subscribers
             .lock()
@@ -842,7 +903,7 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                 .ok()?
                 .ok()?;
             let (mut sink, stream) = pubsub.split();
-            tokio::time::timeout(timeout, sink.subscribe(&inner.keys.events))
+            tokio::time::timeout(timeout, sink.subscribe(&[&inner.keys.events, &inner.keys.bye]))
                 .await
                 .ok()?
                 .ok()?;
@@ -871,6 +932,10 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else { break };
+                    if message.get_channel_name() == inner.keys.bye {
+                        inner.departed(&mut origins, message.get_payload_bytes()).await;
+                        continue;
+                    }
                     match BrokerMessage::from_json(message.get_payload_bytes()) {
                         Ok(m) if m.origin == inner.options.node => {}
                         Ok(m) => {
@@ -987,6 +1052,14 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
             match boot {
                 None if judged => {
                     known.remove(&node);
+                    if inner
+                        .departed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&node)
+                    {
+                        continue; // announced when it said goodbye
+                    }
                     inner
                         .origins
                         .lock()
@@ -996,6 +1069,12 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                 }
                 None => {}
                 Some(boot) => {
+                    // Back (same id, after a goodbye): its next expiry counts again.
+                    inner
+                        .departed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&node);
                     if let Some(old) = known.insert(node.clone(), boot.clone())
                         && old != boot
                     {
