@@ -468,7 +468,10 @@ mod tests {
         .expect("parses");
         let shown = format!("{parsed:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("redis://app:[redacted]@redis.internal:6379/2"), "{shown}");
+        assert!(
+            shown.contains("redis://app:[redacted]@redis.internal:6379/2"),
+            "{shown}"
+        );
         let url = parsed.redis.expect("set");
         assert_eq!(url.expose(), "redis://app:s3cret@redis.internal:6379/2");
     }

@@ -283,7 +283,8 @@ pub async fn start_with_site(
     let (control_tx, control_rx) = mpsc::channel(64);
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
-            let (broker, coordinator) = crate::broker::redis::connect(redis_options(url.expose(), &config))?;
+            let (broker, coordinator) =
+                crate::broker::redis::connect(redis_options(url.expose(), &config))?;
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))

@@ -401,13 +401,21 @@ impl Broker for RedisBroker {
             let me = self.inner.options.node.as_str();
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(self.inner.keys.node(me)).ignore();
-            pipe.cmd("SREM").arg(&self.inner.keys.nodes).arg(me).ignore();
-            pipe.cmd("PUBLISH").arg(&self.inner.keys.bye).arg(me).ignore();
+            pipe.cmd("SREM")
+                .arg(&self.inner.keys.nodes)
+                .arg(me)
+                .ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&self.inner.keys.bye)
+                .arg(me)
+                .ignore();
             let said = tokio::time::timeout(GOODBYE_WAIT, self.inner.query::<()>(&pipe)).await;
             if matches!(said, Ok(Some(()))) {
                 tracing::info!("said goodbye to the other nodes");
             } else {
-                tracing::warn!("could not say goodbye through redis; the others will see this node's heartbeat expire");
+                tracing::warn!(
+                    "could not say goodbye through redis; the others will see this node's heartbeat expire"
+                );
             }
         })
     }
@@ -903,10 +911,13 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                 .ok()?
                 .ok()?;
             let (mut sink, stream) = pubsub.split();
-            tokio::time::timeout(timeout, sink.subscribe(&[&inner.keys.events, &inner.keys.bye]))
-                .await
-                .ok()?
-                .ok()?;
+            tokio::time::timeout(
+                timeout,
+                sink.subscribe(&[&inner.keys.events, &inner.keys.bye]),
+            )
+            .await
+            .ok()?
+            .ok()?;
             Some((sink, stream))
         };
         let connected = tokio::select! {
