@@ -46,6 +46,18 @@ impl Node {
     /// `BBRT_TEST_SERVER_BIN` runs another build of the binary; `BBRT_TEST_LOG_DIR` keeps
     /// each node's log (JSON lines) and stderr there.
     fn start(id: &str, redis: &str, prefix: &str, site: &FakeSite, extra: &[&str]) -> Self {
+        Self::start_with_env(id, redis, prefix, site, extra, &[])
+    }
+
+    /// [`Node::start`] with extra environment variables for the process.
+    fn start_with_env(
+        id: &str,
+        redis: &str,
+        prefix: &str,
+        site: &FakeSite,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut extra = extra.to_vec();
         for (flag, value) in [
             ("--redis-heartbeat", "200ms"),
@@ -65,6 +77,7 @@ impl Node {
             .args(["--buddyboss-url", &site.api_root(), "--site-timeout", "2s"])
             .args(["--log-format", "json", "--log", "info", "--workers", "1"])
             .args(&extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(match std::env::var("BBRT_TEST_LOG_DIR") {
@@ -520,6 +533,139 @@ async fn traffic_resumes_after_redis_restarts() {
     drop(redis);
 }
 
+#[tokio::test]
+async fn nodes_link_through_redis_over_tls() {
+    let (site, t) = site().await;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let tls = TestCertificates::make();
+    let _redis = PrivateRedis::start_tls(port, &tls);
+    // The nodes trust the test CA alone (rustls-native-certs reads SSL_CERT_FILE).
+    let ca = tls.ca.to_str().expect("utf-8 path");
+    let env = [("SSL_CERT_FILE", ca)];
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let p = prefix();
+    let n1 = Node::start_with_env("n1", &url, &p, &site, &[], &env);
+    let n2 = Node::start_with_env("n2", &url, &p, &site, &[], &env);
+    n1.linked().await;
+    n2.linked().await;
+    let mut alice = n1.user("alice", "2", t).await;
+    let mut bob = n2.user("bob", "3", t).await;
+    recv_about(&mut alice, "user_connected", "3").await;
+    alice
+        .send(json!({"type": "send_message", "threadId": t, "message": "over tls"}))
+        .await;
+    recv_message(&mut bob, "over tls").await;
+
+    // A node that does not trust the server's certificate never links.
+    let untrusting = Node::start("n3", &url, &p, &site, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, body) = http_get(untrusting.addr, "/readyz", "").await;
+    assert!(body.contains("redis: degraded"), "{body}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the `openssl` CLI
+/// in a directory of this test alone.
+struct TestCertificates {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TestCertificates {
+    fn make() -> Self {
+        let dir = std::env::temp_dir().join(format!("bbrt-tls-{}", prefix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = |name: &str| dir.join(name);
+        let ext = path("ext.cnf");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("the openssl CLI is installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=bbrt test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Self {
+            ca: path("ca.pem"),
+            cert: path("server.pem"),
+            key: path("server.key"),
+            dir,
+        }
+    }
+}
+
+impl Drop for TestCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A `redis-server` of this test alone, stopped when dropped.
 struct PrivateRedis {
     child: Option<Child>,
@@ -527,8 +673,37 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     fn start(port: u16) -> Self {
+        Self::spawn(port, &["--port", &port.to_string()])
+    }
+
+    /// TLS only, on `port`; clients are not asked for certificates.
+    fn start_tls(port: u16, tls: &TestCertificates) -> Self {
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+        let port_arg = port.to_string();
+        let (cert, key, ca) = (path(&tls.cert), path(&tls.key), path(&tls.ca));
+        Self::spawn(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port_arg,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+    }
+
+    fn spawn(port: u16, listen: &[&str]) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

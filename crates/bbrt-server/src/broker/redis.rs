@@ -305,6 +305,9 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
     if options.prefix.is_empty() || options.prefix.chars().any(char::is_whitespace) {
         return Err(RedisSetupError::Prefix(options.prefix));
     }
+    // `rediss://` goes through rustls on ring, the one provider this build has (as for the
+    // site client); installing it is a no-op when it already is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Small pipelined writes must not wait for delayed ACKs (Nagle): latency is the point.
     let info = options
         .url
