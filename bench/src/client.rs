@@ -22,11 +22,13 @@ pub(crate) fn source_ip(idx: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 1, (idx / 250) as u8, (idx % 250 + 1) as u8)
 }
 
-/// Small buffers: tungstenite's default read buffer is 128 KiB per connection.
+/// Small buffers: tungstenite's default read buffer is 128 KiB per connection. Writes are
+/// buffered until a flush (`send` flushes; the closed-loop clients `feed` several messages
+/// and flush once); the buffer grows only to what is queued.
 pub(crate) fn ws_config(read_buf: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(read_buf)
-        .write_buffer_size(0)
+        .write_buffer_size(64 * 1024)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(1 << 20))
         .max_frame_size(Some(1 << 20))

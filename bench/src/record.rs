@@ -85,6 +85,9 @@ pub(crate) struct Record {
     pub(crate) all_acked_ms: Option<f64>,
     /// `site`: when the site had received every send's POST (within 2 ms).
     pub(crate) all_posted_ms: Option<f64>,
+    /// `site`: the first (warm-up) burst's time until all acked: it also opens the server's
+    /// connections to the site.
+    pub(crate) cold_acked_ms: Option<f64>,
     /// `site`: typing latency before and during the burst of sends.
     pub(crate) typing_before_us: Option<Percentiles>,
     pub(crate) typing_during_us: Option<Percentiles>,

@@ -254,6 +254,12 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "site",
+            "6 site: first burst, cold site connections: all acked ms",
+            |r| r.cold_acked_ms,
+            Goal::None,
+        ),
+        row(
+            "site",
             "6 site: time until the site had every POST ms",
             |r| r.all_posted_ms,
             Goal::None,
