@@ -85,6 +85,8 @@ pub(crate) struct Record {
     pub(crate) all_acked_ms: Option<f64>,
     /// `site`: when the site had received every send's POST (within 2 ms).
     pub(crate) all_posted_ms: Option<f64>,
+    /// `site`: when the site had answered every POST of the measured burst.
+    pub(crate) site_answered_ms: Option<f64>,
     /// `site`: the first (warm-up) burst's time until all acked: it also opens the server's
     /// connections to the site.
     pub(crate) cold_acked_ms: Option<f64>,

@@ -266,6 +266,12 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "site",
+            "6 site: time until the site had answered every POST ms",
+            |r| r.site_answered_ms,
+            Goal::None,
+        ),
+        row(
+            "site",
             "6 site: typing p99 µs before the burst",
             |r| pct(|p| p.p99, r.typing_before_us),
             Goal::None,

@@ -1675,6 +1675,11 @@ pub(crate) async fn site_burst(common: &Common, p: SiteBurst) -> Record {
     }
     r.all_acked_ms = acked.iter().max().map(|&ns| ns as f64 / 1e6);
     r.all_posted_ms = all_posted_ms;
+    let burst_at = epoch + Duration::from_nanos(burst_ns);
+    r.site_answered_ms = site
+        .last_answer()
+        .and_then(|at| at.checked_duration_since(burst_at))
+        .map(|d| d.as_secs_f64() * 1e3);
     r.typing_before_us = Percentiles::from_ns(&s.before);
     r.typing_during_us = Percentiles::from_ns(&s.during);
     r.deliveries = s.received;

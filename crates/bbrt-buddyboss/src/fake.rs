@@ -153,6 +153,8 @@ struct Shared {
     state: Mutex<State>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// When the last request was answered (its handler returned).
+    last_answer: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -198,6 +200,7 @@ impl FakeSite {
             state: Mutex::new(State::default()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            last_answer: Mutex::new(None),
         });
         let app = Router::new()
             .fallback(handle)
@@ -456,6 +459,16 @@ impl FakeSite {
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// When the site last answered a request (its handler returned; the response is then
+    /// written), if it ever did.
+    pub fn last_answer(&self) -> Option<std::time::Instant> {
+        *self
+            .shared
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn store_message(s: &mut State, thread: u64, sender: u64, subject: &str, text: &str) -> u64 {
@@ -605,6 +618,11 @@ struct InFlight<'a>(&'a Shared);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        *self
+            .0
+            .last_answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 }
 
