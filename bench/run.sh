@@ -8,7 +8,8 @@
 # dependencies, then runs every scenario against Node and against bbrt, each on a fresh
 # server process pinned to core 0 while the load generator runs on core 1. Scenario
 # `cluster` (bbrt only) compares 2 bbrt nodes joined through Redis with 1 node; it starts
-# Redis on 127.0.0.1:6379 if none answers there. Writes bench/results/latest.{md,jsonl,png}.
+# a private Redis on 127.0.0.1:PORT+100, pinned to the load generator's core. Writes
+# bench/results/latest.{md,jsonl,png}.
 # See docs/performance.md.
 #
 # Environment: SCENARIOS="fanout rate idle setup maxconn site cluster" (a subset),
@@ -94,16 +95,22 @@ else
 fi
 : > "$OUT"
 
-# Scenario cluster: the nodes meet through Redis at 127.0.0.1:6379 (docs/scaling.md).
+# Scenario cluster: the nodes meet through a Redis of the run's own (docs/scaling.md),
+# pinned to the load generator's core so that core 0 holds the bbrt nodes alone (in a
+# deployment Redis has a machine of its own); stopped when the script ends.
 case " $SCENARIOS " in *" cluster "*) WITH_CLUSTER=1 ;; *) WITH_CLUSTER=0 ;; esac
-if [ "$WITH_CLUSTER" = 1 ] && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  echo "== starting redis-server on 127.0.0.1:6379 (no persistence)"
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no >/dev/null
+REDIS_PORT=$((PORT + 100))
+if [ "$WITH_CLUSTER" = 1 ]; then
+  echo "== starting a private redis-server on 127.0.0.1:$REDIS_PORT (core $LOADGEN_CORE, no persistence)"
+  REDIS_DIR=$(mktemp -d)
+  taskset -c "$LOADGEN_CORE" redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" >/dev/null
+  trap 'redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$REDIS_DIR"' EXIT
   for _ in $(seq 50); do
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null || { echo "Redis does not answer on 127.0.0.1:$REDIS_PORT" >&2; exit 1; }
 fi
 
 # The load generator may hold ~20,000 sockets: raise its soft fd limit to the hard one.
@@ -118,7 +125,7 @@ for scenario in $SCENARIOS; do
     setup) args=$SETUP ;;
     maxconn) args=$MAXCONN ;;
     site) args=$SITE ;;
-    cluster) args="$CLUSTER --redis redis://127.0.0.1:6379" ;;
+    cluster) args="$CLUSTER --redis redis://127.0.0.1:$REDIS_PORT" ;;
     *) echo "unknown scenario $scenario" >&2; exit 64 ;;
   esac
   for server in $SERVERS; do
@@ -142,7 +149,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 CLUSTER_ABOUT=""
 if [ "$WITH_CLUSTER" = 1 ]; then
   CLUSTER_ABOUT="
-- cluster: $(redis-server --version | cut -d' ' -f1-3), not pinned (its CPU is reported apart); each node runs bbrt's flags plus \`--redis redis://127.0.0.1:6379 --redis-prefix bbrt-bench-<pid>-<ns> --node-id nK\`, on ports $PORT and $((PORT + 1))"
+- cluster: $(redis-server --version | cut -d' ' -f1-3), a private one pinned to core $LOADGEN_CORE with the load generator (its CPU is reported apart); each node runs bbrt's flags plus \`--redis redis://127.0.0.1:$REDIS_PORT --redis-prefix bbrt-bench-<pid>-<ns> --node-id nK\`, on ports $PORT and $((PORT + 1))"
 fi
 ABOUT="- $(date -u '+%Y-%m-%d %H:%M UTC'); mode: $([ "$QUICK" = 1 ] && echo quick || echo full)
 - $(nproc --all) cores ($CPU_MODEL), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); server on core $SERVER_CORE, load generator on core $LOADGEN_CORE (taskset)
