@@ -1,8 +1,10 @@
 //! Performs the Hub's site requests and coordination requests concurrently, on a bounded
 //! executor, with exactly one result per request.
 //!
-//! Each request is a future that runs inline when it completes at once (the embedded
-//! site), else a task; it waits for a permit (at most `site_concurrency` in flight),
+//! A site that never waits (the embedded one, `BuddyBoss::perform_now`) is answered right
+//! here and the result handed back to the hub task, which feeds it to the Hub after the
+//! current outputs. Any other request is a future that runs inline while it completes at
+//! once, else as a task; it waits for a permit (at most `site_concurrency` in flight),
 //! resolves its `CredentialId` in the credential store, calls the site under its own
 //! deadline and sends `Input::ApiResult` back. A guard answers with an error if the task
 //! ends any other way (cancelled at shutdown, or a panic in the site client), so the Hub
