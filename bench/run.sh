@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE benchmark command: bbrt against the seed's Node.js server, side by side in one run.
 #
-#   bench/run.sh            # full run (about 12 minutes; the seed's N² presence storm dominates)
+#   bench/run.sh            # full run (about 5 minutes on a quiet machine)
 #   bench/run.sh --quick    # smoke run: seconds instead of the full windows, fewer connections
 #
 # Builds bbrt-server and bbrt-bench in release, installs the Node baseline's locked
