@@ -3,10 +3,10 @@
 //!
 //! A site that never waits (the embedded one, `BuddyBoss::perform_now`) is answered right
 //! here and the result handed back to the hub task, which feeds it to the Hub after the
-//! current outputs. Any other request is a future that runs inline while it completes at
-//! once, else as a task; it waits for a permit (at most `site_concurrency` in flight),
-//! resolves its `CredentialId` in the credential store, calls the site under its own
-//! deadline and sends `Input::ApiResult` back. A guard answers with an error if the task
+//! current outputs. Either way the request's `CredentialId` is resolved in the credential
+//! store first, once. Any other request is a future that runs inline while it completes
+//! at once, else as a task; it waits for a permit (at most `site_concurrency` in flight),
+//! calls the site under its own deadline and sends `Input::ApiResult` back. A guard answers with an error if the task
 //! ends any other way (cancelled at shutdown, or a panic in the site client), so the Hub
 //! never waits forever.
 
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bbrt_buddyboss::BuddyBoss;
+use bbrt_buddyboss::{BuddyBoss, Credential};
 use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind};
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, Input};
 use bbrt_protocol::ids::{ApiRequestId, CoordRequestId};
@@ -48,14 +48,9 @@ impl Drop for ApiAnswer {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if !self.answered {
-            let error = SiteError::new(
-                SiteErrorKind::Unavailable,
-                "cancelled",
-                "the site request did not complete",
-            );
             let _ = self.results.send(Input::ApiResult {
                 id: self.id,
-                result: Err(error),
+                result: Err(cancelled()),
             });
         }
     }
@@ -76,6 +71,27 @@ impl Drop for CoordAnswer {
             });
         }
     }
+}
+
+/// The answer to a request that ended without one (cancelled at shutdown, or a panic in
+/// the site client).
+fn cancelled() -> SiteError {
+    SiteError::new(
+        SiteErrorKind::Unavailable,
+        "cancelled",
+        "the site request did not complete",
+    )
+}
+
+/// Counts a site request's outcome and time.
+fn record(
+    metrics: &Metrics,
+    request: &ApiRequest,
+    took: Duration,
+    result: &Result<ApiResponse, SiteError>,
+) {
+    let error = result.as_ref().err().map(|e| e.code.as_str());
+    metrics.site_request(request.name(), took, error);
 }
 
 /// Runs `task` right here if it completes without waiting (the embedded site, the
@@ -119,40 +135,39 @@ impl Executor {
     /// hand straight back to the Hub.
     #[must_use]
     pub(crate) fn api(&self, id: ApiRequestId, request: ApiRequest) -> Option<Input> {
-        if let Some(result) = self.api_now(&request) {
-            return Some(Input::ApiResult { id, result });
+        let credential = request.credential().and_then(|c| self.credentials.get(c));
+        match self.api_now(&request, credential.as_ref()) {
+            Some(result) => Some(Input::ApiResult { id, result }),
+            None => {
+                self.api_later(id, request, credential);
+                None
+            }
         }
-        self.api_later(id, request);
-        None
     }
 
     /// The embedded site's answer, with no task, permit, timer or channel: per message
     /// these cost more than storing it (profiled in the fan-out benchmark).
-    fn api_now(&self, request: &ApiRequest) -> Option<Result<ApiResponse, SiteError>> {
+    fn api_now(
+        &self,
+        request: &ApiRequest,
+        credential: Option<&Credential>,
+    ) -> Option<Result<ApiResponse, SiteError>> {
         let start = Instant::now();
-        let credential = request.credential().and_then(|c| self.credentials.get(c));
         let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.site.perform_now(request, credential.as_ref())
+            self.site.perform_now(request, credential)
         }));
         let result = match answered {
-            Ok(None) => return None,
-            Ok(Some(result)) => result,
+            Ok(answer) => answer?,
             Err(_) => {
                 tracing::error!("a site request panicked; answered with an error");
-                Err(SiteError::new(
-                    SiteErrorKind::Unavailable,
-                    "cancelled",
-                    "the site request did not complete",
-                ))
+                Err(cancelled())
             }
         };
-        let error = result.as_ref().err().map(|e| e.code.as_str());
-        self.metrics
-            .site_request(request.name(), start.elapsed(), error);
+        record(&self.metrics, request, start.elapsed(), &result);
         Some(result)
     }
 
-    fn api_later(&self, id: ApiRequestId, request: ApiRequest) {
+    fn api_later(&self, id: ApiRequestId, request: ApiRequest, credential: Option<Credential>) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let answer = ApiAnswer {
             id,
@@ -161,7 +176,6 @@ impl Executor {
             answered: false,
         };
         let site = Arc::clone(&self.site);
-        let credentials = Arc::clone(&self.credentials);
         let metrics = Arc::clone(&self.metrics);
         let permits = Arc::clone(&self.permits);
         let timeout = self.timeout;
@@ -169,7 +183,6 @@ impl Executor {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return; // closed at shutdown: the guard answers
             };
-            let credential = request.credential().and_then(|c| credentials.get(c));
             let start = Instant::now();
             let result = tokio::time::timeout(
                 timeout,
@@ -184,8 +197,7 @@ impl Executor {
                 ))
             });
             let took = start.elapsed();
-            let error = result.as_ref().err().map(|e| e.code.as_str());
-            metrics.site_request(request.name(), took, error);
+            record(&metrics, &request, took, &result);
             if let Err(e) = &result {
                 tracing::debug!(%id, request = request.name(), error = %e, ?took, "site request failed");
             }

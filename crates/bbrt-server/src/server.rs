@@ -110,8 +110,6 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     counts: Counts,
     shutting_down: AtomicBool,
-    /// For the goodbye at a graceful stop (the hub task holds its own handle).
-    broker: Arc<dyn Broker>,
 }
 
 impl Shared {
@@ -305,7 +303,6 @@ pub async fn start_with_site(
         results: results_tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
-    let goodbye_broker = Arc::clone(&broker);
     let hub = HubTask {
         hub: Hub::new(config.hub_config()),
         conns: HashMap::new(),
@@ -338,7 +335,6 @@ pub async fn start_with_site(
         next_conn: AtomicU64::new(0),
         counts: Counts::default(),
         shutting_down: AtomicBool::new(false),
-        broker: goodbye_broker,
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tracing::info!(%addr, "listening");
@@ -410,8 +406,6 @@ async fn serve(
     if let Ok(Err(e)) = hub_result {
         return Err(ServerError::HubFailed(e.to_string()));
     }
-    // The hub publishes nothing more: the other nodes can take this one's users offline.
-    shared.broker.goodbye().await;
     // Let connections write their 1001 and hear the peer's close.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while shared.counts.total.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
