@@ -104,7 +104,7 @@ if [ "$WITH_CLUSTER" = 1 ]; then
   echo "== starting a private redis-server on 127.0.0.1:$REDIS_PORT (core $LOADGEN_CORE, no persistence)"
   REDIS_DIR=$(mktemp -d)
   taskset -c "$LOADGEN_CORE" redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
-    --save "" --appendonly no --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/redis.pid" >/dev/null
+    --save "" --appendonly no --dir "$REDIS_DIR" >/dev/null
   trap 'redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$REDIS_DIR"' EXIT
   for _ in $(seq 50); do
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break

@@ -3,10 +3,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-
-use async_trait::async_trait;
 use std::task::{Context, Poll, Waker};
 
+use async_trait::async_trait;
 use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteUser, StoredMessage, ThreadInfo};
 use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 
