@@ -28,8 +28,9 @@ pub trait Broker: Send + Sync + 'static {
     /// A new subscription to every publication, and to what the broker learns about nodes.
     fn subscribe(&self) -> mpsc::Receiver<BrokerInput>;
 
-    /// Tells the other nodes this one is leaving (a graceful stop, after the hub task has
-    /// ended), so its users go offline there now rather than when its heartbeat expires.
+    /// Tells the other nodes this one is leaving (the hub task's last step of a graceful
+    /// stop, when it publishes nothing more), so its users go offline there now rather
+    /// than when its heartbeat expires.
     /// Best effort and bounded in time; a single node has no one to tell.
     fn goodbye(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
