@@ -2,7 +2,7 @@
 //! buffers while idle.
 //!
 //! - **Reads**: wait for `readable()`, then `try_read` into this worker thread's 64 KiB
-//!   scratch buffer; frames are unmasked and parsed in place ([`ws::FrameReader`]) and
+//!   scratch buffer; frames are unmasked and parsed in place ([`FrameReader`]) and
 //!   decoded to client frames right here (in parallel across workers), so the hub task
 //!   gets typed inputs. Only an incomplete frame's tail is kept per connection.
 //! - **Writes**: the hub task pushes shared frame bytes onto the [`Outbox`] and notifies;
@@ -25,6 +25,7 @@ use bbrt_buddyboss::Credential;
 use bbrt_protocol::hub::Input;
 use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::{self, DecodeError, DecodeErrorKind};
+use bbrt_ws::frame::{self as ws, FrameError, FrameReader, WsEvent};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -35,7 +36,6 @@ use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::server::Shared;
-use crate::ws::{self, FrameReader, WsEvent};
 
 /// Size of each worker thread's read buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -95,12 +95,13 @@ impl Connection {
         outbox: Arc<Outbox>,
         held: Held,
     ) -> Self {
+        let reader = FrameReader::new(shared.config.max_frame_bytes);
         Self {
             stream,
             conn,
             shared,
             outbox,
-            reader: FrameReader::default(),
+            reader,
             pending: VecDeque::new(),
             held,
             last_read: Instant::now(),
@@ -356,35 +357,28 @@ impl Connection {
             ..
         } = self;
         let conn = *conn;
-        let max = shared.config.max_frame_bytes;
-        let result = reader.feed(bytes, max, &mut |event| {
-            match event {
-                WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
-                WsEvent::Binary => {
-                    shared.metrics.binary_in();
-                    let error = DecodeError {
-                        request_id: None,
-                        kind: DecodeErrorKind::Binary,
-                    };
-                    inputs.push(Input::Invalid { conn, error });
-                }
-                WsEvent::Ping(payload) => {
-                    pending.push_back(ws::control_frame(ws::OP_PONG, payload).freeze())
-                }
-                WsEvent::Pong => {}
-                WsEvent::Close(code) => {
-                    peer_close = Some(code);
-                    return false;
-                }
+        let result = reader.feed(bytes, &mut |event| match event {
+            WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
+            WsEvent::Binary => {
+                shared.metrics.binary_in();
+                let error = DecodeError {
+                    request_id: None,
+                    kind: DecodeErrorKind::Binary,
+                };
+                inputs.push(Input::Invalid { conn, error });
             }
-            true
+            WsEvent::Ping(payload) => {
+                pending.push_back(ws::control_frame(ws::OP_PONG, payload).freeze())
+            }
+            WsEvent::Pong => {}
+            WsEvent::Close(code) => peer_close = Some(code),
         });
         match (result, peer_close) {
             (Err(e), _) => {
                 tracing::debug!(error = %e, "protocol violation");
                 let request = CloseRequest {
-                    code: e.close_code(),
-                    reason: close_reason(e.close_code()),
+                    code: close_code(e),
+                    reason: close_reason(close_code(e)),
                     flush: false,
                 };
                 ReadOutcome::End(
@@ -475,6 +469,7 @@ impl Connection {
 
     /// After our close frame: read until the peer's close frame or EOF, briefly.
     async fn await_peer_close(&mut self) {
+        self.reader.close();
         let wait = async {
             loop {
                 if self.stream.readable().await.is_err() {
@@ -486,13 +481,9 @@ impl Connection {
                     match self.stream.try_read(&mut scratch[..]) {
                         Ok(0) => true,
                         Ok(n) => {
-                            let mut closed = false;
-                            let max = usize::MAX >> 1;
-                            let ok = self.reader.feed(&mut scratch[..n], max, &mut |event| {
-                                closed |= matches!(event, WsEvent::Close(_));
-                                !closed
-                            });
-                            closed || ok.is_err()
+                            // Discarding: nothing is delivered or kept.
+                            let _ = self.reader.feed(&mut scratch[..n], &mut |_| {});
+                            self.reader.peer_closed()
                         }
                         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
                     }
@@ -587,6 +578,15 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
             shared.metrics.frame_in(None);
             Input::Invalid { conn, error }
         }
+    }
+}
+
+fn close_code(e: FrameError) -> u16 {
+    match e {
+        FrameError::Protocol(_) => 1002,
+        FrameError::TooBig => 1009,
+        FrameError::InvalidUtf8 => 1007,
+        _ => 1002,
     }
 }
 
