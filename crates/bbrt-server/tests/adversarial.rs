@@ -458,3 +458,66 @@ async fn anonymous_connections_are_evicted_oldest_first_4010() {
         assert_eq!(c.recv_skip_presence().await["type"], "pong");
     }
 }
+
+/// Issue 12, item 2: a client that sends all of an oversized frame before it reads gets the
+/// 1009, not a reset: the server discards what follows its close frame (bounded) and
+/// waits for the client's close.
+#[tokio::test]
+async fn a_fully_sent_16_mib_frame_gets_1009_every_time() {
+    const TRIES: usize = 20;
+    let server = common::Process::start(&[]).await;
+    let url = format!("ws://{}/", server.addr);
+    let big = "x".repeat(16 * 1024 * 1024);
+    let mut codes = Vec::new();
+    for _ in 0..TRIES {
+        let mut c = Client::connect(&url, &[]).await;
+        // tungstenite writes the whole frame, then reads.
+        let sent = c.ws.send(Message::text(big.clone())).await;
+        let code = match sent {
+            Ok(()) => c.closed().await,
+            Err(_) => None,
+        };
+        codes.push(code.map_or(1006, |c| c));
+    }
+    let got_1009 = codes.iter().filter(|&&c| c == 1009).count();
+    println!(
+        "close codes over {TRIES} fully sent 16 MiB frames: {got_1009} × 1009, all: {codes:?}"
+    );
+    assert_eq!(got_1009, TRIES, "{codes:?}");
+}
+
+/// Issue 12, item 1: pings and pongs have a rate limit at the transport (the Hub never sees
+/// them): past the frame rate they go unanswered, and a client that keeps on is closed 4008.
+#[tokio::test]
+async fn a_ping_flood_past_the_frame_rate_is_closed_4008() {
+    let server = Server::start(config()).await;
+    let cfg = config();
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    let pings = (cfg.frame_burst as usize) + cfg.close_after_violations as usize + 50;
+    let mut flood = Vec::new();
+    for _ in 0..pings {
+        flood.extend(Raw::frame(true, 0x9, b"p"));
+    }
+    raw.s.write_all(&flood).await.expect("write");
+    let mut pongs = 0;
+    let code = loop {
+        match raw.next().await {
+            Some((0xA, _)) => pongs += 1,
+            Some((0x8, p)) => break (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]])),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert!(
+        pongs <= cfg.frame_burst as usize,
+        "{pongs} pongs for {pings} pings in a burst"
+    );
+    assert_eq!(code, Some(4008));
+    let mut other = server.client().await;
+    other.send(json!({"type": "ping", "requestId": 1})).await;
+    assert_eq!(
+        other.recv_type("pong").await["requestId"],
+        1,
+        "others are unaffected"
+    );
+}
