@@ -521,3 +521,60 @@ async fn a_ping_flood_past_the_frame_rate_is_closed_4008() {
         "others are unaffected"
     );
 }
+
+/// Issue 12, item 1: nothing more is read from a connection whose replies wait for the
+/// socket. A client that pings and never reads fills its socket with pongs (one per read);
+/// from then on what it writes stays in the kernel's buffers instead of being read and
+/// dropped, and the stalled connection is closed 4011.
+#[tokio::test]
+async fn a_pinger_that_never_reads_is_not_read_while_its_pongs_wait() {
+    let server = Server::start(common::Config {
+        send_buffer_bytes: 4096,
+        write_timeout: Duration::from_secs(5),
+        frame_rate: 1e9,
+        frame_burst: 1e9,
+        ..config()
+    })
+    .await;
+    let addr = server.handle.local_addr();
+    let mut s = common::raw_websocket(addr, Some(4096)).await;
+    let ping = common::client_frame(true, 0x9, &[b'p'; 125]);
+    // One ping per read, so one pong each: a few hundred fill the small buffers.
+    const ONE_BY_ONE: usize = 600;
+    for _ in 0..ONE_BY_ONE {
+        s.write_all(&ping).await.expect("write");
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+    // Then as much as the kernel's buffers take (a write that blocks for a second: nobody
+    // reads), or until the server closes the stalled connection.
+    let batch = ping.repeat(500);
+    let mut written = ONE_BY_ONE * ping.len();
+    while written < 256 * 1024 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(1), s.write_all(&batch)).await {
+            Ok(Ok(())) => written += batch.len(),
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let (_, body) = http_get(addr, "/metrics", "").await;
+        if common::metric(&body, "bbrt_slow_consumer_closes_total") == Some(1.0) {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed 4011 once its writes stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let read = common::metric(&body, "bbrt_bytes_in_total").expect("bytes_in") as usize;
+    // After the socket filled, at most the rest of one read burst (16 reads of 64 KiB).
+    let bound = ONE_BY_ONE * ping.len() + 16 * 64 * 1024;
+    println!(
+        "a pinger that never reads: wrote {written} bytes, the server read {read} (bound {bound})"
+    );
+    assert!(
+        read <= bound,
+        "the server read {read} bytes of {written} while its pongs waited"
+    );
+}
