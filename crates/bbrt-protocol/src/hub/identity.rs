@@ -152,7 +152,10 @@ impl Hub {
         let count = self.users.get(user).map_or(0, |u| u.conns.len());
         if count >= self.config.max_conns_per_user {
             let text = "this user has too many connections";
-            self.error(conn, ErrorCode::TooManyConnections, text, None);
+            // The answer to the frame that asked to identify, if one did: it goes out
+            // before the close.
+            let request_id = self.blocked_request_id(conn);
+            self.error(conn, ErrorCode::TooManyConnections, text, request_id);
             self.close_with(now, conn, CloseCode::TooManyConnections);
             return false;
         }

@@ -822,6 +822,15 @@ impl Hub {
         self.drain(now, conn);
     }
 
+    /// The `requestId` of the frame `conn` waits on, if a frame (not the upgrade) blocked.
+    fn blocked_request_id(&self, conn: ConnId) -> Option<RequestId> {
+        let c = self.conns.get(&conn)?;
+        if !c.front_blocked {
+            return None;
+        }
+        c.queue.front()?.frame.request_id.clone()
+    }
+
     /// Handles one frame. Returns it back if it must wait for the site (the Hub has
     /// already emitted the request).
     fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {

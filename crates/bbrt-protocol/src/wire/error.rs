@@ -321,6 +321,10 @@ pub enum DecodeErrorKind {
         /// serde's description of the problem.
         detail: String,
     },
+    /// The `requestId` cannot be echoed: too long, not an `i64`, another JSON type, or
+    /// repeated. The answer carries no `requestId`.
+    #[error("invalid requestId: {0}")]
+    InvalidRequestId(String),
     /// An id field is not a valid id.
     #[error("invalid {kind}: {detail}")]
     InvalidId {
@@ -350,7 +354,7 @@ impl DecodeErrorKind {
             Self::TooDeep { .. } => ErrorCode::TooDeep,
             Self::MissingType => ErrorCode::MissingType,
             Self::UnknownType(_) => ErrorCode::UnknownType,
-            Self::InvalidField { .. } => ErrorCode::InvalidField,
+            Self::InvalidField { .. } | Self::InvalidRequestId(_) => ErrorCode::InvalidField,
             Self::InvalidId { .. } => ErrorCode::InvalidId,
             Self::MessageTooLong { .. } => ErrorCode::MessageTooLong,
         }

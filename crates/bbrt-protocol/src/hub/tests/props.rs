@@ -50,6 +50,8 @@ enum Frame {
         token: Option<bool>,
     },
     Garbage(usize),
+    /// A JSON object the decoder refuses, with the frame's `requestId` (or `null`).
+    Malformed(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +113,15 @@ const GARBAGE: [&str; 4] = [
     "[1]",
 ];
 
+/// Decoder errors after the envelope; `RID` is the `requestId`.
+const MALFORMED: [&str; 5] = [
+    r#"{"type":"ping","type":"ping","requestId":RID}"#,
+    r#"{"requestId":RID,"type":"ping","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+    r#"{"type":"dance","requestId":RID}"#,
+    r#"{"requestId":RID}"#,
+    r#"{"type":"join_thread","threadId":"a b","requestId":RID}"#,
+];
+
 fn how() -> impl Strategy<Value = How> {
     prop_oneof![
         1 => Just(How::Anonymous),
@@ -136,6 +147,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         1 => Just(Frame::Ping),
         1 => (u.clone(), proptest::option::of(any::<bool>())).prop_map(|(user, token)| Frame::UserConnected { user, token }),
         1 => (0..GARBAGE.len()).prop_map(Frame::Garbage),
+        1 => (0..MALFORMED.len()).prop_map(Frame::Malformed),
     ]
 }
 
@@ -280,6 +292,10 @@ fn frame_json(frame: &Frame, request_id: Option<i64>) -> String {
             v
         }
         Frame::Garbage(i) => return GARBAGE[*i].to_owned(),
+        Frame::Malformed(i) => {
+            let rid = request_id.map_or_else(|| "null".to_owned(), |r| r.to_string());
+            return MALFORMED[*i].replace("RID", &rid);
+        }
     };
     if let Some(r) = request_id {
         v["requestId"] = json!(r);
