@@ -170,8 +170,13 @@ pub struct Config {
     #[arg(long, env = "BBRT_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub handshake_timeout: Duration,
 
-    /// On SIGINT/SIGTERM, how long in-flight site requests may take before every socket
-    /// is closed with 1001.
+    /// On SIGINT/SIGTERM, how long `/readyz` answers 503 while connections are still
+    /// served, so a load balancer's probe notices before they are closed.
+    #[arg(long, env = "BBRT_DRAIN_DELAY", value_parser = parse_duration, default_value = "5s")]
+    pub drain_delay: Duration,
+
+    /// On SIGINT/SIGTERM, after the drain delay, how long in-flight site requests may take
+    /// before every socket is closed with 1001.
     #[arg(long, env = "BBRT_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
 
@@ -267,6 +272,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             handshake_timeout: Duration::from_secs(10),
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             frame_rate: 50.0,
             frame_burst: 100.0,

@@ -165,8 +165,9 @@ impl ServerHandle {
         self.credentials.len()
     }
 
-    /// Starts a graceful shutdown (idempotent): stop accepting, let site requests finish
-    /// within the grace period, close every socket with 1001.
+    /// Starts a graceful shutdown (idempotent): `/readyz` and upgrades answer 503 at once,
+    /// connections are still served for the drain delay, site requests in flight may
+    /// finish within the grace period, then every socket is closed with 1001.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -361,48 +362,73 @@ fn redis_options(url: &str, config: &Config) -> RedisOptions {
 }
 
 /// Accepts until shutdown, then drives the graceful stop.
+///
+/// The listener stays open until the end: while the server drains, a probe of `/readyz`
+/// gets 503 (and an upgrade 503) instead of a refused connection.
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     mut hub_task: JoinHandle<()>,
 ) -> Result<(), ServerError> {
+    let accepting = accept(&listener, &shared);
+    tokio::pin!(accepting);
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => {}
+        result = &mut hub_task => return Err(hub_failed(result)),
+        () = &mut accepting => unreachable!("the accept loop never ends"),
+    }
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    let stopped = tokio::select! {
+        stopped = stop(&shared, &mut hub_task) => stopped,
+        () = &mut accepting => unreachable!("the accept loop never ends"),
+    };
+    if stopped.is_ok() {
+        tracing::info!("stopped");
+    }
+    stopped
+}
+
+/// Accepts connections, forever.
+async fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            result = &mut hub_task => {
-                // The hub never ends on its own: it panicked.
-                let why = match result {
-                    Ok(()) => "the hub task ended".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::error!(error = %why, "hub task failed; stopping");
-                return Err(ServerError::HubFailed(why));
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(handle_socket(stream, peer, Arc::clone(shared)));
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(handle_socket(stream, peer, Arc::clone(&shared)));
-                }
-                Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: wait for connections to close, keep serving.
-                    shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: wait for connections to close, keep serving.
+                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
-    drop(listener);
-    shared.shutting_down.store(true, Ordering::Relaxed);
+}
+
+/// The graceful stop, once `/readyz` answers 503: the drain delay (connections still
+/// served), then site requests in flight within the grace, then 1001 to every connection.
+async fn stop(shared: &Shared, hub_task: &mut JoinHandle<()>) -> Result<(), ServerError> {
+    let delay = shared.config.drain_delay;
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "draining: /readyz answers 503; connections close after the delay"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            result = &mut *hub_task => return Err(hub_failed(result)),
+        }
+    }
     tracing::info!("shutting down: waiting for site requests in flight");
     let grace = shared.config.shutdown_grace;
     let _ = shared.control.send(Control::Shutdown { grace }).await;
-    let hub_result = tokio::time::timeout(grace + Duration::from_secs(5), &mut hub_task).await;
+    let hub_result = tokio::time::timeout(grace + Duration::from_secs(5), &mut *hub_task).await;
     if let Ok(Err(e)) = hub_result {
         return Err(ServerError::HubFailed(e.to_string()));
     }
@@ -412,8 +438,17 @@ async fn serve(
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// The error for a hub task that ended: it never does on its own, so it panicked.
+fn hub_failed(result: Result<(), tokio::task::JoinError>) -> ServerError {
+    let why = match result {
+        Ok(()) => "the hub task ended".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(error = %why, "hub task failed; stopping");
+    ServerError::HubFailed(why)
 }
 
 /// One accepted socket: read the request head, then serve HTTP or upgrade.

@@ -64,6 +64,7 @@ impl Node {
             ("--presence-snapshot", "1s"),
             ("--ring-timeout", "5s"),
             ("--call-grace", "300ms"),
+            ("--drain-delay", "0s"),
         ] {
             if !extra.contains(&flag) {
                 extra.extend([flag, value]);
