@@ -157,7 +157,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::RecipientOffline,
-                    "Recipient is not connected",
+                    ErrorCode::RecipientOffline.message(),
                     request_id,
                 );
             }
@@ -194,7 +194,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::RecipientOffline,
-                "Recipient is not connected",
+                ErrorCode::RecipientOffline.message(),
                 request_id,
             );
             return false;

@@ -115,7 +115,7 @@ impl Hub {
                     }
                     VerifyOrigin::Frame => {
                         let code = super::site_error_code(&error);
-                        self.fail_blocked(now, conn, code, &error.message);
+                        self.fail_blocked(now, conn, code, code.message());
                     }
                 }
                 return;
@@ -151,7 +151,7 @@ impl Hub {
     fn identify(&mut self, now: Instant, conn: ConnId, user: &UserId) -> bool {
         let count = self.users.get(user).map_or(0, |u| u.conns.len());
         if count >= self.config.max_conns_per_user {
-            let text = "this user has too many connections";
+            let text = ErrorCode::TooManyConnections.message();
             // The answer to the frame that asked to identify, if one did: it goes out
             // before the close.
             let request_id = self.blocked_request_id(conn);

@@ -745,7 +745,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::RateLimited,
-                "too many frames; slow down",
+                ErrorCode::RateLimited.message(),
                 request_id.cloned(),
             );
         }
@@ -764,7 +764,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::QueueFull,
-                    "too many requests waiting on this connection",
+                    ErrorCode::QueueFull.message(),
                     request_id,
                 );
             } else {
@@ -839,12 +839,8 @@ impl Hub {
             match self.credential_status(conn, credential) {
                 identity::CredentialStatus::Known => {}
                 identity::CredentialStatus::Rejected => {
-                    self.error(
-                        conn,
-                        ErrorCode::Unauthenticated,
-                        "credential rejected",
-                        item.frame.request_id,
-                    );
+                    let code = ErrorCode::Unauthenticated;
+                    self.error(conn, code, code.message(), item.frame.request_id);
                     return None;
                 }
                 identity::CredentialStatus::Unknown => {
@@ -876,8 +872,8 @@ impl Hub {
                     None
                 }
                 _ => {
-                    let text = "identify first: send user_connected or a token";
-                    self.error(conn, ErrorCode::Unauthenticated, text, request_id);
+                    let code = ErrorCode::Unauthenticated;
+                    self.error(conn, code, code.message(), request_id);
                     None
                 }
             };
@@ -972,7 +968,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::Forbidden,
-                    "not a participant of this thread",
+                    ErrorCode::Forbidden.message(),
                     request_id.cloned(),
                 );
                 None
@@ -1095,9 +1091,11 @@ impl Hub {
         );
     }
 
+    /// Answers with the fixed text of the error's code: the site's own text never reaches
+    /// a client (the executor logs it).
     fn site_error(&mut self, conn: ConnId, error: &SiteError, request_id: Option<RequestId>) {
         let code = site_error_code(error);
-        self.error(conn, code, &error.message, request_id);
+        self.error(conn, code, code.message(), request_id);
     }
 
     /// Sends `ack` if the client asked for one.

@@ -112,10 +112,7 @@ impl Hub {
                     self.denied.remove(&(user.clone(), thread.clone()));
                     None
                 } else {
-                    Some((
-                        ErrorCode::Forbidden,
-                        "not a participant of this thread".to_owned(),
-                    ))
+                    Some(ErrorCode::Forbidden)
                 }
             }
             Err(error) => {
@@ -130,18 +127,17 @@ impl Hub {
                         }
                     }
                 }
-                Some((super::site_error_code(&error), error.message))
+                Some(super::site_error_code(&error))
             }
         };
-        if let Some((code, _)) = &failure
-            && *code == ErrorCode::Forbidden
-        {
+        if failure == Some(ErrorCode::Forbidden) {
             self.deny(now, user, thread);
         }
         for conn in waiters {
-            match &failure {
+            match failure {
                 None => self.unblock(now, conn),
-                Some((code, text)) => self.fail_blocked(now, conn, *code, text),
+                // The code's fixed text, never the site's.
+                Some(code) => self.fail_blocked(now, conn, code, code.message()),
             }
         }
     }
@@ -286,7 +282,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::TooManyThreads,
-                "this connection joined too many threads",
+                ErrorCode::TooManyThreads.message(),
                 request_id,
             );
             return false;

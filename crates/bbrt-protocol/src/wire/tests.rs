@@ -490,3 +490,38 @@ mod props {
         }
     }
 }
+
+#[test]
+fn the_docs_list_the_fixed_texts_clients_read() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
+    let docs = std::fs::read_to_string(path).expect("docs/protocol.md");
+    let section = docs
+        .split("### What clients read")
+        .nth(1)
+        .and_then(|s| s.split("\n#").next())
+        .expect("the section");
+    let mut listed = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let code: ErrorCode = serde_json::from_value(serde_json::Value::String(
+            cells[1].trim_matches('`').to_owned(),
+        ))
+        .unwrap();
+        assert_ne!(code, ErrorCode::Unknown, "{row}");
+        assert_eq!(cells[2], code.message(), "{row}");
+        listed.push(code);
+    }
+    // Every code a site error maps to (`hub::site_error_code`), and `unauthenticated`.
+    for code in [
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::Invalid,
+        ErrorCode::InvalidId,
+        ErrorCode::EmptyMessage,
+        ErrorCode::Refused,
+        ErrorCode::SiteUnavailable,
+        ErrorCode::SiteError,
+    ] {
+        assert!(listed.contains(&code), "{code:?} is not in the docs");
+    }
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::sim::*;
 use crate::api::SiteErrorKind;
 use crate::ids::{ConnId, UserId};
-use crate::wire::ServerMessage;
+use crate::wire::{ErrorCode, ServerMessage};
 
 const USERS: usize = 4;
 const THREADS: usize = 3;
@@ -620,6 +620,21 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             );
             if let ServerMessage::CallEnded(_) = message {
                 ended.insert(call.clone());
+            }
+        }
+    }
+    // Clients read bbrt's fixed texts, never the site's (injected failures say
+    // "injected ..."), and one wording for every unauthenticated cause.
+    for client in sim.clients.values() {
+        for (_, _, message) in &client.log {
+            if let ServerMessage::Error(e) = message {
+                prop_assert!(!e.message.contains("injected"), "the site's text: {e:?}");
+                if matches!(
+                    e.code,
+                    ErrorCode::Unauthenticated | ErrorCode::SiteUnavailable
+                ) {
+                    prop_assert_eq!(e.message.as_str(), e.code.message());
+                }
             }
         }
     }
