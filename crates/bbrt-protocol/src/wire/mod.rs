@@ -473,7 +473,7 @@ fn parse_request_id(raw: &RawValue, max_bytes: usize) -> Result<Option<RequestId
         )),
         Ok(id) => Ok(Some(id)),
         Err(_) => Err(format!(
-            "{}; must be a string of at most {max_bytes} bytes or an integer that fits 64 bits",
+            "{}; must be a string of at most {max_bytes} bytes or a signed 64-bit integer",
             truncate(text, 32)
         )),
     }
