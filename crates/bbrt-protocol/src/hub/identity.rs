@@ -128,7 +128,7 @@ impl Hub {
             .is_some_and(|claimed| *claimed != user)
             || current.as_ref().is_some_and(|current| *current != user);
         if mismatch {
-            let text = "userId differs from the user the credential belongs to";
+            let text = ErrorCode::IdentityMismatch.message();
             match pending.origin {
                 VerifyOrigin::Upgrade => self.close_with(now, conn, CloseCode::CredentialRejected),
                 VerifyOrigin::Frame => {

@@ -883,7 +883,7 @@ impl Hub {
                 if m.user_id == user {
                     self.ack_if_asked(conn, request_id, Ack::default());
                 } else {
-                    let text = "userId differs from the verified user";
+                    let text = ErrorCode::IdentityMismatch.message();
                     self.error(conn, ErrorCode::IdentityMismatch, text, request_id);
                 }
                 None
