@@ -105,14 +105,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use self::broker::{
-    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendReceipt,
+    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
+    SendReceipt,
 };
 use self::calls::Calls;
 use self::messages::Sends;
 use self::timer::{TimerKey, TimerTable};
 use self::typing::TypingState;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
-use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
+use crate::ids::{
+    ApiRequestId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId, ThreadId, UserId,
+};
 use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
     RequestId, ServerMessage,
@@ -134,6 +137,11 @@ pub enum PresenceScope {
 pub struct HubConfig {
     /// This node's id; prefixes call ids and tags broker publications.
     pub node_id: NodeId,
+    /// This process: tags broker publications beside `node_id`, and is what tells a
+    /// publication of this Hub's own (ignored) from one of another process that was given
+    /// the same node id (applied, and reported: [`Hub::node_id_conflict`]). The driver
+    /// chooses it at random at start-up.
+    pub instance: InstanceId,
     /// Whether other nodes exist: without it nothing is published to the broker.
     pub cluster: bool,
     /// Who hears presence.
@@ -178,6 +186,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             node_id: NodeId::new("n1").expect("a valid literal id"),
+            instance: InstanceId::new("i1").expect("a valid literal id"),
             cluster: false,
             presence_scope: PresenceScope::Threads,
             participants_ttl: Duration::from_secs(60),
@@ -317,6 +326,10 @@ pub struct HubStats {
     pub deliveries: u64,
     /// Site requests waiting for their result.
     pub api_in_flight: usize,
+    /// Threads in the participant cache.
+    pub cached_threads: usize,
+    /// Publications received from another process with this node's id, since start.
+    pub node_id_conflict_publications: u64,
 }
 
 /// A frame waiting on its connection behind a site request.
@@ -418,6 +431,8 @@ pub struct Hub {
     /// Nodes reported down: their late publications are ignored until they announce
     /// themselves again (a sync request or a presence snapshot).
     down_nodes: BTreeSet<NodeId>,
+    /// The latest other process heard publishing with this node's id.
+    node_id_conflict: Option<NodeIdConflict>,
     credentials: HashMap<CredentialId, CredentialState>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
@@ -453,6 +468,7 @@ impl Hub {
             user_threads: HashMap::new(),
             remote_online: HashMap::new(),
             down_nodes: BTreeSet::new(),
+            node_id_conflict: None,
             credentials: HashMap::new(),
             anonymous: BTreeMap::new(),
             anonymous_by_ip: HashMap::new(),
@@ -509,6 +525,7 @@ impl Hub {
                 TimerKey::CallGrace(call) => self.call_grace_expired(&call),
                 TimerKey::Reverify(credential) => self.reverify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
+                TimerKey::CacheSweep => self.sweep_cache(now),
             }
         }
     }
@@ -552,6 +569,7 @@ impl Hub {
             users_online: self.online_users().len(),
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
+            cached_threads: self.threads.len(),
             ..self.stats.clone()
         }
     }
@@ -1053,6 +1071,7 @@ impl Hub {
         }
         self.outputs.push_back(Output::Publish(BrokerMessage {
             origin: self.config.node_id.clone(),
+            instance: self.config.instance.clone(),
             event,
         }));
     }
