@@ -25,6 +25,10 @@ pub struct BrokerMessage {
     /// filed under.
     pub origin: NodeId,
     /// The process that published it; that process ignores it when it comes back.
+    /// Publications of versions before instance ids have none: they read as
+    /// [`BrokerMessage::UNKNOWN_INSTANCE`], another process (so a rolling upgrade keeps
+    /// them).
+    #[serde(default = "unknown_instance")]
     pub instance: InstanceId,
     /// What happened.
     pub event: BrokerEvent,
@@ -43,7 +47,14 @@ pub struct NodeIdConflict {
     pub last_seen: Instant,
 }
 
+fn unknown_instance() -> InstanceId {
+    InstanceId::new(BrokerMessage::UNKNOWN_INSTANCE).expect("a valid literal id")
+}
+
 impl BrokerMessage {
+    /// The instance of a publication that names none (a version before instance ids).
+    pub const UNKNOWN_INSTANCE: &'static str = "unknown";
+
     /// JSON for a broker that carries bytes (Redis).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("broker messages always serialize")

@@ -192,3 +192,14 @@ fn a_joined_thread_is_kept_however_old_and_forgotten_after_the_last_leave() {
     sim.drive();
     assert_eq!(sim.kinds(alice), ["ack"]);
 }
+
+#[test]
+fn a_publication_of_a_version_before_instance_ids_is_applied() {
+    let mut sim = Sim::cluster(2);
+    let _alice = sim.connect_on(0, "alice");
+    let old = br#"{"origin":"n2","event":{"kind":"presence","user":"bob","online":true}}"#;
+    let message = BrokerMessage::from_json(old).expect("still parses");
+    assert_eq!(message.instance.as_str(), BrokerMessage::UNKNOWN_INSTANCE);
+    sim.handle(0, Input::Broker(message));
+    assert_eq!(sim.online(0), ["alice", "bob"]);
+}
