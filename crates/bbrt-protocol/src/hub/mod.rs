@@ -8,7 +8,8 @@
 //! - **inputs**: [`Hub::handle`]`(now, input)` and [`Hub::handle_timeout`]`(now)`;
 //! - **outputs**: [`Hub::poll_output`] (frames to deliver, connections to close, site
 //!   requests, coordination requests, broker publications) and [`Hub::poll_timeout`];
-//! - **getters**: [`Hub::stats`], [`Hub::is_online`], [`Hub::next_timeout_reason`];
+//! - **getters**: [`Hub::stats`], [`Hub::is_online`], [`Hub::node_id_conflict`],
+//!   [`Hub::next_timeout_reason`];
 //! - nothing else: no method does I/O, reads a clock or blocks.
 //!
 //! After every `handle*` call, drain `poll_output()` until it returns `None`, then read
@@ -58,7 +59,8 @@
 //!   `user_disconnected`), as `joined` would have told them.
 //! - **Participants** are cached per thread for [`HubConfig::participants_ttl`], refreshed by
 //!   every join and every stored message; typing, calls and `mark_read` wait for the site
-//!   only when the cache is cold.
+//!   only when the cache is cold. A thread no local connection joined is forgotten once its
+//!   entry is older than the TTL.
 //! - **Sends** are stored through the site first and delivered after; `ack` only when the
 //!   client asked (a `requestId` or `clientMessageId`); sends are serialized per (user,
 //!   thread); a `clientMessageId` is claimed through coordination, so a duplicate never
@@ -77,8 +79,11 @@
 //!
 //! The Hub owns its local connections and learns about remote ones only through
 //! [`Input::Broker`]: presence, call state, and frames to deliver to local connections of
-//! given users. Everything it publishes carries its node id, and a node ignores its own
-//! publications, so nothing is delivered twice. Coordination that must be global
+//! given users. Everything it publishes carries its node id and its process's
+//! [`HubConfig::instance`], and a Hub ignores the publications of its own instance, so
+//! nothing is delivered twice. Another process publishing with the same node id (a
+//! misconfiguration) is still heard, and reported through [`Hub::node_id_conflict`]; its
+//! call events are not applied, since call ids and devices are named by node id. Coordination that must be global
 //! (idempotency keys, first accept wins) leaves as [`Output::Coord`].
 //!
 //! Nodes also replicate what they learn of a thread's participants (so typing, read and
