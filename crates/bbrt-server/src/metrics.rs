@@ -594,5 +594,32 @@ mod tests {
             "bbrt_site_errors_total{request=\"send\",code=\"bp_rest_messages_create_failed\"} 1"
         ));
         assert!(text.contains("bbrt_site_request_seconds_bucket{request=\"send\",le=\"0.05\"} 1"));
+        assert!(text.contains("\nbbrt_node_id_conflict 0\n"), "{text}");
+        assert!(
+            text.contains("\nbbrt_participant_cache_threads 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_id_conflict_shows_while_the_other_process_is_heard() {
+        let m = Metrics::default();
+        let seen = |ago: Duration| NodeIdConflictSeen {
+            node: "n1".parse().expect("valid"),
+            instance: "other".parse().expect("valid"),
+            last_seen: std::time::Instant::now() - ago,
+            live_for: Duration::from_secs(1),
+        };
+        *m.node_id_conflict.lock().expect("unpoisoned") = Some(seen(Duration::ZERO));
+        assert!(m.render().contains("\nbbrt_node_id_conflict 1\n"));
+        let line = m.node_id_conflict().expect("live").summary();
+        assert!(
+            line.contains("instance other") && line.contains("--node-id"),
+            "{line}"
+        );
+        // Not heard for longer than a live node stays silent: over.
+        *m.node_id_conflict.lock().expect("unpoisoned") = Some(seen(Duration::from_secs(2)));
+        assert!(m.node_id_conflict().is_none());
+        assert!(m.render().contains("\nbbrt_node_id_conflict 0\n"));
     }
 }
