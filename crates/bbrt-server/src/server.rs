@@ -26,6 +26,7 @@ use crate::executor::Executor;
 use crate::http::{self, HeadError};
 use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
 use crate::metrics::{Metrics, Refusal};
+use crate::node::Identity;
 use crate::outbox::Outbox;
 
 /// The browser example page (served with `--serve-examples`).
@@ -54,6 +55,11 @@ pub enum ServerError {
     /// `--cluster` needs a shared broker.
     #[error("--cluster needs a shared broker: pass --redis redis://...")]
     ClusterUnsupported,
+    /// `--redis` with the embedded development site: every node would have its own.
+    #[error(
+        "refusing --redis with the embedded development site: every node would have a development site of its own, so thread membership and presence would differ from node to node; configure --buddyboss-url (one site behind every node), or pass --allow-dev-site-with-redis for benchmarks and tests"
+    )]
+    DevSiteWithRedis,
     /// The Redis options are invalid.
     #[error(transparent)]
     Redis(#[from] crate::broker::redis::RedisSetupError),
@@ -253,6 +259,9 @@ pub async fn start_with_site(
     if dev && !config.listen.ip().is_loopback() && !config.allow_public_dev {
         return Err(ServerError::PublicDevSite(config.listen));
     }
+    if dev && config.redis.is_some() && !config.allow_dev_site_with_redis {
+        return Err(ServerError::DevSiteWithRedis);
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -271,9 +280,25 @@ pub async fn start_with_site(
              * This is NOT for production: configure --buddyboss-url.\n  \
              ****************************************************************"
         );
+        if config.redis.is_some() {
+            tracing::warn!(
+                "--allow-dev-site-with-redis: every node has a development site of its own; \
+                 a thread's members are whoever joined or wrote on that node, so messages, \
+                 typing and presence reach only the members the sender's node knows; for \
+                 benchmarks and tests only"
+            );
+        }
     } else {
         tracing::info!(site = ?config.buddyboss_url, "using the BuddyBoss site");
     }
+    let identity = Identity::new(config.node_id.as_ref());
+    tracing::info!(
+        node = %identity.node,
+        configured = identity.configured,
+        instance = %identity.instance,
+        host = %crate::node::host_name(),
+        "node identity"
+    );
 
     let metrics = Arc::new(Metrics::default());
     let credentials = Arc::new(CredentialStore::default());
@@ -283,9 +308,9 @@ pub async fn start_with_site(
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
             let (broker, coordinator) =
-                crate::broker::redis::connect(redis_options(url.expose(), &config))?;
+                crate::broker::redis::connect(redis_options(url.expose(), &config, &identity))?;
             let _ = metrics.redis.set(broker.status());
-            tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
+            tracing::info!(prefix = %config.redis_prefix, node = %identity.node, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))
         }
         None => (
@@ -305,12 +330,14 @@ pub async fn start_with_site(
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
     let hub = HubTask {
-        hub: Hub::new(config.hub_config()),
+        hub: Hub::new(config.hub_config(identity.node.clone(), identity.instance.clone())),
         conns: HashMap::new(),
         executor,
         broker,
         answered: Vec::new(),
         metrics: Arc::clone(&metrics),
+        node_id_conflict_live_for: config.presence_snapshot * 2,
+        node_id_conflict_shown: false,
     };
     let channels = Channels {
         events: events_rx,
@@ -350,8 +377,9 @@ pub async fn start_with_site(
 }
 
 /// The Redis link's options from the flags.
-fn redis_options(url: &str, config: &Config) -> RedisOptions {
-    let mut o = RedisOptions::new(url, config.redis_prefix.clone(), config.node_id.clone());
+fn redis_options(url: &str, config: &Config, identity: &Identity) -> RedisOptions {
+    let mut o = RedisOptions::new(url, config.redis_prefix.clone(), identity.node.clone());
+    o.instance = identity.instance.clone();
     o.heartbeat = config.redis_heartbeat;
     o.node_ttl = config.redis_heartbeat * 3;
     o.snapshot_every = config.presence_snapshot;
@@ -487,7 +515,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
                 } else {
                     (200, "ready")
                 };
-                let body = format!("{word}\n{}\n", redis.summary());
+                let mut body = format!("{word}\n{}\n", redis.summary());
+                if let Some(conflict) = shared.metrics.node_id_conflict() {
+                    body.push_str(&conflict.summary());
+                    body.push('\n');
+                }
                 http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             } else {
                 http::respond(&mut stream, 200, "text/plain", b"ready\n").await;
