@@ -1,0 +1,37 @@
+<?php
+/**
+ * Test site only: loads the BuddyBoss stand-in and the plugin under test, and the test
+ * hooks that the HTTP tests drive through request headers.
+ *
+ * @package Bbrt\Tests
+ */
+
+require_once dirname( __DIR__ ) . '/stubs/buddyboss.php';
+require_once dirname( __DIR__, 2 ) . '/bbrt.php';
+
+/*
+ * X-Bbrt-Test-Hold: <dir> holds this request between "the key is ours" and the create:
+ * it writes <dir>/holding, then waits (at most 20 s) for <dir>/release.
+ */
+add_action(
+	'bbrt_before_create',
+	static function () {
+		$dir = isset( $_SERVER['HTTP_X_BBRT_TEST_HOLD'] ) ? (string) $_SERVER['HTTP_X_BBRT_TEST_HOLD'] : '';
+		if ( '' === $dir || ! is_dir( $dir ) ) {
+			return;
+		}
+		touch( $dir . '/holding' );
+		$until = microtime( true ) + 20;
+		while ( ! file_exists( $dir . '/release' ) && microtime( true ) < $until ) {
+			usleep( 20000 );
+		}
+	}
+);
+
+// X-Bbrt-Test-Wait-Ms: how long this request waits for another creating the same key.
+add_filter(
+	'bbrt_in_progress_wait_ms',
+	static function ( $wait_ms ) {
+		return isset( $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] ) ? (int) $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] : $wait_ms;
+	}
+);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The plugin's PHP suite: Debian's WordPress in a fresh MariaDB database, BuddyBoss stood in
+# for (tests/stubs), PHPUnit in process and `php -S` for HTTP. Installs what it needs
+# (Debian packages) and starts MariaDB on 127.0.0.1:3306 if nothing answers there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v php >/dev/null || need+=(php-cli)
+php -m 2>/dev/null | grep -qx mysqli || need+=(php-mysql)
+[ -f /usr/share/wordpress/wp-settings.php ] || need+=(wordpress)
+command -v phpunit >/dev/null || need+=(phpunit)
+command -v phpcs >/dev/null || need+=(php-codesniffer)
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
+if ! port_open && ! command -v mariadbd >/dev/null && ! [ -x /usr/sbin/mariadbd ]; then need+=(mariadb-server); fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages for the plugin's tests: ${need[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
+fi
+
+if ! port_open; then
+  echo "starting MariaDB on 127.0.0.1:3306"
+  datadir=/var/lib/mysql
+  if [ ! -d "$datadir/mysql" ]; then mariadb-install-db --user=mysql --datadir="$datadir" >/dev/null; fi
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+  (mysqld_safe --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &)
+  for _ in $(seq 100); do port_open && break; sleep 0.2; done
+  port_open || { echo "MariaDB did not start" >&2; exit 1; }
+fi
+
+db="bbrt_plugin_test_$$"
+tmp="$(mktemp -d)"
+export BBRT_TEST_DB="$db" BBRT_TEST_TMP="$tmp"
+mkdir -p "$tmp/wp-content/plugins"
+mysql_root() { mariadb -h127.0.0.1 -uroot "$@"; }
+cleanup() { mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+mysql_root -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4"
+
+php tests/install.php
+phpunit --configuration phpunit.xml.dist "$@"
