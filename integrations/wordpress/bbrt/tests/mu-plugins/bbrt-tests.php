@@ -6,7 +6,10 @@
  * @package Bbrt\Tests
  */
 
-require_once dirname( __DIR__ ) . '/stubs/buddyboss.php';
+// X-Bbrt-Test-No-BuddyBoss: this request runs on a site without BuddyBoss.
+if ( empty( $_SERVER['HTTP_X_BBRT_TEST_NO_BUDDYBOSS'] ) ) {
+	require_once dirname( __DIR__ ) . '/stubs/buddyboss.php';
+}
 require_once dirname( __DIR__, 2 ) . '/bbrt.php';
 
 /*

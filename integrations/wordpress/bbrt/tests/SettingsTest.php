@@ -1,0 +1,48 @@
+<?php
+/**
+ * Settings: constants over options, the secret never lost by an empty field.
+ *
+ * @package Bbrt\Tests
+ */
+
+namespace Bbrt\Tests;
+
+use Bbrt\Settings;
+
+/**
+ * The settings' sources and sanitizing.
+ */
+final class SettingsTest extends TestCase {
+
+	protected function tearDown(): void {
+		delete_option( Settings::OPTION );
+	}
+
+	public function test_defaults_then_the_option(): void {
+		$this->assertTrue( Settings::feature( 'idempotent_sends' ) );
+		$this->assertSame( '', Settings::get( 'url' ) );
+		update_option(
+			Settings::OPTION,
+			Settings::sanitize_option(
+				array(
+					'url'                => 'https://rt.example/ ',
+					'shared_secret'      => 's3cret',
+					'key_retention_days' => '1000',
+				)
+			)
+		);
+		$this->assertSame( 'https://rt.example/', Settings::get( 'url' ) );
+		$this->assertSame( 365, Settings::get( 'key_retention_days' ) );
+		$this->assertFalse( Settings::feature( 'idempotent_sends' ), 'an unchecked box is off' );
+		$kept = Settings::sanitize_option( array( 'shared_secret' => '' ) );
+		$this->assertSame( 's3cret', $kept['shared_secret'], 'the page never prints the secret, so empty keeps it' );
+	}
+
+	public function test_a_constant_wins(): void {
+		update_option( Settings::OPTION, array( 'feature_app_passwords' => true ) );
+		$this->assertFalse( Settings::from_constant( 'feature_app_passwords' ) );
+		define( 'BBRT_FEATURE_APP_PASSWORDS', false );
+		$this->assertTrue( Settings::from_constant( 'feature_app_passwords' ) );
+		$this->assertFalse( Settings::feature( 'app_passwords' ) );
+	}
+}
