@@ -63,6 +63,9 @@ final class Send_Keys {
 	 * Installs the table when the plugin was updated in place (no activation hook runs).
 	 */
 	public static function maybe_upgrade(): void {
+		if ( wp_installing() ) {
+			return;
+		}
 		if ( (int) get_option( self::SCHEMA_OPTION, 0 ) < self::SCHEMA_VERSION ) {
 			self::install();
 		}
@@ -87,6 +90,9 @@ final class Send_Keys {
 	 * Schedules the daily purge if it is not.
 	 */
 	public static function ensure_purge_scheduled(): void {
+		if ( wp_installing() ) {
+			return;
+		}
 		if ( ! wp_next_scheduled( self::PURGE_HOOK ) ) {
 			wp_schedule_event( time() + HOUR_IN_SECONDS, 'daily', self::PURGE_HOOK );
 		}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v php >/dev/null || need+=(php-cli)
-php -m 2>/dev/null | grep -qx mysqli || need+=(php-mysql)
+php -r "exit(extension_loaded('mysqli') ? 0 : 1);" 2>/dev/null || need+=(php-mysql)
 [ -f /usr/share/wordpress/wp-settings.php ] || need+=(wordpress)
 command -v phpunit >/dev/null || need+=(phpunit)
 command -v phpcs >/dev/null || need+=(php-codesniffer)
@@ -39,3 +39,11 @@ mysql_root -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4"
 
 php tests/install.php
 phpunit --configuration phpunit.xml.dist "$@"
+
+# WordPress logs PHP errors and failed queries instead of failing the request: any that
+# come from the plugin fail the suite.
+if grep -E "PHP (Fatal|Parse|Warning|Notice|Deprecated)|WordPress database error" "$tmp/debug.log" 2>/dev/null \
+    | grep -E "$(pwd)/(bbrt\.php|includes/|uninstall\.php|mu-plugin/)|Bbrt\\\\"; then
+  echo "the plugin logged PHP errors or database errors (above)" >&2
+  exit 1
+fi
