@@ -5,6 +5,6 @@
  * @package Bbrt\Tests
  */
 
-require __DIR__ . '/wp-tests-config.php';
 define( 'WP_USE_THEMES', false );
+require __DIR__ . '/wp-tests-config.php';
 require ABSPATH . 'wp-blog-header.php';

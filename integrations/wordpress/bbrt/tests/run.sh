@@ -28,11 +28,24 @@ if ! port_open; then
   port_open || { echo "MariaDB did not start" >&2; exit 1; }
 fi
 
+# root without a password over TCP where it works (this project's machines); otherwise
+# (Debian's default: root only through the socket) a test user made through the socket.
+if mariadb -h127.0.0.1 -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+  mysql_root() { mariadb -h127.0.0.1 -uroot "$@"; }
+  export BBRT_TEST_DB_USER=root BBRT_TEST_DB_PASSWORD=
+else
+  mysql_root() { mariadb -uroot "$@"; }
+  mysql_root -e "CREATE USER IF NOT EXISTS 'bbrt_test'@'127.0.0.1' IDENTIFIED BY 'bbrt_test';
+                 CREATE USER IF NOT EXISTS 'bbrt_test'@'localhost' IDENTIFIED BY 'bbrt_test';
+                 GRANT ALL ON \`bbrt_plugin_test_%\`.* TO 'bbrt_test'@'127.0.0.1';
+                 GRANT ALL ON \`bbrt_plugin_test_%\`.* TO 'bbrt_test'@'localhost';"
+  export BBRT_TEST_DB_USER=bbrt_test BBRT_TEST_DB_PASSWORD=bbrt_test
+fi
+
 db="bbrt_plugin_test_$$"
 tmp="$(mktemp -d)"
 export BBRT_TEST_DB="$db" BBRT_TEST_TMP="$tmp"
 mkdir -p "$tmp/wp-content/plugins"
-mysql_root() { mariadb -h127.0.0.1 -uroot "$@"; }
 cleanup() { mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 mysql_root -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4"
