@@ -248,6 +248,9 @@ final class Messages_Route {
 			'thread_id'  => 0,
 			'lost'       => false,
 		);
+		// Something in the create may end the request (exit, a fatal error): a key whose
+		// message was not saved is freed then, so a retry creates instead of waiting.
+		register_shutdown_function( array( self::class, 'release_if_unsaved' ) );
 		$inner = new WP_REST_Request( 'POST', '/' . self::buddyboss_namespace() . '/messages' );
 		// The sender is ours to say, never the client's (BuddyBoss checks access for it).
 		$inner->set_body_params( array_merge( $params, array( 'sender_id' => $sender_id ) ) );
@@ -266,6 +269,17 @@ final class Messages_Route {
 			return self::in_progress();
 		}
 		return $response;
+	}
+
+	/**
+	 * At shutdown, if the request ended inside the create before a message was saved.
+	 */
+	public static function release_if_unsaved(): void {
+		$creating = self::$creating;
+		if ( null !== $creating && 0 === $creating['message_id'] ) {
+			self::$creating = null;
+			Send_Keys::release( $creating['sender'], $creating['key'], $creating['owner'] );
+		}
 	}
 
 	/**

@@ -80,6 +80,18 @@ final class HttpTest extends TestCase {
 		$this->assertSame( 1, self::stored_count( $body['message'] ) );
 	}
 
+	public function test_a_create_that_exits_before_storing_frees_its_key(): void {
+		$body  = array( 'id' => self::alice_bob_thread(), 'message' => self::unique( 'exits' ), 'client_message_id' => self::unique( 'k' ) );
+		$first = self::http( 'POST', '/bbrt/v1/messages', 'alice', $body, array( 'X-Bbrt-Test-Exit-Before-Save' => '1' ) );
+		$this->assertSame( 503, $first['status'] );
+		$this->assertSame( 0, self::stored_count( $body['message'] ) );
+
+		$retry = self::http( 'POST', '/bbrt/v1/messages', 'alice', $body, array( 'X-Bbrt-Test-Wait-Ms' => '100' ) );
+		$this->assertSame( 200, $retry['status'], 'not "in progress" until the row goes stale: ' . wp_json_encode( $retry['body'] ) );
+		$this->assertSame( 'false', $retry['headers']['x-bbrt-replayed'] );
+		$this->assertSame( 1, self::stored_count( $body['message'] ) );
+	}
+
 	public function test_authentication_is_the_sites(): void {
 		$body = array( 'id' => self::alice_bob_thread(), 'message' => self::unique( 'auth' ), 'client_message_id' => self::unique( 'k' ) );
 

@@ -38,3 +38,19 @@ add_filter(
 		return isset( $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] ) ? (int) $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] : $wait_ms;
 	}
 );
+
+// X-Bbrt-Test-Exit-Before-Save: the site answers 503 and exits before storing (as a plugin
+// that stops a send may), so the route's own code after the create never runs.
+add_action(
+	'messages_message_before_save',
+	static function () {
+		if ( empty( $_SERVER['HTTP_X_BBRT_TEST_EXIT_BEFORE_SAVE'] ) ) {
+			return;
+		}
+		status_header( 503 );
+		header( 'Content-Type: application/json; charset=UTF-8' );
+		echo wp_json_encode( array( 'code' => 'test_exit', 'message' => 'exited before the store', 'data' => array( 'status' => 503 ) ) );
+		exit;
+	},
+	PHP_INT_MIN
+);
