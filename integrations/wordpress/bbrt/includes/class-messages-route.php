@@ -262,6 +262,10 @@ final class Messages_Route {
 		}
 
 		if ( $created['message_id'] > 0 ) {
+			if ( $response->is_error() ) {
+				// Stored, then something after the save failed: the truth is "stored".
+				return self::replay( $created['message_id'], $created['thread_id'], $sender_id, false );
+			}
 			return self::with_headers( $response, $created['message_id'], false );
 		}
 		Send_Keys::release( $sender_id, $key, $owner );
@@ -320,12 +324,13 @@ final class Messages_Route {
 	 * The stored message's thread, as BuddyBoss's POST would have answered it: the thread
 	 * object in `edit` context, its page of messages ending at that message.
 	 *
-	 * @param int $message_id The stored message.
-	 * @param int $thread_id  Its thread.
-	 * @param int $sender_id  The caller, whose access is checked again.
+	 * @param int  $message_id The stored message.
+	 * @param int  $thread_id  Its thread.
+	 * @param int  $sender_id  The caller, whose access is checked again.
+	 * @param bool $replayed   Whether an earlier request stored it.
 	 * @return WP_REST_Response|WP_Error
 	 */
-	private static function replay( int $message_id, int $thread_id, int $sender_id ) {
+	private static function replay( int $message_id, int $thread_id, int $sender_id, bool $replayed = true ) {
 		if ( ! self::can_access_thread( $thread_id, $sender_id ) ) {
 			return self::forbidden( __( 'Sorry, you are not allowed to see this thread.', 'bbrt' ) );
 		}
@@ -336,7 +341,7 @@ final class Messages_Route {
 		}
 		$inner = new WP_REST_Request( 'GET', '/' . self::buddyboss_namespace() . '/messages/' . $thread_id );
 		$inner->set_query_params( $query );
-		return self::with_headers( rest_ensure_response( rest_do_request( $inner ) ), $message_id, true );
+		return self::with_headers( rest_ensure_response( rest_do_request( $inner ) ), $message_id, $replayed );
 	}
 
 	/**

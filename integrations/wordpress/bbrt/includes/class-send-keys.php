@@ -122,8 +122,8 @@ final class Send_Keys {
 	 * @param string $key         The client_message_id.
 	 * @param string $fingerprint The request's parameters, hashed.
 	 * @param string $owner       A random token naming this request.
-	 * @return bool|null True when this request owns the key, false when another row has it,
-	 *                   null on a database error.
+	 * @return bool|null True when this request owns the key, false when a row for the key
+	 *                   exists (or just existed), null on any other database error.
 	 */
 	public static function claim( int $sender_id, string $key, string $fingerprint, string $owner ) {
 		global $wpdb;
@@ -142,11 +142,13 @@ final class Send_Keys {
 			),
 			array( '%d', '%s', '%s', '%s', '%s', '%d', '%d' )
 		);
+		$error = (string) $wpdb->last_error;
 		$wpdb->suppress_errors( $suppressed );
 		if ( 1 === $inserted ) {
 			return true;
 		}
-		return null === self::find( $sender_id, $key ) ? null : false;
+		// The row may be gone again already (its creator failed): the caller re-reads.
+		return false !== stripos( $error, 'Duplicate entry' ) ? false : null;
 	}
 
 	/**

@@ -181,6 +181,23 @@ final class SendRouteTest extends TestCase {
 		$this->assertSame( 1, self::stored_count( $text ) );
 	}
 
+	public function test_a_message_stored_before_buddyboss_fails_is_answered_as_stored(): void {
+		$body  = array( 'id' => self::alice_bob_thread(), 'message' => self::unique( 'stored then 500' ), 'client_message_id' => self::unique( 'k' ) );
+		$fails = static function ( $response, $handler, $request ) {
+			return '/buddyboss/v1/messages' === $request->get_route() && 'POST' === $request->get_method()
+				? new \WP_Error( 'something_after_the_save', 'A hook after the save failed.', array( 'status' => 500 ) )
+				: $response;
+		};
+		add_filter( 'rest_request_after_callbacks', $fails, 10, 3 );
+		$response = self::send( self::uid( 'alice' ), $body );
+		remove_filter( 'rest_request_after_callbacks', $fails, 10 );
+
+		$this->assertSame( 200, $response->get_status(), wp_json_encode( $response->get_data() ) );
+		$this->assertSame( 'false', $response->get_headers()['X-BBRT-Replayed'] );
+		$this->assertSame( 1, self::stored_count( $body['message'] ) );
+		$this->assertSame( 'true', self::send( self::uid( 'alice' ), $body )->get_headers()['X-BBRT-Replayed'] );
+	}
+
 	public function test_a_stale_pending_row_is_resolved_from_the_thread(): void {
 		$thread = self::alice_bob_thread();
 		$alice  = self::uid( 'alice' );
