@@ -110,6 +110,35 @@ final class HttpTest extends TestCase {
 		$this->assertSame( 1, self::stored_count( $body['message'] ) );
 	}
 
+	public function test_without_the_fix_buddyboss_sees_nobody(): void {
+		$reply = array( 'id' => self::alice_bob_thread(), 'message' => self::unique( 'no fix' ) );
+		$off   = array( 'X-Bbrt-Test-No-App-Password-Fix' => '1' );
+		$plain = self::http( 'POST', '/buddyboss/v1/messages', 'alice', $reply, $off );
+		$this->assertSame( 403, $plain['status'], 'as on the real site: ' . wp_json_encode( $plain['body'] ) );
+		$this->assertSame( 'bp_rest_authorization_required', $plain['body']['code'] );
+		$this->assertSame( 200, self::http( 'POST', '/buddyboss/v1/messages', 'alice', $reply )['status'], 'with the fix' );
+	}
+
+	public function test_a_fix_that_loads_too_late_is_recorded_for_the_admin(): void {
+		$body = array( 'id' => self::alice_bob_thread(), 'message' => self::unique( 'early' ), 'client_message_id' => self::unique( 'k' ) );
+		$late = self::http( 'POST', '/bbrt/v1/messages', 'alice', $body, array( 'X-Bbrt-Test-Resolve-User-Early' => '1' ) );
+		$this->assertSame( 200, $late['status'], 'the route sends as the WordPress user' );
+		$this->assertSame( 0, $late['body']['current_user'], 'but BuddyBoss cached nobody' );
+		wp_cache_delete( 'alloptions', 'options' );
+		$this->assertNotEmpty( get_option( \Bbrt\App_Passwords::TOO_LATE_OPTION ) );
+		wp_set_current_user( 1 );
+		ob_start();
+		\Bbrt\Admin::notices();
+		$notice = (string) ob_get_clean();
+		wp_set_current_user( 0 );
+		$this->assertStringContainsString( 'mu-plugin/bbrt-app-passwords.php', $notice );
+
+		$body['client_message_id'] = self::unique( 'k' );
+		$this->assertSame( self::uid( 'alice' ), self::http( 'POST', '/bbrt/v1/messages', 'alice', $body )['body']['current_user'] );
+		wp_cache_delete( 'alloptions', 'options' );
+		$this->assertEmpty( get_option( \Bbrt\App_Passwords::TOO_LATE_OPTION ), 'cleared once the fix is early enough' );
+	}
+
 	public function test_without_buddyboss_the_plugin_registers_nothing(): void {
 		$index = self::http( 'GET', '/', null, null, array( 'X-Bbrt-Test-No-BuddyBoss' => '1' ) );
 		$this->assertSame( 200, $index['status'] );

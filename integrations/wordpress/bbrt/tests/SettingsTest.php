@@ -38,6 +38,18 @@ final class SettingsTest extends TestCase {
 		$this->assertSame( 's3cret', $kept['shared_secret'], 'the page never prints the secret, so empty keeps it' );
 	}
 
+	public function test_the_admin_page_never_prints_the_secret_and_escapes(): void {
+		update_option( Settings::OPTION, array( 'shared_secret' => 'the-secret-"<b>', 'url' => 'https://rt.example/?a="b"' ) );
+		ob_start();
+		\Bbrt\Admin::field( array( 'name' => 'shared_secret' ) );
+		\Bbrt\Admin::field( array( 'name' => 'url' ) );
+		\Bbrt\Admin::field( array( 'name' => 'feature_idempotent_sends' ) );
+		$html = (string) ob_get_clean();
+		$this->assertStringNotContainsString( 'the-secret', $html );
+		$this->assertStringContainsString( 'type="password"', $html );
+		$this->assertStringNotContainsString( '"b"', $html, 'attribute values are escaped' );
+	}
+
 	public function test_a_constant_wins(): void {
 		update_option( Settings::OPTION, array( 'feature_app_passwords' => true ) );
 		$this->assertFalse( Settings::from_constant( 'feature_app_passwords' ) );

@@ -10,6 +10,18 @@
 if ( empty( $_SERVER['HTTP_X_BBRT_TEST_NO_BUDDYBOSS'] ) ) {
 	require_once dirname( __DIR__ ) . '/stubs/buddyboss.php';
 }
+// X-Bbrt-Test-No-App-Password-Fix: this request runs with the fix off.
+if ( ! empty( $_SERVER['HTTP_X_BBRT_TEST_NO_APP_PASSWORD_FIX'] ) ) {
+	define( 'BBRT_FEATURE_APP_PASSWORDS', false );
+}
+
+// X-Bbrt-Test-Resolve-User-Early: something asks for the current user before bbrt loads
+// (a plugin loaded before bbrt that loads pluggable.php early to do so).
+if ( ! empty( $_SERVER['HTTP_X_BBRT_TEST_RESOLVE_USER_EARLY'] ) ) {
+	wp_cookie_constants(); // Defined for plugins; a mu-plugin runs before.
+	require_once ABSPATH . WPINC . '/pluggable.php';
+	wp_get_current_user();
+}
 require_once dirname( __DIR__, 2 ) . '/bbrt.php';
 
 /*

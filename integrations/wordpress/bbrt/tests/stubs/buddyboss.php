@@ -30,6 +30,22 @@ function buddypress() {
 }
 
 /**
+ * BuddyBoss caches the current user once, on `init` (BP_Core::setup_globals), and never
+ * again: with an Application Password resolved only later, it stays 0 (reference §3.2).
+ */
+function bp_loggedin_user_id() {
+	return (int) ( buddypress()->loggedin_user_id ?? 0 );
+}
+
+add_action(
+	'init',
+	static function () {
+		buddypress()->loggedin_user_id = get_current_user_id();
+	},
+	10
+);
+
+/**
  * Only the Messages component exists here.
  *
  * @param string $component A component.
@@ -177,7 +193,7 @@ function messages_new_message( $args = array() ) {
 	global $wpdb;
 	$t                   = buddypress()->messages;
 	$message             = new BP_Messages_Message();
-	$message->sender_id  = (int) ( $args['sender_id'] ?? get_current_user_id() );
+	$message->sender_id  = (int) ( $args['sender_id'] ?? bp_loggedin_user_id() );
 	$message->thread_id  = (int) ( $args['thread_id'] ?? 0 );
 	$message->subject    = (string) ( $args['subject'] ?? '' );
 	$message->message    = wp_kses_post( (string) ( $args['content'] ?? '' ) );
@@ -262,8 +278,8 @@ class BP_REST_Messages_Endpoint extends WP_REST_Controller {
 		$thread_id = (int) $request->get_param( 'id' );
 		if ( $thread_id ) {
 			$sender_id = (int) $request->get_param( 'sender_id' );
-			$sender_id = $sender_id ? $sender_id : get_current_user_id();
-			if ( ! messages_is_valid_thread( $thread_id ) || ! messages_check_thread_access( $thread_id, $sender_id ) ) {
+			$sender_id = $sender_id ? $sender_id : bp_loggedin_user_id();
+			if ( ! $sender_id || ! messages_is_valid_thread( $thread_id ) || ! messages_check_thread_access( $thread_id, $sender_id ) ) {
 				return new WP_Error( 'bp_rest_authorization_required', 'Sorry, you are not allowed to perform this action.', array( 'status' => rest_authorization_required_code() ) );
 			}
 		}
@@ -291,7 +307,7 @@ class BP_REST_Messages_Endpoint extends WP_REST_Controller {
 		$sender_id = (int) $request->get_param( 'sender_id' );
 		$thread    = messages_new_message(
 			array(
-				'sender_id'  => $sender_id ? $sender_id : get_current_user_id(),
+				'sender_id'  => $sender_id ? $sender_id : bp_loggedin_user_id(),
 				'thread_id'  => $thread_id,
 				'recipients' => $request->get_param( 'recipients' ),
 				'subject'    => (string) ( $request->get_param( 'subject' ) ?? 'No Subject' ),
@@ -348,7 +364,7 @@ class BP_REST_Messages_Endpoint extends WP_REST_Controller {
 			'subject'        => array( 'raw' => $last->subject, 'rendered' => $last->subject ),
 			'message'        => array( 'raw' => $last->message, 'rendered' => wpautop( $last->message ) ),
 			'date'           => mysql_to_rfc3339( $last->date_sent ),
-			'current_user'   => get_current_user_id(),
+			'current_user'   => bp_loggedin_user_id(),
 			'messages_count' => $total,
 			'messages'       => array_map(
 				static function ( $row ) {
