@@ -11,6 +11,7 @@ php -r "exit(extension_loaded('mysqli') ? 0 : 1);" 2>/dev/null || need+=(php-mys
 [ -f /usr/share/wordpress/wp-settings.php ] || need+=(wordpress)
 command -v phpunit >/dev/null || need+=(phpunit)
 command -v phpcs >/dev/null || need+=(php-codesniffer)
+command -v mariadb >/dev/null || need+=(mariadb-client)
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
 if ! port_open && ! command -v mariadbd >/dev/null && ! [ -x /usr/sbin/mariadbd ]; then need+=(mariadb-server); fi
 if [ ${#need[@]} -gt 0 ]; then
