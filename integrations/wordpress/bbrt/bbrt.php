@@ -46,8 +46,17 @@ if ( is_admin() ) {
 	Admin::register();
 }
 
-register_activation_hook( __FILE__, array( Send_Keys::class, 'activate' ) );
+register_activation_hook( __FILE__, __NAMESPACE__ . '\\activate' );
 register_deactivation_hook( __FILE__, array( Send_Keys::class, 'deactivate' ) );
+
+/**
+ * Activation: the key table, the purge, and the options that every request reads, made
+ * autoloaded so that reading them costs no query.
+ */
+function activate(): void {
+	Send_Keys::activate();
+	add_option( App_Passwords::TOO_LATE_OPTION, 0, '', true );
+}
 
 /**
  * Loads the plugin's translations.

@@ -56,7 +56,8 @@ final class Send_Keys {
 				KEY created_at (created_at)
 			) {$charset}"
 		);
-		update_option( self::SCHEMA_OPTION, self::SCHEMA_VERSION, false );
+		// Autoloaded: every request's maybe_upgrade() reads it without a query of its own.
+		update_option( self::SCHEMA_OPTION, self::SCHEMA_VERSION, true );
 	}
 
 	/**

@@ -21,7 +21,7 @@ add_filter( 'pre_wp_mail', '__return_true' ); // No MTA on test machines.
 wp_install( 'bbrt tests', 'admin', 'admin@example.org', true, '', 'admin-password' );
 update_option( 'permalink_structure', '' );
 bbrt_test_install_buddyboss_tables();
-\Bbrt\Send_Keys::install();
+\Bbrt\activate();
 
 $fixture = array( 'users' => array() );
 foreach ( array( 'alice', 'bob', 'carol' ) as $login ) {
