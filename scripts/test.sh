@@ -12,6 +12,12 @@ fi
 
 cargo test --workspace --all-features --locked "$@"
 
+# The WordPress plugin's PHP suite (installs Debian's php-cli, php-mysql, wordpress,
+# phpunit, php-codesniffer and starts MariaDB when missing; BBRT_SKIP_PHP=1 skips it).
+if [ "${BBRT_SKIP_PHP:-0}" != 1 ]; then
+  integrations/wordpress/bbrt/tests/run.sh
+fi
+
 # The example page in a real browser: Debian's Chromium driven by playwright-core
 # (installed from npm; it downloads no browser of its own).
 if [ "${BBRT_SKIP_BROWSER:-0}" != 1 ]; then

@@ -18,6 +18,9 @@ pub(crate) enum TimerKey {
     Reverify(CredentialId),
     /// Forget a completed `clientMessageId`.
     IdempotencyExpiry(UserId, ClientMessageId),
+    /// Drop the participant cache's expired threads that no local connection joined, and
+    /// expired `denied` entries.
+    CacheSweep,
 }
 
 /// A `BTreeSet<(Instant, TimerKey)>` plus the reverse index needed to reschedule.
@@ -41,6 +44,11 @@ impl TimerTable {
         if let Some(old) = self.by_key.remove(key) {
             self.by_time.remove(&(old, key.clone()));
         }
+    }
+
+    /// Whether the timer `key` is set.
+    pub(crate) fn is_set(&self, key: &TimerKey) -> bool {
+        self.by_key.contains_key(key)
     }
 
     /// The earliest deadline.

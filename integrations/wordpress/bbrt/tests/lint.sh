@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The plugin's static checks: `php -l` on every file, the phpcs ruleset (phpcs.xml.dist,
+# Debian's php-codesniffer), and every translatable string in the `bbrt` text domain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v php >/dev/null || need+=(php-cli)
+command -v phpcs >/dev/null || need+=(php-codesniffer)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages for the plugin's lint: ${need[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null
+fi
+
+find . -name '*.php' -print0 | xargs -0 -n1 php -l >/dev/null
+echo "php -l: $(find . -name '*.php' | wc -l) files, no syntax errors"
+
+phpcs -q --report=emacs
+echo "phpcs: clean"
+
+# Translation calls in the plugin's own code name the bbrt text domain.
+if grep -rnE "(\b__|_e|_x|_n|esc_html__|esc_attr__|esc_html_e|esc_attr_e)\( " bbrt.php includes/ \
+    | grep -v "'bbrt' )" ; then
+  echo "translatable strings above are not in the bbrt text domain" >&2
+  exit 1
+fi
+echo "i18n: every string in the bbrt text domain"

@@ -1,0 +1,68 @@
+<?php
+/**
+ * Test site only: loads the BuddyBoss stand-in and the plugin under test, and the test
+ * hooks that the HTTP tests drive through request headers.
+ *
+ * @package Bbrt\Tests
+ */
+
+// X-Bbrt-Test-No-BuddyBoss: this request runs on a site without BuddyBoss.
+if ( empty( $_SERVER['HTTP_X_BBRT_TEST_NO_BUDDYBOSS'] ) ) {
+	require_once dirname( __DIR__ ) . '/stubs/buddyboss.php';
+}
+// X-Bbrt-Test-No-App-Password-Fix: this request runs with the fix off.
+if ( ! empty( $_SERVER['HTTP_X_BBRT_TEST_NO_APP_PASSWORD_FIX'] ) ) {
+	define( 'BBRT_FEATURE_APP_PASSWORDS', false );
+}
+
+// X-Bbrt-Test-Resolve-User-Early: something asks for the current user before bbrt loads
+// (a plugin loaded before bbrt that loads pluggable.php early to do so).
+if ( ! empty( $_SERVER['HTTP_X_BBRT_TEST_RESOLVE_USER_EARLY'] ) ) {
+	wp_cookie_constants(); // Defined for plugins; a mu-plugin runs before.
+	require_once ABSPATH . WPINC . '/pluggable.php';
+	wp_get_current_user();
+}
+require_once dirname( __DIR__, 2 ) . '/bbrt.php';
+
+/*
+ * X-Bbrt-Test-Hold: <dir> holds this request between "the key is ours" and the create:
+ * it writes <dir>/holding, then waits (at most 20 s) for <dir>/release.
+ */
+add_action(
+	'bbrt_before_create',
+	static function () {
+		$dir = isset( $_SERVER['HTTP_X_BBRT_TEST_HOLD'] ) ? (string) $_SERVER['HTTP_X_BBRT_TEST_HOLD'] : '';
+		if ( '' === $dir || ! is_dir( $dir ) ) {
+			return;
+		}
+		touch( $dir . '/holding' );
+		$until = microtime( true ) + 20;
+		while ( ! file_exists( $dir . '/release' ) && microtime( true ) < $until ) {
+			usleep( 20000 );
+		}
+	}
+);
+
+// X-Bbrt-Test-Wait-Ms: how long this request waits for another creating the same key.
+add_filter(
+	'bbrt_in_progress_wait_ms',
+	static function ( $wait_ms ) {
+		return isset( $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] ) ? (int) $_SERVER['HTTP_X_BBRT_TEST_WAIT_MS'] : $wait_ms;
+	}
+);
+
+// X-Bbrt-Test-Exit-Before-Save: the site answers 503 and exits before storing (as a plugin
+// that stops a send may), so the route's own code after the create never runs.
+add_action(
+	'messages_message_before_save',
+	static function () {
+		if ( empty( $_SERVER['HTTP_X_BBRT_TEST_EXIT_BEFORE_SAVE'] ) ) {
+			return;
+		}
+		status_header( 503 );
+		header( 'Content-Type: application/json; charset=UTF-8' );
+		echo wp_json_encode( array( 'code' => 'test_exit', 'message' => 'exited before the store', 'data' => array( 'status' => 503 ) ) );
+		exit;
+	},
+	PHP_INT_MIN
+);
