@@ -2,7 +2,7 @@
 //! buffers while idle.
 //!
 //! - **Reads**: wait for `readable()`, then `try_read` into this worker thread's 64 KiB
-//!   scratch buffer; frames are unmasked and parsed in place ([`ws::FrameReader`]) and
+//!   scratch buffer; frames are unmasked and parsed in place ([`FrameReader`]) and
 //!   decoded to client frames right here (in parallel across workers), so the hub task
 //!   gets typed inputs. Only an incomplete frame's tail is kept per connection.
 //! - **Writes**: the hub task pushes shared frame bytes onto the [`Outbox`] and notifies;
@@ -10,9 +10,17 @@
 //!   `[header, frame, header, frame, ...]` (many frames per syscall under load).
 //! - **Slow consumers**: the outbox is bounded in bytes and `SO_SNDBUF` is capped, so a
 //!   client that does not read fills its queue and is closed with 4011; a write that
-//!   makes no progress for the write timeout is closed the same way.
+//!   makes no progress for the write timeout is closed the same way. While a write is
+//!   stuck nothing more is read from the client, so its requests cannot pile up replies.
+//! - **Control frames**: a ping is answered by one pong slot (the latest ping wins, as
+//!   RFC 6455 §5.5.3 allows), and pings and pongs have a rate limit of their own here (the
+//!   Hub never sees them): past it they are ignored, and a client that keeps on is closed
+//!   with 4008.
 //! - **Liveness**: a connection silent for the ping interval is pinged; one silent for the
 //!   idle timeout is closed with 4012.
+//! - **Closing**: after its close frame the server reads and discards (never buffers) for
+//!   at most [`CLOSE_WAIT`] and [`CLOSE_DISCARD_BYTES`], so that a peer still sending reads
+//!   the close code instead of a reset.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -24,7 +32,8 @@ use std::time::Duration;
 use bbrt_buddyboss::Credential;
 use bbrt_protocol::hub::Input;
 use bbrt_protocol::ids::ConnId;
-use bbrt_protocol::wire::{self, DecodeError, DecodeErrorKind};
+use bbrt_protocol::wire::{self, CloseCode, DecodeError, DecodeErrorKind};
+use bbrt_ws::frame::{self as ws, FrameError, FrameReader, WsEvent};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -35,7 +44,6 @@ use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
 use crate::outbox::{CloseRequest, Outbox};
 use crate::server::Shared;
-use crate::ws::{self, FrameReader, WsEvent};
 
 /// Size of each worker thread's read buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -43,8 +51,11 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 const READS_PER_WAKE: usize = 16;
 /// Slices per vectored write.
 const IOV_MAX: usize = 128;
-/// How long a closing connection waits for the peer's close frame.
+/// How long a closing connection writes its close frame and waits for the peer's.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Most bytes read (and discarded) after the server's close frame: more than the 16 MiB
+/// frame a tungstenite or browser client may be in the middle of sending.
+const CLOSE_DISCARD_BYTES: usize = 32 * 1024 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
@@ -74,9 +85,48 @@ pub(crate) struct Connection {
     /// Chunks being written: header, payload, header, payload...
     pending: VecDeque<Bytes>,
     held: Held,
+    /// The pong for the latest ping not yet written (boxed: no space while empty).
+    pong: Option<Box<[u8]>>,
+    control: ControlRate,
     last_read: Instant,
     pinged: bool,
     stall_since: Option<Instant>,
+}
+
+/// The transport's rate limit on pings and pongs, with the Hub's frame rate and burst.
+/// Refilled at each read from the time since the previous one (`last_read`), so it needs
+/// no clock of its own.
+#[derive(Debug)]
+struct ControlRate {
+    tokens: f32,
+    /// Over-limit control frames in a row.
+    violations: u32,
+}
+
+impl ControlRate {
+    fn new(burst: f64) -> Self {
+        Self {
+            tokens: burst as f32,
+            violations: 0,
+        }
+    }
+
+    fn refill(&mut self, elapsed: Duration, rate: f64, burst: f64) {
+        let tokens = f64::from(self.tokens) + elapsed.as_secs_f64() * rate;
+        self.tokens = tokens.min(burst) as f32;
+    }
+
+    /// Whether one more control frame may be answered.
+    fn admit(&mut self) -> bool {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.violations = 0;
+            true
+        } else {
+            self.violations = self.violations.saturating_add(1);
+            false
+        }
+    }
 }
 
 /// What one read burst produced for the hub task.
@@ -95,14 +145,18 @@ impl Connection {
         outbox: Arc<Outbox>,
         held: Held,
     ) -> Self {
+        let reader = FrameReader::new(shared.config.max_frame_bytes);
+        let control = ControlRate::new(shared.config.frame_burst);
         Self {
             stream,
             conn,
             shared,
             outbox,
-            reader: FrameReader::default(),
+            reader,
             pending: VecDeque::new(),
             held,
+            pong: None,
+            control,
             last_read: Instant::now(),
             pinged: false,
             stall_since: None,
@@ -158,6 +212,8 @@ impl Connection {
                 sleep.as_mut().reset(deadline);
             }
             let want_write = !self.pending.is_empty();
+            // Replies waiting for the socket: read nothing more until they are written.
+            let want_read = !want_write;
             tokio::select! {
                 biased;
                 () = self.outbox.notify.notified() => {
@@ -184,7 +240,7 @@ impl Connection {
                 }
                 // poll_fn over the poll_*_ready methods: no per-branch waiter nodes, so the
                 // task of an idle connection stays small.
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => {
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if want_read => {
                     if ready.is_err() {
                         return End::Gone;
                     }
@@ -242,8 +298,7 @@ impl Connection {
             && now >= since + cfg.write_timeout
         {
             let request = CloseRequest {
-                code: 4011,
-                reason: "slow consumer",
+                code: CloseCode::SlowConsumer,
                 flush: false,
             };
             return Some(End::Close {
@@ -253,8 +308,7 @@ impl Connection {
         }
         if now >= self.last_read + cfg.idle_timeout {
             let request = CloseRequest {
-                code: 4012,
-                reason: "idle timeout",
+                code: CloseCode::IdleTimeout,
                 flush: true,
             };
             return Some(End::Close {
@@ -293,20 +347,27 @@ impl Connection {
         close.map(end_for)
     }
 
-    /// Writes as much of the batch as the socket takes without waiting.
+    /// Writes as much of the batch as the socket takes without waiting, then the pong
+    /// (it joins the batch only once the batch is written, so at most one waits).
     fn flush(&mut self) -> Result<(), End> {
-        match write_pending(&self.stream, &mut self.pending, &self.shared) {
-            Ok(true) => {
-                self.stall_since = None;
-                Ok(())
+        loop {
+            if self.pending.is_empty() {
+                let Some(pong) = self.pong.take() else {
+                    self.stall_since = None;
+                    return Ok(());
+                };
+                self.pending.push_back(Bytes::from(pong));
             }
-            Ok(false) => {
-                self.stall_since.get_or_insert_with(Instant::now);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "write failed");
-                Err(End::Gone)
+            match write_pending(&self.stream, &mut self.pending, &self.shared) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.stall_since.get_or_insert_with(Instant::now);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "write failed");
+                    return Err(End::Gone);
+                }
             }
         }
     }
@@ -343,48 +404,62 @@ impl Connection {
 
     /// Parses bytes read from the peer into Hub inputs.
     fn process(&mut self, bytes: &mut [u8]) -> ReadOutcome {
-        self.last_read = Instant::now();
+        let now = Instant::now();
+        let cfg = &self.shared.config;
+        self.control.refill(
+            now.saturating_duration_since(self.last_read),
+            cfg.frame_rate,
+            cfg.frame_burst,
+        );
+        self.last_read = now;
         self.pinged = false;
         let mut inputs = Vec::new();
         let mut peer_close = None;
         let Self {
             reader,
-            pending,
+            pong,
+            control,
             held,
             shared,
             conn,
             ..
         } = self;
         let conn = *conn;
-        let max = shared.config.max_frame_bytes;
-        let result = reader.feed(bytes, max, &mut |event| {
-            match event {
-                WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
-                WsEvent::Binary => {
-                    shared.metrics.binary_in();
-                    let error = DecodeError {
-                        request_id: None,
-                        kind: DecodeErrorKind::Binary,
-                    };
-                    inputs.push(Input::Invalid { conn, error });
-                }
-                WsEvent::Ping(payload) => {
-                    pending.push_back(ws::control_frame(ws::OP_PONG, payload).freeze())
-                }
-                WsEvent::Pong => {}
-                WsEvent::Close(code) => {
-                    peer_close = Some(code);
-                    return false;
+        let result = reader.feed(bytes, &mut |event| match event {
+            WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
+            WsEvent::Binary => {
+                shared.metrics.binary_in();
+                let error = DecodeError {
+                    request_id: None,
+                    kind: DecodeErrorKind::Binary,
+                };
+                inputs.push(Input::Invalid { conn, error });
+            }
+            WsEvent::Ping(payload) => {
+                if control.admit() {
+                    // An unwritten pong is replaced: only the latest ping is answered.
+                    *pong = Some(Vec::from(ws::control_frame(ws::OP_PONG, payload)).into());
                 }
             }
-            true
+            WsEvent::Pong => {
+                control.admit();
+            }
+            WsEvent::Close(code) => peer_close = Some(code),
         });
+        if self.control.violations > self.shared.config.close_after_violations {
+            self.reader.close();
+            let request = CloseRequest {
+                code: CloseCode::RateLimited,
+                flush: false,
+            };
+            let why = CloseReason::ControlRate;
+            return ReadOutcome::End(inputs, End::Close { request, why });
+        }
         match (result, peer_close) {
             (Err(e), _) => {
                 tracing::debug!(error = %e, "protocol violation");
                 let request = CloseRequest {
-                    code: e.close_code(),
-                    reason: close_reason(e.close_code()),
+                    code: close_code(e),
                     flush: false,
                 };
                 ReadOutcome::End(
@@ -423,7 +498,7 @@ impl Connection {
 
     /// The closing handshake.
     async fn finish(&mut self, end: End) {
-        let write_timeout = self.shared.config.write_timeout.min(CLOSE_WAIT);
+        self.pong = None;
         match end {
             End::Gone => {}
             End::PeerClosed(code) => {
@@ -434,26 +509,25 @@ impl Connection {
                     None => ws::control_frame(ws::OP_CLOSE, b""),
                 };
                 self.pending.push_back(frame.freeze());
+                let write_timeout = self.shared.config.write_timeout.min(CLOSE_WAIT);
                 let _ = tokio::time::timeout(write_timeout, self.flush_all()).await;
             }
             End::Close { request, why } => {
-                self.shared.metrics.closed(if request.code == 1001 {
+                let code = request.code;
+                self.shared.metrics.closed(if code == CloseCode::GoingAway {
                     CloseReason::Shutdown
                 } else {
                     why
                 });
-                tracing::debug!(code = request.code, reason = request.reason, "closing");
+                tracing::debug!(code = code.code(), reason = code.reason(), "closing");
                 if request.flush {
                     let _ = self.pull();
                 } else {
                     self.pending.clear();
                 }
                 self.pending
-                    .push_back(ws::close_frame(request.code, request.reason).freeze());
-                let flushed = tokio::time::timeout(write_timeout, self.flush_all()).await;
-                if matches!(flushed, Ok(true)) {
-                    self.await_peer_close().await;
-                }
+                    .push_back(ws::close_frame(code.code(), code.reason()).freeze());
+                let _ = tokio::time::timeout(CLOSE_WAIT, self.close_handshake()).await;
             }
         }
     }
@@ -473,36 +547,52 @@ impl Connection {
         }
     }
 
-    /// After our close frame: read until the peer's close frame or EOF, briefly.
-    async fn await_peer_close(&mut self) {
-        let wait = async {
-            loop {
-                if self.stream.readable().await.is_err() {
-                    return;
-                }
-                // The worker's scratch buffer: nothing of this lives across an await.
-                let done = SCRATCH.with(|scratch| {
-                    let mut scratch = scratch.borrow_mut();
-                    match self.stream.try_read(&mut scratch[..]) {
-                        Ok(0) => true,
-                        Ok(n) => {
-                            let mut closed = false;
-                            let max = usize::MAX >> 1;
-                            let ok = self.reader.feed(&mut scratch[..n], max, &mut |event| {
-                                closed |= matches!(event, WsEvent::Close(_));
-                                !closed
-                            });
-                            closed || ok.is_err()
-                        }
-                        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    /// Writes the batch that ends with our close frame while reading and discarding what
+    /// the peer still sends (a peer blocked writing to us may not read our close
+    /// otherwise), until the peer's close frame or EOF, or [`CLOSE_DISCARD_BYTES`]. The
+    /// caller bounds the time.
+    async fn close_handshake(&mut self) {
+        self.reader.close();
+        let mut discarded = 0;
+        let mut eof = false;
+        loop {
+            let Ok(written) = write_pending(&self.stream, &mut self.pending, &self.shared) else {
+                return;
+            };
+            if written && (eof || self.reader.peer_closed()) {
+                return;
+            }
+            let read = !eof && !self.reader.peer_closed();
+            tokio::select! {
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if read => {
+                    if ready.is_err() {
+                        return;
                     }
-                });
-                if done {
-                    return;
+                    // The worker's scratch buffer: nothing of this lives across an await.
+                    let got = SCRATCH.with(|scratch| {
+                        let mut scratch = scratch.borrow_mut();
+                        let n = self.stream.try_read(&mut scratch[..])?;
+                        // Discarding: nothing is delivered or kept.
+                        let _ = self.reader.feed(&mut scratch[..n], &mut |_| {});
+                        Ok::<_, io::Error>(n)
+                    });
+                    match got {
+                        Ok(0) => eof = true,
+                        Ok(n) => discarded += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                    if discarded > CLOSE_DISCARD_BYTES {
+                        return;
+                    }
+                }
+                ready = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !written => {
+                    if ready.is_err() {
+                        return;
+                    }
                 }
             }
-        };
-        let _ = tokio::time::timeout(CLOSE_WAIT, wait).await;
+        }
     }
 }
 
@@ -542,8 +632,7 @@ async fn forward_slowly(
 
 fn shutting_down() -> End {
     let request = CloseRequest {
-        code: 1001,
-        reason: "server shutting down",
+        code: CloseCode::GoingAway,
         flush: true,
     };
     End::Close {
@@ -554,7 +643,7 @@ fn shutting_down() -> End {
 
 /// The end for a close the hub task (or the outbox bound) asked for.
 fn end_for(request: CloseRequest) -> End {
-    let why = if request.code == 4011 {
+    let why = if request.code == CloseCode::SlowConsumer {
         CloseReason::SlowConsumer
     } else {
         CloseReason::Hub
@@ -590,12 +679,12 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
     }
 }
 
-fn close_reason(code: u16) -> &'static str {
-    match code {
-        1002 => "protocol error",
-        1007 => "invalid utf-8",
-        1009 => "frame too large",
-        _ => "",
+/// The close code a framing violation is answered with (RFC 6455 §7.4.1).
+fn close_code(e: FrameError) -> CloseCode {
+    match e {
+        FrameError::TooBig => CloseCode::TooBig,
+        FrameError::InvalidUtf8 => CloseCode::InvalidPayload,
+        _ => CloseCode::ProtocolError,
     }
 }
 

@@ -1,24 +1,20 @@
-//! The HTTP/1.1 side: the request head read before an upgrade, the WebSocket handshake,
-//! credentials and client address from the upgrade, and the small plain endpoints
-//! (`/healthz`, `/readyz`, `/metrics`, `/example`).
+//! The HTTP/1.1 side: reading the request head before an upgrade, writing responses,
+//! credentials and client address from the upgrade, and Origins. Parsing the head and
+//! the WebSocket handshake are `bbrt_ws::handshake`'s (no I/O, fuzzed).
 //!
-//! The server parses the head itself (httparse) and keeps the raw `TcpStream`, so the
-//! upgraded connection carries no HTTP machinery and no buffers (`docs/server.md`).
+//! The server parses the head itself and keeps the raw `TcpStream`, so the upgraded
+//! connection carries no HTTP machinery and no buffers (`docs/server.md`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bbrt_buddyboss::{AuthScheme, Credential};
 use bbrt_protocol::secret::Token;
-use sha1::{Digest, Sha1};
+pub(crate) use bbrt_ws::handshake::{self, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{Cidr, canonical};
-
-/// Largest request head accepted.
-const MAX_HEAD: usize = 16 * 1024;
 
 /// Why a request head could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,65 +23,10 @@ pub(crate) enum HeadError {
     Closed,
     #[error("request head not received in time")]
     Timeout,
-    #[error("request head too large")]
-    TooLarge,
-    #[error("malformed request: {0}")]
-    Malformed(httparse::Error),
+    #[error(transparent)]
+    Head(#[from] handshake::HeadError),
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// A parsed request head. Header names are lowercase.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) method: String,
-    pub(crate) path: String,
-    /// The raw query string, if any. It may hold a token: never log it.
-    query: Option<String>,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    /// The first value of header `name` (lowercase).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of header `name`, joined by commas (as HTTP allows).
-    fn header_all(&self, name: &str) -> String {
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        values.join(",")
-    }
-
-    /// The decoded value of query parameter `name`.
-    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
-        self.query.as_deref()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
-    }
-
-    /// Whether header `name` holds `token` in its comma-separated list (case-insensitive).
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header_all(name)
-            .split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    /// Whether this is a WebSocket upgrade request.
-    pub(crate) fn is_upgrade(&self) -> bool {
-        self.method == "GET"
-            && self.has_token("upgrade", "websocket")
-            && self.has_token("connection", "upgrade")
-    }
 }
 
 /// Reads a request head. Returns it and the bytes read past it (the client's first
@@ -97,42 +38,12 @@ pub(crate) async fn read_head(
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
-            if buf.len() >= MAX_HEAD {
-                return Err(HeadError::TooLarge);
-            }
             let n = stream.read_buf(&mut buf).await?;
             if n == 0 {
                 return Err(HeadError::Closed);
             }
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let target = req.path.unwrap_or("/");
-                    let (path, query) = match target.split_once('?') {
-                        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-                        None => (target.to_owned(), None),
-                    };
-                    let headers = req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let request = Request {
-                        method: req.method.unwrap_or("").to_owned(),
-                        path,
-                        query,
-                        headers,
-                    };
-                    return Ok((request, buf[len..].to_vec()));
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(e) => return Err(HeadError::Malformed(e)),
+            if let Some((request, len)) = handshake::parse_head(&buf)? {
+                return Ok((request, buf[len..].to_vec()));
             }
         }
     };
@@ -141,59 +52,9 @@ pub(crate) async fn read_head(
         .map_err(|_| HeadError::Timeout)?
 }
 
-/// `Sec-WebSocket-Accept` for a client key (RFC 6455 §4.2.2).
-pub(crate) fn accept_key(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.trim().as_bytes());
-    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
-}
-
-/// Checks the handshake headers. `Ok(accept)`, or the status and text to refuse with.
-pub(crate) fn check_handshake(req: &Request) -> Result<String, (u16, &'static str)> {
-    if req.header("sec-websocket-version").map(str::trim) != Some("13") {
-        return Err((426, "unsupported websocket version; use 13"));
-    }
-    let Some(key) = req.header("sec-websocket-key") else {
-        return Err((400, "missing sec-websocket-key"));
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(key.trim())
-        .unwrap_or_default();
-    if decoded.len() != 16 {
-        return Err((400, "invalid sec-websocket-key"));
-    }
-    Ok(accept_key(key))
-}
-
-/// The 101 response.
-pub(crate) fn switching_protocols(accept: &str) -> String {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-}
-
 /// Writes a complete response and lets the connection close.
 pub(crate) async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-        body.len()
-    );
-    if status == 426 {
-        head.push_str("Sec-WebSocket-Version: 13\r\n");
-    }
-    head.push_str("\r\n");
+    let head = handshake::response_head(status, content_type, body.len());
     let write = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body).await?;
@@ -277,63 +138,13 @@ pub(crate) fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn req(headers: &[(&str, &str)], query: Option<&str>) -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/".into(),
-            query: query.map(str::to_owned),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn accept_key_from_the_rfc() {
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn query_params_are_decoded() {
-        let r = req(&[], Some("a=1&token=abc%2Bdef%3D&x"));
-        assert_eq!(r.query_param("token").as_deref(), Some("abc+def="));
-        assert_eq!(r.query_param("x").as_deref(), Some(""));
-        assert_eq!(r.query_param("missing"), None);
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        let target = query.map_or_else(|| "/".to_owned(), |q| format!("/?{q}"));
+        Request::new("GET", &target, headers.iter().copied())
     }
 
     #[test]

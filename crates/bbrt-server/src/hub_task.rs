@@ -73,11 +73,7 @@ pub(crate) struct Channels {
 }
 
 fn close_request(code: CloseCode) -> CloseRequest {
-    CloseRequest {
-        code: code.code(),
-        reason: code.reason(),
-        flush: true,
-    }
+    CloseRequest { code, flush: true }
 }
 
 impl HubTask {

@@ -1,16 +1,16 @@
 //! bbrt-server: runs the sans-IO [`Hub`](bbrt_protocol::Hub) on real WebSockets.
 //!
 //! This crate moves bytes and performs what the Hub asks; every routing rule lives in
-//! `bbrt-protocol`, every site call in `bbrt-buddyboss`. Layout (after mini-redis):
+//! `bbrt-protocol`, every site call in `bbrt-buddyboss`, WebSocket framing and the
+//! upgrade handshake in `bbrt-ws`. Layout (after mini-redis):
 //!
 //! | module | does |
 //! |---|---|
 //! | `main.rs` | flags, logging, signals, runtime |
 //! | [`config`] | every flag, its `BBRT_*` variable and default |
 //! | `server` | listener, accept loop, caps, routing, upgrade, graceful shutdown |
-//! | `http` | request head, handshake, upgrade credentials, client IP, Origins |
+//! | `http` | reading the request head, responses, upgrade credentials, client IP, Origins |
 //! | `connection` | per-connection I/O: scratch-buffer reads, vectored writes, pings |
-//! | `ws` | RFC 6455 framing |
 //! | `outbox` | the bounded outbound queue shared with the hub task |
 //! | `hub_task` | the only owner of the Hub |
 //! | `executor` | site and coordination requests, one result each |
@@ -43,7 +43,6 @@ pub mod metrics;
 mod node;
 mod outbox;
 mod server;
-mod ws;
 
 pub use crate::server::{ServerError, ServerHandle, site_from_config, start, start_with_site};
 

@@ -44,16 +44,19 @@ pub(crate) enum CloseReason {
     WriteStall,
     Idle,
     Protocol,
+    /// Pings and pongs past the transport's rate limit (4008).
+    ControlRate,
     Hub,
     Shutdown,
 }
 
 impl CloseReason {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::SlowConsumer,
         Self::WriteStall,
         Self::Idle,
         Self::Protocol,
+        Self::ControlRate,
         Self::Hub,
         Self::Shutdown,
     ];
@@ -64,6 +67,7 @@ impl CloseReason {
             Self::WriteStall => "slow_consumer_stall",
             Self::Idle => "idle",
             Self::Protocol => "protocol",
+            Self::ControlRate => "control_rate",
             Self::Hub => "hub",
             Self::Shutdown => "shutdown",
         }
@@ -115,7 +119,7 @@ pub struct Metrics {
     pub(crate) upgrades: AtomicU64,
     pub(crate) open_sockets: AtomicU64,
     refused: [AtomicU64; 5],
-    closes: [AtomicU64; 6],
+    closes: [AtomicU64; 7],
     /// Client frames by type: `ClientMessage::KINDS`, then unknown/invalid, then binary.
     frames_in: [AtomicU64; ClientMessage::KINDS.len() + 2],
     pub(crate) bytes_in: AtomicU64,

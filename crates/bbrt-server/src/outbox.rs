@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use bbrt_protocol::wire::CloseCode;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
@@ -27,10 +28,8 @@ pub(crate) enum Push {
 /// A close the connection task must perform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CloseRequest {
-    /// The close code.
-    pub(crate) code: u16,
-    /// Its reason.
-    pub(crate) reason: &'static str,
+    /// The close code (its reason goes with it).
+    pub(crate) code: CloseCode,
     /// Whether queued frames are written first (false for a slow consumer).
     pub(crate) flush: bool,
 }
@@ -75,8 +74,7 @@ impl Outbox {
             s.frames = VecDeque::new();
             s.bytes = 0;
             s.close = Some(CloseRequest {
-                code: 4011,
-                reason: "slow consumer",
+                code: CloseCode::SlowConsumer,
                 flush: false,
             });
             drop(s);
@@ -137,7 +135,10 @@ mod tests {
         assert_eq!(o.push(Bytes::from_static(b"1")), Push::Overflow);
         assert_eq!(o.push(Bytes::from_static(b"1")), Push::Closed);
         let mut rest = VecDeque::new();
-        assert_eq!(o.take(&mut rest).map(|c| c.code), Some(4011));
+        assert_eq!(
+            o.take(&mut rest).map(|c| c.code),
+            Some(CloseCode::SlowConsumer)
+        );
         assert!(rest.is_empty(), "a slow consumer's queue is dropped");
     }
 }

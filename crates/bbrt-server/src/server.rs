@@ -574,11 +574,12 @@ async fn upgrade(
         http::respond(&mut stream, 403, "text/plain", b"origin not allowed\n").await;
         return;
     }
-    let accept = match http::check_handshake(&req) {
+    let accept = match http::handshake::check_handshake(&req) {
         Ok(accept) => accept,
-        Err((status, text)) => {
+        Err(refusal) => {
             shared.metrics.refused(Refusal::BadRequest);
-            http::respond(&mut stream, status, "text/plain", text.as_bytes()).await;
+            let body = refusal.text.as_bytes();
+            http::respond(&mut stream, refusal.status, "text/plain", body).await;
             return;
         }
     };
@@ -596,7 +597,7 @@ async fn upgrade(
         }
     };
     let credential = http::upgrade_credential(&req, &shared.frame_scheme);
-    let response = http::switching_protocols(&accept);
+    let response = http::handshake::switching_protocols(&accept);
     let write = stream.write_all(response.as_bytes());
     if !matches!(
         tokio::time::timeout(shared.config.handshake_timeout, write).await,

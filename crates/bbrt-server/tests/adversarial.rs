@@ -459,6 +459,126 @@ async fn anonymous_connections_are_evicted_oldest_first_4010() {
     }
 }
 
+/// Issue 12, item 2: a client that sends all of an oversized frame before it reads gets the
+/// 1009, not a reset: the server discards what follows its close frame (bounded) and
+/// waits for the client's close.
+#[tokio::test]
+async fn a_fully_sent_16_mib_frame_gets_1009_every_time() {
+    const TRIES: usize = 20;
+    let server = common::Process::start(&[]).await;
+    let url = format!("ws://{}/", server.addr);
+    let big = "x".repeat(16 * 1024 * 1024);
+    let mut codes = Vec::new();
+    for _ in 0..TRIES {
+        let mut c = Client::connect(&url, &[]).await;
+        // tungstenite writes the whole frame, then reads.
+        let sent = c.ws.send(Message::text(big.clone())).await;
+        let code = match sent {
+            Ok(()) => c.closed().await,
+            Err(_) => None,
+        };
+        codes.push(code.map_or(1006, |c| c));
+    }
+    let got_1009 = codes.iter().filter(|&&c| c == 1009).count();
+    println!(
+        "close codes over {TRIES} fully sent 16 MiB frames: {got_1009} × 1009, all: {codes:?}"
+    );
+    assert_eq!(got_1009, TRIES, "{codes:?}");
+}
+
+/// Issue 12, item 1: pings and pongs have a rate limit at the transport (the Hub never sees
+/// them): past the frame rate they go unanswered, and a client that keeps on is closed 4008.
+#[tokio::test]
+async fn a_ping_flood_past_the_frame_rate_is_closed_4008() {
+    let server = Server::start(config()).await;
+    let cfg = config();
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    let pings = (cfg.frame_burst as usize) + cfg.close_after_violations as usize + 50;
+    let mut flood = Vec::new();
+    for _ in 0..pings {
+        flood.extend(Raw::frame(true, 0x9, b"p"));
+    }
+    raw.s.write_all(&flood).await.expect("write");
+    let mut pongs = 0;
+    let code = loop {
+        match raw.next().await {
+            Some((0xA, _)) => pongs += 1,
+            Some((0x8, p)) => break (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]])),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    assert!(
+        pongs <= cfg.frame_burst as usize,
+        "{pongs} pongs for {pings} pings in a burst"
+    );
+    assert_eq!(code, Some(4008));
+    let mut other = server.client().await;
+    other.send(json!({"type": "ping", "requestId": 1})).await;
+    assert_eq!(
+        other.recv_type("pong").await["requestId"],
+        1,
+        "others are unaffected"
+    );
+}
+
+/// Issue 12, item 1: nothing more is read from a connection whose replies wait for the
+/// socket. A client that pings and never reads fills its socket with pongs (one per read);
+/// from then on what it writes stays in the kernel's buffers instead of being read and
+/// dropped, and the stalled connection is closed 4011.
+#[tokio::test]
+async fn a_pinger_that_never_reads_is_not_read_while_its_pongs_wait() {
+    let server = Server::start(common::Config {
+        send_buffer_bytes: 4096,
+        write_timeout: Duration::from_secs(5),
+        frame_rate: 1e9,
+        frame_burst: 1e9,
+        ..config()
+    })
+    .await;
+    let addr = server.handle.local_addr();
+    let mut s = common::raw_websocket(addr, Some(4096)).await;
+    let ping = common::client_frame(true, 0x9, &[b'p'; 125]);
+    // One ping per read, so one pong each: a few hundred fill the small buffers.
+    const ONE_BY_ONE: usize = 600;
+    for _ in 0..ONE_BY_ONE {
+        s.write_all(&ping).await.expect("write");
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+    // Then as much as the kernel's buffers take (a write that blocks for a second: nobody
+    // reads), or until the server closes the stalled connection.
+    let batch = ping.repeat(500);
+    let mut written = ONE_BY_ONE * ping.len();
+    while written < 256 * 1024 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(1), s.write_all(&batch)).await {
+            Ok(Ok(())) => written += batch.len(),
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let body = loop {
+        let (_, body) = http_get(addr, "/metrics", "").await;
+        if common::metric(&body, "bbrt_slow_consumer_closes_total") == Some(1.0) {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed 4011 once its writes stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let read = common::metric(&body, "bbrt_bytes_in_total").expect("bytes_in") as usize;
+    // After the socket filled, at most the rest of one read burst (16 reads of 64 KiB).
+    let bound = ONE_BY_ONE * ping.len() + 16 * 64 * 1024;
+    println!(
+        "a pinger that never reads: wrote {written} bytes, the server read {read} (bound {bound})"
+    );
+    assert!(
+        read <= bound,
+        "the server read {read} bytes of {written} while its pongs waited"
+    );
+}
+
 /// Every answer (ack, joined, pong, error) on `c` within `dur`, by `requestId`.
 async fn answers_by_request_id(
     c: &mut Client,

@@ -179,61 +179,9 @@ async fn too_many_connections_for_one_user_closes_4009() {
     assert_eq!(kept[0].recv_type("pong").await["requestId"], 2);
 }
 
-/// The server binary as its own process, so its RSS is its own.
-struct Process {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Process {
-    async fn start(args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bbrt-server"))
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the server binary starts");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server listens in time"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self { child, addr }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("procfs");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in kB")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn held_open_anonymous_connections_keep_memory_bounded() {
-    let server = Process::start(&[
+    let server = common::Process::start(&[
         "--max-anonymous-total",
         "200",
         "--max-anonymous-per-ip",
@@ -352,4 +300,89 @@ async fn a_reader_of_one_frame_a_second_is_closed_without_slowing_others() {
         code.is_none() || code == Some(4011),
         "closed as a slow consumer: {code:?}"
     );
+}
+
+/// Issue 12, item 1: clients that write pings and never read. The server answers only the
+/// latest ping of a read and reads nothing more while a pong waits for the socket, so its
+/// memory stays within a small multiple of its bounds (a server that queued every pong
+/// grew by hundreds of MiB here). Small socket buffers, so that pongs do wait.
+#[tokio::test]
+async fn fifty_ping_floods_that_never_read_keep_memory_bounded() {
+    const CONNS: usize = 50;
+    const OUTBOUND: usize = 64 * 1024;
+    const FRAME: usize = 64 * 1024;
+    // What each client writes at most (bounded so that a server without the bound is
+    // measured, not killed).
+    const PER_CLIENT: usize = 4 * 1024 * 1024;
+    let server = common::Process::start(&[
+        "--outbound-queue-bytes",
+        &OUTBOUND.to_string(),
+        "--max-frame-bytes",
+        &FRAME.to_string(),
+        "--frame-rate",
+        "1000000000",
+        "--frame-burst",
+        "1000000000",
+        "--send-buffer-bytes",
+        "4096",
+    ])
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..CONNS {
+        sockets.push(common::raw_websocket(server.addr, Some(4096)).await);
+    }
+    let idle = server.rss_kib();
+    let batch = common::client_frame(true, 0x9, &[b'p'; 125]).repeat(500);
+    let mut floods = Vec::new();
+    for mut s in sockets {
+        let batch = batch.clone();
+        floods.push(tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut written = 0;
+            while written < PER_CLIENT {
+                // A write that cannot finish for a while: the server stopped reading.
+                let write = tokio::time::timeout(Duration::from_secs(1), s.write_all(&batch));
+                match write.await {
+                    Ok(Ok(())) => written += batch.len(),
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            (s, written)
+        }));
+    }
+    let mut peak = idle;
+    let mut sockets = Vec::new();
+    let mut written = 0;
+    for flood in floods {
+        while !flood.is_finished() {
+            peak = peak.max(server.rss_kib());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (s, n) = flood.await.expect("flood task");
+        sockets.push(s);
+        written += n;
+    }
+    peak = peak.max(server.rss_kib());
+    let bound_kib = (2 * CONNS * (OUTBOUND + FRAME) / 1024) as u64;
+    println!(
+        "ping flood: {CONNS} connections wrote {} MiB of pings; server RSS idle {idle} KiB, peak {peak} KiB (growth {} KiB, bound {bound_kib} KiB)",
+        written / (1024 * 1024),
+        peak - idle
+    );
+    assert!(
+        peak - idle <= bound_kib,
+        "RSS grew {} KiB over idle, more than {bound_kib} KiB",
+        peak - idle
+    );
+    let url = format!("ws://{}/", server.addr);
+    let mut other = common::Client::connect(&url, &[]).await;
+    other
+        .send(json!({"type": "ping", "requestId": "alive"}))
+        .await;
+    assert_eq!(
+        other.recv_type("pong").await["requestId"],
+        "alive",
+        "the server still serves others"
+    );
+    drop(sockets);
 }

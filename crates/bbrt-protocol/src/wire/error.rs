@@ -165,76 +165,61 @@ impl ErrorCode {
     }
 }
 
-/// WebSocket close codes bbrt uses. Codes 4000–4999 are bbrt's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CloseCode {
-    /// 1000: normal closure.
-    Normal,
-    /// 1001: the server is shutting down.
-    GoingAway,
-    /// 1003: a frame type bbrt does not accept.
-    Unsupported,
-    /// 1007: a text frame that is not UTF-8.
-    InvalidPayload,
-    /// 1009: a frame larger than the frame limit.
-    TooBig,
-    /// 1011: an internal error.
-    InternalError,
-    /// 4001: the site refused the credential (at connect, or when re-verified).
-    CredentialRejected,
-    /// 4003: the request's Origin is not allowed.
-    OriginRejected,
-    /// 4008: the connection kept exceeding its frame rate.
-    RateLimited,
-    /// 4009: the user or address has too many connections.
-    TooManyConnections,
-    /// 4010: an anonymous connection evicted to make room (oldest first).
-    AnonymousEvicted,
-    /// 4011: the client does not read fast enough (outbound queue full or writes stalled).
-    SlowConsumer,
-    /// 4012: the client answered no ping within the idle timeout.
-    IdleTimeout,
+/// Declares [`CloseCode`] from one table: variant, number, reason, meaning.
+macro_rules! close_codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $code:literal, $reason:literal;)*) => {
+        /// Every WebSocket close code the server sends on its own, and only those
+        /// (`docs/protocol.md` lists the same; a test compares them). Codes 4000–4999 are
+        /// bbrt's own. A client's close is answered with its own code echoed, whatever it
+        /// is (1000 for a normal close).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum CloseCode {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl CloseCode {
+            /// Every close code, in numeric order.
+            pub const ALL: &'static [Self] = &[$(Self::$name),*];
+
+            /// The numeric code sent in the close frame.
+            pub fn code(self) -> u16 {
+                match self {
+                    $(Self::$name => $code,)*
+                }
+            }
+
+            /// The short reason sent with the code.
+            pub fn reason(self) -> &'static str {
+                match self {
+                    $(Self::$name => $reason,)*
+                }
+            }
+        }
+    };
 }
 
-impl CloseCode {
-    /// The numeric code sent in the close frame.
-    pub fn code(self) -> u16 {
-        match self {
-            Self::Normal => 1000,
-            Self::GoingAway => 1001,
-            Self::Unsupported => 1003,
-            Self::InvalidPayload => 1007,
-            Self::TooBig => 1009,
-            Self::InternalError => 1011,
-            Self::CredentialRejected => 4001,
-            Self::OriginRejected => 4003,
-            Self::RateLimited => 4008,
-            Self::TooManyConnections => 4009,
-            Self::AnonymousEvicted => 4010,
-            Self::SlowConsumer => 4011,
-            Self::IdleTimeout => 4012,
-        }
-    }
-
-    /// The short reason sent with the code.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Normal => "bye",
-            Self::GoingAway => "server shutting down",
-            Self::Unsupported => "unsupported frame",
-            Self::InvalidPayload => "invalid utf-8",
-            Self::TooBig => "frame too large",
-            Self::InternalError => "internal error",
-            Self::CredentialRejected => "credential rejected",
-            Self::OriginRejected => "origin not allowed",
-            Self::RateLimited => "rate limit exceeded",
-            Self::TooManyConnections => "too many connections",
-            Self::AnonymousEvicted => "anonymous connection evicted",
-            Self::SlowConsumer => "slow consumer",
-            Self::IdleTimeout => "idle timeout",
-        }
-    }
+close_codes! {
+    /// 1001: the server is shutting down.
+    GoingAway = 1001, "server shutting down";
+    /// 1002: the client broke RFC 6455's framing rules.
+    ProtocolError = 1002, "protocol error";
+    /// 1007: a text message (or a close reason) that is not UTF-8.
+    InvalidPayload = 1007, "invalid utf-8";
+    /// 1009: a message larger than the frame limit.
+    TooBig = 1009, "frame too large";
+    /// 4001: the site refused the credential (at connect, or when re-verified).
+    CredentialRejected = 4001, "credential rejected";
+    /// 4008: the connection kept exceeding its frame rate (control frames included).
+    RateLimited = 4008, "rate limit exceeded";
+    /// 4009: the user or address has too many connections.
+    TooManyConnections = 4009, "too many connections";
+    /// 4010: an anonymous connection evicted to make room (oldest first).
+    AnonymousEvicted = 4010, "anonymous connection evicted";
+    /// 4011: the client does not read fast enough (outbound queue full or writes stalled).
+    SlowConsumer = 4011, "slow consumer";
+    /// 4012: the client answered no ping within the idle timeout.
+    IdleTimeout = 4012, "idle timeout";
 }
 
 /// Server → client `error`: the seed's `{type, message}` plus a stable `code`.

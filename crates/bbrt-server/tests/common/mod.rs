@@ -207,3 +207,113 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> 
         .unwrap_or_default();
     (status, body)
 }
+
+/// The server binary as its own process, so its RSS is its own.
+pub struct Process {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Process {
+    /// Starts `bbrt-server` (or the binary `BBRT_SERVER_UNDER_TEST` names, to measure
+    /// another build with the same test) with `args`.
+    pub async fn start(args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let binary = std::env::var_os("BBRT_SERVER_UNDER_TEST")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_bbrt-server").into());
+        let child = std::process::Command::new(binary)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the server binary starts");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server listens in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, addr }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("procfs");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in kB")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw upgraded socket (optionally with a small receive buffer), for what tungstenite
+/// does not do: writing without ever reading.
+pub async fn raw_websocket(addr: std::net::SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    let mut s = socket.connect(addr).await.expect("connect");
+    let req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.write_all(req.as_bytes()).await.expect("write");
+    // Byte by byte up to the blank line, so no frame is read with the response.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WAIT, s.read_exact(&mut byte))
+            .await
+            .expect("response in time")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// A masked client frame.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The value of metric line `name` (labels included) in a `/metrics` body.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -1,0 +1,146 @@
+//! However the input is split, the reader delivers the same frames and ends the same way,
+//! and never holds more than its limit.
+
+use bbrt_ws::frame::{
+    FrameError, FrameReader, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+    WsEvent, unmask,
+};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Text(String),
+    Binary,
+    Ping(Vec<u8>),
+    Pong,
+    Close(Option<u16>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    events: Vec<Ev>,
+    error: Option<FrameError>,
+    peer_closed: bool,
+}
+
+/// Feeds `bytes` cut at `cuts`; the server says its close after `close_at` bytes, if set.
+fn run(max: usize, bytes: &[u8], cuts: &[usize], close_at: Option<usize>) -> Outcome {
+    let mut reader = FrameReader::new(max);
+    let mut events = Vec::new();
+    let mut error = None;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.extend(close_at);
+    points.push(bytes.len());
+    points.sort_unstable();
+    let mut at = 0;
+    for point in points {
+        if close_at == Some(at) {
+            reader.close();
+        }
+        let mut piece = bytes[at..point].to_vec();
+        let result = reader.feed(&mut piece, &mut |ev| {
+            events.push(match ev {
+                WsEvent::Text(t) => Ev::Text(t.to_owned()),
+                WsEvent::Binary => Ev::Binary,
+                WsEvent::Ping(p) => Ev::Ping(p.to_vec()),
+                WsEvent::Pong => Ev::Pong,
+                WsEvent::Close(c) => Ev::Close(c),
+            });
+        });
+        if let Err(e) = result {
+            assert!(error.is_none(), "an error is reported once");
+            error = Some(e);
+        }
+        assert!(
+            reader.buffered() <= reader.buffer_limit(),
+            "{} held, limit {}",
+            reader.buffered(),
+            reader.buffer_limit()
+        );
+        at = point;
+    }
+    if close_at == Some(at) {
+        reader.close();
+    }
+    Outcome {
+        events,
+        error,
+        peer_closed: reader.peer_closed(),
+    }
+}
+
+fn client(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let mut p = payload.to_vec();
+    unmask(&mut p, mask);
+    out.extend_from_slice(&p);
+    out
+}
+
+/// Mostly well-formed frames, with some of every kind of mistake.
+fn frame() -> impl Strategy<Value = Vec<u8>> {
+    let opcode = prop_oneof![
+        4 => Just(OP_TEXT),
+        2 => Just(OP_CONTINUATION),
+        1 => Just(OP_BINARY),
+        2 => Just(OP_PING),
+        1 => Just(OP_PONG),
+        1 => Just(OP_CLOSE),
+        1 => 0u8..16,
+    ];
+    let payload = prop_oneof![
+        4 => "[a-zé ]{0,40}".prop_map(String::into_bytes),
+        1 => proptest::collection::vec(any::<u8>(), 0..300),
+    ];
+    (any::<bool>(), opcode, payload, any::<[u8; 4]>(), 0u8..20).prop_map(
+        |(fin, opcode, payload, mask, flaw)| {
+            let mut f = client(fin || opcode & 8 != 0, opcode, &payload, mask);
+            match flaw {
+                0 => f[1] &= 0x7F, // unmasked
+                1 => f[0] |= 0x40, // reserved bit
+                _ => {}
+            }
+            f
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn frames_are_the_same_however_split(
+        frames in proptest::collection::vec(frame(), 0..12),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        max in 0usize..400,
+        close in proptest::option::of(any::<usize>()),
+    ) {
+        let bytes = frames.concat();
+        let close_at = close.map(|c| c % (bytes.len() + 1));
+        let whole = run(max, &bytes, &[], close_at);
+        let split = run(max, &bytes, &cuts, close_at);
+        prop_assert_eq!(&whole, &split);
+        let bytewise: Vec<usize> = (0..bytes.len()).collect();
+        prop_assert_eq!(&whole, &run(max, &bytes, &bytewise, close_at));
+    }
+
+    #[test]
+    fn arbitrary_bytes_are_the_same_however_split(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        max in 0usize..400,
+    ) {
+        prop_assert_eq!(run(max, &bytes, &[], None), run(max, &bytes, &cuts, None));
+    }
+}
