@@ -64,6 +64,10 @@ pub enum Fault {
     /// Do the request, then cut the connection halfway through the answer (its
     /// `Content-Length` promises more than is sent): the client sees a reset.
     CutOff,
+    /// Take this long before doing the request, then do it and answer. The request is
+    /// done even if the client gave up meanwhile, as PHP goes on after a client's timeout:
+    /// a slow write that stores the message after bbrt stopped waiting.
+    Slow(Duration),
 }
 
 /// A request the site received, without secrets.
@@ -136,6 +140,8 @@ struct State {
     next_row: u64,
     faults: VecDeque<Fault>,
     latency: Duration,
+    /// Requests arriving before this wait for it, then are done (a paused PHP).
+    paused_until: Option<tokio::time::Instant>,
     log: Vec<LoggedRequest>,
     app_password_trap: bool,
     moderators: BTreeSet<u64>,
@@ -407,6 +413,12 @@ impl FakeSite {
         }
     }
 
+    /// Pauses the site for `d` from now, as `kill -STOP` of PHP does: requests wait, and
+    /// when it ends each is done and answered, even those whose client gave up.
+    pub fn pause(&self, d: Duration) {
+        self.state().paused_until = Some(tokio::time::Instant::now() + d);
+    }
+
     /// Delays every answer by `latency` (zero to stop).
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
@@ -487,8 +499,11 @@ fn store_message(s: &mut State, thread: u64, sender: u64, subject: &str, text: &
     id
 }
 
-/// Roughly what WordPress's kses does to message content: a few tags survive, other
-/// tags are dropped (their text stays), and a lone `&`, `<` or `>` becomes an entity.
+/// What WordPress's kses does to message content (`wp_kses_split`): every `<` up to the
+/// next `>`, or to the end when none follows, is a tag. An allowed name keeps the tag
+/// without its attributes (`< b and c >` becomes `<b>`), anything else is removed (`< 5`);
+/// comments are removed; a lone `>` becomes `&gt;` and a lone `&` `&amp;`. The real site
+/// stored `if a < b and c > d` as `if a <b> d`.
 fn kses(input: &str) -> String {
     const ALLOWED: &[&str] = &[
         "a",
@@ -510,30 +525,32 @@ fn kses(input: &str) -> String {
     let mut rest = input;
     while let Some(c) = rest.chars().next() {
         match c {
+            '<' if rest.starts_with("<!--") => {
+                rest = rest.find("-->").map_or("", |e| &rest[e + 3..]);
+            }
             '<' => {
-                let after = &rest[1..];
-                let opens = after
+                let end = rest.find('>');
+                let tag = &rest[1..end.unwrap_or(rest.len())];
+                rest = end.map_or("", |e| &rest[e + 1..]);
+                let tag = tag.trim_start();
+                let (closing, tag) = match tag.strip_prefix('/') {
+                    Some(t) => (true, t.trim_start()),
+                    None => (false, tag),
+                };
+                let name: String = tag
                     .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '/');
-                match after.find('>').filter(|_| opens) {
-                    Some(end) => {
-                        let tag = &rest[..end + 2];
-                        let name: String = tag[1..]
-                            .trim_start_matches('/')
-                            .chars()
-                            .take_while(char::is_ascii_alphanumeric)
-                            .collect::<String>()
-                            .to_ascii_lowercase();
-                        if ALLOWED.contains(&name.as_str()) {
-                            out.push_str(tag);
-                        }
-                        rest = &rest[end + 2..];
-                    }
-                    None => {
-                        out.push_str("&lt;");
-                        rest = after;
-                    }
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if name.is_empty() || !ALLOWED.contains(&name.as_str()) {
+                    continue;
+                }
+                if closing {
+                    out.push_str(&format!("</{name}>"));
+                } else if tag.trim_end().ends_with('/') {
+                    out.push_str(&format!("<{name} />"));
+                } else {
+                    out.push_str(&format!("<{name}>"));
                 }
             }
             '>' => {
@@ -754,17 +771,35 @@ async fn handle(
     };
 
     let is_create = method == Method::POST && route == "/buddyboss/v1/messages";
-    let (latency, fault) = {
+    let (latency, fault, paused_until) = {
         let mut s = shared.state();
         s.log.push(entry);
         let position = s
             .faults
             .iter()
             .position(|f| *f != Fault::StoreThenHang || is_create);
-        (s.latency, position.and_then(|i| s.faults.remove(i)))
+        let fault = position.and_then(|i| s.faults.remove(i));
+        (s.latency, fault, s.paused_until)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    let wait_until = match fault {
+        Some(Fault::Slow(d)) => Some(tokio::time::Instant::now() + d),
+        _ => paused_until.filter(|at| *at > tokio::time::Instant::now()),
+    };
+    if let Some(at) = wait_until {
+        // Detached, so the work is done even when the client stops waiting.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = tx.send(perform(&shared, &method, &route, &query, &body, &headers));
+        });
+        return match rx.await {
+            Ok((answer, unread, authenticated)) => respond(answer, unread, authenticated),
+            Err(_) => std::future::pending().await,
+        };
     }
     match fault {
         Some(Fault::Hang) => std::future::pending::<()>().await,
@@ -778,21 +813,8 @@ async fn handle(
         _ => {}
     }
 
-    let (answer, unread, authenticated) = {
-        let mut s = shared.state();
-        let caller = authenticate(&s, &headers);
-        match caller {
-            Err(a) => (a, 0, false),
-            Ok(caller) => {
-                let answer = route_request(&mut s, &method, &route, &query, &body, &caller);
-                let (unread, authenticated) = match caller {
-                    Caller::User(u, _) => (total_unread(&s, u), true),
-                    Caller::Anonymous => (0, false),
-                };
-                (answer, unread, authenticated)
-            }
-        }
-    };
+    let (answer, unread, authenticated) =
+        perform(&shared, &method, &route, &query, &body, &headers);
     match fault {
         Some(Fault::StoreThenHang) => std::future::pending::<()>().await,
         Some(Fault::Truncated) => {
@@ -824,6 +846,29 @@ async fn handle(
         _ => {}
     }
     respond(answer, unread, authenticated)
+}
+
+/// Does the request: the answer, the caller's unread count, whether it authenticated.
+fn perform(
+    shared: &Shared,
+    method: &Method,
+    route: &str,
+    query: &[(String, String)],
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> (Answer, u32, bool) {
+    let mut s = shared.state();
+    match authenticate(&s, headers) {
+        Err(a) => (a, 0, false),
+        Ok(caller) => {
+            let answer = route_request(&mut s, method, route, query, body, &caller);
+            let (unread, authenticated) = match caller {
+                Caller::User(u, _) => (total_unread(&s, u), true),
+                Caller::Anonymous => (0, false),
+            };
+            (answer, unread, authenticated)
+        }
+    }
 }
 
 fn raw_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
@@ -1495,8 +1540,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kses_encodes_lone_specials_and_keeps_known_tags() {
-        assert_eq!(kses("a < b & c > d"), "a &lt; b &amp; c &gt; d");
+    fn kses_takes_any_less_than_for_a_tag_as_wordpress_does() {
+        // As the real site stored it (issue 15).
+        assert_eq!(kses("if a < b and c > d"), "if a <b> d");
+        assert_eq!(kses("3 < 5 & c > d"), "3  d");
+        assert_eq!(kses("3 < 5"), "3 ");
+        assert_eq!(kses("a & b > c"), "a &amp; b &gt; c");
+        assert_eq!(
+            kses("x<br/>y <!-- note --> <B class=\"x\">z</B >"),
+            "x<br />y  <b>z</b>"
+        );
         assert_eq!(
             kses("<b>bold</b> <script>x()</script> &amp;"),
             "<b>bold</b> x() &amp;"

@@ -69,15 +69,19 @@
 //! | 403 `bp_rest_authorization_required` (not a participant, or no such thread) | [`Forbidden`](BuddyBossError::Forbidden) | no |
 //! | 400 `bp_rest_messages_empty_message`, `bp_rest_empty_recipients`, …; a non-numeric id (`invalid_id`, no request made) | [`Invalid`](BuddyBossError::Invalid) | no |
 //! | 500 `bp_rest_messages_create_failed` (unknown recipient, not friends, blocked) | [`Refused`](BuddyBossError::Refused) | no |
-//! | other 5xx, 429, timeout, connection refused, an unconfirmed send (`send_unconfirmed`) | [`Unavailable`](BuddyBossError::Unavailable) | yes |
+//! | other 5xx, 429, timeout, connection refused | [`Unavailable`](BuddyBossError::Unavailable) | yes |
+//! | a send whose outcome is unknown and that reconciliation did not find (`send_unconfirmed`) | [`Unconfirmed`](BuddyBossError::Unconfirmed) | yes, with the same idempotency key |
 //! | a body that is not what BuddyBoss documents, `rest_no_route` | [`Protocol`](BuddyBossError::Protocol) | yes (per [`SiteErrorKind::retryable`](bbrt_protocol::api::SiteErrorKind::retryable)) |
 //!
 //! Reads (`GET`) are retried with backoff a bounded number of times when the site is
 //! unavailable; writes never are. A `POST` whose outcome is unknown (a timeout after the
 //! request went out, a reset connection, a gateway error, an unreadable success body) is
 //! reconciled by reading the thread before returning: if the message is there (same
-//! sender, same text, recent), the send succeeded; otherwise it is `Unavailable`
-//! (`send_unconfirmed`) and safe to retry.
+//! sender, same text as kses stores it, recent), the send succeeded; otherwise it is
+//! [`Unconfirmed`](BuddyBossError::Unconfirmed) (`send_unconfirmed`): not found *yet*,
+//! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
+//! retry says so ([`BuddyBoss::send_again`]): it looks for the message again first, and
+//! posts only once the site had [`Config::reconcile_settle`] to store the first one.
 #![warn(missing_docs)]
 
 mod credential;
@@ -142,6 +146,31 @@ pub trait BuddyBoss: Send + Sync + 'static {
         text: &str,
     ) -> Result<StoredMessage, BuddyBossError>;
 
+    /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
+    /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
+    /// message first and answers it if the site stored it. The default looks back 60 s
+    /// from `unconfirmed_since` and posts when nothing is found; [`HttpBuddyBoss`] also
+    /// waits for the site to settle before it posts again.
+    async fn send_again(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        unconfirmed_since: i64,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let since = unconfirmed_since.saturating_sub(60);
+        if let Some(found) = self
+            .find_recent(credential, sender, thread, recipients, text, since)
+            .await?
+        {
+            return Ok(found);
+        }
+        self.send(credential, sender, thread, recipients, text)
+            .await
+    }
+
     /// The newest message from `sender` with this `text` stored at or after
     /// `since_unix_secs`, in `thread` (or, without one, in a recent thread with
     /// `recipients`); for reconciling a send whose outcome is unknown.
@@ -205,12 +234,28 @@ pub async fn perform(
             recipients,
             text,
             client_message_id,
+            unconfirmed_since,
             ..
         } => {
             tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            site.send(credential, sender, thread.as_ref(), recipients, text)
-                .await
-                .map(ApiResponse::Stored)
+            let stored = match unconfirmed_since {
+                Some(since) => {
+                    site.send_again(
+                        credential,
+                        sender,
+                        thread.as_ref(),
+                        recipients,
+                        text,
+                        *since,
+                    )
+                    .await
+                }
+                None => {
+                    site.send(credential, sender, thread.as_ref(), recipients, text)
+                        .await
+                }
+            };
+            stored.map(ApiResponse::Stored)
         }
         ApiRequest::MarkRead { user, thread, .. } => site
             .mark_read(credential, user, thread)

@@ -35,6 +35,31 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
+/// A secret from the command line or the environment. `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(String);
+
+impl SecretArg {
+    /// The secret itself: for deriving keys, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(secret: &str) -> Result<Self, Self::Err> {
+        Ok(Self(secret.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// bbrt: the real-time WebSocket server for BuddyBoss communities.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bbrt-server", version, about, long_about = None)]
@@ -120,6 +145,12 @@ pub struct Config {
     /// since every node failing readiness at once would be a total outage).
     #[arg(long, env = "BBRT_REDIS_REQUIRED_FOR_READY")]
     pub redis_required_for_ready: bool,
+
+    /// Keys the digests idempotency records keep of a send's parameters (to tell a retry
+    /// from a reused `clientMessageId` without storing the text). Give every node the same
+    /// one; without it each process picks a random key.
+    #[arg(long, env = "BBRT_IDEMPOTENCY_SECRET", hide_env_values = true)]
+    pub idempotency_secret: Option<SecretArg>,
 
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
@@ -255,6 +286,7 @@ impl Default for Config {
             redis_heartbeat: Duration::from_secs(2),
             presence_snapshot: Duration::from_secs(30),
             redis_required_for_ready: false,
+            idempotency_secret: None,
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,

@@ -18,7 +18,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::broker::{Broker, Coordinator, MemoryBroker, MemoryCoordinator, RedisOptions};
+use crate::broker::{
+    Broker, Coordinator, MemoryBroker, MemoryCoordinator, RedisOptions, SendDigester,
+};
 use crate::config::{AuthSchemeArg, Config};
 use crate::connection::Connection;
 use crate::credentials::{CredentialStore, Held};
@@ -279,17 +281,32 @@ pub async fn start_with_site(
     let (events_tx, events_rx) = mpsc::channel(8192);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::channel(64);
+    let digester = match &config.idempotency_secret {
+        Some(secret) => SendDigester::from_secret(secret.expose().as_bytes()),
+        None => {
+            if config.redis.is_some() {
+                tracing::warn!(
+                    "no --idempotency-secret: a clientMessageId reused with other content is \
+                     caught only by the node that first saw it; give every node the same secret"
+                );
+            }
+            SendDigester::random()
+        }
+    };
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
             let (broker, coordinator) =
-                crate::broker::redis::connect(redis_options(url.expose(), &config))?;
+                crate::broker::redis::connect(redis_options(url.expose(), &config, digester))?;
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))
         }
         None => (
             Arc::new(MemoryBroker::default()),
-            Arc::new(MemoryCoordinator::default()),
+            Arc::new(MemoryCoordinator::with_digester(
+                config.hub_config().idempotency_ttl,
+                digester,
+            )),
         ),
     };
     let broker_rx = broker.subscribe();
@@ -349,8 +366,9 @@ pub async fn start_with_site(
 }
 
 /// The Redis link's options from the flags.
-fn redis_options(url: &str, config: &Config) -> RedisOptions {
+fn redis_options(url: &str, config: &Config, digester: SendDigester) -> RedisOptions {
     let mut o = RedisOptions::new(url, config.redis_prefix.clone(), config.node_id.clone());
+    o.digester = digester;
     o.heartbeat = config.redis_heartbeat;
     o.node_ttl = config.redis_heartbeat * 3;
     o.snapshot_every = config.presence_snapshot;

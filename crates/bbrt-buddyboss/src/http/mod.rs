@@ -126,6 +126,11 @@ pub struct Config {
     /// Wait before reading the thread to reconcile an unknown send, so a request the site
     /// is still processing can land. Default 1 s.
     pub reconcile_delay: Duration,
+    /// After a send ended unconfirmed, how long a retry that does not find it in the
+    /// thread answers `send_unconfirmed` again instead of posting (counted from when the
+    /// unconfirmed outcome was recorded): a site still working on the first request (a
+    /// slow write, a paused PHP) gets this long to store it. Default 30 s.
+    pub reconcile_settle: Duration,
     /// Largest response body accepted. Default 4 MiB.
     pub max_response_bytes: usize,
     /// The `User-Agent` header. Default `bbrt/<version>`.
@@ -149,6 +154,7 @@ impl Config {
             verify_cache_capacity: 10_000,
             reconcile_window: Duration::from_secs(60),
             reconcile_delay: Duration::from_secs(1),
+            reconcile_settle: Duration::from_secs(30),
             max_response_bytes: 4 << 20,
             user_agent: concat!("bbrt/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -522,30 +528,25 @@ impl HttpBuddyBoss {
                 tracing::info!(message = %stored.id, thread = %stored.thread, "send reconciled: the site stored it");
                 Ok(stored)
             }
-            Ok(None) => Err(BuddyBossError::Unavailable {
-                code: "send_unconfirmed".into(),
-                message: format!(
-                    "the site did not confirm the message ({}) and it is not in the thread; it was not stored",
-                    cause.code()
-                ),
-            }),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    SiteErrorKind::Unavailable | SiteErrorKind::Protocol
-                ) =>
-            {
-                Err(BuddyBossError::Unavailable {
-                    code: "send_unconfirmed".into(),
-                    message: format!(
-                        "the site did not confirm the message ({}) and the thread could not be read ({})",
-                        cause.code(),
-                        e.code()
-                    ),
-                })
-            }
+            // Not there yet is not "not stored": the site may still be working on it.
+            Ok(None) => Err(unconfirmed(format!(
+                "the site did not confirm the message ({}) and it is not in the thread yet",
+                cause.code()
+            ))),
+            Err(e) if e.retryable() => Err(unconfirmed(format!(
+                "the site did not confirm the message ({}) and the thread could not be read ({})",
+                cause.code(),
+                e.code()
+            ))),
             Err(e) => Err(e),
         }
+    }
+}
+
+fn unconfirmed(message: String) -> BuddyBossError {
+    BuddyBossError::Unconfirmed {
+        code: "send_unconfirmed".into(),
+        message,
     }
 }
 
@@ -716,6 +717,47 @@ impl BuddyBoss for HttpBuddyBoss {
             PostOutcome::Unknown(e) => e,
         };
         self.reconcile(credential, sender, thread, recipients, text, started, cause)
+            .await
+    }
+
+    async fn send_again(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        unconfirmed_since: i64,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let window = i64::try_from(self.config.reconcile_window.as_secs()).unwrap_or(i64::MAX);
+        let since = unconfirmed_since.saturating_sub(window);
+        match self
+            .find_recent(credential, sender, thread, recipients, text, since)
+            .await
+        {
+            Ok(Some(stored)) => {
+                tracing::info!(message = %stored.id, thread = %stored.thread, "retry reconciled: the site stored the earlier attempt");
+                return Ok(stored);
+            }
+            Ok(None) => {}
+            Err(e) if e.retryable() => {
+                return Err(unconfirmed(format!(
+                    "an earlier attempt is unconfirmed and the thread could not be read ({})",
+                    e.code()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        let settle = i64::try_from(self.config.reconcile_settle.as_secs()).unwrap_or(i64::MAX);
+        if now_unix() < unconfirmed_since.saturating_add(settle) {
+            return Err(unconfirmed(
+                "an earlier attempt is unconfirmed and not in the thread yet; the site may still be storing it".into(),
+            ));
+        }
+        tracing::info!(
+            "an earlier attempt is not in the thread after the settle time; posting again"
+        );
+        self.send(credential, sender, thread, recipients, text)
             .await
     }
 

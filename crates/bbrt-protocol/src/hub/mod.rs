@@ -105,7 +105,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use self::broker::{
-    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendReceipt,
+    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendFingerprint,
+    SendOutcome, SendReceipt,
 };
 use self::calls::Calls;
 use self::messages::Sends;
@@ -1121,6 +1122,7 @@ fn site_error_code(error: &SiteError) -> ErrorCode {
         K::Invalid => ErrorCode::Invalid,
         K::Refused => ErrorCode::Refused,
         K::Unavailable => ErrorCode::SiteUnavailable,
+        K::Unconfirmed => ErrorCode::SendUnconfirmed,
         _ => ErrorCode::SiteError,
     }
 }

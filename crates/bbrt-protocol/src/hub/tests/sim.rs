@@ -23,7 +23,8 @@ use crate::api::{
     ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
 };
 use crate::hub::{
-    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendReceipt,
+    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendFingerprint,
+    SendOutcome, SendReceipt,
 };
 use crate::ids::{
     ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, MessageId, NodeId,
@@ -33,6 +34,9 @@ use crate::wire::{CloseCode, Limits, ServerMessage, decode};
 
 /// The fake site's `sentAt` for every message (wall-clock time is data, not a clock).
 pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
+
+/// The simulated coordinator's wall clock (Unix seconds) at the start.
+const SIM_UNIX_EPOCH: i64 = 1_800_000_000;
 
 /// Upper bound on steps in one `drive*` call; more means a livelock.
 const MAX_STEPS: usize = 100_000;
@@ -96,13 +100,23 @@ pub(crate) struct Site {
     pub(crate) real: bool,
     /// Every request, in order: (node, request).
     pub(crate) requests: Vec<(usize, ApiRequest)>,
+    /// Every message stored, in order.
+    pub(crate) stored: Vec<StoredMessage>,
+    /// The next sends are stored, then answered `Unconfirmed` (the answer was lost).
+    pub(crate) unconfirm_next: usize,
 }
 
 /// The simulated coordinator's state for one `clientMessageId`.
 #[derive(Debug, Clone)]
 enum Claim {
-    InFlight { until: Instant },
-    Done(SendReceipt),
+    InFlight {
+        until: Instant,
+    },
+    Done(SendReceipt, SendFingerprint),
+    Unconfirmed {
+        since: i64,
+        fingerprint: SendFingerprint,
+    },
 }
 
 /// The simulated coordinator (Redis in production).
@@ -882,8 +896,20 @@ impl Sim {
                 thread,
                 recipients,
                 text,
+                unconfirmed_since,
                 ..
             } => {
+                if unconfirmed_since.is_some() {
+                    // Reconciliation: the earlier attempt's message, if it was stored.
+                    let found = self.site.stored.iter().rev().find(|m| {
+                        m.sender == *sender
+                            && m.text == *text
+                            && thread.as_ref().is_none_or(|t| m.thread == *t)
+                    });
+                    if let Some(found) = found {
+                        return Ok(ApiResponse::Stored(found.clone()));
+                    }
+                }
                 if text.trim().is_empty() {
                     return Err(SiteError::new(
                         SiteErrorKind::Invalid,
@@ -938,7 +964,7 @@ impl Sim {
                     .entry(thread.clone())
                     .or_default()
                     .extend(participants.iter().cloned());
-                Ok(ApiResponse::Stored(StoredMessage {
+                let stored = StoredMessage {
                     id,
                     thread,
                     sender: sender.clone(),
@@ -946,7 +972,17 @@ impl Sim {
                     html: None,
                     sent_at: SENT_AT.to_owned(),
                     participants,
-                }))
+                };
+                self.site.stored.push(stored.clone());
+                if self.site.unconfirm_next > 0 {
+                    self.site.unconfirm_next -= 1;
+                    return Err(SiteError::new(
+                        SiteErrorKind::Unconfirmed,
+                        "send_unconfirmed",
+                        "the answer was lost",
+                    ));
+                }
+                Ok(ApiResponse::Stored(stored))
             }
             ApiRequest::MarkRead { user, thread, .. } => {
                 if self
@@ -975,11 +1011,27 @@ impl Sim {
             CoordRequest::ClaimSend {
                 user,
                 client_message_id,
+                fingerprint,
             } => {
                 let key = (user.clone(), client_message_id.clone());
                 match self.coord.claims.get(&key) {
-                    Some(Claim::Done(receipt)) => CoordResponse::Done(receipt.clone()),
+                    Some(Claim::Done(_, f) | Claim::Unconfirmed { fingerprint: f, .. })
+                        if f != fingerprint =>
+                    {
+                        CoordResponse::Conflict
+                    }
+                    Some(Claim::Done(receipt, _)) => CoordResponse::Done(receipt.clone()),
                     Some(Claim::InFlight { until }) if *until > now => return None,
+                    Some(Claim::Unconfirmed { since, .. }) => {
+                        let since_unix_secs = *since;
+                        self.coord.claims.insert(
+                            key,
+                            Claim::InFlight {
+                                until: now + self.coord.claim_ttl,
+                            },
+                        );
+                        CoordResponse::Unconfirmed { since_unix_secs }
+                    }
                     _ => {
                         self.coord.claims.insert(
                             key,
@@ -994,12 +1046,25 @@ impl Sim {
             CoordRequest::FinishSend {
                 user,
                 client_message_id,
-                receipt,
+                fingerprint,
+                outcome,
             } => {
                 let key = (user.clone(), client_message_id.clone());
-                match receipt {
-                    Some(receipt) => self.coord.claims.insert(key, Claim::Done(receipt.clone())),
-                    None => self.coord.claims.remove(&key),
+                match outcome {
+                    SendOutcome::Stored(receipt) => {
+                        let done = Claim::Done(receipt.clone(), *fingerprint);
+                        self.coord.claims.insert(key, done)
+                    }
+                    SendOutcome::Unconfirmed { since_unix_secs } => {
+                        let now_unix = SIM_UNIX_EPOCH + (now - self.epoch).as_secs() as i64;
+                        let since = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
+                        let record = Claim::Unconfirmed {
+                            since,
+                            fingerprint: *fingerprint,
+                        };
+                        self.coord.claims.insert(key, record)
+                    }
+                    _ => self.coord.claims.remove(&key),
                 };
                 CoordResponse::Ok
             }
