@@ -30,7 +30,6 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::credentials::Held;
 use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
 use crate::outbox::{CloseRequest, Outbox};
@@ -73,7 +72,6 @@ pub(crate) struct Connection {
     reader: FrameReader,
     /// Chunks being written: header, payload, header, payload...
     pending: VecDeque<Bytes>,
-    held: Held,
     last_read: Instant,
     pinged: bool,
     stall_since: Option<Instant>,
@@ -82,9 +80,9 @@ pub(crate) struct Connection {
 /// What one read burst produced for the hub task.
 enum ReadOutcome {
     /// Inputs for the Hub (possibly none).
-    Inputs(Vec<Input>),
+    Inputs(Vec<ConnEvent>),
     /// Inputs, then the end of the connection.
-    End(Vec<Input>, End),
+    End(Vec<ConnEvent>, End),
 }
 
 impl Connection {
@@ -93,7 +91,6 @@ impl Connection {
         conn: ConnId,
         shared: Arc<Shared>,
         outbox: Arc<Outbox>,
-        held: Held,
     ) -> Self {
         Self {
             stream,
@@ -102,7 +99,6 @@ impl Connection {
             outbox,
             reader: FrameReader::default(),
             pending: VecDeque::new(),
-            held,
             last_read: Instant::now(),
             pinged: false,
             stall_since: None,
@@ -117,10 +113,9 @@ impl Connection {
         // Boxed: closing happens once, and its timers need not weigh on every idle task.
         Box::pin(self.finish(end)).await;
         let _ = self
-            .forward(vec![Input::Close { conn: self.conn }])
+            .forward(vec![ConnEvent::Input(Input::Close { conn: self.conn })])
             .wait()
             .await;
-        self.held.release_all(&self.shared.credentials);
         drop(guard);
     }
 
@@ -350,7 +345,6 @@ impl Connection {
         let Self {
             reader,
             pending,
-            held,
             shared,
             conn,
             ..
@@ -359,14 +353,14 @@ impl Connection {
         let max = shared.config.max_frame_bytes;
         let result = reader.feed(bytes, max, &mut |event| {
             match event {
-                WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
+                WsEvent::Text(text) => inputs.push(decode(text, conn, shared)),
                 WsEvent::Binary => {
                     shared.metrics.binary_in();
                     let error = DecodeError {
                         request_id: None,
                         kind: DecodeErrorKind::Binary,
                     };
-                    inputs.push(Input::Invalid { conn, error });
+                    inputs.push(ConnEvent::Input(Input::Invalid { conn, error }));
                 }
                 WsEvent::Ping(payload) => {
                     pending.push_back(ws::control_frame(ws::OP_PONG, payload).freeze())
@@ -404,10 +398,10 @@ impl Connection {
     ///
     /// Not an `async fn`: the common case awaits nothing, and the rare wait is a boxed
     /// future, so the state every idle connection's task holds stays small.
-    fn forward(&self, inputs: Vec<Input>) -> Forwarded {
+    fn forward(&self, inputs: Vec<ConnEvent>) -> Forwarded {
         let mut inputs = inputs.into_iter();
         while let Some(input) = inputs.next() {
-            match self.shared.events.try_send(ConnEvent::Input(input)) {
+            match self.shared.events.try_send(input) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(event)) => {
                     let events = self.shared.events.clone();
@@ -527,13 +521,13 @@ impl Forwarded {
 async fn forward_slowly(
     events: mpsc::Sender<ConnEvent>,
     first: ConnEvent,
-    rest: std::vec::IntoIter<Input>,
+    rest: std::vec::IntoIter<ConnEvent>,
 ) -> Option<End> {
     if events.send(first).await.is_err() {
         return Some(shutting_down());
     }
     for input in rest {
-        if events.send(ConnEvent::Input(input)).await.is_err() {
+        if events.send(input).await.is_err() {
             return Some(shutting_down());
         }
     }
@@ -562,8 +556,10 @@ fn end_for(request: CloseRequest) -> End {
     End::Close { request, why }
 }
 
-/// Decodes a text message into a Hub input, moving its token to the credential store.
-fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
+/// Decodes a text message for the hub task, taking its token out of the frame (the hub
+/// task puts it in the credential store, so that the Hub's releases and new holds are
+/// applied in one order).
+fn decode(text: &str, conn: ConnId, shared: &Shared) -> ConnEvent {
     match wire::decode(text, &shared.limits) {
         Ok(mut frame) => {
             shared.metrics.frame_in(Some(frame.message.kind()));
@@ -571,13 +567,8 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
                 .message
                 .take_token()
                 .filter(|t| !t.expose().is_empty())
-                .map(|token| {
-                    held.id_for(
-                        &shared.credentials,
-                        Credential::new(token, shared.frame_scheme.clone()),
-                    )
-                });
-            Input::Frame {
+                .map(|token| Credential::new(token, shared.frame_scheme.clone()));
+            ConnEvent::Frame {
                 conn,
                 frame,
                 credential,
@@ -585,7 +576,7 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
         }
         Err(error) => {
             shared.metrics.frame_in(None);
-            Input::Invalid { conn, error }
+            ConnEvent::Input(Input::Invalid { conn, error })
         }
     }
 }

@@ -135,7 +135,25 @@ impl Executor {
     /// hand straight back to the Hub.
     #[must_use]
     pub(crate) fn api(&self, id: ApiRequestId, request: ApiRequest) -> Option<Input> {
-        let credential = request.credential().and_then(|c| self.credentials.get(c));
+        let credential = match request.credential() {
+            Some(c) => match self.credentials.get(c) {
+                Some(credential) => Some(credential),
+                None => {
+                    // The Hub releases a credential only once nothing uses it, and the
+                    // store is touched by the hub task alone: this is a bug.
+                    tracing::error!(credential = %c, request = request.name(), "bug: a site request names a credential the store does not hold");
+                    return Some(Input::ApiResult {
+                        id,
+                        result: Err(SiteError::new(
+                            SiteErrorKind::Protocol,
+                            "internal",
+                            "bbrt lost the credential of this request",
+                        )),
+                    });
+                }
+            },
+            None => None,
+        };
         match self.api_now(&request, credential.as_ref()) {
             Some(result) => Some(Input::ApiResult { id, result }),
             None => {

@@ -23,7 +23,7 @@ use crate::broker::{
 };
 use crate::config::{AuthSchemeArg, Config};
 use crate::connection::Connection;
-use crate::credentials::{CredentialStore, Held};
+use crate::credentials::CredentialStore;
 use crate::executor::Executor;
 use crate::http::{self, HeadError};
 use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
@@ -104,7 +104,6 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) credentials: Arc<CredentialStore>,
     pub(crate) events: mpsc::Sender<ConnEvent>,
     control: mpsc::Sender<Control>,
     /// How a token from a frame or `?token=` is presented to the site.
@@ -320,8 +319,13 @@ pub async fn start_with_site(
         results: results_tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
+    let mut hub_config = config.hub_config();
+    // The Hub holds no randomness: its retry jitter is seeded from here.
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).expect("the operating system provides randomness");
+    hub_config.jitter_seed = u64::from_le_bytes(seed);
     let hub = HubTask {
-        hub: Hub::new(config.hub_config()),
+        hub: Hub::new(hub_config),
         conns: HashMap::new(),
         executor,
         broker,
@@ -345,7 +349,6 @@ pub async fn start_with_site(
         limits: config.limits(),
         config,
         metrics: Arc::clone(&metrics),
-        credentials: Arc::clone(&credentials),
         events: events_tx,
         control: control_tx,
         frame_scheme,
@@ -560,8 +563,6 @@ async fn upgrade(
     let span = tracing::info_span!("conn", id = conn.0, %ip, path = %req.path);
     drop(req);
     shared.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
-    let mut held = Held::default();
-    let credential = credential.map(|c| held.id_for(&shared.credentials, c));
     tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, "open");
     let outbox = Arc::new(Outbox::new(shared.config.outbound_queue_bytes));
     let open = ConnEvent::Open {
@@ -573,7 +574,7 @@ async fn upgrade(
     if shared.events.send(open).await.is_err() {
         return;
     }
-    let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox, held);
+    let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox);
     // A task of its own: the handshake's state (request head, buffers) is freed now, and
     // the connection's task is sized by the connection's future alone.
     tokio::spawn(connection.run(early, slot).instrument(span));

@@ -290,3 +290,76 @@ async fn a_reused_client_message_id_with_other_text_is_a_conflict() {
     );
     assert!(site.messages(thread).iter().all(|m| m.stored != "second"));
 }
+
+#[tokio::test]
+async fn a_credential_presented_while_the_site_is_down_is_verified_once_it_is_back() {
+    let (site, server, thread) = setup(|_| {}).await;
+    // The verify and its two read retries.
+    site.inject(Fault::ServerError, 3);
+    let mut alice = bearer(&server, "alice-token").await;
+    alice.send(json!({"type": "ping", "requestId": "p"})).await;
+    assert_eq!(alice.recv_type("pong").await["requestId"], "p");
+    alice
+        .send(json!({"type": "join_thread", "threadId": thread, "requestId": 1}))
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["retryable"].as_bool(),
+            e["requestId"].as_i64()
+        ),
+        (Some("site_unavailable"), Some(true), Some(1)),
+        "{e}"
+    );
+    // The retry (within a second or so) verifies the kept credential.
+    let mut identified = false;
+    for attempt in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice
+            .send(json!({"type": "user_connected", "userId": "2", "requestId": attempt}))
+            .await;
+        let answer = alice.recv_skip_presence().await;
+        if answer["type"] == "ack" {
+            identified = true;
+            break;
+        }
+        assert_eq!(
+            answer["code"], "site_unavailable",
+            "never anonymous: {answer}"
+        );
+    }
+    assert!(identified, "the kept credential was verified again");
+    alice
+        .send(json!({"type": "join_thread", "threadId": thread, "requestId": "j"}))
+        .await;
+    assert_eq!(alice.recv_type("joined").await["requestId"], "j");
+}
+
+#[tokio::test]
+async fn a_fresh_token_replaces_the_first_which_may_then_expire() {
+    let (site, server, thread) = setup(|c| c.credential_ttl = Duration::from_millis(600)).await;
+    site.add_bearer(2, "alice-token-2");
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    alice
+        .send(json!({"type": "user_connected", "userId": "2", "token": "alice-token-2", "requestId": "b"}))
+        .await;
+    assert_eq!(alice.recv_type("ack").await["requestId"], "b");
+    assert_eq!(
+        server.handle.credentials_held(),
+        1,
+        "the first one is released"
+    );
+    site.revoke("alice-token");
+    // Past two re-verification periods: the connection acts with the second token.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice
+        .send(json!({"type": "send_message", "threadId": thread, "message": "still here", "requestId": 2}))
+        .await;
+    assert_eq!(alice.recv_type("ack").await["requestId"], 2);
+    assert!(
+        site.messages(thread)
+            .iter()
+            .any(|m| m.stored == "still here")
+    );
+}

@@ -30,6 +30,7 @@ pub(super) struct LaneKey {
 struct PendingSend {
     conn: ConnId,
     request_id: Option<RequestId>,
+    /// The credential it was posted with (the connection's when its turn came).
     credential: Option<CredentialId>,
     thread: Option<ThreadId>,
     recipient: Option<UserId>,
@@ -141,7 +142,7 @@ impl Hub {
         let send = PendingSend {
             conn,
             request_id,
-            credential: self.conn_credential(conn),
+            credential: None,
             thread: message.thread_id,
             recipient: message.recipient_id,
             text: message.message,
@@ -243,9 +244,22 @@ impl Hub {
     }
 
     fn start_lane(&mut self, key: LaneKey) {
-        let Some(send) = self.sends.lanes.get(&key).and_then(VecDeque::front) else {
+        let Some(conn) = self
+            .sends
+            .lanes
+            .get(&key)
+            .and_then(VecDeque::front)
+            .map(|s| s.conn)
+        else {
             return;
         };
+        // The connection's credential now, not when the send was queued: a newer one may
+        // have replaced (and released) that one meanwhile.
+        let credential = self.conn_credential(conn);
+        let Some(send) = self.sends.lanes.get_mut(&key).and_then(VecDeque::front_mut) else {
+            return;
+        };
+        send.credential = credential;
         let request = ApiRequest::Send {
             credential: send.credential,
             sender: key.user.clone(),

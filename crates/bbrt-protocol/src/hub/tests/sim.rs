@@ -137,6 +137,7 @@ enum Event {
         node: usize,
         id: ApiRequestId,
         request: ApiRequest,
+        token: Option<String>,
         failure: Option<SiteError>,
     },
     Coord {
@@ -158,6 +159,8 @@ pub(crate) struct Node {
     /// token → credential id, as the server's credential store does.
     store: HashMap<String, CredentialId>,
     tokens: HashMap<CredentialId, String>,
+    /// The connections holding each credential; the secret is forgotten with the last.
+    holders: HashMap<CredentialId, BTreeSet<ConnId>>,
 }
 
 /// The simulation. See the module docs.
@@ -179,6 +182,10 @@ pub(crate) struct Sim {
     next_credential: u64,
     /// Every Input handed to a Hub and every Output taken from one, `Debug`-printed.
     pub(crate) debug_log: Option<Vec<String>>,
+    /// Every `ReleaseCredential`, in order.
+    pub(crate) releases: Vec<(ConnId, CredentialId)>,
+    /// When each site request (`site.requests`, same order) was made.
+    pub(crate) request_times: Vec<Instant>,
 }
 
 impl Default for Sim {
@@ -221,6 +228,7 @@ impl Sim {
                     up: true,
                     store: HashMap::new(),
                     tokens: HashMap::new(),
+                    holders: HashMap::new(),
                 }
             })
             .collect();
@@ -246,6 +254,8 @@ impl Sim {
             next_conn: 0,
             next_credential: 0,
             debug_log: None,
+            releases: Vec::new(),
+            request_times: Vec::new(),
         }
     }
 
@@ -279,7 +289,7 @@ impl Sim {
                 user: None,
             },
         );
-        let credential = token.map(|t| self.credential(node, t));
+        let credential = token.map(|t| self.credential(node, conn, t));
         self.handle(
             node,
             Input::Open {
@@ -329,7 +339,7 @@ impl Sim {
                 let credential = frame
                     .message
                     .take_token()
-                    .map(|t| self.credential(node, t.expose()));
+                    .map(|t| self.credential(node, conn, t.expose()));
                 Input::Frame {
                     conn,
                     frame,
@@ -351,19 +361,58 @@ impl Sim {
                 client.user = Some(user.clone());
             }
             self.handle(node, Input::Close { conn });
+            self.release_all(node, conn);
         }
     }
 
-    /// The credential store: one id per (node, token).
-    fn credential(&mut self, node: usize, token: &str) -> CredentialId {
-        if let Some(id) = self.nodes[node].store.get(token) {
-            return *id;
-        }
-        self.next_credential += 1;
-        let id = CredentialId(self.next_credential);
-        self.nodes[node].store.insert(token.to_owned(), id);
-        self.nodes[node].tokens.insert(id, token.to_owned());
+    /// The credential store: one id per (node, token) while a connection holds it.
+    fn credential(&mut self, node: usize, conn: ConnId, token: &str) -> CredentialId {
+        let n = &mut self.nodes[node];
+        let id = match n.store.get(token) {
+            Some(id) => *id,
+            None => {
+                self.next_credential += 1;
+                let id = CredentialId(self.next_credential);
+                n.store.insert(token.to_owned(), id);
+                n.tokens.insert(id, token.to_owned());
+                id
+            }
+        };
+        n.holders.entry(id).or_default().insert(conn);
         id
+    }
+
+    /// `conn` no longer holds `id`; the last holder's release forgets the secret.
+    fn release(&mut self, node: usize, conn: ConnId, id: CredentialId) {
+        let n = &mut self.nodes[node];
+        let last = n.holders.get_mut(&id).is_some_and(|h| {
+            h.remove(&conn);
+            h.is_empty()
+        });
+        if last {
+            n.holders.remove(&id);
+            if let Some(token) = n.tokens.remove(&id) {
+                n.store.remove(&token);
+            }
+        }
+    }
+
+    /// A connection's end releases everything it held, as the server does.
+    fn release_all(&mut self, node: usize, conn: ConnId) {
+        let held: Vec<CredentialId> = self.nodes[node]
+            .holders
+            .iter()
+            .filter(|(_, h)| h.contains(&conn))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            self.release(node, conn, id);
+        }
+    }
+
+    /// Credentials the node's store holds (for leak checks).
+    pub(crate) fn credentials_held(&self, node: usize) -> usize {
+        self.nodes[node].tokens.len()
     }
 
     pub(crate) fn client(&self, conn: ConnId) -> &Client {
@@ -600,10 +649,22 @@ impl Sim {
                     client.closed
                 );
                 client.closed = Some(Closed::ByServer(code));
+                self.release_all(node, conn);
+            }
+            Output::ReleaseCredential { conn, credential } => {
+                self.releases.push((conn, credential));
+                self.release(node, conn, credential);
             }
             Output::Api { id, request } => {
                 let kind = request.name();
+                // Resolved now, as the server's executor does.
+                let token = request.credential().map(|c| {
+                    self.nodes[node].tokens.get(&c).cloned().unwrap_or_else(|| {
+                        panic!("the Hub used credential {c:?}, which no connection holds")
+                    })
+                });
                 self.site.requests.push((node, request.clone()));
+                self.request_times.push(self.now);
                 let failure = self
                     .site
                     .failures
@@ -621,6 +682,7 @@ impl Sim {
                         node,
                         id,
                         request,
+                        token,
                         failure,
                     },
                 );
@@ -780,11 +842,12 @@ impl Sim {
                 node,
                 id,
                 request,
+                token,
                 failure,
             } => {
                 let result = match failure {
                     Some(error) => Err(error),
-                    None => self.answer(node, &request),
+                    None => self.answer(&request, token),
                 };
                 self.handle(node, Input::ApiResult { id, result });
             }
@@ -802,14 +865,11 @@ impl Sim {
 
     // ----- the fake site -----
 
-    fn answer(&mut self, node: usize, request: &ApiRequest) -> Result<ApiResponse, SiteError> {
-        let token = request.credential().map(|c| {
-            self.nodes[node]
-                .tokens
-                .get(&c)
-                .cloned()
-                .unwrap_or_else(|| panic!("the Hub made up credential {c:?}"))
-        });
+    fn answer(
+        &mut self,
+        request: &ApiRequest,
+        token: Option<String>,
+    ) -> Result<ApiResponse, SiteError> {
         if let Some(token) = &token
             && self.site.revoked.contains(token)
         {
