@@ -192,6 +192,15 @@ pub trait BuddyBoss: Send + Sync + 'static {
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError>;
 
+    /// The longest [`perform`] may take over `request` with this site's own timeouts,
+    /// retries and reconciliation, or `None` if the site states no bound. The server's
+    /// executor never gives up on a request before this: an outer deadline shorter than
+    /// the reconciliation it covers would turn a stored message into a retryable error.
+    fn deadline(&self, request: &ApiRequest) -> Option<std::time::Duration> {
+        let _ = request;
+        None
+    }
+
     /// Performs `request` synchronously if this site never waits (the embedded site), so
     /// the server can answer it without a task, a timer or a channel; `None` (the default,
     /// and what a site on the network answers): call [`perform`].

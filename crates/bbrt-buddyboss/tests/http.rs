@@ -1139,3 +1139,46 @@ fn unix_now() -> i64 {
         .expect("after 1970")
         .as_secs() as i64
 }
+
+#[test]
+fn the_deadline_covers_every_step_of_a_request() {
+    use bbrt_protocol::api::ApiRequest;
+    let bb = client_at("https://site.example/wp-json/", |c| {
+        c.request_timeout = Duration::from_secs(10);
+        c.read_retries = 2;
+        c.retry_backoff = Duration::from_millis(200);
+        c.reconcile_delay = Duration::from_secs(1);
+    });
+    let send = |thread: Option<&str>, unconfirmed_since| ApiRequest::Send {
+        credential: None,
+        sender: user("2"),
+        thread: thread.map(self::thread),
+        recipients: vec![user("3")],
+        text: "x".into(),
+        client_message_id: None,
+        unconfirmed_since,
+    };
+    let verify = ApiRequest::Verify {
+        credential: None,
+        claimed_user: None,
+        current_user: None,
+    };
+    let s = Duration::from_millis;
+    // A read: 3 attempts of 10 s and backoffs of 0.2 s and 0.4 s; plus 10 s for a slot.
+    assert_eq!(bb.deadline(&verify), Some(s(30_600 + 10_000)));
+    // POST 10 s, delay 1 s, one read.
+    assert_eq!(
+        bb.deadline(&send(Some("1"), None)),
+        Some(s(10_000 + 1_000 + 30_600 + 10_000))
+    );
+    // A new thread reads the sentbox and up to 3 threads.
+    assert_eq!(
+        bb.deadline(&send(None, None)),
+        Some(s(10_000 + 1_000 + 4 * 30_600 + 10_000))
+    );
+    // A retry after an unconfirmed attempt looks first.
+    assert_eq!(
+        bb.deadline(&send(Some("1"), Some(0))),
+        Some(s(1_000 + 30_600 + 10_000 + 1_000 + 30_600 + 10_000))
+    );
+}

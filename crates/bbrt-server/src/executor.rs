@@ -196,7 +196,7 @@ impl Executor {
         let site = Arc::clone(&self.site);
         let metrics = Arc::clone(&self.metrics);
         let permits = Arc::clone(&self.permits);
-        let timeout = self.timeout;
+        let timeout = self.deadline(&request);
         run_or_spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return; // closed at shutdown: the guard answers
@@ -208,8 +208,13 @@ impl Executor {
             )
             .await
             .unwrap_or_else(|_| {
+                // A send cut short may still be stored: its outcome is unknown.
+                let kind = match request {
+                    ApiRequest::Send { .. } => SiteErrorKind::Unconfirmed,
+                    _ => SiteErrorKind::Unavailable,
+                };
                 Err(SiteError::new(
-                    SiteErrorKind::Unavailable,
+                    kind,
                     "timeout",
                     "the site did not answer in time",
                 ))
@@ -221,6 +226,16 @@ impl Executor {
             }
             answer.send(result);
         });
+    }
+
+    /// The outer deadline of `request`: never shorter than the steps the site client
+    /// takes over it (its timeouts, read retries and reconciliation), which a shorter cap
+    /// would cut short, turning a stored message into a retryable error whose retry posts
+    /// again; `--api-timeout` when the site states no bound, or is longer.
+    pub(crate) fn deadline(&self, request: &ApiRequest) -> Duration {
+        self.site
+            .deadline(request)
+            .map_or(self.timeout, |steps| steps.max(self.timeout))
     }
 
     /// Starts a coordination request.

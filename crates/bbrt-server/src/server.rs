@@ -294,8 +294,9 @@ pub async fn start_with_site(
     };
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
-            let (broker, coordinator) =
-                crate::broker::redis::connect(redis_options(url.expose(), &config, digester))?;
+            let send = longest_send(&*site, config.api_timeout);
+            let options = redis_options(url.expose(), &config, digester, send);
+            let (broker, coordinator) = crate::broker::redis::connect(options)?;
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))
@@ -369,15 +370,36 @@ pub async fn start_with_site(
 }
 
 /// The Redis link's options from the flags.
-fn redis_options(url: &str, config: &Config, digester: SendDigester) -> RedisOptions {
+/// The longest a send may take at the site: the worst case (a new thread, retried after
+/// an unconfirmed attempt) of the executor's deadline.
+fn longest_send(site: &dyn BuddyBoss, floor: Duration) -> Duration {
+    let id = |s| bbrt_protocol::ids::UserId::new(s).expect("a valid literal id");
+    let worst = bbrt_protocol::api::ApiRequest::Send {
+        credential: None,
+        sender: id("1"),
+        thread: None,
+        recipients: vec![id("2")],
+        text: String::new(),
+        client_message_id: None,
+        unconfirmed_since: Some(0),
+    };
+    site.deadline(&worst).map_or(floor, |d| d.max(floor))
+}
+
+fn redis_options(
+    url: &str,
+    config: &Config,
+    digester: SendDigester,
+    send_deadline: Duration,
+) -> RedisOptions {
     let mut o = RedisOptions::new(url, config.redis_prefix.clone(), config.node_id.clone());
     o.digester = digester;
     o.heartbeat = config.redis_heartbeat;
     o.node_ttl = config.redis_heartbeat * 3;
     o.snapshot_every = config.presence_snapshot;
     // A claim in flight elsewhere is waited for as long as its holder may take.
-    o.claim_wait = config.api_timeout;
-    o.inflight_ttl = config.api_timeout * 2;
+    o.claim_wait = send_deadline;
+    o.inflight_ttl = send_deadline * 2;
     o
 }
 

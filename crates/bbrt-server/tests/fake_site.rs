@@ -363,3 +363,31 @@ async fn a_fresh_token_replaces_the_first_which_may_then_expire() {
             .any(|m| m.stored == "still here")
     );
 }
+
+#[tokio::test]
+async fn the_outer_deadline_does_not_cut_reconciliation_short() {
+    // An --api-timeout shorter than the POST's timeout, the reconcile delay and the read:
+    // the executor's deadline is derived from those steps instead.
+    let (site, server, thread) = setup(|c| c.api_timeout = Duration::from_millis(1500)).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    site.inject(Fault::StoreThenHang, 1);
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "landed",
+                     "clientMessageId": "c-5", "requestId": 5}),
+        )
+        .await;
+    let answer = alice.recv_skip_presence().await;
+    assert_eq!(
+        answer["type"], "message",
+        "reconciled, not cut short: {answer}"
+    );
+    let ack = alice.recv_type("ack").await;
+    let stored: Vec<_> = site
+        .messages(thread)
+        .into_iter()
+        .filter(|m| m.stored == "landed")
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(ack["id"], stored[0].id.to_string());
+}

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::api::{SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
+use bbrt_protocol::api::{ApiRequest, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
 use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -308,6 +308,24 @@ impl HttpBuddyBoss {
         &self.config
     }
 
+    /// The longest one read (`GET`) may take: every attempt times out, with the backoff
+    /// between attempts.
+    fn read_deadline(&self) -> Duration {
+        let c = &self.config;
+        let mut total = c.request_timeout;
+        for attempt in 0..c.read_retries {
+            total += c.request_timeout + c.retry_backoff.saturating_mul(1 << attempt.min(16));
+        }
+        total
+    }
+
+    /// The longest reconciliation may take: the delay, then the reads it makes (a reply
+    /// reads its thread; a new thread lists the sentbox and reads up to 3 threads).
+    fn reconcile_deadline(&self, new_thread: bool) -> Duration {
+        let reads = if new_thread { 4 } else { 1 };
+        self.config.reconcile_delay + self.read_deadline() * reads
+    }
+
     /// Drops what the verify cache knows about `credential` (call it when the credential
     /// is known to be revoked). A 401 on any route does this by itself.
     pub fn forget(&self, credential: &Credential) {
@@ -603,6 +621,31 @@ fn stored(thread: &ThreadJson, m: &wire::MessageJson) -> StoredMessage {
 
 #[async_trait]
 impl BuddyBoss for HttpBuddyBoss {
+    fn deadline(&self, request: &ApiRequest) -> Option<Duration> {
+        // Waiting for one of the client's own request slots is one more request's time.
+        let queued = self.config.request_timeout;
+        let steps = match request {
+            ApiRequest::Send {
+                thread,
+                unconfirmed_since,
+                ..
+            } => {
+                let reconcile = self.reconcile_deadline(thread.is_none());
+                let post = self.config.request_timeout + reconcile;
+                // A retry of an unconfirmed send looks first, then posts.
+                let look_first = if unconfirmed_since.is_some() {
+                    reconcile
+                } else {
+                    Duration::ZERO
+                };
+                look_first + post
+            }
+            ApiRequest::MarkRead { .. } => self.config.request_timeout,
+            _ => self.read_deadline(),
+        };
+        Some(steps + queued)
+    }
+
     async fn verify(
         &self,
         credential: Option<&Credential>,
