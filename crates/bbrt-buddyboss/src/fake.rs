@@ -144,6 +144,11 @@ struct State {
     paused_until: Option<tokio::time::Instant>,
     log: Vec<LoggedRequest>,
     app_password_trap: bool,
+    /// The API root's `namespaces`.
+    namespaces: Vec<String>,
+    /// When set, every REST request answers an HTML page with this status (a site whose
+    /// REST API is not at this URL: plain permalinks, a wrong path).
+    no_rest_api: Option<u16>,
     moderators: BTreeSet<u64>,
 }
 
@@ -203,7 +208,12 @@ impl FakeSite {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                namespaces: ["oembed/1.0", "buddyboss/v1", "wp/v2"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                ..State::default()
+            }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             last_answer: Mutex::new(None),
@@ -428,6 +438,19 @@ impl FakeSite {
     pub fn inject(&self, fault: Fault, times: usize) {
         let mut s = self.state();
         s.faults.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// The namespaces the API root lists (default `oembed/1.0`, `buddyboss/v1`,
+    /// `wp/v2`); without `buddyboss/v1`, as on a site where BuddyBoss is not active.
+    pub fn set_namespaces(&self, namespaces: &[&str]) {
+        self.state().namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
+    }
+
+    /// Answers every REST request with an HTML page and `status` (200: the home page of
+    /// a site with plain permalinks; 404: a wrong path), as a site whose REST API is not
+    /// where bbrt looks.
+    pub fn set_no_rest_api(&self, status: Option<u16>) {
+        self.state().no_rest_api = status;
     }
 
     /// Reproduces BuddyBoss's Application-Password trap: while on, a `POST /messages`
@@ -770,6 +793,14 @@ async fn handle(
         body: logged_body,
     };
 
+    if let Some(status) = shared.state().no_rest_api {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+        return raw_response(
+            status,
+            "text/html; charset=UTF-8",
+            b"<!DOCTYPE html><html><body><h1>A WordPress site</h1></body></html>".to_vec(),
+        );
+    }
     let is_create = method == Method::POST && route == "/buddyboss/v1/messages";
     let (latency, fault, paused_until) = {
         let mut s = shared.state();
@@ -1011,6 +1042,13 @@ fn route_request(
     let segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
     let id = |seg: &str| seg.parse::<u64>().ok();
     match (method.as_str(), segments.as_slice()) {
+        ("GET", [""]) => Answer::ok(json!({
+            "name": "A BuddyBoss site",
+            "url": SITE,
+            "namespaces": s.namespaces,
+            "authentication": {"application-passwords": {"endpoints": {}}},
+            "routes": {},
+        })),
         ("GET", ["wp", "v2", "users", "me"]) => users_me(s, caller),
         ("GET", ["buddyboss", "v1", "messages"]) => list_threads(s, query, caller),
         ("POST", ["buddyboss", "v1", "messages"]) => create_message(s, body, caller),

@@ -86,6 +86,7 @@
 
 mod credential;
 mod error;
+mod health;
 mod http;
 mod memory;
 pub mod text;
@@ -102,6 +103,7 @@ use bbrt_protocol::ids::{ThreadId, UserId};
 
 pub use credential::{AuthScheme, Credential};
 pub use error::BuddyBossError;
+pub use health::{SiteProblem, auth_scheme_hint};
 pub use http::{ApiRoot, Config, HttpBuddyBoss};
 pub use memory::MemoryBuddyBoss;
 
@@ -191,6 +193,12 @@ pub trait BuddyBoss: Send + Sync + 'static {
         user: &UserId,
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError>;
+
+    /// Checks that the site can serve bbrt as configured, without a credential (see
+    /// [`SiteProblem`]). The default, for a site that is not on the network: fine.
+    async fn probe(&self) -> Result<(), SiteProblem> {
+        Ok(())
+    }
 
     /// The longest [`perform`] may take over `request` with this site's own timeouts,
     /// retries and reconciliation, or `None` if the site states no bound. The server's

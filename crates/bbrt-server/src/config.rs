@@ -146,6 +146,15 @@ pub struct Config {
     #[arg(long, env = "BBRT_REDIS_REQUIRED_FOR_READY")]
     pub redis_required_for_ready: bool,
 
+    /// `/readyz` answers 503 while the site cannot serve bbrt (unreachable, misconfigured);
+    /// default: ready, the site's health in the body.
+    #[arg(long, env = "BBRT_SITE_REQUIRED_FOR_READY")]
+    pub site_required_for_ready: bool,
+
+    /// How often the site is probed (its API root, without a credential).
+    #[arg(long, env = "BBRT_SITE_PROBE_INTERVAL", value_parser = parse_duration, default_value = "30s")]
+    pub site_probe_interval: Duration,
+
     /// Keys the digests idempotency records keep of a send's parameters (to tell a retry
     /// from a reused `clientMessageId` without storing the text). Give every node the same
     /// one; without it each process picks a random key.
@@ -286,6 +295,8 @@ impl Default for Config {
             redis_heartbeat: Duration::from_secs(2),
             presence_snapshot: Duration::from_secs(30),
             redis_required_for_ready: false,
+            site_required_for_ready: false,
+            site_probe_interval: Duration::from_secs(30),
             idempotency_secret: None,
             workers: 0,
             serve_examples: false,

@@ -92,6 +92,9 @@ fn record(
 ) {
     let error = result.as_ref().err().map(|e| e.code.as_str());
     metrics.site_request(request.name(), took, error);
+    if let Some(site) = metrics.site_health.get() {
+        site.observe(request, result);
+    }
 }
 
 /// Runs `task` right here if it completes without waiting (the embedded site, the

@@ -41,6 +41,7 @@ mod hub_task;
 pub mod metrics;
 mod outbox;
 mod server;
+mod site_health;
 mod ws;
 
 pub use crate::server::{ServerError, ServerHandle, site_from_config, start, start_with_site};

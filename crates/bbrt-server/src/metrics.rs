@@ -133,6 +133,8 @@ pub struct Metrics {
     hub: Mutex<HubStats>,
     /// The Redis link, with `--redis`.
     pub(crate) redis: std::sync::OnceLock<std::sync::Arc<crate::broker::RedisStatus>>,
+    /// The site's health, with `--buddyboss-url`.
+    pub(crate) site_health: std::sync::OnceLock<std::sync::Arc<crate::site_health::SiteHealth>>,
 }
 
 impl Metrics {
@@ -482,6 +484,9 @@ impl Metrics {
         drop(errors);
         if let Some(redis) = self.redis.get() {
             redis.render(&mut o);
+        }
+        if let Some(site) = self.site_health.get() {
+            site.render(&mut o);
         }
         o
     }

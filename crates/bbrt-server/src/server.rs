@@ -29,6 +29,7 @@ use crate::http::{self, HeadError};
 use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
 use crate::metrics::{Metrics, Refusal};
 use crate::outbox::Outbox;
+use crate::site_health::{SiteHealth, probe_loop};
 
 /// The browser example page (served with `--serve-examples`).
 const EXAMPLE_PAGE: &str = include_str!("../../../examples/browser/index.html");
@@ -271,11 +272,31 @@ pub async fn start_with_site(
              * This is NOT for production: configure --buddyboss-url.\n  \
              ****************************************************************"
         );
-    } else {
-        tracing::info!(site = ?config.buddyboss_url, "using the BuddyBoss site");
     }
 
     let metrics = Arc::new(Metrics::default());
+    let frame_scheme = match config.auth_scheme {
+        AuthSchemeArg::Bearer => AuthScheme::Bearer,
+        AuthSchemeArg::Basic => AuthScheme::Basic,
+        AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(url) = &config.buddyboss_url {
+        tracing::info!(
+            "using the BuddyBoss site {url} (auth scheme {})",
+            frame_scheme.name()
+        );
+        let health = Arc::new(SiteHealth::new(url.clone(), frame_scheme.clone()));
+        let _ = metrics.site_health.set(Arc::clone(&health));
+        let probe = probe_loop(
+            Arc::clone(&site),
+            health,
+            config.site_probe_interval,
+            shutdown_rx.clone(),
+        );
+        tokio::spawn(probe);
+    }
+
     let credentials = Arc::new(CredentialStore::default());
     let (events_tx, events_rx) = mpsc::channel(8192);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
@@ -341,11 +362,6 @@ pub async fn start_with_site(
     };
     let hub_task = tokio::spawn(hub.run(channels).instrument(tracing::info_span!("hub")));
 
-    let frame_scheme = match config.auth_scheme {
-        AuthSchemeArg::Bearer => AuthScheme::Bearer,
-        AuthSchemeArg::Basic => AuthScheme::Basic,
-        AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
-    };
     let shared = Arc::new(Shared {
         limits: config.limits(),
         config,
@@ -357,7 +373,6 @@ pub async fn start_with_site(
         counts: Counts::default(),
         shutting_down: AtomicBool::new(false),
     });
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tracing::info!(%addr, "listening");
     let done = tokio::spawn(serve(listener, shared, shutdown_rx, hub_task));
     Ok(ServerHandle {
@@ -485,20 +500,30 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         ("GET", "/healthz") => http::respond(&mut stream, 200, "text/plain", b"ok\n").await,
         ("GET", "/readyz") => {
+            // The site's line, and whether it makes this node not ready.
+            let site = shared.metrics.site_health.get();
+            let site_line = site.map_or(String::new(), |s| format!("{}\n", s.summary()));
+            let site_down = site.is_some_and(|s| !s.up()) && cfg.site_required_for_ready;
             if shared.shutting_down.load(Ordering::Relaxed) {
                 http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
             } else if let Some(redis) = shared.metrics.redis.get() {
                 // Degraded (cut off from the other nodes) is still ready unless configured.
-                let down = redis.degraded() && cfg.redis_required_for_ready;
+                let down = redis.degraded() && cfg.redis_required_for_ready || site_down;
                 let (status, word) = if down {
                     (503, "not ready")
                 } else {
                     (200, "ready")
                 };
-                let body = format!("{word}\n{}\n", redis.summary());
+                let body = format!("{word}\n{}\n{site_line}", redis.summary());
                 http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             } else {
-                http::respond(&mut stream, 200, "text/plain", b"ready\n").await;
+                let (status, word) = if site_down {
+                    (503, "not ready")
+                } else {
+                    (200, "ready")
+                };
+                let body = format!("{word}\n{site_line}");
+                http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             }
         }
         ("GET", "/metrics") => {

@@ -19,7 +19,7 @@ use self::cache::VerifyCache;
 use self::wire::{ErrorBody, ThreadJson, UserJson};
 use crate::error::kind_for_status;
 use crate::time::{now_unix, parse_utc, site_date_to_rfc3339};
-use crate::{BuddyBoss, BuddyBossError, Credential, text};
+use crate::{BuddyBoss, BuddyBossError, Credential, SiteProblem, text};
 
 /// Where the REST API lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -621,6 +621,28 @@ fn stored(thread: &ThreadJson, m: &wire::MessageJson) -> StoredMessage {
 
 #[async_trait]
 impl BuddyBoss for HttpBuddyBoss {
+    async fn probe(&self) -> Result<(), SiteProblem> {
+        let url = self.config.api_root.url("");
+        let response = match self.client.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(SiteProblem::Unreachable {
+                    detail: describe(&e),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(SiteProblem::NoRestApi { status });
+        }
+        match response.bytes().await {
+            Ok(body) => crate::health::judge_root(status, &body),
+            Err(e) => Err(SiteProblem::Unreachable {
+                detail: describe(&e),
+            }),
+        }
+    }
+
     fn deadline(&self, request: &ApiRequest) -> Option<Duration> {
         // Waiting for one of the client's own request slots is one more request's time.
         let queued = self.config.request_timeout;
