@@ -370,7 +370,7 @@ async fn send_reply_and_new_threads() {
         .expect("found although the site rewrote it");
     assert_eq!(
         site.messages(t).last().map(|m| m.stored.clone()).as_deref(),
-        Some("if a <b> d")
+        Some("if a <b> d</b>")
     );
     assert_eq!(rewritten.text, "if a  d", "what the site kept");
 
@@ -1129,7 +1129,7 @@ async fn reconciliation_recognises_a_text_wordpress_rewrote() {
         )
         .await
         .expect("reconciled although kses rewrote it");
-    assert_eq!(site.messages(t)[1].stored, "if a <b> d");
+    assert_eq!(site.messages(t)[1].stored, "if a <b> d</b>");
     assert_eq!(stored.id.as_str(), site.messages(t)[1].id.to_string());
 }
 
