@@ -454,8 +454,9 @@ impl FakeSite {
     }
 
     /// Reproduces BuddyBoss's Application-Password trap: while on, a `POST /messages`
-    /// authenticated by Basic answers 500 `bp_rest_messages_create_failed` (what a site
-    /// without the mu-plugin does).
+    /// authenticated by Basic answers 500 `bp_rest_messages_create_failed` for a new
+    /// thread and 403 `bp_rest_authorization_required` for a reply (what a site without
+    /// the mu-plugin does).
     pub fn set_app_password_trap(&self, on: bool) {
         self.state().app_password_trap = on;
     }
@@ -1463,6 +1464,14 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
         )
     };
     if s.app_password_trap && scheme == "basic" {
+        // As the real site answered without the fix: a reply is not allowed at all.
+        if thread_id > 0 {
+            return Answer::error(
+                403,
+                "bp_rest_authorization_required",
+                "Sorry, you are not allowed to perform this action.",
+            );
+        }
         return failed();
     }
     let subject = params

@@ -40,8 +40,9 @@ pub enum SiteProblem {
         /// What to change.
         hint: &'static str,
     },
-    /// Under Basic, sends are refused with 500 `bp_rest_messages_create_failed` although
-    /// the same credentials verify: the Application Passwords fix is missing.
+    /// Under Basic, sends are refused (500 `bp_rest_messages_create_failed` for a new
+    /// thread, 403 `bp_rest_authorization_required` for a reply) although the same
+    /// credentials verify: the Application Passwords fix is missing.
     AppPasswordsFix,
 }
 
@@ -85,9 +86,9 @@ impl fmt::Display for SiteProblem {
                 write!(f, "every credential is refused ({code}): {hint}")
             }
             Self::AppPasswordsFix => f.write_str(
-                "users/me works but every send is refused with 500 \
-                 bp_rest_messages_create_failed: install the Application Passwords fix (the \
-                 must-use plugin in bbrt-buddyboss's docs)",
+                "users/me works but every send is refused (500 bp_rest_messages_create_failed \
+                 for a new thread, 403 bp_rest_authorization_required for a reply): install \
+                 the Application Passwords fix (the must-use plugin in bbrt-buddyboss's docs)",
             ),
         }
     }

@@ -561,6 +561,22 @@ async fn application_password_trap_is_a_refusal() {
         kind_code(&e),
         (SiteErrorKind::Refused, "bp_rest_messages_create_failed")
     );
+    // A reply, as the real site answered it without the fix.
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let e = bb
+        .send(
+            Some(&app),
+            &user("2"),
+            Some(&thread(&t.to_string())),
+            &[],
+            "hi",
+        )
+        .await
+        .expect_err("trap");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Forbidden, "bp_rest_authorization_required")
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@ struct State {
     observed: Option<SiteProblem>,
     /// Verifications refused in a row with a code pointing at the wrong scheme.
     auth_refusals: u32,
-    /// Sends refused in a row with `bp_rest_messages_create_failed`, under Basic.
+    /// Sends refused in a row as a site without the Application Passwords fix refuses
+    /// them, under Basic.
     create_refusals: u32,
     /// Per key: when it was last logged, and how many were not logged since.
     warned: HashMap<String, (Instant, u64)>,
@@ -146,9 +147,15 @@ impl SiteHealth {
                 s.create_refusals = 0;
                 clear(&mut s, "app_passwords_fix");
             }
+            // A new thread is refused with 500 bp_rest_messages_create_failed, a reply
+            // (by a participant: the Hub checked) with 403 bp_rest_authorization_required,
+            // as the real site showed without the fix.
             (ApiRequest::Send { .. }, Err(e))
-                if e.code == "bp_rest_messages_create_failed"
-                    && self.scheme == AuthScheme::Basic =>
+                if self.scheme == AuthScheme::Basic
+                    && matches!(
+                        e.code.as_str(),
+                        "bp_rest_messages_create_failed" | "bp_rest_authorization_required"
+                    ) =>
             {
                 s.create_refusals += 1;
                 if s.create_refusals >= PATTERN {

@@ -16,8 +16,11 @@ async fn setup(tweak: impl FnOnce(&mut common::Config)) -> (FakeSite, Server, u6
     let mut cfg = config();
     cfg.buddyboss_url = Some(site.api_root());
     cfg.site_timeout = Duration::from_secs(1);
+    // One probe, at start-up, before a test injects faults (which any request takes).
+    cfg.site_probe_interval = Duration::from_secs(3600);
     tweak(&mut cfg);
     let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
     (site, server, thread)
 }
 

@@ -123,11 +123,22 @@ async fn under_basic_users_me_works_but_sends_are_refused() {
         .send(json!({"type": "user_connected", "userId": "2", "token": "alice:abcd efgh ijkl", "requestId": "u"}))
         .await;
     assert_eq!(alice.recv_type("ack").await["requestId"], "u");
-    for i in 0..3 {
-        alice
-            .send(json!({"type": "send_message", "threadId": thread, "message": "hi", "requestId": i}))
-            .await;
-        assert_eq!(alice.recv_type("error").await["code"], "refused");
+    // A reply is refused 403, a new thread 500, as the real site refuses them.
+    for (i, (code, send)) in [
+        ("forbidden", json!({"threadId": thread})),
+        ("refused", json!({"recipientId": "3"})),
+        ("forbidden", json!({"threadId": thread})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut frame = json!({"type": "send_message", "message": "hi", "requestId": i});
+        frame
+            .as_object_mut()
+            .expect("object")
+            .extend(send.as_object().expect("object").clone());
+        alice.send(frame).await;
+        assert_eq!(alice.recv_type("error").await["code"], code);
     }
     let (_, body) = readyz_names(&server, "app_passwords_fix").await;
     assert!(body.contains("Application Passwords fix"), "{body}");
