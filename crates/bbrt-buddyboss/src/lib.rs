@@ -36,8 +36,10 @@
 //!
 //! BuddyBoss copies the current user into `bp_loggedin_user_id()` early, before WordPress
 //! has honoured an Application Password. `GET /wp/v2/users/me` then works, but
-//! `POST /buddyboss/v1/messages` fails with 500 `bp_rest_messages_create_failed`
-//! (reported as [`BuddyBossError::Refused`]). The fix is a must-use plugin, e.g.
+//! `POST /buddyboss/v1/messages` fails: 500 `bp_rest_messages_create_failed` for a new
+//! thread (reported as [`BuddyBossError::Refused`]), 403 `bp_rest_authorization_required`
+//! for a reply (as a real site answered it; [`BuddyBossError::Forbidden`]). The server's
+//! site health names this fix when it sees the pattern. The fix is a must-use plugin, e.g.
 //! `wp-content/mu-plugins/bbrt-app-passwords.php`:
 //!
 //! ```php

@@ -229,3 +229,54 @@ pub(crate) async fn probe_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_is_logged_once_a_minute_and_the_rest_counted() {
+        let mut s = State::default();
+        warn_limited(&mut s, "unreachable", "first");
+        warn_limited(&mut s, "unreachable", "second");
+        warn_limited(&mut s, "unreachable", "third");
+        warn_limited(&mut s, "no_buddyboss", "another problem");
+        assert_eq!(s.warned["unreachable"].1, 2, "two left out");
+        assert_eq!(s.warned["no_buddyboss"].1, 0);
+        // A minute later the next one is logged, with the count.
+        if let Some((at, _)) = s.warned.get_mut("unreachable") {
+            *at = at
+                .checked_sub(WARN_EVERY)
+                .expect("the machine has been up for a minute");
+        }
+        warn_limited(&mut s, "unreachable", "fourth");
+        assert_eq!(s.warned["unreachable"].1, 0);
+    }
+
+    #[test]
+    fn three_refusals_pointing_at_the_scheme_make_a_problem_and_a_success_clears_it() {
+        let health = SiteHealth::new("http://site".into(), AuthScheme::Bearer);
+        let verify = ApiRequest::Verify {
+            credential: None,
+            claimed_user: None,
+            current_user: None,
+        };
+        let refused = Err(SiteError::new(
+            SiteErrorKind::Unauthenticated,
+            "rest_not_logged_in",
+            "You are not currently logged in.",
+        ));
+        for _ in 0..2 {
+            health.observe(&verify, &refused);
+        }
+        assert!(health.up(), "two are not a pattern");
+        health.observe(&verify, &refused);
+        assert_eq!(
+            health.problem().map(|p| p.code()),
+            Some("wrong_auth_scheme")
+        );
+        let ok = Ok(ApiResponse::MarkedRead);
+        health.observe(&verify, &ok);
+        assert!(health.up());
+    }
+}

@@ -48,8 +48,13 @@
 //!   the site. While verification is in flight, later frames of that connection wait in
 //!   order (bounded by [`HubConfig::max_queued_per_conn`]) and are then replayed, or each
 //!   answered with an error carrying its `requestId`. `userId`/`senderId` in frames are never
-//!   trusted. Credentials are re-verified every [`HubConfig::credential_ttl`]; one the site
-//!   refuses closes its connections with close code 4001.
+//!   trusted. A connection acts with one credential, the last one the site verified on it;
+//!   the one it replaces, and any the connection no longer needs, leave as
+//!   [`Output::ReleaseCredential`]. Credentials are re-verified every
+//!   [`HubConfig::credential_ttl`]; one the site refuses closes the connections acting with
+//!   it with close code 4001. An upgrade credential the site could not verify (it was down)
+//!   is kept and verified again with a jittered backoff, one request per credential; its
+//!   connection's frames get a retryable `site_unavailable` meanwhile.
 //! - **Recipients.** `message` goes to every connection of every participant, the sending
 //!   connection included; `typing` to every connection of the other participants; `read` to
 //!   every connection of every participant; `user_connected`/`user_disconnected` by
@@ -62,7 +67,10 @@
 //! - **Sends** are stored through the site first and delivered after; `ack` only when the
 //!   client asked (a `requestId` or `clientMessageId`); sends are serialized per (user,
 //!   thread); a `clientMessageId` is claimed through coordination, so a duplicate never
-//!   causes a second site call (a duplicate while the first is in flight waits for it).
+//!   causes a second site call (a duplicate while the first is in flight waits for it), and
+//!   the same id with other parameters is `idempotency_conflict`. A send whose outcome is
+//!   unknown is `send_unconfirmed`, its claim is kept as unconfirmed, and a retry asks the
+//!   site to look for it before posting (`ApiRequest::Send::unconfirmed_since`).
 //! - **Typing** is forwarded at most once per (user, thread) every
 //!   [`HubConfig::typing_interval`] and expires after [`HubConfig::typing_expiry`].
 //! - **Calls** follow the lifecycle in `calls`: ring every device, first accept wins,
