@@ -149,7 +149,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 CLUSTER_ABOUT=""
 if [ "$WITH_CLUSTER" = 1 ]; then
   CLUSTER_ABOUT="
-- cluster: $(redis-server --version | cut -d' ' -f1-3), a private one pinned to core $LOADGEN_CORE with the load generator (its CPU is reported apart); each node runs bbrt's flags plus \`--redis redis://127.0.0.1:$REDIS_PORT --redis-prefix bbrt-bench-<pid>-<ns> --node-id nK\`, on ports $PORT and $((PORT + 1))"
+- cluster: $(redis-server --version | cut -d' ' -f1-3), a private one pinned to core $LOADGEN_CORE with the load generator (its CPU is reported apart); each node runs bbrt's flags plus \`--redis redis://127.0.0.1:$REDIS_PORT --redis-prefix bbrt-bench-<pid>-<ns> --node-id nK --allow-dev-site-with-redis\` (each node runs its own development site), on ports $PORT and $((PORT + 1))"
 fi
 ABOUT="- $(date -u '+%Y-%m-%d %H:%M UTC'); mode: $([ "$QUICK" = 1 ] && echo quick || echo full)
 - $(nproc --all) cores ($CPU_MODEL), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); server on core $SERVER_CORE, load generator on core $LOADGEN_CORE (taskset)

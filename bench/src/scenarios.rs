@@ -984,9 +984,12 @@ pub(crate) async fn cluster(common: &Common, p: &Cluster) -> Vec<Record> {
             let prefix = format!("bbrt-bench-{}-{nanos}", std::process::id());
             let cmds = (1..=nodes)
                 .map(|k| {
+                    // Every node runs the embedded development site (see
+                    // `introduce_everywhere`), which bbrt refuses with `--redis` unless told.
                     if redis {
                         format!(
-                            "{} --redis {} --redis-prefix {prefix} --node-id n{k}",
+                            "{} --redis {} --redis-prefix {prefix} --node-id n{k} \
+                             --allow-dev-site-with-redis",
                             common.server_cmd, p.redis_url
                         )
                     } else {

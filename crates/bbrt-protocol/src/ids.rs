@@ -15,6 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Longest accepted wire id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Longest node id, in bytes: a call id is `<node>-<counter>`, and with the 20 digits of
+/// `u64::MAX` and the dash it must still fit [`MAX_ID_LEN`].
+pub const MAX_NODE_ID_LEN: usize = MAX_ID_LEN - 1 - 20;
+
 /// Why a string is not a valid wire id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -22,20 +26,24 @@ pub enum IdError {
     /// The id is the empty string.
     #[error("id is empty")]
     Empty,
-    /// The id is longer than [`MAX_ID_LEN`] bytes.
-    #[error("id is longer than {MAX_ID_LEN} bytes")]
-    TooLong,
+    /// The id is longer than `max` bytes ([`MAX_ID_LEN`], or [`MAX_NODE_ID_LEN`] for a
+    /// node id).
+    #[error("id is longer than {max} bytes")]
+    TooLong {
+        /// The longest accepted, in bytes.
+        max: usize,
+    },
     /// The id holds a character outside `[A-Za-z0-9._~:@+-]`.
     #[error("id holds a character outside [A-Za-z0-9._~:@+-]")]
     BadCharacter,
 }
 
-fn check_id(s: &str) -> Result<(), IdError> {
+fn check_id(s: &str, max: usize) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
-    if s.len() > MAX_ID_LEN {
-        return Err(IdError::TooLong);
+    if s.len() > max {
+        return Err(IdError::TooLong { max });
     }
     let ok = s.bytes().all(|b| {
         b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'-')
@@ -49,6 +57,9 @@ fn check_id(s: &str) -> Result<(), IdError> {
 
 macro_rules! wire_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        wire_id!($(#[$doc])* $name, $what, MAX_ID_LEN);
+    };
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
@@ -59,7 +70,7 @@ macro_rules! wire_id {
             /// # Errors
             /// [`IdError`] when `s` is empty, too long or holds a forbidden character.
             pub fn new(s: &str) -> Result<Self, IdError> {
-                check_id(s)?;
+                check_id(s, $max)?;
                 Ok(Self(Arc::from(s)))
             }
 
@@ -96,23 +107,28 @@ macro_rules! wire_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_any(IdVisitor($what)).map(|s| Self(Arc::from(s)))
+                deserializer
+                    .deserialize_any(IdVisitor { what: $what, max: $max })
+                    .map(|s| Self(Arc::from(s)))
             }
         }
     };
 }
 
-struct IdVisitor(&'static str);
+struct IdVisitor {
+    what: &'static str,
+    max: usize,
+}
 
 impl<'de> Visitor<'de> for IdVisitor {
     type Value = String;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} as a string or a non-negative integer", self.0)
+        write!(f, "a {} as a string or a non-negative integer", self.what)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        check_id(v).map_err(|e| E::custom(format_args!("invalid {}: {e}", self.0)))?;
+        check_id(v, self.max).map_err(|e| E::custom(format_args!("invalid {}: {e}", self.what)))?;
         Ok(v.to_owned())
     }
 
@@ -123,7 +139,7 @@ impl<'de> Visitor<'de> for IdVisitor {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
         u64::try_from(v)
             .map(|v| v.to_string())
-            .map_err(|_| E::custom(format_args!("invalid {}: negative", self.0)))
+            .map_err(|_| E::custom(format_args!("invalid {}: negative", self.what)))
     }
 }
 
@@ -154,9 +170,19 @@ wire_id!(
     "ClientMessageId"
 );
 wire_id!(
-    /// One bbrt node of a deployment.
+    /// One bbrt node of a deployment, as configured (`--node-id`) or chosen at random at
+    /// start-up; at most [`MAX_NODE_ID_LEN`] bytes, so that `<node>-<u64>` is a valid
+    /// [`CallId`]. Two processes should never share one (`docs/scaling.md`).
     NodeId,
-    "NodeId"
+    "NodeId",
+    MAX_NODE_ID_LEN
+);
+wire_id!(
+    /// One process of a node: random, chosen by the driver at start-up, never reused. It
+    /// tells apart two processes that share a node id (a misconfiguration, or a restart):
+    /// a Hub ignores a publication only when it carries its own instance.
+    InstanceId,
+    "InstanceId"
 );
 
 macro_rules! local_handle {
@@ -230,5 +256,22 @@ mod tests {
         assert!(serde_json::from_str::<ThreadId>(&long).is_err());
         assert!(serde_json::from_str::<UserId>("18446744073709551615").is_ok());
         assert!(serde_json::from_str::<UserId>("18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn a_node_id_leaves_room_for_a_call_counter() {
+        let longest = "n".repeat(MAX_NODE_ID_LEN);
+        let node = NodeId::new(&longest).expect("the longest node id is valid");
+        let call = format!("{node}-{}", u64::MAX);
+        assert!(CallId::new(&call).is_ok(), "{} bytes", call.len());
+        let over = "n".repeat(MAX_NODE_ID_LEN + 1);
+        assert_eq!(
+            NodeId::new(&over).map(|_| ()),
+            Err(IdError::TooLong {
+                max: MAX_NODE_ID_LEN
+            })
+        );
+        assert!(serde_json::from_str::<NodeId>(&format!("\"{over}\"")).is_err());
+        assert!(ThreadId::new(&over).is_ok());
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bbrt_protocol::hub::{HubConfig, PresenceScope};
-use bbrt_protocol::ids::NodeId;
+use bbrt_protocol::ids::{IdError, InstanceId, MAX_ID_LEN, MAX_NODE_ID_LEN, NodeId};
 use bbrt_protocol::wire::Limits;
 use clap::{Parser, ValueEnum};
 
@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "BBRT_ALLOW_PUBLIC_DEV")]
     pub allow_public_dev: bool,
 
+    /// Let `--redis` run with the embedded development site (benchmarks and tests only):
+    /// every node then has a development site of its own, so thread membership and
+    /// presence differ per node.
+    #[arg(long, env = "BBRT_ALLOW_DEV_SITE_WITH_REDIS")]
+    pub allow_dev_site_with_redis: bool,
+
     /// Who hears `user_connected`/`user_disconnected`: `threads` (users sharing a joined
     /// thread) or `all` (the seed's broadcast; small sites only).
     #[arg(long, env = "BBRT_PRESENCE_SCOPE", value_enum, default_value_t = PresenceScopeArg::Threads)]
@@ -116,9 +122,11 @@ pub struct Config {
     #[arg(long, env = "BBRT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// This node's id (prefixes call ids; tags broker publications).
-    #[arg(long, env = "BBRT_NODE_ID", default_value = "n1", value_parser = parse_node_id)]
-    pub node_id: NodeId,
+    /// This node's id (prefixes call ids; tags broker publications): at most 107 bytes of
+    /// `[A-Za-z0-9._~:@+-]`, different on every node. Default: 8 random characters, new for
+    /// every process.
+    #[arg(long, env = "BBRT_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<NodeId>,
 
     /// Several nodes share one broker (implied by `--redis`, which is the shared broker).
     #[arg(long, env = "BBRT_CLUSTER")]
@@ -210,8 +218,13 @@ pub struct Config {
     #[arg(long, env = "BBRT_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub handshake_timeout: Duration,
 
-    /// On SIGINT/SIGTERM, how long in-flight site requests may take before every socket
-    /// is closed with 1001.
+    /// On SIGINT/SIGTERM, how long `/readyz` answers 503 while connections are still
+    /// served, so a load balancer's probe notices before they are closed.
+    #[arg(long, env = "BBRT_DRAIN_DELAY", value_parser = parse_duration, default_value = "5s")]
+    pub drain_delay: Duration,
+
+    /// On SIGINT/SIGTERM, after the drain delay, how long in-flight site requests may take
+    /// before every socket is closed with 1001.
     #[arg(long, env = "BBRT_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
 
@@ -283,12 +296,13 @@ impl Default for Config {
             site_concurrency: 256,
             api_timeout: Duration::from_secs(30),
             allow_public_dev: false,
+            allow_dev_site_with_redis: false,
             presence_scope: PresenceScopeArg::Threads,
             log_format: LogFormat::Human,
             log: "info".into(),
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
-            node_id: NodeId::new("n1").expect("a valid literal id"),
+            node_id: None,
             cluster: false,
             redis: None,
             redis_prefix: "bbrt".into(),
@@ -310,6 +324,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             handshake_timeout: Duration::from_secs(10),
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             frame_rate: 50.0,
             frame_burst: 100.0,
@@ -330,10 +345,12 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The Hub's rules and limits from these flags.
-    pub fn hub_config(&self) -> HubConfig {
+    /// The Hub's rules and limits from these flags, for the process `node`/`instance`
+    /// (`--node-id`, or a random id when it is not set).
+    pub fn hub_config(&self, node_id: NodeId, instance: InstanceId) -> HubConfig {
         HubConfig {
-            node_id: self.node_id.clone(),
+            node_id,
+            instance,
             cluster: self.cluster || self.redis.is_some(),
             presence_scope: match self.presence_scope {
                 PresenceScopeArg::Threads => PresenceScope::Threads,
@@ -460,7 +477,14 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
 }
 
 fn parse_node_id(s: &str) -> Result<NodeId, String> {
-    NodeId::new(s).map_err(|e| e.to_string())
+    NodeId::new(s).map_err(|e| match e {
+        IdError::TooLong { .. } => format!(
+            "a node id is at most {MAX_NODE_ID_LEN} bytes (this one has {}): call ids are \
+             <node id>-<counter> and must fit in {MAX_ID_LEN}",
+            s.len()
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
@@ -517,6 +541,22 @@ mod tests {
         );
         let url = parsed.redis.expect("set");
         assert_eq!(url.expose(), "redis://app:s3cret@redis.internal:6379/2");
+    }
+
+    #[test]
+    fn an_over_long_node_id_is_refused_with_the_reason() {
+        let longest = "n".repeat(MAX_NODE_ID_LEN);
+        let parsed = Config::try_parse_from(["bbrt-server", "--node-id", &longest])
+            .expect("the longest node id is accepted");
+        assert_eq!(
+            parsed.node_id.map(|n| n.as_str().len()),
+            Some(MAX_NODE_ID_LEN)
+        );
+        let over = "n".repeat(127);
+        let error = Config::try_parse_from(["bbrt-server", "--node-id", &over])
+            .expect_err("127 bytes is too long")
+            .to_string();
+        assert!(error.contains("a node id is at most 107 bytes"), "{error}");
     }
 
     #[test]

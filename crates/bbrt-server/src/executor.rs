@@ -97,6 +97,18 @@ fn record(
     }
 }
 
+/// Logs what the site said: clients read only the fixed text of the error's code, so its
+/// own words (HTML, which of username or password was wrong, transport errors) are for the
+/// operator. Refusals are logged at INFO; outages at DEBUG, per request.
+fn log_failure(request: &ApiRequest, error: &SiteError, took: Duration) {
+    let (name, kind, code, detail) = (request.name(), error.kind, &error.code, &error.message);
+    if kind.retryable() {
+        tracing::debug!(request = name, ?kind, %code, %detail, ?took, "site request failed");
+    } else {
+        tracing::info!(request = name, ?kind, %code, %detail, ?took, "site request refused");
+    }
+}
+
 /// Runs `task` right here if it completes without waiting (the embedded site, the
 /// in-process coordinator), else spawns it: no task, no wake-up and no scheduling for
 /// answers that are already known.
@@ -184,7 +196,11 @@ impl Executor {
                 Err(cancelled())
             }
         };
-        record(&self.metrics, request, start.elapsed(), &result);
+        let took = start.elapsed();
+        record(&self.metrics, request, took, &result);
+        if let Err(e) = &result {
+            log_failure(request, e, took);
+        }
         Some(result)
     }
 
@@ -225,7 +241,7 @@ impl Executor {
             let took = start.elapsed();
             record(&metrics, &request, took, &result);
             if let Err(e) = &result {
-                tracing::debug!(%id, request = request.name(), error = %e, ?took, "site request failed");
+                log_failure(&request, e, took);
             }
             answer.send(result);
         });

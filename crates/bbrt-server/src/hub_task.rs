@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{Broker, BrokerInput};
 use crate::executor::Executor;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NodeIdConflictSeen};
 use crate::outbox::{CloseRequest, Outbox, Push};
 
 /// Inputs taken per batch from one source before the others get a turn.
@@ -69,6 +69,11 @@ pub(crate) struct HubTask {
     pub(crate) metrics: Arc<Metrics>,
     /// Site answers that came back at once, for the Hub after the current outputs.
     pub(crate) answered: Vec<Input>,
+    /// How long another process with this node's id counts as alive after it was last
+    /// heard.
+    pub(crate) node_id_conflict_live_for: Duration,
+    /// Whether a conflict is in `metrics` (so that without one nothing is locked).
+    pub(crate) node_id_conflict_shown: bool,
 }
 
 pub(crate) struct Channels {
@@ -148,6 +153,7 @@ impl HubTask {
                         let Ok(input) = ch.broker.try_recv() else { break };
                         self.broker_input(now, input);
                     }
+                    self.note_node_id_conflict();
                 }
                 () = shutdown_tick => {}
             }
@@ -198,6 +204,55 @@ impl HubTask {
                 self.drain();
             }
         }
+    }
+
+    /// Reports another process publishing with this node's id: an error log when it is
+    /// first heard (or heard again after it went quiet), and what `/readyz` and `/metrics`
+    /// show. Without one, a branch per broker batch.
+    fn note_node_id_conflict(&mut self) {
+        let heard = self.hub.node_id_conflict();
+        if heard.is_none() && !self.node_id_conflict_shown {
+            return;
+        }
+        self.node_id_conflict_shown = heard.is_some();
+        let mut seen = self
+            .metrics
+            .node_id_conflict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(heard) = heard else {
+            if seen.take().is_some() {
+                tracing::info!("the other process with this node id said goodbye");
+            }
+            return;
+        };
+        if seen
+            .as_ref()
+            .is_some_and(|s| s.instance == heard.instance && s.last_seen == heard.last_seen)
+        {
+            return;
+        }
+        let node = self.hub.config().node_id.clone();
+        if seen
+            .as_ref()
+            .is_none_or(|s| s.instance != heard.instance || !s.live())
+        {
+            tracing::error!(
+                %node,
+                instance = %self.hub.config().instance,
+                other_instance = %heard.instance,
+                "another live process publishes with this node's id on this redis prefix: \
+                 both keep serving, but calls between them do not connect and other nodes \
+                 cannot tell them apart; give every node its own --node-id, or leave it \
+                 unset for a random one"
+            );
+        }
+        *seen = Some(NodeIdConflictSeen {
+            node,
+            instance: heard.instance.clone(),
+            last_seen: heard.last_seen,
+            live_for: self.node_id_conflict_live_for,
+        });
     }
 
     fn event(&mut self, now: Instant, event: ConnEvent) {

@@ -16,6 +16,7 @@
 //! | `executor` | site and coordination requests, one result each |
 //! | [`credentials`] | secrets, behind opaque `CredentialId`s |
 //! | [`broker`] | in-process broker and coordinator behind traits |
+//! | `node` | this process's node id (configured or random) and instance id |
 //! | [`metrics`] | Prometheus counters |
 //!
 //! ```no_run
@@ -39,6 +40,7 @@ mod executor;
 mod http;
 mod hub_task;
 pub mod metrics;
+mod node;
 mod outbox;
 mod server;
 mod site_health;

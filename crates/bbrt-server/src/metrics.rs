@@ -133,8 +133,37 @@ pub struct Metrics {
     hub: Mutex<HubStats>,
     /// The Redis link, with `--redis`.
     pub(crate) redis: std::sync::OnceLock<std::sync::Arc<crate::broker::RedisStatus>>,
+    /// Another live process publishing with this node's id, as the hub task last saw it.
+    pub(crate) node_id_conflict: Mutex<Option<NodeIdConflictSeen>>,
     /// The site's health, with `--buddyboss-url`.
     pub(crate) site_health: std::sync::OnceLock<std::sync::Arc<crate::site_health::SiteHealth>>,
+}
+
+/// Another process heard publishing with this node's id (`Hub::node_id_conflict`).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeIdConflictSeen {
+    pub(crate) node: bbrt_protocol::ids::NodeId,
+    pub(crate) instance: bbrt_protocol::ids::InstanceId,
+    pub(crate) last_seen: std::time::Instant,
+    /// Silent this long, it is taken to be gone (twice the presence snapshot interval: a
+    /// live node publishes its presence at least that often).
+    pub(crate) live_for: Duration,
+}
+
+impl NodeIdConflictSeen {
+    /// Whether the other process was heard recently enough to be taken as alive.
+    pub(crate) fn live(&self) -> bool {
+        self.last_seen.elapsed() <= self.live_for
+    }
+
+    /// The `/readyz` line: what is wrong and how to fix it.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "node id: conflict: another process (instance {}) publishes as node {} on this redis prefix; \
+             give every node its own --node-id, or leave it unset for a random one",
+            self.instance, self.node
+        )
+    }
 }
 
 impl Metrics {
@@ -194,6 +223,15 @@ impl Metrics {
         }
     }
 
+    /// The live conflict, if any.
+    pub(crate) fn node_id_conflict(&self) -> Option<NodeIdConflictSeen> {
+        self.node_id_conflict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .filter(NodeIdConflictSeen::live)
+    }
+
     pub(crate) fn set_hub_stats(&self, stats: HubStats) {
         *self
             .hub
@@ -244,6 +282,32 @@ impl Metrics {
         let _ = writeln!(o, "bbrt_users_online {}", hub.users_online);
         c(&mut o, "bbrt_calls", "Calls in progress.", "gauge");
         let _ = writeln!(o, "bbrt_calls {}", hub.calls);
+        c(
+            &mut o,
+            "bbrt_participant_cache_threads",
+            "Threads in the participant cache.",
+            "gauge",
+        );
+        let _ = writeln!(o, "bbrt_participant_cache_threads {}", hub.cached_threads);
+        c(
+            &mut o,
+            "bbrt_node_id_conflict",
+            "Another live process publishes with this node's id (1): give each node its own --node-id.",
+            "gauge",
+        );
+        let conflict = u8::from(self.node_id_conflict().is_some());
+        let _ = writeln!(o, "bbrt_node_id_conflict {conflict}");
+        c(
+            &mut o,
+            "bbrt_node_id_conflict_publications_total",
+            "Publications received from another process with this node's id.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_node_id_conflict_publications_total {}",
+            hub.node_id_conflict_publications
+        );
         c(
             &mut o,
             "bbrt_site_requests_in_flight",
@@ -535,5 +599,32 @@ mod tests {
             "bbrt_site_errors_total{request=\"send\",code=\"bp_rest_messages_create_failed\"} 1"
         ));
         assert!(text.contains("bbrt_site_request_seconds_bucket{request=\"send\",le=\"0.05\"} 1"));
+        assert!(text.contains("\nbbrt_node_id_conflict 0\n"), "{text}");
+        assert!(
+            text.contains("\nbbrt_participant_cache_threads 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_id_conflict_shows_while_the_other_process_is_heard() {
+        let m = Metrics::default();
+        let seen = |ago: Duration| NodeIdConflictSeen {
+            node: "n1".parse().expect("valid"),
+            instance: "other".parse().expect("valid"),
+            last_seen: std::time::Instant::now() - ago,
+            live_for: Duration::from_secs(1),
+        };
+        *m.node_id_conflict.lock().expect("unpoisoned") = Some(seen(Duration::ZERO));
+        assert!(m.render().contains("\nbbrt_node_id_conflict 1\n"));
+        let line = m.node_id_conflict().expect("live").summary();
+        assert!(
+            line.contains("instance other") && line.contains("--node-id"),
+            "{line}"
+        );
+        // Not heard for longer than a live node stays silent: over.
+        *m.node_id_conflict.lock().expect("unpoisoned") = Some(seen(Duration::from_secs(2)));
+        assert!(m.node_id_conflict().is_none());
+        assert!(m.render().contains("\nbbrt_node_id_conflict 0\n"));
     }
 }

@@ -28,6 +28,7 @@ use crate::executor::Executor;
 use crate::http::{self, HeadError};
 use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
 use crate::metrics::{Metrics, Refusal};
+use crate::node::Identity;
 use crate::outbox::Outbox;
 use crate::site_health::{SiteHealth, probe_loop};
 
@@ -57,6 +58,11 @@ pub enum ServerError {
     /// `--cluster` needs a shared broker.
     #[error("--cluster needs a shared broker: pass --redis redis://...")]
     ClusterUnsupported,
+    /// `--redis` with the embedded development site: every node would have its own.
+    #[error(
+        "refusing --redis with the embedded development site: every node would have a development site of its own, so thread membership and presence would differ from node to node; configure --buddyboss-url (one site behind every node), or pass --allow-dev-site-with-redis for benchmarks and tests"
+    )]
+    DevSiteWithRedis,
     /// The Redis options are invalid.
     #[error(transparent)]
     Redis(#[from] crate::broker::redis::RedisSetupError),
@@ -167,8 +173,9 @@ impl ServerHandle {
         self.credentials.len()
     }
 
-    /// Starts a graceful shutdown (idempotent): stop accepting, let site requests finish
-    /// within the grace period, close every socket with 1001.
+    /// Starts a graceful shutdown (idempotent): `/readyz` and upgrades answer 503 at once,
+    /// connections are still served for the drain delay, site requests in flight may
+    /// finish within the grace period, then every socket is closed with 1001.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -254,6 +261,9 @@ pub async fn start_with_site(
     if dev && !config.listen.ip().is_loopback() && !config.allow_public_dev {
         return Err(ServerError::PublicDevSite(config.listen));
     }
+    if dev && config.redis.is_some() && !config.allow_dev_site_with_redis {
+        return Err(ServerError::DevSiteWithRedis);
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -272,7 +282,23 @@ pub async fn start_with_site(
              * This is NOT for production: configure --buddyboss-url.\n  \
              ****************************************************************"
         );
+        if config.redis.is_some() {
+            tracing::warn!(
+                "--allow-dev-site-with-redis: every node has a development site of its own; \
+                 a thread's members are whoever joined or wrote on that node, so messages, \
+                 typing and presence reach only the members the sender's node knows; for \
+                 benchmarks and tests only"
+            );
+        }
     }
+    let identity = Identity::new(config.node_id.as_ref());
+    tracing::info!(
+        node = %identity.node,
+        configured = identity.configured,
+        instance = %identity.instance,
+        host = %crate::node::host_name(),
+        "node identity"
+    );
 
     let metrics = Arc::new(Metrics::default());
     let frame_scheme = match config.auth_scheme {
@@ -301,6 +327,11 @@ pub async fn start_with_site(
     let (events_tx, events_rx) = mpsc::channel(8192);
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::channel(64);
+    let mut hub_config = config.hub_config(identity.node.clone(), identity.instance.clone());
+    // The Hub holds no randomness: its retry jitter is seeded from here.
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).expect("the operating system provides randomness");
+    hub_config.jitter_seed = u64::from_le_bytes(seed);
     let digester = match &config.idempotency_secret {
         Some(secret) => SendDigester::from_secret(secret.expose().as_bytes()),
         None => {
@@ -316,16 +347,16 @@ pub async fn start_with_site(
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
             let send = longest_send(&*site, config.api_timeout);
-            let options = redis_options(url.expose(), &config, digester, send);
+            let options = redis_options(url.expose(), &config, &identity, digester, send);
             let (broker, coordinator) = crate::broker::redis::connect(options)?;
             let _ = metrics.redis.set(broker.status());
-            tracing::info!(prefix = %config.redis_prefix, node = %config.node_id, "scale-out through redis");
+            tracing::info!(prefix = %config.redis_prefix, node = %identity.node, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))
         }
         None => (
             Arc::new(MemoryBroker::default()),
             Arc::new(MemoryCoordinator::with_digester(
-                config.hub_config().idempotency_ttl,
+                hub_config.idempotency_ttl,
                 digester,
             )),
         ),
@@ -341,11 +372,6 @@ pub async fn start_with_site(
         results: results_tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
-    let mut hub_config = config.hub_config();
-    // The Hub holds no randomness: its retry jitter is seeded from here.
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).expect("the operating system provides randomness");
-    hub_config.jitter_seed = u64::from_le_bytes(seed);
     let hub = HubTask {
         hub: Hub::new(hub_config),
         conns: HashMap::new(),
@@ -353,6 +379,8 @@ pub async fn start_with_site(
         broker,
         answered: Vec::new(),
         metrics: Arc::clone(&metrics),
+        node_id_conflict_live_for: config.presence_snapshot * 2,
+        node_id_conflict_shown: false,
     };
     let channels = Channels {
         events: events_rx,
@@ -384,7 +412,6 @@ pub async fn start_with_site(
     })
 }
 
-/// The Redis link's options from the flags.
 /// The longest a send may take at the site: the worst case (a new thread, retried after
 /// an unconfirmed attempt) of the executor's deadline.
 fn longest_send(site: &dyn BuddyBoss, floor: Duration) -> Duration {
@@ -401,13 +428,16 @@ fn longest_send(site: &dyn BuddyBoss, floor: Duration) -> Duration {
     site.deadline(&worst).map_or(floor, |d| d.max(floor))
 }
 
+/// The Redis link's options from the flags.
 fn redis_options(
     url: &str,
     config: &Config,
+    identity: &Identity,
     digester: SendDigester,
     send_deadline: Duration,
 ) -> RedisOptions {
-    let mut o = RedisOptions::new(url, config.redis_prefix.clone(), config.node_id.clone());
+    let mut o = RedisOptions::new(url, config.redis_prefix.clone(), identity.node.clone());
+    o.instance = identity.instance.clone();
     o.digester = digester;
     o.heartbeat = config.redis_heartbeat;
     o.node_ttl = config.redis_heartbeat * 3;
@@ -419,48 +449,73 @@ fn redis_options(
 }
 
 /// Accepts until shutdown, then drives the graceful stop.
+///
+/// The listener stays open until the end: while the server drains, a probe of `/readyz`
+/// gets 503 (and an upgrade 503) instead of a refused connection.
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     mut hub_task: JoinHandle<()>,
 ) -> Result<(), ServerError> {
+    let accepting = accept(&listener, &shared);
+    tokio::pin!(accepting);
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => {}
+        result = &mut hub_task => return Err(hub_failed(result)),
+        () = &mut accepting => unreachable!("the accept loop never ends"),
+    }
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    let stopped = tokio::select! {
+        stopped = stop(&shared, &mut hub_task) => stopped,
+        () = &mut accepting => unreachable!("the accept loop never ends"),
+    };
+    if stopped.is_ok() {
+        tracing::info!("stopped");
+    }
+    stopped
+}
+
+/// Accepts connections, forever.
+async fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            result = &mut hub_task => {
-                // The hub never ends on its own: it panicked.
-                let why = match result {
-                    Ok(()) => "the hub task ended".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::error!(error = %why, "hub task failed; stopping");
-                return Err(ServerError::HubFailed(why));
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(handle_socket(stream, peer, Arc::clone(shared)));
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(handle_socket(stream, peer, Arc::clone(&shared)));
-                }
-                Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: wait for connections to close, keep serving.
-                    shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: wait for connections to close, keep serving.
+                shared.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
-    drop(listener);
-    shared.shutting_down.store(true, Ordering::Relaxed);
+}
+
+/// The graceful stop, once `/readyz` answers 503: the drain delay (connections still
+/// served), then site requests in flight within the grace, then 1001 to every connection.
+async fn stop(shared: &Shared, hub_task: &mut JoinHandle<()>) -> Result<(), ServerError> {
+    let delay = shared.config.drain_delay;
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "draining: /readyz answers 503; connections close after the delay"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            result = &mut *hub_task => return Err(hub_failed(result)),
+        }
+    }
     tracing::info!("shutting down: waiting for site requests in flight");
     let grace = shared.config.shutdown_grace;
     let _ = shared.control.send(Control::Shutdown { grace }).await;
-    let hub_result = tokio::time::timeout(grace + Duration::from_secs(5), &mut hub_task).await;
+    let hub_result = tokio::time::timeout(grace + Duration::from_secs(5), &mut *hub_task).await;
     if let Ok(Err(e)) = hub_result {
         return Err(ServerError::HubFailed(e.to_string()));
     }
@@ -470,8 +525,17 @@ async fn serve(
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// The error for a hub task that ended: it never does on its own, so it panicked.
+fn hub_failed(result: Result<(), tokio::task::JoinError>) -> ServerError {
+    let why = match result {
+        Ok(()) => "the hub task ended".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(error = %why, "hub task failed; stopping");
+    ServerError::HubFailed(why)
 }
 
 /// One accepted socket: read the request head, then serve HTTP or upgrade.
@@ -514,7 +578,12 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
                 } else {
                     (200, "ready")
                 };
-                let body = format!("{word}\n{}\n{site_line}", redis.summary());
+                let mut body = format!("{word}\n{}\n", redis.summary());
+                if let Some(conflict) = shared.metrics.node_id_conflict() {
+                    body.push_str(&conflict.summary());
+                    body.push('\n');
+                }
+                body.push_str(&site_line);
                 http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             } else {
                 let (status, word) = if site_down {

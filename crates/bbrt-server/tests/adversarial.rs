@@ -458,3 +458,135 @@ async fn anonymous_connections_are_evicted_oldest_first_4010() {
         assert_eq!(c.recv_skip_presence().await["type"], "pong");
     }
 }
+
+/// Every answer (ack, joined, pong, error) on `c` within `dur`, by `requestId`.
+async fn answers_by_request_id(
+    c: &mut Client,
+    dur: Duration,
+) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    let mut by_id = std::collections::BTreeMap::<String, Vec<serde_json::Value>>::new();
+    for frame in c.drain(dur).await {
+        if let Some(id) = frame.get("requestId") {
+            by_id.entry(id.to_string()).or_default().push(frame);
+        }
+    }
+    by_id
+}
+
+#[tokio::test]
+async fn every_client_type_with_a_request_id_gets_exactly_one_answer() {
+    let server = Server::start(config()).await;
+    let mut c = server.user("alice").await;
+    let frames = [
+        json!({"type": "user_connected", "userId": "alice"}),
+        json!({"type": "join_thread", "threadId": "T"}),
+        json!({"type": "send_message", "threadId": "T", "message": "hi"}),
+        json!({"type": "typing", "threadId": "T"}),
+        json!({"type": "mark_read", "threadId": "T"}),
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "offer", "offer": {"sdp": "o"}, "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "answer", "answer": {"sdp": "a"}, "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "ice-candidate", "candidate": "c", "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "call_accepted", "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "call_rejected", "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "call_ended", "recipientId": "bob", "threadId": "T"}),
+        json!({"type": "leave_thread", "threadId": "T"}),
+        json!({"type": "ping"}),
+    ];
+    for (i, frame) in frames.iter().enumerate() {
+        let mut frame = frame.clone();
+        frame["requestId"] = json!(i);
+        c.send(frame).await;
+    }
+    let by_id = answers_by_request_id(&mut c, Duration::from_millis(500)).await;
+    for (i, frame) in frames.iter().enumerate() {
+        let got = by_id
+            .get(&i.to_string())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(got.len(), 1, "{frame} answered {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_answers_echo_the_request_id() {
+    let cfg = common::Config {
+        frame_rate: 1.0,
+        frame_burst: 3.0,
+        close_after_violations: 1_000,
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let mut c = server.client().await;
+    // Decodable frames and frames the decoder refuses: both are counted, both answered.
+    for i in 0..20 {
+        let frame = if i % 2 == 0 {
+            json!({"type": "ping", "requestId": i}).to_string()
+        } else {
+            format!(r#"{{"type":"ping","type":"ping","requestId":{i}}}"#)
+        };
+        c.send_raw(Message::text(frame)).await;
+    }
+    let by_id = answers_by_request_id(&mut c, Duration::from_millis(500)).await;
+    let mut limited = 0;
+    for i in 0..20 {
+        let got = by_id
+            .get(&i.to_string())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(got.len(), 1, "#{i} answered {got:?}");
+        limited += usize::from(got[0]["code"] == "rate_limited");
+    }
+    assert!(limited > 0, "the flood was rate limited");
+}
+
+#[tokio::test]
+async fn queue_full_answers_echo_the_request_id() {
+    use bbrt_buddyboss::fake::FakeSite;
+    let site = FakeSite::start_seeded().await.expect("fake site");
+    let server = Server::start(common::Config {
+        buddyboss_url: Some(site.api_root()),
+        max_queued_per_conn: 2,
+        ..config()
+    })
+    .await;
+    // The upgrade's credential is verified first; frames wait behind it, two at most.
+    site.set_latency(Duration::from_millis(700));
+    let mut c = Client::connect(&server.url, &[("authorization", "Bearer alice-token")]).await;
+    for i in 0..6 {
+        c.send(json!({"type": "ping", "requestId": i})).await;
+    }
+    let by_id = answers_by_request_id(&mut c, Duration::from_millis(1500)).await;
+    site.set_latency(Duration::ZERO);
+    let mut full = 0;
+    for i in 0..6 {
+        let got = by_id
+            .get(&i.to_string())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(got.len(), 1, "#{i} answered {got:?}");
+        full += usize::from(got[0]["code"] == "queue_full");
+    }
+    assert_eq!(full, 4, "{by_id:?}");
+}
+
+#[tokio::test]
+async fn the_error_before_a_too_many_connections_close_echoes_the_request_id() {
+    let server = Server::start(common::Config {
+        max_conns_per_user: 1,
+        ..config()
+    })
+    .await;
+    let _first = server.user("alice").await;
+    let mut second = server.client().await;
+    second
+        .send(json!({"type": "user_connected", "userId": "alice", "requestId": "again"}))
+        .await;
+    let e = second.recv_skip_presence().await;
+    assert_eq!(
+        (e["code"].as_str(), e["requestId"].as_str()),
+        (Some("too_many_connections"), Some("again")),
+        "{e}"
+    );
+    assert_eq!(second.closed().await, Some(4009));
+}

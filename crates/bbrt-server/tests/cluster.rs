@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bbrt_buddyboss::fake::FakeSite;
@@ -38,6 +39,8 @@ fn prefix() -> String {
 struct Node {
     child: Child,
     addr: SocketAddr,
+    /// The `message` of every ERROR line it logged.
+    errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -59,11 +62,30 @@ impl Node {
         env: &[(&str, &str)],
     ) -> Self {
         let mut extra = extra.to_vec();
+        extra.extend(["--node-id", id]);
+        Self::start_args(id, redis, prefix, site, &extra, env)
+    }
+
+    /// A node started without `--node-id` (`label` names its log files only).
+    fn start_unnamed(label: &str, prefix: &str, site: &FakeSite, extra: &[&str]) -> Self {
+        Self::start_args(label, SHARED_REDIS, prefix, site, extra, &[])
+    }
+
+    fn start_args(
+        id: &str,
+        redis: &str,
+        prefix: &str,
+        site: &FakeSite,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut extra = extra.to_vec();
         for (flag, value) in [
             ("--redis-heartbeat", "200ms"),
             ("--presence-snapshot", "1s"),
             ("--ring-timeout", "5s"),
             ("--call-grace", "300ms"),
+            ("--drain-delay", "0s"),
         ] {
             if !extra.contains(&flag) {
                 extra.extend([flag, value]);
@@ -72,7 +94,7 @@ impl Node {
         let bin = std::env::var("BBRT_TEST_SERVER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bbrt-server").to_owned());
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--node-id", id])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--redis", redis, "--redis-prefix", prefix])
             .args(["--buddyboss-url", &site.api_root(), "--site-timeout", "2s"])
             .args(["--log-format", "json", "--log", "info", "--workers", "1"])
@@ -90,6 +112,8 @@ impl Node {
             .expect("the server binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std_mpsc::channel();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let errors_seen = Arc::clone(&errors);
         let log = std::env::var("BBRT_TEST_LOG_DIR").ok().map(|d| {
             std::fs::File::create(format!("{d}/{prefix}-{id}-{}.log", child.id()))
                 .expect("log file")
@@ -107,6 +131,14 @@ impl Node {
                 let Ok(v) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
+                if v["level"] == "ERROR"
+                    && let Some(message) = v["fields"]["message"].as_str()
+                {
+                    errors_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(message.to_owned());
+                }
                 if v["fields"]["message"] == "listening"
                     && let Some(addr) = v["fields"]["addr"].as_str()
                     && let Some(tx) = tx.take()
@@ -116,7 +148,18 @@ impl Node {
             }
         });
         let addr = rx.recv_timeout(WAIT).expect("the node listens in time");
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            errors,
+        }
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn url(&self) -> String {
@@ -274,6 +317,109 @@ async fn messages_typing_presence_and_reads_cross_two_nodes() {
     // bob leaves: alice hears it.
     drop(bob);
     recv_about(&mut alice, "user_disconnected", "3").await;
+}
+
+#[tokio::test]
+async fn two_nodes_started_with_identical_flags_are_one_service() {
+    // The operator's first try: the same flags on both, apart from the port (which is 0
+    // here for both). Each process then picks a node id of its own.
+    let (site, t) = site().await;
+    let p = prefix();
+    let nodes = [
+        Node::start_unnamed("same-a", &p, &site, &[]),
+        Node::start_unnamed("same-b", &p, &site, &[]),
+    ];
+    for n in &nodes {
+        n.linked().await;
+    }
+    let mut alice = nodes[0].user("alice", "2", t).await;
+    let mut bob = nodes[1].user("bob", "3", t).await;
+    recv_about(&mut alice, "user_connected", "3").await;
+
+    alice
+        .send(json!({"type": "send_message", "threadId": t, "message": "a to b"}))
+        .await;
+    assert_eq!(recv_message(&mut bob, "a to b").await["senderId"], "2");
+    bob.send(json!({"type": "send_message", "threadId": t, "message": "b to a"}))
+        .await;
+    assert_eq!(recv_message(&mut alice, "b to a").await["senderId"], "3");
+    bob.send(json!({"type": "typing", "threadId": t})).await;
+    assert_eq!(alice.recv_type("typing").await["userId"], "3");
+
+    alice
+        .send(
+            json!({"type": "call_initiated", "recipientId": "3", "threadId": t, "requestId": "c"}),
+        )
+        .await;
+    let call = alice.recv_type("ack").await["callId"]
+        .as_str()
+        .expect("a call id")
+        .to_owned();
+    // A short random node id prefixes it.
+    let (node, counter) = call.rsplit_once('-').expect("<node>-<counter>");
+    assert_eq!((node.len(), counter), (8, "1"), "{call}");
+    assert_eq!(bob.recv_type("call_initiated").await["callId"], call);
+    bob.send(json!({"type": "answer", "answer": {"sdp": "A"}, "recipientId": "2", "threadId": t, "callId": call}))
+        .await;
+    assert_eq!(alice.recv_type("answer").await["answer"]["sdp"], "A");
+
+    drop(bob);
+    recv_about(&mut alice, "user_disconnected", "3").await;
+    for n in &nodes {
+        let (_, ready) = http_get(n.addr, "/readyz", "").await;
+        assert!(!ready.contains("conflict"), "{ready}");
+        assert_eq!(n.errors(), Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn two_processes_given_one_node_id_are_reported_and_keep_serving() {
+    let (site, t) = site().await;
+    let p = prefix();
+    let nodes = [
+        Node::start("same", SHARED_REDIS, &p, &site, &[]),
+        Node::start("same", SHARED_REDIS, &p, &site, &[]),
+    ];
+    for n in &nodes {
+        n.linked().await;
+    }
+    let mut alice = nodes[0].user("alice", "2", t).await;
+    let mut bob = nodes[1].user("bob", "3", t).await;
+    recv_about(&mut alice, "user_connected", "3").await;
+    alice
+        .send(json!({"type": "send_message", "threadId": t, "message": "still crosses"}))
+        .await;
+    recv_message(&mut bob, "still crosses").await;
+    bob.send(json!({"type": "typing", "threadId": t})).await;
+    assert_eq!(alice.recv_type("typing").await["userId"], "3");
+    for n in &nodes {
+        wait_for(|| async {
+            let (status, body) = http_get(n.addr, "/readyz", "").await;
+            status == 200 && body.contains("node id: conflict")
+        })
+        .await;
+        let (_, ready) = http_get(n.addr, "/readyz", "").await;
+        assert!(ready.contains("--node-id"), "names the fix: {ready}");
+        let (_, metrics) = http_get(n.addr, "/metrics", "").await;
+        assert!(metrics.contains("\nbbrt_node_id_conflict 1\n"), "{metrics}");
+        let errors = n.errors();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("this node's id") && e.contains("--node-id")),
+            "{errors:?}"
+        );
+    }
+    // One of them leaves gracefully: the other's users no longer see its users, and the
+    // conflict is over.
+    let [first, second] = nodes;
+    second.stop();
+    recv_about(&mut alice, "user_disconnected", "3").await;
+    wait_for(|| async {
+        let (_, body) = http_get(first.addr, "/readyz", "").await;
+        !body.contains("conflict")
+    })
+    .await;
 }
 
 #[tokio::test]

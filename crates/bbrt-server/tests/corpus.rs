@@ -1,6 +1,7 @@
 //! The bad-input corpus (`tests/corpus/*.json`: a frame and its expected reply) against a
-//! real server: each frame gets its documented error or close, the connection stays usable
-//! where the docs say so, and a bystander notices nothing.
+//! real server: each frame gets its documented error or close, echoing the `requestId`
+//! exactly when the case says (`"requestId"` absent: the answer carries none), the
+//! connection stays usable where the docs say so, and a bystander notices nothing.
 
 mod common;
 
@@ -86,6 +87,12 @@ async fn every_corpus_case_gets_its_documented_reply() {
                 reply["message"].as_str().is_some_and(|m| !m.is_empty()),
                 "{name}: a human message"
             );
+            if let Some(part) = expect.get("message_contains").and_then(Value::as_str) {
+                assert!(
+                    reply["message"].as_str().is_some_and(|m| m.contains(part)),
+                    "{name}: the message names {part}: {reply}"
+                );
+            }
             let expected_id = expect.get("requestId").cloned().unwrap_or(Value::Null);
             assert_eq!(
                 reply.get("requestId").cloned().unwrap_or(Value::Null),

@@ -394,3 +394,80 @@ async fn the_outer_deadline_does_not_cut_reconciliation_short() {
     assert_eq!(stored.len(), 1);
     assert_eq!(ack["id"], stored[0].id.to_string());
 }
+
+/// The error that answers `frame` on `c`: (code, message).
+async fn error_for(c: &mut Client, frame: serde_json::Value) -> (String, String) {
+    c.send(frame).await;
+    let e = c.recv_type("error").await;
+    let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+    (text("code"), text("message"))
+}
+
+#[tokio::test]
+async fn clients_read_one_plain_text_per_code_never_the_sites() {
+    use bbrt_protocol::wire::ErrorCode;
+    let (site, server, thread) =
+        setup(|c| c.auth_scheme = bbrt_server::config::AuthSchemeArg::Basic).await;
+    // Every unauthenticated cause, on anonymous connections: an unknown username (the site
+    // answers `invalid_username` in HTML), a wrong password (`incorrect_password`), no
+    // credential at all, a frame before identifying, and a credential already refused.
+    let mut causes = Vec::new();
+    for token in ["nobody:whatever", "alice:wrong-app-pass"] {
+        let mut c = server.client().await;
+        let frame = json!({"type": "user_connected", "userId": "2", "token": token});
+        causes.push(error_for(&mut c, frame.clone()).await);
+        causes.push(error_for(&mut c, frame).await);
+    }
+    let mut c = server.client().await;
+    causes.push(error_for(&mut c, json!({"type": "user_connected", "userId": "2"})).await);
+    let frame = json!({"type": "join_thread", "threadId": thread});
+    causes.push(error_for(&mut c, frame).await);
+    let unauthenticated = ErrorCode::Unauthenticated;
+    for (code, message) in &causes {
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            (unauthenticated.as_str(), unauthenticated.message()),
+            "one wording for every cause: {causes:?}"
+        );
+    }
+
+    // The site's other refusals and failures: its HTML or its words never reach clients.
+    let mut carol = server.client().await;
+    let identify = json!({"type": "user_connected", "userId": "4", "token": "carol:carol-app-pass", "requestId": 1});
+    carol.send(identify).await;
+    assert_eq!(carol.recv_type("ack").await["requestId"], 1);
+    let frame = json!({"type": "join_thread", "threadId": thread});
+    let forbidden = error_for(&mut carol, frame).await;
+    let (other, _) = site.create_thread(4, &[3], "carol writes");
+    site.inject(Fault::NotJson, 1);
+    let frame = json!({"type": "join_thread", "threadId": other});
+    let garbage = error_for(&mut carol, frame).await;
+    let unreachable = {
+        let mut cfg = config();
+        cfg.buddyboss_url = Some("http://127.0.0.1:9/wp-json/".into());
+        cfg.site_timeout = Duration::from_secs(1);
+        Server::start(cfg).await
+    };
+    let mut c = Client::connect(&unreachable.url, &[("authorization", "Bearer alice-token")]).await;
+    let refused = error_for(&mut c, json!({"type": "user_connected", "userId": "2"})).await;
+    for ((code, message), expected) in [
+        (&forbidden, ErrorCode::Forbidden),
+        (&garbage, ErrorCode::SiteError),
+        (&refused, ErrorCode::SiteUnavailable),
+    ] {
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            (expected.as_str(), expected.message())
+        );
+    }
+    for (_, message) in causes.iter().chain([&forbidden, &garbage, &refused]) {
+        for site_word in [
+            "<", "Unknown", "username", "password", "Sorry", "tcp", "os error",
+        ] {
+            assert!(
+                !message.contains(site_word),
+                "{message:?} says {site_word:?}"
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Secrets never reach the logs: every log line of an authenticated flow, at TRACE, is
-//! captured and searched for the tokens used.
+//! captured and searched for the tokens used. What the site said when it refused a
+//! credential is there, at INFO, since clients only read a fixed text.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bbrt_buddyboss::fake::FakeSite;
 use common::{Client, Server, config};
 use serde_json::json;
@@ -74,10 +76,38 @@ async fn tokens_never_appear_in_logs() {
     bad.recv_type("error").await;
     server.handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), server.handle.wait()).await;
+    // Application Passwords refused: the client reads a fixed text, the log says why.
+    let mut cfg = config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.auth_scheme = bbrt_server::config::AuthSchemeArg::Basic;
+    let basic = Server::start(cfg).await;
+    let wrong = ["alice:s3cr3t-wrong-app-pass", "nobody:s3cr3t-any-pass"];
+    for token in wrong {
+        let mut c = basic.client().await;
+        c.send(json!({"type": "user_connected", "userId": "2", "token": token}))
+            .await;
+        c.recv_type("error").await;
+    }
+    basic.handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), basic.handle.wait()).await;
 
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
     assert!(logs.contains("conn"), "logs were captured: {logs}");
-    for s in [secret, query_secret, frame_secret, "s3cr3t"] {
+    for code in ["incorrect_password", "invalid_username", "Unknown username"] {
+        assert!(
+            logs.lines().any(|l| l.contains("INFO") && l.contains(code)),
+            "the site's {code:?} is in the server log at the default level"
+        );
+    }
+    let encoded = wrong.map(|t| base64::engine::general_purpose::STANDARD.encode(t));
+    for s in [
+        secret,
+        query_secret,
+        frame_secret,
+        "s3cr3t",
+        &encoded[0],
+        &encoded[1],
+    ] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(s)).take(3).collect();
         assert!(
             leaks.is_empty(),

@@ -2,8 +2,10 @@
 //! (coordination requests).
 //!
 //! The Hub decides what crosses; the broker (in-process or Redis) only carries it. A
-//! publication is applied by every node but its origin. Frames cross already encoded, so a
-//! node delivers them without re-encoding.
+//! publication is applied by every process but the one that published it (its
+//! [`InstanceId`]: two processes may be given the same node id by mistake, and must still
+//! hear each other). Frames cross already encoded, so a node delivers them without
+//! re-encoding.
 
 use std::time::Instant;
 
@@ -12,19 +14,47 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Hub, PendingCoord};
 use crate::ids::{
-    CallId, ClientMessageId, CoordRequestId, DeviceRef, MessageId, NodeId, ThreadId, UserId,
+    CallId, ClientMessageId, CoordRequestId, DeviceRef, InstanceId, MessageId, NodeId, ThreadId,
+    UserId,
 };
 
 /// A publication from one node to the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerMessage {
-    /// The node that published it; that node ignores it when it comes back.
+    /// The node that published it: what its users' presence and its calls' devices are
+    /// filed under.
     pub origin: NodeId,
+    /// The process that published it; that process ignores it when it comes back.
+    /// Publications of versions before instance ids have none: they read as
+    /// [`BrokerMessage::UNKNOWN_INSTANCE`], another process (so a rolling upgrade keeps
+    /// them).
+    #[serde(default = "unknown_instance")]
+    pub instance: InstanceId,
     /// What happened.
     pub event: BrokerEvent,
 }
 
+/// Another process publishes with this Hub's node id: both are serving, but what names
+/// a node (call ids, call devices, liveness) is ambiguous between them. The driver reports
+/// it (`docs/scaling.md`, "Node identity").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdConflict {
+    /// The other process, as last heard.
+    pub instance: InstanceId,
+    /// When it was first heard (since it last changed).
+    pub since: Instant,
+    /// When it was last heard.
+    pub last_seen: Instant,
+}
+
+fn unknown_instance() -> InstanceId {
+    InstanceId::new(BrokerMessage::UNKNOWN_INSTANCE).expect("a valid literal id")
+}
+
 impl BrokerMessage {
+    /// The instance of a publication that names none (a version before instance ids).
+    pub const UNKNOWN_INSTANCE: &'static str = "unknown";
+
     /// JSON for a broker that carries bytes (Redis).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("broker messages always serialize")
@@ -143,6 +173,26 @@ pub enum BrokerEvent {
         /// Why, as on the wire.
         reason: crate::wire::EndReason,
     },
+}
+
+impl BrokerEvent {
+    /// Whether the event is about a call (names calls and devices by node id).
+    fn is_call(&self) -> bool {
+        match self {
+            Self::CallOrphaned { .. }
+            | Self::CallRing(_)
+            | Self::CallToRinging { .. }
+            | Self::CallToDevice { .. }
+            | Self::CallAnswered { .. }
+            | Self::CallRebound { .. }
+            | Self::CallEnded { .. } => true,
+            Self::Deliver { .. }
+            | Self::Presence { .. }
+            | Self::PresenceSnapshot { .. }
+            | Self::Participants { .. }
+            | Self::SyncRequest => false,
+        }
+    }
 }
 
 /// A request that needs agreement among all nodes.
@@ -310,8 +360,17 @@ mod frame_text {
 
 impl Hub {
     pub(super) fn broker(&mut self, now: Instant, message: BrokerMessage) {
-        if message.origin == self.config.node_id {
+        if message.instance == self.config.instance {
             return;
+        }
+        if message.origin == self.config.node_id {
+            self.heard_node_id_conflict(now, message.instance);
+            // Calls name devices and ids by node id: the other process's would be taken for
+            // this one's (a frame for its connection 7 delivered to ours). Everything else
+            // names users and threads, and still crosses.
+            if message.event.is_call() {
+                return;
+            }
         }
         let origin = message.origin;
         if self.down_nodes.contains(&origin) {
@@ -367,6 +426,18 @@ impl Hub {
 
     pub(super) fn node_down(&mut self, node: &NodeId) {
         if *node == self.config.node_id {
+            // Only another process with this id can be announced gone (its goodbye): what
+            // it said of its users is void, and the conflict is over.
+            self.node_id_conflict = None;
+            let users: Vec<UserId> = self
+                .remote_online
+                .iter()
+                .filter(|(_, nodes)| nodes.contains(node))
+                .map(|(u, _)| u.clone())
+                .collect();
+            for user in users {
+                self.remote_presence(node, user, false);
+            }
             return;
         }
         self.down_nodes.insert(node.clone());
@@ -380,6 +451,28 @@ impl Hub {
             self.remote_presence(node, user, false);
         }
         self.calls_node_down(node);
+    }
+
+    fn heard_node_id_conflict(&mut self, now: Instant, instance: InstanceId) {
+        self.stats.node_id_conflict_publications += 1;
+        match &mut self.node_id_conflict {
+            Some(c) if c.instance == instance => c.last_seen = now,
+            other => {
+                *other = Some(NodeIdConflict {
+                    instance,
+                    since: now,
+                    last_seen: now,
+                });
+            }
+        }
+    }
+
+    /// Another process heard publishing with this node's id, if any since start (or since
+    /// it said goodbye). The Hub keeps serving and applies its publications but for calls;
+    /// whether the conflict is still live (`last_seen` recent enough) is for the driver to
+    /// judge, since it knows how often a live node publishes.
+    pub fn node_id_conflict(&self) -> Option<&NodeIdConflict> {
+        self.node_id_conflict.as_ref()
     }
 
     /// This node's online users, for the driver to publish periodically (a heartbeat that

@@ -157,7 +157,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::RecipientOffline,
-                    "Recipient is not connected",
+                    ErrorCode::RecipientOffline.message(),
                     request_id,
                 );
             }
@@ -194,7 +194,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::RecipientOffline,
-                "Recipient is not connected",
+                ErrorCode::RecipientOffline.message(),
                 request_id,
             );
             return false;
@@ -291,7 +291,9 @@ impl Hub {
         loop {
             self.calls.next_id += 1;
             let id = format!("{}-{}", self.config.node_id, self.calls.next_id);
-            let id = CallId::new(&id).expect("a node id plus a counter is a valid id");
+            let id = CallId::new(&id).expect(
+                "a node id (at most MAX_NODE_ID_LEN bytes) plus a dash and a u64 fits an id",
+            );
             if !self.calls.calls.contains_key(&id) {
                 return id;
             }

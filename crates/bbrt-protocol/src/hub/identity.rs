@@ -142,7 +142,7 @@ impl Hub {
                     }
                     VerifyOrigin::Frame => {
                         let code = super::site_error_code(&error);
-                        self.fail_blocked(now, conn, code, &error.message);
+                        self.fail_blocked(now, conn, code, code.message());
                     }
                 }
                 return;
@@ -155,7 +155,7 @@ impl Hub {
             .is_some_and(|claimed| *claimed != user)
             || current.as_ref().is_some_and(|current| *current != user);
         if mismatch {
-            let text = "userId differs from the user the credential belongs to";
+            let text = ErrorCode::IdentityMismatch.message();
             match pending.origin {
                 VerifyOrigin::Upgrade => self.close_with(now, conn, CloseCode::CredentialRejected),
                 VerifyOrigin::Frame => {
@@ -197,7 +197,7 @@ impl Hub {
         retry.conns.insert(conn);
         let (in_flight, attempt) = (retry.in_flight, retry.attempt);
         let key = TimerKey::VerifyRetry(credential);
-        if !in_flight && self.timers.at(&key).is_none() {
+        if !in_flight && !self.timers.is_set(&key) {
             let delay = self.verify_retry_delay(credential, attempt);
             self.timers.set(key, now + delay);
         }
@@ -294,8 +294,11 @@ impl Hub {
     fn identify(&mut self, now: Instant, conn: ConnId, user: &UserId) -> bool {
         let count = self.users.get(user).map_or(0, |u| u.conns.len());
         if count >= self.config.max_conns_per_user {
-            let text = "this user has too many connections";
-            self.error(conn, ErrorCode::TooManyConnections, text, None);
+            let text = ErrorCode::TooManyConnections.message();
+            // The answer to the frame that asked to identify, if one did: it goes out
+            // before the close.
+            let request_id = self.blocked_request_id(conn);
+            self.error(conn, ErrorCode::TooManyConnections, text, request_id);
             self.close_with(now, conn, CloseCode::TooManyConnections);
             return false;
         }

@@ -420,17 +420,15 @@ impl Hub {
         self.ack_if_asked(conn, request_id, ack);
     }
 
-    /// The answer to a send whose outcome is unknown. A fixed text: the site's own words
-    /// would tell the client nothing it can act on.
+    /// The answer to a send whose outcome is unknown, whatever the site's own words.
     fn send_unconfirmed(&mut self, conn: ConnId, request_id: Option<RequestId>) {
-        let text = "the site did not confirm the message and it may be stored; \
-                    retry with the same clientMessageId";
-        self.error(conn, ErrorCode::SendUnconfirmed, text, request_id);
+        let code = ErrorCode::SendUnconfirmed;
+        self.error(conn, code, code.message(), request_id);
     }
 
     fn idempotency_conflict(&mut self, conn: ConnId, request_id: Option<RequestId>) {
-        let text = "this clientMessageId was already used for another message";
-        self.error(conn, ErrorCode::IdempotencyConflict, text, request_id);
+        let code = ErrorCode::IdempotencyConflict;
+        self.error(conn, code, code.message(), request_id);
     }
 
     /// A send with a `clientMessageId` completed: answer its duplicates, remember it.

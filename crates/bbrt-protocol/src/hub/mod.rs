@@ -8,7 +8,8 @@
 //! - **inputs**: [`Hub::handle`]`(now, input)` and [`Hub::handle_timeout`]`(now)`;
 //! - **outputs**: [`Hub::poll_output`] (frames to deliver, connections to close, site
 //!   requests, coordination requests, broker publications) and [`Hub::poll_timeout`];
-//! - **getters**: [`Hub::stats`], [`Hub::is_online`], [`Hub::next_timeout_reason`];
+//! - **getters**: [`Hub::stats`], [`Hub::is_online`], [`Hub::node_id_conflict`],
+//!   [`Hub::next_timeout_reason`];
 //! - nothing else: no method does I/O, reads a clock or blocks.
 //!
 //! After every `handle*` call, drain `poll_output()` until it returns `None`, then read
@@ -63,7 +64,8 @@
 //!   `user_disconnected`), as `joined` would have told them.
 //! - **Participants** are cached per thread for [`HubConfig::participants_ttl`], refreshed by
 //!   every join and every stored message; typing, calls and `mark_read` wait for the site
-//!   only when the cache is cold.
+//!   only when the cache is cold. A thread no local connection joined is forgotten once its
+//!   entry is older than the TTL.
 //! - **Sends** are stored through the site first and delivered after; `ack` only when the
 //!   client asked (a `requestId` or `clientMessageId`); sends are serialized per (user,
 //!   thread); a `clientMessageId` is claimed through coordination, so a duplicate never
@@ -85,8 +87,11 @@
 //!
 //! The Hub owns its local connections and learns about remote ones only through
 //! [`Input::Broker`]: presence, call state, and frames to deliver to local connections of
-//! given users. Everything it publishes carries its node id, and a node ignores its own
-//! publications, so nothing is delivered twice. Coordination that must be global
+//! given users. Everything it publishes carries its node id and its process's
+//! [`HubConfig::instance`], and a Hub ignores the publications of its own instance, so
+//! nothing is delivered twice. Another process publishing with the same node id (a
+//! misconfiguration) is still heard, and reported through [`Hub::node_id_conflict`]; its
+//! call events are not applied, since call ids and devices are named by node id. Coordination that must be global
 //! (idempotency keys, first accept wins) leaves as [`Output::Coord`].
 //!
 //! Nodes also replicate what they learn of a thread's participants (so typing, read and
@@ -113,15 +118,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use self::broker::{
-    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, SendFingerprint,
-    SendOutcome, SendReceipt,
+    BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
+    SendFingerprint, SendOutcome, SendReceipt,
 };
 use self::calls::Calls;
 use self::messages::Sends;
 use self::timer::{TimerKey, TimerTable};
 use self::typing::TypingState;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
-use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
+use crate::ids::{
+    ApiRequestId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId, ThreadId, UserId,
+};
 use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
     RequestId, ServerMessage,
@@ -143,6 +150,11 @@ pub enum PresenceScope {
 pub struct HubConfig {
     /// This node's id; prefixes call ids and tags broker publications.
     pub node_id: NodeId,
+    /// This process: tags broker publications beside `node_id`, and is what tells a
+    /// publication of this Hub's own (ignored) from one of another process that was given
+    /// the same node id (applied, and reported: [`Hub::node_id_conflict`]). The driver
+    /// chooses it at random at start-up.
+    pub instance: InstanceId,
     /// Whether other nodes exist: without it nothing is published to the broker.
     pub cluster: bool,
     /// Who hears presence.
@@ -196,6 +208,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             node_id: NodeId::new("n1").expect("a valid literal id"),
+            instance: InstanceId::new("i1").expect("a valid literal id"),
             cluster: false,
             presence_scope: PresenceScope::Threads,
             participants_ttl: Duration::from_secs(60),
@@ -348,6 +361,10 @@ pub struct HubStats {
     pub deliveries: u64,
     /// Site requests waiting for their result.
     pub api_in_flight: usize,
+    /// Threads in the participant cache.
+    pub cached_threads: usize,
+    /// Publications received from another process with this node's id, since start.
+    pub node_id_conflict_publications: u64,
 }
 
 /// A frame waiting on its connection behind a site request.
@@ -457,6 +474,8 @@ pub struct Hub {
     /// Nodes reported down: their late publications are ignored until they announce
     /// themselves again (a sync request or a presence snapshot).
     down_nodes: BTreeSet<NodeId>,
+    /// The latest other process heard publishing with this node's id.
+    node_id_conflict: Option<NodeIdConflict>,
     credentials: HashMap<CredentialId, CredentialState>,
     /// Upgrade credentials waiting for the site to verify them, with their connections.
     verify_retries: HashMap<CredentialId, identity::VerifyRetry>,
@@ -494,6 +513,7 @@ impl Hub {
             user_threads: HashMap::new(),
             remote_online: HashMap::new(),
             down_nodes: BTreeSet::new(),
+            node_id_conflict: None,
             credentials: HashMap::new(),
             verify_retries: HashMap::new(),
             anonymous: BTreeMap::new(),
@@ -552,6 +572,7 @@ impl Hub {
                 TimerKey::Reverify(credential) => self.reverify(credential),
                 TimerKey::VerifyRetry(credential) => self.retry_verify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
+                TimerKey::CacheSweep => self.sweep_cache(now),
             }
         }
     }
@@ -595,6 +616,7 @@ impl Hub {
             users_online: self.online_users().len(),
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
+            cached_threads: self.threads.len(),
             ..self.stats.clone()
         }
     }
@@ -788,7 +810,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::RateLimited,
-                "too many frames; slow down",
+                ErrorCode::RateLimited.message(),
                 request_id.cloned(),
             );
         }
@@ -807,7 +829,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::QueueFull,
-                    "too many requests waiting on this connection",
+                    ErrorCode::QueueFull.message(),
                     request_id,
                 );
                 self.release_if_unused(conn, item.credential);
@@ -869,6 +891,15 @@ impl Hub {
         self.drain(now, conn);
     }
 
+    /// The `requestId` of the frame `conn` waits on, if a frame (not the upgrade) blocked.
+    fn blocked_request_id(&self, conn: ConnId) -> Option<RequestId> {
+        let c = self.conns.get(&conn)?;
+        if !c.front_blocked {
+            return None;
+        }
+        c.queue.front()?.frame.request_id.clone()
+    }
+
     /// Handles one frame. Returns it back if it must wait for the site (the Hub has
     /// already emitted the request).
     fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {
@@ -877,12 +908,8 @@ impl Hub {
             match self.credential_status(conn, credential) {
                 identity::CredentialStatus::Known => {}
                 identity::CredentialStatus::Rejected => {
-                    self.error(
-                        conn,
-                        ErrorCode::Unauthenticated,
-                        "credential rejected",
-                        item.frame.request_id,
-                    );
+                    let code = ErrorCode::Unauthenticated;
+                    self.error(conn, code, code.message(), item.frame.request_id);
                     return None;
                 }
                 identity::CredentialStatus::Unknown => {
@@ -915,9 +942,8 @@ impl Hub {
                 // Never silently anonymous: the upgrade's credential is verified as soon
                 // as the site answers again.
                 _ if unverified => {
-                    let text =
-                        "the site could not verify this connection's credential yet; retry shortly";
-                    self.error(conn, ErrorCode::SiteUnavailable, text, request_id);
+                    let code = ErrorCode::SiteUnavailable;
+                    self.error(conn, code, code.message(), request_id);
                     None
                 }
                 ClientMessage::UserConnected(m) => {
@@ -926,8 +952,8 @@ impl Hub {
                     Some(item)
                 }
                 _ => {
-                    let text = "identify first: send user_connected or a token";
-                    self.error(conn, ErrorCode::Unauthenticated, text, request_id);
+                    let code = ErrorCode::Unauthenticated;
+                    self.error(conn, code, code.message(), request_id);
                     None
                 }
             };
@@ -937,7 +963,7 @@ impl Hub {
                 if m.user_id == user {
                     self.ack_if_asked(conn, request_id, Ack::default());
                 } else {
-                    let text = "userId differs from the verified user";
+                    let text = ErrorCode::IdentityMismatch.message();
                     self.error(conn, ErrorCode::IdentityMismatch, text, request_id);
                 }
                 None
@@ -1022,7 +1048,7 @@ impl Hub {
                 self.error(
                     conn,
                     ErrorCode::Forbidden,
-                    "not a participant of this thread",
+                    ErrorCode::Forbidden.message(),
                     request_id.cloned(),
                 );
                 None
@@ -1119,6 +1145,7 @@ impl Hub {
         }
         self.outputs.push_back(Output::Publish(BrokerMessage {
             origin: self.config.node_id.clone(),
+            instance: self.config.instance.clone(),
             event,
         }));
     }
@@ -1152,9 +1179,11 @@ impl Hub {
         );
     }
 
+    /// Answers with the fixed text of the error's code: the site's own text never reaches
+    /// a client (the executor logs it).
     fn site_error(&mut self, conn: ConnId, error: &SiteError, request_id: Option<RequestId>) {
         let code = site_error_code(error);
-        self.error(conn, code, &error.message, request_id);
+        self.error(conn, code, code.message(), request_id);
     }
 
     /// Sends `ack` if the client asked for one.

@@ -11,6 +11,7 @@ mod cluster;
 mod identity;
 mod limits;
 mod messages;
+mod nodes;
 mod props;
 mod routing;
 mod seed;

@@ -1,9 +1,15 @@
 //! Threads: the participant cache, `join_thread`, `leave_thread`, and waiting for the site
 //! when the cache is cold.
+//!
+//! The cache forgets: a thread no local connection joined is dropped once its entry is
+//! older than the participants TTL (a sweep at most every quarter TTL, and at least a second
+//! apart). Every node hears every participant change in the cluster, so without it every
+//! node would keep every thread the cluster ever touched.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::timer::TimerKey;
 use super::{BrokerEvent, Hub, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
@@ -11,6 +17,9 @@ use crate::wire::{ErrorCode, Joined, Participant, PresenceEvent, RequestId, Serv
 
 /// `denied` is swept of expired entries no more often than when it reaches this size.
 pub(super) const DENIED_SWEEP_MIN: usize = 1024;
+
+/// The cache sweep runs at least this far apart (a TTL of zero must not make it spin).
+const CACHE_SWEEP_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the cache says about a user in a thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +58,60 @@ impl Hub {
         if self.denied.len() >= self.denied_sweep_at {
             self.denied.retain(|_, until| *until > now);
             self.denied_sweep_at = (2 * self.denied.len()).max(DENIED_SWEEP_MIN);
+        }
+        self.schedule_cache_sweep(now + self.config.participants_ttl);
+    }
+
+    /// Makes sure a cache sweep runs by `at` (or sooner, if one is already due).
+    fn schedule_cache_sweep(&mut self, at: Instant) {
+        if !self.timers.is_set(&TimerKey::CacheSweep) {
+            self.timers.set(TimerKey::CacheSweep, at);
+        }
+    }
+
+    /// Drops the threads no local connection joined whose entry is older than the TTL
+    /// (and their reverse index), and the expired `denied` entries; runs again when the
+    /// next of the remaining ones may expire.
+    pub(super) fn sweep_cache(&mut self, now: Instant) {
+        let ttl = self.config.participants_ttl;
+        let expired = |fetched_at: Option<Instant>| {
+            fetched_at.is_none_or(|at| now.saturating_duration_since(at) >= ttl)
+        };
+        let gone: Vec<ThreadId> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| t.joiners.is_empty() && expired(t.fetched_at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for thread in gone {
+            let Some(state) = self.threads.remove(&thread) else {
+                continue;
+            };
+            for user in &state.participants {
+                if let Some(threads) = self.user_threads.get_mut(user) {
+                    threads.remove(&thread);
+                    if threads.is_empty() {
+                        self.user_threads.remove(user);
+                    }
+                }
+            }
+        }
+        self.denied.retain(|_, until| *until > now);
+        self.denied_sweep_at = (2 * self.denied.len()).max(DENIED_SWEEP_MIN);
+        // The earliest a remaining entry can expire; a joined thread is looked at again a
+        // TTL from now (it is kept while joined, however old).
+        let next = self
+            .threads
+            .values()
+            .map(|t| match t.fetched_at {
+                Some(at) if t.joiners.is_empty() => at + ttl,
+                _ => now + ttl,
+            })
+            .chain(self.denied.values().copied())
+            .min();
+        if let Some(next) = next {
+            let soonest = now + (ttl / 4).max(CACHE_SWEEP_MIN_INTERVAL);
+            self.timers.set(TimerKey::CacheSweep, next.max(soonest));
         }
     }
 
@@ -112,10 +175,7 @@ impl Hub {
                     self.denied.remove(&(user.clone(), thread.clone()));
                     None
                 } else {
-                    Some((
-                        ErrorCode::Forbidden,
-                        "not a participant of this thread".to_owned(),
-                    ))
+                    Some(ErrorCode::Forbidden)
                 }
             }
             Err(error) => {
@@ -130,18 +190,17 @@ impl Hub {
                         }
                     }
                 }
-                Some((super::site_error_code(&error), error.message))
+                Some(super::site_error_code(&error))
             }
         };
-        if let Some((code, _)) = &failure
-            && *code == ErrorCode::Forbidden
-        {
+        if failure == Some(ErrorCode::Forbidden) {
             self.deny(now, user, thread);
         }
         for conn in waiters {
-            match &failure {
+            match failure {
                 None => self.unblock(now, conn),
-                Some((code, text)) => self.fail_blocked(now, conn, *code, text),
+                // The code's fixed text, never the site's.
+                Some(code) => self.fail_blocked(now, conn, code, code.message()),
             }
         }
     }
@@ -195,6 +254,7 @@ impl Hub {
             return false;
         }
         let new: BTreeSet<UserId> = participants.iter().cloned().collect();
+        self.schedule_cache_sweep(now + self.config.participants_ttl);
         let state = self.threads.entry(thread.clone()).or_default();
         let first = state.fetched_at.is_none();
         let old = std::mem::replace(&mut state.participants, new);
@@ -286,7 +346,7 @@ impl Hub {
             self.error(
                 conn,
                 ErrorCode::TooManyThreads,
-                "this connection joined too many threads",
+                ErrorCode::TooManyThreads.message(),
                 request_id,
             );
             return false;

@@ -20,6 +20,9 @@ pub(crate) enum TimerKey {
     VerifyRetry(CredentialId),
     /// Forget a completed `clientMessageId`.
     IdempotencyExpiry(UserId, ClientMessageId),
+    /// Drop the participant cache's expired threads that no local connection joined, and
+    /// expired `denied` entries.
+    CacheSweep,
 }
 
 /// A `BTreeSet<(Instant, TimerKey)>` plus the reverse index needed to reschedule.
@@ -45,9 +48,9 @@ impl TimerTable {
         }
     }
 
-    /// When the timer `key` fires, if set.
-    pub(crate) fn at(&self, key: &TimerKey) -> Option<Instant> {
-        self.by_key.get(key).copied()
+    /// Whether the timer `key` is set.
+    pub(crate) fn is_set(&self, key: &TimerKey) -> bool {
+        self.by_key.contains_key(key)
     }
 
     /// The earliest deadline.

@@ -118,6 +118,54 @@ impl ErrorCode {
         }
     }
 
+    /// The plain text clients read with this code.
+    ///
+    /// Always used for an error that comes from the site, whose own text (HTML, words that
+    /// tell an unknown username from a wrong password, transport details) goes to the
+    /// server's log only, and for every `unauthenticated`, whatever the cause. Other
+    /// errors the Hub finds itself may say more precisely what was wrong.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "the frame is not valid JSON",
+            Self::NotAnObject => "a frame must be a JSON object",
+            Self::MissingType => "the frame has no string type",
+            Self::UnknownType => "unknown type",
+            Self::InvalidField => "a field is missing, mistyped or repeated",
+            Self::InvalidId => "an id is not valid",
+            Self::FrameTooLarge => "the frame is too large",
+            Self::TooDeep => "the JSON nests too deep",
+            Self::MessageTooLong => "the message is too long",
+            Self::EmptyMessage => "the message is empty",
+            Self::BinaryFrame => "binary frames are not supported; send JSON text",
+            Self::Unauthenticated => {
+                "not authenticated: identify with user_connected and a valid credential"
+            }
+            Self::IdentityMismatch => "userId differs from the user the credential belongs to",
+            Self::Forbidden => "not a participant of this thread",
+            Self::Invalid => "the site rejected the request as invalid",
+            Self::Refused => "the site refused the message",
+            Self::SiteUnavailable => "the site is unavailable; try again later",
+            Self::SendUnconfirmed => {
+                "the site did not confirm the message and it may be stored; retry with the same clientMessageId"
+            }
+            Self::IdempotencyConflict => {
+                "this clientMessageId was already used for another message"
+            }
+            Self::SiteError => "the site answered unexpectedly; try again later",
+            Self::RateLimited => "too many frames; slow down",
+            Self::QueueFull => "too many requests waiting on this connection",
+            Self::TooManyThreads => "this connection joined too many threads",
+            Self::TooManyConnections => "this user has too many connections",
+            Self::TooManyPending => "too many messages waiting for the site; try again later",
+            Self::RecipientOffline => "Recipient is not connected",
+            Self::NotInCall => "no such call",
+            Self::CallInProgress => "already in a call",
+            Self::MissingRecipient => "threadId or recipientId is required",
+            Self::Internal => "internal error",
+            Self::Unknown => "unknown error",
+        }
+    }
+
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(self) -> bool {
         matches!(
@@ -330,6 +378,10 @@ pub enum DecodeErrorKind {
         /// serde's description of the problem.
         detail: String,
     },
+    /// The `requestId` cannot be echoed: too long, not an `i64`, another JSON type, or
+    /// repeated. The answer carries no `requestId`.
+    #[error("invalid requestId: {0}")]
+    InvalidRequestId(String),
     /// An id field is not a valid id.
     #[error("invalid {kind}: {detail}")]
     InvalidId {
@@ -359,7 +411,7 @@ impl DecodeErrorKind {
             Self::TooDeep { .. } => ErrorCode::TooDeep,
             Self::MissingType => ErrorCode::MissingType,
             Self::UnknownType(_) => ErrorCode::UnknownType,
-            Self::InvalidField { .. } => ErrorCode::InvalidField,
+            Self::InvalidField { .. } | Self::InvalidRequestId(_) => ErrorCode::InvalidField,
             Self::InvalidId { .. } => ErrorCode::InvalidId,
             Self::MessageTooLong { .. } => ErrorCode::MessageTooLong,
         }

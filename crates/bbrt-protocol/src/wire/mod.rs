@@ -411,9 +411,15 @@ impl ServerMessage {
 }
 
 /// The borrowed first pass: the raw `type` and `requestId`, nothing else.
+///
+/// A repeated `type` or `requestId` is noted, not an error, so the rest of the envelope is
+/// still read and the answer can echo the `requestId`. serde_json skips the other values
+/// without recursion (`IgnoredAny`), so this pass is safe at any depth.
 struct Envelope<'a> {
     kind: Option<&'a RawValue>,
     request_id: Option<&'a RawValue>,
+    duplicate_type: bool,
+    duplicate_request_id: bool,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
@@ -428,17 +434,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
                 let mut env = Envelope {
                     kind: None,
                     request_id: None,
+                    duplicate_type: false,
+                    duplicate_request_id: false,
                 };
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "type" if env.kind.is_some() => {
-                            return Err(de::Error::duplicate_field("type"));
+                        "type" => {
+                            env.duplicate_type |= env.kind.is_some();
+                            env.kind = Some(map.next_value()?);
                         }
-                        "type" => env.kind = Some(map.next_value()?),
-                        "requestId" if env.request_id.is_some() => {
-                            return Err(de::Error::duplicate_field("requestId"));
+                        "requestId" => {
+                            env.duplicate_request_id |= env.request_id.is_some();
+                            env.request_id = Some(map.next_value()?);
                         }
-                        "requestId" => env.request_id = Some(map.next_value()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -448,6 +456,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
             }
         }
         deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The `requestId` to echo; `Err` says why this one cannot be.
+fn parse_request_id(raw: &RawValue, max_bytes: usize) -> Result<Option<RequestId>, String> {
+    let text = raw.get();
+    if text == "null" {
+        // What `JSON.stringify` makes of a client's unset id: no id.
+        return Ok(None);
+    }
+    match serde_json::from_str::<RequestId>(text) {
+        Ok(RequestId::Str(s)) if s.len() > max_bytes => Err(format!(
+            "a string of {} bytes; at most {max_bytes}",
+            s.len()
+        )),
+        Ok(id) => Ok(Some(id)),
+        Err(_) => Err(format!(
+            "{}; must be a string of at most {max_bytes} bytes or a signed 64-bit integer",
+            truncate(text, 32)
+        )),
     }
 }
 
@@ -488,8 +516,16 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Decodes one client text frame under `limits`.
 ///
+/// The envelope is read first, so every error after it carries the client's `requestId`:
+/// a frame that is JSON nested too deep, repeats `type`, or has a bad field is answered
+/// with the id. A `requestId` that cannot be echoed (a string over
+/// [`Limits::max_request_id_bytes`], a number that is not an `i64`, any other JSON type,
+/// or a repeated key) is itself the error: `invalid_field` naming `requestId`. A JSON
+/// `null` counts as no id.
+///
 /// # Errors
-/// A [`DecodeError`] carrying the client's `requestId` whenever the envelope was readable.
+/// A [`DecodeError`] carrying the client's `requestId` whenever the envelope was readable
+/// and the id usable.
 pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> {
     let fail = |request_id, kind| DecodeError { request_id, kind };
     if frame.len() > limits.max_frame_bytes {
@@ -501,41 +537,40 @@ pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> 
             },
         ));
     }
-    if json_depth_exceeds(frame.as_bytes(), limits.max_depth) {
-        return Err(fail(
-            None,
-            DecodeErrorKind::TooDeep {
-                max: limits.max_depth,
-            },
-        ));
-    }
     let envelope: Envelope<'_> = match serde_json::from_str(frame) {
         Ok(env) => env,
         Err(e) => {
             let kind = match e.classify() {
-                serde_json::error::Category::Data => {
-                    if e.to_string().contains("duplicate field") {
-                        DecodeErrorKind::InvalidField {
-                            kind: "frame",
-                            detail: truncate(&e.to_string(), 160),
-                        }
-                    } else {
-                        DecodeErrorKind::NotAnObject
-                    }
-                }
+                serde_json::error::Category::Data => DecodeErrorKind::NotAnObject,
                 _ => DecodeErrorKind::InvalidJson(truncate(&e.to_string(), 160)),
             };
             return Err(fail(None, kind));
         }
     };
-    let request_id =
-        envelope
-            .request_id
-            .and_then(|raw| match serde_json::from_str::<RequestId>(raw.get()) {
-                Ok(RequestId::Str(s)) if s.len() > limits.max_request_id_bytes => None,
-                Ok(id) => Some(id),
-                Err(_) => None,
-            });
+    let request_id = match envelope.request_id {
+        _ if envelope.duplicate_request_id => {
+            let detail = "appears more than once".to_owned();
+            return Err(fail(None, DecodeErrorKind::InvalidRequestId(detail)));
+        }
+        None => None,
+        Some(raw) => match parse_request_id(raw, limits.max_request_id_bytes) {
+            Ok(id) => id,
+            Err(detail) => return Err(fail(None, DecodeErrorKind::InvalidRequestId(detail))),
+        },
+    };
+    if json_depth_exceeds(frame.as_bytes(), limits.max_depth) {
+        let kind = DecodeErrorKind::TooDeep {
+            max: limits.max_depth,
+        };
+        return Err(fail(request_id, kind));
+    }
+    if envelope.duplicate_type {
+        let kind = DecodeErrorKind::InvalidField {
+            kind: "frame",
+            detail: "duplicate field `type`".to_owned(),
+        };
+        return Err(fail(request_id, kind));
+    }
     let Some(kind) = envelope
         .kind
         .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())

@@ -190,10 +190,131 @@ fn unknown_fields_and_proto_keys_are_ignored() {
     );
 }
 
+/// `(code, echoed requestId)` of the error `frame` gets.
+fn answer(frame: &str) -> (ErrorCode, Option<RequestId>) {
+    let e = err(frame);
+    (e.code(), e.request_id)
+}
+
 #[test]
-fn oversized_request_id_is_dropped_not_echoed() {
-    let frame = format!(r#"{{"type":"ping","requestId":"{}"}}"#, "r".repeat(200));
-    assert_eq!(ok(&frame).request_id, None);
+fn every_decode_error_after_the_envelope_echoes_the_request_id() {
+    let deep = |rid: &str| {
+        format!(
+            r#"{{"requestId":{rid},"type":"ping","x":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        )
+    };
+    let id = |n| Some(RequestId::Num(n));
+    // Nested deeper than the limit, even past serde_json's own recursion limit of 128.
+    assert_eq!(answer(&deep("1")), (ErrorCode::TooDeep, id(1)));
+    let very_deep = format!(
+        r#"{{"type":"ping","x":{}1{},"requestId":"d"}}"#,
+        "{\"a\":".repeat(500),
+        "}".repeat(500)
+    );
+    assert_eq!(
+        answer(&very_deep),
+        (ErrorCode::TooDeep, Some(RequestId::Str("d".into())))
+    );
+    assert_eq!(
+        answer(r#"{"type":"ping","type":"ping","requestId":2}"#),
+        (ErrorCode::InvalidField, id(2))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":3,"type":"ping","type":"dance"}"#),
+        (ErrorCode::InvalidField, id(3))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":4}"#),
+        (ErrorCode::MissingType, id(4))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":5,"type":7}"#),
+        (ErrorCode::MissingType, id(5))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":6,"type":"dance"}"#),
+        (ErrorCode::UnknownType, id(6))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":7,"type":"join_thread"}"#),
+        (ErrorCode::InvalidField, id(7))
+    );
+    assert_eq!(
+        answer(r#"{"requestId":8,"type":"join_thread","threadId":"a b"}"#),
+        (ErrorCode::InvalidId, id(8))
+    );
+    let long = format!(
+        r#"{{"requestId":9,"type":"send_message","threadId":"1","message":"{}"}}"#,
+        "a".repeat(17 * 1024)
+    );
+    assert_eq!(answer(&long), (ErrorCode::MessageTooLong, id(9)));
+}
+
+#[test]
+fn a_request_id_that_cannot_be_echoed_is_an_invalid_field_naming_it() {
+    let too_long = "r".repeat(129);
+    let unusable = [
+        format!(r#""{too_long}""#),
+        format!(r#""{}""#, "r".repeat(300)),
+        // 43 characters but 129 bytes.
+        format!(r#""{}""#, "€".repeat(43)),
+        "1e999999".to_owned(),
+        "1.5".to_owned(),
+        "1e2".to_owned(),
+        "9223372036854775808".to_owned(),
+        "-9223372036854775809".to_owned(),
+        "true".to_owned(),
+        "[1]".to_owned(),
+        r#"{"a":1}"#.to_owned(),
+    ];
+    for rid in &unusable {
+        for frame in [
+            format!(r#"{{"type":"ping","requestId":{rid}}}"#),
+            format!(r#"{{"type":"dance","requestId":{rid}}}"#),
+            format!(r#"{{"requestId":{rid},"type":"ping","type":"ping"}}"#),
+        ] {
+            let e = err(&frame);
+            assert_eq!(
+                (e.code(), &e.request_id),
+                (ErrorCode::InvalidField, &None),
+                "{frame}"
+            );
+            assert!(e.to_event().message.contains("requestId"), "{frame}: {e}");
+        }
+    }
+    let twice = err(r#"{"type":"ping","requestId":1,"requestId":2}"#);
+    assert_eq!(
+        (twice.code(), twice.request_id.clone()),
+        (ErrorCode::InvalidField, None)
+    );
+    assert!(twice.to_string().contains("requestId"), "{twice}");
+}
+
+#[test]
+fn usable_request_ids_are_echoed_at_their_bounds() {
+    let max = "r".repeat(128);
+    let usable = [
+        (
+            format!(r#""{max}""#),
+            Some(RequestId::Str(max.as_str().into())),
+        ),
+        (r#""""#.to_owned(), Some(RequestId::Str("".into()))),
+        (
+            "9223372036854775807".to_owned(),
+            Some(RequestId::Num(i64::MAX)),
+        ),
+        (
+            "-9223372036854775808".to_owned(),
+            Some(RequestId::Num(i64::MIN)),
+        ),
+        ("null".to_owned(), None),
+    ];
+    for (rid, expected) in usable {
+        let frame = format!(r#"{{"type":"ping","requestId":{rid}}}"#);
+        assert_eq!(ok(&frame).request_id, expected, "{frame}");
+    }
 }
 
 #[test]
@@ -367,5 +488,40 @@ mod props {
             let decoded = decode(&frame, &Limits::default()).unwrap();
             prop_assert_eq!(decode(&decoded.encode(), &Limits::default()).unwrap(), decoded);
         }
+    }
+}
+
+#[test]
+fn the_docs_list_the_fixed_texts_clients_read() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md");
+    let docs = std::fs::read_to_string(path).expect("docs/protocol.md");
+    let section = docs
+        .split("### What clients read")
+        .nth(1)
+        .and_then(|s| s.split("\n#").next())
+        .expect("the section");
+    let mut listed = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let code: ErrorCode = serde_json::from_value(serde_json::Value::String(
+            cells[1].trim_matches('`').to_owned(),
+        ))
+        .unwrap();
+        assert_ne!(code, ErrorCode::Unknown, "{row}");
+        assert_eq!(cells[2], code.message(), "{row}");
+        listed.push(code);
+    }
+    // Every code a site error maps to (`hub::site_error_code`), and `unauthenticated`.
+    for code in [
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::Invalid,
+        ErrorCode::InvalidId,
+        ErrorCode::EmptyMessage,
+        ErrorCode::Refused,
+        ErrorCode::SiteUnavailable,
+        ErrorCode::SiteError,
+    ] {
+        assert!(listed.contains(&code), "{code:?} is not in the docs");
     }
 }

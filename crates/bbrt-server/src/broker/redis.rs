@@ -13,11 +13,11 @@
 //! lost. Background tasks reconnect with exponential backoff and stop when the last
 //! [`RedisBroker`]/[`RedisCoordinator`] of a [`connect`] call is dropped.
 //!
-//! Liveness: each node writes `<prefix>:node:<id>` (its boot id) with a TTL of
+//! Liveness: each node writes `<prefix>:node:<id>` (its instance id) with a TTL of
 //! [`RedisOptions::node_ttl`] every [`RedisOptions::heartbeat`], and adds itself to the set
 //! `<prefix>:nodes`. Every heartbeat it reads the keys of the set's members: a member whose
 //! key expired is announced as [`BrokerInput::NodeDown`] (and removed from the set), and so
-//! is a member whose boot id changed (it restarted). A node cut off from Redis for longer than
+//! is a member whose instance id changed (it restarted). A node cut off from Redis for longer than
 //! the TTL announces every node it knew as down: they see it down too, and both sides serve
 //! their own users until Redis is back and a [`BrokerInput::Resync`] restores the views.
 //! A node that stops gracefully says goodbye ([`Broker::goodbye`]): it deletes its key,
@@ -31,7 +31,7 @@
 //! | `<prefix>:events` | channel | every publication |
 //! | `<prefix>:bye` | channel | the id of a node stopping gracefully |
 //! | `<prefix>:nodes` | set | node ids seen alive |
-//! | `<prefix>:node:<id>` | string, TTL | the node's boot id |
+//! | `<prefix>:node:<id>` | string, TTL | the node's instance id |
 //! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>`; `unconfirmed:<unix secs>:<digest>`; or a receipt with the digest (JSON) |
 //! | `<prefix>:answer:<callId>` | string, TTL | the winning device (JSON) |
 
@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use bbrt_protocol::hub::{
     BrokerMessage, CoordRequest, CoordResponse, SendFingerprint, SendOutcome, SendReceipt,
 };
-use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, NodeId, UserId};
+use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, InstanceId, NodeId, UserId};
 use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
@@ -102,6 +102,9 @@ pub struct RedisOptions {
     pub prefix: String,
     /// This node's id.
     pub node: NodeId,
+    /// This process (random by default): its heartbeat key holds it, so a restart is seen,
+    /// and a publication is dropped as its own only when it carries it.
+    pub instance: InstanceId,
     /// How often the node writes its heartbeat key and looks for lost nodes.
     pub heartbeat: Duration,
     /// How long a heartbeat key lives: a node silent this long is down (3× the heartbeat).
@@ -128,12 +131,14 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
-    /// Defaults for `url`, `prefix` and `node`: heartbeat 2 s, TTL 6 s, snapshot every 30 s.
+    /// Defaults for `url`, `prefix` and `node`: a random instance, heartbeat 2 s, TTL 6 s,
+    /// snapshot every 30 s.
     pub fn new(url: impl Into<String>, prefix: impl Into<String>, node: NodeId) -> Self {
         Self {
             url: url.into(),
             prefix: prefix.into(),
             node,
+            instance: crate::node::random_instance_id(),
             heartbeat: Duration::from_secs(2),
             node_ttl: Duration::from_secs(6),
             snapshot_every: Duration::from_secs(30),
@@ -154,6 +159,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("url", &redact(&self.url))
             .field("prefix", &self.prefix)
             .field("node", &self.node)
+            .field("instance", &self.instance)
             .field("heartbeat", &self.heartbeat)
             .field("node_ttl", &self.node_ttl)
             .field("snapshot_every", &self.snapshot_every)
@@ -349,7 +355,6 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
     let status = Arc::new(RedisStatus::default());
     let (stop_tx, stop_rx) = watch::channel(());
     let guard = Arc::new(Guard(stop_tx));
-    let boot = boot_id();
     let inner = Arc::new(Inner {
         link: Link {
             client,
@@ -366,7 +371,6 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
         need_sync: AtomicBool::new(true),
         origins: Mutex::new(HashSet::new()),
         departed: Mutex::new(HashSet::new()),
-        boot,
         options,
     });
     let (publish_tx, publish_rx) = mpsc::channel(inner.options.publish_queue.max(1));
@@ -728,7 +732,6 @@ struct Inner {
     /// Nodes that said goodbye: already announced down, so their expired keys are not
     /// announced again.
     departed: Mutex<HashSet<String>>,
-    boot: String,
     options: RedisOptions,
 }
 
@@ -743,6 +746,10 @@ impl Inner {
             return;
         };
         if node == self.options.node {
+            // Not this process (it says goodbye when its hub is gone): another one that was
+            // given the same id. What it said of its users goes with it.
+            tracing::info!(%node, "a process with this node's id said goodbye");
+            self.emit(BrokerInput::NodeDown(node)).await;
             return;
         }
         tracing::info!(%node, "a node said goodbye");
@@ -846,7 +853,7 @@ impl Inner {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
             .arg(self.keys.node(me))
-            .arg(&self.boot)
+            .arg(self.options.instance.as_str())
             .arg("PX")
             .arg(millis(self.options.node_ttl))
             .ignore();
@@ -1025,7 +1032,7 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                         continue;
                     }
                     match BrokerMessage::from_json(message.get_payload_bytes()) {
-                        Ok(m) if m.origin == inner.options.node => {}
+                        Ok(m) if m.instance == inner.options.instance => {}
                         Ok(m) => {
                             inner.status.received.fetch_add(1, Relaxed);
                             if !origins.contains(m.origin.as_str()) {
@@ -1063,7 +1070,7 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     let ttl = inner.options.node_ttl;
     let mut tick = tokio::time::interval(inner.options.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Other nodes seen alive, with their boot ids.
+    // Other nodes seen alive, with their instance ids.
     let mut known: HashMap<String, String> = HashMap::new();
     let mut last_contact = Instant::now();
     let mut last_snapshot = Instant::now();
@@ -1208,19 +1215,6 @@ fn jitter(d: Duration) -> Duration {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
-/// Tells this process apart from an earlier one with the same node id.
-fn boot_id() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{:x}-{:x}-{:x}",
-        now.as_secs(),
-        now.subsec_nanos(),
-        std::process::id()
-    )
 }
 
 #[cfg(test)]

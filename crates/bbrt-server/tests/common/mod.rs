@@ -18,13 +18,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Fails a test instead of hanging it; never a performance threshold.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A configuration for tests: port 0, short call timers.
+/// A configuration for tests: port 0, short call timers, no drain delay.
 pub fn config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         ring_timeout: Duration::from_millis(800),
         call_grace: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(2),
+        drain_delay: Duration::ZERO,
         ..Config::default()
     }
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::sim::*;
 use crate::hub::{BrokerEvent, BrokerMessage, Input};
-use crate::ids::{ConnId, NodeId};
+use crate::ids::{ConnId, InstanceId, NodeId};
 
 /// Two nodes; alice on n1 (plus a second device on n2), bob on n2; both joined `T`.
 fn two_nodes() -> (Sim, ConnId, ConnId, ConnId) {
@@ -355,6 +355,7 @@ fn a_publication_from_a_node_already_reported_down_is_ignored_until_it_returns()
     let late = |event| {
         Input::Broker(BrokerMessage {
             origin: NodeId::new("n2").unwrap(),
+            instance: InstanceId::new("i2").unwrap(),
             event,
         })
     };

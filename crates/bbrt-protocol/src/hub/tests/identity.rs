@@ -449,9 +449,33 @@ fn a_user_may_hold_a_bounded_number_of_connections() {
     );
     sim.drive();
     let frames = sim.take_json(a3);
-    assert_eq!(frames[0]["code"], "too_many_connections");
+    assert_eq!(
+        (&frames[0]["code"], &frames[0]["requestId"]),
+        (&json!("too_many_connections"), &json!(1)),
+        "the error before the close answers the frame that asked"
+    );
     assert_eq!(sim.close_code(a3), Some(4009));
     assert!(sim.closed(a1).is_none() && sim.closed(a2).is_none());
+    // Identified by the token of a send, as the seed's React page does.
+    let a4 = sim.open();
+    sim.send(
+        a4,
+        json!({"type": "send_message", "threadId": "t", "message": "hi", "token": "dev:alice", "requestId": "s"}),
+    );
+    sim.drive();
+    let frames = sim.take_json(a4);
+    assert_eq!(
+        (&frames[0]["code"], &frames[0]["requestId"]),
+        (&json!("too_many_connections"), &json!("s"))
+    );
+    assert_eq!(sim.close_code(a4), Some(4009));
+    // A credential from the upgrade: no frame asked, so nothing to echo.
+    let a5 = sim.open_on(0, ip(9), Some("dev:alice"));
+    sim.drive();
+    let frames = sim.take_json(a5);
+    assert_eq!(frames[0]["code"], "too_many_connections");
+    assert_eq!(frames[0].get("requestId"), None);
+    assert_eq!(sim.close_code(a5), Some(4009));
 }
 
 #[test]

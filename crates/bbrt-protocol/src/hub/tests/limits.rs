@@ -1,8 +1,12 @@
 //! Per-connection limits, ping/pong and bad frames.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::sim::*;
+use crate::api::SiteErrorKind;
+use crate::wire::ErrorCode;
 
 #[test]
 fn ping_gets_pong_identified_or_not() {
@@ -159,5 +163,92 @@ fn probing_random_threads_does_not_grow_the_hub_forever() {
     assert!(
         remembered <= 2 * 600 + 1024,
         "{remembered} refusals remembered"
+    );
+}
+
+/// Every error the Hub finds itself, or gets from the site, answers its frame's
+/// `requestId`; site errors read the fixed text of their code.
+#[test]
+fn every_hub_error_echoes_the_request_id() {
+    let mut sim = Sim::with(|c| {
+        c.max_threads_per_conn = 1;
+        c.max_pending_sends_per_user = 1;
+        c.invites_per_minute = 1;
+    });
+    let alice = sim.connect("alice");
+    let bob = sim.connect("bob");
+    let carol = sim.connect("carol");
+    sim.site_thread("T", &["alice", "bob", "carol"]);
+    for conn in [alice, bob, carol] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
+    }
+    sim.drive();
+    sim.clear();
+    let mut rid = 0;
+    let mut expect = |sim: &mut Sim, conn, frame: serde_json::Value, code: &str| {
+        rid += 1;
+        let mut frame = frame;
+        frame["requestId"] = json!(rid);
+        sim.send(conn, frame.clone());
+        sim.drive();
+        let errors: Vec<_> = sim
+            .take_json(conn)
+            .into_iter()
+            .filter(|f| f["type"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{frame}: {errors:?}");
+        assert_eq!(
+            (&errors[0]["code"], &errors[0]["requestId"]),
+            (&json!(code), &json!(rid)),
+            "{frame}"
+        );
+        errors[0]["message"].as_str().unwrap_or_default().to_owned()
+    };
+    let send = |text: &str| json!({"type": "send_message", "threadId": "T", "message": text});
+    expect(&mut sim, alice, send(" "), "empty_message");
+    let no_target = json!({"type": "send_message", "message": "hi"});
+    expect(&mut sim, alice, no_target, "missing_recipient");
+    let join = json!({"type": "join_thread", "threadId": "U"});
+    expect(&mut sim, alice, join, "too_many_threads");
+    let other = json!({"type": "user_connected", "userId": "bob"});
+    expect(&mut sim, alice, other, "identity_mismatch");
+
+    // From the site: the fixed text of the code, whatever the site said.
+    for (kind, code, wire) in [
+        (
+            SiteErrorKind::Refused,
+            "bp_rest_messages_create_failed",
+            "refused",
+        ),
+        (SiteErrorKind::Invalid, "bp_rest_invalid_param", "invalid"),
+        (SiteErrorKind::Unavailable, "timeout", "site_unavailable"),
+        (SiteErrorKind::Protocol, "not_json", "site_error"),
+    ] {
+        sim.fail_next("send", 1, kind, code);
+        let message = expect(&mut sim, alice, send("hi"), wire);
+        let code: ErrorCode = serde_json::from_value(json!(wire)).expect("a known code");
+        assert_eq!(message, code.message());
+    }
+    sim.site_latency("send", ms(100));
+    sim.send(alice, send("first"));
+    expect(&mut sim, alice, send("second"), "too_many_pending");
+    sim.site_latency("send", Duration::ZERO);
+    sim.drive();
+    sim.clear();
+
+    // Calls.
+    let call = |kind: &str, peer: &str| json!({"type": kind, "recipientId": peer, "threadId": "T"});
+    expect(&mut sim, alice, call("call_accepted", "bob"), "not_in_call");
+    let me = json!({"type": "call_initiated", "recipientId": "alice", "threadId": "T"});
+    expect(&mut sim, alice, me, "missing_recipient");
+    expect(&mut sim, alice, call("call_initiated", "dave"), "forbidden");
+    sim.send(alice, call("call_initiated", "bob"));
+    sim.drive();
+    sim.clear();
+    expect(
+        &mut sim,
+        alice,
+        call("call_initiated", "carol"),
+        "rate_limited",
     );
 }

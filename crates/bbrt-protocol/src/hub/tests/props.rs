@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::sim::*;
 use crate::api::SiteErrorKind;
 use crate::ids::{ConnId, UserId};
-use crate::wire::ServerMessage;
+use crate::wire::{ErrorCode, ServerMessage};
 
 const USERS: usize = 4;
 const THREADS: usize = 3;
@@ -50,6 +50,8 @@ enum Frame {
         token: Option<bool>,
     },
     Garbage(usize),
+    /// A JSON object the decoder refuses, with the frame's `requestId` (or `null`).
+    Malformed(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +113,15 @@ const GARBAGE: [&str; 4] = [
     "[1]",
 ];
 
+/// Decoder errors after the envelope; `RID` is the `requestId`.
+const MALFORMED: [&str; 5] = [
+    r#"{"type":"ping","type":"ping","requestId":RID}"#,
+    r#"{"requestId":RID,"type":"ping","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+    r#"{"type":"dance","requestId":RID}"#,
+    r#"{"requestId":RID}"#,
+    r#"{"type":"join_thread","threadId":"a b","requestId":RID}"#,
+];
+
 fn how() -> impl Strategy<Value = How> {
     prop_oneof![
         1 => Just(How::Anonymous),
@@ -136,6 +147,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         1 => Just(Frame::Ping),
         1 => (u.clone(), proptest::option::of(any::<bool>())).prop_map(|(user, token)| Frame::UserConnected { user, token }),
         1 => (0..GARBAGE.len()).prop_map(Frame::Garbage),
+        1 => (0..MALFORMED.len()).prop_map(Frame::Malformed),
     ]
 }
 
@@ -280,6 +292,10 @@ fn frame_json(frame: &Frame, request_id: Option<i64>) -> String {
             v
         }
         Frame::Garbage(i) => return GARBAGE[*i].to_owned(),
+        Frame::Malformed(i) => {
+            let rid = request_id.map_or_else(|| "null".to_owned(), |r| r.to_string());
+            return MALFORMED[*i].replace("RID", &rid);
+        }
     };
     if let Some(r) = request_id {
         v["requestId"] = json!(r);
@@ -604,6 +620,21 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             );
             if let ServerMessage::CallEnded(_) = message {
                 ended.insert(call.clone());
+            }
+        }
+    }
+    // Clients read bbrt's fixed texts, never the site's (injected failures say
+    // "injected ..."), and one wording for every unauthenticated cause.
+    for client in sim.clients.values() {
+        for (_, _, message) in &client.log {
+            if let ServerMessage::Error(e) = message {
+                prop_assert!(!e.message.contains("injected"), "the site's text: {e:?}");
+                if matches!(
+                    e.code,
+                    ErrorCode::Unauthenticated | ErrorCode::SiteUnavailable
+                ) {
+                    prop_assert_eq!(e.message.as_str(), e.code.message());
+                }
             }
         }
     }

@@ -27,8 +27,8 @@ use crate::hub::{
     SendOutcome, SendReceipt,
 };
 use crate::ids::{
-    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, MessageId, NodeId,
-    ThreadId, UserId,
+    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, MessageId,
+    NodeId, ThreadId, UserId,
 };
 use crate::wire::{CloseCode, Limits, ServerMessage, decode};
 
@@ -210,7 +210,8 @@ impl Sim {
         Self::with_config(n, |_| {})
     }
 
-    /// `n` Hubs, each configured by `tweak` after its node id and cluster flag are set.
+    /// `n` Hubs, each configured by `tweak` after its node id (`n1`, ...), instance (`i1`,
+    /// ...) and cluster flag are set.
     pub(crate) fn with_config(n: usize, tweak: impl Fn(&mut HubConfig)) -> Self {
         // The one real clock reading: every other instant is derived from it.
         #[allow(clippy::disallowed_methods)]
@@ -219,6 +220,7 @@ impl Sim {
             .map(|i| {
                 let mut config = HubConfig {
                     node_id: NodeId::new(&format!("n{}", i + 1)).expect("valid node id"),
+                    instance: InstanceId::new(&format!("i{}", i + 1)).expect("valid instance"),
                     cluster: n > 1,
                     ..HubConfig::default()
                 };
@@ -695,9 +697,10 @@ impl Sim {
                 );
             }
             Output::Publish(message) => {
+                let config = self.nodes[node].hub.config();
                 assert_eq!(
-                    message.origin,
-                    self.nodes[node].hub.config().node_id,
+                    (&message.origin, &message.instance),
+                    (&config.node_id, &config.instance),
                     "publications carry their origin"
                 );
                 assert!(self.nodes.len() > 1, "a single node publishes nothing");
@@ -1158,9 +1161,9 @@ pub(crate) fn to_json(message: &ServerMessage) -> Value {
 }
 
 impl Hub {
-    /// Per-connection, per-user and per-request state still held: after every connection
-    /// closed and every timer ran, all of it must be gone. (The participant cache and the
-    /// `denied` memo are per thread, not per connection, and may stay.)
+    /// State still held: after every connection closed and every timer ran, all of it must
+    /// be gone, the participant cache and the `denied` memo included (they forget once
+    /// their entries are older than the participants TTL).
     pub(crate) fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         let mut check = |name: &str, empty: bool, debug: &dyn std::fmt::Debug| {
@@ -1201,11 +1204,13 @@ impl Hub {
         check("typing", self.typing.is_empty(), &self.typing);
         check("calls", self.calls.len() == 0, &self.calls);
         check("timers", self.timers.len() == 0, &self.timers);
+        check("threads", self.threads.is_empty(), &self.threads);
         check(
-            "joiners",
-            self.threads.values().all(|t| t.joiners.is_empty()),
-            &self.threads,
+            "user_threads",
+            self.user_threads.is_empty(),
+            &self.user_threads,
         );
+        check("denied", self.denied.is_empty(), &self.denied);
         check("outputs", self.outputs.is_empty(), &self.outputs);
         left
     }

@@ -37,8 +37,11 @@ fn prefix() -> String {
     )
 }
 
+/// Options for node `node`, whose instance is named `node` too (so that [`deliver`] can
+/// stand for its publications).
 fn options(url: &str, prefix: &str, node: &str) -> RedisOptions {
     let mut o = RedisOptions::new(url, prefix, id(node));
+    o.instance = id(node);
     o.heartbeat = Duration::from_millis(100);
     o.node_ttl = Duration::from_millis(300);
     o.claim_wait = Duration::from_secs(5);
@@ -64,14 +67,21 @@ async fn up(rx: &mut mpsc::Receiver<BrokerInput>) {
     assert_eq!(next(rx).await, BrokerInput::Resync);
 }
 
-fn deliver(origin: &str, text: &str) -> BrokerMessage {
+/// A publication of the process `instance` of node `origin`.
+fn deliver_from(origin: &str, instance: &str, text: &str) -> BrokerMessage {
     BrokerMessage {
         origin: id(origin),
+        instance: id(instance),
         event: BrokerEvent::Deliver {
             users: vec![id("u1")],
             frame: bytes::Bytes::from(text.to_owned()),
         },
     }
+}
+
+/// A publication of the node `origin` (instance named alike, as [`options`] sets it).
+fn deliver(origin: &str, text: &str) -> BrokerMessage {
+    deliver_from(origin, origin, text)
 }
 
 #[test]
@@ -120,6 +130,35 @@ async fn publications_cross_between_brokers_and_not_back() {
     assert_eq!(a.status().published.load(Relaxed), 100);
     assert_eq!(b.status().received.load(Relaxed), 100);
     assert!(!a.status().degraded());
+}
+
+#[tokio::test]
+async fn two_processes_with_one_node_id_hear_each_other() {
+    let p = prefix();
+    let mut first = options(SHARED, &p, "same");
+    first.instance = id("first");
+    let mut second = first.clone();
+    second.instance = id("second");
+    let (a, _ca) = connect(first).expect("valid options");
+    let (b, _cb) = connect(second).expect("valid options");
+    let mut ra = a.subscribe();
+    let mut rb = b.subscribe();
+    up(&mut ra).await;
+    up(&mut rb).await;
+    a.publish(deliver_from("same", "first", "{\"from\":\"first\"}"));
+    b.publish(deliver_from("same", "second", "{\"from\":\"second\"}"));
+    assert_eq!(
+        next(&mut rb).await,
+        BrokerInput::Message(deliver_from("same", "first", "{\"from\":\"first\"}"))
+    );
+    assert_eq!(
+        next(&mut ra).await,
+        BrokerInput::Message(deliver_from("same", "second", "{\"from\":\"second\"}"))
+    );
+    // The second one's goodbye reaches the first as its own id going down: what the
+    // second said of its users is void there.
+    b.goodbye().await;
+    assert_eq!(next(&mut ra).await, BrokerInput::NodeDown(id("same")));
 }
 
 #[tokio::test]
@@ -323,6 +362,7 @@ async fn a_restarted_node_is_announced_down_once_and_resynchronised() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     drop(first);
     tokio::time::sleep(Duration::from_millis(20)).await;
+    o.instance = id("x-again");
     let _second = connect(o).expect("valid options");
     assert_eq!(next(&mut ra).await, BrokerInput::NodeDown(id("x")));
     assert_eq!(next(&mut ra).await, BrokerInput::Resync);
