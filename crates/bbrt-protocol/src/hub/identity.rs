@@ -263,13 +263,16 @@ impl Hub {
         match result {
             Ok(user) => {
                 for conn in retry.conns {
-                    if !self.conns.contains_key(&conn) {
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    c.unverified_upgrade = None;
+                    // Identified meanwhile as someone else: this credential is not its own.
+                    if c.user.as_ref().is_some_and(|u| *u != user.id) {
+                        self.release_if_unused(conn, Some(credential));
                         continue;
                     }
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.unverified_upgrade = None;
-                    }
-                    if self.identify(now, conn, &user.id) {
+                    if c.user.is_some() || self.identify(now, conn, &user.id) {
                         self.attach_credential(now, conn, credential, &user.id);
                     }
                 }
