@@ -307,6 +307,7 @@ pub async fn start_with_site(
         AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (results_tx, results_rx) = mpsc::unbounded_channel();
     if let Some(url) = &config.buddyboss_url {
         tracing::info!(
             "using the BuddyBoss site {url} (auth scheme {})",
@@ -318,6 +319,7 @@ pub async fn start_with_site(
             Arc::clone(&site),
             health,
             config.site_probe_interval,
+            results_tx.clone(),
             shutdown_rx.clone(),
         );
         tokio::spawn(probe);
@@ -325,7 +327,6 @@ pub async fn start_with_site(
 
     let credentials = Arc::new(CredentialStore::default());
     let (events_tx, events_rx) = mpsc::channel(8192);
-    let (results_tx, results_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::channel(64);
     let mut hub_config = config.hub_config(identity.node.clone(), identity.instance.clone());
     // The Hub holds no randomness: its retry jitter is seeded from here.

@@ -104,8 +104,9 @@ impl SiteHealth {
         }
     }
 
-    /// Records a probe's finding; logs a problem (rate-limited) and a recovery.
-    pub(crate) fn probed(&self, result: Result<(), SiteProblem>) {
+    /// Records a probe's finding; logs a problem (rate-limited) and a recovery. Returns
+    /// whether the site came back (the last probe had found a problem).
+    pub(crate) fn probed(&self, result: Result<(), SiteProblem>) -> bool {
         let mut s = self.lock();
         let was_down = matches!(s.probe, Some(Err(_)));
         match &result {
@@ -118,7 +119,9 @@ impl SiteHealth {
             }
             Ok(()) => {}
         }
+        let back = was_down && result.is_ok();
         s.probe = Some(result);
+        back
     }
 
     /// Learns from one site request's outcome.
@@ -214,15 +217,21 @@ fn warn_limited(s: &mut State, key: &str, message: &str) {
     }
 }
 
-/// Probes the site now and then every `every`, until `stop` changes.
+/// Probes the site now and then every `every`, until `stop` changes. When the site comes
+/// back, the Hub hears it (`Input::SiteReachable`), so credentials that wait for the site
+/// are verified again soon, not at their next backoff.
 pub(crate) async fn probe_loop(
     site: std::sync::Arc<dyn BuddyBoss>,
     health: std::sync::Arc<SiteHealth>,
     every: Duration,
+    hub: tokio::sync::mpsc::UnboundedSender<bbrt_protocol::hub::Input>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        health.probed(site.probe().await);
+        if health.probed(site.probe().await) {
+            // The hub task is gone only when the process is stopping.
+            let _ = hub.send(bbrt_protocol::hub::Input::SiteReachable);
+        }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
@@ -251,6 +260,20 @@ mod tests {
         }
         warn_limited(&mut s, "unreachable", "fourth");
         assert_eq!(s.warned["unreachable"].1, 0);
+    }
+
+    #[test]
+    fn a_probe_says_when_the_site_came_back() {
+        let health = SiteHealth::new("http://site".into(), AuthScheme::Bearer);
+        assert!(!health.probed(Ok(())), "up from the start is no comeback");
+        let down = SiteProblem::Unreachable {
+            detail: "connection refused".into(),
+        };
+        assert!(!health.probed(Err(down.clone())));
+        assert!(!health.probed(Err(down)));
+        assert!(!health.up());
+        assert!(health.probed(Ok(())), "back: the Hub is told");
+        assert!(!health.probed(Ok(())));
     }
 
     #[test]

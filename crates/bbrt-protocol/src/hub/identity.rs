@@ -45,6 +45,9 @@ pub(super) struct VerifyRetry {
     /// Retries made so far (the backoff's exponent).
     attempt: u32,
     in_flight: bool,
+    /// The site came back while this retry was in flight (asked while it was down): if it
+    /// fails, try again within the first backoff rather than the next.
+    soon: bool,
 }
 
 /// What a connection knows of a credential.
@@ -236,6 +239,26 @@ impl Hub {
         half + half.mul_f64(fraction)
     }
 
+    /// The site is back: bring every waiting retry forward to within the first backoff,
+    /// each at its own jittered instant.
+    pub(super) fn site_reachable(&mut self, now: Instant) {
+        let mut waiting = Vec::new();
+        for (credential, retry) in &mut self.verify_retries {
+            if retry.in_flight {
+                retry.soon = true;
+            } else {
+                waiting.push(*credential);
+            }
+        }
+        for credential in waiting {
+            let key = TimerKey::VerifyRetry(credential);
+            let at = now + self.verify_retry_delay(credential, 0);
+            if self.timers.at(&key).is_none_or(|current| at < current) {
+                self.timers.set(key, at);
+            }
+        }
+    }
+
     /// Timer: verify again an upgrade credential the site could not verify.
     pub(super) fn retry_verify(&mut self, credential: CredentialId) {
         let Some(retry) = self.verify_retries.get_mut(&credential) else {
@@ -283,8 +306,12 @@ impl Hub {
                 }
             }
             Err(_) => {
-                retry.attempt = retry.attempt.saturating_add(1);
-                let delay = self.verify_retry_delay(credential, retry.attempt);
+                let delay = if std::mem::take(&mut retry.soon) {
+                    self.verify_retry_delay(credential, 0)
+                } else {
+                    retry.attempt = retry.attempt.saturating_add(1);
+                    self.verify_retry_delay(credential, retry.attempt)
+                };
                 self.timers
                     .set(TimerKey::VerifyRetry(credential), now + delay);
                 self.verify_retries.insert(credential, retry);

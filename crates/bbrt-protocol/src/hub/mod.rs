@@ -291,6 +291,11 @@ pub enum Input {
         /// The lost node.
         node: NodeId,
     },
+    /// The site answers again after failing (the driver's probe saw it come back): the
+    /// upgrade credentials waiting for it are verified again within
+    /// [`HubConfig::verify_retry_initial`], spread by the jitter, instead of at their next
+    /// backoff (up to [`HubConfig::verify_retry_max`] away).
+    SiteReachable,
 }
 
 /// Something for the driver to do.
@@ -559,6 +564,7 @@ impl Hub {
             Input::CoordResult { id, result } => self.coord_result(now, id, result),
             Input::Broker(message) => self.broker(now, message),
             Input::NodeDown { node } => self.node_down(&node),
+            Input::SiteReachable => self.site_reachable(now),
         }
     }
 

@@ -48,6 +48,11 @@ impl TimerTable {
         }
     }
 
+    /// When the timer `key` fires, if set.
+    pub(crate) fn at(&self, key: &TimerKey) -> Option<Instant> {
+        self.by_key.get(key).copied()
+    }
+
     /// Whether the timer `key` is set.
     pub(crate) fn is_set(&self, key: &TimerKey) -> bool {
         self.by_key.contains_key(key)

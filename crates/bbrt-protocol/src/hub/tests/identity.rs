@@ -547,3 +547,32 @@ fn a_credential_refused_while_fetching_participants_closes_its_connections() {
     sim.drive();
     assert_eq!(sim.close_code(alice), Some(4001));
 }
+
+#[test]
+fn the_site_coming_back_brings_waiting_retries_forward_spread_out() {
+    let mut sim = Sim::new();
+    sim.fail_next("verify", 1000, SiteErrorKind::Unavailable, "connect");
+    let conns: Vec<_> = (0..5)
+        .map(|i| sim.open_on(0, ip(i + 1), Some(&format!("dev:user{i}"))))
+        .collect();
+    // A long outage: the backoff has grown to its cap.
+    sim.drive_for(secs(300));
+    sim.site.failures.clear();
+    let before = sim.request_times.len();
+    sim.handle(0, crate::hub::Input::SiteReachable);
+    // Within the first backoff (from the failure of a retry that was in flight, asked
+    // while the site was down), not the 30 s of the grown one.
+    let initial = sim.hub(0).config().verify_retry_initial;
+    sim.drive_for(initial * 2);
+    for (i, conn) in conns.iter().enumerate() {
+        assert_eq!(
+            sim.hub(0).user_of(*conn),
+            Some(&uid(&format!("user{i}"))),
+            "verified soon after the site came back"
+        );
+    }
+    let mut times: Vec<_> = sim.request_times[before..].to_vec();
+    assert_eq!(times.len(), 5, "one verification per credential");
+    times.dedup();
+    assert!(times.len() > 1, "spread, not all at once");
+}
