@@ -117,6 +117,7 @@ impl World {
                 SiteErrorKind::Invalid,
                 SiteErrorKind::Refused,
                 SiteErrorKind::Unavailable,
+                SiteErrorKind::Unconfirmed,
                 SiteErrorKind::Protocol,
             ];
             Err(SiteError::new(kinds[kind as usize % kinds.len()], "code", "message"))

@@ -47,14 +47,23 @@ pub enum BuddyBossError {
         /// The site's message.
         message: String,
     },
-    /// The site is down, slow or failing (other 5xx, 429, timeout, connection refused, a
-    /// send whose outcome could not be confirmed). Retryable.
+    /// The site is down, slow or failing (other 5xx, 429, timeout, connection refused).
+    /// Retryable.
     #[error("site unavailable ({code}): {message}")]
     Unavailable {
-        /// The site's error code, or `timeout`, `connect`, `transport`, `http_<status>`,
-        /// `send_unconfirmed`.
+        /// The site's error code, or `timeout`, `connect`, `transport`, `http_<status>`.
         code: String,
         /// The site's message, or what went wrong.
+        message: String,
+    },
+    /// A send whose outcome is unknown: the site did not confirm it and it was not found
+    /// in the thread (yet), so it may be stored. Retryable with the same idempotency key
+    /// only (`code` is `send_unconfirmed`).
+    #[error("send unconfirmed ({code}): {message}")]
+    Unconfirmed {
+        /// `send_unconfirmed`.
+        code: String,
+        /// What is known: why the site did not confirm it.
         message: String,
     },
     /// The site answered something it does not document (a body that is not the JSON
@@ -78,6 +87,7 @@ impl BuddyBossError {
             SiteErrorKind::Invalid => Self::Invalid { code, message },
             SiteErrorKind::Refused => Self::Refused { code, message },
             SiteErrorKind::Unavailable => Self::Unavailable { code, message },
+            SiteErrorKind::Unconfirmed => Self::Unconfirmed { code, message },
             _ => Self::Protocol { code, message },
         }
     }
@@ -126,6 +136,7 @@ impl BuddyBossError {
             Self::Invalid { .. } => SiteErrorKind::Invalid,
             Self::Refused { .. } => SiteErrorKind::Refused,
             Self::Unavailable { .. } => SiteErrorKind::Unavailable,
+            Self::Unconfirmed { .. } => SiteErrorKind::Unconfirmed,
             Self::Protocol { .. } => SiteErrorKind::Protocol,
         }
     }
@@ -138,6 +149,7 @@ impl BuddyBossError {
             | Self::Invalid { code, .. }
             | Self::Refused { code, .. }
             | Self::Unavailable { code, .. }
+            | Self::Unconfirmed { code, .. }
             | Self::Protocol { code, .. } => code,
         }
     }
@@ -150,6 +162,7 @@ impl BuddyBossError {
             | Self::Invalid { message, .. }
             | Self::Refused { message, .. }
             | Self::Unavailable { message, .. }
+            | Self::Unconfirmed { message, .. }
             | Self::Protocol { message, .. } => message,
         }
     }
@@ -194,6 +207,7 @@ impl From<BuddyBossError> for SiteError {
             | BuddyBossError::Invalid { code, message }
             | BuddyBossError::Refused { code, message }
             | BuddyBossError::Unavailable { code, message }
+            | BuddyBossError::Unconfirmed { code, message }
             | BuddyBossError::Protocol { code, message } => Self::new(kind, code, message),
         }
     }

@@ -64,6 +64,10 @@ pub enum Fault {
     /// Do the request, then cut the connection halfway through the answer (its
     /// `Content-Length` promises more than is sent): the client sees a reset.
     CutOff,
+    /// Take this long before doing the request, then do it and answer. The request is
+    /// done even if the client gave up meanwhile, as PHP goes on after a client's timeout:
+    /// a slow write that stores the message after bbrt stopped waiting.
+    Slow(Duration),
 }
 
 /// A request the site received, without secrets.
@@ -136,8 +140,15 @@ struct State {
     next_row: u64,
     faults: VecDeque<Fault>,
     latency: Duration,
+    /// Requests arriving before this wait for it, then are done (a paused PHP).
+    paused_until: Option<tokio::time::Instant>,
     log: Vec<LoggedRequest>,
     app_password_trap: bool,
+    /// The API root's `namespaces`.
+    namespaces: Vec<String>,
+    /// When set, every REST request answers an HTML page with this status (a site whose
+    /// REST API is not at this URL: plain permalinks, a wrong path).
+    no_rest_api: Option<u16>,
     moderators: BTreeSet<u64>,
 }
 
@@ -197,7 +208,12 @@ impl FakeSite {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                namespaces: ["oembed/1.0", "buddyboss/v1", "wp/v2"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                ..State::default()
+            }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             last_answer: Mutex::new(None),
@@ -407,6 +423,12 @@ impl FakeSite {
         }
     }
 
+    /// Pauses the site for `d` from now, as `kill -STOP` of PHP does: requests wait, and
+    /// when it ends each is done and answered, even those whose client gave up.
+    pub fn pause(&self, d: Duration) {
+        self.state().paused_until = Some(tokio::time::Instant::now() + d);
+    }
+
     /// Delays every answer by `latency` (zero to stop).
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
@@ -418,9 +440,23 @@ impl FakeSite {
         s.faults.extend(std::iter::repeat_n(fault, times));
     }
 
+    /// The namespaces the API root lists (default `oembed/1.0`, `buddyboss/v1`,
+    /// `wp/v2`); without `buddyboss/v1`, as on a site where BuddyBoss is not active.
+    pub fn set_namespaces(&self, namespaces: &[&str]) {
+        self.state().namespaces = namespaces.iter().map(|n| (*n).to_owned()).collect();
+    }
+
+    /// Answers every REST request with an HTML page and `status` (200: the home page of
+    /// a site with plain permalinks; 404: a wrong path), as a site whose REST API is not
+    /// where bbrt looks.
+    pub fn set_no_rest_api(&self, status: Option<u16>) {
+        self.state().no_rest_api = status;
+    }
+
     /// Reproduces BuddyBoss's Application-Password trap: while on, a `POST /messages`
-    /// authenticated by Basic answers 500 `bp_rest_messages_create_failed` (what a site
-    /// without the mu-plugin does).
+    /// authenticated by Basic answers 500 `bp_rest_messages_create_failed` for a new
+    /// thread and 403 `bp_rest_authorization_required` for a reply (what a site without
+    /// the mu-plugin does).
     pub fn set_app_password_trap(&self, on: bool) {
         self.state().app_password_trap = on;
     }
@@ -487,8 +523,14 @@ fn store_message(s: &mut State, thread: u64, sender: u64, subject: &str, text: &
     id
 }
 
-/// Roughly what WordPress's kses does to message content: a few tags survive, other
-/// tags are dropped (their text stays), and a lone `&`, `<` or `>` becomes an entity.
+/// What WordPress and BuddyBoss do to message content, as the real site showed it (its
+/// kses check, `/work/bbsite` in issue 15): a `<` that no `>` closes before the next `<`
+/// becomes `&lt;` (`wp_pre_kses_less_than`); any other `<…>` is a tag for kses, whatever
+/// follows the `<`: an allowed name keeps the tag without its attributes
+/// (`< b and c >` becomes `<b>`), anything else is removed, as are comments; a lone `>`
+/// becomes `&gt;`, a lone `&` `&amp;`; tags left open are closed at the end
+/// (`if a < b and c > d` is stored as `if a <b> d</b>`); characters outside the Basic
+/// Multilingual Plane (emoji) become `&#x…;` (`wp_encode_emoji`).
 fn kses(input: &str) -> String {
     const ALLOWED: &[&str] = &[
         "a",
@@ -506,34 +548,46 @@ fn kses(input: &str) -> String {
         "pre",
         "span",
     ];
+    const VOID: &[&str] = &["br"];
     let mut out = String::with_capacity(input.len());
+    let mut open: Vec<String> = Vec::new();
     let mut rest = input;
     while let Some(c) = rest.chars().next() {
         match c {
+            '<' if rest.starts_with("<!--") => {
+                rest = rest.find("-->").map_or("", |e| &rest[e + 3..]);
+            }
             '<' => {
-                let after = &rest[1..];
-                let opens = after
+                let Some(len) = crate::text::kses_tag_len(rest) else {
+                    out.push_str("&lt;");
+                    rest = &rest[1..];
+                    continue;
+                };
+                let tag = &rest[1..len - 1];
+                rest = &rest[len..];
+                let tag = tag.trim_start();
+                let (closing, tag) = match tag.strip_prefix('/') {
+                    Some(t) => (true, t.trim_start()),
+                    None => (false, tag),
+                };
+                let name: String = tag
                     .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '/');
-                match after.find('>').filter(|_| opens) {
-                    Some(end) => {
-                        let tag = &rest[..end + 2];
-                        let name: String = tag[1..]
-                            .trim_start_matches('/')
-                            .chars()
-                            .take_while(char::is_ascii_alphanumeric)
-                            .collect::<String>()
-                            .to_ascii_lowercase();
-                        if ALLOWED.contains(&name.as_str()) {
-                            out.push_str(tag);
-                        }
-                        rest = &rest[end + 2..];
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if name.is_empty() || !ALLOWED.contains(&name.as_str()) {
+                    continue;
+                }
+                if closing {
+                    if let Some(i) = open.iter().rposition(|n| *n == name) {
+                        open.remove(i);
                     }
-                    None => {
-                        out.push_str("&lt;");
-                        rest = after;
-                    }
+                    out.push_str(&format!("</{name}>"));
+                } else if tag.trim_end().ends_with('/') || VOID.contains(&name.as_str()) {
+                    out.push_str(&format!("<{name} />"));
+                } else {
+                    out.push_str(&format!("<{name}>"));
+                    open.push(name);
                 }
             }
             '>' => {
@@ -554,11 +608,18 @@ fn kses(input: &str) -> String {
                 out.push_str(if is_entity { "&" } else { "&amp;" });
                 rest = after;
             }
+            c if u32::from(c) > 0xffff => {
+                out.push_str(&format!("&#x{:x};", u32::from(c)));
+                rest = &rest[c.len_utf8()..];
+            }
             c => {
                 out.push(c);
                 rest = &rest[c.len_utf8()..];
             }
         }
+    }
+    for name in open.iter().rev() {
+        out.push_str(&format!("</{name}>"));
     }
     out
 }
@@ -753,18 +814,44 @@ async fn handle(
         body: logged_body,
     };
 
+    if let Some(status) = shared.state().no_rest_api {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+        return raw_response(
+            status,
+            "text/html; charset=UTF-8",
+            b"<!DOCTYPE html><html><body><h1>A WordPress site</h1></body></html>".to_vec(),
+        );
+    }
     let is_create = method == Method::POST && route == "/buddyboss/v1/messages";
-    let (latency, fault) = {
+    let (latency, fault, paused_until) = {
         let mut s = shared.state();
         s.log.push(entry);
         let position = s
             .faults
             .iter()
             .position(|f| *f != Fault::StoreThenHang || is_create);
-        (s.latency, position.and_then(|i| s.faults.remove(i)))
+        let fault = position.and_then(|i| s.faults.remove(i));
+        (s.latency, fault, s.paused_until)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    let wait_until = match fault {
+        Some(Fault::Slow(d)) => Some(tokio::time::Instant::now() + d),
+        _ => paused_until.filter(|at| *at > tokio::time::Instant::now()),
+    };
+    if let Some(at) = wait_until {
+        // Detached, so the work is done even when the client stops waiting.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = tx.send(perform(&shared, &method, &route, &query, &body, &headers));
+        });
+        return match rx.await {
+            Ok((answer, unread, authenticated)) => respond(answer, unread, authenticated),
+            Err(_) => std::future::pending().await,
+        };
     }
     match fault {
         Some(Fault::Hang) => std::future::pending::<()>().await,
@@ -778,21 +865,8 @@ async fn handle(
         _ => {}
     }
 
-    let (answer, unread, authenticated) = {
-        let mut s = shared.state();
-        let caller = authenticate(&s, &headers);
-        match caller {
-            Err(a) => (a, 0, false),
-            Ok(caller) => {
-                let answer = route_request(&mut s, &method, &route, &query, &body, &caller);
-                let (unread, authenticated) = match caller {
-                    Caller::User(u, _) => (total_unread(&s, u), true),
-                    Caller::Anonymous => (0, false),
-                };
-                (answer, unread, authenticated)
-            }
-        }
-    };
+    let (answer, unread, authenticated) =
+        perform(&shared, &method, &route, &query, &body, &headers);
     match fault {
         Some(Fault::StoreThenHang) => std::future::pending::<()>().await,
         Some(Fault::Truncated) => {
@@ -824,6 +898,29 @@ async fn handle(
         _ => {}
     }
     respond(answer, unread, authenticated)
+}
+
+/// Does the request: the answer, the caller's unread count, whether it authenticated.
+fn perform(
+    shared: &Shared,
+    method: &Method,
+    route: &str,
+    query: &[(String, String)],
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> (Answer, u32, bool) {
+    let mut s = shared.state();
+    match authenticate(&s, headers) {
+        Err(a) => (a, 0, false),
+        Ok(caller) => {
+            let answer = route_request(&mut s, method, route, query, body, &caller);
+            let (unread, authenticated) = match caller {
+                Caller::User(u, _) => (total_unread(&s, u), true),
+                Caller::Anonymous => (0, false),
+            };
+            (answer, unread, authenticated)
+        }
+    }
 }
 
 fn raw_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
@@ -966,6 +1063,13 @@ fn route_request(
     let segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
     let id = |seg: &str| seg.parse::<u64>().ok();
     match (method.as_str(), segments.as_slice()) {
+        ("GET", [""]) => Answer::ok(json!({
+            "name": "A BuddyBoss site",
+            "url": SITE,
+            "namespaces": s.namespaces,
+            "authentication": {"application-passwords": {"endpoints": {}}},
+            "routes": {},
+        })),
         ("GET", ["wp", "v2", "users", "me"]) => users_me(s, caller),
         ("GET", ["buddyboss", "v1", "messages"]) => list_threads(s, query, caller),
         ("POST", ["buddyboss", "v1", "messages"]) => create_message(s, body, caller),
@@ -1360,6 +1464,14 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
         )
     };
     if s.app_password_trap && scheme == "basic" {
+        // As the real site answered without the fix: a reply is not allowed at all.
+        if thread_id > 0 {
+            return Answer::error(
+                403,
+                "bp_rest_authorization_required",
+                "Sorry, you are not allowed to perform this action.",
+            );
+        }
         return failed();
     }
     let subject = params
@@ -1495,11 +1607,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kses_encodes_lone_specials_and_keeps_known_tags() {
-        assert_eq!(kses("a < b & c > d"), "a &lt; b &amp; c &gt; d");
+    fn kses_rewrites_as_the_real_site_did() {
+        // The real site's kses check (/work/bbsite, issue 15): sent, stored.
+        assert_eq!(kses("if a < b and c > d"), "if a <b> d</b>");
+        assert_eq!(kses("a<b"), "a&lt;b");
+        assert_eq!(kses("x > y"), "x &gt; y");
         assert_eq!(
-            kses("<b>bold</b> <script>x()</script> &amp;"),
-            "<b>bold</b> x() &amp;"
+            kses("<b>bold</b> & <script>alert(1)</script>"),
+            "<b>bold</b> &amp; alert(1)"
+        );
+        assert_eq!(kses("Tom & Jerry"), "Tom &amp; Jerry");
+        assert_eq!(kses("  padded  "), "  padded  ");
+        assert_eq!(kses("line1\nline2"), "line1\nline2");
+        assert_eq!(kses("emoji \u{1f600} \u{fc}"), "emoji &#x1f600; \u{fc}");
+        // And a few more of the same rules.
+        assert_eq!(kses("3 < 5 <b>x</b>"), "3 &lt; 5 <b>x</b>");
+        assert_eq!(
+            kses("x<br/>y <!-- note --> <B class=\"x\">z</B >"),
+            "x<br />y  <b>z</b>"
         );
         assert_eq!(kses("fish & chips &copy;"), "fish &amp; chips &copy;");
     }

@@ -36,8 +36,10 @@
 //!
 //! BuddyBoss copies the current user into `bp_loggedin_user_id()` early, before WordPress
 //! has honoured an Application Password. `GET /wp/v2/users/me` then works, but
-//! `POST /buddyboss/v1/messages` fails with 500 `bp_rest_messages_create_failed`
-//! (reported as [`BuddyBossError::Refused`]). The fix is a must-use plugin, e.g.
+//! `POST /buddyboss/v1/messages` fails: 500 `bp_rest_messages_create_failed` for a new
+//! thread (reported as [`BuddyBossError::Refused`]), 403 `bp_rest_authorization_required`
+//! for a reply (as a real site answered it; [`BuddyBossError::Forbidden`]). The server's
+//! site health names this fix when it sees the pattern. The fix is a must-use plugin, e.g.
 //! `wp-content/mu-plugins/bbrt-app-passwords.php`:
 //!
 //! ```php
@@ -69,19 +71,24 @@
 //! | 403 `bp_rest_authorization_required` (not a participant, or no such thread) | [`Forbidden`](BuddyBossError::Forbidden) | no |
 //! | 400 `bp_rest_messages_empty_message`, `bp_rest_empty_recipients`, …; a non-numeric id (`invalid_id`, no request made) | [`Invalid`](BuddyBossError::Invalid) | no |
 //! | 500 `bp_rest_messages_create_failed` (unknown recipient, not friends, blocked) | [`Refused`](BuddyBossError::Refused) | no |
-//! | other 5xx, 429, timeout, connection refused, an unconfirmed send (`send_unconfirmed`) | [`Unavailable`](BuddyBossError::Unavailable) | yes |
+//! | other 5xx, 429, timeout, connection refused | [`Unavailable`](BuddyBossError::Unavailable) | yes |
+//! | a send whose outcome is unknown and that reconciliation did not find (`send_unconfirmed`) | [`Unconfirmed`](BuddyBossError::Unconfirmed) | yes, with the same idempotency key |
 //! | a body that is not what BuddyBoss documents, `rest_no_route` | [`Protocol`](BuddyBossError::Protocol) | yes (per [`SiteErrorKind::retryable`](bbrt_protocol::api::SiteErrorKind::retryable)) |
 //!
 //! Reads (`GET`) are retried with backoff a bounded number of times when the site is
 //! unavailable; writes never are. A `POST` whose outcome is unknown (a timeout after the
 //! request went out, a reset connection, a gateway error, an unreadable success body) is
 //! reconciled by reading the thread before returning: if the message is there (same
-//! sender, same text, recent), the send succeeded; otherwise it is `Unavailable`
-//! (`send_unconfirmed`) and safe to retry.
+//! sender, same text as kses stores it, recent), the send succeeded; otherwise it is
+//! [`Unconfirmed`](BuddyBossError::Unconfirmed) (`send_unconfirmed`): not found *yet*,
+//! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
+//! retry says so ([`BuddyBoss::send_again`]): it looks for the message again first, and
+//! posts only once the site had [`Config::reconcile_settle`] to store the first one.
 #![warn(missing_docs)]
 
 mod credential;
 mod error;
+mod health;
 mod http;
 mod memory;
 pub mod text;
@@ -98,6 +105,7 @@ use bbrt_protocol::ids::{ThreadId, UserId};
 
 pub use credential::{AuthScheme, Credential};
 pub use error::BuddyBossError;
+pub use health::{SiteProblem, auth_scheme_hint};
 pub use http::{ApiRoot, Config, HttpBuddyBoss};
 pub use memory::MemoryBuddyBoss;
 
@@ -142,6 +150,31 @@ pub trait BuddyBoss: Send + Sync + 'static {
         text: &str,
     ) -> Result<StoredMessage, BuddyBossError>;
 
+    /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
+    /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
+    /// message first and answers it if the site stored it. The default looks back 60 s
+    /// from `unconfirmed_since` and posts when nothing is found; [`HttpBuddyBoss`] also
+    /// waits for the site to settle before it posts again.
+    async fn send_again(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        unconfirmed_since: i64,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let since = unconfirmed_since.saturating_sub(60);
+        if let Some(found) = self
+            .find_recent(credential, sender, thread, recipients, text, since)
+            .await?
+        {
+            return Ok(found);
+        }
+        self.send(credential, sender, thread, recipients, text)
+            .await
+    }
+
     /// The newest message from `sender` with this `text` stored at or after
     /// `since_unix_secs`, in `thread` (or, without one, in a recent thread with
     /// `recipients`); for reconciling a send whose outcome is unknown.
@@ -162,6 +195,21 @@ pub trait BuddyBoss: Send + Sync + 'static {
         user: &UserId,
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError>;
+
+    /// Checks that the site can serve bbrt as configured, without a credential (see
+    /// [`SiteProblem`]). The default, for a site that is not on the network: fine.
+    async fn probe(&self) -> Result<(), SiteProblem> {
+        Ok(())
+    }
+
+    /// The longest [`perform`] may take over `request` with this site's own timeouts,
+    /// retries and reconciliation, or `None` if the site states no bound. The server's
+    /// executor never gives up on a request before this: an outer deadline shorter than
+    /// the reconciliation it covers would turn a stored message into a retryable error.
+    fn deadline(&self, request: &ApiRequest) -> Option<std::time::Duration> {
+        let _ = request;
+        None
+    }
 
     /// Performs `request` synchronously if this site never waits (the embedded site), so
     /// the server can answer it without a task, a timer or a channel; `None` (the default,
@@ -205,12 +253,28 @@ pub async fn perform(
             recipients,
             text,
             client_message_id,
+            unconfirmed_since,
             ..
         } => {
             tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            site.send(credential, sender, thread.as_ref(), recipients, text)
-                .await
-                .map(ApiResponse::Stored)
+            let stored = match unconfirmed_since {
+                Some(since) => {
+                    site.send_again(
+                        credential,
+                        sender,
+                        thread.as_ref(),
+                        recipients,
+                        text,
+                        *since,
+                    )
+                    .await
+                }
+                None => {
+                    site.send(credential, sender, thread.as_ref(), recipients, text)
+                        .await
+                }
+            };
+            stored.map(ApiResponse::Stored)
         }
         ApiRequest::MarkRead { user, thread, .. } => site
             .mark_read(credential, user, thread)

@@ -345,17 +345,34 @@ async fn send_reply_and_new_threads() {
             &user("3"),
             Some(&first.thread),
             &[],
-            "a < b & c > d 'q' \"dq\"",
+            "a & c > d 'q' \"dq\"",
         )
         .await
         .expect("stored");
     assert_eq!(reply.thread, first.thread);
-    assert_eq!(reply.text, "a < b & c > d 'q' \"dq\"");
+    assert_eq!(reply.text, "a & c > d 'q' \"dq\"");
     assert_ne!(reply.id, first.id);
     assert_eq!(
         site.messages(t).last().map(|m| m.stored.clone()).as_deref(),
-        Some("a &lt; b &amp; c &gt; d 'q' \"dq\"")
+        Some("a &amp; c &gt; d 'q' \"dq\"")
     );
+
+    // A `<` opens a tag for kses, up to the next `>`: the site keeps `<b>` (issue 15).
+    let rewritten = bb
+        .send(
+            Some(&bob()),
+            &user("3"),
+            Some(&first.thread),
+            &[],
+            "if a < b and c > d",
+        )
+        .await
+        .expect("found although the site rewrote it");
+    assert_eq!(
+        site.messages(t).last().map(|m| m.stored.clone()).as_deref(),
+        Some("if a <b> d</b>")
+    );
+    assert_eq!(rewritten.text, "if a  d", "what the site kept");
 
     // Tags are stripped by the site: the plain text is what the site kept.
     let tagged = bb
@@ -411,7 +428,7 @@ async fn send_reply_and_new_threads() {
         .and_then(|r| r.body.clone());
     assert_eq!(
         reply_body,
-        Some(serde_json::json!({ "id": t, "message": "a < b & c > d 'q' \"dq\"" }))
+        Some(serde_json::json!({ "id": t, "message": "a & c > d 'q' \"dq\"" }))
     );
 }
 
@@ -544,6 +561,22 @@ async fn application_password_trap_is_a_refusal() {
         kind_code(&e),
         (SiteErrorKind::Refused, "bp_rest_messages_create_failed")
     );
+    // A reply, as the real site answered it without the fix.
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let e = bb
+        .send(
+            Some(&app),
+            &user("2"),
+            Some(&thread(&t.to_string())),
+            &[],
+            "hi",
+        )
+        .await
+        .expect_err("trap");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Forbidden, "bp_rest_authorization_required")
+    );
 }
 
 #[tokio::test]
@@ -580,7 +613,7 @@ async fn reads_are_retried_writes_are_not() {
         .expect_err("not stored");
     assert_eq!(
         kind_code(&e),
-        (SiteErrorKind::Unavailable, "send_unconfirmed")
+        (SiteErrorKind::Unconfirmed, "send_unconfirmed")
     );
     assert!(e.retryable());
     assert_eq!(
@@ -714,7 +747,7 @@ async fn a_post_that_hangs_without_storing_is_unconfirmed() {
         .expect_err("lost");
     assert_eq!(
         kind_code(&e),
-        (SiteErrorKind::Unavailable, "send_unconfirmed")
+        (SiteErrorKind::Unconfirmed, "send_unconfirmed")
     );
     assert!(e.message().contains("timeout"), "{e}");
     assert_eq!(site.messages(t).len(), 1);
@@ -944,6 +977,7 @@ async fn perform_runs_the_hubs_requests() {
         recipients: vec![user("3")],
         text: "through perform".into(),
         client_message_id: None,
+        unconfirmed_since: None,
     };
     let Ok(ApiResponse::Stored(m)) = perform(&bb, &send, Some(&alice())).await else {
         panic!("stored")
@@ -968,4 +1002,199 @@ async fn perform_runs_the_hubs_requests() {
         .await
         .expect_err("carol is not in");
     assert_eq!(e.kind, SiteErrorKind::Forbidden);
+}
+
+/// Waits (bounded) until the fake site holds `n` messages in `t`.
+async fn until_stored(site: &bbrt_buddyboss::fake::FakeSite, t: u64, n: usize) {
+    for _ in 0..200 {
+        if site.messages(t).len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the site never stored message {n} of thread {t}");
+}
+
+#[tokio::test]
+async fn a_slow_write_past_the_timeout_is_unconfirmed_and_its_retry_finds_it() {
+    // The real site took 13 s over a write that bbrt gave 10 s: PHP stored it afterwards.
+    let site = seeded().await;
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let tid = thread(&t.to_string());
+    site.inject(Fault::Slow(HANG_TIMEOUT * 3), 1);
+    let e = bb
+        .send(Some(&alice()), &user("2"), Some(&tid), &[], "slow one")
+        .await
+        .expect_err("not confirmed in time");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Unconfirmed, "send_unconfirmed")
+    );
+    assert!(!e.message().contains("not stored"), "{e}");
+    let since = unix_now();
+
+    // A retry while the site is still at it neither posts nor says "not stored".
+    let e = bb
+        .send_again(
+            Some(&alice()),
+            &user("2"),
+            Some(&tid),
+            &[],
+            "slow one",
+            since,
+        )
+        .await
+        .expect_err("still settling");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Unconfirmed, "send_unconfirmed")
+    );
+
+    until_stored(&site, t, 2).await;
+    let found = bb
+        .send_again(
+            Some(&alice()),
+            &user("2"),
+            Some(&tid),
+            &[],
+            "slow one",
+            since,
+        )
+        .await
+        .expect("found the first attempt");
+    let messages = site.messages(t);
+    assert_eq!(messages.len(), 2, "one copy: {messages:?}");
+    assert_eq!(found.id.as_str(), messages[1].id.to_string());
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 1);
+}
+
+#[tokio::test]
+async fn a_send_to_a_paused_site_is_unconfirmed_and_its_retry_finds_it() {
+    // The real site's PHP was stopped for 12 s: every request waited, then all were done.
+    let site = seeded().await;
+    let bb = client_at(&site.api_root(), |c| {
+        c.request_timeout = HANG_TIMEOUT;
+        c.read_retries = 0;
+    });
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let tid = thread(&t.to_string());
+    site.pause(HANG_TIMEOUT * 4);
+    let e = bb
+        .send(Some(&alice()), &user("2"), Some(&tid), &[], "paused one")
+        .await
+        .expect_err("not confirmed");
+    assert_eq!(
+        kind_code(&e),
+        (SiteErrorKind::Unconfirmed, "send_unconfirmed")
+    );
+    let since = unix_now();
+    until_stored(&site, t, 2).await;
+    let found = bb
+        .send_again(
+            Some(&alice()),
+            &user("2"),
+            Some(&tid),
+            &[],
+            "paused one",
+            since,
+        )
+        .await
+        .expect("found the first attempt");
+    assert_eq!(site.messages(t).len(), 2, "one copy");
+    assert_eq!(found.id.as_str(), site.messages(t)[1].id.to_string());
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 1);
+}
+
+#[tokio::test]
+async fn a_retry_posts_again_only_after_the_settle_time() {
+    let site = seeded().await;
+    let bb = client_at(&site.api_root(), |c| c.reconcile_settle = Duration::ZERO);
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let tid = thread(&t.to_string());
+    let long_ago = unix_now() - 120;
+    let stored = bb
+        .send_again(
+            Some(&alice()),
+            &user("2"),
+            Some(&tid),
+            &[],
+            "never landed",
+            long_ago,
+        )
+        .await
+        .expect("posted: nothing to find and nothing pending");
+    assert_eq!(site.messages(t).len(), 2);
+    assert_eq!(stored.text, "never landed");
+}
+
+#[tokio::test]
+async fn reconciliation_recognises_a_text_wordpress_rewrote() {
+    let site = seeded().await;
+    let bb = client_at(&site.api_root(), |c| c.request_timeout = HANG_TIMEOUT);
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    let tid = thread(&t.to_string());
+    site.inject(Fault::StoreThenHang, 1);
+    let stored = bb
+        .send(
+            Some(&alice()),
+            &user("2"),
+            Some(&tid),
+            &[],
+            "if a < b and c > d",
+        )
+        .await
+        .expect("reconciled although kses rewrote it");
+    assert_eq!(site.messages(t)[1].stored, "if a <b> d</b>");
+    assert_eq!(stored.id.as_str(), site.messages(t)[1].id.to_string());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+#[test]
+fn the_deadline_covers_every_step_of_a_request() {
+    use bbrt_protocol::api::ApiRequest;
+    let bb = client_at("https://site.example/wp-json/", |c| {
+        c.request_timeout = Duration::from_secs(10);
+        c.read_retries = 2;
+        c.retry_backoff = Duration::from_millis(200);
+        c.reconcile_delay = Duration::from_secs(1);
+    });
+    let send = |thread: Option<&str>, unconfirmed_since| ApiRequest::Send {
+        credential: None,
+        sender: user("2"),
+        thread: thread.map(self::thread),
+        recipients: vec![user("3")],
+        text: "x".into(),
+        client_message_id: None,
+        unconfirmed_since,
+    };
+    let verify = ApiRequest::Verify {
+        credential: None,
+        claimed_user: None,
+        current_user: None,
+    };
+    let s = Duration::from_millis;
+    // A read: 3 attempts of 10 s and backoffs of 0.2 s and 0.4 s; plus 10 s for a slot.
+    assert_eq!(bb.deadline(&verify), Some(s(30_600 + 10_000)));
+    // POST 10 s, delay 1 s, one read.
+    assert_eq!(
+        bb.deadline(&send(Some("1"), None)),
+        Some(s(10_000 + 1_000 + 30_600 + 10_000))
+    );
+    // A new thread reads the sentbox and up to 3 threads.
+    assert_eq!(
+        bb.deadline(&send(None, None)),
+        Some(s(10_000 + 1_000 + 4 * 30_600 + 10_000))
+    );
+    // A retry after an unconfirmed attempt looks first.
+    assert_eq!(
+        bb.deadline(&send(Some("1"), Some(0))),
+        Some(s(1_000 + 30_600 + 10_000 + 1_000 + 30_600 + 10_000))
+    );
 }

@@ -295,6 +295,7 @@ async fn the_seed_flow_through_perform() {
         recipients: vec![user("RECIPIENT_ID")],
         text: "Hello".into(),
         client_message_id: None,
+        unconfirmed_since: None,
     };
     let Ok(ApiResponse::Stored(m)) = perform(&site, &send, Some(&token)).await else {
         panic!("stored")
@@ -346,6 +347,7 @@ async fn perform_now_answers_at_once_like_perform() {
             recipients: vec![user("b")],
             text: "hello".into(),
             client_message_id: None,
+            unconfirmed_since: None,
         },
         ApiRequest::Send {
             credential: None,
@@ -354,6 +356,7 @@ async fn perform_now_answers_at_once_like_perform() {
             recipients: vec![],
             text: "nobody".into(),
             client_message_id: None,
+            unconfirmed_since: None,
         },
         ApiRequest::MarkRead {
             credential: None,

@@ -58,6 +58,10 @@ pub enum ApiRequest {
         text: String,
         /// The client's idempotency id, if any (logged, not sent to the site).
         client_message_id: Option<ClientMessageId>,
+        /// Set when an earlier attempt with the same `clientMessageId` ended unconfirmed:
+        /// when that was recorded (Unix seconds, the coordinator's clock). The site client
+        /// looks for that message in the thread before it posts again.
+        unconfirmed_since: Option<i64>,
     },
     /// Mark a thread read for the credential's user.
     MarkRead {
@@ -165,6 +169,11 @@ pub enum SiteErrorKind {
     /// The site is down, slow or failing (other 5xx, timeout, connection refused).
     /// Retryable.
     Unavailable,
+    /// A write whose outcome is unknown: the site did not confirm it (a timeout, a reset,
+    /// a gateway error) and reconciliation did not find it, yet it may still be stored.
+    /// Retryable, but only safely with the same idempotency key, which is reconciled
+    /// before it is posted again.
+    Unconfirmed,
     /// The site answered something it does not document.
     Protocol,
 }
@@ -172,7 +181,7 @@ pub enum SiteErrorKind {
 impl SiteErrorKind {
     /// Whether the same request may succeed if tried again later.
     pub fn retryable(self) -> bool {
-        matches!(self, Self::Unavailable | Self::Protocol)
+        matches!(self, Self::Unavailable | Self::Unconfirmed | Self::Protocol)
     }
 }
 

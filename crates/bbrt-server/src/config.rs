@@ -35,6 +35,31 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
+/// A secret from the command line or the environment. `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(String);
+
+impl SecretArg {
+    /// The secret itself: for deriving keys, never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(secret: &str) -> Result<Self, Self::Err> {
+        Ok(Self(secret.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// bbrt: the real-time WebSocket server for BuddyBoss communities.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bbrt-server", version, about, long_about = None)]
@@ -128,6 +153,21 @@ pub struct Config {
     /// since every node failing readiness at once would be a total outage).
     #[arg(long, env = "BBRT_REDIS_REQUIRED_FOR_READY")]
     pub redis_required_for_ready: bool,
+
+    /// `/readyz` answers 503 while the site cannot serve bbrt (unreachable, misconfigured);
+    /// default: ready, the site's health in the body.
+    #[arg(long, env = "BBRT_SITE_REQUIRED_FOR_READY")]
+    pub site_required_for_ready: bool,
+
+    /// How often the site is probed (its API root, without a credential).
+    #[arg(long, env = "BBRT_SITE_PROBE_INTERVAL", value_parser = parse_duration, default_value = "30s")]
+    pub site_probe_interval: Duration,
+
+    /// Keys the digests idempotency records keep of a send's parameters (to tell a retry
+    /// from a reused `clientMessageId` without storing the text). Give every node the same
+    /// one; without it each process picks a random key.
+    #[arg(long, env = "BBRT_IDEMPOTENCY_SECRET", hide_env_values = true)]
+    pub idempotency_secret: Option<SecretArg>,
 
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
@@ -269,6 +309,9 @@ impl Default for Config {
             redis_heartbeat: Duration::from_secs(2),
             presence_snapshot: Duration::from_secs(30),
             redis_required_for_ready: false,
+            site_required_for_ready: false,
+            site_probe_interval: Duration::from_secs(30),
+            idempotency_secret: None,
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,

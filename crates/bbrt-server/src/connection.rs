@@ -39,7 +39,6 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::credentials::Held;
 use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
 use crate::outbox::{CloseRequest, Outbox};
@@ -84,7 +83,6 @@ pub(crate) struct Connection {
     reader: FrameReader,
     /// Chunks being written: header, payload, header, payload...
     pending: VecDeque<Bytes>,
-    held: Held,
     /// The pong for the latest ping not yet written (boxed: no space while empty).
     pong: Option<Box<[u8]>>,
     control: ControlRate,
@@ -132,9 +130,9 @@ impl ControlRate {
 /// What one read burst produced for the hub task.
 enum ReadOutcome {
     /// Inputs for the Hub (possibly none).
-    Inputs(Vec<Input>),
+    Inputs(Vec<ConnEvent>),
     /// Inputs, then the end of the connection.
-    End(Vec<Input>, End),
+    End(Vec<ConnEvent>, End),
 }
 
 impl Connection {
@@ -143,7 +141,6 @@ impl Connection {
         conn: ConnId,
         shared: Arc<Shared>,
         outbox: Arc<Outbox>,
-        held: Held,
     ) -> Self {
         let reader = FrameReader::new(shared.config.max_frame_bytes);
         let control = ControlRate::new(shared.config.frame_burst);
@@ -154,7 +151,6 @@ impl Connection {
             outbox,
             reader,
             pending: VecDeque::new(),
-            held,
             pong: None,
             control,
             last_read: Instant::now(),
@@ -171,10 +167,9 @@ impl Connection {
         // Boxed: closing happens once, and its timers need not weigh on every idle task.
         Box::pin(self.finish(end)).await;
         let _ = self
-            .forward(vec![Input::Close { conn: self.conn }])
+            .forward(vec![ConnEvent::Input(Input::Close { conn: self.conn })])
             .wait()
             .await;
-        self.held.release_all(&self.shared.credentials);
         drop(guard);
     }
 
@@ -419,21 +414,20 @@ impl Connection {
             reader,
             pong,
             control,
-            held,
             shared,
             conn,
             ..
         } = self;
         let conn = *conn;
         let result = reader.feed(bytes, &mut |event| match event {
-            WsEvent::Text(text) => inputs.push(decode(text, conn, shared, held)),
+            WsEvent::Text(text) => inputs.push(decode(text, conn, shared)),
             WsEvent::Binary => {
                 shared.metrics.binary_in();
                 let error = DecodeError {
                     request_id: None,
                     kind: DecodeErrorKind::Binary,
                 };
-                inputs.push(Input::Invalid { conn, error });
+                inputs.push(ConnEvent::Input(Input::Invalid { conn, error }));
             }
             WsEvent::Ping(payload) => {
                 if control.admit() {
@@ -479,10 +473,10 @@ impl Connection {
     ///
     /// Not an `async fn`: the common case awaits nothing, and the rare wait is a boxed
     /// future, so the state every idle connection's task holds stays small.
-    fn forward(&self, inputs: Vec<Input>) -> Forwarded {
+    fn forward(&self, inputs: Vec<ConnEvent>) -> Forwarded {
         let mut inputs = inputs.into_iter();
         while let Some(input) = inputs.next() {
-            match self.shared.events.try_send(ConnEvent::Input(input)) {
+            match self.shared.events.try_send(input) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(event)) => {
                     let events = self.shared.events.clone();
@@ -617,13 +611,13 @@ impl Forwarded {
 async fn forward_slowly(
     events: mpsc::Sender<ConnEvent>,
     first: ConnEvent,
-    rest: std::vec::IntoIter<Input>,
+    rest: std::vec::IntoIter<ConnEvent>,
 ) -> Option<End> {
     if events.send(first).await.is_err() {
         return Some(shutting_down());
     }
     for input in rest {
-        if events.send(ConnEvent::Input(input)).await.is_err() {
+        if events.send(input).await.is_err() {
             return Some(shutting_down());
         }
     }
@@ -651,8 +645,10 @@ fn end_for(request: CloseRequest) -> End {
     End::Close { request, why }
 }
 
-/// Decodes a text message into a Hub input, moving its token to the credential store.
-fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
+/// Decodes a text message for the hub task, taking its token out of the frame (the hub
+/// task puts it in the credential store, so that the Hub's releases and new holds are
+/// applied in one order).
+fn decode(text: &str, conn: ConnId, shared: &Shared) -> ConnEvent {
     match wire::decode(text, &shared.limits) {
         Ok(mut frame) => {
             shared.metrics.frame_in(Some(frame.message.kind()));
@@ -660,13 +656,8 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
                 .message
                 .take_token()
                 .filter(|t| !t.expose().is_empty())
-                .map(|token| {
-                    held.id_for(
-                        &shared.credentials,
-                        Credential::new(token, shared.frame_scheme.clone()),
-                    )
-                });
-            Input::Frame {
+                .map(|token| Credential::new(token, shared.frame_scheme.clone()));
+            ConnEvent::Frame {
                 conn,
                 frame,
                 credential,
@@ -674,7 +665,7 @@ fn decode(text: &str, conn: ConnId, shared: &Shared, held: &mut Held) -> Input {
         }
         Err(error) => {
             shared.metrics.frame_in(None);
-            Input::Invalid { conn, error }
+            ConnEvent::Input(Input::Invalid { conn, error })
         }
     }
 }

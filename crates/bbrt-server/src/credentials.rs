@@ -2,20 +2,43 @@
 //! [`CredentialId`]s.
 //!
 //! The same credential gets the same id (so the seed's React client, which sends its token
-//! in every `send_message`, is verified once), counted by holder: each connection that
-//! presented it holds one reference, released when it closes.
+//! in every `send_message`, is verified once). Each connection that presented it holds it;
+//! a hold ends when the Hub releases it (`Output::ReleaseCredential`: replaced by a newer
+//! credential, refused, or no frame waits on it any more) or when the connection ends, and
+//! the secret is forgotten with the last hold. Only the hub task touches the store (it
+//! acquires right before the Hub sees an id and releases when the Hub says so), so a
+//! release can never overtake a hold the Hub is about to use.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bbrt_buddyboss::Credential;
-use bbrt_protocol::ids::CredentialId;
+use bbrt_protocol::ids::{ConnId, CredentialId};
+
+#[derive(Debug)]
+struct Entry {
+    credential: Credential,
+    holders: BTreeSet<ConnId>,
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    by_id: HashMap<CredentialId, (Credential, usize)>,
+    by_id: HashMap<CredentialId, Entry>,
     by_credential: HashMap<Credential, CredentialId>,
+    by_conn: HashMap<ConnId, BTreeSet<CredentialId>>,
+}
+
+impl Inner {
+    fn drop_hold(&mut self, conn: ConnId, id: CredentialId) {
+        let last = self.by_id.get_mut(&id).is_some_and(|e| {
+            e.holders.remove(&conn);
+            e.holders.is_empty()
+        });
+        if last && let Some(entry) = self.by_id.remove(&id) {
+            self.by_credential.remove(&entry.credential);
+        }
+    }
 }
 
 /// Credentials presented by connections, by id.
@@ -30,41 +53,57 @@ impl CredentialStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The id of `credential`, adding a reference for one more holder.
-    pub fn acquire(&self, credential: Credential) -> CredentialId {
+    /// The id of `credential`, held by `conn` (a second hold by the same connection is
+    /// the same hold).
+    pub fn acquire(&self, conn: ConnId, credential: Credential) -> CredentialId {
         let mut inner = self.lock();
-        if let Some(id) = inner.by_credential.get(&credential).copied() {
-            if let Some((_, refs)) = inner.by_id.get_mut(&id) {
-                *refs += 1;
+        let id = match inner.by_credential.get(&credential).copied() {
+            Some(id) => id,
+            None => {
+                inner.next += 1;
+                let id = CredentialId(inner.next);
+                inner.by_credential.insert(credential.clone(), id);
+                inner.by_id.insert(
+                    id,
+                    Entry {
+                        credential,
+                        holders: BTreeSet::new(),
+                    },
+                );
+                id
             }
-            return id;
+        };
+        if let Some(entry) = inner.by_id.get_mut(&id) {
+            entry.holders.insert(conn);
         }
-        inner.next += 1;
-        let id = CredentialId(inner.next);
-        inner.by_credential.insert(credential.clone(), id);
-        inner.by_id.insert(id, (credential, 1));
+        inner.by_conn.entry(conn).or_default().insert(id);
         id
     }
 
-    /// Drops one holder's reference; the secret is forgotten with the last one.
-    pub fn release(&self, id: CredentialId) {
+    /// Ends `conn`'s hold on `id` (idempotent).
+    pub fn release(&self, conn: ConnId, id: CredentialId) {
         let mut inner = self.lock();
-        let gone = match inner.by_id.get_mut(&id) {
-            Some((_, refs)) if *refs > 1 => {
-                *refs -= 1;
-                None
-            }
-            Some(_) => inner.by_id.remove(&id).map(|(c, _)| c),
-            None => None,
-        };
-        if let Some(credential) = gone {
-            inner.by_credential.remove(&credential);
+        let empty = inner.by_conn.get_mut(&conn).is_some_and(|ids| {
+            ids.remove(&id);
+            ids.is_empty()
+        });
+        if empty {
+            inner.by_conn.remove(&conn);
+        }
+        inner.drop_hold(conn, id);
+    }
+
+    /// Ends every hold of `conn` (it closed).
+    pub fn release_conn(&self, conn: ConnId) {
+        let mut inner = self.lock();
+        for id in inner.by_conn.remove(&conn).unwrap_or_default() {
+            inner.drop_hold(conn, id);
         }
     }
 
     /// The credential behind `id`, for a site request.
     pub fn get(&self, id: CredentialId) -> Option<Credential> {
-        self.lock().by_id.get(&id).map(|(c, _)| c.clone())
+        self.lock().by_id.get(&id).map(|e| e.credential.clone())
     }
 
     /// Credentials held (for tests and metrics).
@@ -78,49 +117,6 @@ impl CredentialStore {
     }
 }
 
-/// The credentials one connection holds, released together when it closes. The last one
-/// is remembered so a token repeated in every frame costs a string compare, not a lock.
-#[derive(Debug, Default)]
-pub(crate) struct Held {
-    ids: Vec<CredentialId>,
-    last: Option<(Credential, CredentialId)>,
-}
-
-impl Held {
-    /// The id for `credential` on this connection.
-    pub(crate) fn id_for(
-        &mut self,
-        store: &CredentialStore,
-        credential: Credential,
-    ) -> CredentialId {
-        if let Some((last, id)) = &self.last
-            && *last == credential
-        {
-            return *id;
-        }
-        let id = store.acquire(credential.clone());
-        if self.ids.contains(&id) {
-            store.release(id);
-        } else {
-            // Bound what one connection can pin: the oldest reference goes first.
-            if self.ids.len() >= 8 {
-                store.release(self.ids.remove(0));
-            }
-            self.ids.push(id);
-        }
-        self.last = Some((credential, id));
-        id
-    }
-
-    /// Releases everything this connection holds.
-    pub(crate) fn release_all(&mut self, store: &CredentialStore) {
-        for id in self.ids.drain(..) {
-            store.release(id);
-        }
-        self.last = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,23 +124,25 @@ mod tests {
     #[test]
     fn same_token_same_id_and_released_with_the_last_holder() {
         let store = CredentialStore::default();
-        let mut a = Held::default();
-        let mut b = Held::default();
-        let id1 = a.id_for(&store, Credential::bearer("t1"));
-        assert_eq!(a.id_for(&store, Credential::bearer("t1")), id1);
-        assert_eq!(b.id_for(&store, Credential::bearer("t1")), id1);
-        let id2 = a.id_for(&store, Credential::bearer("t2"));
+        let (a, b) = (ConnId(1), ConnId(2));
+        let id1 = store.acquire(a, Credential::bearer("t1"));
+        assert_eq!(store.acquire(a, Credential::bearer("t1")), id1);
+        assert_eq!(store.acquire(b, Credential::bearer("t1")), id1);
+        let id2 = store.acquire(a, Credential::bearer("t2"));
         assert_ne!(id1, id2);
-        assert_eq!(
-            a.id_for(&store, Credential::bearer("t1")),
-            id1,
-            "back to the first: no new reference"
-        );
         assert_eq!(store.len(), 2);
-        a.release_all(&store);
+        store.release(a, id1);
+        store.release(a, id1);
+        assert_eq!(store.get(id1), Some(Credential::bearer("t1")), "b holds it");
+        store.release_conn(a);
         assert_eq!(store.len(), 1);
-        assert_eq!(store.get(id1), Some(Credential::bearer("t1")));
-        b.release_all(&store);
+        assert_eq!(store.get(id2), None);
+        store.release_conn(b);
         assert!(store.is_empty());
+        assert_ne!(
+            store.acquire(a, Credential::bearer("t1")),
+            id1,
+            "a forgotten credential gets a new id"
+        );
     }
 }

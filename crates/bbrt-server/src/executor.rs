@@ -92,6 +92,9 @@ fn record(
 ) {
     let error = result.as_ref().err().map(|e| e.code.as_str());
     metrics.site_request(request.name(), took, error);
+    if let Some(site) = metrics.site_health.get() {
+        site.observe(request, result);
+    }
 }
 
 /// Logs what the site said: clients read only the fixed text of the error's code, so its
@@ -147,7 +150,25 @@ impl Executor {
     /// hand straight back to the Hub.
     #[must_use]
     pub(crate) fn api(&self, id: ApiRequestId, request: ApiRequest) -> Option<Input> {
-        let credential = request.credential().and_then(|c| self.credentials.get(c));
+        let credential = match request.credential() {
+            Some(c) => match self.credentials.get(c) {
+                Some(credential) => Some(credential),
+                None => {
+                    // The Hub releases a credential only once nothing uses it, and the
+                    // store is touched by the hub task alone: this is a bug.
+                    tracing::error!(credential = %c, request = request.name(), "bug: a site request names a credential the store does not hold");
+                    return Some(Input::ApiResult {
+                        id,
+                        result: Err(SiteError::new(
+                            SiteErrorKind::Protocol,
+                            "internal",
+                            "bbrt lost the credential of this request",
+                        )),
+                    });
+                }
+            },
+            None => None,
+        };
         match self.api_now(&request, credential.as_ref()) {
             Some(result) => Some(Input::ApiResult { id, result }),
             None => {
@@ -194,7 +215,7 @@ impl Executor {
         let site = Arc::clone(&self.site);
         let metrics = Arc::clone(&self.metrics);
         let permits = Arc::clone(&self.permits);
-        let timeout = self.timeout;
+        let timeout = self.deadline(&request);
         run_or_spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return; // closed at shutdown: the guard answers
@@ -206,8 +227,13 @@ impl Executor {
             )
             .await
             .unwrap_or_else(|_| {
+                // A send cut short may still be stored: its outcome is unknown.
+                let kind = match request {
+                    ApiRequest::Send { .. } => SiteErrorKind::Unconfirmed,
+                    _ => SiteErrorKind::Unavailable,
+                };
                 Err(SiteError::new(
-                    SiteErrorKind::Unavailable,
+                    kind,
                     "timeout",
                     "the site did not answer in time",
                 ))
@@ -219,6 +245,16 @@ impl Executor {
             }
             answer.send(result);
         });
+    }
+
+    /// The outer deadline of `request`: never shorter than the steps the site client
+    /// takes over it (its timeouts, read retries and reconciliation), which a shorter cap
+    /// would cut short, turning a stored message into a retryable error whose retry posts
+    /// again; `--api-timeout` when the site states no bound, or is longer.
+    pub(crate) fn deadline(&self, request: &ApiRequest) -> Duration {
+        self.site
+            .deadline(request)
+            .map_or(self.timeout, |steps| steps.max(self.timeout))
     }
 
     /// Starts a coordination request.

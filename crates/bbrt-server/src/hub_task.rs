@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bbrt_buddyboss::Credential;
 use bbrt_protocol::Hub;
 use bbrt_protocol::hub::{HubStats, Input, Output};
-use bbrt_protocol::ids::{ConnId, CredentialId};
+use bbrt_protocol::ids::ConnId;
+use bbrt_protocol::wire::ClientFrame;
 use bbrt_protocol::wire::CloseCode;
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,17 +28,26 @@ use crate::outbox::{CloseRequest, Outbox, Push};
 /// Inputs taken per batch from one source before the others get a turn.
 const BATCH: usize = 256;
 
-/// What a connection tells the hub task.
+/// What a connection tells the hub task. Credentials come as secrets (redacted in
+/// `Debug`): the hub task puts them in the credential store right before the Hub sees
+/// their ids, and applies the Hub's releases in the same order, so the store never drops
+/// a credential the Hub is about to use.
 #[derive(Debug)]
 pub(crate) enum ConnEvent {
     /// The upgrade completed.
     Open {
         conn: ConnId,
         ip: IpAddr,
-        credential: Option<CredentialId>,
+        credential: Option<Credential>,
         outbox: Arc<Outbox>,
     },
-    /// A frame, an invalid frame, or the connection's end.
+    /// A decoded frame, with the token it carried.
+    Frame {
+        conn: ConnId,
+        frame: ClientFrame,
+        credential: Option<Credential>,
+    },
+    /// An invalid frame, or the connection's end.
     Input(Input),
 }
 
@@ -249,6 +260,7 @@ impl HubTask {
                 outbox,
             } => {
                 self.conns.insert(conn, outbox);
+                let credential = credential.map(|c| self.executor.credentials.acquire(conn, c));
                 self.input(
                     now,
                     Input::Open {
@@ -258,11 +270,31 @@ impl HubTask {
                     },
                 );
             }
+            ConnEvent::Frame {
+                conn,
+                frame,
+                credential,
+            } => {
+                let credential = credential.map(|c| self.executor.credentials.acquire(conn, c));
+                self.input(
+                    now,
+                    Input::Frame {
+                        conn,
+                        frame,
+                        credential,
+                    },
+                );
+            }
             ConnEvent::Input(input) => {
-                if let Input::Close { conn } = &input {
-                    self.conns.remove(conn);
-                }
+                let closed = match &input {
+                    Input::Close { conn } => Some(*conn),
+                    _ => None,
+                };
                 self.input(now, input);
+                if let Some(conn) = closed {
+                    self.conns.remove(&conn);
+                    self.executor.credentials.release_conn(conn);
+                }
             }
         }
     }
@@ -304,6 +336,11 @@ impl HubTask {
                     if let Some(outbox) = self.conns.remove(&conn) {
                         outbox.close(close_request(code));
                     }
+                    // The Hub has forgotten the connection: nothing it holds is used again.
+                    self.executor.credentials.release_conn(conn);
+                }
+                Output::ReleaseCredential { conn, credential } => {
+                    self.executor.credentials.release(conn, credential);
                 }
                 Output::Api { id, request } => {
                     if let Some(answer) = self.executor.api(id, request) {

@@ -43,6 +43,7 @@ pub mod metrics;
 mod node;
 mod outbox;
 mod server;
+mod site_health;
 
 pub use crate::server::{ServerError, ServerHandle, site_from_config, start, start_with_site};
 

@@ -139,6 +139,8 @@ pub struct Metrics {
     pub(crate) redis: std::sync::OnceLock<std::sync::Arc<crate::broker::RedisStatus>>,
     /// Another live process publishing with this node's id, as the hub task last saw it.
     pub(crate) node_id_conflict: Mutex<Option<NodeIdConflictSeen>>,
+    /// The site's health, with `--buddyboss-url`.
+    pub(crate) site_health: std::sync::OnceLock<std::sync::Arc<crate::site_health::SiteHealth>>,
 }
 
 /// Another process heard publishing with this node's id (`Hub::node_id_conflict`).
@@ -550,6 +552,9 @@ impl Metrics {
         drop(errors);
         if let Some(redis) = self.redis.get() {
             redis.render(&mut o);
+        }
+        if let Some(site) = self.site_health.get() {
+            site.render(&mut o);
         }
         o
     }

@@ -18,16 +18,19 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::broker::{Broker, Coordinator, MemoryBroker, MemoryCoordinator, RedisOptions};
+use crate::broker::{
+    Broker, Coordinator, MemoryBroker, MemoryCoordinator, RedisOptions, SendDigester,
+};
 use crate::config::{AuthSchemeArg, Config};
 use crate::connection::Connection;
-use crate::credentials::{CredentialStore, Held};
+use crate::credentials::CredentialStore;
 use crate::executor::Executor;
 use crate::http::{self, HeadError};
 use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
 use crate::metrics::{Metrics, Refusal};
 use crate::node::Identity;
 use crate::outbox::Outbox;
+use crate::site_health::{SiteHealth, probe_loop};
 
 /// The browser example page (served with `--serve-examples`).
 const EXAMPLE_PAGE: &str = include_str!("../../../examples/browser/index.html");
@@ -108,7 +111,6 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) credentials: Arc<CredentialStore>,
     pub(crate) events: mpsc::Sender<ConnEvent>,
     control: mpsc::Sender<Control>,
     /// How a token from a frame or `?token=` is presented to the site.
@@ -288,8 +290,6 @@ pub async fn start_with_site(
                  benchmarks and tests only"
             );
         }
-    } else {
-        tracing::info!(site = ?config.buddyboss_url, "using the BuddyBoss site");
     }
     let identity = Identity::new(config.node_id.as_ref());
     tracing::info!(
@@ -301,21 +301,65 @@ pub async fn start_with_site(
     );
 
     let metrics = Arc::new(Metrics::default());
+    let frame_scheme = match config.auth_scheme {
+        AuthSchemeArg::Bearer => AuthScheme::Bearer,
+        AuthSchemeArg::Basic => AuthScheme::Basic,
+        AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (results_tx, results_rx) = mpsc::unbounded_channel();
+    if let Some(url) = &config.buddyboss_url {
+        tracing::info!(
+            "using the BuddyBoss site {url} (auth scheme {})",
+            frame_scheme.name()
+        );
+        let health = Arc::new(SiteHealth::new(url.clone(), frame_scheme.clone()));
+        let _ = metrics.site_health.set(Arc::clone(&health));
+        let probe = probe_loop(
+            Arc::clone(&site),
+            health,
+            config.site_probe_interval,
+            results_tx.clone(),
+            shutdown_rx.clone(),
+        );
+        tokio::spawn(probe);
+    }
+
     let credentials = Arc::new(CredentialStore::default());
     let (events_tx, events_rx) = mpsc::channel(8192);
-    let (results_tx, results_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::channel(64);
+    let mut hub_config = config.hub_config(identity.node.clone(), identity.instance.clone());
+    // The Hub holds no randomness: its retry jitter is seeded from here.
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).expect("the operating system provides randomness");
+    hub_config.jitter_seed = u64::from_le_bytes(seed);
+    let digester = match &config.idempotency_secret {
+        Some(secret) => SendDigester::from_secret(secret.expose().as_bytes()),
+        None => {
+            if config.redis.is_some() {
+                tracing::warn!(
+                    "no --idempotency-secret: a clientMessageId reused with other content is \
+                     caught only by the node that first saw it; give every node the same secret"
+                );
+            }
+            SendDigester::random()
+        }
+    };
     let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
         Some(url) => {
-            let (broker, coordinator) =
-                crate::broker::redis::connect(redis_options(url.expose(), &config, &identity))?;
+            let send = longest_send(&*site, config.api_timeout);
+            let options = redis_options(url.expose(), &config, &identity, digester, send);
+            let (broker, coordinator) = crate::broker::redis::connect(options)?;
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %identity.node, "scale-out through redis");
             (Arc::new(broker), Arc::new(coordinator))
         }
         None => (
             Arc::new(MemoryBroker::default()),
-            Arc::new(MemoryCoordinator::default()),
+            Arc::new(MemoryCoordinator::with_digester(
+                hub_config.idempotency_ttl,
+                digester,
+            )),
         ),
     };
     let broker_rx = broker.subscribe();
@@ -330,7 +374,7 @@ pub async fn start_with_site(
         in_flight: Arc::new(AtomicUsize::new(0)),
     };
     let hub = HubTask {
-        hub: Hub::new(config.hub_config(identity.node.clone(), identity.instance.clone())),
+        hub: Hub::new(hub_config),
         conns: HashMap::new(),
         executor,
         broker,
@@ -347,16 +391,10 @@ pub async fn start_with_site(
     };
     let hub_task = tokio::spawn(hub.run(channels).instrument(tracing::info_span!("hub")));
 
-    let frame_scheme = match config.auth_scheme {
-        AuthSchemeArg::Bearer => AuthScheme::Bearer,
-        AuthSchemeArg::Basic => AuthScheme::Basic,
-        AuthSchemeArg::AccessToken => AuthScheme::AccessToken,
-    };
     let shared = Arc::new(Shared {
         limits: config.limits(),
         config,
         metrics: Arc::clone(&metrics),
-        credentials: Arc::clone(&credentials),
         events: events_tx,
         control: control_tx,
         frame_scheme,
@@ -364,7 +402,6 @@ pub async fn start_with_site(
         counts: Counts::default(),
         shutting_down: AtomicBool::new(false),
     });
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tracing::info!(%addr, "listening");
     let done = tokio::spawn(serve(listener, shared, shutdown_rx, hub_task));
     Ok(ServerHandle {
@@ -376,16 +413,39 @@ pub async fn start_with_site(
     })
 }
 
+/// The longest a send may take at the site: the worst case (a new thread, retried after
+/// an unconfirmed attempt) of the executor's deadline.
+fn longest_send(site: &dyn BuddyBoss, floor: Duration) -> Duration {
+    let id = |s| bbrt_protocol::ids::UserId::new(s).expect("a valid literal id");
+    let worst = bbrt_protocol::api::ApiRequest::Send {
+        credential: None,
+        sender: id("1"),
+        thread: None,
+        recipients: vec![id("2")],
+        text: String::new(),
+        client_message_id: None,
+        unconfirmed_since: Some(0),
+    };
+    site.deadline(&worst).map_or(floor, |d| d.max(floor))
+}
+
 /// The Redis link's options from the flags.
-fn redis_options(url: &str, config: &Config, identity: &Identity) -> RedisOptions {
+fn redis_options(
+    url: &str,
+    config: &Config,
+    identity: &Identity,
+    digester: SendDigester,
+    send_deadline: Duration,
+) -> RedisOptions {
     let mut o = RedisOptions::new(url, config.redis_prefix.clone(), identity.node.clone());
     o.instance = identity.instance.clone();
+    o.digester = digester;
     o.heartbeat = config.redis_heartbeat;
     o.node_ttl = config.redis_heartbeat * 3;
     o.snapshot_every = config.presence_snapshot;
     // A claim in flight elsewhere is waited for as long as its holder may take.
-    o.claim_wait = config.api_timeout;
-    o.inflight_ttl = config.api_timeout * 2;
+    o.claim_wait = send_deadline;
+    o.inflight_ttl = send_deadline * 2;
     o
 }
 
@@ -505,11 +565,15 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         ("GET", "/healthz") => http::respond(&mut stream, 200, "text/plain", b"ok\n").await,
         ("GET", "/readyz") => {
+            // The site's line, and whether it makes this node not ready.
+            let site = shared.metrics.site_health.get();
+            let site_line = site.map_or(String::new(), |s| format!("{}\n", s.summary()));
+            let site_down = site.is_some_and(|s| !s.up()) && cfg.site_required_for_ready;
             if shared.shutting_down.load(Ordering::Relaxed) {
                 http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
             } else if let Some(redis) = shared.metrics.redis.get() {
                 // Degraded (cut off from the other nodes) is still ready unless configured.
-                let down = redis.degraded() && cfg.redis_required_for_ready;
+                let down = redis.degraded() && cfg.redis_required_for_ready || site_down;
                 let (status, word) = if down {
                     (503, "not ready")
                 } else {
@@ -520,9 +584,16 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
                     body.push_str(&conflict.summary());
                     body.push('\n');
                 }
+                body.push_str(&site_line);
                 http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             } else {
-                http::respond(&mut stream, 200, "text/plain", b"ready\n").await;
+                let (status, word) = if site_down {
+                    (503, "not ready")
+                } else {
+                    (200, "ready")
+                };
+                let body = format!("{word}\n{site_line}");
+                http::respond(&mut stream, status, "text/plain", body.as_bytes()).await;
             }
         }
         ("GET", "/metrics") => {
@@ -610,8 +681,6 @@ async fn upgrade(
     let span = tracing::info_span!("conn", id = conn.0, %ip, path = %req.path);
     drop(req);
     shared.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
-    let mut held = Held::default();
-    let credential = credential.map(|c| held.id_for(&shared.credentials, c));
     tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, "open");
     let outbox = Arc::new(Outbox::new(shared.config.outbound_queue_bytes));
     let open = ConnEvent::Open {
@@ -623,7 +692,7 @@ async fn upgrade(
     if shared.events.send(open).await.is_err() {
         return;
     }
-    let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox, held);
+    let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox);
     // A task of its own: the handshake's state (request head, buffers) is freed now, and
     // the connection's task is sized by the connection's future alone.
     tokio::spawn(connection.run(early, slot).instrument(span));

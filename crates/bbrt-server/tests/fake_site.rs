@@ -16,8 +16,11 @@ async fn setup(tweak: impl FnOnce(&mut common::Config)) -> (FakeSite, Server, u6
     let mut cfg = config();
     cfg.buddyboss_url = Some(site.api_root());
     cfg.site_timeout = Duration::from_secs(1);
+    // One probe, at start-up, before a test injects faults (which any request takes).
+    cfg.site_probe_interval = Duration::from_secs(3600);
     tweak(&mut cfg);
     let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
     (site, server, thread)
 }
 
@@ -126,9 +129,10 @@ async fn site_down_answers_site_unavailable() {
         )
         .await;
     let e = alice.recv_type("error").await;
+    // A 500 may come after the site stored it: unknown, not "not stored".
     assert_eq!(
         (e["code"].as_str(), e["retryable"].as_bool()),
-        (Some("site_unavailable"), Some(true)),
+        (Some("send_unconfirmed"), Some(true)),
         "{e}"
     );
     assert_eq!(site.messages(thread).len(), before);
@@ -197,6 +201,198 @@ async fn a_revoked_credential_closes_its_connections_4001() {
         "pong",
         "bob is not affected"
     );
+}
+
+/// Waits (bounded) until the site holds a message with this stored text.
+async fn until_stored(site: &FakeSite, thread: u64, text: &str) {
+    for _ in 0..200 {
+        if site.messages(thread).iter().any(|m| m.stored == text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the site never stored {text:?}");
+}
+
+/// The real site's two fault cases (issue 15): a write that outlives bbrt's timeout and
+/// is stored afterwards, and a site paused for longer than the timeout. The client is told
+/// `send_unconfirmed`, never "not stored"; its retry with the same `clientMessageId` finds
+/// the message instead of posting a second copy.
+#[tokio::test]
+async fn a_write_stored_after_the_timeout_is_unconfirmed_and_the_retry_finds_it() {
+    for (case, text) in [("slow write", "slow write"), ("paused site", "paused site")] {
+        let (site, server, thread) = setup(|_| {}).await;
+        let mut alice = joined(&server, "alice-token", "2", thread).await;
+        let mut bob = joined(&server, "bob-token", "3", thread).await;
+        match case {
+            "slow write" => site.inject(Fault::Slow(Duration::from_secs(3)), 1),
+            // Longer than the POST, the reconcile delay and the reads with their retries.
+            _ => site.pause(Duration::from_secs(8)),
+        }
+        let send = json!({"type": "send_message", "threadId": thread, "message": text,
+                          "clientMessageId": "c-1", "requestId": 1});
+        alice.send(send.clone()).await;
+        let e = alice.recv_type("error").await;
+        assert_eq!(
+            (
+                e["code"].as_str(),
+                e["retryable"].as_bool(),
+                e["requestId"].as_i64()
+            ),
+            (Some("send_unconfirmed"), Some(true), Some(1)),
+            "{case}: {e}"
+        );
+        assert!(
+            !e["message"].as_str().unwrap_or("").contains("not stored"),
+            "{e}"
+        );
+        until_stored(&site, thread, text).await;
+
+        alice.send(send).await;
+        let m = alice.recv_type("message").await;
+        let ack = alice.recv_type("ack").await;
+        let stored: Vec<_> = site
+            .messages(thread)
+            .into_iter()
+            .filter(|m| m.stored == text)
+            .collect();
+        assert_eq!(stored.len(), 1, "{case}: one copy");
+        assert_eq!(ack["id"], stored[0].id.to_string(), "{case}");
+        assert_eq!(m["id"], stored[0].id.to_string(), "{case}");
+        assert_eq!(bob.recv_type("message").await["message"], text, "{case}");
+        assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 1, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_reused_client_message_id_with_other_text_is_a_conflict() {
+    let (site, server, thread) = setup(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "first",
+                      "clientMessageId": "c-1", "requestId": 1}),
+        )
+        .await;
+    assert_eq!(alice.recv_type("ack").await["requestId"], 1);
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "second",
+                      "clientMessageId": "c-1", "requestId": 2}),
+        )
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["retryable"].as_bool(),
+            e["requestId"].as_i64()
+        ),
+        (Some("idempotency_conflict"), Some(false), Some(2)),
+        "{e}"
+    );
+    assert!(site.messages(thread).iter().all(|m| m.stored != "second"));
+}
+
+#[tokio::test]
+async fn a_credential_presented_while_the_site_is_down_is_verified_once_it_is_back() {
+    let (site, server, thread) = setup(|_| {}).await;
+    // The verify and its two read retries.
+    site.inject(Fault::ServerError, 3);
+    let mut alice = bearer(&server, "alice-token").await;
+    alice.send(json!({"type": "ping", "requestId": "p"})).await;
+    assert_eq!(alice.recv_type("pong").await["requestId"], "p");
+    alice
+        .send(json!({"type": "join_thread", "threadId": thread, "requestId": 1}))
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["retryable"].as_bool(),
+            e["requestId"].as_i64()
+        ),
+        (Some("site_unavailable"), Some(true), Some(1)),
+        "{e}"
+    );
+    // The retry (within a second or so) verifies the kept credential.
+    let mut identified = false;
+    for attempt in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice
+            .send(json!({"type": "user_connected", "userId": "2", "requestId": attempt}))
+            .await;
+        let answer = alice.recv_skip_presence().await;
+        if answer["type"] == "ack" {
+            identified = true;
+            break;
+        }
+        assert_eq!(
+            answer["code"], "site_unavailable",
+            "never anonymous: {answer}"
+        );
+    }
+    assert!(identified, "the kept credential was verified again");
+    alice
+        .send(json!({"type": "join_thread", "threadId": thread, "requestId": "j"}))
+        .await;
+    assert_eq!(alice.recv_type("joined").await["requestId"], "j");
+}
+
+#[tokio::test]
+async fn a_fresh_token_replaces_the_first_which_may_then_expire() {
+    let (site, server, thread) = setup(|c| c.credential_ttl = Duration::from_millis(600)).await;
+    site.add_bearer(2, "alice-token-2");
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    alice
+        .send(json!({"type": "user_connected", "userId": "2", "token": "alice-token-2", "requestId": "b"}))
+        .await;
+    assert_eq!(alice.recv_type("ack").await["requestId"], "b");
+    assert_eq!(
+        server.handle.credentials_held(),
+        1,
+        "the first one is released"
+    );
+    site.revoke("alice-token");
+    // Past two re-verification periods: the connection acts with the second token.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice
+        .send(json!({"type": "send_message", "threadId": thread, "message": "still here", "requestId": 2}))
+        .await;
+    assert_eq!(alice.recv_type("ack").await["requestId"], 2);
+    assert!(
+        site.messages(thread)
+            .iter()
+            .any(|m| m.stored == "still here")
+    );
+}
+
+#[tokio::test]
+async fn the_outer_deadline_does_not_cut_reconciliation_short() {
+    // An --api-timeout shorter than the POST's timeout, the reconcile delay and the read:
+    // the executor's deadline is derived from those steps instead.
+    let (site, server, thread) = setup(|c| c.api_timeout = Duration::from_millis(1500)).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    site.inject(Fault::StoreThenHang, 1);
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "landed",
+                     "clientMessageId": "c-5", "requestId": 5}),
+        )
+        .await;
+    let answer = alice.recv_skip_presence().await;
+    assert_eq!(
+        answer["type"], "message",
+        "reconciled, not cut short: {answer}"
+    );
+    let ack = alice.recv_type("ack").await;
+    let stored: Vec<_> = site
+        .messages(thread)
+        .into_iter()
+        .filter(|m| m.stored == "landed")
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(ack["id"], stored[0].id.to_string());
 }
 
 /// The error that answers `frame` on `c`: (code, message).

@@ -17,7 +17,9 @@ async fn setup() -> (FakeSite, Server, u64) {
     let mut cfg = config();
     cfg.buddyboss_url = Some(site.api_root());
     cfg.site_timeout = Duration::from_secs(1);
+    cfg.site_probe_interval = Duration::from_secs(3600);
     let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
     (site, server, thread)
 }
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::api::{SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
+use bbrt_protocol::api::{ApiRequest, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
 use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -19,7 +19,7 @@ use self::cache::VerifyCache;
 use self::wire::{ErrorBody, ThreadJson, UserJson};
 use crate::error::kind_for_status;
 use crate::time::{now_unix, parse_utc, site_date_to_rfc3339};
-use crate::{BuddyBoss, BuddyBossError, Credential, text};
+use crate::{BuddyBoss, BuddyBossError, Credential, SiteProblem, text};
 
 /// Where the REST API lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,6 +126,11 @@ pub struct Config {
     /// Wait before reading the thread to reconcile an unknown send, so a request the site
     /// is still processing can land. Default 1 s.
     pub reconcile_delay: Duration,
+    /// After a send ended unconfirmed, how long a retry that does not find it in the
+    /// thread answers `send_unconfirmed` again instead of posting (counted from when the
+    /// unconfirmed outcome was recorded): a site still working on the first request (a
+    /// slow write, a paused PHP) gets this long to store it. Default 30 s.
+    pub reconcile_settle: Duration,
     /// Largest response body accepted. Default 4 MiB.
     pub max_response_bytes: usize,
     /// The `User-Agent` header. Default `bbrt/<version>`.
@@ -149,6 +154,7 @@ impl Config {
             verify_cache_capacity: 10_000,
             reconcile_window: Duration::from_secs(60),
             reconcile_delay: Duration::from_secs(1),
+            reconcile_settle: Duration::from_secs(30),
             max_response_bytes: 4 << 20,
             user_agent: concat!("bbrt/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -300,6 +306,24 @@ impl HttpBuddyBoss {
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The longest one read (`GET`) may take: every attempt times out, with the backoff
+    /// between attempts.
+    fn read_deadline(&self) -> Duration {
+        let c = &self.config;
+        let mut total = c.request_timeout;
+        for attempt in 0..c.read_retries {
+            total += c.request_timeout + c.retry_backoff.saturating_mul(1 << attempt.min(16));
+        }
+        total
+    }
+
+    /// The longest reconciliation may take: the delay, then the reads it makes (a reply
+    /// reads its thread; a new thread lists the sentbox and reads up to 3 threads).
+    fn reconcile_deadline(&self, new_thread: bool) -> Duration {
+        let reads = if new_thread { 4 } else { 1 };
+        self.config.reconcile_delay + self.read_deadline() * reads
     }
 
     /// Drops what the verify cache knows about `credential` (call it when the credential
@@ -522,30 +546,25 @@ impl HttpBuddyBoss {
                 tracing::info!(message = %stored.id, thread = %stored.thread, "send reconciled: the site stored it");
                 Ok(stored)
             }
-            Ok(None) => Err(BuddyBossError::Unavailable {
-                code: "send_unconfirmed".into(),
-                message: format!(
-                    "the site did not confirm the message ({}) and it is not in the thread; it was not stored",
-                    cause.code()
-                ),
-            }),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    SiteErrorKind::Unavailable | SiteErrorKind::Protocol
-                ) =>
-            {
-                Err(BuddyBossError::Unavailable {
-                    code: "send_unconfirmed".into(),
-                    message: format!(
-                        "the site did not confirm the message ({}) and the thread could not be read ({})",
-                        cause.code(),
-                        e.code()
-                    ),
-                })
-            }
+            // Not there yet is not "not stored": the site may still be working on it.
+            Ok(None) => Err(unconfirmed(format!(
+                "the site did not confirm the message ({}) and it is not in the thread yet",
+                cause.code()
+            ))),
+            Err(e) if e.retryable() => Err(unconfirmed(format!(
+                "the site did not confirm the message ({}) and the thread could not be read ({})",
+                cause.code(),
+                e.code()
+            ))),
             Err(e) => Err(e),
         }
+    }
+}
+
+fn unconfirmed(message: String) -> BuddyBossError {
+    BuddyBossError::Unconfirmed {
+        code: "send_unconfirmed".into(),
+        message,
     }
 }
 
@@ -602,6 +621,53 @@ fn stored(thread: &ThreadJson, m: &wire::MessageJson) -> StoredMessage {
 
 #[async_trait]
 impl BuddyBoss for HttpBuddyBoss {
+    async fn probe(&self) -> Result<(), SiteProblem> {
+        let url = self.config.api_root.url("");
+        let response = match self.client.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(SiteProblem::Unreachable {
+                    detail: describe(&e),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(SiteProblem::NoRestApi { status });
+        }
+        match response.bytes().await {
+            Ok(body) => crate::health::judge_root(status, &body),
+            Err(e) => Err(SiteProblem::Unreachable {
+                detail: describe(&e),
+            }),
+        }
+    }
+
+    fn deadline(&self, request: &ApiRequest) -> Option<Duration> {
+        // Waiting for one of the client's own request slots is one more request's time.
+        let queued = self.config.request_timeout;
+        let steps = match request {
+            ApiRequest::Send {
+                thread,
+                unconfirmed_since,
+                ..
+            } => {
+                let reconcile = self.reconcile_deadline(thread.is_none());
+                let post = self.config.request_timeout + reconcile;
+                // A retry of an unconfirmed send looks first, then posts.
+                let look_first = if unconfirmed_since.is_some() {
+                    reconcile
+                } else {
+                    Duration::ZERO
+                };
+                look_first + post
+            }
+            ApiRequest::MarkRead { .. } => self.config.request_timeout,
+            _ => self.read_deadline(),
+        };
+        Some(steps + queued)
+    }
+
     async fn verify(
         &self,
         credential: Option<&Credential>,
@@ -716,6 +782,47 @@ impl BuddyBoss for HttpBuddyBoss {
             PostOutcome::Unknown(e) => e,
         };
         self.reconcile(credential, sender, thread, recipients, text, started, cause)
+            .await
+    }
+
+    async fn send_again(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        unconfirmed_since: i64,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let window = i64::try_from(self.config.reconcile_window.as_secs()).unwrap_or(i64::MAX);
+        let since = unconfirmed_since.saturating_sub(window);
+        match self
+            .find_recent(credential, sender, thread, recipients, text, since)
+            .await
+        {
+            Ok(Some(stored)) => {
+                tracing::info!(message = %stored.id, thread = %stored.thread, "retry reconciled: the site stored the earlier attempt");
+                return Ok(stored);
+            }
+            Ok(None) => {}
+            Err(e) if e.retryable() => {
+                return Err(unconfirmed(format!(
+                    "an earlier attempt is unconfirmed and the thread could not be read ({})",
+                    e.code()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        let settle = i64::try_from(self.config.reconcile_settle.as_secs()).unwrap_or(i64::MAX);
+        if now_unix() < unconfirmed_since.saturating_add(settle) {
+            return Err(unconfirmed(
+                "an earlier attempt is unconfirmed and not in the thread yet; the site may still be storing it".into(),
+            ));
+        }
+        tracing::info!(
+            "an earlier attempt is not in the thread after the settle time; posting again"
+        );
+        self.send(credential, sender, thread, recipients, text)
             .await
     }
 

@@ -202,21 +202,27 @@ pub enum CoordRequest {
     /// Claim a `clientMessageId` before posting. Answered with
     /// [`CoordResponse::Claimed`], or [`CoordResponse::Done`] when that send already
     /// completed (the coordinator waits while another node holds it in flight).
+    ///
+    /// A record made with another [`SendFingerprint`] answers [`CoordResponse::Conflict`];
+    /// one whose outcome is unknown answers [`CoordResponse::Unconfirmed`] and is claimed.
     ClaimSend {
         /// The sender.
         user: UserId,
         /// The client's id.
         client_message_id: ClientMessageId,
+        /// What the send's parameters hash to (the coordinator keeps a keyed digest of it).
+        fingerprint: SendFingerprint,
     },
-    /// Record the outcome of a claimed send: its receipt, or `None` to release the claim
-    /// (the send failed and may be retried).
+    /// Record the outcome of a claimed send.
     FinishSend {
         /// The sender.
         user: UserId,
         /// The client's id.
         client_message_id: ClientMessageId,
-        /// The stored message, if it was stored.
-        receipt: Option<SendReceipt>,
+        /// What the send's parameters hash to.
+        fingerprint: SendFingerprint,
+        /// What came of it.
+        outcome: SendOutcome,
     },
     /// Claim the answer of a ringing call for a device. Answered with
     /// [`CoordResponse::Won`] for the first claim and [`CoordResponse::Lost`] after.
@@ -236,6 +242,14 @@ pub enum CoordResponse {
     Claimed,
     /// The send already completed.
     Done(SendReceipt),
+    /// The send is yours to perform, but an earlier attempt ended unconfirmed (recorded at
+    /// this Unix time): look for it on the site before posting.
+    Unconfirmed {
+        /// When the earliest unconfirmed attempt was recorded, Unix seconds.
+        since_unix_secs: i64,
+    },
+    /// The `clientMessageId` was used for a send with other parameters.
+    Conflict,
     /// This device answers the call.
     Won,
     /// Another device answered first.
@@ -244,6 +258,77 @@ pub enum CoordResponse {
     Ok,
     /// The coordinator is unreachable.
     Unavailable,
+}
+
+/// What came of a claimed send, for [`CoordRequest::FinishSend`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// Stored: later claims answer [`CoordResponse::Done`] with this receipt.
+    Stored(SendReceipt),
+    /// Surely not stored: the claim is released and the send may be posted again.
+    Failed,
+    /// Maybe stored: later claims answer [`CoordResponse::Unconfirmed`], so a retry looks
+    /// for the message before it posts. Never released early: a release would let the
+    /// retry post a second copy.
+    Unconfirmed {
+        /// When the earliest unconfirmed attempt was recorded, if an earlier one was;
+        /// the coordinator keeps the earlier of this and now.
+        since_unix_secs: Option<i64>,
+    },
+}
+
+/// A digest of a send's parameters (`threadId`, `recipientId`, text), so that a
+/// `clientMessageId` reused for another message is told apart from a retry.
+///
+/// FNV-1a over the parameters: stable across versions and nodes, not keyed (the Hub holds
+/// no secret). It stays in memory; a coordinator that stores it elsewhere (Redis) stores a
+/// keyed digest of it instead, so short texts cannot be recovered by guessing. `Debug`
+/// does not print it, for the same reason.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SendFingerprint(u64);
+
+impl SendFingerprint {
+    /// The fingerprint of a send's parameters, as the client gave them.
+    pub fn of(thread: Option<&ThreadId>, recipient: Option<&UserId>, text: &str) -> Self {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = OFFSET;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(PRIME);
+            }
+        };
+        // Each field is prefixed by its presence and length, so fields cannot run into
+        // each other.
+        for field in [
+            thread.map(ThreadId::as_str),
+            recipient.map(UserId::as_str),
+            Some(text),
+        ] {
+            match field {
+                Some(value) => {
+                    eat(&[1]);
+                    eat(&(value.len() as u64).to_le_bytes());
+                    eat(value.as_bytes());
+                }
+                None => eat(&[0]),
+            }
+        }
+        Self(hash)
+    }
+
+    /// The fingerprint as bytes, for a keyed digest.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl std::fmt::Debug for SendFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendFingerprint(..)")
+    }
 }
 
 /// Where a completed send was stored.

@@ -1,10 +1,17 @@
 //! Identity: verifying credentials through the site, identifying connections, re-verifying
 //! at the credential TTL, and closing the connections of a credential the site refuses.
+//!
+//! A connection acts with one credential: the last one the site verified on it. A newer
+//! one replaces it (the old one is released, and its expiry no longer concerns this
+//! connection). An upgrade credential the site could not verify (it was down) is kept and
+//! verified again with a jittered backoff, one request per credential however many
+//! connections wait on it; meanwhile their frames get a retryable error.
 
-use std::time::Instant;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use super::timer::TimerKey;
-use super::{CredentialState, Hub, PendingApi};
+use super::{CredentialState, Hub, Output, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{ConnId, CredentialId, UserId};
 use crate::wire::{CloseCode, ErrorCode};
@@ -27,6 +34,22 @@ pub(super) struct PendingVerify {
     origin: VerifyOrigin,
 }
 
+/// Refused credentials remembered per connection (a frame repeating one is answered
+/// without asking the site again).
+pub(super) const MAX_REJECTED: usize = 4;
+
+/// Upgrade credentials the site could not verify yet, and the connections waiting on one.
+#[derive(Debug, Default)]
+pub(super) struct VerifyRetry {
+    conns: BTreeSet<ConnId>,
+    /// Retries made so far (the backoff's exponent).
+    attempt: u32,
+    in_flight: bool,
+    /// The site came back while this retry was in flight (asked while it was down): if it
+    /// fails, try again within the first backoff rather than the next.
+    soon: bool,
+}
+
 /// What a connection knows of a credential.
 pub(super) enum CredentialStatus {
     /// Verified as this connection's user.
@@ -44,7 +67,7 @@ impl Hub {
         credential: CredentialId,
     ) -> CredentialStatus {
         match self.conns.get(&conn) {
-            Some(c) if c.credentials.contains(&credential) => CredentialStatus::Known,
+            Some(c) if c.credential == Some(credential) => CredentialStatus::Known,
             Some(c) if c.rejected.contains(&credential) => CredentialStatus::Rejected,
             _ => CredentialStatus::Unknown,
         }
@@ -102,15 +125,22 @@ impl Hub {
                     (pending.credential, error.kind)
                     && let Some(c) = self.conns.get_mut(&conn)
                 {
-                    c.rejected.push(credential);
+                    c.rejected.push_back(credential);
+                    let forgotten = (c.rejected.len() > MAX_REJECTED)
+                        .then(|| c.rejected.pop_front())
+                        .flatten();
+                    self.release_if_unused(conn, forgotten);
                 }
                 match pending.origin {
                     VerifyOrigin::Upgrade if error.kind == SiteErrorKind::Unauthenticated => {
                         self.close_with(now, conn, CloseCode::CredentialRejected);
                     }
                     VerifyOrigin::Upgrade => {
-                        // The site is down: stay open, anonymous, and say why.
-                        self.site_error(conn, &error, None);
+                        // The site is down: keep the credential, verify it again later,
+                        // and answer frames meanwhile with a retryable error.
+                        if let Some(credential) = pending.credential {
+                            self.join_verify_retry(now, conn, credential);
+                        }
                         self.unblock(now, conn);
                     }
                     VerifyOrigin::Frame => {
@@ -143,7 +173,150 @@ impl Hub {
         if let Some(credential) = pending.credential {
             self.attach_credential(now, conn, credential, &user);
         }
+        if pending.origin == VerifyOrigin::Upgrade
+            && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.unverified_upgrade = None;
+        }
         self.unblock(now, conn);
+    }
+
+    /// Verifies the credential presented with the upgrade; while the site is known to be
+    /// unable to verify it (a retry is pending), the connection joins that retry instead
+    /// of asking again.
+    pub(super) fn verify_upgrade(&mut self, conn: ConnId, credential: CredentialId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.unverified_upgrade = Some(credential);
+        }
+        if let Some(retry) = self.verify_retries.get_mut(&credential) {
+            retry.conns.insert(conn);
+            return;
+        }
+        self.start_verify(conn, Some(credential), None, VerifyOrigin::Upgrade);
+    }
+
+    fn join_verify_retry(&mut self, now: Instant, conn: ConnId, credential: CredentialId) {
+        let retry = self.verify_retries.entry(credential).or_default();
+        retry.conns.insert(conn);
+        let (in_flight, attempt) = (retry.in_flight, retry.attempt);
+        let key = TimerKey::VerifyRetry(credential);
+        if !in_flight && !self.timers.is_set(&key) {
+            let delay = self.verify_retry_delay(credential, attempt);
+            self.timers.set(key, now + delay);
+        }
+    }
+
+    /// The connection no longer waits for `credential` (it closed, or was identified
+    /// otherwise).
+    pub(super) fn leave_verify_retry(&mut self, conn: ConnId, credential: CredentialId) {
+        let empty = self.verify_retries.get_mut(&credential).is_some_and(|r| {
+            r.conns.remove(&conn);
+            r.conns.is_empty()
+        });
+        if empty {
+            self.verify_retries.remove(&credential);
+            self.timers.cancel(&TimerKey::VerifyRetry(credential));
+        }
+    }
+
+    /// Backoff with "equal jitter": half the exponential delay, plus up to as much again
+    /// drawn from the seed, the credential and the attempt.
+    fn verify_retry_delay(&self, credential: CredentialId, attempt: u32) -> Duration {
+        let (initial, max) = (
+            self.config.verify_retry_initial,
+            self.config.verify_retry_max,
+        );
+        let base = initial.saturating_mul(1 << attempt.min(16)).min(max);
+        let half = base / 2;
+        let mut x = self.config.jitter_seed
+            ^ credential.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ u64::from(attempt).rotate_left(32);
+        // splitmix64's finalizer: every input bit moves every output bit.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
+        half + half.mul_f64(fraction)
+    }
+
+    /// The site is back: bring every waiting retry forward to within the first backoff,
+    /// each at its own jittered instant.
+    pub(super) fn site_reachable(&mut self, now: Instant) {
+        let mut waiting = Vec::new();
+        for (credential, retry) in &mut self.verify_retries {
+            if retry.in_flight {
+                retry.soon = true;
+            } else {
+                waiting.push(*credential);
+            }
+        }
+        for credential in waiting {
+            let key = TimerKey::VerifyRetry(credential);
+            let at = now + self.verify_retry_delay(credential, 0);
+            if self.timers.at(&key).is_none_or(|current| at < current) {
+                self.timers.set(key, at);
+            }
+        }
+    }
+
+    /// Timer: verify again an upgrade credential the site could not verify.
+    pub(super) fn retry_verify(&mut self, credential: CredentialId) {
+        let Some(retry) = self.verify_retries.get_mut(&credential) else {
+            return;
+        };
+        retry.in_flight = true;
+        let request = ApiRequest::Verify {
+            credential: Some(credential),
+            claimed_user: None,
+            current_user: None,
+        };
+        self.api(request, PendingApi::VerifyRetry(credential));
+    }
+
+    pub(super) fn verify_retry_result(
+        &mut self,
+        now: Instant,
+        credential: CredentialId,
+        result: Result<SiteUser, SiteError>,
+    ) {
+        let Some(mut retry) = self.verify_retries.remove(&credential) else {
+            return;
+        };
+        retry.in_flight = false;
+        match result {
+            Ok(user) => {
+                for conn in retry.conns {
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    c.unverified_upgrade = None;
+                    // Identified meanwhile as someone else: this credential is not its own.
+                    if c.user.as_ref().is_some_and(|u| *u != user.id) {
+                        self.release_if_unused(conn, Some(credential));
+                        continue;
+                    }
+                    if c.user.is_some() || self.identify(now, conn, &user.id) {
+                        self.attach_credential(now, conn, credential, &user.id);
+                    }
+                }
+            }
+            Err(e) if e.kind == SiteErrorKind::Unauthenticated => {
+                for conn in retry.conns {
+                    self.close_with(now, conn, CloseCode::CredentialRejected);
+                }
+            }
+            Err(_) => {
+                let delay = if std::mem::take(&mut retry.soon) {
+                    self.verify_retry_delay(credential, 0)
+                } else {
+                    retry.attempt = retry.attempt.saturating_add(1);
+                    self.verify_retry_delay(credential, retry.attempt)
+                };
+                self.timers
+                    .set(TimerKey::VerifyRetry(credential), now + delay);
+                self.verify_retries.insert(credential, retry);
+            }
+        }
     }
 
     /// Makes `conn` a verified connection of `user`. Returns `false` if it was closed
@@ -176,6 +349,7 @@ impl Hub {
         true
     }
 
+    /// Makes `credential` the one `conn` acts with; the one it replaces is released.
     fn attach_credential(
         &mut self,
         now: Instant,
@@ -183,10 +357,25 @@ impl Hub {
         credential: CredentialId,
         user: &UserId,
     ) {
-        if let Some(c) = self.conns.get_mut(&conn)
-            && !c.credentials.contains(&credential)
-        {
-            c.credentials.push(credential);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let replaced = c.credential.replace(credential);
+        if replaced == Some(credential) {
+            return;
+        }
+        let upgrade = c.unverified_upgrade.filter(|u| *u != credential);
+        if let Some(old) = replaced {
+            self.detach_credential(conn, old);
+            self.release_if_unused(conn, Some(old));
+        }
+        // Identified by another credential: the upgrade's is not waited for any more.
+        if let Some(upgrade) = upgrade {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.unverified_upgrade = None;
+            }
+            self.leave_verify_retry(conn, upgrade);
+            self.release_if_unused(conn, Some(upgrade));
         }
         let ttl = self.config.credential_ttl;
         let state = self
@@ -201,6 +390,36 @@ impl Hub {
         state.conns.insert(conn);
         if new {
             self.timers.set(TimerKey::Reverify(credential), now + ttl);
+        }
+    }
+
+    /// `conn` no longer acts with `credential`: it is not closed when that one is refused.
+    pub(super) fn detach_credential(&mut self, conn: ConnId, credential: CredentialId) {
+        let unused = self.credentials.get_mut(&credential).is_some_and(|s| {
+            s.conns.remove(&conn);
+            s.conns.is_empty()
+        });
+        if unused {
+            self.credentials.remove(&credential);
+            self.timers.cancel(&TimerKey::Reverify(credential));
+        }
+    }
+
+    /// Releases `credential` for `conn` unless the connection still needs it: as its
+    /// current or unverified upgrade credential, for a frame still waiting, or to refuse
+    /// it again without asking the site.
+    pub(super) fn release_if_unused(&mut self, conn: ConnId, credential: Option<CredentialId>) {
+        let Some(credential) = credential else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let in_use = c.credential == Some(credential)
+            || c.unverified_upgrade == Some(credential)
+            || c.rejected.contains(&credential)
+            || c.queue.iter().any(|q| q.credential == Some(credential));
+        if !in_use && c.held.remove(&credential) {
+            self.outputs
+                .push_back(Output::ReleaseCredential { conn, credential });
         }
     }
 

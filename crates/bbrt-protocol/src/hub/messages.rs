@@ -5,7 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use super::timer::TimerKey;
-use super::{BrokerEvent, CoordRequest, CoordResponse, Hub, PendingApi, PendingCoord, SendReceipt};
+use super::{
+    BrokerEvent, CoordRequest, CoordResponse, Hub, PendingApi, PendingCoord, SendFingerprint,
+    SendOutcome, SendReceipt,
+};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, StoredMessage};
 use crate::ids::{ClientMessageId, ConnId, CredentialId, ThreadId, UserId};
 use crate::wire::{Ack, ErrorCode, MessageEvent, ReadEvent, RequestId, SendMessage, ServerMessage};
@@ -27,11 +30,23 @@ pub(super) struct LaneKey {
 struct PendingSend {
     conn: ConnId,
     request_id: Option<RequestId>,
+    /// The credential it was posted with (the connection's when its turn came).
     credential: Option<CredentialId>,
     thread: Option<ThreadId>,
     recipient: Option<UserId>,
     text: String,
     client_message_id: Option<ClientMessageId>,
+    fingerprint: SendFingerprint,
+    /// When an earlier attempt with this `clientMessageId` ended unconfirmed (from the
+    /// coordinator): this one looks for it on the site before posting.
+    unconfirmed_since: Option<i64>,
+}
+
+/// A send with a `clientMessageId` between claim and outcome, with its duplicates.
+#[derive(Debug)]
+struct InFlight {
+    fingerprint: SendFingerprint,
+    waiters: Vec<Waiter>,
 }
 
 /// A duplicate of an in-flight send, waiting for its outcome.
@@ -47,11 +62,11 @@ pub(super) struct Sends {
     lanes: HashMap<LaneKey, VecDeque<PendingSend>>,
     pending_per_user: HashMap<UserId, usize>,
     /// Sends with a `clientMessageId` between claim and outcome, with their duplicates.
-    in_flight: HashMap<IdemKey, Vec<Waiter>>,
+    in_flight: HashMap<IdemKey, InFlight>,
     /// Sends waiting for their claim to be granted.
     claiming: HashMap<IdemKey, PendingSend>,
-    /// Recently completed sends, by `clientMessageId`.
-    done: HashMap<IdemKey, SendReceipt>,
+    /// Recently completed sends, by `clientMessageId`, with what their parameters hash to.
+    done: HashMap<IdemKey, (SendReceipt, SendFingerprint)>,
 }
 
 impl Sends {
@@ -119,37 +134,59 @@ impl Hub {
             );
             return;
         }
+        let fingerprint = SendFingerprint::of(
+            message.thread_id.as_ref(),
+            message.recipient_id.as_ref(),
+            &message.message,
+        );
         let send = PendingSend {
             conn,
             request_id,
-            credential: self.conn_credential(conn),
+            credential: None,
             thread: message.thread_id,
             recipient: message.recipient_id,
             text: message.message,
             client_message_id: message.client_message_id,
+            fingerprint,
+            unconfirmed_since: None,
         };
         let Some(cmid) = send.client_message_id.clone() else {
             self.enqueue_send(user, send);
             return;
         };
         let key = (user.clone(), cmid.clone());
-        if let Some(receipt) = self.sends.done.get(&key).cloned() {
-            self.ack_send(send.conn, send.request_id, Some(cmid), &receipt);
+        if let Some((receipt, done_fingerprint)) = self.sends.done.get(&key).cloned() {
+            if done_fingerprint == fingerprint {
+                self.ack_send(send.conn, send.request_id, Some(cmid), &receipt);
+            } else {
+                self.idempotency_conflict(send.conn, send.request_id);
+            }
             return;
         }
-        if let Some(waiters) = self.sends.in_flight.get_mut(&key) {
-            waiters.push(Waiter {
-                conn: send.conn,
-                request_id: send.request_id,
-            });
+        if let Some(in_flight) = self.sends.in_flight.get_mut(&key) {
+            if in_flight.fingerprint == fingerprint {
+                in_flight.waiters.push(Waiter {
+                    conn: send.conn,
+                    request_id: send.request_id,
+                });
+            } else {
+                self.idempotency_conflict(send.conn, send.request_id);
+            }
             return;
         }
-        self.sends.in_flight.insert(key.clone(), Vec::new());
+        self.sends.in_flight.insert(
+            key.clone(),
+            InFlight {
+                fingerprint,
+                waiters: Vec::new(),
+            },
+        );
         self.sends.add_pending(user);
         self.sends.claiming.insert(key.clone(), send);
         let request = CoordRequest::ClaimSend {
             user: user.clone(),
             client_message_id: cmid,
+            fingerprint,
         };
         self.coord(request, PendingCoord::ClaimSend(key));
     }
@@ -160,14 +197,27 @@ impl Hub {
         key: IdemKey,
         response: CoordResponse,
     ) {
-        let Some(send) = self.sends.claiming.remove(&key) else {
+        let Some(mut send) = self.sends.claiming.remove(&key) else {
             return;
         };
         self.sends.remove_pending(&key.0);
         match response {
             CoordResponse::Done(receipt) => {
                 self.ack_send(send.conn, send.request_id, Some(key.1.clone()), &receipt);
-                self.finish_idempotent(now, &key, Some(&receipt), false);
+                self.finish_idempotent(now, &key, send.fingerprint, &receipt, false);
+            }
+            CoordResponse::Conflict => {
+                // Another node (or an earlier life of this one) used the id for another
+                // message; its duplicates here share this send's parameters.
+                let in_flight = self.sends.in_flight.remove(&key);
+                self.idempotency_conflict(send.conn, send.request_id);
+                for w in in_flight.map(|f| f.waiters).unwrap_or_default() {
+                    self.idempotency_conflict(w.conn, w.request_id);
+                }
+            }
+            CoordResponse::Unconfirmed { since_unix_secs } => {
+                send.unconfirmed_since = Some(since_unix_secs);
+                self.enqueue_send(&key.0.clone(), send);
             }
             // Claimed, or the coordinator is unreachable: local deduplication still holds,
             // and a reachable site beats refusing to send.
@@ -194,9 +244,22 @@ impl Hub {
     }
 
     fn start_lane(&mut self, key: LaneKey) {
-        let Some(send) = self.sends.lanes.get(&key).and_then(VecDeque::front) else {
+        let Some(conn) = self
+            .sends
+            .lanes
+            .get(&key)
+            .and_then(VecDeque::front)
+            .map(|s| s.conn)
+        else {
             return;
         };
+        // The connection's credential now, not when the send was queued: a newer one may
+        // have replaced (and released) that one meanwhile.
+        let credential = self.conn_credential(conn);
+        let Some(send) = self.sends.lanes.get_mut(&key).and_then(VecDeque::front_mut) else {
+            return;
+        };
+        send.credential = credential;
         let request = ApiRequest::Send {
             credential: send.credential,
             sender: key.user.clone(),
@@ -204,6 +267,7 @@ impl Hub {
             recipients: send.recipient.iter().cloned().collect(),
             text: send.text.clone(),
             client_message_id: send.client_message_id.clone(),
+            unconfirmed_since: send.unconfirmed_since,
         };
         self.api(request, PendingApi::Send(key));
     }
@@ -236,22 +300,43 @@ impl Hub {
                 self.deliver_stored(now, send.conn, stored, send.client_message_id.clone());
                 self.ack_send(send.conn, send.request_id, send.client_message_id, &receipt);
                 if let Some(idem) = idem {
-                    self.finish_idempotent(now, &idem, Some(&receipt), true);
+                    self.finish_idempotent(now, &idem, send.fingerprint, &receipt, true);
                 }
             }
             Err(error) => {
-                self.site_error(send.conn, &error, send.request_id);
-                if let Some(idem) = &idem {
-                    let waiters = self.sends.in_flight.remove(idem).unwrap_or_default();
-                    for w in waiters {
-                        self.site_error(w.conn, &error, w.request_id);
+                // Unknown when this attempt's outcome is, or when an earlier attempt's was
+                // and this one did not find it: either may be stored.
+                let unknown =
+                    error.kind == SiteErrorKind::Unconfirmed || send.unconfirmed_since.is_some();
+                let waiters = idem
+                    .as_ref()
+                    .and_then(|idem| self.sends.in_flight.remove(idem))
+                    .map(|f| f.waiters)
+                    .unwrap_or_default();
+                let answer_to = std::iter::once((send.conn, send.request_id.clone()))
+                    .chain(waiters.into_iter().map(|w| (w.conn, w.request_id)));
+                for (conn, request_id) in answer_to.collect::<Vec<_>>() {
+                    if unknown && error.kind.retryable() {
+                        self.send_unconfirmed(conn, request_id);
+                    } else {
+                        self.site_error(conn, &error, request_id);
                     }
-                    let release = CoordRequest::FinishSend {
+                }
+                if let Some(idem) = &idem {
+                    let outcome = if unknown {
+                        SendOutcome::Unconfirmed {
+                            since_unix_secs: send.unconfirmed_since,
+                        }
+                    } else {
+                        SendOutcome::Failed
+                    };
+                    let finish = CoordRequest::FinishSend {
                         user: idem.0.clone(),
                         client_message_id: idem.1.clone(),
-                        receipt: None,
+                        fingerprint: send.fingerprint,
+                        outcome,
                     };
-                    self.coord(release, PendingCoord::Ignore);
+                    self.coord(finish, PendingCoord::Ignore);
                 }
                 match error.kind {
                     SiteErrorKind::Unauthenticated => {
@@ -335,20 +420,38 @@ impl Hub {
         self.ack_if_asked(conn, request_id, ack);
     }
 
+    /// The answer to a send whose outcome is unknown, whatever the site's own words.
+    fn send_unconfirmed(&mut self, conn: ConnId, request_id: Option<RequestId>) {
+        let code = ErrorCode::SendUnconfirmed;
+        self.error(conn, code, code.message(), request_id);
+    }
+
+    fn idempotency_conflict(&mut self, conn: ConnId, request_id: Option<RequestId>) {
+        let code = ErrorCode::IdempotencyConflict;
+        self.error(conn, code, code.message(), request_id);
+    }
+
     /// A send with a `clientMessageId` completed: answer its duplicates, remember it.
     fn finish_idempotent(
         &mut self,
         now: Instant,
         key: &IdemKey,
-        receipt: Option<&SendReceipt>,
+        fingerprint: SendFingerprint,
+        receipt: &SendReceipt,
         record: bool,
     ) {
-        let waiters = self.sends.in_flight.remove(key).unwrap_or_default();
-        let Some(receipt) = receipt else { return };
+        let waiters = self
+            .sends
+            .in_flight
+            .remove(key)
+            .map(|f| f.waiters)
+            .unwrap_or_default();
         for w in waiters {
             self.ack_send(w.conn, w.request_id, Some(key.1.clone()), receipt);
         }
-        self.sends.done.insert(key.clone(), receipt.clone());
+        self.sends
+            .done
+            .insert(key.clone(), (receipt.clone(), fingerprint));
         self.timers.set(
             TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()),
             now + self.config.idempotency_ttl,
@@ -357,7 +460,8 @@ impl Hub {
             let finish = CoordRequest::FinishSend {
                 user: key.0.clone(),
                 client_message_id: key.1.clone(),
-                receipt: Some(receipt.clone()),
+                fingerprint,
+                outcome: SendOutcome::Stored(receipt.clone()),
             };
             self.coord(finish, PendingCoord::Ignore);
         }

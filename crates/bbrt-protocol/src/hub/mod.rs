@@ -49,8 +49,13 @@
 //!   the site. While verification is in flight, later frames of that connection wait in
 //!   order (bounded by [`HubConfig::max_queued_per_conn`]) and are then replayed, or each
 //!   answered with an error carrying its `requestId`. `userId`/`senderId` in frames are never
-//!   trusted. Credentials are re-verified every [`HubConfig::credential_ttl`]; one the site
-//!   refuses closes its connections with close code 4001.
+//!   trusted. A connection acts with one credential, the last one the site verified on it;
+//!   the one it replaces, and any the connection no longer needs, leave as
+//!   [`Output::ReleaseCredential`]. Credentials are re-verified every
+//!   [`HubConfig::credential_ttl`]; one the site refuses closes the connections acting with
+//!   it with close code 4001. An upgrade credential the site could not verify (it was down)
+//!   is kept and verified again with a jittered backoff, one request per credential; its
+//!   connection's frames get a retryable `site_unavailable` meanwhile.
 //! - **Recipients.** `message` goes to every connection of every participant, the sending
 //!   connection included; `typing` to every connection of the other participants; `read` to
 //!   every connection of every participant; `user_connected`/`user_disconnected` by
@@ -64,7 +69,10 @@
 //! - **Sends** are stored through the site first and delivered after; `ack` only when the
 //!   client asked (a `requestId` or `clientMessageId`); sends are serialized per (user,
 //!   thread); a `clientMessageId` is claimed through coordination, so a duplicate never
-//!   causes a second site call (a duplicate while the first is in flight waits for it).
+//!   causes a second site call (a duplicate while the first is in flight waits for it), and
+//!   the same id with other parameters is `idempotency_conflict`. A send whose outcome is
+//!   unknown is `send_unconfirmed`, its claim is kept as unconfirmed, and a retry asks the
+//!   site to look for it before posting (`ApiRequest::Send::unconfirmed_since`).
 //! - **Typing** is forwarded at most once per (user, thread) every
 //!   [`HubConfig::typing_interval`] and expires after [`HubConfig::typing_expiry`].
 //! - **Calls** follow the lifecycle in `calls`: ring every device, first accept wins,
@@ -111,7 +119,7 @@ use bytes::Bytes;
 
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
-    SendReceipt,
+    SendFingerprint, SendOutcome, SendReceipt,
 };
 use self::calls::Calls;
 use self::messages::Sends;
@@ -185,6 +193,15 @@ pub struct HubConfig {
     pub max_pending_sends_per_user: usize,
     /// How long a completed `clientMessageId` is remembered locally.
     pub idempotency_ttl: Duration,
+    /// First wait before verifying again an upgrade credential the site could not verify
+    /// (it was down); doubled per attempt up to [`HubConfig::verify_retry_max`].
+    pub verify_retry_initial: Duration,
+    /// Longest wait between two verifications of an upgrade credential.
+    pub verify_retry_max: Duration,
+    /// Seeds the jitter of those retries, so credentials retried after one outage spread
+    /// out instead of stampeding the site when it comes back. The Hub holds no randomness:
+    /// the server passes a random seed; tests a fixed one.
+    pub jitter_seed: u64,
 }
 
 impl Default for HubConfig {
@@ -211,6 +228,9 @@ impl Default for HubConfig {
             invites_per_minute: 10,
             max_pending_sends_per_user: 64,
             idempotency_ttl: Duration::from_secs(600),
+            verify_retry_initial: Duration::from_secs(1),
+            verify_retry_max: Duration::from_secs(30),
+            jitter_seed: 0,
         }
     }
 }
@@ -271,6 +291,11 @@ pub enum Input {
         /// The lost node.
         node: NodeId,
     },
+    /// The site answers again after failing (the driver's probe saw it come back): the
+    /// upgrade credentials waiting for it are verified again within
+    /// [`HubConfig::verify_retry_initial`], spread by the jitter, instead of at their next
+    /// backoff (up to [`HubConfig::verify_retry_max`] away).
+    SiteReachable,
 }
 
 /// Something for the driver to do.
@@ -308,6 +333,16 @@ pub enum Output {
     },
     /// Publish to every other node.
     Publish(BrokerMessage),
+    /// The Hub no longer uses `credential` for `conn` (replaced by a newer one, refused,
+    /// or presented in frames all answered): the driver drops that connection's hold on
+    /// the secret. Every credential the Hub was given for a connection is released this
+    /// way or by the connection's end, so the driver's store and the Hub never disagree.
+    ReleaseCredential {
+        /// The connection.
+        conn: ConnId,
+        /// The credential.
+        credential: CredentialId,
+    },
 }
 
 /// Counters for metrics.
@@ -350,10 +385,16 @@ struct Conn {
     ip: IpAddr,
     /// The verified user, once identified.
     user: Option<UserId>,
-    /// Credentials verified as `user` on this connection.
-    credentials: Vec<CredentialId>,
-    /// Credentials the site refused on this connection.
-    rejected: Vec<CredentialId>,
+    /// The credential this connection acts with: the last one verified as `user` on it.
+    credential: Option<CredentialId>,
+    /// The upgrade's credential while the site could not verify it (it was down): frames
+    /// get a retryable error until a retry verifies it.
+    unverified_upgrade: Option<CredentialId>,
+    /// Every credential the driver gave for this connection and the Hub has not released.
+    held: BTreeSet<CredentialId>,
+    /// Credentials the site refused on this connection, newest last (at most
+    /// [`identity::MAX_REJECTED`]).
+    rejected: VecDeque<CredentialId>,
     /// Position in the anonymous eviction order, while anonymous.
     anonymous_seq: Option<u64>,
     /// Threads this connection joined.
@@ -400,6 +441,8 @@ struct CredentialState {
 #[derive(Debug)]
 enum PendingApi {
     Verify(identity::PendingVerify),
+    /// A retry of upgrade credentials the site could not verify.
+    VerifyRetry(CredentialId),
     Participants {
         user: UserId,
         thread: ThreadId,
@@ -439,6 +482,8 @@ pub struct Hub {
     /// The latest other process heard publishing with this node's id.
     node_id_conflict: Option<NodeIdConflict>,
     credentials: HashMap<CredentialId, CredentialState>,
+    /// Upgrade credentials waiting for the site to verify them, with their connections.
+    verify_retries: HashMap<CredentialId, identity::VerifyRetry>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
     anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
@@ -475,6 +520,7 @@ impl Hub {
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
             credentials: HashMap::new(),
+            verify_retries: HashMap::new(),
             anonymous: BTreeMap::new(),
             anonymous_by_ip: HashMap::new(),
             next_anonymous_seq: 0,
@@ -518,6 +564,7 @@ impl Hub {
             Input::CoordResult { id, result } => self.coord_result(now, id, result),
             Input::Broker(message) => self.broker(now, message),
             Input::NodeDown { node } => self.node_down(&node),
+            Input::SiteReachable => self.site_reachable(now),
         }
     }
 
@@ -529,6 +576,7 @@ impl Hub {
                 TimerKey::CallRing(call) => self.call_ring_timeout(&call),
                 TimerKey::CallGrace(call) => self.call_grace_expired(&call),
                 TimerKey::Reverify(credential) => self.reverify(credential),
+                TimerKey::VerifyRetry(credential) => self.retry_verify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
                 TimerKey::CacheSweep => self.sweep_cache(now),
             }
@@ -607,8 +655,10 @@ impl Hub {
             Conn {
                 ip,
                 user: None,
-                credentials: Vec::new(),
-                rejected: Vec::new(),
+                credential: None,
+                unverified_upgrade: None,
+                held: credential.into_iter().collect(),
+                rejected: VecDeque::new(),
                 anonymous_seq: Some(seq),
                 joined: BTreeSet::new(),
                 blocked: false,
@@ -625,12 +675,7 @@ impl Hub {
         if let Some(credential) = credential
             && self.conns.contains_key(&conn)
         {
-            self.start_verify(
-                conn,
-                Some(credential),
-                None,
-                identity::VerifyOrigin::Upgrade,
-            );
+            self.verify_upgrade(conn, credential);
         }
     }
 
@@ -696,15 +741,12 @@ impl Hub {
         for waiters in self.fetching.values_mut() {
             waiters.remove(&conn);
         }
-        for credential in &c.credentials {
-            let drop = self.credentials.get_mut(credential).is_some_and(|s| {
-                s.conns.remove(&conn);
-                s.conns.is_empty()
-            });
-            if drop {
-                self.credentials.remove(credential);
-                self.timers.cancel(&TimerKey::Reverify(*credential));
-            }
+        // The driver releases what the connection held when it ends.
+        if let Some(credential) = c.credential {
+            self.detach_credential(conn, credential);
+        }
+        if let Some(credential) = c.unverified_upgrade {
+            self.leave_verify_retry(conn, credential);
         }
         self.calls_conn_closed(now, conn, c.user.as_ref());
         if let Some(user) = c.user {
@@ -729,7 +771,13 @@ impl Hub {
         frame: ClientFrame,
         credential: Option<CredentialId>,
     ) {
+        if let Some(credential) = credential
+            && let Some(c) = self.conns.get_mut(&conn)
+        {
+            c.held.insert(credential);
+        }
         if !self.admit_frame(now, conn, frame.request_id.as_ref()) {
+            self.release_if_unused(conn, credential);
             return;
         }
         self.enqueue(now, conn, Queued { frame, credential });
@@ -790,6 +838,7 @@ impl Hub {
                     ErrorCode::QueueFull.message(),
                     request_id,
                 );
+                self.release_if_unused(conn, item.credential);
             } else {
                 c.queue.push_back(item);
             }
@@ -811,6 +860,7 @@ impl Hub {
             let Some(item) = c.queue.pop_front() else {
                 return;
             };
+            let credential = item.credential;
             if let Some(blocked) = self.dispatch(now, conn, item) {
                 // The frame waits for a site answer: put it back in front.
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -820,6 +870,7 @@ impl Hub {
                 }
                 return;
             }
+            self.release_if_unused(conn, credential);
         }
     }
 
@@ -841,6 +892,7 @@ impl Hub {
         let had_front = std::mem::take(&mut c.front_blocked);
         if had_front && let Some(item) = c.queue.pop_front() {
             self.error(conn, code, message, item.frame.request_id);
+            self.release_if_unused(conn, item.credential);
         }
         self.drain(now, conn);
     }
@@ -883,16 +935,27 @@ impl Hub {
         }
         let request_id = item.frame.request_id.clone();
         let user = self.conns.get(&conn).and_then(|c| c.user.clone());
+        let unverified = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.unverified_upgrade.is_some());
         let Some(user) = user else {
             return match &item.frame.message {
+                ClientMessage::Ping(_) => {
+                    self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                    None
+                }
+                // Never silently anonymous: the upgrade's credential is verified as soon
+                // as the site answers again.
+                _ if unverified => {
+                    let code = ErrorCode::SiteUnavailable;
+                    self.error(conn, code, code.message(), request_id);
+                    None
+                }
                 ClientMessage::UserConnected(m) => {
                     let claimed = Some(m.user_id.clone());
                     self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
                     Some(item)
-                }
-                ClientMessage::Ping(_) => {
-                    self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
-                    None
                 }
                 _ => {
                     let code = ErrorCode::Unauthenticated;
@@ -1027,6 +1090,13 @@ impl Hub {
                 });
                 self.verify_result(now, pending, result);
             }
+            PendingApi::VerifyRetry(credential) => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::User(user) => Ok(user),
+                    _ => Err(unexpected()),
+                });
+                self.verify_retry_result(now, credential, result);
+            }
             PendingApi::Participants { user, thread, join } => {
                 let result = result.and_then(|r| match r {
                     ApiResponse::Participants(info) => Ok(info),
@@ -1152,6 +1222,7 @@ fn site_error_code(error: &SiteError) -> ErrorCode {
         K::Invalid => ErrorCode::Invalid,
         K::Refused => ErrorCode::Refused,
         K::Unavailable => ErrorCode::SiteUnavailable,
+        K::Unconfirmed => ErrorCode::SendUnconfirmed,
         _ => ErrorCode::SiteError,
     }
 }

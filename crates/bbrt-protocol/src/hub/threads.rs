@@ -389,10 +389,8 @@ impl Hub {
         }
     }
 
-    /// The credential `conn` acts with: the first one verified on it, if any.
+    /// The credential `conn` acts with: the last one verified on it, if any.
     pub(super) fn conn_credential(&self, conn: ConnId) -> Option<crate::ids::CredentialId> {
-        self.conns
-            .get(&conn)
-            .and_then(|c| c.credentials.first().copied())
+        self.conns.get(&conn).and_then(|c| c.credential)
     }
 }

@@ -16,6 +16,8 @@ pub(crate) enum TimerKey {
     CallGrace(CallId),
     /// Time to ask the site again whether a credential is still good.
     Reverify(CredentialId),
+    /// Time to try again an upgrade credential the site could not verify.
+    VerifyRetry(CredentialId),
     /// Forget a completed `clientMessageId`.
     IdempotencyExpiry(UserId, ClientMessageId),
     /// Drop the participant cache's expired threads that no local connection joined, and
@@ -44,6 +46,11 @@ impl TimerTable {
         if let Some(old) = self.by_key.remove(key) {
             self.by_time.remove(&(old, key.clone()));
         }
+    }
+
+    /// When the timer `key` fires, if set.
+    pub(crate) fn at(&self, key: &TimerKey) -> Option<Instant> {
+        self.by_key.get(key).copied()
     }
 
     /// Whether the timer `key` is set.

@@ -47,6 +47,12 @@ pub enum ErrorCode {
     Refused,
     /// The site is unavailable; retry later.
     SiteUnavailable,
+    /// The site did not confirm the message and its outcome is unknown: it may be stored.
+    /// Retry with the same `clientMessageId`, which is reconciled before it is posted again.
+    SendUnconfirmed,
+    /// The `clientMessageId` was already used for a message with another text, `threadId`
+    /// or `recipientId`.
+    IdempotencyConflict,
     /// The site answered something unexpected; retry later.
     SiteError,
     /// Too many frames or actions; slow down.
@@ -95,6 +101,8 @@ impl ErrorCode {
             Self::Invalid => "invalid",
             Self::Refused => "refused",
             Self::SiteUnavailable => "site_unavailable",
+            Self::SendUnconfirmed => "send_unconfirmed",
+            Self::IdempotencyConflict => "idempotency_conflict",
             Self::SiteError => "site_error",
             Self::RateLimited => "rate_limited",
             Self::QueueFull => "queue_full",
@@ -137,6 +145,12 @@ impl ErrorCode {
             Self::Invalid => "the site rejected the request as invalid",
             Self::Refused => "the site refused the message",
             Self::SiteUnavailable => "the site is unavailable; try again later",
+            Self::SendUnconfirmed => {
+                "the site did not confirm the message and it may be stored; retry with the same clientMessageId"
+            }
+            Self::IdempotencyConflict => {
+                "this clientMessageId was already used for another message"
+            }
             Self::SiteError => "the site answered unexpectedly; try again later",
             Self::RateLimited => "too many frames; slow down",
             Self::QueueFull => "too many requests waiting on this connection",
@@ -157,6 +171,7 @@ impl ErrorCode {
         matches!(
             self,
             Self::SiteUnavailable
+                | Self::SendUnconfirmed
                 | Self::SiteError
                 | Self::RateLimited
                 | Self::QueueFull

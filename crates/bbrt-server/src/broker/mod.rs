@@ -6,6 +6,7 @@
 //! keeps claims in a map with a TTL. With `--redis`, [`RedisBroker`] and [`RedisCoordinator`]
 //! (see `docs/scaling.md`). The hub task only sees the traits.
 
+mod digest;
 mod memory;
 pub mod redis;
 
@@ -17,6 +18,7 @@ use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
 use bbrt_protocol::ids::NodeId;
 use tokio::sync::mpsc;
 
+pub use self::digest::SendDigester;
 pub use self::memory::{MemoryBroker, MemoryCoordinator};
 pub use self::redis::{RedisBroker, RedisCoordinator, RedisOptions, RedisStatus};
 
@@ -58,4 +60,12 @@ pub trait Coordinator: Send + Sync + 'static {
     /// The one answer to `request`; [`CoordResponse::Unavailable`] when the coordinator
     /// cannot be reached.
     async fn request(&self, request: CoordRequest) -> CoordResponse;
+}
+
+/// The wall clock in Unix seconds, as idempotency records note when an outcome became
+/// unknown (the site's `date_sent` is compared with it).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

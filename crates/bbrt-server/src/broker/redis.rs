@@ -32,7 +32,7 @@
 //! | `<prefix>:bye` | channel | the id of a node stopping gracefully |
 //! | `<prefix>:nodes` | set | node ids seen alive |
 //! | `<prefix>:node:<id>` | string, TTL | the node's instance id |
-//! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>` or a receipt |
+//! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>`; `unconfirmed:<unix secs>:<digest>`; or a receipt with the digest (JSON) |
 //! | `<prefix>:answer:<callId>` | string, TTL | the winning device (JSON) |
 
 use std::collections::{HashMap, HashSet};
@@ -44,7 +44,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse, SendReceipt};
+use bbrt_protocol::hub::{
+    BrokerMessage, CoordRequest, CoordResponse, SendFingerprint, SendOutcome, SendReceipt,
+};
 use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, InstanceId, NodeId, UserId};
 use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
@@ -52,7 +54,8 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo as _, RedisError};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{Broker, BrokerInput, Coordinator, MemoryCoordinator};
+use super::digest::same_send;
+use super::{Broker, BrokerInput, Coordinator, MemoryCoordinator, SendDigester, unix_now};
 
 /// Shortest wait before a reconnection attempt.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -65,6 +68,28 @@ const SUBSCRIPTION_QUEUE: usize = 4096;
 /// Longest a goodbye waits for queued publications and then for Redis.
 const GOODBYE_WAIT: Duration = Duration::from_millis(500);
 /// Deletes an idempotency claim only if this node still holds it.
+/// Claims a `clientMessageId`: a free key, or an unconfirmed record of the same send
+/// (`ARGV[3]` is the claimant's digest; digests under other keys count as the same), is
+/// taken with the in-flight value `ARGV[1]` for `ARGV[2]` ms. Answers `{1}` (claimed),
+/// `{2, record}` (claimed over an unconfirmed record) or `{0, value}` (held or done).
+const CLAIM_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, false}
+end
+local d = string.match(v, '^unconfirmed:%-?%d+:(.*)$')
+if d then
+  local ka = string.match(d, '^([^.]*)%.')
+  local kb = string.match(ARGV[3], '^([^.]*)%.')
+  if d == ARGV[3] or ka ~= kb then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return {2, v}
+  end
+end
+return {0, v}
+";
+
 const RELEASE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// How to reach Redis and how this node behaves in the cluster. `Debug` hides the URL's
@@ -99,6 +124,10 @@ pub struct RedisOptions {
     pub receipt_ttl: Duration,
     /// How long the winner of a call's answer is remembered.
     pub answer_ttl: Duration,
+    /// Keys the digests idempotency records keep of a send's parameters; the same secret
+    /// on every node (`--idempotency-secret`), else digests of different nodes cannot be
+    /// compared and a reused `clientMessageId` is caught only on the node that saw it.
+    pub digester: SendDigester,
 }
 
 impl RedisOptions {
@@ -119,6 +148,7 @@ impl RedisOptions {
             inflight_ttl: Duration::from_secs(60),
             receipt_ttl: Duration::from_secs(600),
             answer_ttl: Duration::from_secs(600),
+            digester: SendDigester::random(),
         }
     }
 }
@@ -465,32 +495,55 @@ impl RedisCoordinator {
         Arc::clone(&self.inner.status)
     }
 
-    async fn claim_send(&self, user: &UserId, id: &ClientMessageId) -> CoordResponse {
+    async fn claim_send(
+        &self,
+        user: &UserId,
+        id: &ClientMessageId,
+        fingerprint: SendFingerprint,
+    ) -> CoordResponse {
         let key = self.inner.keys.idem(user, id);
         let mine = format!("inflight:{}", self.inner.options.node);
+        let digest = self.inner.options.digester.digest(fingerprint);
         let ttl = millis(self.inner.options.inflight_ttl);
         let deadline = Instant::now() + self.inner.options.claim_wait;
         let mut delay = Duration::from_millis(10);
         loop {
             let mut pipe = redis::pipe();
-            pipe.cmd("SET")
+            pipe.cmd("EVAL")
+                .arg(CLAIM_SCRIPT)
+                .arg(1)
                 .arg(&key)
                 .arg(&mine)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl);
-            pipe.cmd("GET").arg(&key);
-            let Some((set, value)) = self
-                .inner
-                .query::<(Option<String>, Option<String>)>(&pipe)
-                .await
+                .arg(ttl)
+                .arg(&digest);
+            let Some(((status, value),)) =
+                self.inner.query::<((i64, Option<String>),)>(&pipe).await
             else {
                 return self.unavailable();
             };
-            match value {
-                _ if set.is_some() => return CoordResponse::Claimed,
-                Some(v) if v.starts_with("inflight:") => {}
-                Some(v) => {
+            match (status, value) {
+                (1, _) => return CoordResponse::Claimed,
+                (2, Some(record)) => {
+                    let since_unix_secs = record
+                        .strip_prefix("unconfirmed:")
+                        .and_then(|r| r.split(':').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(unix_now);
+                    return CoordResponse::Unconfirmed { since_unix_secs };
+                }
+                (_, Some(v)) if v.starts_with("unconfirmed:") => return CoordResponse::Conflict,
+                (_, Some(v)) if v.starts_with("inflight:") => {}
+                (_, Some(v)) => {
+                    let record = serde_json::from_str::<serde_json::Value>(&v);
+                    let stored_digest = record
+                        .as_ref()
+                        .ok()
+                        .and_then(|r| r.get("digest"))
+                        .and_then(serde_json::Value::as_str);
+                    // A record from before digests were kept cannot be compared.
+                    if stored_digest.is_some_and(|d| !same_send(d, &digest)) {
+                        return CoordResponse::Conflict;
+                    }
                     return match serde_json::from_str::<SendReceipt>(&v) {
                         Ok(receipt) => CoordResponse::Done(receipt),
                         Err(e) => {
@@ -499,9 +552,9 @@ impl RedisCoordinator {
                         }
                     };
                 }
-                // Released or expired between SET and GET: claim again (after a pause, so
-                // that even a misbehaving server cannot make this spin).
-                None => {}
+                // Released or expired between the script's read and ours: claim again
+                // (after a pause, so that even a misbehaving server cannot make this spin).
+                (_, None) => {}
             }
             // Another node is posting this message: wait for its outcome.
             if Instant::now() + delay > deadline {
@@ -517,20 +570,33 @@ impl RedisCoordinator {
         &self,
         user: &UserId,
         id: &ClientMessageId,
-        receipt: Option<SendReceipt>,
+        fingerprint: SendFingerprint,
+        outcome: SendOutcome,
     ) -> CoordResponse {
         let key = self.inner.keys.idem(user, id);
+        let digest = self.inner.options.digester.digest(fingerprint);
+        let receipt_ttl = millis(self.inner.options.receipt_ttl);
         let mut cmd;
-        match receipt {
-            Some(receipt) => {
-                let json = serde_json::to_string(&receipt).unwrap_or_default();
+        match outcome {
+            SendOutcome::Stored(receipt) => {
+                let mut record = serde_json::to_value(&receipt).unwrap_or_default();
+                record["digest"] = digest.into();
                 cmd = redis::cmd("SET");
                 cmd.arg(&key)
-                    .arg(json)
+                    .arg(record.to_string())
                     .arg("PX")
-                    .arg(millis(self.inner.options.receipt_ttl));
+                    .arg(receipt_ttl);
             }
-            None => {
+            SendOutcome::Unconfirmed { since_unix_secs } => {
+                let now = unix_now();
+                let since = since_unix_secs.map_or(now, |s| s.min(now));
+                cmd = redis::cmd("SET");
+                cmd.arg(&key)
+                    .arg(format!("unconfirmed:{since}:{digest}"))
+                    .arg("PX")
+                    .arg(receipt_ttl);
+            }
+            _ => {
                 cmd = redis::cmd("EVAL");
                 cmd.arg(RELEASE_SCRIPT)
                     .arg(1)
@@ -587,12 +653,20 @@ impl Coordinator for RedisCoordinator {
             CoordRequest::ClaimSend {
                 user,
                 client_message_id,
-            } => self.claim_send(&user, &client_message_id).await,
+                fingerprint,
+            } => {
+                self.claim_send(&user, &client_message_id, fingerprint)
+                    .await
+            }
             CoordRequest::FinishSend {
                 user,
                 client_message_id,
-                receipt,
-            } => self.finish_send(&user, &client_message_id, receipt).await,
+                fingerprint,
+                outcome,
+            } => {
+                self.finish_send(&user, &client_message_id, fingerprint, outcome)
+                    .await
+            }
             CoordRequest::ClaimAnswer { call, device } => self.claim_answer(call, device).await,
             other => {
                 tracing::warn!(request = ?other, "unknown coordination request");

@@ -30,6 +30,18 @@ pub fn config() -> Config {
     }
 }
 
+/// Waits (bounded) until the server's start-up probe of its site is done, so that faults
+/// a test injects next are not taken by the probe.
+pub async fn site_probed(server: &Server) {
+    for _ in 0..100 {
+        let (_, body) = http_get(server.handle.local_addr(), "/readyz", "").await;
+        if body.contains("site: ok") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct Server {
     pub handle: ServerHandle,
     pub url: String,

@@ -406,3 +406,16 @@ fn a_replica_whose_call_end_was_lost_stops_ringing_after_the_ring_timeout_and_gr
     assert_eq!(sim.kinds(bob), ["call_ended"]);
     assert_eq!(sim.hub(1).stats().calls, 0);
 }
+
+#[test]
+fn a_client_message_id_reused_on_another_node_with_other_text_is_a_conflict() {
+    let (mut sim, alice, alice2, bob) = two_nodes();
+    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "first", "clientMessageId": "c-1", "requestId": 1}));
+    sim.drive();
+    sim.clear();
+    sim.send(alice2, json!({"type": "send_message", "threadId": "T", "message": "second", "clientMessageId": "c-1", "requestId": 2}));
+    sim.drive();
+    assert!(!sim.expect_error(alice2, "idempotency_conflict", Some(2)));
+    assert_eq!(sim.take(bob), []);
+    assert_eq!(sim.api_count("send"), 1);
+}

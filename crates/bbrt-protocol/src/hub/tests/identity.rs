@@ -178,18 +178,191 @@ fn a_refused_upgrade_credential_closes_with_4001() {
 }
 
 #[test]
-fn an_unavailable_site_at_upgrade_leaves_the_connection_open_and_anonymous() {
+fn an_unavailable_site_at_upgrade_keeps_the_credential_and_verifies_it_again() {
     let mut sim = Sim::new();
-    sim.fail_next("verify", 1, SiteErrorKind::Unavailable, "timeout");
+    sim.fail_next("verify", 2, SiteErrorKind::Unavailable, "timeout");
     let conn = sim.open_on(0, ip(1), Some("dev:alice"));
     sim.send(conn, json!({"type": "ping", "requestId": 1}));
+    sim.send(
+        conn,
+        json!({"type": "join_thread", "threadId": "T", "requestId": 2}),
+    );
     sim.drive();
     let frames = sim.take_json(conn);
-    assert_eq!(frames[0]["code"], "site_unavailable");
-    assert_eq!(frames[0]["retryable"], true);
-    assert_eq!(frames[1], json!({"type": "pong", "requestId": 1}));
+    assert_eq!(frames[0], json!({"type": "pong", "requestId": 1}));
+    assert_eq!(
+        (
+            &frames[1]["code"],
+            &frames[1]["retryable"],
+            &frames[1]["requestId"]
+        ),
+        (&json!("site_unavailable"), &json!(true), &json!(2)),
+        "{frames:?}"
+    );
+    assert_eq!(frames.len(), 2);
     assert!(sim.closed(conn).is_none());
-    assert_eq!(sim.hub(0).user_of(conn), None);
+    assert_eq!(sim.hub(0).user_of(conn), None, "not identified yet");
+
+    // The site is back: the kept credential is verified again, without the client.
+    sim.drive_for(secs(10));
+    assert_eq!(sim.api_count("verify"), 3);
+    assert_eq!(sim.hub(0).user_of(conn), Some(&uid("alice")));
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "alice", "requestId": 3}),
+    );
+    sim.drive();
+    assert_eq!(
+        sim.take_json(conn),
+        [json!({"type": "ack", "requestId": 3})]
+    );
+}
+
+#[test]
+fn a_kept_upgrade_credential_the_site_then_refuses_closes_with_4001() {
+    let mut sim = Sim::new();
+    sim.fail_next("verify", 1, SiteErrorKind::Unavailable, "timeout");
+    let conn = sim.open_on(0, ip(1), Some("tok-alice"));
+    sim.drive();
+    sim.revoke_token("tok-alice");
+    sim.drive_for(secs(10));
+    assert_eq!(sim.close_code(conn), Some(4001));
+}
+
+#[test]
+fn upgrade_retries_are_coalesced_per_credential_and_jittered() {
+    let mut sim = Sim::new();
+    sim.fail_next("verify", 1000, SiteErrorKind::Unavailable, "connect");
+    let shared: Vec<_> = (0..5)
+        .map(|i| sim.open_on(0, ip(i + 1), Some("dev:alice")))
+        .collect();
+    let single: Vec<_> = (0..5)
+        .map(|i| sim.open_on(0, ip(i + 10), Some(&format!("dev:user{i}"))))
+        .collect();
+    sim.drive();
+    assert_eq!(
+        sim.api_count("verify"),
+        10,
+        "one first attempt per connection"
+    );
+    let failed_at = sim.now;
+    sim.drive_for(secs(120));
+
+    let initial = sim.hub(0).config().verify_retry_initial;
+    let mut first_retry = Vec::new();
+    let mut per_credential: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+    for ((_, request), at) in sim.site.requests.iter().zip(&sim.request_times).skip(10) {
+        per_credential
+            .entry(request.credential().expect("a credential"))
+            .or_default()
+            .push(*at);
+    }
+    assert_eq!(per_credential.len(), 6, "one retry series per credential");
+    for times in per_credential.values() {
+        let first = times[0] - failed_at;
+        assert!(first >= initial / 2 && first <= initial, "{first:?}");
+        first_retry.push(first);
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= initial / 2,
+                "no retry storm: {times:?}"
+            );
+        }
+        assert!(
+            *times.last().expect("some") - times[times.len() - 2] <= secs(30),
+            "capped"
+        );
+    }
+    first_retry.sort();
+    first_retry.dedup();
+    assert!(first_retry.len() > 3, "jittered: {first_retry:?}");
+
+    // The site comes back: one verification identifies all five connections of alice.
+    sim.site.failures.clear();
+    let before = sim.api_count("verify");
+    sim.drive_for(secs(31));
+    assert_eq!(sim.api_count("verify"), before + 6);
+    for conn in shared {
+        assert_eq!(sim.hub(0).user_of(conn), Some(&uid("alice")));
+    }
+    for (i, conn) in single.into_iter().enumerate() {
+        assert_eq!(sim.hub(0).user_of(conn), Some(&uid(&format!("user{i}"))));
+    }
+}
+
+#[test]
+fn a_newer_token_replaces_the_first_and_the_first_expiring_does_not_close() {
+    // The case: identify with A, present B, revoke A, drive past the re-verify
+    // period: still open, and acting with B.
+    let mut sim = Sim::with(|c| c.credential_ttl = secs(60));
+    sim.site_thread("T", &["alice", "bob"]);
+    let conn = sim.open_on(0, ip(1), Some("dev:alice"));
+    sim.drive();
+    sim.send(
+        conn,
+        json!({"type": "user_connected", "userId": "alice", "token": "alice-b", "requestId": 1}),
+    );
+    sim.drive();
+    assert_eq!(
+        sim.take_json(conn),
+        [json!({"type": "ack", "requestId": 1})]
+    );
+    assert_eq!(sim.releases.len(), 1, "the first one is released");
+    let (released_conn, a) = sim.releases[0];
+    assert_eq!(released_conn, conn);
+
+    sim.revoke_token("dev:alice");
+    sim.drive_for(secs(130));
+    assert!(sim.closed(conn).is_none(), "B is still good");
+
+    sim.send(
+        conn,
+        json!({"type": "send_message", "threadId": "T", "message": "hi"}),
+    );
+    sim.drive();
+    let (_, send) = sim.site.requests.last().expect("a send");
+    assert_eq!(send.name(), "send");
+    assert!(send.credential().is_some_and(|c| c != a), "sent with B");
+
+    sim.revoke_token("alice-b");
+    sim.drive_for(secs(61));
+    assert_eq!(
+        sim.close_code(conn),
+        Some(4001),
+        "now its credential is refused"
+    );
+}
+
+#[test]
+fn credentials_a_connection_no_longer_uses_are_released() {
+    let mut sim = Sim::new();
+    let conn = sim.open_on(0, ip(1), Some("dev:alice"));
+    sim.drive();
+    for i in 0..20 {
+        let token = format!("alice-{i}");
+        sim.send(
+            conn,
+            json!({"type": "user_connected", "userId": "alice", "token": token}),
+        );
+        sim.drive();
+        assert_eq!(sim.credentials_held(0), 1, "only the current one is held");
+    }
+    for i in 0..20 {
+        let token = format!("bad/{i}");
+        sim.send(
+            conn,
+            json!({"type": "user_connected", "userId": "alice", "token": token}),
+        );
+        sim.drive();
+    }
+    assert!(
+        sim.credentials_held(0) <= 5,
+        "the current one and a few refused ones: {}",
+        sim.credentials_held(0)
+    );
+    assert!(sim.closed(conn).is_none());
+    sim.close(conn);
+    assert_eq!(sim.credentials_held(0), 0);
 }
 
 #[test]
@@ -373,4 +546,33 @@ fn a_credential_refused_while_fetching_participants_closes_its_connections() {
     );
     sim.drive();
     assert_eq!(sim.close_code(alice), Some(4001));
+}
+
+#[test]
+fn the_site_coming_back_brings_waiting_retries_forward_spread_out() {
+    let mut sim = Sim::new();
+    sim.fail_next("verify", 1000, SiteErrorKind::Unavailable, "connect");
+    let conns: Vec<_> = (0..5)
+        .map(|i| sim.open_on(0, ip(i + 1), Some(&format!("dev:user{i}"))))
+        .collect();
+    // A long outage: the backoff has grown to its cap.
+    sim.drive_for(secs(300));
+    sim.site.failures.clear();
+    let before = sim.request_times.len();
+    sim.handle(0, crate::hub::Input::SiteReachable);
+    // Within the first backoff (from the failure of a retry that was in flight, asked
+    // while the site was down), not the 30 s of the grown one.
+    let initial = sim.hub(0).config().verify_retry_initial;
+    sim.drive_for(initial * 2);
+    for (i, conn) in conns.iter().enumerate() {
+        assert_eq!(
+            sim.hub(0).user_of(*conn),
+            Some(&uid(&format!("user{i}"))),
+            "verified soon after the site came back"
+        );
+    }
+    let mut times: Vec<_> = sim.request_times[before..].to_vec();
+    assert_eq!(times.len(), 5, "one verification per credential");
+    times.dedup();
+    assert!(times.len() > 1, "spread, not all at once");
 }

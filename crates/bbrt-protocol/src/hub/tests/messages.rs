@@ -302,3 +302,119 @@ fn without_the_coordinator_sends_with_a_client_message_id_still_go_through() {
     assert_eq!(sim.kinds(alice), ["ack"], "local deduplication still holds");
     assert_eq!(sim.api_count("send"), 1);
 }
+
+#[test]
+fn an_unconfirmed_send_keeps_its_client_message_id_and_the_retry_reconciles_first() {
+    let mut sim = Sim::new();
+    let (alice, bob) = alice_and_bob_in_t(&mut sim);
+    // The site stores the message but its answer is lost.
+    sim.site.unconfirm_next = 1;
+    let send = json!({"type": "send_message", "threadId": "T", "message": "once", "clientMessageId": "c-1", "requestId": 1});
+    sim.send(alice, send.clone());
+    sim.drive();
+    assert!(
+        sim.expect_error(alice, "send_unconfirmed", Some(1)),
+        "retryable"
+    );
+    assert_eq!(sim.take(bob), [], "nothing delivered while unknown");
+    assert_eq!(sim.site.stored.len(), 1);
+
+    sim.send(alice, send);
+    sim.drive();
+    assert_eq!(
+        sim.take_json(alice),
+        [
+            json!({"type": "message", "id": "1", "threadId": "T", "senderId": "alice",
+                   "message": "once", "sentAt": SENT_AT, "clientMessageId": "c-1"}),
+            json!({"type": "ack", "clientMessageId": "c-1", "id": "1", "threadId": "T", "requestId": 1}),
+        ]
+    );
+    assert_eq!(sim.kinds(bob), ["message"]);
+    assert_eq!(sim.site.stored.len(), 1, "the retry found it: one copy");
+    let reconciling = sim.site.requests.iter().filter(|(_, r)| {
+        matches!(
+            r,
+            crate::api::ApiRequest::Send {
+                unconfirmed_since: Some(_),
+                ..
+            }
+        )
+    });
+    assert_eq!(
+        reconciling.count(),
+        1,
+        "the retry asked the site to look first"
+    );
+}
+
+#[test]
+fn a_failed_retry_of_an_unconfirmed_send_stays_unconfirmed() {
+    let mut sim = Sim::new();
+    let (alice, _bob) = alice_and_bob_in_t(&mut sim);
+    sim.site.unconfirm_next = 1;
+    let send = json!({"type": "send_message", "threadId": "T", "message": "once", "clientMessageId": "c-1", "requestId": 1});
+    sim.send(alice, send.clone());
+    sim.drive();
+    assert!(sim.expect_error(alice, "send_unconfirmed", Some(1)));
+    // The retry cannot reach the site: the first attempt may still be stored.
+    sim.fail_next("send", 1, SiteErrorKind::Unavailable, "connect");
+    sim.send(alice, send.clone());
+    sim.drive();
+    assert!(sim.expect_error(alice, "send_unconfirmed", Some(1)));
+    sim.send(alice, send);
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["message", "ack"]);
+    assert_eq!(sim.site.stored.len(), 1);
+}
+
+#[test]
+fn a_reused_client_message_id_with_other_content_is_a_conflict() {
+    let mut sim = Sim::new();
+    let (alice, bob) = alice_and_bob_in_t(&mut sim);
+    sim.site_thread("U", &["alice", "bob"]);
+    let first = json!({"type": "send_message", "threadId": "T", "message": "first", "clientMessageId": "c-1", "requestId": 1});
+    sim.send(alice, first.clone());
+    sim.drive();
+    sim.clear();
+    for (rid, other) in [
+        (
+            2,
+            json!({"type": "send_message", "threadId": "T", "message": "second", "clientMessageId": "c-1", "requestId": 2}),
+        ),
+        (
+            3,
+            json!({"type": "send_message", "threadId": "U", "message": "first", "clientMessageId": "c-1", "requestId": 3}),
+        ),
+        (
+            4,
+            json!({"type": "send_message", "threadId": "T", "recipientId": "bob", "message": "first", "clientMessageId": "c-1", "requestId": 4}),
+        ),
+    ] {
+        sim.send(alice, other);
+        sim.drive();
+        assert!(
+            !sim.expect_error(alice, "idempotency_conflict", Some(rid)),
+            "not retryable"
+        );
+    }
+    sim.send(alice, first);
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["ack"], "the same send is still a retry");
+    assert_eq!(sim.take(bob), []);
+    assert_eq!(sim.api_count("send"), 1);
+}
+
+#[test]
+fn a_conflict_while_the_first_is_in_flight_is_answered_at_once() {
+    let mut sim = Sim::new();
+    let (alice, _bob) = alice_and_bob_in_t(&mut sim);
+    sim.site_latency("send", ms(300));
+    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "first", "clientMessageId": "c-1", "requestId": 1}));
+    sim.drive_for(ms(50));
+    sim.send(alice, json!({"type": "send_message", "threadId": "T", "message": "second", "clientMessageId": "c-1", "requestId": 2}));
+    sim.drive_for(ms(1));
+    assert!(!sim.expect_error(alice, "idempotency_conflict", Some(2)));
+    sim.drive();
+    assert_eq!(sim.kinds(alice), ["message", "ack"]);
+    assert_eq!(sim.api_count("send"), 1);
+}

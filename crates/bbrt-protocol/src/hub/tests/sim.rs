@@ -23,7 +23,8 @@ use crate::api::{
     ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
 };
 use crate::hub::{
-    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendReceipt,
+    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendFingerprint,
+    SendOutcome, SendReceipt,
 };
 use crate::ids::{
     ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, MessageId,
@@ -33,6 +34,9 @@ use crate::wire::{CloseCode, Limits, ServerMessage, decode};
 
 /// The fake site's `sentAt` for every message (wall-clock time is data, not a clock).
 pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
+
+/// The simulated coordinator's wall clock (Unix seconds) at the start.
+const SIM_UNIX_EPOCH: i64 = 1_800_000_000;
 
 /// Upper bound on steps in one `drive*` call; more means a livelock.
 const MAX_STEPS: usize = 100_000;
@@ -96,13 +100,23 @@ pub(crate) struct Site {
     pub(crate) real: bool,
     /// Every request, in order: (node, request).
     pub(crate) requests: Vec<(usize, ApiRequest)>,
+    /// Every message stored, in order.
+    pub(crate) stored: Vec<StoredMessage>,
+    /// The next sends are stored, then answered `Unconfirmed` (the answer was lost).
+    pub(crate) unconfirm_next: usize,
 }
 
 /// The simulated coordinator's state for one `clientMessageId`.
 #[derive(Debug, Clone)]
 enum Claim {
-    InFlight { until: Instant },
-    Done(SendReceipt),
+    InFlight {
+        until: Instant,
+    },
+    Done(SendReceipt, SendFingerprint),
+    Unconfirmed {
+        since: i64,
+        fingerprint: SendFingerprint,
+    },
 }
 
 /// The simulated coordinator (Redis in production).
@@ -123,6 +137,7 @@ enum Event {
         node: usize,
         id: ApiRequestId,
         request: ApiRequest,
+        token: Option<String>,
         failure: Option<SiteError>,
     },
     Coord {
@@ -144,6 +159,8 @@ pub(crate) struct Node {
     /// token → credential id, as the server's credential store does.
     store: HashMap<String, CredentialId>,
     tokens: HashMap<CredentialId, String>,
+    /// The connections holding each credential; the secret is forgotten with the last.
+    holders: HashMap<CredentialId, BTreeSet<ConnId>>,
 }
 
 /// The simulation. See the module docs.
@@ -165,6 +182,10 @@ pub(crate) struct Sim {
     next_credential: u64,
     /// Every Input handed to a Hub and every Output taken from one, `Debug`-printed.
     pub(crate) debug_log: Option<Vec<String>>,
+    /// Every `ReleaseCredential`, in order.
+    pub(crate) releases: Vec<(ConnId, CredentialId)>,
+    /// When each site request (`site.requests`, same order) was made.
+    pub(crate) request_times: Vec<Instant>,
 }
 
 impl Default for Sim {
@@ -209,6 +230,7 @@ impl Sim {
                     up: true,
                     store: HashMap::new(),
                     tokens: HashMap::new(),
+                    holders: HashMap::new(),
                 }
             })
             .collect();
@@ -234,6 +256,8 @@ impl Sim {
             next_conn: 0,
             next_credential: 0,
             debug_log: None,
+            releases: Vec::new(),
+            request_times: Vec::new(),
         }
     }
 
@@ -267,7 +291,7 @@ impl Sim {
                 user: None,
             },
         );
-        let credential = token.map(|t| self.credential(node, t));
+        let credential = token.map(|t| self.credential(node, conn, t));
         self.handle(
             node,
             Input::Open {
@@ -317,7 +341,7 @@ impl Sim {
                 let credential = frame
                     .message
                     .take_token()
-                    .map(|t| self.credential(node, t.expose()));
+                    .map(|t| self.credential(node, conn, t.expose()));
                 Input::Frame {
                     conn,
                     frame,
@@ -339,19 +363,58 @@ impl Sim {
                 client.user = Some(user.clone());
             }
             self.handle(node, Input::Close { conn });
+            self.release_all(node, conn);
         }
     }
 
-    /// The credential store: one id per (node, token).
-    fn credential(&mut self, node: usize, token: &str) -> CredentialId {
-        if let Some(id) = self.nodes[node].store.get(token) {
-            return *id;
-        }
-        self.next_credential += 1;
-        let id = CredentialId(self.next_credential);
-        self.nodes[node].store.insert(token.to_owned(), id);
-        self.nodes[node].tokens.insert(id, token.to_owned());
+    /// The credential store: one id per (node, token) while a connection holds it.
+    fn credential(&mut self, node: usize, conn: ConnId, token: &str) -> CredentialId {
+        let n = &mut self.nodes[node];
+        let id = match n.store.get(token) {
+            Some(id) => *id,
+            None => {
+                self.next_credential += 1;
+                let id = CredentialId(self.next_credential);
+                n.store.insert(token.to_owned(), id);
+                n.tokens.insert(id, token.to_owned());
+                id
+            }
+        };
+        n.holders.entry(id).or_default().insert(conn);
         id
+    }
+
+    /// `conn` no longer holds `id`; the last holder's release forgets the secret.
+    fn release(&mut self, node: usize, conn: ConnId, id: CredentialId) {
+        let n = &mut self.nodes[node];
+        let last = n.holders.get_mut(&id).is_some_and(|h| {
+            h.remove(&conn);
+            h.is_empty()
+        });
+        if last {
+            n.holders.remove(&id);
+            if let Some(token) = n.tokens.remove(&id) {
+                n.store.remove(&token);
+            }
+        }
+    }
+
+    /// A connection's end releases everything it held, as the server does.
+    fn release_all(&mut self, node: usize, conn: ConnId) {
+        let held: Vec<CredentialId> = self.nodes[node]
+            .holders
+            .iter()
+            .filter(|(_, h)| h.contains(&conn))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            self.release(node, conn, id);
+        }
+    }
+
+    /// Credentials the node's store holds (for leak checks).
+    pub(crate) fn credentials_held(&self, node: usize) -> usize {
+        self.nodes[node].tokens.len()
     }
 
     pub(crate) fn client(&self, conn: ConnId) -> &Client {
@@ -588,10 +651,22 @@ impl Sim {
                     client.closed
                 );
                 client.closed = Some(Closed::ByServer(code));
+                self.release_all(node, conn);
+            }
+            Output::ReleaseCredential { conn, credential } => {
+                self.releases.push((conn, credential));
+                self.release(node, conn, credential);
             }
             Output::Api { id, request } => {
                 let kind = request.name();
+                // Resolved now, as the server's executor does.
+                let token = request.credential().map(|c| {
+                    self.nodes[node].tokens.get(&c).cloned().unwrap_or_else(|| {
+                        panic!("the Hub used credential {c:?}, which no connection holds")
+                    })
+                });
                 self.site.requests.push((node, request.clone()));
+                self.request_times.push(self.now);
                 let failure = self
                     .site
                     .failures
@@ -609,6 +684,7 @@ impl Sim {
                         node,
                         id,
                         request,
+                        token,
                         failure,
                     },
                 );
@@ -769,11 +845,12 @@ impl Sim {
                 node,
                 id,
                 request,
+                token,
                 failure,
             } => {
                 let result = match failure {
                     Some(error) => Err(error),
-                    None => self.answer(node, &request),
+                    None => self.answer(&request, token),
                 };
                 self.handle(node, Input::ApiResult { id, result });
             }
@@ -791,14 +868,11 @@ impl Sim {
 
     // ----- the fake site -----
 
-    fn answer(&mut self, node: usize, request: &ApiRequest) -> Result<ApiResponse, SiteError> {
-        let token = request.credential().map(|c| {
-            self.nodes[node]
-                .tokens
-                .get(&c)
-                .cloned()
-                .unwrap_or_else(|| panic!("the Hub made up credential {c:?}"))
-        });
+    fn answer(
+        &mut self,
+        request: &ApiRequest,
+        token: Option<String>,
+    ) -> Result<ApiResponse, SiteError> {
         if let Some(token) = &token
             && self.site.revoked.contains(token)
         {
@@ -885,8 +959,20 @@ impl Sim {
                 thread,
                 recipients,
                 text,
+                unconfirmed_since,
                 ..
             } => {
+                if unconfirmed_since.is_some() {
+                    // Reconciliation: the earlier attempt's message, if it was stored.
+                    let found = self.site.stored.iter().rev().find(|m| {
+                        m.sender == *sender
+                            && m.text == *text
+                            && thread.as_ref().is_none_or(|t| m.thread == *t)
+                    });
+                    if let Some(found) = found {
+                        return Ok(ApiResponse::Stored(found.clone()));
+                    }
+                }
                 if text.trim().is_empty() {
                     return Err(SiteError::new(
                         SiteErrorKind::Invalid,
@@ -941,7 +1027,7 @@ impl Sim {
                     .entry(thread.clone())
                     .or_default()
                     .extend(participants.iter().cloned());
-                Ok(ApiResponse::Stored(StoredMessage {
+                let stored = StoredMessage {
                     id,
                     thread,
                     sender: sender.clone(),
@@ -949,7 +1035,17 @@ impl Sim {
                     html: None,
                     sent_at: SENT_AT.to_owned(),
                     participants,
-                }))
+                };
+                self.site.stored.push(stored.clone());
+                if self.site.unconfirm_next > 0 {
+                    self.site.unconfirm_next -= 1;
+                    return Err(SiteError::new(
+                        SiteErrorKind::Unconfirmed,
+                        "send_unconfirmed",
+                        "the answer was lost",
+                    ));
+                }
+                Ok(ApiResponse::Stored(stored))
             }
             ApiRequest::MarkRead { user, thread, .. } => {
                 if self
@@ -978,11 +1074,27 @@ impl Sim {
             CoordRequest::ClaimSend {
                 user,
                 client_message_id,
+                fingerprint,
             } => {
                 let key = (user.clone(), client_message_id.clone());
                 match self.coord.claims.get(&key) {
-                    Some(Claim::Done(receipt)) => CoordResponse::Done(receipt.clone()),
+                    Some(Claim::Done(_, f) | Claim::Unconfirmed { fingerprint: f, .. })
+                        if f != fingerprint =>
+                    {
+                        CoordResponse::Conflict
+                    }
+                    Some(Claim::Done(receipt, _)) => CoordResponse::Done(receipt.clone()),
                     Some(Claim::InFlight { until }) if *until > now => return None,
+                    Some(Claim::Unconfirmed { since, .. }) => {
+                        let since_unix_secs = *since;
+                        self.coord.claims.insert(
+                            key,
+                            Claim::InFlight {
+                                until: now + self.coord.claim_ttl,
+                            },
+                        );
+                        CoordResponse::Unconfirmed { since_unix_secs }
+                    }
                     _ => {
                         self.coord.claims.insert(
                             key,
@@ -997,12 +1109,25 @@ impl Sim {
             CoordRequest::FinishSend {
                 user,
                 client_message_id,
-                receipt,
+                fingerprint,
+                outcome,
             } => {
                 let key = (user.clone(), client_message_id.clone());
-                match receipt {
-                    Some(receipt) => self.coord.claims.insert(key, Claim::Done(receipt.clone())),
-                    None => self.coord.claims.remove(&key),
+                match outcome {
+                    SendOutcome::Stored(receipt) => {
+                        let done = Claim::Done(receipt.clone(), *fingerprint);
+                        self.coord.claims.insert(key, done)
+                    }
+                    SendOutcome::Unconfirmed { since_unix_secs } => {
+                        let now_unix = SIM_UNIX_EPOCH + (now - self.epoch).as_secs() as i64;
+                        let since = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
+                        let record = Claim::Unconfirmed {
+                            since,
+                            fingerprint: *fingerprint,
+                        };
+                        self.coord.claims.insert(key, record)
+                    }
+                    _ => self.coord.claims.remove(&key),
                 };
                 CoordResponse::Ok
             }

@@ -20,6 +20,10 @@ where
     s.parse().expect("valid id")
 }
 
+fn fingerprint(text: &str) -> SendFingerprint {
+    SendFingerprint::of(Some(&id("t1")), None, text)
+}
+
 fn prefix() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
@@ -167,6 +171,7 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
     let claim = || CoordRequest::ClaimSend {
         user: id("u:1"),
         client_message_id: id("c1"),
+        fingerprint: fingerprint("hi"),
     };
     assert_eq!(ca.request(claim()).await, CoordResponse::Claimed);
     let cb = Arc::new(cb);
@@ -186,7 +191,8 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
     let finish = CoordRequest::FinishSend {
         user: id("u:1"),
         client_message_id: id("c1"),
-        receipt: Some(receipt.clone()),
+        fingerprint: fingerprint("hi"),
+        outcome: SendOutcome::Stored(receipt.clone()),
     };
     assert_eq!(ca.request(finish).await, CoordResponse::Ok);
     let got = tokio::time::timeout(WAIT, waiter)
@@ -201,6 +207,7 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
     let other = CoordRequest::ClaimSend {
         user: id("u"),
         client_message_id: id("1:c1"),
+        fingerprint: fingerprint("hi"),
     };
     assert_eq!(cb.request(other).await, CoordResponse::Claimed);
 
@@ -208,12 +215,14 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
     let c2 = || CoordRequest::ClaimSend {
         user: id("u2"),
         client_message_id: id("c2"),
+        fingerprint: fingerprint("hi"),
     };
     assert_eq!(ca.request(c2()).await, CoordResponse::Claimed);
     let release = CoordRequest::FinishSend {
         user: id("u2"),
         client_message_id: id("c2"),
-        receipt: None,
+        fingerprint: fingerprint("hi"),
+        outcome: SendOutcome::Failed,
     };
     assert_eq!(ca.request(release).await, CoordResponse::Ok);
     assert_eq!(cb.request(c2()).await, CoordResponse::Claimed);
@@ -221,7 +230,8 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
     let release = CoordRequest::FinishSend {
         user: id("u2"),
         client_message_id: id("c2"),
-        receipt: None,
+        fingerprint: fingerprint("hi"),
+        outcome: SendOutcome::Failed,
     };
     assert_eq!(ca.request(release).await, CoordResponse::Ok);
     let mut short = options(SHARED, &p, "c");
@@ -233,6 +243,65 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
         CoordResponse::Unavailable,
         "still in flight on b"
     );
+}
+
+#[tokio::test]
+async fn an_unconfirmed_send_is_kept_for_its_retry_and_a_reused_id_is_a_conflict() {
+    let p = prefix();
+    let mut shared = options(SHARED, &p, "a");
+    shared.digester = SendDigester::from_secret(b"the same on every node");
+    let (_a, ca) = connect(shared.clone()).expect("valid options");
+    shared.node = id("b");
+    let (_b, cb) = connect(shared).expect("valid options");
+    wait_commands(&ca.status()).await;
+    wait_commands(&cb.status()).await;
+    let claim = |text: &str| CoordRequest::ClaimSend {
+        user: id("u1"),
+        client_message_id: id("c1"),
+        fingerprint: fingerprint(text),
+    };
+    let finish = |outcome| CoordRequest::FinishSend {
+        user: id("u1"),
+        client_message_id: id("c1"),
+        fingerprint: fingerprint("hi"),
+        outcome,
+    };
+    assert_eq!(ca.request(claim("hi")).await, CoordResponse::Claimed);
+    let unconfirmed = SendOutcome::Unconfirmed {
+        since_unix_secs: None,
+    };
+    let before = unix_now();
+    assert_eq!(ca.request(finish(unconfirmed)).await, CoordResponse::Ok);
+    assert_eq!(cb.request(claim("bye")).await, CoordResponse::Conflict);
+    let CoordResponse::Unconfirmed { since_unix_secs } = cb.request(claim("hi")).await else {
+        panic!("the retry, on another node, must reconcile first")
+    };
+    assert!(since_unix_secs >= before - 1);
+    let receipt = SendReceipt {
+        id: id::<MessageId>("m1"),
+        thread: id::<ThreadId>("t1"),
+    };
+    assert_eq!(
+        cb.request(finish(SendOutcome::Stored(receipt.clone())))
+            .await,
+        CoordResponse::Ok
+    );
+    assert_eq!(ca.request(claim("hi")).await, CoordResponse::Done(receipt));
+    assert_eq!(ca.request(claim("bye")).await, CoordResponse::Conflict);
+
+    // The record holds no text: only a keyed digest.
+    let mut conn = redis::Client::open(SHARED)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let value: String = redis::cmd("GET")
+        .arg(format!("{p}:idem:u1/c1"))
+        .query_async(&mut conn)
+        .await
+        .expect("the record");
+    assert!(value.contains("\"digest\""), "{value}");
+    assert!(!value.contains("hi"), "{value}");
 }
 
 #[tokio::test]
@@ -337,6 +406,7 @@ async fn without_redis_nothing_blocks_and_everything_is_counted() {
     let claim = CoordRequest::ClaimSend {
         user: id("u1"),
         client_message_id: id("c1"),
+        fingerprint: fingerprint("hi"),
     };
     let r = tokio::time::timeout(WAIT, ca.request(claim))
         .await
@@ -393,6 +463,7 @@ async fn after_redis_restarts_the_link_resubscribes_and_resynchronises() {
     let claim = CoordRequest::ClaimSend {
         user: id("u1"),
         client_message_id: id("c1"),
+        fingerprint: fingerprint("hi"),
     };
     assert_eq!(ca.request(claim.clone()).await, CoordResponse::Unavailable);
     a.publish(deliver("a", "{\"lost\":true}"));
