@@ -28,8 +28,13 @@ final class Settings {
 			'default'  => '',
 			'type'     => 'url',
 		),
-		'shared_secret'            => array(
-			'constant' => 'BBRT_SHARED_SECRET',
+		'ticket_keys'              => array(
+			'constant' => 'BBRT_TICKET_KEYS',
+			'default'  => '',
+			'type'     => 'secret',
+		),
+		'event_keys'               => array(
+			'constant' => 'BBRT_EVENT_KEYS',
 			'default'  => '',
 			'type'     => 'secret',
 		),

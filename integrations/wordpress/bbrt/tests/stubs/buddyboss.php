@@ -389,3 +389,13 @@ add_action(
 	},
 	5
 );
+
+/**
+ * BuddyBoss's moderation: whether a member is suspended (here a user meta the tests set;
+ * BuddyBoss keeps its own table). Suspension does not end the member's login sessions.
+ *
+ * @param int $user_id A user.
+ */
+function bp_moderation_is_user_suspended( $user_id ) {
+	return (bool) get_user_meta( $user_id, 'bbrt_test_suspended', true );
+}
