@@ -49,6 +49,7 @@ final class Admin {
 		add_settings_section( 'bbrt_main', __( 'Connection and features', 'bbrt' ), '__return_false', self::PAGE );
 		$labels = array(
 			'url'                      => __( 'bbrt URL', 'bbrt' ),
+			'events_url'               => __( 'Events URL (default: the bbrt URL + /site/events)', 'bbrt' ),
 			'ticket_keys'              => __( 'Ticket keys', 'bbrt' ),
 			'event_keys'               => __( 'Event keys', 'bbrt' ),
 			'feature_idempotent_sends' => __( 'Sends stored exactly once', 'bbrt' ),

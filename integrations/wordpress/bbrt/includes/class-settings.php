@@ -28,6 +28,11 @@ final class Settings {
 			'default'  => '',
 			'type'     => 'url',
 		),
+		'events_url'               => array(
+			'constant' => 'BBRT_EVENTS_URL',
+			'default'  => '',
+			'type'     => 'url',
+		),
 		'ticket_keys'              => array(
 			'constant' => 'BBRT_TICKET_KEYS',
 			'default'  => '',
