@@ -305,7 +305,7 @@ final class Events {
 					'new_thread'        => isset( self::$new_threads[ (int) $message->id ] ),
 					'subject'           => (string) $message->subject,
 					'content'           => (string) $message->message,
-					'date_sent'         => mysql_to_rfc3339( (string) $message->date_sent ),
+					'date_sent'         => gmdate( 'Y-m-d\\TH:i:s\\Z', (int) strtotime( $message->date_sent . ' UTC' ) ),
 					'client_message_id' => self::client_key( (int) $message->id ),
 					'participants'      => $participants,
 					'unread'            => self::unread( $thread_id, array_values( array_diff( $participants, array( $sender_id ) ) ) ),
