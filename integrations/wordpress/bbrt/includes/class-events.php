@@ -278,6 +278,22 @@ final class Events {
 	}
 
 	/**
+	 * The text as BuddyBoss's REST message object gives it (`prepare_message_for_response`):
+	 * `raw` is plain text, `rendered` the HTML after its display filters.
+	 *
+	 * @param object $message BP_Messages_Message.
+	 * @return array{raw: string, rendered: string}
+	 */
+	private static function message_text( $message ): array {
+		$stored   = (string) $message->message;
+		$rendered = (string) apply_filters( 'bp_get_the_thread_message_content', $stored, (int) $message->id );
+		return array(
+			'raw'      => wp_strip_all_tags( $stored ),
+			'rendered' => (string) preg_replace( '#(<p></p>)#', '<p><br></p>', $rendered ),
+		);
+	}
+
+	/**
 	 * `messages_message_new_thread_save`: marks the message as a thread's first.
 	 *
 	 * @param object $message BP_Messages_Message.
@@ -303,8 +319,11 @@ final class Events {
 					'message_id'        => (int) $message->id,
 					'sender_id'         => $sender_id,
 					'new_thread'        => isset( self::$new_threads[ (int) $message->id ] ),
-					'subject'           => (string) $message->subject,
-					'content'           => (string) $message->message,
+					'subject'           => array(
+						'raw'      => (string) $message->subject,
+						'rendered' => (string) apply_filters( 'bp_get_message_thread_subject', (string) $message->subject ),
+					),
+					'message'           => self::message_text( $message ),
 					'date_sent'         => gmdate( 'Y-m-d\\TH:i:s\\Z', (int) strtotime( $message->date_sent . ' UTC' ) ),
 					'client_message_id' => self::client_key( (int) $message->id ),
 					'participants'      => $participants,

@@ -174,7 +174,8 @@ final class EventsTest extends TestCase {
 		$this->assertSame( 'message.sent', $events[0]['type'] );
 		$this->assertMatchesRegularExpression( '/^[0-9a-f]{32}$/', $events[0]['id'] );
 		$data = $events[0]['data'];
-		$this->assertSame( array( 'thread_id', 'message_id', 'sender_id', 'new_thread', 'subject', 'content', 'date_sent', 'client_message_id', 'participants', 'unread' ), array_keys( $data ) );
+		$this->assertSame( array( 'thread_id', 'message_id', 'sender_id', 'new_thread', 'subject', 'message', 'date_sent', 'client_message_id', 'participants', 'unread' ), array_keys( $data ) );
+		$this->assertSame( array( 'raw' => 'three', 'rendered' => 'three' ), $data['subject'] );
 		$this->assertSame( $thread, $data['thread_id'] );
 		$this->assertTrue( $data['new_thread'] );
 		$this->assertSame( $alice, $data['sender_id'] );
@@ -186,12 +187,13 @@ final class EventsTest extends TestCase {
 
 		// A reply through bbrt's route: BuddyBoss's counts, and bbrt's key so it knows its own.
 		$key      = self::unique( 'k' );
-		$response = self::send( $bob, array( 'id' => $thread, 'message' => 'a reply', 'client_message_id' => $key ) );
+		$response = self::send( $bob, array( 'id' => $thread, 'message' => '<b>a</b> reply', 'client_message_id' => $key ) );
 		$this->assertSame( 200, $response->get_status() );
 		// Nothing is sent while the request runs: the event waits for the last shutdown hook.
 		$this->assertSame( PHP_INT_MAX, has_action( 'shutdown', array( Events::class, 'send_queued' ) ) );
 		list( $event ) = Events::take();
 		$this->assertFalse( $event['data']['new_thread'] );
+		$this->assertSame( array( 'raw' => 'a reply', 'rendered' => '<b>a</b> reply' ), $event['data']['message'], 'raw is plain text (the stand-in has no display filters)' );
 		$this->assertSame( (int) $response->get_headers()['X-BBRT-Message-Id'], $event['data']['message_id'] );
 		$this->assertSame( $key, $event['data']['client_message_id'] );
 		$this->assertSame( array( $alice, $carol ), array_column( $event['data']['unread'], 'user_id' ) );
