@@ -41,6 +41,7 @@ if ( Settings::feature( 'app_passwords' ) ) {
 }
 
 add_action( 'plugins_loaded', __NAMESPACE__ . '\\load_textdomain' );
+// At load for the same reason: X-BBRT-Session must resolve before BuddyBoss asks on `init`.
 Site_Credential::register();
 add_action( 'rest_api_init', array( Messages_Route::class, 'register' ) );
 add_action( 'rest_api_init', array( Tickets::class, 'register' ) );

@@ -201,6 +201,13 @@ final class TicketTest extends TestCase {
 		$this->assertSame( 200, $me['status'], wp_json_encode( $me['body'] ) );
 		$this->assertSame( self::uid( 'alice' ), $me['body']['id'] );
 
+		// A send as alice: resolved before BuddyBoss caches the current user on `init`.
+		$text = self::unique( 'by credential' );
+		$sent = self::http( 'POST', '/bbrt/v1/messages', null, array( 'id' => self::alice_bob_thread(), 'message' => $text, 'client_message_id' => self::unique( 'k' ) ), array( Site_Credential::HEADER => $credential ) );
+		$this->assertSame( 200, $sent['status'], wp_json_encode( $sent['body'] ) );
+		$this->assertSame( self::uid( 'alice' ), $sent['body']['current_user'] );
+		$this->assertSame( 1, self::stored_count( $text ) );
+
 		// Logging out on the site destroys the session the credential is bound to.
 		WP_Session_Tokens::get_instance( self::uid( 'alice' ) )->destroy( $login['token'] );
 		$me = self::me( $credential );
