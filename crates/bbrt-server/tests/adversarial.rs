@@ -49,21 +49,7 @@ impl Raw {
     }
 
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [1u8, 2, 3, 4];
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
+        common::client_frame(fin, opcode, payload)
     }
 
     async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {

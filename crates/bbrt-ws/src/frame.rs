@@ -567,6 +567,29 @@ pub fn put_header(out: &mut BytesMut, opcode: u8, len: usize) {
     }
 }
 
+/// A whole client frame, masked with `mask`: what a client (or a test playing one) sends.
+/// The server never masks; this is the one encoder of the client side, so tests, fuzz
+/// targets and Rust clients do not each write their own.
+pub fn client_frame(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + payload.len());
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    unmask(&mut out[start..], mask);
+    out
+}
+
 /// A whole close frame: code and reason (the reason is cut to fit 125 bytes).
 pub fn close_frame(code: u16, reason: &str) -> BytesMut {
     let mut reason = reason;
@@ -599,23 +622,7 @@ mod tests {
 
     /// A masked client frame.
     fn client(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xFA, 0x21, 0x3D];
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&mask);
-        let mut p = payload.to_vec();
-        unmask(&mut p, mask);
-        out.extend_from_slice(&p);
-        out
+        client_frame(fin, opcode, [0x37, 0xFA, 0x21, 0x3D], payload)
     }
 
     #[derive(Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use bbrt_ws::frame::{
     FrameError, FrameReader, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
-    WsEvent, unmask,
+    WsEvent, client_frame,
 };
 use proptest::prelude::*;
 
@@ -70,22 +70,7 @@ fn run(max: usize, bytes: &[u8], cuts: &[usize], close_at: Option<usize>) -> Out
 }
 
 fn client(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    let mut p = payload.to_vec();
-    unmask(&mut p, mask);
-    out.extend_from_slice(&p);
-    out
+    client_frame(fin, opcode, mask, payload)
 }
 
 /// Mostly well-formed frames, with some of every kind of mistake.

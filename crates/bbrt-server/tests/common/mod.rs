@@ -307,21 +307,7 @@ pub async fn raw_websocket(addr: std::net::SocketAddr, recv_buffer: Option<u32>)
 
 /// A masked client frame.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    bbrt_ws::frame::client_frame(fin, opcode, [1, 2, 3, 4], payload)
 }
 
 /// The value of metric line `name` (labels included) in a `/metrics` body.
