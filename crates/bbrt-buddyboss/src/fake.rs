@@ -918,13 +918,18 @@ async fn handle(
         Some(Fault::Slow(d)) => Some(tokio::time::Instant::now() + d),
         _ => paused_until.filter(|at| *at > tokio::time::Instant::now()),
     };
-    if let Some(at) = wait_until {
+    let slow_store = matches!(fault, Some(Fault::SlowStore(_)));
+    if wait_until.is_some() || slow_store {
         // Detached, so the work is done even when the client stops waiting.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = Arc::clone(&shared);
+        let fault = fault.filter(|_| slow_store);
         tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let _ = tx.send(perform(&shared, &method, &route, &query, &body, &headers, None).await);
+            if let Some(at) = wait_until {
+                tokio::time::sleep_until(at).await;
+            }
+            let _ =
+                tx.send(perform(&shared, &method, &route, &query, &body, &headers, fault).await);
         });
         return match rx.await {
             Ok((answer, unread, authenticated)) => respond(answer, unread, authenticated),

@@ -101,7 +101,7 @@ use async_trait::async_trait;
 use bbrt_protocol::api::{
     ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
 };
-use bbrt_protocol::ids::{ThreadId, UserId};
+use bbrt_protocol::ids::{ClientMessageId, ThreadId, UserId};
 
 pub use credential::{AuthScheme, Credential};
 pub use error::BuddyBossError;
@@ -149,6 +149,35 @@ pub trait BuddyBoss: Send + Sync + 'static {
         recipients: &[UserId],
         text: &str,
     ) -> Result<StoredMessage, BuddyBossError>;
+
+    /// Stores `text` for a send that may carry the client's idempotency key
+    /// (`client_message_id`) and may follow an earlier attempt whose outcome is unknown
+    /// (`unconfirmed_since`); what [`perform`] calls. The default ignores the key and calls
+    /// [`BuddyBoss::send_again`] or [`BuddyBoss::send`]; [`HttpBuddyBoss`] posts to bbrt's
+    /// companion plugin with the key when the site has it.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with_key(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        client_message_id: Option<&ClientMessageId>,
+        unconfirmed_since: Option<i64>,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let _ = client_message_id;
+        match unconfirmed_since {
+            Some(since) => {
+                self.send_again(credential, sender, thread, recipients, text, since)
+                    .await
+            }
+            None => {
+                self.send(credential, sender, thread, recipients, text)
+                    .await
+            }
+        }
+    }
 
     /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
     /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
@@ -257,23 +286,17 @@ pub async fn perform(
             ..
         } => {
             tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            let stored = match unconfirmed_since {
-                Some(since) => {
-                    site.send_again(
-                        credential,
-                        sender,
-                        thread.as_ref(),
-                        recipients,
-                        text,
-                        *since,
-                    )
-                    .await
-                }
-                None => {
-                    site.send(credential, sender, thread.as_ref(), recipients, text)
-                        .await
-                }
-            };
+            let stored = site
+                .send_with_key(
+                    credential,
+                    sender,
+                    thread.as_ref(),
+                    recipients,
+                    text,
+                    client_message_id.as_ref(),
+                    *unconfirmed_since,
+                )
+                .await;
             stored.map(ApiResponse::Stored)
         }
         ApiRequest::MarkRead { user, thread, .. } => site
