@@ -137,7 +137,8 @@ pub struct Config {
     /// `bbrt_send_in_progress`). Each retry carries the same key, so the site answers the
     /// stored message instead of storing another. Default 3.
     pub keyed_send_attempts: u32,
-    /// The longest `Retry-After` honoured between keyed attempts. Default 5 s.
+    /// The longest `Retry-After` honoured between keyed attempts (the plugin asks for
+    /// 1 s). Default 2 s.
     pub max_retry_after: Duration,
     /// Largest response body accepted. Default 4 MiB.
     pub max_response_bytes: usize,
@@ -164,7 +165,7 @@ impl Config {
             reconcile_delay: Duration::from_secs(1),
             reconcile_settle: Duration::from_secs(30),
             keyed_send_attempts: 3,
-            max_retry_after: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(2),
             max_response_bytes: 4 << 20,
             user_agent: concat!("bbrt/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -944,10 +945,13 @@ impl BuddyBoss for HttpBuddyBoss {
                 let post = self.config.request_timeout + reconcile;
                 // With the plugin a send is keyed attempts; it may fall back to the
                 // BuddyBoss route below when the plugin went away.
+                // With the plugin (or before it is known): reading the index, then keyed
+                // attempts, or one 404 and BuddyBoss's route when the plugin went away.
                 let post = if self.plugin.load(Ordering::Relaxed) == PLUGIN_ABSENT {
                     post
                 } else {
-                    self.keyed_deadline() + post
+                    let timeout = self.config.request_timeout;
+                    timeout + self.keyed_deadline().max(timeout + post)
                 };
                 // A retry of an unconfirmed send looks first, then posts.
                 let look_first = if unconfirmed_since.is_some() {
