@@ -578,8 +578,7 @@ async fn with_the_plugin_a_restarted_server_without_redis_still_stores_once() {
     let server = Server::start(cfg).await;
     common::site_probed(&server).await;
     let mut alice = joined(&server, "alice-token", "2", thread).await;
-    let again = until_acked(&mut alice, &send).await;
-    assert_eq!(first["id"], again["id"]);
+    // Other text first: only the site knows the key now.
     alice
         .send(
             json!({"type": "send_message", "threadId": thread, "message": "other",
@@ -592,5 +591,7 @@ async fn with_the_plugin_a_restarted_server_without_redis_still_stores_once() {
         (Some("idempotency_conflict"), Some(false)),
         "{e}"
     );
+    let again = until_acked(&mut alice, &send).await;
+    assert_eq!(first["id"], again["id"]);
     assert_eq!(site.messages(thread).len(), 2, "one copy, nothing else");
 }
