@@ -14,7 +14,8 @@
 //!
 //! What it does not do: it never sees a WebSocket, a connection or a frame; it keeps no
 //! participant cache (the Hub owns that) and no message store (the site is the system of
-//! record); it never retries a write, never sends `sender_id`, never validates a JWT
+//! record); it never retries a write except a keyed send to bbrt's plugin (which the site
+//! deduplicates), never sends `sender_id`, never validates a JWT
 //! locally (the site does, when the credential is presented) and holds no admin
 //! credential. Serializing sends per (user, thread) is the caller's job; reconciliation
 //! below relies on it.
@@ -84,6 +85,16 @@
 //! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
 //! retry says so ([`BuddyBoss::send_again`]): it looks for the message again first, and
 //! posts only once the site had [`Config::reconcile_settle`] to store the first one.
+//!
+//! # bbrt's WordPress plugin
+//!
+//! When the site's API index lists `bbrt/v1` (`integrations/wordpress/bbrt/`), a send goes
+//! to its idempotent `POST bbrt/v1/messages` with `client_message_id` (the client's
+//! `clientMessageId`, or a random key made here), and an unknown outcome is posted again
+//! with the same key instead of being reconciled: the site answers the stored message
+//! (named by `X-BBRT-Message-Id`) or `409 bbrt_send_in_progress`. With the plugin a
+//! message is stored once per key; `docs/wordpress.md` ("What bbrt does with the route")
+//! has the whole protocol.
 #![warn(missing_docs)]
 
 mod credential;
