@@ -496,8 +496,8 @@ impl FakeSite {
         self.state().no_rest_api = status;
     }
 
-    /// Activates (or deactivates) bbrt's companion plugin: its namespace `bbrt/v1` in the
-    /// API root and its idempotent `POST bbrt/v1/messages`, with the semantics of
+    /// Activates (or deactivates) bbrt's companion plugin: its namespace `bbrt/v1` and its
+    /// route `/bbrt/v1/messages` in the API root, and that idempotent `POST bbrt/v1/messages`, with the semantics of
     /// `docs/wordpress.md` ("The route"). Off (the default), the route answers 404
     /// `rest_no_route`. The key table survives deactivation, as the plugin's does.
     pub fn set_plugin(&self, on: bool) {
@@ -1417,7 +1417,11 @@ fn route_request(
             "url": SITE,
             "namespaces": s.namespaces,
             "authentication": {"application-passwords": {"endpoints": {}}},
-            "routes": {},
+            "routes": if s.plugin {
+                json!({ "/bbrt/v1": {"namespace": PLUGIN_NAMESPACE}, "/bbrt/v1/messages": {"namespace": PLUGIN_NAMESPACE, "methods": ["POST"]} })
+            } else {
+                json!({})
+            },
         })),
         ("GET", ["wp", "v2", "users", "me"]) => users_me(s, caller),
         ("GET", ["buddyboss", "v1", "messages"]) => list_threads(s, query, caller),

@@ -247,3 +247,18 @@ async fn without_a_probe_the_first_send_reads_the_index() {
     send(&bb, t, "second", None, None).await.expect("stored");
     assert_eq!(site.count("GET", "/"), 1, "remembered");
 }
+
+#[tokio::test]
+async fn the_namespace_without_the_send_route_is_not_the_plugin() {
+    // The plugin with its sends feature off still has `bbrt/v1` (its ticket route).
+    let site = seeded().await;
+    site.set_namespaces(&["oembed/1.0", "buddyboss/v1", "wp/v2", "bbrt/v1"]);
+    let bb = client_at(&site.api_root(), |_| {});
+    bb.probe().await.expect("healthy");
+    let (t, _) = site.create_thread(2, &[3], "hello");
+    send(&bb, t, "plain", Some(&key("k-n")), None)
+        .await
+        .expect("stored");
+    assert_eq!(site.count("POST", "/bbrt/v1/messages"), 0);
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 1);
+}

@@ -11,11 +11,13 @@ require_once __DIR__ . '/includes/class-settings.php';
 require_once __DIR__ . '/includes/class-send-keys.php';
 require_once __DIR__ . '/includes/class-messages-route.php';
 require_once __DIR__ . '/includes/app-passwords.php';
+require_once __DIR__ . '/includes/class-events.php';
 
 \Bbrt\Send_Keys::deactivate();
 \Bbrt\Send_Keys::drop();
 delete_option( \Bbrt\Settings::OPTION );
 delete_option( \Bbrt\App_Passwords::TOO_LATE_OPTION );
+delete_transient( \Bbrt\Events::PAUSE_TRANSIENT );
 
 global $wpdb;
 $bbrt_meta_table = $wpdb->base_prefix . 'bp_messages_meta';

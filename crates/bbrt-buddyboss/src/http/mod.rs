@@ -182,8 +182,9 @@ impl Config {
 /// (mark read). Ids must be numeric: anything else is [`BuddyBossError::Invalid`]
 /// `invalid_id` without a request.
 ///
-/// With bbrt's companion plugin on the site (`bbrt/v1` in the API root's `namespaces`,
-/// seen by [`BuddyBoss::probe`], or read before a send when not known yet), sends go to
+/// With bbrt's companion plugin's send route on the site (`/bbrt/v1/messages` in the API
+/// root's `routes`, seen by [`BuddyBoss::probe`], or read before a send when not known
+/// yet), sends go to
 /// its idempotent `POST bbrt/v1/messages` instead, with `client_message_id`: the client's
 /// `clientMessageId`, or a random key made here. An unknown outcome is retried with the
 /// same key (the site answers the stored message), never reconciled by reading the
@@ -207,16 +208,22 @@ const PLUGIN_UNKNOWN: u8 = 0;
 const PLUGIN_ABSENT: u8 = 1;
 const PLUGIN_PRESENT: u8 = 2;
 
-/// The companion plugin's REST namespace and send route.
-const PLUGIN_NAMESPACE: &str = "bbrt/v1";
+/// The companion plugin's send route, as bbrt posts to it and as the API index names it.
 const PLUGIN_SEND_ROUTE: &str = "bbrt/v1/messages";
+const PLUGIN_SEND_ROUTE_KEY: &str = "/bbrt/v1/messages";
 
-/// Whether an API root index lists the companion plugin's namespace; `None` when the
-/// body is not an index.
+/// Whether an API root index lists the companion plugin's send route (a key of
+/// `routes`; the `bbrt/v1` namespace alone may hold only the plugin's other routes, with
+/// its sends feature off); `None` when the body is not an index.
 fn lists_plugin(index: &[u8]) -> Option<bool> {
     let index: serde_json::Value = serde_json::from_slice(index).ok()?;
-    let namespaces = index.get("namespaces")?.as_array()?;
-    Some(namespaces.iter().any(|n| n == PLUGIN_NAMESPACE))
+    index.get("namespaces")?.as_array()?;
+    Some(
+        index
+            .get("routes")
+            .and_then(serde_json::Value::as_object)
+            .is_some_and(|routes| routes.contains_key(PLUGIN_SEND_ROUTE_KEY)),
+    )
 }
 
 /// A send key for a send whose client gave none: 128 random bits, so unique across

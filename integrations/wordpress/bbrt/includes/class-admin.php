@@ -49,7 +49,9 @@ final class Admin {
 		add_settings_section( 'bbrt_main', __( 'Connection and features', 'bbrt' ), '__return_false', self::PAGE );
 		$labels = array(
 			'url'                      => __( 'bbrt URL', 'bbrt' ),
-			'shared_secret'            => __( 'Shared secret', 'bbrt' ),
+			'events_url'               => __( 'Events URL (default: the bbrt URL + /site/events)', 'bbrt' ),
+			'ticket_keys'              => __( 'Ticket keys', 'bbrt' ),
+			'event_keys'               => __( 'Event keys', 'bbrt' ),
 			'feature_idempotent_sends' => __( 'Sends stored exactly once', 'bbrt' ),
 			'feature_app_passwords'    => __( 'Application Passwords fix', 'bbrt' ),
 			'key_retention_days'       => __( 'Keep send keys for (days)', 'bbrt' ),

@@ -28,8 +28,18 @@ final class Settings {
 			'default'  => '',
 			'type'     => 'url',
 		),
-		'shared_secret'            => array(
-			'constant' => 'BBRT_SHARED_SECRET',
+		'events_url'               => array(
+			'constant' => 'BBRT_EVENTS_URL',
+			'default'  => '',
+			'type'     => 'url',
+		),
+		'ticket_keys'              => array(
+			'constant' => 'BBRT_TICKET_KEYS',
+			'default'  => '',
+			'type'     => 'secret',
+		),
+		'event_keys'               => array(
+			'constant' => 'BBRT_EVENT_KEYS',
 			'default'  => '',
 			'type'     => 'secret',
 		),

@@ -26,7 +26,7 @@ final class SettingsTest extends TestCase {
 			Settings::sanitize_option(
 				array(
 					'url'                => 'https://rt.example/ ',
-					'shared_secret'      => 's3cret',
+					'ticket_keys'      => 's3cret',
 					'key_retention_days' => '1000',
 				)
 			)
@@ -34,14 +34,14 @@ final class SettingsTest extends TestCase {
 		$this->assertSame( 'https://rt.example/', Settings::get( 'url' ) );
 		$this->assertSame( 365, Settings::get( 'key_retention_days' ) );
 		$this->assertFalse( Settings::feature( 'idempotent_sends' ), 'an unchecked box is off' );
-		$kept = Settings::sanitize_option( array( 'shared_secret' => '' ) );
-		$this->assertSame( 's3cret', $kept['shared_secret'], 'the page never prints the secret, so empty keeps it' );
+		$kept = Settings::sanitize_option( array( 'ticket_keys' => '' ) );
+		$this->assertSame( 's3cret', $kept['ticket_keys'], 'the page never prints the secret, so empty keeps it' );
 	}
 
 	public function test_the_admin_page_never_prints_the_secret_and_escapes(): void {
-		update_option( Settings::OPTION, array( 'shared_secret' => 'the-secret-"<b>', 'url' => 'https://rt.example/?a="b"' ) );
+		update_option( Settings::OPTION, array( 'ticket_keys' => 'the-secret-"<b>', 'url' => 'https://rt.example/?a="b"' ) );
 		ob_start();
-		\Bbrt\Admin::field( array( 'name' => 'shared_secret' ) );
+		\Bbrt\Admin::field( array( 'name' => 'ticket_keys' ) );
 		\Bbrt\Admin::field( array( 'name' => 'url' ) );
 		\Bbrt\Admin::field( array( 'name' => 'feature_idempotent_sends' ) );
 		$html = (string) ob_get_clean();

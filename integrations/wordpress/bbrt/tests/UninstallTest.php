@@ -24,6 +24,7 @@ final class UninstallTest extends TestCase {
 		$id   = (int) $sent->get_headers()['X-BBRT-Message-Id'];
 		update_option( Settings::OPTION, array( 'url' => 'https://rt.example' ) );
 		Send_Keys::ensure_purge_scheduled();
+		set_transient( \Bbrt\Events::PAUSE_TRANSIENT, 1, 60 );
 
 		if ( ! defined( 'WP_UNINSTALL_PLUGIN' ) ) {
 			define( 'WP_UNINSTALL_PLUGIN', 'bbrt/bbrt.php' );
@@ -36,6 +37,7 @@ final class UninstallTest extends TestCase {
 			$this->assertFalse( get_option( $option ), $option );
 		}
 		$this->assertFalse( wp_next_scheduled( Send_Keys::PURGE_HOOK ) );
+		$this->assertFalse( get_transient( \Bbrt\Events::PAUSE_TRANSIENT ) );
 		$this->assertNull( bp_messages_get_meta( $id, Messages_Route::META_KEY ) );
 		$this->assertSame( 1, self::stored_count( $text ), 'the messages stay' );
 

@@ -66,3 +66,11 @@ add_action(
 	},
 	PHP_INT_MIN
 );
+
+// X-Bbrt-Test-Event-Timeout: seconds one event POST may take (the silent-bbrt tests).
+add_filter(
+	'bbrt_event_timeout',
+	static function ( $timeout ) {
+		return isset( $_SERVER['HTTP_X_BBRT_TEST_EVENT_TIMEOUT'] ) ? (float) $_SERVER['HTTP_X_BBRT_TEST_EVENT_TIMEOUT'] : $timeout;
+	}
+);

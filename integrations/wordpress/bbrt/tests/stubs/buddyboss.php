@@ -174,6 +174,7 @@ class BP_Messages_Message {
 				$wpdb->insert( $t->table_name_recipients, array( 'user_id' => $recipient, 'thread_id' => $this->thread_id, 'unread_count' => 1 ) );
 			}
 			$wpdb->insert( $t->table_name_recipients, array( 'user_id' => $this->sender_id, 'thread_id' => $this->thread_id ) );
+			do_action_ref_array( 'messages_message_new_thread_save', array( &$this ) );
 		} else {
 			$wpdb->query( $wpdb->prepare( "UPDATE {$t->table_name_recipients} SET unread_count = unread_count + 1, is_deleted = 0 WHERE thread_id = %d AND user_id != %d", $this->thread_id, $this->sender_id ) );
 		}
@@ -389,3 +390,35 @@ add_action(
 	},
 	5
 );
+
+/**
+ * BuddyBoss's moderation: whether a member is suspended (here a user meta the tests set;
+ * BuddyBoss keeps its own table). Suspension does not end the member's login sessions.
+ *
+ * @param int $user_id A user.
+ */
+function bp_moderation_is_user_suspended( $user_id ) {
+	return (bool) get_user_meta( $user_id, 'bbrt_test_suspended', true );
+}
+
+/**
+ * The member's unread messages over all their threads (BuddyBoss's inbox count).
+ *
+ * @param int $user_id A user.
+ */
+function messages_get_unread_count( $user_id = 0 ) {
+	global $wpdb;
+	$t = buddypress()->messages;
+	return (int) $wpdb->get_var( $wpdb->prepare( "SELECT SUM(unread_count) FROM {$t->table_name_recipients} WHERE user_id = %d AND is_deleted = 0", $user_id ) );
+}
+
+/**
+ * Group meta, reduced to `group_message_thread` (an option the tests set: group id => thread).
+ *
+ * @param int    $group_id A group.
+ * @param string $meta_key The key.
+ */
+function groups_get_groupmeta( $group_id, $meta_key = '' ) {
+	$threads = get_option( 'bbrt_test_group_threads', array() );
+	return 'group_message_thread' === $meta_key && isset( $threads[ $group_id ] ) ? $threads[ $group_id ] : '';
+}
