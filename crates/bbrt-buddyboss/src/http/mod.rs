@@ -954,11 +954,11 @@ impl BuddyBoss for HttpBuddyBoss {
                 // BuddyBoss route below when the plugin went away.
                 // With the plugin (or before it is known): reading the index, then keyed
                 // attempts, or one 404 and BuddyBoss's route when the plugin went away.
-                let post = if self.plugin.load(Ordering::Relaxed) == PLUGIN_ABSENT {
-                    post
-                } else {
-                    let timeout = self.config.request_timeout;
-                    timeout + self.keyed_deadline().max(timeout + post)
+                let timeout = self.config.request_timeout;
+                let post = match self.plugin.load(Ordering::Relaxed) {
+                    PLUGIN_ABSENT => post,
+                    PLUGIN_PRESENT => self.keyed_deadline().max(timeout + post),
+                    _ => timeout + self.keyed_deadline().max(timeout + post),
                 };
                 // A retry of an unconfirmed send looks first, then posts.
                 let look_first = if unconfirmed_since.is_some() {
