@@ -100,6 +100,8 @@ impl BuddyBossError {
     /// | `rest_not_logged_in`, `incorrect_password`, `invalid_username`, `invalid_email`, `application_passwords_disabled*`, `rest_cookie_invalid_nonce`, `jwt_auth_*` | unauthenticated |
     /// | `bp_rest_authorization_required` | unauthenticated on 401, forbidden otherwise |
     /// | `bp_rest_messages_empty_message`, `bp_rest_empty_recipients`, `bp_rest_bp_message_*`, `bp_rest_invalid_id`, `rest_invalid_param`, `rest_missing_callback_param`, `rest_invalid_json` | invalid |
+    /// | `idempotency_conflict` (bbrt's plugin: the key was used for another message) | invalid |
+    /// | `bbrt_send_in_progress`, `bbrt_store_unavailable` (bbrt's plugin) | unavailable |
     /// | `rest_no_route` | protocol (wrong API root, or the messages component is off) |
     /// | any other code | by status: 401 unauthenticated, 403 forbidden, 429 and 5xx unavailable, other 4xx invalid, anything else protocol |
     pub fn from_site(status: u16, code: &str, message: &str) -> Self {
@@ -120,7 +122,9 @@ impl BuddyBossError {
             | "bp_rest_invalid_id"
             | "rest_invalid_param"
             | "rest_missing_callback_param"
-            | "rest_invalid_json" => SiteErrorKind::Invalid,
+            | "rest_invalid_json"
+            | "idempotency_conflict" => SiteErrorKind::Invalid,
+            "bbrt_send_in_progress" | "bbrt_store_unavailable" => SiteErrorKind::Unavailable,
             c if c.starts_with("bp_rest_bp_message_") => SiteErrorKind::Invalid,
             "rest_no_route" => SiteErrorKind::Protocol,
             _ => kind_for_status(status),

@@ -18,8 +18,9 @@
 //!
 //! Routes, under `/wp-json/<route>` and `/?rest_route=/<route>` alike:
 //! `GET wp/v2/users/me`, `GET|POST buddyboss/v1/messages`,
-//! `GET buddyboss/v1/messages/{id}`, `POST buddyboss/v1/messages/action/{id}`; anything
-//! else is 404 `rest_no_route`.
+//! `GET buddyboss/v1/messages/{id}`, `POST buddyboss/v1/messages/action/{id}`, and, while
+//! bbrt's companion plugin is on ([`FakeSite::set_plugin`]), its idempotent
+//! `POST bbrt/v1/messages` (`docs/wordpress.md`); anything else is 404 `rest_no_route`.
 //!
 //! Credentials: `Authorization: Bearer` tokens, Application Passwords
 //! (`Authorization: Basic`, spaces in the password ignored, login or e-mail), the
@@ -68,6 +69,38 @@ pub enum Fault {
     /// done even if the client gave up meanwhile, as PHP goes on after a client's timeout:
     /// a slow write that stores the message after bbrt stopped waiting.
     Slow(Duration),
+    /// For the plugin's `POST bbrt/v1/messages` only: claim the key (a pending row),
+    /// then take this long before creating the message (the plugin's `slow_before`
+    /// window). Requests with the same key meanwhile wait, then answer 409
+    /// `bbrt_send_in_progress`.
+    SlowStore(Duration),
+    /// For the plugin's `POST bbrt/v1/messages` only: the key table cannot be read or
+    /// written; answer 503 `bbrt_store_unavailable` and store nothing.
+    KeyStoreDown,
+}
+
+/// The companion plugin's namespace (`integrations/wordpress/bbrt`).
+pub const PLUGIN_NAMESPACE: &str = "bbrt/v1";
+
+/// A row of the plugin's key table (`{prefix}bbrt_send_keys`).
+#[derive(Clone)]
+enum KeyRow {
+    /// A request owns the key and is creating the message.
+    Pending { fingerprint: String },
+    /// The key's message: (thread, message).
+    Complete {
+        fingerprint: String,
+        thread: u64,
+        message: u64,
+    },
+}
+
+impl KeyRow {
+    fn fingerprint(&self) -> &str {
+        match self {
+            Self::Pending { fingerprint } | Self::Complete { fingerprint, .. } => fingerprint,
+        }
+    }
 }
 
 /// A request the site received, without secrets.
@@ -150,6 +183,15 @@ struct State {
     /// REST API is not at this URL: plain permalinks, a wrong path).
     no_rest_api: Option<u16>,
     moderators: BTreeSet<u64>,
+    /// Whether the companion plugin is active (its route and namespace).
+    plugin: bool,
+    /// The plugin's key table: (sender, key) → row.
+    send_keys: HashMap<(u64, String), KeyRow>,
+    /// How long a request waits for a pending key before answering
+    /// `bbrt_send_in_progress` (the plugin's `bbrt_in_progress_wait_ms`).
+    in_progress_wait: Duration,
+    /// The (thread, message) the last successful create stored.
+    last_created: Option<(u64, u64)>,
 }
 
 impl State {
@@ -212,6 +254,7 @@ impl FakeSite {
                 namespaces: ["oembed/1.0", "buddyboss/v1", "wp/v2"]
                     .map(str::to_owned)
                     .to_vec(),
+                in_progress_wait: Duration::from_millis(2000),
                 ..State::default()
             }),
             in_flight: AtomicUsize::new(0),
@@ -451,6 +494,39 @@ impl FakeSite {
     /// where bbrt looks.
     pub fn set_no_rest_api(&self, status: Option<u16>) {
         self.state().no_rest_api = status;
+    }
+
+    /// Activates (or deactivates) bbrt's companion plugin: its namespace `bbrt/v1` and its
+    /// route `/bbrt/v1/messages` in the API root, and that idempotent `POST bbrt/v1/messages`, with the semantics of
+    /// `docs/wordpress.md` ("The route"). Off (the default), the route answers 404
+    /// `rest_no_route`. The key table survives deactivation, as the plugin's does.
+    pub fn set_plugin(&self, on: bool) {
+        let mut s = self.state();
+        s.plugin = on;
+        s.namespaces.retain(|n| n != PLUGIN_NAMESPACE);
+        if on {
+            s.namespaces.push(PLUGIN_NAMESPACE.to_owned());
+        }
+    }
+
+    /// How long a plugin request waits for another request creating the same key before
+    /// answering 409 `bbrt_send_in_progress` (default 2 s, as the plugin).
+    pub fn set_in_progress_wait(&self, wait: Duration) {
+        self.state().in_progress_wait = wait;
+    }
+
+    /// How many keys the plugin's table holds, pending or complete.
+    pub fn send_keys(&self) -> usize {
+        self.state().send_keys.len()
+    }
+
+    /// Every message stored on the site, in all threads.
+    pub fn message_count(&self) -> usize {
+        self.state()
+            .threads
+            .values()
+            .map(|t| t.messages.len())
+            .sum()
     }
 
     /// Reproduces BuddyBoss's Application-Password trap: while on, a `POST /messages`
@@ -822,14 +898,16 @@ async fn handle(
             b"<!DOCTYPE html><html><body><h1>A WordPress site</h1></body></html>".to_vec(),
         );
     }
-    let is_create = method == Method::POST && route == "/buddyboss/v1/messages";
+    let is_plugin_send = method == Method::POST && route == "/bbrt/v1/messages";
+    let is_create = is_plugin_send || (method == Method::POST && route == "/buddyboss/v1/messages");
     let (latency, fault, paused_until) = {
         let mut s = shared.state();
         s.log.push(entry);
-        let position = s
-            .faults
-            .iter()
-            .position(|f| *f != Fault::StoreThenHang || is_create);
+        let position = s.faults.iter().position(|f| match f {
+            Fault::StoreThenHang => is_create,
+            Fault::SlowStore(_) | Fault::KeyStoreDown => is_plugin_send,
+            _ => true,
+        });
         let fault = position.and_then(|i| s.faults.remove(i));
         (s.latency, fault, s.paused_until)
     };
@@ -840,13 +918,18 @@ async fn handle(
         Some(Fault::Slow(d)) => Some(tokio::time::Instant::now() + d),
         _ => paused_until.filter(|at| *at > tokio::time::Instant::now()),
     };
-    if let Some(at) = wait_until {
+    let slow_store = matches!(fault, Some(Fault::SlowStore(_)));
+    if wait_until.is_some() || slow_store {
         // Detached, so the work is done even when the client stops waiting.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = Arc::clone(&shared);
+        let fault = fault.filter(|_| slow_store);
         tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let _ = tx.send(perform(&shared, &method, &route, &query, &body, &headers));
+            if let Some(at) = wait_until {
+                tokio::time::sleep_until(at).await;
+            }
+            let _ =
+                tx.send(perform(&shared, &method, &route, &query, &body, &headers, fault).await);
         });
         return match rx.await {
             Ok((answer, unread, authenticated)) => respond(answer, unread, authenticated),
@@ -866,7 +949,7 @@ async fn handle(
     }
 
     let (answer, unread, authenticated) =
-        perform(&shared, &method, &route, &query, &body, &headers);
+        perform(&shared, &method, &route, &query, &body, &headers, fault).await;
     match fault {
         Some(Fault::StoreThenHang) => std::future::pending::<()>().await,
         Some(Fault::Truncated) => {
@@ -901,14 +984,21 @@ async fn handle(
 }
 
 /// Does the request: the answer, the caller's unread count, whether it authenticated.
-fn perform(
+/// `fault` is the fault this request drew (only the plugin's route reads it here).
+async fn perform(
     shared: &Shared,
     method: &Method,
     route: &str,
     query: &[(String, String)],
     body: &Bytes,
     headers: &HeaderMap,
+    fault: Option<Fault>,
 ) -> (Answer, u32, bool) {
+    let plugin_send =
+        method == Method::POST && route == "/bbrt/v1/messages" && shared.state().plugin;
+    if plugin_send {
+        return plugin_send_message(shared, body, headers, fault).await;
+    }
     let mut s = shared.state();
     match authenticate(&s, headers) {
         Err(a) => (a, 0, false),
@@ -919,6 +1009,265 @@ fn perform(
                 Caller::Anonymous => (0, false),
             };
             (answer, unread, authenticated)
+        }
+    }
+}
+
+/// `client_message_id`'s alphabet and length, as the plugin checks it (bbrt's
+/// `clientMessageId`).
+fn valid_send_key(key: &str) -> bool {
+    (1..=128).contains(&key.len())
+        && key.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'-')
+        })
+}
+
+/// The parameters that make two sends "the same": `id`, `message`, `subject`,
+/// `recipients` (as a sorted set), `send_at`.
+fn send_fingerprint(params: &Value) -> String {
+    let text = |name: &str| match params.get(name) {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let thread = match params.get("id") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(v)) => v.trim().parse().unwrap_or(0),
+        _ => 0,
+    };
+    let mut recipients = parse_id_list(params.get("recipients"));
+    recipients.sort_unstable();
+    json!([
+        thread,
+        text("message"),
+        text("subject"),
+        recipients,
+        text("send_at")
+    ])
+    .to_string()
+}
+
+fn with_param(mut a: Answer, name: &str, why: &str) -> Answer {
+    a.body["data"]["params"] = json!({ name: why });
+    a
+}
+
+/// The stored message of a complete key, as the plugin answers it: BuddyBoss's thread
+/// object in `edit` context, its page ending at that message.
+fn replay(s: &State, uid: u64, thread: u64, message: u64, replayed: bool) -> Answer {
+    match s.threads.get(&thread) {
+        Some(t) if is_participant(t, uid) => {
+            let mut a = Answer::ok(thread_json(s, t, uid, true, None, Some(message)));
+            a.headers.push(("x-bbrt-message-id", message.to_string()));
+            a.headers.push(("x-bbrt-replayed", replayed.to_string()));
+            a
+        }
+        _ => Answer::error(
+            403,
+            "bp_rest_authorization_required",
+            "Sorry, you are not allowed to perform this action.",
+        ),
+    }
+}
+
+fn in_progress() -> Answer {
+    let mut a = Answer::error(
+        409,
+        "bbrt_send_in_progress",
+        "Another request is storing this message. Try again shortly.",
+    );
+    a.body["data"]["retryable"] = json!(true);
+    a.headers.push(("retry-after", "1".into()));
+    a
+}
+
+/// The plugin's `POST bbrt/v1/messages` (`docs/wordpress.md`, "The route").
+async fn plugin_send_message(
+    shared: &Shared,
+    body: &Bytes,
+    headers: &HeaderMap,
+    fault: Option<Fault>,
+) -> (Answer, u32, bool) {
+    let params: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => {
+                let a = Answer::error(400, "rest_invalid_json", "Invalid JSON body passed.");
+                return (a, 0, false);
+            }
+        }
+    };
+    let key = match params.get("client_message_id") {
+        None | Some(Value::Null) => {
+            let mut a = Answer::error(
+                400,
+                "rest_missing_callback_param",
+                "Missing parameter(s): client_message_id",
+            );
+            a.body["data"]["params"] = json!(["client_message_id"]);
+            return (a, 0, false);
+        }
+        Some(Value::String(k)) if valid_send_key(k) => k.clone(),
+        Some(_) => {
+            let a = Answer::error(
+                400,
+                "rest_invalid_param",
+                "Invalid parameter(s): client_message_id",
+            );
+            return (
+                with_param(
+                    a,
+                    "client_message_id",
+                    "client_message_id is not a valid key.",
+                ),
+                0,
+                false,
+            );
+        }
+    };
+    if params.get("sender_id").is_some() {
+        let a = Answer::error(400, "rest_invalid_param", "Invalid parameter(s): sender_id");
+        return (
+            with_param(
+                a,
+                "sender_id",
+                "sender_id is not accepted: messages are sent as the authenticated user.",
+            ),
+            0,
+            false,
+        );
+    }
+    let fingerprint = send_fingerprint(&params);
+    let (uid, row) = {
+        let mut s = shared.state();
+        let caller = match authenticate(&s, headers) {
+            Err(a) => return (a, 0, false),
+            Ok(c) => c,
+        };
+        let Caller::User(uid, _) = caller else {
+            let a = Answer::error(
+                401,
+                "bp_rest_authorization_required",
+                "Sorry, you need to be logged in to create a message.",
+            );
+            return (a, 0, false);
+        };
+        let thread_id = match params.get("id") {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+            Some(Value::String(v)) => v.trim().parse().unwrap_or(0),
+            _ => 0,
+        };
+        if thread_id > 0
+            && !s
+                .threads
+                .get(&thread_id)
+                .is_some_and(|t| is_participant(t, uid))
+        {
+            let a = Answer::error(
+                403,
+                "bp_rest_authorization_required",
+                "Sorry, you are not allowed to perform this action.",
+            );
+            return (a, total_unread(&s, uid), true);
+        }
+        if fault == Some(Fault::KeyStoreDown) {
+            let mut a = Answer::error(
+                503,
+                "bbrt_store_unavailable",
+                "The message could not be stored right now. Try again shortly.",
+            );
+            a.body["data"]["retryable"] = json!(true);
+            return (a, total_unread(&s, uid), true);
+        }
+        let slot = (uid, key.clone());
+        match s.send_keys.get(&slot).cloned() {
+            Some(row) => (uid, Some(row)),
+            None => {
+                s.send_keys.insert(
+                    slot,
+                    KeyRow::Pending {
+                        fingerprint: fingerprint.clone(),
+                    },
+                );
+                (uid, None)
+            }
+        }
+    };
+    let slot = (uid, key);
+    let unread = |s: &State| total_unread(s, uid);
+    match row {
+        Some(row) if row.fingerprint() != fingerprint => {
+            let s = shared.state();
+            let a = Answer::error(
+                409,
+                "idempotency_conflict",
+                "This client_message_id was already used for another message.",
+            );
+            (a, unread(&s), true)
+        }
+        Some(KeyRow::Complete {
+            thread, message, ..
+        }) => {
+            let s = shared.state();
+            (replay(&s, uid, thread, message, true), unread(&s), true)
+        }
+        Some(KeyRow::Pending { .. }) => {
+            let wait = shared.state().in_progress_wait;
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                {
+                    let s = shared.state();
+                    match s.send_keys.get(&slot) {
+                        Some(KeyRow::Complete {
+                            thread, message, ..
+                        }) => {
+                            return (replay(&s, uid, *thread, *message, true), unread(&s), true);
+                        }
+                        Some(KeyRow::Pending { .. }) if tokio::time::Instant::now() < until => {}
+                        _ => return (in_progress(), unread(&s), true),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        None => {
+            if let Some(Fault::SlowStore(d)) = fault {
+                tokio::time::sleep(d).await;
+            }
+            let mut s = shared.state();
+            let mut create = params.clone();
+            if let Value::Object(m) = &mut create {
+                m.remove("client_message_id");
+            }
+            s.last_created = None;
+            let answer = create_message(
+                &mut s,
+                create.to_string().as_bytes(),
+                &Caller::User(uid, "plugin"),
+            );
+            match (answer.status == StatusCode::OK, s.last_created) {
+                (true, Some((thread, message))) => {
+                    s.send_keys.insert(
+                        slot,
+                        KeyRow::Complete {
+                            fingerprint,
+                            thread,
+                            message,
+                        },
+                    );
+                    let mut a = answer;
+                    a.headers.push(("x-bbrt-message-id", message.to_string()));
+                    a.headers.push(("x-bbrt-replayed", "false".into()));
+                    (a, unread(&s), true)
+                }
+                _ => {
+                    // A refused send frees its key, so a retry can try again.
+                    s.send_keys.remove(&slot);
+                    (answer, unread(&s), true)
+                }
+            }
         }
     }
 }
@@ -1068,7 +1417,11 @@ fn route_request(
             "url": SITE,
             "namespaces": s.namespaces,
             "authentication": {"application-passwords": {"endpoints": {}}},
-            "routes": {},
+            "routes": if s.plugin {
+                json!({ "/bbrt/v1": {"namespace": PLUGIN_NAMESPACE}, "/bbrt/v1/messages": {"namespace": PLUGIN_NAMESPACE, "methods": ["POST"]} })
+            } else {
+                json!({})
+            },
         })),
         ("GET", ["wp", "v2", "users", "me"]) => users_me(s, caller),
         ("GET", ["buddyboss", "v1", "messages"]) => list_threads(s, query, caller),
@@ -1175,7 +1528,14 @@ fn message_json(s: &State, thread: u64, m: &FakeMessage) -> Value {
 
 /// The thread object (`prepare_item_for_response`) for `caller`; `edit` keeps `raw` on
 /// the thread-level subject, excerpt and message (POST answers).
-fn thread_json(s: &State, t: &Thread, caller: u64, edit: bool, before: Option<i64>) -> Value {
+fn thread_json(
+    s: &State,
+    t: &Thread,
+    caller: u64,
+    edit: bool,
+    before: Option<i64>,
+    upto: Option<u64>,
+) -> Value {
     let latest = t.messages.last();
     let parts = |raw: &str, rendered: &str| {
         if edit {
@@ -1188,6 +1548,7 @@ fn thread_json(s: &State, t: &Thread, caller: u64, edit: bool, before: Option<i6
         .messages
         .iter()
         .filter(|m| before.is_none_or(|b| m.sent_at <= b))
+        .filter(|m| upto.is_none_or(|u| m.id <= u))
         .collect();
     let page: Vec<&FakeMessage> = eligible.iter().rev().take(10).rev().copied().collect();
     let next = if eligible.len() > page.len() {
@@ -1297,7 +1658,7 @@ fn get_thread(s: &State, id: u64, query: &[(String, String)], caller: &Caller) -
                 .iter()
                 .find(|(k, _)| k == "before")
                 .and_then(|(_, v)| parse_utc(v));
-            Answer::ok(thread_json(s, t, *uid, false, before))
+            Answer::ok(thread_json(s, t, *uid, false, before, None))
         }
         _ => Answer::error(403, "bp_rest_authorization_required", NOT_ALLOWED_THREAD),
     }
@@ -1356,7 +1717,7 @@ fn list_threads(s: &State, query: &[(String, String)], caller: &Caller) -> Answe
         .skip((page - 1) * per_page)
         .take(per_page)
         .map(|t| {
-            let mut v = thread_json(s, t, *uid, false, None);
+            let mut v = thread_json(s, t, *uid, false, None, None);
             if let Value::Object(m) = &mut v {
                 let ids: Vec<String> = t.rows.iter().map(|r| r.user.to_string()).collect();
                 m.insert("recipient_ids".into(), json!(ids));
@@ -1528,7 +1889,8 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
                 _ => "No Subject".into(),
             },
         );
-    store_message(s, target, uid, &subject, &message);
+    let stored = store_message(s, target, uid, &subject, &message);
+    s.last_created = Some((target, stored));
     if let Some(t) = s.threads.get_mut(&target) {
         for r in t.rows.iter_mut().filter(|r| r.user != uid) {
             r.unread += 1;
@@ -1537,7 +1899,7 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
     let Some(t) = s.threads.get(&target) else {
         return failed();
     };
-    let mut answer = Answer::ok(thread_json(s, t, uid, true, None));
+    let mut answer = Answer::ok(thread_json(s, t, uid, true, None, None));
     for name in [
         "bp_messages_send_to",
         "bp_messages_subject",
@@ -1599,7 +1961,7 @@ fn thread_action(s: &mut State, id: u64, body: &[u8], caller: &Caller) -> Answer
     let Some(t) = s.threads.get(&id) else {
         return Answer::error(403, "bp_rest_authorization_required", NOT_ALLOWED_THREAD);
     };
-    Answer::ok(thread_json(s, t, uid, false, None))
+    Answer::ok(thread_json(s, t, uid, false, None, None))
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //!
 //! What it does not do: it never sees a WebSocket, a connection or a frame; it keeps no
 //! participant cache (the Hub owns that) and no message store (the site is the system of
-//! record); it never retries a write, never sends `sender_id`, never validates a JWT
+//! record); it never retries a write except a keyed send to bbrt's plugin (which the site
+//! deduplicates), never sends `sender_id`, never validates a JWT
 //! locally (the site does, when the credential is presented) and holds no admin
 //! credential. Serializing sends per (user, thread) is the caller's job; reconciliation
 //! below relies on it.
@@ -84,6 +85,16 @@
 //! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
 //! retry says so ([`BuddyBoss::send_again`]): it looks for the message again first, and
 //! posts only once the site had [`Config::reconcile_settle`] to store the first one.
+//!
+//! # bbrt's WordPress plugin
+//!
+//! When the site's API index lists `bbrt/v1` (`integrations/wordpress/bbrt/`), a send goes
+//! to its idempotent `POST bbrt/v1/messages` with `client_message_id` (the client's
+//! `clientMessageId`, or a random key made here), and an unknown outcome is posted again
+//! with the same key instead of being reconciled: the site answers the stored message
+//! (named by `X-BBRT-Message-Id`) or `409 bbrt_send_in_progress`. With the plugin a
+//! message is stored once per key; `docs/wordpress.md` ("What bbrt does with the route")
+//! has the whole protocol.
 #![warn(missing_docs)]
 
 mod credential;
@@ -101,7 +112,7 @@ use async_trait::async_trait;
 use bbrt_protocol::api::{
     ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
 };
-use bbrt_protocol::ids::{ThreadId, UserId};
+use bbrt_protocol::ids::{ClientMessageId, ThreadId, UserId};
 
 pub use credential::{AuthScheme, Credential};
 pub use error::BuddyBossError;
@@ -149,6 +160,35 @@ pub trait BuddyBoss: Send + Sync + 'static {
         recipients: &[UserId],
         text: &str,
     ) -> Result<StoredMessage, BuddyBossError>;
+
+    /// Stores `text` for a send that may carry the client's idempotency key
+    /// (`client_message_id`) and may follow an earlier attempt whose outcome is unknown
+    /// (`unconfirmed_since`); what [`perform`] calls. The default ignores the key and calls
+    /// [`BuddyBoss::send_again`] or [`BuddyBoss::send`]; [`HttpBuddyBoss`] posts to bbrt's
+    /// companion plugin with the key when the site has it.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with_key(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        client_message_id: Option<&ClientMessageId>,
+        unconfirmed_since: Option<i64>,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let _ = client_message_id;
+        match unconfirmed_since {
+            Some(since) => {
+                self.send_again(credential, sender, thread, recipients, text, since)
+                    .await
+            }
+            None => {
+                self.send(credential, sender, thread, recipients, text)
+                    .await
+            }
+        }
+    }
 
     /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
     /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
@@ -257,23 +297,17 @@ pub async fn perform(
             ..
         } => {
             tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            let stored = match unconfirmed_since {
-                Some(since) => {
-                    site.send_again(
-                        credential,
-                        sender,
-                        thread.as_ref(),
-                        recipients,
-                        text,
-                        *since,
-                    )
-                    .await
-                }
-                None => {
-                    site.send(credential, sender, thread.as_ref(), recipients, text)
-                        .await
-                }
-            };
+            let stored = site
+                .send_with_key(
+                    credential,
+                    sender,
+                    thread.as_ref(),
+                    recipients,
+                    text,
+                    client_message_id.as_ref(),
+                    *unconfirmed_since,
+                )
+                .await;
             stored.map(ApiResponse::Stored)
         }
         ApiRequest::MarkRead { user, thread, .. } => site

@@ -1156,15 +1156,19 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-#[test]
-fn the_deadline_covers_every_step_of_a_request() {
+#[tokio::test]
+async fn the_deadline_covers_every_step_of_a_request() {
     use bbrt_protocol::api::ApiRequest;
-    let bb = client_at("https://site.example/wp-json/", |c| {
+    let tweak = |c: &mut bbrt_buddyboss::Config| {
         c.request_timeout = Duration::from_secs(10);
         c.read_retries = 2;
         c.retry_backoff = Duration::from_millis(200);
         c.reconcile_delay = Duration::from_secs(1);
-    });
+    };
+    // A site without bbrt's plugin, known to be without it.
+    let site = seeded().await;
+    let bb = client_at(&site.api_root(), tweak);
+    bb.probe().await.expect("healthy");
     let send = |thread: Option<&str>, unconfirmed_since| ApiRequest::Send {
         credential: None,
         sender: user("2"),
@@ -1196,5 +1200,22 @@ fn the_deadline_covers_every_step_of_a_request() {
     assert_eq!(
         bb.deadline(&send(Some("1"), Some(0))),
         Some(s(1_000 + 30_600 + 10_000 + 1_000 + 30_600 + 10_000))
+    );
+
+    // With the plugin: three keyed posts of 10 s with two waits of at most 2 s, or a 404
+    // and the send above on BuddyBoss's route, whichever is longer.
+    site.set_plugin(true);
+    let bb = client_at(&site.api_root(), tweak);
+    let keyed = 3 * 10_000 + 2 * 2_000;
+    let fallback = 10_000 + (10_000 + 1_000 + 30_600);
+    assert_eq!(
+        bb.deadline(&send(Some("1"), None)),
+        Some(s(10_000 + keyed.max(fallback) + 10_000)),
+        "not known yet: the index is read first"
+    );
+    bb.probe().await.expect("healthy");
+    assert_eq!(
+        bb.deadline(&send(Some("1"), None)),
+        Some(s(keyed.max(fallback) + 10_000))
     );
 }

@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bbrt_buddyboss::fake::FakeSite;
+use bbrt_buddyboss::fake::{FakeSite, Fault};
 use common::{Client, WAIT, http_get};
 use serde_json::{Value, json};
 
@@ -878,4 +878,54 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// With bbrt's plugin, a send whose node restarts while the site is still storing it is
+/// stored once when the client retries it on the restarted node: the key is on the site.
+#[tokio::test]
+async fn with_the_plugin_a_send_cut_short_by_a_restart_is_stored_once() {
+    let (site, t) = site().await;
+    site.set_plugin(true);
+    site.set_in_progress_wait(Duration::from_millis(100));
+    let p = prefix();
+    let n1 = Node::start("n1", SHARED_REDIS, &p, &site, &[]);
+    n1.linked().await;
+    let mut alice = n1.user("alice", "2", t).await;
+    // The site claims the key, then takes 4 s to store it; the node restarts meanwhile.
+    site.inject(Fault::SlowStore(Duration::from_secs(4)), 1);
+    let send = json!({"type": "send_message", "threadId": t, "message": "across a restart",
+                      "clientMessageId": "cm-restart", "requestId": 1});
+    alice.send(send.clone()).await;
+    wait_for(|| async { site.send_keys() == 1 }).await;
+    drop(alice);
+    n1.stop();
+    let n1 = Node::start("n1", SHARED_REDIS, &p, &site, &[]);
+    n1.linked().await;
+    let mut alice = n1.user("alice", "2", t).await;
+    let mut ack = None;
+    for _ in 0..30 {
+        alice.send(send.clone()).await;
+        let v = loop {
+            let v = alice.recv().await;
+            if matches!(v["type"].as_str(), Some("ack" | "error")) {
+                break v;
+            }
+        };
+        if v["type"] == "ack" {
+            ack = Some(v);
+            break;
+        }
+        assert_eq!(v["retryable"], true, "{v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ack = ack.expect("acked");
+    let stored: Vec<_> = site
+        .messages(t)
+        .into_iter()
+        .filter(|m| m.stored == "across a restart")
+        .collect();
+    assert_eq!(stored.len(), 1, "one copy");
+    assert_eq!(ack["id"], stored[0].id.to_string());
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 0);
+    assert!(n1.errors().is_empty(), "{:?}", n1.errors());
 }

@@ -471,3 +471,127 @@ async fn clients_read_one_plain_text_per_code_never_the_sites() {
         }
     }
 }
+
+/// [`setup`] on a site with bbrt's companion plugin, seen by the start-up probe.
+async fn setup_with_plugin(tweak: impl FnOnce(&mut common::Config)) -> (FakeSite, Server, u64) {
+    let site = FakeSite::start_seeded().await.expect("fake site");
+    site.set_plugin(true);
+    site.set_in_progress_wait(Duration::from_millis(100));
+    let (thread, _) = site.create_thread(2, &[3], "hello from the site");
+    let mut cfg = config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.site_timeout = Duration::from_secs(1);
+    cfg.site_probe_interval = Duration::from_secs(3600);
+    tweak(&mut cfg);
+    let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
+    (site, server, thread)
+}
+
+/// Sends `frame` until it is acked (bounded), as a client retrying with the same
+/// `clientMessageId` does after `send_unconfirmed`; the ack.
+async fn until_acked(c: &mut Client, frame: &serde_json::Value) -> serde_json::Value {
+    for _ in 0..30 {
+        c.send(frame.clone()).await;
+        loop {
+            let v = c.recv().await;
+            match v["type"].as_str() {
+                Some("ack") => return v,
+                Some("error") => {
+                    assert_eq!(v["retryable"], true, "{v}");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("never acked");
+}
+
+/// With the plugin, a write slower than bbrt's timeout is posted again with its key: the
+/// site answers the stored message, so one copy is stored and no thread is read.
+#[tokio::test]
+async fn with_the_plugin_a_slow_write_past_the_timeout_is_stored_once() {
+    let (site, server, thread) = setup_with_plugin(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let thread_reads = site.count("GET", &format!("/buddyboss/v1/messages/{thread}"));
+    // The site claims the key, then takes 3 s to store (bbrt gives it 1 s).
+    site.inject(Fault::SlowStore(Duration::from_secs(3)), 1);
+    let send = json!({"type": "send_message", "threadId": thread, "message": "slow write",
+                      "clientMessageId": "c-slow", "requestId": 1});
+    let ack = until_acked(&mut alice, &send).await;
+    let stored: Vec<_> = site
+        .messages(thread)
+        .into_iter()
+        .filter(|m| m.stored == "slow write")
+        .collect();
+    assert_eq!(stored.len(), 1, "one copy");
+    assert_eq!(ack["id"], stored[0].id.to_string());
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 0);
+    assert!(
+        site.count("POST", "/bbrt/v1/messages") >= 2,
+        "posted again with the key"
+    );
+    assert_eq!(
+        site.count("GET", &format!("/buddyboss/v1/messages/{thread}")),
+        thread_reads,
+        "no reconciliation read"
+    );
+}
+
+/// With the plugin, a text the site rewrites (kses) whose answer is lost is answered by
+/// its key on the retry: one copy, found by id, not by text.
+#[tokio::test]
+async fn with_the_plugin_a_rewritten_text_whose_answer_was_lost_is_stored_once() {
+    let (site, server, thread) = setup_with_plugin(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    site.inject(Fault::StoreThenHang, 1);
+    let text = "if a < b and c > d";
+    let send = json!({"type": "send_message", "threadId": thread, "message": text,
+                      "clientMessageId": "c-kses", "requestId": 1});
+    let ack = until_acked(&mut alice, &send).await;
+    let messages = site.messages(thread);
+    assert_eq!(messages.len(), 2, "one copy: {messages:?}");
+    assert_eq!(messages[1].stored, "if a <b> d</b>", "the site rewrote it");
+    assert_eq!(ack["id"], messages[1].id.to_string());
+    assert_eq!(site.count("POST", "/buddyboss/v1/messages"), 0);
+    assert_eq!(site.send_keys(), 1);
+}
+
+/// The key lives on the site: a server that forgot the send (restarted, no Redis) still
+/// gets the stored message for the same text and `idempotency_conflict` for another.
+#[tokio::test]
+async fn with_the_plugin_a_restarted_server_without_redis_still_stores_once() {
+    let (site, server, thread) = setup_with_plugin(|_| {}).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    let send = json!({"type": "send_message", "threadId": thread, "message": "before",
+                      "clientMessageId": "c-r", "requestId": 1});
+    let first = until_acked(&mut alice, &send).await;
+    drop(alice);
+    let Server { handle, .. } = server;
+    handle.shutdown();
+    handle.wait().await.expect("stopped cleanly");
+    let mut cfg = config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.site_probe_interval = Duration::from_secs(3600);
+    let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
+    let mut alice = joined(&server, "alice-token", "2", thread).await;
+    // Other text first: only the site knows the key now.
+    alice
+        .send(
+            json!({"type": "send_message", "threadId": thread, "message": "other",
+                     "clientMessageId": "c-r", "requestId": 2}),
+        )
+        .await;
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["retryable"].as_bool()),
+        (Some("idempotency_conflict"), Some(false)),
+        "{e}"
+    );
+    let again = until_acked(&mut alice, &send).await;
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(site.messages(thread).len(), 2, "one copy, nothing else");
+}

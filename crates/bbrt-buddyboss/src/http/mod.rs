@@ -5,11 +5,12 @@ mod wire;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bbrt_protocol::api::{ApiRequest, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
-use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
+use bbrt_protocol::ids::{ClientMessageId, MessageId, ThreadId, UserId};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -131,6 +132,14 @@ pub struct Config {
     /// unconfirmed outcome was recorded): a site still working on the first request (a
     /// slow write, a paused PHP) gets this long to store it. Default 30 s.
     pub reconcile_settle: Duration,
+    /// With the companion plugin: how many times one send is posted with its key, while
+    /// the answer is unknown (a timeout, a 5xx) or the key is in progress (409
+    /// `bbrt_send_in_progress`). Each retry carries the same key, so the site answers the
+    /// stored message instead of storing another. Default 3.
+    pub keyed_send_attempts: u32,
+    /// The longest `Retry-After` honoured between keyed attempts (the plugin asks for
+    /// 1 s). Default 2 s.
+    pub max_retry_after: Duration,
     /// Largest response body accepted. Default 4 MiB.
     pub max_response_bytes: usize,
     /// The `User-Agent` header. Default `bbrt/<version>`.
@@ -155,6 +164,8 @@ impl Config {
             reconcile_window: Duration::from_secs(60),
             reconcile_delay: Duration::from_secs(1),
             reconcile_settle: Duration::from_secs(30),
+            keyed_send_attempts: 3,
+            max_retry_after: Duration::from_secs(2),
             max_response_bytes: 4 << 20,
             user_agent: concat!("bbrt/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -171,6 +182,15 @@ impl Config {
 /// (mark read). Ids must be numeric: anything else is [`BuddyBossError::Invalid`]
 /// `invalid_id` without a request.
 ///
+/// With bbrt's companion plugin's send route on the site (`/bbrt/v1/messages` in the API
+/// root's `routes`, seen by [`BuddyBoss::probe`], or read before a send when not known
+/// yet), sends go to
+/// its idempotent `POST bbrt/v1/messages` instead, with `client_message_id`: the client's
+/// `clientMessageId`, or a random key made here. An unknown outcome is retried with the
+/// same key (the site answers the stored message), never reconciled by reading the
+/// thread. A 404 `rest_no_route` there means the plugin went away: the send falls back
+/// to BuddyBoss's route (`docs/wordpress.md`, "What bbrt does with the route").
+///
 /// Redirects are not followed (a 3xx is [`BuddyBossError::Protocol`] `http_3xx`), so a
 /// credential never goes to another URL: configure the final API root (`https://`, with
 /// or without `www.`, as the site answers).
@@ -179,6 +199,49 @@ pub struct HttpBuddyBoss {
     config: Config,
     permits: Semaphore,
     cache: VerifyCache,
+    /// Whether the site has the companion plugin, as last seen: [`PLUGIN_UNKNOWN`],
+    /// [`PLUGIN_ABSENT`] or [`PLUGIN_PRESENT`].
+    plugin: AtomicU8,
+}
+
+const PLUGIN_UNKNOWN: u8 = 0;
+const PLUGIN_ABSENT: u8 = 1;
+const PLUGIN_PRESENT: u8 = 2;
+
+/// The companion plugin's send route, as bbrt posts to it and as the API index names it.
+const PLUGIN_SEND_ROUTE: &str = "bbrt/v1/messages";
+const PLUGIN_SEND_ROUTE_KEY: &str = "/bbrt/v1/messages";
+
+/// Whether an API root index lists the companion plugin's send route (a key of
+/// `routes`; the `bbrt/v1` namespace alone may hold only the plugin's other routes, with
+/// its sends feature off); `None` when the body is not an index.
+fn lists_plugin(index: &[u8]) -> Option<bool> {
+    let index: serde_json::Value = serde_json::from_slice(index).ok()?;
+    index.get("namespaces")?.as_array()?;
+    Some(
+        index
+            .get("routes")
+            .and_then(serde_json::Value::as_object)
+            .is_some_and(|routes| routes.contains_key(PLUGIN_SEND_ROUTE_KEY)),
+    )
+}
+
+/// A send key for a send whose client gave none: 128 random bits, so unique across
+/// nodes and restarts without coordination. Made here, never in the Hub (sans-IO).
+fn generated_key() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("bbrt-{hex}")
+}
+
+/// What came of a send posted to the plugin's route.
+enum Keyed {
+    /// The send is decided (stored, refused, or unknown after every attempt).
+    Done(Result<StoredMessage, BuddyBossError>),
+    /// 404 `rest_no_route` before anything was posted that might have been stored: the
+    /// plugin is gone.
+    NoRoute,
 }
 
 impl fmt::Debug for HttpBuddyBoss {
@@ -192,7 +255,11 @@ impl fmt::Debug for HttpBuddyBoss {
 /// What came of one HTTP exchange.
 enum Exchange {
     /// The site answered.
-    Answered { status: u16, body: Vec<u8> },
+    Answered {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    },
     /// No answer. `maybe_processed` is false only when the request surely never reached
     /// the site (the connection was never made).
     Failed {
@@ -300,6 +367,7 @@ impl HttpBuddyBoss {
                 config.verify_cache_capacity,
             ),
             config,
+            plugin: AtomicU8::new(PLUGIN_UNKNOWN),
         })
     }
 
@@ -379,6 +447,7 @@ impl HttpBuddyBoss {
             }
         };
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
@@ -416,7 +485,11 @@ impl HttpBuddyBoss {
             }
         }
         tracing::debug!(%method, route, status, elapsed_ms = started.elapsed().as_millis() as u64, "site answered");
-        Exchange::Answered { status, body }
+        Exchange::Answered {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A GET, retried with backoff while the site is unavailable.
@@ -433,10 +506,10 @@ impl HttpBuddyBoss {
                 .exchange(Method::GET, route, query, None, credential)
                 .await
             {
-                Exchange::Answered { status, body } if (200..300).contains(&status) => {
+                Exchange::Answered { status, body, .. } if (200..300).contains(&status) => {
                     parse(&body, what)
                 }
-                Exchange::Answered { status, body } => Err(error_from_answer(status, &body)),
+                Exchange::Answered { status, body, .. } => Err(error_from_answer(status, &body)),
                 Exchange::Failed { error, .. } => Err(error),
             };
             match result {
@@ -468,10 +541,10 @@ impl HttpBuddyBoss {
             .exchange(Method::POST, route, &[], Some(body), credential)
             .await
         {
-            Exchange::Answered { status, body } if (200..300).contains(&status) => {
+            Exchange::Answered { status, body, .. } if (200..300).contains(&status) => {
                 PostOutcome::Known(Ok(body))
             }
-            Exchange::Answered { status, body } => {
+            Exchange::Answered { status, body, .. } => {
                 let error = error_from_answer(status, &body);
                 // A gateway error or an undocumented 5xx may come after the site stored it.
                 if status >= 500 && error.kind() == SiteErrorKind::Unavailable {
@@ -489,6 +562,185 @@ impl HttpBuddyBoss {
                 maybe_processed: false,
             } => PostOutcome::Known(Err(error)),
         }
+    }
+
+    /// Whether the site has the companion plugin: as last seen, else read from the API
+    /// root now (a site that cannot be read counts as without it, for this send).
+    async fn has_plugin(&self) -> bool {
+        match self.plugin.load(Ordering::Relaxed) {
+            PLUGIN_PRESENT => return true,
+            PLUGIN_ABSENT => return false,
+            _ => {}
+        }
+        let Ok(response) = self.client.get(self.config.api_root.url("")).send().await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        match response.bytes().await.ok().and_then(|b| lists_plugin(&b)) {
+            Some(present) => {
+                self.note_plugin(present);
+                present
+            }
+            None => false,
+        }
+    }
+
+    fn note_plugin(&self, present: bool) {
+        let now = if present {
+            PLUGIN_PRESENT
+        } else {
+            PLUGIN_ABSENT
+        };
+        let before = self.plugin.swap(now, Ordering::Relaxed);
+        if before != now {
+            if present {
+                tracing::info!(
+                    "the site has bbrt's plugin: sends go to bbrt/v1/messages with a key"
+                );
+            } else if before == PLUGIN_PRESENT {
+                tracing::warn!(
+                    "bbrt's plugin is no longer on the site: sends go to BuddyBoss's route"
+                );
+            }
+        }
+    }
+
+    /// The longest a keyed send may take: every attempt times out, with the longest wait
+    /// between attempts.
+    fn keyed_deadline(&self) -> Duration {
+        let c = &self.config;
+        let attempts = c.keyed_send_attempts.max(1);
+        let wait = c
+            .max_retry_after
+            .max(c.retry_backoff.saturating_mul(1 << attempts.min(16)));
+        c.request_timeout * attempts + wait * (attempts - 1)
+    }
+
+    /// Posts a send to the plugin's route with `key`, again with the same key while the
+    /// outcome is unknown or the key in progress.
+    async fn send_keyed(
+        &self,
+        credential: &Credential,
+        sender_id: u64,
+        mut body: serde_json::Value,
+        key: &str,
+    ) -> Keyed {
+        body["client_message_id"] = json!(key);
+        let attempts = self.config.keyed_send_attempts.max(1);
+        // Why the outcome is unknown, once an attempt may have stored the message.
+        let mut unknown: Option<BuddyBossError> = None;
+        let mut last: BuddyBossError;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut wait = self
+                .config
+                .retry_backoff
+                .saturating_mul(1 << (attempt - 1).min(16));
+            match self
+                .exchange(
+                    Method::POST,
+                    PLUGIN_SEND_ROUTE,
+                    &[],
+                    Some(&body),
+                    credential,
+                )
+                .await
+            {
+                Exchange::Answered {
+                    status,
+                    headers,
+                    body: answer,
+                } if (200..300).contains(&status) => {
+                    return Keyed::Done(keyed_answer(&headers, &answer, sender_id));
+                }
+                Exchange::Answered {
+                    status,
+                    headers,
+                    body: answer,
+                } => {
+                    let error = error_from_answer(status, &answer);
+                    match (status, error.code()) {
+                        (404, "rest_no_route") if unknown.is_none() => return Keyed::NoRoute,
+                        (409, "bbrt_send_in_progress") => {
+                            // Another request (an earlier attempt, another node) is
+                            // storing this key: stored or not is not known yet.
+                            if let Some(after) = headers
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.trim().parse::<u64>().ok())
+                            {
+                                wait = Duration::from_secs(after).min(self.config.max_retry_after);
+                            }
+                            unknown = Some(BuddyBossError::Unavailable {
+                                code: error.code().into(),
+                                message: error.message().into(),
+                            });
+                            last = error;
+                        }
+                        // Nothing stored by this attempt; retryable.
+                        (503, "bbrt_store_unavailable") => {
+                            last = BuddyBossError::Unavailable {
+                                code: error.code().into(),
+                                message: error.message().into(),
+                            };
+                        }
+                        _ if status >= 500 && error.kind() == SiteErrorKind::Unavailable => {
+                            unknown = Some(error.clone());
+                            last = error;
+                        }
+                        _ => return Keyed::Done(self.noticed(Err(error), credential)),
+                    }
+                }
+                Exchange::Failed {
+                    error,
+                    maybe_processed,
+                } => {
+                    if maybe_processed {
+                        unknown = Some(error.clone());
+                    }
+                    last = error;
+                }
+            }
+            if attempt >= attempts {
+                break;
+            }
+            tracing::debug!(
+                attempt,
+                code = last.code(),
+                "posting the send again with its key"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Keyed::Done(Err(match unknown {
+            // Never "not stored" while an attempt may have stored it: a retry with the same
+            // key gets the stored message.
+            Some(cause) => unconfirmed(format!(
+                "the site did not confirm the message ({}); a retry with the same key answers it if it was stored",
+                cause.code()
+            )),
+            None => last,
+        }))
+    }
+
+    /// Builds the body of a send (BuddyBoss's parameters, never `sender_id`).
+    fn send_body(
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+    ) -> Result<serde_json::Value, BuddyBossError> {
+        Ok(match thread {
+            Some(t) => json!({ "id": numeric("thread", t.as_str())?, "message": text }),
+            None => {
+                let ids = recipients
+                    .iter()
+                    .map(|r| numeric("recipient", r.as_str()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                json!({ "recipients": ids, "message": text })
+            }
+        })
     }
 
     /// A 401 anywhere means the cached verify result is stale.
@@ -558,6 +810,41 @@ impl HttpBuddyBoss {
             ))),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The plugin's 200: the stored message is `X-BBRT-Message-Id`'s, in `messages[]`.
+fn keyed_answer(
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    sender_id: u64,
+) -> Result<StoredMessage, BuddyBossError> {
+    let id = headers
+        .get("x-bbrt-message-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let replayed = headers
+        .get("x-bbrt-replayed")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "true");
+    let thread = parse::<ThreadJson>(body, "thread");
+    let found = match (&thread, id) {
+        (Ok(t), Some(id)) => t
+            .messages
+            .iter()
+            .find(|m| m.id.0 == id && m.sender_id.0 == sender_id)
+            .map(|m| stored(t, m)),
+        _ => None,
+    };
+    match found {
+        Some(message) => {
+            tracing::debug!(message = %message.id, replayed, "the site stored the send under its key");
+            Ok(message)
+        }
+        // Stored (a 200), but not shown as bbrt needs: a retry with the key answers it.
+        None => Err(unconfirmed(
+            "the site stored the message but its answer does not show it".into(),
+        )),
     }
 }
 
@@ -636,7 +923,16 @@ impl BuddyBoss for HttpBuddyBoss {
             return Err(SiteProblem::NoRestApi { status });
         }
         match response.bytes().await {
-            Ok(body) => crate::health::judge_root(status, &body),
+            Ok(body) => {
+                if let Some(present) = (200..300)
+                    .contains(&status)
+                    .then(|| lists_plugin(&body))
+                    .flatten()
+                {
+                    self.note_plugin(present);
+                }
+                crate::health::judge_root(status, &body)
+            }
             Err(e) => Err(SiteProblem::Unreachable {
                 detail: describe(&e),
             }),
@@ -654,6 +950,16 @@ impl BuddyBoss for HttpBuddyBoss {
             } => {
                 let reconcile = self.reconcile_deadline(thread.is_none());
                 let post = self.config.request_timeout + reconcile;
+                // With the plugin a send is keyed attempts; it may fall back to the
+                // BuddyBoss route below when the plugin went away.
+                // With the plugin (or before it is known): reading the index, then keyed
+                // attempts, or one 404 and BuddyBoss's route when the plugin went away.
+                let timeout = self.config.request_timeout;
+                let post = match self.plugin.load(Ordering::Relaxed) {
+                    PLUGIN_ABSENT => post,
+                    PLUGIN_PRESENT => self.keyed_deadline().max(timeout + post),
+                    _ => timeout + self.keyed_deadline().max(timeout + post),
+                };
                 // A retry of an unconfirmed send looks first, then posts.
                 let look_first = if unconfirmed_since.is_some() {
                     reconcile
@@ -737,16 +1043,7 @@ impl BuddyBoss for HttpBuddyBoss {
         text: &str,
     ) -> Result<StoredMessage, BuddyBossError> {
         let sender_id = numeric("sender", sender.as_str())?;
-        let body = match thread {
-            Some(t) => json!({ "id": numeric("thread", t.as_str())?, "message": text }),
-            None => {
-                let ids = recipients
-                    .iter()
-                    .map(|r| numeric("recipient", r.as_str()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                json!({ "recipients": ids, "message": text })
-            }
-        };
+        let body = Self::send_body(thread, recipients, text)?;
         let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
         let started = now_unix();
         let cause = match self.post("buddyboss/v1/messages", &body, credential).await {
@@ -783,6 +1080,43 @@ impl BuddyBoss for HttpBuddyBoss {
         };
         self.reconcile(credential, sender, thread, recipients, text, started, cause)
             .await
+    }
+
+    async fn send_with_key(
+        &self,
+        credential: Option<&Credential>,
+        sender: &UserId,
+        thread: Option<&ThreadId>,
+        recipients: &[UserId],
+        text: &str,
+        client_message_id: Option<&ClientMessageId>,
+        unconfirmed_since: Option<i64>,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        if self.has_plugin().await {
+            let sender_id = numeric("sender", sender.as_str())?;
+            let body = Self::send_body(thread, recipients, text)?;
+            let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
+            let key = client_message_id.map_or_else(generated_key, |k| k.as_str().to_owned());
+            match self.send_keyed(credential, sender_id, body, &key).await {
+                Keyed::Done(result) => return result,
+                Keyed::NoRoute => self.note_plugin(false),
+            }
+        }
+        let result = match unconfirmed_since {
+            Some(since) => {
+                self.send_again(credential, sender, thread, recipients, text, since)
+                    .await
+            }
+            None => {
+                self.send(credential, sender, thread, recipients, text)
+                    .await
+            }
+        };
+        if result.as_ref().is_err_and(BuddyBossError::retryable) {
+            // After a failure, look for the plugin again before the next send.
+            self.plugin.store(PLUGIN_UNKNOWN, Ordering::Relaxed);
+        }
+        result
     }
 
     async fn send_again(

@@ -1219,6 +1219,7 @@ fn site_error_code(error: &SiteError) -> ErrorCode {
         K::Forbidden => ErrorCode::Forbidden,
         K::Invalid if error.code == "invalid_id" => ErrorCode::InvalidId,
         K::Invalid if error.code == "bp_rest_messages_empty_message" => ErrorCode::EmptyMessage,
+        K::Invalid if error.code == "idempotency_conflict" => ErrorCode::IdempotencyConflict,
         K::Invalid => ErrorCode::Invalid,
         K::Refused => ErrorCode::Refused,
         K::Unavailable => ErrorCode::SiteUnavailable,
