@@ -257,6 +257,11 @@ impl TicketVerifier {
         }
     }
 
+    /// The ring's kids (never a secret), for the start-up log.
+    pub fn kids(&self) -> Vec<String> {
+        self.keys.kids().map(str::to_owned).collect()
+    }
+
     /// The clock-skew allowance, in seconds.
     pub fn leeway_secs(&self) -> i64 {
         self.leeway
