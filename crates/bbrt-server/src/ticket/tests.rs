@@ -205,3 +205,31 @@ fn the_memory_ledger_takes_each_jti_once_until_it_expires() {
     );
     assert_eq!(ledger.len(), 2);
 }
+
+/// A ticket minted by the plugin's own PHP (`Tickets::encode`), written by
+/// `integrations/wordpress/bbrt/tests/fixtures/make-ticket-fixture.php`.
+#[test]
+fn a_ticket_minted_by_the_plugin_verifies() {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../integrations/wordpress/bbrt/tests/fixtures/ticket-fixture.json"
+    ))
+    .unwrap();
+    let text = |k: &str| fixture[k].as_str().unwrap();
+    let verifier = TicketVerifier::new(
+        TicketKeys::parse(text("ring")).unwrap(),
+        text("audience"),
+        text("issuer"),
+        Duration::from_secs(5),
+    );
+    let now = fixture["now"].as_i64().unwrap();
+    let ticket = verifier
+        .verify(text("ticket"), now)
+        .expect("the plugin's ticket");
+    assert_eq!(ticket.user, "2");
+    assert_eq!(ticket.expires_at, now + 30);
+    assert!(ticket.site_credential.starts_with("bbrt-sc1."));
+    assert_eq!(
+        verifier.verify(text("ticket"), now + 40),
+        Err(TicketRefusal::Expired)
+    );
+}
