@@ -246,7 +246,8 @@ fn object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Ti
 
 impl TicketVerifier {
     /// A verifier for tickets addressed to `audience` (bbrt's public URL, as the site's
-    /// `BBRT_URL`) by `issuer` (the site's home URL); trailing slashes are ignored.
+    /// `BBRT_URL`) by `issuer` (the site's home URL). A configured trailing slash is
+    /// dropped, as the plugin drops it; the claims must then match exactly.
     /// `leeway` is capped at [`MAX_LEEWAY`].
     pub fn new(keys: TicketKeys, audience: &str, issuer: &str, leeway: Duration) -> Self {
         Self {
@@ -328,10 +329,10 @@ impl TicketVerifier {
         if !(user_id && jti_ok && sc_ok) {
             return Err(TicketRefusal::BadClaims);
         }
-        if aud.trim_end_matches('/') != self.audience {
+        if aud != self.audience {
             return Err(TicketRefusal::OtherAudience);
         }
-        if iss.trim_end_matches('/') != self.issuer {
+        if iss != self.issuer {
             return Err(TicketRefusal::OtherIssuer);
         }
         if now.saturating_add(self.leeway) < nbf {
