@@ -260,6 +260,22 @@ async fn a_ticket_is_single_use_across_two_nodes_through_redis() {
         "0s",
     ];
     let (a, b) = (Process::start(&args).await, Process::start(&args).await);
+    // Linked to Redis first: until then a node refuses every ticket (it cannot know
+    // whether another node spent it).
+    for node in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + common::WAIT;
+        loop {
+            let (status, body) = common::http_get(node.addr, "/readyz", "").await;
+            if status == 200 && body.contains("redis: ok") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "linked to redis in time: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let (url_a, url_b) = (format!("ws://{}/", a.addr), format!("ws://{}/", b.addr));
     let ticket = site.ticket(2, &site.login(2), KID, SECRET, AUDIENCE);
     let _first = connect(&url_a, &ticket, "2")
