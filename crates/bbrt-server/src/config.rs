@@ -639,6 +639,44 @@ mod tests {
     }
 
     #[test]
+    fn ticket_settings_are_checked_at_start_and_never_quote_a_key() {
+        let ring = "k1:a-ticket-secret-of-at-least-32-bytes-aaaa";
+        let mut c = Config {
+            ticket_keys: Some(ring.parse().unwrap()),
+            buddyboss_url: Some("https://community.example.org/wp-json/".into()),
+            ..Config::default()
+        };
+        let missing = c.ticket_verifier().unwrap_err();
+        assert!(missing.contains("--public-url"), "{missing}");
+        c.public_url = Some("wss://rt.example.org/".into());
+        let verifier = c.ticket_verifier().unwrap().expect("a verifier");
+        assert_eq!(verifier.kids(), ["k1"]);
+        assert!(!format!("{c:?} {verifier:?}").contains("a-ticket-secret"));
+        c.ticket_keys = Some("k1:short".parse().unwrap());
+        let short = c.ticket_verifier().unwrap_err();
+        assert!(
+            short.contains("shorter than 32 bytes") && !short.contains("short\""),
+            "{short}"
+        );
+        c.ticket_keys = Some(ring.parse().unwrap());
+        c.ticket_leeway = Duration::from_secs(31);
+        assert!(c.ticket_verifier().unwrap_err().contains("at most 30s"));
+        assert_eq!(
+            site_home("https://site.example/wp-json/"),
+            "https://site.example"
+        );
+        assert_eq!(
+            site_home("https://site.example/?rest_route="),
+            "https://site.example"
+        );
+        assert_eq!(site_home("https://site.example/"), "https://site.example");
+        assert_eq!(
+            Config::default().ticket_verifier().map(|v| v.is_none()),
+            Ok(true)
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
