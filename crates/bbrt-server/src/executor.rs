@@ -251,6 +251,7 @@ impl Executor {
             answered: false,
         };
         let timeout = self.deadline(&request);
+        let permits = Arc::clone(&self.permits);
         run_or_spawn(async move {
             match ledger.take(&verified.jti, ttl).await {
                 Ok(true) => {}
@@ -269,6 +270,10 @@ impl Executor {
                     return answer.send(Err(ticket_refused()));
                 }
             }
+            // Within --site-concurrency, like every other site request.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return; // closed at shutdown: the guard answers
+            };
             let start = Instant::now();
             let result = tokio::time::timeout(
                 timeout,
