@@ -113,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let hello = UserConnected {
             user_id: id(user),
             token: Some(Token::new(format!("dev:{user}"))),
+            ticket: None,
         };
         c.send(ClientMessage::UserConnected(hello), Some(1)).await?;
         c.expect("ack").await?;

@@ -25,6 +25,13 @@ pub enum AuthScheme {
         /// The `wp_rest` nonce.
         nonce: Token,
     },
+    /// A connection ticket from the companion plugin. It is checked by the server and
+    /// never presented to the site: it has no headers, so a ticket that reached the site
+    /// would be refused there as anonymous.
+    Ticket,
+    /// A site credential (`bbrt-sc1.…`) from a ticket, presented as `X-BBRT-Session`,
+    /// with no `Authorization` header and no cookie.
+    SiteSession,
 }
 
 impl std::str::FromStr for AuthScheme {
@@ -55,6 +62,8 @@ impl AuthScheme {
             Self::Basic => "basic",
             Self::AccessToken => "access-token",
             Self::CookieNonce { .. } => "cookie-nonce",
+            Self::Ticket => "ticket",
+            Self::SiteSession => "site-session",
         }
     }
 }
@@ -101,6 +110,16 @@ impl Credential {
         )
     }
 
+    /// A connection ticket, to be verified by the server.
+    pub fn ticket(ticket: impl Into<String>) -> Self {
+        Self::new(Token::new(ticket), AuthScheme::Ticket)
+    }
+
+    /// A site credential from a verified ticket, presented as `X-BBRT-Session`.
+    pub fn site_session(site_credential: impl Into<String>) -> Self {
+        Self::new(Token::new(site_credential), AuthScheme::SiteSession)
+    }
+
     /// Reads an `Authorization` header value (`Bearer x` or `Basic x`, any case); `None`
     /// for another scheme or an empty value.
     pub fn from_authorization_header(value: &str) -> Option<Self> {
@@ -139,6 +158,8 @@ impl Credential {
                     ("x-wp-nonce", nonce.expose().to_owned()),
                 ]
             }
+            AuthScheme::Ticket => Vec::new(),
+            AuthScheme::SiteSession => vec![("x-bbrt-session", secret.to_owned())],
         }
     }
 

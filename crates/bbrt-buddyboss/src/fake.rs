@@ -192,6 +192,12 @@ struct State {
     in_progress_wait: Duration,
     /// The (thread, message) the last successful create stored.
     last_created: Option<(u64, u64)>,
+    /// Login sessions, `(user, session token)`: a site credential is good while its
+    /// session is here (logout removes it, as `WP_Session_Tokens::destroy` does).
+    sessions: BTreeSet<(u64, String)>,
+    /// The site-only key that signs site credentials (bbrt never holds it).
+    site_key: [u8; 32],
+    next_session: u64,
 }
 
 impl State {
@@ -255,6 +261,7 @@ impl FakeSite {
                     .map(str::to_owned)
                     .to_vec(),
                 in_progress_wait: Duration::from_millis(2000),
+                site_key: site_key(addr),
                 ..State::default()
             }),
             in_flight: AtomicUsize::new(0),
@@ -378,6 +385,62 @@ impl FakeSite {
         self.state()
             .cookies
             .insert(cookie.to_owned(), (user, nonce.to_owned()));
+    }
+
+    /// Logs `user` in to the website: a new login session; returns its token (what the
+    /// plugin's site credential refers to).
+    pub fn login(&self, user: u64) -> String {
+        let mut s = self.state();
+        s.next_session += 1;
+        let token = format!("session-{user}-{}", s.next_session);
+        s.sessions.insert((user, token.clone()));
+        token
+    }
+
+    /// Logs `user` out of the session `token` ("log out" on the website): every site
+    /// credential bound to it is refused from now on.
+    pub fn logout(&self, user: u64, token: &str) {
+        self.state().sessions.remove(&(user, token.to_owned()));
+    }
+
+    /// The site credential the plugin would put in a ticket for `user`'s login session
+    /// `token`: `bbrt-sc1.<kid>.<base64url(payload ‖ mac)>`, signed with the fake's own
+    /// site key (the plugin seals it; for bbrt both are opaque).
+    pub fn site_credential(&self, user: u64, token: &str) -> String {
+        let key = self.state().site_key;
+        seal_site_credential(&key, user, token)
+    }
+
+    /// A ticket for `user`'s login session `token`, for the bbrt at `audience`, signed with
+    /// `kid`/`secret` exactly as the plugin signs (HS256, its header bytes, `iss` this
+    /// site's URL, lifetime 30 s from now, a fresh `jti`).
+    pub fn ticket(
+        &self,
+        user: u64,
+        token: &str,
+        kid: &str,
+        secret: &str,
+        audience: &str,
+    ) -> String {
+        let now = now_unix();
+        let jti = {
+            let mut s = self.state();
+            s.next_session += 1;
+            let digest = hmac_sha256(&s.site_key, &s.next_session.to_be_bytes());
+            digest[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let claims = json!({
+            "iss": self.url().trim_end_matches('/'),
+            "aud": audience.trim_end_matches('/'),
+            "sub": user.to_string(),
+            "iat": now, "nbf": now, "exp": now + 30,
+            "jti": jti,
+            "sc": self.site_credential(user, token),
+        });
+        sign_ticket(kid, secret, &claims)
     }
 
     /// Revokes a credential by its secret: a bearer token, an access token, a cookie or an
@@ -743,6 +806,13 @@ impl Answer {
             headers: Vec::new(),
         }
     }
+
+    fn error_with_data(status: u16, code: &str, message: &str, data: Value) -> Self {
+        Self {
+            body: json!({ "code": code, "message": message, "data": data }),
+            ..Self::error(status, code, message)
+        }
+    }
 }
 
 enum Caller {
@@ -796,13 +866,109 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// HMAC-SHA256 (RFC 2104) over sha2, for the fake's tickets and site credentials.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha2::Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = sha2::Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    sha2::Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Signs `claims` as the plugin does: `b64u(header) "." b64u(claims) "." b64u(mac)`, with
+/// the plugin's exact header bytes.
+pub fn sign_ticket(kid: &str, secret: &str, claims: &Value) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"bbrt-ticket"}}"#);
+    let signed = format!("{}.{}", b64.encode(header), b64.encode(claims.to_string()));
+    let mac = hmac_sha256(secret.as_bytes(), signed.as_bytes());
+    format!("{signed}.{}", b64.encode(mac))
+}
+
+/// A key of this fake's own, different per instance.
+fn site_key(addr: SocketAddr) -> [u8; 32] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hmac_sha256(addr.to_string().as_bytes(), &nanos.to_be_bytes())
+}
+
+const SITE_CREDENTIAL_PREFIX: &str = "bbrt-sc1.";
+
+fn site_key_id(key: &[u8; 32]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"bbrt site credential kid|")
+        .chain_update(key)
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn seal_site_credential(key: &[u8; 32], user: u64, token: &str) -> String {
+    let kid = site_key_id(key);
+    let payload = json!({"uid": user, "tok": token}).to_string();
+    let mac = hmac_sha256(
+        key,
+        format!("{SITE_CREDENTIAL_PREFIX}{kid}.{payload}").as_bytes(),
+    );
+    let mut body = payload.into_bytes();
+    body.extend_from_slice(&mac);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{SITE_CREDENTIAL_PREFIX}{kid}.{}", b64.encode(body))
+}
+
+/// The plugin's check of `X-BBRT-Session`, with the reason it gives when it refuses.
+fn open_site_credential(s: &State, credential: &str) -> Result<u64, &'static str> {
+    let rest = credential
+        .strip_prefix(SITE_CREDENTIAL_PREFIX)
+        .filter(|_| credential.len() <= 1024)
+        .ok_or("malformed")?;
+    let (kid, sealed) = rest.split_once('.').ok_or("malformed")?;
+    if kid != site_key_id(&s.site_key) {
+        return Err("unknown key");
+    }
+    let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|_| "malformed")?;
+    let split = body.len().checked_sub(32).ok_or("malformed")?;
+    let (payload, mac) = body.split_at(split);
+    let mut signed = format!("{SITE_CREDENTIAL_PREFIX}{kid}.").into_bytes();
+    signed.extend_from_slice(payload);
+    if hmac_sha256(&s.site_key, &signed).as_slice() != mac {
+        return Err("bad seal");
+    }
+    let payload: Value = serde_json::from_slice(payload).map_err(|_| "bad seal")?;
+    let (Some(uid), Some(tok)) = (payload["uid"].as_u64(), payload["tok"].as_str()) else {
+        return Err("bad seal");
+    };
+    if s.user(uid).is_none() {
+        return Err("no such user");
+    }
+    if !s.sessions.contains(&(uid, tok.to_owned())) {
+        return Err("session ended");
+    }
+    Ok(uid)
+}
+
 fn redact(name: &str, value: &str) -> String {
     match name {
         "authorization" => match value.split_once(' ') {
             Some((scheme, _)) => format!("{scheme} [redacted]"),
             None => "[redacted]".into(),
         },
-        "cookie" | "x-wp-nonce" | "accesstoken" => "[redacted]".into(),
+        "cookie" | "x-wp-nonce" | "accesstoken" | "x-bbrt-session" => "[redacted]".into(),
         _ => value.to_owned(),
     }
 }
@@ -854,6 +1020,7 @@ async fn handle(
     let auth = header_str("authorization")
         .and_then(|v| v.split_once(' ').map(|(s, _)| s.to_ascii_lowercase()))
         .or_else(|| header_str("accesstoken").map(|_| "access-token".into()))
+        .or_else(|| header_str("x-bbrt-session").map(|_| "site-session".into()))
         .or_else(|| {
             header_str("cookie").map(|_| {
                 if headers.contains_key("x-wp-nonce") {
@@ -1329,6 +1496,19 @@ fn total_unread(s: &State, user: u64) -> u32 {
 /// Who the request is from; `Err` when WordPress rejects the credential outright.
 fn authenticate(s: &State, headers: &HeaderMap) -> Result<Caller, Answer> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The plugin's filter runs after WordPress's own checks; bbrt sends this header
+    // alone, so checking it first changes nothing here.
+    if let Some(credential) = get("x-bbrt-session") {
+        return match open_site_credential(s, credential) {
+            Ok(user) => Ok(Caller::User(user, "site-session")),
+            Err(reason) => Err(Answer::error_with_data(
+                401,
+                "bbrt_session_invalid",
+                "The bbrt session is not valid: connect again.",
+                json!({"status": 401, "reason": reason}),
+            )),
+        };
+    }
     if let Some(value) = get("authorization") {
         if let Some((scheme, rest)) = value.split_once(' ') {
             let rest = rest.trim();

@@ -32,6 +32,7 @@
 //! | [`AuthScheme::Basic`] | `Authorization: Basic base64(user:app-password)` | Application Passwords (WordPress ≥ 5.6, site served over HTTPS or `WP_ENVIRONMENT_TYPE=local`); give the token as `user:app-password` and it is encoded here, or already encoded |
 //! | [`AuthScheme::AccessToken`] | `accessToken: <jwt>` | the BuddyBoss App plugin; the JWT is forwarded unchanged |
 //! | [`AuthScheme::CookieNonce`] | `Cookie: <value>` + `X-WP-Nonce: <nonce>` | same-domain deployments: the browser's login cookie and a `wp_rest` nonce (the server must check `Origin` strictly) |
+//! | [`AuthScheme::SiteSession`] | `X-BBRT-Session: <site credential>` | a connection made with a companion-plugin ticket (the server verifies the ticket itself: [`AuthScheme::Ticket`] is never sent) |
 //!
 //! ## The Application-Password caveat
 //!

@@ -35,6 +35,16 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
+/// The site's home URL from `--buddyboss-url`, which may be the REST API root.
+fn site_home(url: &str) -> String {
+    let home = url
+        .split_once("/wp-json")
+        .or_else(|| url.split_once("/?rest_route="))
+        .or_else(|| url.split_once("?rest_route="))
+        .map_or(url, |(home, _)| home);
+    home.trim_end_matches('/').to_owned()
+}
+
 /// A secret from the command line or the environment. `Debug` prints `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretArg(String);
@@ -168,6 +178,35 @@ pub struct Config {
     /// one; without it each process picks a random key.
     #[arg(long, env = "BBRT_IDEMPOTENCY_SECRET", hide_env_values = true)]
     pub idempotency_secret: Option<SecretArg>,
+
+    /// The connection-ticket key ring, `kid:secret` entries separated by commas or
+    /// whitespace: the same ring as the companion plugin's `BBRT_TICKET_KEYS`. Without it
+    /// (and without `--ticket-keys-file`) tickets are refused.
+    #[arg(
+        long,
+        env = "BBRT_TICKET_KEYS",
+        hide_env_values = true,
+        conflicts_with = "ticket_keys_file"
+    )]
+    pub ticket_keys: Option<SecretArg>,
+
+    /// A file holding the ticket key ring (read once at start; keep it mode 0600).
+    #[arg(long, env = "BBRT_TICKET_KEYS_FILE")]
+    pub ticket_keys_file: Option<std::path::PathBuf>,
+
+    /// This bbrt's public URL, a ticket's audience: exactly the plugin's `BBRT_URL`
+    /// (trailing slash ignored). Required with a ticket key ring.
+    #[arg(long, env = "BBRT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The site's home URL, a ticket's issuer (default: `--buddyboss-url` without its
+    /// `/wp-json` or `?rest_route=` part).
+    #[arg(long, env = "BBRT_TICKET_ISSUER")]
+    pub ticket_issuer: Option<String>,
+
+    /// The clock-skew allowance for tickets (at most 30s).
+    #[arg(long, env = "BBRT_TICKET_LEEWAY", value_parser = parse_duration, default_value = "5s")]
+    pub ticket_leeway: Duration,
 
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
@@ -312,6 +351,11 @@ impl Default for Config {
             site_required_for_ready: false,
             site_probe_interval: Duration::from_secs(30),
             idempotency_secret: None,
+            ticket_keys: None,
+            ticket_keys_file: None,
+            public_url: None,
+            ticket_issuer: None,
+            ticket_leeway: Duration::from_secs(5),
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,
@@ -372,6 +416,41 @@ impl Config {
             max_pending_sends_per_user: self.max_pending_sends_per_user,
             ..HubConfig::default()
         }
+    }
+
+    /// The ticket verifier from `--ticket-keys` (or its file), `--public-url`, the issuer
+    /// and `--ticket-leeway`; `None` without a ring.
+    ///
+    /// # Errors
+    /// A malformed ring, an unreadable file, a missing audience or issuer, a leeway over 30 s.
+    pub fn ticket_verifier(&self) -> Result<Option<crate::ticket::TicketVerifier>, String> {
+        let ring = match (&self.ticket_keys, &self.ticket_keys_file) {
+            (Some(ring), _) => ring.expose().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --ticket-keys-file {}: {e}", path.display()))?,
+            (None, None) => return Ok(None),
+        };
+        let keys = crate::ticket::TicketKeys::parse(&ring).map_err(|e| e.to_string())?;
+        let audience = self
+            .public_url
+            .as_deref()
+            .ok_or("a ticket key ring needs --public-url (the plugin's BBRT_URL)")?;
+        let issuer = match (&self.ticket_issuer, &self.buddyboss_url) {
+            (Some(issuer), _) => issuer.clone(),
+            (None, Some(site)) => site_home(site),
+            (None, None) => {
+                return Err("a ticket key ring needs --buddyboss-url or --ticket-issuer".into());
+            }
+        };
+        if self.ticket_leeway > crate::ticket::MAX_LEEWAY {
+            return Err("--ticket-leeway is at most 30s".into());
+        }
+        Ok(Some(crate::ticket::TicketVerifier::new(
+            keys,
+            audience,
+            &issuer,
+            self.ticket_leeway,
+        )))
     }
 
     /// The decoder's limits from these flags.
@@ -557,6 +636,44 @@ mod tests {
             .expect_err("127 bytes is too long")
             .to_string();
         assert!(error.contains("a node id is at most 107 bytes"), "{error}");
+    }
+
+    #[test]
+    fn ticket_settings_are_checked_at_start_and_never_quote_a_key() {
+        let ring = "k1:a-ticket-secret-of-at-least-32-bytes-aaaa";
+        let mut c = Config {
+            ticket_keys: Some(ring.parse().unwrap()),
+            buddyboss_url: Some("https://community.example.org/wp-json/".into()),
+            ..Config::default()
+        };
+        let missing = c.ticket_verifier().unwrap_err();
+        assert!(missing.contains("--public-url"), "{missing}");
+        c.public_url = Some("wss://rt.example.org/".into());
+        let verifier = c.ticket_verifier().unwrap().expect("a verifier");
+        assert_eq!(verifier.kids(), ["k1"]);
+        assert!(!format!("{c:?} {verifier:?}").contains("a-ticket-secret"));
+        c.ticket_keys = Some("k1:short".parse().unwrap());
+        let short = c.ticket_verifier().unwrap_err();
+        assert!(
+            short.contains("shorter than 32 bytes") && !short.contains("short\""),
+            "{short}"
+        );
+        c.ticket_keys = Some(ring.parse().unwrap());
+        c.ticket_leeway = Duration::from_secs(31);
+        assert!(c.ticket_verifier().unwrap_err().contains("at most 30s"));
+        assert_eq!(
+            site_home("https://site.example/wp-json/"),
+            "https://site.example"
+        );
+        assert_eq!(
+            site_home("https://site.example/?rest_route="),
+            "https://site.example"
+        );
+        assert_eq!(site_home("https://site.example/"), "https://site.example");
+        assert_eq!(
+            Config::default().ticket_verifier().map(|v| v.is_none()),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use bbrt_buddyboss::Credential;
+use bbrt_buddyboss::{AuthScheme, Credential};
 use bbrt_protocol::hub::Input;
 use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::{self, CloseCode, DecodeError, DecodeErrorKind};
@@ -652,11 +652,18 @@ fn decode(text: &str, conn: ConnId, shared: &Shared) -> ConnEvent {
     match wire::decode(text, &shared.limits) {
         Ok(mut frame) => {
             shared.metrics.frame_in(Some(frame.message.kind()));
-            let credential = frame
+            // A ticket is the more specific credential; both are taken out of the frame.
+            let ticket = frame
+                .message
+                .take_ticket()
+                .filter(|t| !t.expose().is_empty())
+                .map(|ticket| Credential::new(ticket, AuthScheme::Ticket));
+            let token = frame
                 .message
                 .take_token()
                 .filter(|t| !t.expose().is_empty())
                 .map(|token| Credential::new(token, shared.frame_scheme.clone()));
+            let credential = ticket.or(token);
             ConnEvent::Frame {
                 conn,
                 frame,

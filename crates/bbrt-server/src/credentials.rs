@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bbrt_buddyboss::Credential;
+use bbrt_buddyboss::{AuthScheme, Credential};
 use bbrt_protocol::ids::{ConnId, CredentialId};
 
 #[derive(Debug)]
@@ -36,7 +36,13 @@ impl Inner {
             e.holders.is_empty()
         });
         if last && let Some(entry) = self.by_id.remove(&id) {
-            self.by_credential.remove(&entry.credential);
+            self.forget(&entry.credential, id);
+        }
+    }
+
+    fn forget(&mut self, credential: &Credential, id: CredentialId) {
+        if self.by_credential.get(credential) == Some(&id) {
+            self.by_credential.remove(credential);
         }
     }
 }
@@ -54,15 +60,22 @@ impl CredentialStore {
     }
 
     /// The id of `credential`, held by `conn` (a second hold by the same connection is
-    /// the same hold).
+    /// the same hold). A ticket always gets an id of its own: two connections that
+    /// present one ticket at once must not share its single use.
     pub fn acquire(&self, conn: ConnId, credential: Credential) -> CredentialId {
         let mut inner = self.lock();
-        let id = match inner.by_credential.get(&credential).copied() {
+        let shared = credential.scheme != AuthScheme::Ticket;
+        let known = shared
+            .then(|| inner.by_credential.get(&credential).copied())
+            .flatten();
+        let id = match known {
             Some(id) => id,
             None => {
                 inner.next += 1;
                 let id = CredentialId(inner.next);
-                inner.by_credential.insert(credential.clone(), id);
+                if shared {
+                    inner.by_credential.insert(credential.clone(), id);
+                }
                 inner.by_id.insert(
                     id,
                     Entry {
@@ -99,6 +112,19 @@ impl CredentialStore {
         for id in inner.by_conn.remove(&conn).unwrap_or_default() {
             inner.drop_hold(conn, id);
         }
+    }
+
+    /// Puts `credential` behind `id` in place of what it held: a verified ticket becomes
+    /// the site credential it carries, for every later request and re-verification. The
+    /// Hub keeps the same id.
+    pub fn replace(&self, id: CredentialId, credential: Credential) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.by_id.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.credential, credential.clone());
+        inner.forget(&old, id);
+        inner.by_credential.entry(credential).or_insert(id);
     }
 
     /// The credential behind `id`, for a site request.
@@ -144,5 +170,24 @@ mod tests {
             id1,
             "a forgotten credential gets a new id"
         );
+    }
+
+    #[test]
+    fn tickets_are_never_shared_and_become_their_site_credential() {
+        let store = CredentialStore::default();
+        let (a, b) = (ConnId(1), ConnId(2));
+        let ta = store.acquire(a, Credential::ticket("T"));
+        let tb = store.acquire(b, Credential::ticket("T"));
+        assert_ne!(
+            ta, tb,
+            "one ticket presented twice: two ids, one single use"
+        );
+        store.replace(ta, Credential::site_session("bbrt-sc1.x"));
+        assert_eq!(store.get(ta), Some(Credential::site_session("bbrt-sc1.x")));
+        assert_eq!(store.get(tb), Some(Credential::ticket("T")));
+        store.release_conn(a);
+        store.release_conn(b);
+        assert!(store.is_empty());
+        assert!(store.lock().by_credential.is_empty());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bbrt_buddyboss::{BuddyBoss, Credential};
+use bbrt_buddyboss::{AuthScheme, BuddyBoss, Credential};
 use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind};
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, Input};
 use bbrt_protocol::ids::{ApiRequestId, CoordRequestId};
@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::broker::Coordinator;
 use crate::credentials::CredentialStore;
 use crate::metrics::Metrics;
+use crate::ticket::{TicketLedger, TicketRefusal, TicketVerifier};
 
 /// Sends the one result of a request, or an error if dropped unanswered.
 struct ApiAnswer {
@@ -142,6 +143,20 @@ pub(crate) struct Executor {
     pub(crate) results: mpsc::UnboundedSender<Input>,
     /// Site requests not yet answered (graceful shutdown waits for zero).
     pub(crate) in_flight: Arc<AtomicUsize>,
+    /// Checks connection tickets (`None`: no ticket key ring configured, tickets refused).
+    pub(crate) tickets: Option<Arc<TicketVerifier>>,
+    /// Remembers used tickets (Redis with `--redis`, so single use is cluster-wide).
+    pub(crate) ledger: Arc<dyn TicketLedger>,
+}
+
+/// The refusal of a ticket, whatever its cause: one text, so a client learns nothing
+/// about which check failed.
+fn ticket_refused() -> SiteError {
+    SiteError::new(
+        SiteErrorKind::Unauthenticated,
+        "invalid_ticket",
+        "the connection ticket was refused",
+    )
 }
 
 impl Executor {
@@ -169,6 +184,12 @@ impl Executor {
             },
             None => None,
         };
+        if let (ApiRequest::Verify { .. }, Some(ticket), Some(c)) =
+            (&request, &credential, request.credential())
+            && ticket.scheme == AuthScheme::Ticket
+        {
+            return self.verify_ticket(id, request, c, ticket);
+        }
         match self.api_now(&request, credential.as_ref()) {
             Some(result) => Some(Input::ApiResult { id, result }),
             None => {
@@ -176,6 +197,111 @@ impl Executor {
                 None
             }
         }
+    }
+
+    /// A ticket's verification (`docs/wordpress.md`, "How bbrt verifies a ticket"): the
+    /// local checks here, synchronously; then single use, and `users/me` with the site
+    /// credential, which must name the ticket's user (a forged ticket carries no site
+    /// credential the site accepts, so its forger is not let in either).
+    ///
+    /// The store's entry becomes the site credential before the ticket is spent, so that
+    /// whatever the Hub asks next with this id (a retry included) goes to the site with
+    /// it; a refusal makes the Hub release the id.
+    fn verify_ticket(
+        &self,
+        id: ApiRequestId,
+        request: ApiRequest,
+        credential_id: bbrt_protocol::ids::CredentialId,
+        ticket: &Credential,
+    ) -> Option<Input> {
+        let refused = |why: TicketRefusal| {
+            tracing::info!(reason = why.name(), "connection ticket refused");
+            Some(Input::ApiResult {
+                id,
+                result: Err(ticket_refused()),
+            })
+        };
+        let Some(verifier) = self.tickets.as_ref() else {
+            tracing::info!("connection ticket refused: no ticket key ring is configured");
+            return Some(Input::ApiResult {
+                id,
+                result: Err(ticket_refused()),
+            });
+        };
+        let now = crate::broker::unix_now();
+        let verified = match verifier.verify(ticket.token.expose(), now) {
+            Ok(v) => v,
+            Err(why) => return refused(why),
+        };
+        let site_credential = Credential::site_session(verified.site_credential.clone());
+        self.credentials
+            .replace(credential_id, site_credential.clone());
+        let ttl = verifier.remember_for(&verified, now);
+        let ledger = Arc::clone(&self.ledger);
+        let (results, site, metrics) = (
+            self.results.clone(),
+            Arc::clone(&self.site),
+            Arc::clone(&self.metrics),
+        );
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let answer = ApiAnswer {
+            id,
+            results,
+            in_flight: Arc::clone(&self.in_flight),
+            answered: false,
+        };
+        let timeout = self.deadline(&request);
+        let permits = Arc::clone(&self.permits);
+        run_or_spawn(async move {
+            match ledger.take(&verified.jti, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        reason = TicketRefusal::AlreadyUsed.name(),
+                        "connection ticket refused"
+                    );
+                    return answer.send(Err(ticket_refused()));
+                }
+                Err(()) => {
+                    tracing::warn!(
+                        reason = TicketRefusal::LedgerUnavailable.name(),
+                        "connection ticket refused"
+                    );
+                    return answer.send(Err(ticket_refused()));
+                }
+            }
+            // Within --site-concurrency, like every other site request.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return; // closed at shutdown: the guard answers
+            };
+            let start = Instant::now();
+            let result = tokio::time::timeout(
+                timeout,
+                bbrt_buddyboss::perform(&*site, &request, Some(&site_credential)),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(SiteError::new(
+                    SiteErrorKind::Unavailable,
+                    "timeout",
+                    "the site did not answer in time",
+                ))
+            });
+            let took = start.elapsed();
+            record(&metrics, &request, took, &result);
+            let result = match result {
+                Ok(ApiResponse::User(user)) if user.id.as_str() != verified.user => {
+                    tracing::warn!(ticket_user = %verified.user, site_user = %user.id, "the site credential of a ticket names another user");
+                    Err(ticket_refused())
+                }
+                other => other,
+            };
+            if let Err(e) = &result {
+                log_failure(&request, e, took);
+            }
+            answer.send(result);
+        });
+        None
     }
 
     /// The embedded site's answer, with no task, permit, timer or channel: per message

@@ -69,9 +69,13 @@ pub(crate) async fn respond(stream: &mut TcpStream, status: u16, content_type: &
 }
 
 /// The credential presented with the upgrade, if any, in order of preference:
-/// `Authorization`, the BuddyBoss App's `accessToken` header, the WordPress login cookie
+/// `?ticket=` (a companion-plugin ticket: the most specific, and a browser that also holds
+/// the site's cookie is identified by its ticket), `Authorization`, the BuddyBoss App's `accessToken` header, the WordPress login cookie
 /// with `X-WP-Nonce` (or `?_wpnonce=`), then `?token=` presented with `query_scheme`.
 pub(crate) fn upgrade_credential(req: &Request, query_scheme: &AuthScheme) -> Option<Credential> {
+    if let Some(ticket) = req.query_param("ticket").filter(|t| !t.is_empty()) {
+        return Some(Credential::ticket(ticket));
+    }
     if let Some(c) = req
         .header("authorization")
         .and_then(Credential::from_authorization_header)

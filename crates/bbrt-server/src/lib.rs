@@ -44,6 +44,7 @@ mod node;
 mod outbox;
 mod server;
 mod site_health;
+pub mod ticket;
 
 pub use crate::server::{ServerError, ServerHandle, site_from_config, start, start_with_site};
 

@@ -31,6 +31,7 @@ use crate::metrics::{Metrics, Refusal};
 use crate::node::Identity;
 use crate::outbox::Outbox;
 use crate::site_health::{SiteHealth, probe_loop};
+use crate::ticket::{MemoryTicketLedger, TicketLedger};
 
 /// The browser example page (served with `--serve-examples`).
 const EXAMPLE_PAGE: &str = include_str!("../../../examples/browser/index.html");
@@ -66,6 +67,9 @@ pub enum ServerError {
     /// The Redis options are invalid.
     #[error(transparent)]
     Redis(#[from] crate::broker::redis::RedisSetupError),
+    /// The ticket settings are invalid (the message never quotes a key).
+    #[error("invalid ticket configuration: {0}")]
+    Tickets(String),
     /// The Hub panicked: the process must stop rather than run half alive.
     #[error("the hub task failed: {0}")]
     HubFailed(String),
@@ -345,14 +349,23 @@ pub async fn start_with_site(
             SendDigester::random()
         }
     };
-    let (broker, coordinator): (Arc<dyn Broker>, Arc<dyn Coordinator>) = match &config.redis {
+    let tickets = config
+        .ticket_verifier()
+        .map_err(ServerError::Tickets)?
+        .map(Arc::new);
+    if let Some(t) = &tickets {
+        tracing::info!(kids = ?t.kids(), "connection tickets accepted");
+    }
+    type Parts = (Arc<dyn Broker>, Arc<dyn Coordinator>, Arc<dyn TicketLedger>);
+    let (broker, coordinator, ledger): Parts = match &config.redis {
         Some(url) => {
             let send = longest_send(&*site, config.api_timeout);
             let options = redis_options(url.expose(), &config, &identity, digester, send);
             let (broker, coordinator) = crate::broker::redis::connect(options)?;
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %identity.node, "scale-out through redis");
-            (Arc::new(broker), Arc::new(coordinator))
+            let coordinator = Arc::new(coordinator);
+            (Arc::new(broker), coordinator.clone(), coordinator)
         }
         None => (
             Arc::new(MemoryBroker::default()),
@@ -360,6 +373,7 @@ pub async fn start_with_site(
                 hub_config.idempotency_ttl,
                 digester,
             )),
+            Arc::new(MemoryTicketLedger::default()),
         ),
     };
     let broker_rx = broker.subscribe();
@@ -372,6 +386,8 @@ pub async fn start_with_site(
         timeout: config.api_timeout,
         results: results_tx,
         in_flight: Arc::new(AtomicUsize::new(0)),
+        tickets,
+        ledger,
     };
     let hub = HubTask {
         hub: Hub::new(hub_config),
@@ -634,6 +650,7 @@ async fn upgrade(
     shared: Arc<Shared>,
 ) {
     let has_token = req.query_param("token").is_some();
+    let has_ticket = req.query_param("ticket").is_some();
     if shared.shutting_down.load(Ordering::Relaxed) {
         shared.metrics.refused(Refusal::ShuttingDown);
         http::respond(&mut stream, 503, "text/plain", b"shutting down\n").await;
@@ -681,7 +698,7 @@ async fn upgrade(
     let span = tracing::info_span!("conn", id = conn.0, %ip, path = %req.path);
     drop(req);
     shared.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, "open");
+    tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, query_ticket = has_ticket, "open");
     let outbox = Arc::new(Outbox::new(shared.config.outbound_queue_bytes));
     let open = ConnEvent::Open {
         conn,

@@ -91,8 +91,71 @@ async fn tokens_never_appear_in_logs() {
     basic.handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), basic.handle.wait()).await;
 
+    // Connection tickets: the ring, the tickets (URL and frame, good, reused and forged)
+    // and the site credential they carry.
+    let ticket_secret = "tkt-ring-secret-0123456789-0123456789";
+    let mut cfg = config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.ticket_keys = Some(format!("k1:{ticket_secret}").parse().expect("ring"));
+    cfg.public_url = Some("wss://rt.example.test".into());
+    cfg.log = "trace".into();
+    assert!(
+        !format!("{cfg:?}").contains(ticket_secret),
+        "Config's Debug hides the ring"
+    );
+    let tickets = Server::start(cfg).await;
+    let session = site.login(2);
+    let sc = site.site_credential(2, &session);
+    let url_ticket = site.ticket(2, &session, "k1", ticket_secret, "wss://rt.example.test");
+    let frame_ticket = site.ticket(2, &session, "k1", ticket_secret, "wss://rt.example.test");
+    let forged = site.ticket(
+        2,
+        &session,
+        "k1",
+        "a-wrong-ring-secret-0123456789-0123456789",
+        "wss://rt.example.test",
+    );
+    for ticket in [&url_ticket, &url_ticket, &forged] {
+        let mut c = Client::connect(&format!("{}?ticket={ticket}", tickets.url), &[]).await;
+        c.send(json!({"type": "user_connected", "userId": "2", "requestId": 1}))
+            .await;
+        let _ = c.drain(Duration::from_millis(200)).await;
+    }
+    let mut c = Client::connect(&tickets.url, &[]).await;
+    c.send(
+        json!({"type": "user_connected", "userId": "2", "ticket": frame_ticket, "requestId": 1}),
+    )
+    .await;
+    c.recv_type("ack").await;
+    tickets.handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tickets.handle.wait()).await;
+
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
     assert!(logs.contains("conn"), "logs were captured: {logs}");
+    assert!(
+        logs.contains("connection ticket refused"),
+        "refusals are logged, with their reason"
+    );
+    let signatures =
+        [&url_ticket, &frame_ticket, &forged].map(|t| t.rsplit('.').next().unwrap_or(t).to_owned());
+    let sealed = sc.rsplit('.').next().unwrap_or(&sc).to_owned();
+    for s in [
+        ticket_secret,
+        &url_ticket,
+        &frame_ticket,
+        &forged,
+        &sc,
+        &sealed,
+        &signatures[0],
+        &signatures[1],
+        &signatures[2],
+    ] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(s)).take(3).collect();
+        assert!(
+            leaks.is_empty(),
+            "ticket secret {s} leaked into the logs: {leaks:#?}"
+        );
+    }
     for code in ["incorrect_password", "invalid_username", "Unknown username"] {
         assert!(
             logs.lines().any(|l| l.contains("INFO") && l.contains(code)),

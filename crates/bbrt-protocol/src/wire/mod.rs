@@ -242,6 +242,15 @@ impl ClientMessage {
         }
     }
 
+    /// Removes the connection ticket the frame carries, if any (only `user_connected`
+    /// carries one).
+    pub fn take_ticket(&mut self) -> Option<Token> {
+        match self {
+            Self::UserConnected(m) => m.ticket.take(),
+            _ => None,
+        }
+    }
+
     /// Every client `type` bbrt knows, in wire spelling.
     pub const KINDS: [&'static str; 14] = [
         "user_connected",

@@ -17,6 +17,10 @@ pub struct UserConnected {
     /// A credential, stripped by the connection layer before the Hub sees the frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Token>,
+    /// A connection ticket from the companion plugin (`docs/wordpress.md`), stripped like
+    /// `token`; it is verified by the server, never by the Hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Token>,
 }
 
 /// Server → client `user_connected` / `user_disconnected`: a user's presence changed.

@@ -676,6 +676,28 @@ impl Coordinator for RedisCoordinator {
     }
 }
 
+/// Single use of connection tickets, cluster-wide: `SET <prefix>:ticket:<jti> 1 NX PX`,
+/// so whichever node sets it first takes the ticket. Unreachable Redis refuses the ticket
+/// (never a local fallback: another node could let the same ticket in).
+#[async_trait]
+impl crate::ticket::TicketLedger for RedisCoordinator {
+    async fn take(&self, jti: &str, ttl: Duration) -> Result<bool, ()> {
+        let key = format!("{}:ticket:{jti}", self.inner.keys.prefix);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        match self.inner.query::<(Option<String>,)>(&pipe).await {
+            Some((Some(_),)) => Ok(true),
+            Some((None,)) => Ok(false),
+            None => Err(()),
+        }
+    }
+}
+
 /// Stops the background tasks when the last handle goes.
 struct Guard(#[allow(dead_code)] watch::Sender<()>);
 
