@@ -79,6 +79,7 @@ impl TimerTable {
         Some(key)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
