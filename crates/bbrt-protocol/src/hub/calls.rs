@@ -27,8 +27,8 @@ use super::timer::TimerKey;
 use super::{BrokerEvent, CallSnapshot, CoordRequest, CoordResponse, Hub, PendingCoord};
 use crate::ids::{CallId, ConnId, DeviceRef, NodeId, ThreadId, UserId};
 use crate::wire::{
-    Ack, CallControl, CallEnded, CallEvent, ClientFrame, ClientMessage, EndReason, ErrorCode,
-    Payload, RequestId, ServerMessage,
+    Ack, CallControl, CallEnded, CallEvent, ClientMessage, EndReason, ErrorCode, Payload,
+    RequestId, ServerMessage,
 };
 
 /// A call as this node knows it.
@@ -76,16 +76,92 @@ pub(super) struct PendingAnswer {
     answer: Option<Payload>,
 }
 
-/// What a call frame asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+/// A call frame, taken apart: whom and which call it addresses, and what it asks.
+#[derive(Debug)]
+pub(super) struct CallFrame {
+    control: CallControl,
+    action: CallAction,
+}
+
+/// What a call frame asks for, with the WebRTC payload of the frames that carry one.
+#[derive(Debug)]
+pub(super) enum CallAction {
     Initiate,
-    Offer,
-    Answer,
-    Candidate,
+    Offer(Payload),
+    Answer(Payload),
+    Candidate(Payload),
     Accept,
     Reject,
     End,
+}
+
+/// Which WebRTC payload a signaling frame relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Offer,
+    Answer,
+    Candidate,
+}
+
+impl CallFrame {
+    pub(super) fn new(control: CallControl, action: CallAction) -> Self {
+        Self { control, action }
+    }
+
+    /// The message again, for a frame that must wait for the site.
+    pub(super) fn into_message(self) -> ClientMessage {
+        let control = self.control;
+        let signal = |control: CallControl| {
+            let CallControl {
+                recipient_id,
+                sender_id,
+                thread_id,
+                call_id,
+            } = control;
+            (recipient_id, sender_id, thread_id, call_id)
+        };
+        match self.action {
+            CallAction::Initiate => ClientMessage::CallInitiated(control),
+            CallAction::Accept => ClientMessage::CallAccepted(control),
+            CallAction::Reject => ClientMessage::CallRejected(control),
+            CallAction::End => ClientMessage::CallEnded(control),
+            CallAction::Offer(offer) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::Offer(crate::wire::Offer {
+                    offer,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+            CallAction::Answer(answer) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::Answer(crate::wire::Answer {
+                    answer,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+            CallAction::Candidate(candidate) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::IceCandidate(crate::wire::IceCandidate {
+                    candidate,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+        }
+    }
+
+    /// Whether the frame may start a call.
+    fn invites(&self) -> bool {
+        matches!(self.action, CallAction::Initiate | CallAction::Offer(_))
+    }
 }
 
 /// Where a signaling frame goes.
@@ -106,46 +182,35 @@ impl Hub {
         (device.node == self.config.node_id).then_some(ConnId(device.conn))
     }
 
-    /// A call frame from a verified user. Returns `true` if it must wait for the site.
+    /// A call frame from a verified user. Returns it back if it must wait for the site.
     pub(super) fn call_frame(
         &mut self,
         now: Instant,
         conn: ConnId,
         user: &UserId,
-        frame: &ClientFrame,
-    ) -> bool {
-        let request_id = frame.request_id.clone();
-        let (control, action, payload) = match &frame.message {
-            ClientMessage::CallInitiated(c) => (c.clone(), Action::Initiate, None),
-            ClientMessage::Offer(o) => (o.control(), Action::Offer, Some(o.offer.clone())),
-            ClientMessage::Answer(a) => (a.control(), Action::Answer, Some(a.answer.clone())),
-            ClientMessage::IceCandidate(i) => {
-                (i.control(), Action::Candidate, Some(i.candidate.clone()))
-            }
-            ClientMessage::CallAccepted(c) => (c.clone(), Action::Accept, None),
-            ClientMessage::CallRejected(c) => (c.clone(), Action::Reject, None),
-            ClientMessage::CallEnded(c) => (c.clone(), Action::End, None),
-            _ => return false,
-        };
-        let peer = resolve_peer(user, &control);
-        if let Some(call) = self.find_call(user, peer.as_ref(), &control) {
-            let glare = matches!(action, Action::Initiate | Action::Offer)
+        frame: CallFrame,
+        request_id: Option<RequestId>,
+    ) -> Option<CallFrame> {
+        let control = &frame.control;
+        let peer = resolve_peer(user, control);
+        if let Some(call) = self.find_call(user, peer.as_ref(), control) {
+            let glare = frame.invites()
                 && self
                     .calls
                     .calls
                     .get(&call)
                     .is_some_and(|c| c.snapshot.callee == *user && !c.answered());
             if !glare {
-                self.call_action(conn, user, &call, action, payload, request_id);
-                return false;
+                self.call_action(conn, user, &call, frame.action, request_id);
+                return None;
             }
         }
         let Some(peer) = peer else {
             let text = "call frames need a recipientId other than yourself";
             self.error(conn, ErrorCode::MissingRecipient, text, request_id);
-            return false;
+            return None;
         };
-        if !matches!(action, Action::Initiate | Action::Offer) {
+        if !frame.invites() {
             if self.is_online(&peer) {
                 self.error(
                     conn,
@@ -161,20 +226,20 @@ impl Hub {
                     request_id,
                 );
             }
-            return false;
+            return None;
         }
-        let Some(thread) = control.thread_id.clone() else {
+        let Some(thread) = frame.control.thread_id.clone() else {
             self.error(
                 conn,
                 ErrorCode::MissingRecipient,
                 "a call needs a threadId",
                 request_id,
             );
-            return false;
+            return None;
         };
         match self.require_member(now, conn, user, &thread, request_id.as_ref()) {
-            None => return false,
-            Some(true) => return true,
+            None => return None,
+            Some(true) => return Some(frame),
             Some(false) => {}
         }
         if !self
@@ -188,7 +253,7 @@ impl Hub {
                 "the recipient is not a participant of this thread",
                 request_id,
             );
-            return false;
+            return None;
         }
         if !self.is_online(&peer) {
             self.error(
@@ -197,7 +262,7 @@ impl Hub {
                 ErrorCode::RecipientOffline.message(),
                 request_id,
             );
-            return false;
+            return None;
         }
         if !self.allow_invite(now, user) {
             self.error(
@@ -206,7 +271,7 @@ impl Hub {
                 "too many calls; wait a minute",
                 request_id,
             );
-            return false;
+            return None;
         }
         // Always the server's `<node>-<counter>`: a call id is a key in every node's replica,
         // and ids chosen by clients collide across nodes (two nodes accept the same free id
@@ -230,7 +295,7 @@ impl Hub {
                         ..Ack::default()
                     },
                 );
-                return false;
+                return None;
             }
             self.end_call(&existing, EndReason::Glare);
         }
@@ -241,7 +306,7 @@ impl Hub {
                 "you are already in a call",
                 request_id,
             );
-            return false;
+            return None;
         }
         if self.calls.calls.values().any(|c| c.involves(&peer)) {
             let ended = CallEnded {
@@ -258,7 +323,7 @@ impl Hub {
                     ..Ack::default()
                 },
             );
-            return false;
+            return None;
         }
         let snapshot = CallSnapshot {
             call: call.clone(),
@@ -273,8 +338,8 @@ impl Hub {
             TimerKey::CallRing(call.clone()),
             now + self.config.ring_timeout,
         );
-        if let (Action::Offer, Some(payload)) = (action, payload) {
-            self.signal(&call, user, Action::Offer, payload, Target::Ringing);
+        if let CallAction::Offer(payload) = frame.action {
+            self.signal(&call, user, Signal::Offer, payload, Target::Ringing);
         }
         self.ack_if_asked(
             conn,
@@ -284,7 +349,7 @@ impl Hub {
                 ..Ack::default()
             },
         );
-        false
+        None
     }
 
     fn new_call_id(&mut self) -> CallId {
@@ -384,14 +449,13 @@ impl Hub {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A frame about an existing call `id` of which `user` is a party.
     fn call_action(
         &mut self,
         conn: ConnId,
         user: &UserId,
         id: &CallId,
-        action: Action,
-        payload: Option<Payload>,
+        action: CallAction,
         request_id: Option<RequestId>,
     ) {
         let me = self.device(conn);
@@ -422,11 +486,13 @@ impl Hub {
         };
         let bound_here = call.snapshot.caller_device == me
             || call.callee_device.as_ref().is_some_and(|d| *d == me);
-        let other_device = if is_caller {
-            call.callee_device.clone()
-        } else {
-            Some(call.snapshot.caller_device.clone())
+        // The other party's bound device, once the call is answered.
+        let answered_peer = match &call.callee_device {
+            Some(callee) if is_caller => Some(callee.clone()),
+            Some(_) => Some(call.snapshot.caller_device.clone()),
+            None => None,
         };
+        let caller_device = call.snapshot.caller_device.clone();
         let ack = Ack {
             call_id: Some(id.clone()),
             ..Ack::default()
@@ -434,84 +500,25 @@ impl Hub {
         let not_in_call = |hub: &mut Self, text: &str| {
             hub.error(conn, ErrorCode::NotInCall, text, request_id.clone())
         };
-        match action {
-            Action::Initiate => {
-                self.error(
-                    conn,
-                    ErrorCode::CallInProgress,
-                    "this call already exists",
-                    request_id,
-                );
+        let (kind, payload) = match action {
+            CallAction::Initiate => {
+                let text = "this call already exists";
+                return self.error(conn, ErrorCode::CallInProgress, text, request_id);
             }
-            Action::Offer | Action::Candidate | Action::Answer if answered => {
-                if !bound_here {
-                    return not_in_call(self, "this device is not in the call");
-                }
-                let target = other_device.expect("an answered call has both devices");
-                self.signal(
-                    id,
-                    user,
-                    action,
-                    payload.expect("signal frames carry a payload"),
-                    Target::Device(target),
-                );
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Offer | Action::Candidate if is_caller => {
-                if !bound_here {
-                    return not_in_call(self, "this device is not in the call");
-                }
-                self.signal(
-                    id,
-                    user,
-                    action,
-                    payload.expect("signal frames carry a payload"),
-                    Target::Ringing,
-                );
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Candidate => {
-                if !ringing_here {
-                    return not_in_call(self, "this device is not ringing for the call");
-                }
-                let caller = self
-                    .calls
-                    .calls
-                    .get(id)
-                    .map(|c| c.snapshot.caller_device.clone());
-                if let Some(caller) = caller {
-                    let payload = payload.expect("signal frames carry a payload");
-                    self.signal(id, user, action, payload, Target::Device(caller));
-                }
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Offer => not_in_call(self, "answer the call before sending an offer"),
-            Action::Answer | Action::Accept => {
+            CallAction::Accept => {
                 if answered || is_caller || !ringing_here {
                     return not_in_call(self, "this device cannot answer the call");
                 }
-                let pending = PendingAnswer {
-                    call: id.clone(),
-                    conn,
-                    request_id,
-                    answer: payload,
-                };
-                self.coord(
-                    CoordRequest::ClaimAnswer {
-                        call: id.clone(),
-                        device: me,
-                    },
-                    PendingCoord::ClaimAnswer(pending),
-                );
+                return self.claim_answer(id, conn, request_id, None);
             }
-            Action::Reject => {
+            CallAction::Reject => {
                 if answered || is_caller {
                     return not_in_call(self, "only a ringing callee can reject");
                 }
                 self.end_call(id, EndReason::Rejected);
-                self.ack_if_asked(conn, request_id, ack);
+                return self.ack_if_asked(conn, request_id, ack);
             }
-            Action::End => {
+            CallAction::End => {
                 let reason = match (answered, is_caller) {
                     (false, true) => EndReason::Cancelled,
                     (false, false) => EndReason::Rejected,
@@ -519,9 +526,67 @@ impl Hub {
                     (true, _) => return not_in_call(self, "this device is not in the call"),
                 };
                 self.end_call(id, reason);
+                return self.ack_if_asked(conn, request_id, ack);
+            }
+            CallAction::Offer(payload) => (Signal::Offer, payload),
+            CallAction::Answer(payload) => (Signal::Answer, payload),
+            CallAction::Candidate(payload) => (Signal::Candidate, payload),
+        };
+        // Once answered, signaling flows between the two bound devices only.
+        if let Some(target) = answered_peer {
+            if !bound_here {
+                return not_in_call(self, "this device is not in the call");
+            }
+            self.signal(id, user, kind, payload, Target::Device(target));
+            return self.ack_if_asked(conn, request_id, ack);
+        }
+        match kind {
+            Signal::Offer | Signal::Candidate if is_caller => {
+                if !bound_here {
+                    return not_in_call(self, "this device is not in the call");
+                }
+                self.signal(id, user, kind, payload, Target::Ringing);
                 self.ack_if_asked(conn, request_id, ack);
             }
+            Signal::Candidate => {
+                if !ringing_here {
+                    return not_in_call(self, "this device is not ringing for the call");
+                }
+                self.signal(id, user, kind, payload, Target::Device(caller_device));
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Signal::Offer => not_in_call(self, "answer the call before sending an offer"),
+            Signal::Answer => {
+                if is_caller || !ringing_here {
+                    return not_in_call(self, "this device cannot answer the call");
+                }
+                self.claim_answer(id, conn, request_id, Some(payload));
+            }
         }
+    }
+
+    /// A ringing device's claim to answer: first accept wins, across nodes.
+    fn claim_answer(
+        &mut self,
+        id: &CallId,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        answer: Option<Payload>,
+    ) {
+        let device = self.device(conn);
+        let pending = PendingAnswer {
+            call: id.clone(),
+            conn,
+            request_id,
+            answer,
+        };
+        self.coord(
+            CoordRequest::ClaimAnswer {
+                call: id.clone(),
+                device,
+            },
+            PendingCoord::ClaimAnswer(pending),
+        );
     }
 
     /// Relays a WebRTC payload from `user`, stamped with the verified sender.
@@ -529,7 +594,7 @@ impl Hub {
         &mut self,
         id: &CallId,
         user: &UserId,
-        action: Action,
+        kind: Signal,
         payload: Payload,
         target: Target,
     ) {
@@ -543,22 +608,22 @@ impl Hub {
         };
         let (recipient_id, sender_id) = (Some(peer), Some(user.clone()));
         let (thread_id, call_id) = (Some(call.snapshot.thread.clone()), Some(id.clone()));
-        let message = match action {
-            Action::Offer => ServerMessage::Offer(crate::wire::Offer {
+        let message = match kind {
+            Signal::Offer => ServerMessage::Offer(crate::wire::Offer {
                 offer: payload,
                 recipient_id,
                 sender_id,
                 thread_id,
                 call_id,
             }),
-            Action::Answer => ServerMessage::Answer(crate::wire::Answer {
+            Signal::Answer => ServerMessage::Answer(crate::wire::Answer {
                 answer: payload,
                 recipient_id,
                 sender_id,
                 thread_id,
                 call_id,
             }),
-            _ => ServerMessage::IceCandidate(crate::wire::IceCandidate {
+            Signal::Candidate => ServerMessage::IceCandidate(crate::wire::IceCandidate {
                 candidate: payload,
                 recipient_id,
                 sender_id,
@@ -653,7 +718,7 @@ impl Hub {
         });
         if let Some(answer) = answer {
             let caller = self.calls.calls[&id].snapshot.caller_device.clone();
-            self.signal(&id, &user, Action::Answer, answer, Target::Device(caller));
+            self.signal(&id, &user, Signal::Answer, answer, Target::Device(caller));
         }
         self.ack_if_asked(
             conn,

@@ -69,4 +69,11 @@ pub enum Input {
     /// [`HubConfig::verify_retry_initial`], spread by the jitter, instead of at their next
     /// backoff (up to [`HubConfig::verify_retry_max`] away).
     SiteReachable,
+    /// Publications may have been lost (the first subscription, or the broker came back):
+    /// the Hub asks the other nodes for their presence and calls, and publishes its own
+    /// presence to heal what they lost.
+    Resync,
+    /// Time for the periodic presence heartbeat: the Hub publishes its online users, which
+    /// heals presence publications lost on the way.
+    PresenceSnapshot,
 }

@@ -125,12 +125,13 @@ pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
     SendFingerprint, SendOutcome, SendReceipt,
 };
-use self::calls::Calls;
+use self::calls::{CallAction, CallFrame, Calls};
 pub use self::config::{HubConfig, PresenceScope};
 pub use self::input::Input;
 use self::messages::Sends;
 pub use self::output::Output;
 pub use self::stats::HubStats;
+pub use self::timer::TimeoutReason;
 use self::timer::{TimerKey, TimerTable};
 use self::typing::TypingState;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
@@ -333,6 +334,8 @@ impl Hub {
             Input::Broker(message) => self.broker(now, message),
             Input::NodeDown { node } => self.node_down(&node),
             Input::SiteReachable => self.site_reachable(now),
+            Input::Resync => self.resync(),
+            Input::PresenceSnapshot => self.presence_snapshot(),
         }
     }
 
@@ -365,8 +368,8 @@ impl Hub {
     }
 
     /// Why [`Hub::poll_timeout`] is what it is (for debugging).
-    pub fn next_timeout_reason(&self) -> Option<String> {
-        self.timers.next_key().map(|key| format!("{key:?}"))
+    pub fn next_timeout_reason(&self) -> Option<TimeoutReason> {
+        self.timers.next_key().map(TimerKey::reason)
     }
 
     /// Whether `user` has a verified connection on any node.
@@ -788,17 +791,55 @@ impl Hub {
                 self.mark_read(conn, &user, thread, request_id);
                 None
             }
-            ClientMessage::CallInitiated(_)
-            | ClientMessage::Offer(_)
-            | ClientMessage::Answer(_)
-            | ClientMessage::IceCandidate(_)
-            | ClientMessage::CallAccepted(_)
-            | ClientMessage::CallRejected(_)
-            | ClientMessage::CallEnded(_) => {
-                let blocked = self.call_frame(now, conn, &user, &item.frame);
-                blocked.then_some(item)
+            ClientMessage::CallInitiated(c) => {
+                let call = CallFrame::new(c, CallAction::Initiate);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::Offer(o) => {
+                let call = CallFrame::new(o.control(), CallAction::Offer(o.offer));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::Answer(a) => {
+                let call = CallFrame::new(a.control(), CallAction::Answer(a.answer));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::IceCandidate(i) => {
+                let call = CallFrame::new(i.control(), CallAction::Candidate(i.candidate));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallAccepted(c) => {
+                let call = CallFrame::new(c, CallAction::Accept);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallRejected(c) => {
+                let call = CallFrame::new(c, CallAction::Reject);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallEnded(c) => {
+                let call = CallFrame::new(c, CallAction::End);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
             }
         }
+    }
+
+    /// A call frame; one that must wait for the site comes back as the frame it was.
+    fn call_queued(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        call: CallFrame,
+        request_id: Option<RequestId>,
+        credential: Option<CredentialId>,
+    ) -> Option<Queued> {
+        let blocked = self.call_frame(now, conn, user, call, request_id.clone())?;
+        Some(Queued {
+            frame: ClientFrame {
+                request_id,
+                message: blocked.into_message(),
+            },
+            credential,
+        })
     }
 
     // ----- helpers shared by the modules -----
