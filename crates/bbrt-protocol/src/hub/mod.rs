@@ -1023,8 +1023,8 @@ fn site_error_code(error: &SiteError) -> ErrorCode {
     match error.kind {
         K::Unauthenticated => ErrorCode::Unauthenticated,
         K::Forbidden => ErrorCode::Forbidden,
-        K::Invalid if error.code == "invalid_id" => ErrorCode::InvalidId,
-        K::Invalid if error.code == "bp_rest_messages_empty_message" => ErrorCode::EmptyMessage,
+        K::InvalidId => ErrorCode::InvalidId,
+        K::EmptyMessage => ErrorCode::EmptyMessage,
         K::Invalid => ErrorCode::Invalid,
         K::Refused => ErrorCode::Refused,
         K::Unavailable => ErrorCode::SiteUnavailable,

@@ -83,9 +83,9 @@ fn site_errors_become_typed_error_codes() {
             "invalid",
             false,
         ),
-        (SiteErrorKind::Invalid, "invalid_id", "invalid_id", false),
+        (SiteErrorKind::InvalidId, "invalid_id", "invalid_id", false),
         (
-            SiteErrorKind::Invalid,
+            SiteErrorKind::EmptyMessage,
             "bp_rest_messages_empty_message",
             "empty_message",
             false,

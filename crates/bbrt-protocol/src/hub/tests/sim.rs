@@ -975,7 +975,7 @@ impl Sim {
                 }
                 if text.trim().is_empty() {
                     return Err(SiteError::new(
-                        SiteErrorKind::Invalid,
+                        SiteErrorKind::EmptyMessage,
                         "bp_rest_messages_empty_message",
                         "empty",
                     ));
