@@ -18,7 +18,7 @@
 //! Every node keeps a replica of every call it hears of; the caller's node owns the ring
 //! timer, the node of a disconnected device owns its grace timer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,18 +51,144 @@ impl Call {
     fn involves(&self, user: &UserId) -> bool {
         self.snapshot.caller == *user || self.snapshot.callee == *user
     }
+
+    /// The connections of `node` this call rings or binds.
+    fn local_conns(&self, node: &NodeId) -> BTreeSet<ConnId> {
+        let mut conns = self.ringing.clone();
+        let devices = [
+            Some(&self.snapshot.caller_device),
+            self.callee_device.as_ref(),
+        ];
+        conns.extend(
+            devices
+                .into_iter()
+                .flatten()
+                .filter(|d| d.node == *node)
+                .map(|d| ConnId(d.conn)),
+        );
+        conns
+    }
 }
 
-/// All calls this node knows of.
-#[derive(Debug, Default)]
+/// All calls this node knows of, indexed by the users and the local connections they
+/// involve: no event scans every call.
+#[derive(Debug)]
 pub(super) struct Calls {
+    /// This node: the devices named by it are local connections.
+    node: NodeId,
     calls: BTreeMap<CallId, Call>,
+    /// The calls each user is a party of (caller or callee).
+    by_user: HashMap<UserId, BTreeSet<CallId>>,
+    /// The calls each local connection rings for or is a bound device of.
+    by_conn: HashMap<ConnId, BTreeSet<CallId>>,
     next_id: u64,
 }
 
 impl Calls {
+    pub(super) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            calls: BTreeMap::new(),
+            by_user: HashMap::new(),
+            by_conn: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// No call, and no index entry left behind.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.by_user.is_empty() && self.by_conn.is_empty()
+    }
+
+    fn get(&self, id: &CallId) -> Option<&Call> {
+        self.calls.get(id)
+    }
+
+    fn contains(&self, id: &CallId) -> bool {
+        self.calls.contains_key(id)
+    }
+
+    /// Every call, in id order (for the rare events about a whole node).
+    fn all(&self) -> impl Iterator<Item = (&CallId, &Call)> {
+        self.calls.iter()
+    }
+
+    /// The calls `user` is a party of, in id order.
+    fn of_user<'a>(&'a self, user: &UserId) -> impl Iterator<Item = (&'a CallId, &'a Call)> {
+        self.by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.calls.get_key_value(id))
+    }
+
+    /// The calls the local connection `conn` rings for or is bound to, in id order.
+    fn of_conn(&self, conn: ConnId) -> Vec<CallId> {
+        self.by_conn
+            .get(&conn)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, id: CallId, call: Call) {
+        // A call of the same id first leaves the indexes, so they hold no stale entry.
+        self.remove(&id);
+        for user in [&call.snapshot.caller, &call.snapshot.callee] {
+            self.by_user
+                .entry(user.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        for conn in call.local_conns(&self.node) {
+            self.by_conn.entry(conn).or_default().insert(id.clone());
+        }
+        self.calls.insert(id, call);
+    }
+
+    fn remove(&mut self, id: &CallId) -> Option<Call> {
+        let call = self.calls.remove(id)?;
+        for user in [&call.snapshot.caller, &call.snapshot.callee] {
+            unindex(&mut self.by_user, user, id);
+        }
+        for conn in call.local_conns(&self.node) {
+            unindex(&mut self.by_conn, &conn, id);
+        }
+        Some(call)
+    }
+
+    /// Changes a call, keeping the connection index in step with its devices and ringing
+    /// connections (its parties never change).
+    fn update<R>(&mut self, id: &CallId, change: impl FnOnce(&mut Call) -> R) -> Option<R> {
+        let call = self.calls.get_mut(id)?;
+        let before = call.local_conns(&self.node);
+        let result = change(call);
+        let after = call.local_conns(&self.node);
+        for conn in before.difference(&after) {
+            unindex(&mut self.by_conn, conn, id);
+        }
+        for conn in after.difference(&before) {
+            self.by_conn.entry(*conn).or_default().insert(id.clone());
+        }
+        Some(result)
+    }
+}
+
+/// Removes `id` from `key`'s entry, and the entry once empty.
+fn unindex<K: Eq + std::hash::Hash>(
+    index: &mut HashMap<K, BTreeSet<CallId>>,
+    key: &K,
+    id: &CallId,
+) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
     }
 }
 
@@ -197,7 +323,6 @@ impl Hub {
             let glare = frame.invites()
                 && self
                     .calls
-                    .calls
                     .get(&call)
                     .is_some_and(|c| c.snapshot.callee == *user && !c.answered());
             if !glare {
@@ -299,7 +424,7 @@ impl Hub {
             }
             self.end_call(&existing, EndReason::Glare);
         }
-        if self.calls.calls.values().any(|c| c.involves(user)) {
+        if self.calls.of_user(user).next().is_some() {
             self.error(
                 conn,
                 ErrorCode::CallInProgress,
@@ -308,7 +433,7 @@ impl Hub {
             );
             return None;
         }
-        if self.calls.calls.values().any(|c| c.involves(&peer)) {
+        if self.calls.of_user(&peer).next().is_some() {
             let ended = CallEnded {
                 call_id: call.clone(),
                 thread_id: thread,
@@ -359,7 +484,7 @@ impl Hub {
             let id = CallId::new(&id).expect(
                 "a node id (at most MAX_NODE_ID_LEN bytes) plus a dash and a u64 fits an id",
             );
-            if !self.calls.calls.contains_key(&id) {
+            if !self.calls.contains(&id) {
                 return id;
             }
         }
@@ -393,17 +518,15 @@ impl Hub {
         control: &CallControl,
     ) -> Option<CallId> {
         if let Some(id) = &control.call_id
-            && let Some(call) = self.calls.calls.get(id)
+            && let Some(call) = self.calls.get(id)
         {
             return call.involves(user).then(|| id.clone());
         }
         let peer = peer?;
         self.calls
-            .calls
-            .iter()
+            .of_user(user)
             .find(|(_, c)| {
-                c.involves(user)
-                    && c.involves(peer)
+                c.involves(peer)
                     && control
                         .thread_id
                         .as_ref()
@@ -415,8 +538,7 @@ impl Hub {
     /// A ringing call from `peer` to `user` in `thread`: calling back now is glare.
     fn glare_with(&self, user: &UserId, peer: &UserId, thread: &ThreadId) -> Option<CallId> {
         self.calls
-            .calls
-            .iter()
+            .of_user(user)
             .find(|(_, c)| {
                 c.snapshot.caller == *peer
                     && c.snapshot.callee == *user
@@ -438,7 +560,7 @@ impl Hub {
         .encode();
         self.deliver(ringing.iter().copied().collect(), frame);
         let call = snapshot.call.clone();
-        self.calls.calls.insert(
+        self.calls.insert(
             call,
             Call {
                 snapshot,
@@ -459,7 +581,7 @@ impl Hub {
         request_id: Option<RequestId>,
     ) {
         let me = self.device(conn);
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let is_caller = call.snapshot.caller == *user;
@@ -481,7 +603,7 @@ impl Hub {
                 });
             }
         }
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let bound_here = call.snapshot.caller_device == me
@@ -598,7 +720,7 @@ impl Hub {
         payload: Payload,
         target: Target,
     ) {
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let peer = if call.snapshot.caller == *user {
@@ -657,7 +779,6 @@ impl Hub {
     pub(super) fn deliver_to_ringing(&mut self, id: &CallId, frame: Bytes) {
         let conns = self
             .calls
-            .calls
             .get(id)
             .map(|c| c.ringing.iter().copied().collect())
             .unwrap_or_default();
@@ -679,7 +800,6 @@ impl Hub {
         } = pending;
         let still_ringing = self
             .calls
-            .calls
             .get(&id)
             .is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
         // Without a coordinator (Redis lost) the local replica decides: the first device to
@@ -687,13 +807,10 @@ impl Hub {
         // make every call unanswerable until the coordinator is back.
         let won = matches!(result, CoordResponse::Won | CoordResponse::Unavailable);
         if !won || !still_ringing {
-            if self
-                .calls
-                .calls
-                .get_mut(&id)
-                .is_some_and(|c| c.ringing.remove(&conn))
-            {
-                let thread = self.calls.calls[&id].snapshot.thread.clone();
+            let stopped = self.calls.update(&id, |c| {
+                c.ringing.remove(&conn).then(|| c.snapshot.thread.clone())
+            });
+            if let Some(Some(thread)) = stopped {
                 let ended = CallEnded {
                     call_id: id.clone(),
                     thread_id: thread,
@@ -710,14 +827,19 @@ impl Hub {
             return;
         }
         let me = self.device(conn);
-        let user = self.calls.calls[&id].snapshot.callee.clone();
+        let Some(user) = self.calls.get(&id).map(|c| c.snapshot.callee.clone()) else {
+            return;
+        };
         self.apply_answered(&id, me.clone());
         self.publish(BrokerEvent::CallAnswered {
             call: id.clone(),
             device: me,
         });
-        if let Some(answer) = answer {
-            let caller = self.calls.calls[&id].snapshot.caller_device.clone();
+        let caller = self
+            .calls
+            .get(&id)
+            .map(|c| c.snapshot.caller_device.clone());
+        if let (Some(answer), Some(caller)) = (answer, caller) {
             self.signal(&id, &user, Signal::Answer, answer, Target::Device(caller));
         }
         self.ack_if_asked(
@@ -733,15 +855,16 @@ impl Hub {
     /// A callee device won: bind it, stop the others, tell the caller.
     pub(super) fn apply_answered(&mut self, id: &CallId, device: DeviceRef) {
         let local_winner = self.local_conn(&device);
-        let Some(call) = self.calls.calls.get_mut(id) else {
+        let Some((losers, snapshot)) = self.calls.update(id, |call| {
+            call.callee_device = Some(device);
+            let losers: Vec<ConnId> = std::mem::take(&mut call.ringing)
+                .into_iter()
+                .filter(|c| Some(*c) != local_winner)
+                .collect();
+            (losers, call.snapshot.clone())
+        }) else {
             return;
         };
-        call.callee_device = Some(device);
-        let losers: Vec<ConnId> = std::mem::take(&mut call.ringing)
-            .into_iter()
-            .filter(|c| Some(*c) != local_winner)
-            .collect();
-        let snapshot = call.snapshot.clone();
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
         let ended = CallEnded {
             call_id: id.clone(),
@@ -761,23 +884,26 @@ impl Hub {
     }
 
     pub(super) fn apply_rebound(&mut self, id: &CallId, user: &UserId, device: DeviceRef) {
-        let Some(call) = self.calls.calls.get_mut(id) else {
-            return;
-        };
-        if call.snapshot.caller == *user {
-            call.snapshot.caller_device = device;
-        } else if call.snapshot.callee == *user && call.answered() {
-            call.callee_device = Some(device);
-        }
-        if call.orphaned.as_ref() == Some(user) {
-            call.orphaned = None;
+        let resumed = self.calls.update(id, |call| {
+            if call.snapshot.caller == *user {
+                call.snapshot.caller_device = device;
+            } else if call.snapshot.callee == *user && call.answered() {
+                call.callee_device = Some(device);
+            }
+            let resumed = call.orphaned.as_ref() == Some(user);
+            if resumed {
+                call.orphaned = None;
+            }
+            resumed
+        });
+        if resumed == Some(true) {
             self.timers.cancel(&TimerKey::CallGrace(id.clone()));
         }
     }
 
     /// Ends a call here and everywhere.
     fn end_call(&mut self, id: &CallId, reason: EndReason) {
-        if self.calls.calls.contains_key(id) {
+        if self.calls.contains(id) {
             self.apply_ended(id, reason);
             self.publish(BrokerEvent::CallEnded {
                 call: id.clone(),
@@ -788,7 +914,7 @@ impl Hub {
 
     /// Forgets a call and tells every local device involved.
     pub(super) fn apply_ended(&mut self, id: &CallId, reason: EndReason) {
-        let Some(call) = self.calls.calls.remove(id) else {
+        let Some(call) = self.calls.remove(id) else {
             return;
         };
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
@@ -805,7 +931,7 @@ impl Hub {
     }
 
     pub(super) fn call_ring_timeout(&mut self, id: &CallId) {
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         if call.answered() {
@@ -821,12 +947,7 @@ impl Hub {
     }
 
     pub(super) fn call_grace_expired(&mut self, id: &CallId) {
-        if self
-            .calls
-            .calls
-            .get(id)
-            .is_some_and(|c| c.orphaned.is_some())
-        {
+        if self.calls.get(id).is_some_and(|c| c.orphaned.is_some()) {
             self.end_call(id, EndReason::Disconnected);
         }
     }
@@ -836,13 +957,20 @@ impl Hub {
         let me = self.device(conn);
         let grace = self.config.call_grace;
         let mut orphaned = Vec::new();
-        for (id, call) in &mut self.calls.calls {
-            call.ringing.remove(&conn);
-            let bound =
-                call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
-            if bound && let Some(user) = user {
-                call.orphaned = Some(user.clone());
-                orphaned.push((id.clone(), user.clone()));
+        for id in self.calls.of_conn(conn) {
+            let bound = self.calls.update(&id, |call| {
+                call.ringing.remove(&conn);
+                let bound =
+                    call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
+                if bound && let Some(user) = user {
+                    call.orphaned = Some(user.clone());
+                }
+                bound
+            });
+            if bound == Some(true)
+                && let Some(user) = user
+            {
+                orphaned.push((id, user.clone()));
             }
         }
         for (id, user) in orphaned {
@@ -854,38 +982,36 @@ impl Hub {
 
     /// Another node lost a bound device of `id`: `user` may resume from a device here.
     pub(super) fn apply_orphaned(&mut self, id: &CallId, user: UserId) {
-        if let Some(call) = self.calls.calls.get_mut(id) {
-            call.orphaned = Some(user);
-        }
+        self.calls.update(id, |call| call.orphaned = Some(user));
     }
 
     /// A new connection of `user` was identified: ring it for calls still ringing.
     pub(super) fn calls_user_connected(&mut self, conn: ConnId, user: &UserId) {
         let ringing: Vec<CallId> = self
             .calls
-            .calls
-            .iter()
+            .of_user(user)
             .filter(|(_, c)| c.snapshot.callee == *user && !c.answered())
             .map(|(id, _)| id.clone())
             .collect();
         for id in ringing {
-            let Some(call) = self.calls.calls.get_mut(&id) else {
-                continue;
-            };
-            call.ringing.insert(conn);
-            let event = CallEvent {
-                call_id: id.clone(),
-                sender_id: call.snapshot.caller.clone(),
-                recipient_id: call.snapshot.callee.clone(),
-                thread_id: call.snapshot.thread.clone(),
-            };
-            self.send_one(conn, &ServerMessage::CallInitiated(event));
+            let event = self.calls.update(&id, |call| {
+                call.ringing.insert(conn);
+                CallEvent {
+                    call_id: id.clone(),
+                    sender_id: call.snapshot.caller.clone(),
+                    recipient_id: call.snapshot.callee.clone(),
+                    thread_id: call.snapshot.thread.clone(),
+                }
+            });
+            if let Some(event) = event {
+                self.send_one(conn, &ServerMessage::CallInitiated(event));
+            }
         }
     }
 
     /// Another node rings a call: ring local devices, and resolve glare with our own calls.
     pub(super) fn remote_call_ring(&mut self, now: Instant, snapshot: CallSnapshot) {
-        if self.calls.calls.contains_key(&snapshot.call) {
+        if self.calls.contains(&snapshot.call) {
             return;
         }
         let glare = self.glare_with(&snapshot.caller, &snapshot.callee, &snapshot.thread);
@@ -901,7 +1027,6 @@ impl Hub {
             let loser = if ours < incoming { incoming } else { ours };
             let owned = self
                 .calls
-                .calls
                 .get(&loser)
                 .is_some_and(|c| c.snapshot.caller_device.node == self.config.node_id);
             if owned {
@@ -914,8 +1039,7 @@ impl Hub {
     pub(super) fn calls_node_down(&mut self, node: &NodeId) {
         let dead: Vec<CallId> = self
             .calls
-            .calls
-            .iter()
+            .all()
             .filter(|(_, c)| {
                 c.snapshot.caller_device.node == *node
                     || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
@@ -931,8 +1055,8 @@ impl Hub {
     pub(super) fn publish_own_calls(&mut self) {
         let own: Vec<(CallSnapshot, Option<DeviceRef>)> = self
             .calls
-            .calls
-            .values()
+            .all()
+            .map(|(_, c)| c)
             .filter(|c| c.snapshot.caller_device.node == self.config.node_id)
             .map(|c| (c.snapshot.clone(), c.callee_device.clone()))
             .collect();
@@ -953,4 +1077,107 @@ fn resolve_peer(user: &UserId, control: &CallControl) -> Option<UserId> {
         .flatten()
         .find(|id| *id != user)
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::new(s).expect("a valid id")
+    }
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    fn device(n: &str, conn: u64) -> DeviceRef {
+        DeviceRef {
+            node: node(n),
+            conn,
+        }
+    }
+
+    /// A call from alice (connection 1 on `caller_node`) to bob, ringing `ringing` here.
+    fn ringing_call(id: &str, caller_node: &str, ringing: &[u64]) -> (CallId, Call) {
+        let id = CallId::new(id).expect("a valid id");
+        let call = Call {
+            snapshot: CallSnapshot {
+                call: id.clone(),
+                thread: ThreadId::new("t1").expect("a valid id"),
+                caller: user("alice"),
+                caller_device: device(caller_node, 1),
+                callee: user("bob"),
+            },
+            callee_device: None,
+            ringing: ringing.iter().map(|c| ConnId(*c)).collect(),
+            orphaned: None,
+        };
+        (id, call)
+    }
+
+    fn ids(calls: &Calls, u: &str) -> Vec<CallId> {
+        calls.of_user(&user(u)).map(|(id, _)| id.clone()).collect()
+    }
+
+    #[test]
+    fn a_call_is_found_by_its_parties_and_its_local_connections() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n1-1", "n1", &[2, 3]);
+        calls.insert(id.clone(), call);
+        assert_eq!(ids(&calls, "alice"), vec![id.clone()]);
+        assert_eq!(ids(&calls, "bob"), vec![id.clone()]);
+        assert!(ids(&calls, "carol").is_empty());
+        for conn in [1, 2, 3] {
+            assert_eq!(calls.of_conn(ConnId(conn)), vec![id.clone()], "conn {conn}");
+        }
+        assert!(calls.of_conn(ConnId(4)).is_empty());
+    }
+
+    #[test]
+    fn a_remote_callers_device_is_not_a_local_connection() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n2-1", "n2", &[2]);
+        calls.insert(id.clone(), call);
+        assert!(calls.of_conn(ConnId(1)).is_empty(), "connection 1 is on n2");
+        assert_eq!(calls.of_conn(ConnId(2)), vec![id]);
+    }
+
+    #[test]
+    fn the_connection_index_follows_answers_and_rebinds() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n1-1", "n1", &[2, 3]);
+        calls.insert(id.clone(), call);
+        // Connection 3 answers: 2 stops ringing.
+        calls.update(&id, |c| {
+            c.callee_device = Some(device("n1", 3));
+            c.ringing.clear();
+        });
+        assert!(calls.of_conn(ConnId(2)).is_empty());
+        assert_eq!(calls.of_conn(ConnId(3)), vec![id.clone()]);
+        // Alice resumes from connection 5 after connection 1 went away.
+        calls.update(&id, |c| c.snapshot.caller_device = device("n1", 5));
+        assert!(calls.of_conn(ConnId(1)).is_empty());
+        assert_eq!(calls.of_conn(ConnId(5)), vec![id.clone()]);
+        assert!(calls.remove(&id).is_some());
+        assert!(
+            calls.is_empty(),
+            "no index entry outlives its call: {calls:?}"
+        );
+    }
+
+    #[test]
+    fn a_users_calls_come_in_id_order() {
+        let mut calls = Calls::new(node("n1"));
+        for id in ["n1-3", "n1-1", "n1-2"] {
+            let (id, call) = ringing_call(id, "n1", &[]);
+            calls.insert(id, call);
+        }
+        let order: Vec<String> = ids(&calls, "bob").iter().map(|i| i.to_string()).collect();
+        assert_eq!(order, ["n1-1", "n1-2", "n1-3"]);
+        let (id, call) = ringing_call("n1-2", "n1", &[7]);
+        calls.insert(id, call);
+        assert_eq!(ids(&calls, "bob").len(), 3, "the same id replaces the call");
+        assert_eq!(calls.of_conn(ConnId(7)).len(), 1);
+    }
 }

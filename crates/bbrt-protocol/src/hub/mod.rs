@@ -279,6 +279,7 @@ pub struct Hub {
 impl Hub {
     /// A Hub with no connections.
     pub fn new(config: HubConfig) -> Self {
+        let calls = Calls::new(config.node_id.clone());
         Self {
             config,
             conns: HashMap::new(),
@@ -302,7 +303,7 @@ impl Hub {
             next_coord: 0,
             sends: Sends::default(),
             typing: HashMap::new(),
-            calls: Calls::default(),
+            calls,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
             stats: HubStats::default(),

@@ -1202,7 +1202,7 @@ impl Hub {
         );
         check("sends", self.sends.is_empty(), &self.sends);
         check("typing", self.typing.is_empty(), &self.typing);
-        check("calls", self.calls.len() == 0, &self.calls);
+        check("calls", self.calls.is_empty(), &self.calls);
         check("timers", self.timers.len() == 0, &self.timers);
         check("threads", self.threads.is_empty(), &self.threads);
         check(
