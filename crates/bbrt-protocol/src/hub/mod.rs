@@ -133,7 +133,7 @@ pub use self::output::Output;
 pub use self::stats::HubStats;
 pub use self::timer::TimeoutReason;
 use self::timer::{TimerKey, TimerTable};
-use self::typing::TypingState;
+use self::typing::Typing;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
@@ -269,7 +269,7 @@ pub struct Hub {
     next_api: u64,
     next_coord: u64,
     sends: Sends,
-    typing: HashMap<(UserId, ThreadId), TypingState>,
+    typing: Typing,
     calls: Calls,
     timers: TimerTable,
     outputs: VecDeque<Output>,
@@ -302,7 +302,7 @@ impl Hub {
             next_api: 0,
             next_coord: 0,
             sends: Sends::default(),
-            typing: HashMap::new(),
+            typing: Typing::default(),
             calls,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
