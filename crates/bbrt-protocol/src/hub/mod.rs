@@ -141,6 +141,9 @@ use crate::wire::{
     RequestId, ServerMessage,
 };
 
+/// A participant fetch: the user asking, the thread, and whether it is an explicit join.
+type FetchKey = (UserId, ThreadId, bool);
+
 /// A frame waiting on its connection behind a site request.
 #[derive(Debug, Clone)]
 struct Queued {
@@ -168,6 +171,9 @@ struct Conn {
     anonymous_seq: Option<u64>,
     /// Threads this connection joined.
     joined: BTreeSet<ThreadId>,
+    /// The participant fetches (keys of `Hub::fetching`) this connection waits on, so
+    /// its end leaves them without a scan of every fetch.
+    awaiting_participants: BTreeSet<FetchKey>,
     /// Set while a site request this connection's next frame depends on is in flight.
     blocked: bool,
     /// Whether the front of `queue` is the frame that blocked (not so for a credential
@@ -259,7 +265,7 @@ pub struct Hub {
     next_anonymous_seq: u64,
     /// Participant fetches in flight (user, thread, explicit join), and the connections
     /// waiting on them.
-    fetching: HashMap<(UserId, ThreadId, bool), BTreeSet<ConnId>>,
+    fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
     /// (user, thread) pairs the site said are not members, until when.
     denied: HashMap<(UserId, ThreadId), Instant>,
     /// `denied`'s size at which expired entries are swept next.
@@ -430,6 +436,7 @@ impl Hub {
                 rejected: VecDeque::new(),
                 anonymous_seq: Some(seq),
                 joined: BTreeSet::new(),
+                awaiting_participants: BTreeSet::new(),
                 blocked: false,
                 front_blocked: false,
                 queue: VecDeque::new(),
@@ -507,8 +514,10 @@ impl Hub {
                 t.joiners.remove(&conn);
             }
         }
-        for waiters in self.fetching.values_mut() {
-            waiters.remove(&conn);
+        for key in &c.awaiting_participants {
+            if let Some(waiters) = self.fetching.get_mut(key) {
+                waiters.remove(&conn);
+            }
         }
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {

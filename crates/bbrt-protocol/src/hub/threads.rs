@@ -133,6 +133,9 @@ impl Hub {
         join: bool,
     ) {
         let key = (user.clone(), thread.clone(), join);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.awaiting_participants.insert(key.clone());
+        }
         if let Some(waiters) = self.fetching.get_mut(&key) {
             waiters.insert(conn);
             return;
@@ -163,10 +166,13 @@ impl Hub {
         join: bool,
         result: Result<ThreadInfo, SiteError>,
     ) {
-        let waiters = self
-            .fetching
-            .remove(&(user.clone(), thread.clone(), join))
-            .unwrap_or_default();
+        let key = (user.clone(), thread.clone(), join);
+        let waiters = self.fetching.remove(&key).unwrap_or_default();
+        for conn in &waiters {
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.awaiting_participants.remove(&key);
+            }
+        }
         let failure = match result {
             Ok(info) => {
                 let member = info.participants.contains(&user);
