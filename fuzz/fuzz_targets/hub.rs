@@ -115,6 +115,8 @@ impl World {
                 SiteErrorKind::Unauthenticated,
                 SiteErrorKind::Forbidden,
                 SiteErrorKind::Invalid,
+                SiteErrorKind::InvalidId,
+                SiteErrorKind::EmptyMessage,
                 SiteErrorKind::Refused,
                 SiteErrorKind::Unavailable,
                 SiteErrorKind::Unconfirmed,
