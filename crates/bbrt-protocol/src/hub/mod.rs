@@ -171,9 +171,6 @@ struct Conn {
     anonymous_seq: Option<u64>,
     /// Threads this connection joined.
     joined: BTreeSet<ThreadId>,
-    /// The participant fetches (keys of `Hub::fetching`) this connection waits on, so
-    /// its end leaves them without a scan of every fetch.
-    awaiting_participants: BTreeSet<FetchKey>,
     /// Set while a site request this connection's next frame depends on is in flight.
     blocked: bool,
     /// Whether the front of `queue` is the frame that blocked (not so for a credential
@@ -266,6 +263,9 @@ pub struct Hub {
     /// Participant fetches in flight (user, thread, explicit join), and the connections
     /// waiting on them.
     fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
+    /// The fetches each connection waits on, so its end leaves them without a scan of
+    /// every fetch (a map apart from `Conn`, so an idle connection pays nothing for it).
+    fetches_of: HashMap<ConnId, BTreeSet<FetchKey>>,
     /// (user, thread) pairs the site said are not members, until when.
     denied: HashMap<(UserId, ThreadId), Instant>,
     /// `denied`'s size at which expired entries are swept next.
@@ -301,6 +301,7 @@ impl Hub {
             anonymous_by_ip: HashMap::new(),
             next_anonymous_seq: 0,
             fetching: HashMap::new(),
+            fetches_of: HashMap::new(),
             denied: HashMap::new(),
             denied_sweep_at: threads::DENIED_SWEEP_MIN,
             api_pending: HashMap::new(),
@@ -436,7 +437,6 @@ impl Hub {
                 rejected: VecDeque::new(),
                 anonymous_seq: Some(seq),
                 joined: BTreeSet::new(),
-                awaiting_participants: BTreeSet::new(),
                 blocked: false,
                 front_blocked: false,
                 queue: VecDeque::new(),
@@ -514,8 +514,8 @@ impl Hub {
                 t.joiners.remove(&conn);
             }
         }
-        for key in &c.awaiting_participants {
-            if let Some(waiters) = self.fetching.get_mut(key) {
+        for key in self.fetches_of.remove(&conn).unwrap_or_default() {
+            if let Some(waiters) = self.fetching.get_mut(&key) {
                 waiters.remove(&conn);
             }
         }

@@ -133,8 +133,8 @@ impl Hub {
         join: bool,
     ) {
         let key = (user.clone(), thread.clone(), join);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.awaiting_participants.insert(key.clone());
+        if self.conns.contains_key(&conn) {
+            self.fetches_of.entry(conn).or_default().insert(key.clone());
         }
         if let Some(waiters) = self.fetching.get_mut(&key) {
             waiters.insert(conn);
@@ -169,8 +169,11 @@ impl Hub {
         let key = (user.clone(), thread.clone(), join);
         let waiters = self.fetching.remove(&key).unwrap_or_default();
         for conn in &waiters {
-            if let Some(c) = self.conns.get_mut(conn) {
-                c.awaiting_participants.remove(&key);
+            if let Some(keys) = self.fetches_of.get_mut(conn) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.fetches_of.remove(conn);
+                }
             }
         }
         let failure = match result {

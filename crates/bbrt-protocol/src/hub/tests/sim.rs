@@ -1190,6 +1190,7 @@ impl Hub {
             &self.anonymous_by_ip,
         );
         check("fetching", self.fetching.is_empty(), &self.fetching);
+        check("fetches_of", self.fetches_of.is_empty(), &self.fetches_of);
         check(
             "api_pending",
             self.api_pending.is_empty(),
