@@ -71,7 +71,8 @@ impl Call {
 }
 
 /// All calls this node knows of, indexed by the users and the local connections they
-/// involve: no event scans every call.
+/// involve: no frame, identify or close scans every call (a node going down, or a sync
+/// request, still walks them all, once).
 #[derive(Debug)]
 pub(super) struct Calls {
     /// This node: the devices named by it are local connections.
