@@ -84,7 +84,10 @@ impl BuddyBossError {
         match kind {
             SiteErrorKind::Unauthenticated => Self::Unauthenticated { code, message },
             SiteErrorKind::Forbidden => Self::Forbidden { code, message },
-            SiteErrorKind::Invalid => Self::Invalid { code, message },
+            SiteErrorKind::Invalid
+            | SiteErrorKind::InvalidId
+            | SiteErrorKind::EmptyMessage
+            | SiteErrorKind::IdempotencyConflict => Self::Invalid { code, message },
             SiteErrorKind::Refused => Self::Refused { code, message },
             SiteErrorKind::Unavailable => Self::Unavailable { code, message },
             SiteErrorKind::Unconfirmed => Self::Unconfirmed { code, message },
@@ -99,8 +102,9 @@ impl BuddyBossError {
     /// | `bp_rest_messages_create_failed` | refused |
     /// | `rest_not_logged_in`, `incorrect_password`, `invalid_username`, `invalid_email`, `application_passwords_disabled*`, `rest_cookie_invalid_nonce`, `jwt_auth_*` | unauthenticated |
     /// | `bp_rest_authorization_required` | unauthenticated on 401, forbidden otherwise |
-    /// | `bp_rest_messages_empty_message`, `bp_rest_empty_recipients`, `bp_rest_bp_message_*`, `bp_rest_invalid_id`, `rest_invalid_param`, `rest_missing_callback_param`, `rest_invalid_json` | invalid |
-    /// | `idempotency_conflict` (bbrt's plugin: the key was used for another message) | invalid |
+    /// | `bp_rest_messages_empty_message` | invalid ([`SiteErrorKind::EmptyMessage`]) |
+    /// | `bp_rest_empty_recipients`, `bp_rest_bp_message_*`, `bp_rest_invalid_id`, `rest_invalid_param`, `rest_missing_callback_param`, `rest_invalid_json` | invalid |
+    /// | `idempotency_conflict` (bbrt's plugin: the key was used for another message) | invalid ([`SiteErrorKind::IdempotencyConflict`]) |
     /// | `bbrt_send_in_progress`, `bbrt_store_unavailable` (bbrt's plugin) | unavailable |
     /// | `rest_no_route` | protocol (wrong API root, or the messages component is off) |
     /// | any other code | by status: 401 unauthenticated, 403 forbidden, 429 and 5xx unavailable, other 4xx invalid, anything else protocol |
@@ -137,7 +141,14 @@ impl BuddyBossError {
         match self {
             Self::Unauthenticated { .. } => SiteErrorKind::Unauthenticated,
             Self::Forbidden { .. } => SiteErrorKind::Forbidden,
-            Self::Invalid { .. } => SiteErrorKind::Invalid,
+            // The invalid requests whose reason the client is told (the Hub knows no
+            // site codes).
+            Self::Invalid { code, .. } => match code.as_str() {
+                "invalid_id" => SiteErrorKind::InvalidId,
+                "bp_rest_messages_empty_message" => SiteErrorKind::EmptyMessage,
+                "idempotency_conflict" => SiteErrorKind::IdempotencyConflict,
+                _ => SiteErrorKind::Invalid,
+            },
             Self::Refused { .. } => SiteErrorKind::Refused,
             Self::Unavailable { .. } => SiteErrorKind::Unavailable,
             Self::Unconfirmed { .. } => SiteErrorKind::Unconfirmed,
@@ -241,7 +252,7 @@ mod tests {
         );
         assert_eq!(
             k(400, "bp_rest_messages_empty_message"),
-            SiteErrorKind::Invalid
+            SiteErrorKind::EmptyMessage
         );
         assert_eq!(k(400, "bp_rest_empty_recipients"), SiteErrorKind::Invalid);
         assert_eq!(

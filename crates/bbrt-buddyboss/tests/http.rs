@@ -270,7 +270,7 @@ async fn non_numeric_ids_are_invalid_without_a_request() {
         .participants(Some(&alice()), &user("2"), &thread("THREAD_ID"), true)
         .await
         .expect_err("bad id");
-    assert_eq!(kind_code(&e), (SiteErrorKind::Invalid, "invalid_id"));
+    assert_eq!(kind_code(&e), (SiteErrorKind::InvalidId, "invalid_id"));
     let e = bb
         .send(
             Some(&alice()),
@@ -490,7 +490,10 @@ async fn send_errors_map_by_code() {
         .expect_err("empty");
     assert_eq!(
         kind_code(&e),
-        (SiteErrorKind::Invalid, "bp_rest_messages_empty_message")
+        (
+            SiteErrorKind::EmptyMessage,
+            "bp_rest_messages_empty_message"
+        )
     );
     let e = bb
         .send(Some(&alice()), &user("2"), None, &[], "hi")

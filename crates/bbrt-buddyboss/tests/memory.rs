@@ -193,7 +193,10 @@ async fn messages_without_a_thread_start_or_reuse_one() {
         .expect_err("empty");
     assert_eq!(
         (e.kind(), e.code()),
-        (SiteErrorKind::Invalid, "bp_rest_messages_empty_message")
+        (
+            SiteErrorKind::EmptyMessage,
+            "bp_rest_messages_empty_message"
+        )
     );
 }
 

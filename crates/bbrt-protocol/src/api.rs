@@ -161,8 +161,17 @@ pub enum SiteErrorKind {
     Unauthenticated,
     /// Authenticated but not allowed: not a participant, or no such thread (403).
     Forbidden,
-    /// The request was invalid: empty message, bad id (400).
+    /// The request was invalid (400) for a reason of its own below, or another.
     Invalid,
+    /// An id the site cannot hold (BuddyBoss ids are numeric): invalid, and the client is
+    /// told which part was wrong.
+    InvalidId,
+    /// A message with no text (400 `bp_rest_messages_empty_message`): invalid, and the
+    /// client is told why.
+    EmptyMessage,
+    /// The site holds this idempotency key for another message (bbrt's plugin: 409
+    /// `idempotency_conflict`): invalid, and the client is told why. Not retryable.
+    IdempotencyConflict,
     /// The site refused the message (500 `bp_rest_messages_create_failed`): not
     /// friends, blocked, unknown recipient. Not retryable.
     Refused,

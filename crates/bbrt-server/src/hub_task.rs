@@ -189,16 +189,8 @@ impl HubTask {
         match input {
             BrokerInput::Message(message) => self.input(now, Input::Broker(message)),
             BrokerInput::NodeDown(node) => self.input(now, Input::NodeDown { node }),
-            BrokerInput::Resync => {
-                // Others answer with their presence and calls; ours heals what they lost.
-                self.hub.request_sync();
-                self.hub.presence_snapshot();
-                self.drain();
-            }
-            BrokerInput::Snapshot => {
-                self.hub.presence_snapshot();
-                self.drain();
-            }
+            BrokerInput::Resync => self.input(now, Input::Resync),
+            BrokerInput::Snapshot => self.input(now, Input::PresenceSnapshot),
         }
     }
 

@@ -475,9 +475,8 @@ impl Hub {
         self.node_id_conflict.as_ref()
     }
 
-    /// This node's online users, for the driver to publish periodically (a heartbeat that
-    /// heals lost presence publications).
-    pub fn presence_snapshot(&mut self) {
+    /// Publishes this node's online users ([`Input::PresenceSnapshot`](super::Input::PresenceSnapshot)).
+    pub(super) fn presence_snapshot(&mut self) {
         let users = self
             .users
             .keys()
@@ -488,9 +487,11 @@ impl Hub {
         });
     }
 
-    /// Asks the other nodes for their presence and calls (call once at start-up).
-    pub fn request_sync(&mut self) {
+    /// Asks the other nodes for their presence and calls, and tells them ours
+    /// ([`Input::Resync`](super::Input::Resync)).
+    pub(super) fn resync(&mut self) {
         self.publish(BrokerEvent::SyncRequest);
+        self.presence_snapshot();
     }
 
     pub(super) fn coord_result(&mut self, now: Instant, id: CoordRequestId, result: CoordResponse) {

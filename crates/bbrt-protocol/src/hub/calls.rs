@@ -18,7 +18,7 @@
 //! Every node keeps a replica of every call it hears of; the caller's node owns the ring
 //! timer, the node of a disconnected device owns its grace timer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,8 +27,8 @@ use super::timer::TimerKey;
 use super::{BrokerEvent, CallSnapshot, CoordRequest, CoordResponse, Hub, PendingCoord};
 use crate::ids::{CallId, ConnId, DeviceRef, NodeId, ThreadId, UserId};
 use crate::wire::{
-    Ack, CallControl, CallEnded, CallEvent, ClientFrame, ClientMessage, EndReason, ErrorCode,
-    Payload, RequestId, ServerMessage,
+    Ack, CallControl, CallEnded, CallEvent, ClientMessage, EndReason, ErrorCode, Payload,
+    RequestId, ServerMessage,
 };
 
 /// A call as this node knows it.
@@ -51,18 +51,145 @@ impl Call {
     fn involves(&self, user: &UserId) -> bool {
         self.snapshot.caller == *user || self.snapshot.callee == *user
     }
+
+    /// The connections of `node` this call rings or binds.
+    fn local_conns(&self, node: &NodeId) -> BTreeSet<ConnId> {
+        let mut conns = self.ringing.clone();
+        let devices = [
+            Some(&self.snapshot.caller_device),
+            self.callee_device.as_ref(),
+        ];
+        conns.extend(
+            devices
+                .into_iter()
+                .flatten()
+                .filter(|d| d.node == *node)
+                .map(|d| ConnId(d.conn)),
+        );
+        conns
+    }
 }
 
-/// All calls this node knows of.
-#[derive(Debug, Default)]
+/// All calls this node knows of, indexed by the users and the local connections they
+/// involve: no frame, identify or close scans every call (a node going down, or a sync
+/// request, still walks them all, once).
+#[derive(Debug)]
 pub(super) struct Calls {
+    /// This node: the devices named by it are local connections.
+    node: NodeId,
     calls: BTreeMap<CallId, Call>,
+    /// The calls each user is a party of (caller or callee).
+    by_user: HashMap<UserId, BTreeSet<CallId>>,
+    /// The calls each local connection rings for or is a bound device of.
+    by_conn: HashMap<ConnId, BTreeSet<CallId>>,
     next_id: u64,
 }
 
 impl Calls {
+    pub(super) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            calls: BTreeMap::new(),
+            by_user: HashMap::new(),
+            by_conn: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.calls.len()
+    }
+
+    /// No call, and no index entry left behind.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.by_user.is_empty() && self.by_conn.is_empty()
+    }
+
+    fn get(&self, id: &CallId) -> Option<&Call> {
+        self.calls.get(id)
+    }
+
+    fn contains(&self, id: &CallId) -> bool {
+        self.calls.contains_key(id)
+    }
+
+    /// Every call, in id order (for the rare events about a whole node).
+    fn all(&self) -> impl Iterator<Item = (&CallId, &Call)> {
+        self.calls.iter()
+    }
+
+    /// The calls `user` is a party of, in id order.
+    fn of_user<'a>(&'a self, user: &UserId) -> impl Iterator<Item = (&'a CallId, &'a Call)> {
+        self.by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.calls.get_key_value(id))
+    }
+
+    /// The calls the local connection `conn` rings for or is bound to, in id order.
+    fn of_conn(&self, conn: ConnId) -> Vec<CallId> {
+        self.by_conn
+            .get(&conn)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, id: CallId, call: Call) {
+        // A call of the same id first leaves the indexes, so they hold no stale entry.
+        self.remove(&id);
+        for user in [&call.snapshot.caller, &call.snapshot.callee] {
+            self.by_user
+                .entry(user.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        for conn in call.local_conns(&self.node) {
+            self.by_conn.entry(conn).or_default().insert(id.clone());
+        }
+        self.calls.insert(id, call);
+    }
+
+    fn remove(&mut self, id: &CallId) -> Option<Call> {
+        let call = self.calls.remove(id)?;
+        for user in [&call.snapshot.caller, &call.snapshot.callee] {
+            unindex(&mut self.by_user, user, id);
+        }
+        for conn in call.local_conns(&self.node) {
+            unindex(&mut self.by_conn, &conn, id);
+        }
+        Some(call)
+    }
+
+    /// Changes a call, keeping the connection index in step with its devices and ringing
+    /// connections (its parties never change).
+    fn update<R>(&mut self, id: &CallId, change: impl FnOnce(&mut Call) -> R) -> Option<R> {
+        let call = self.calls.get_mut(id)?;
+        let before = call.local_conns(&self.node);
+        let result = change(call);
+        let after = call.local_conns(&self.node);
+        for conn in before.difference(&after) {
+            unindex(&mut self.by_conn, conn, id);
+        }
+        for conn in after.difference(&before) {
+            self.by_conn.entry(*conn).or_default().insert(id.clone());
+        }
+        Some(result)
+    }
+}
+
+/// Removes `id` from `key`'s entry, and the entry once empty.
+fn unindex<K: Eq + std::hash::Hash>(
+    index: &mut HashMap<K, BTreeSet<CallId>>,
+    key: &K,
+    id: &CallId,
+) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
     }
 }
 
@@ -76,16 +203,92 @@ pub(super) struct PendingAnswer {
     answer: Option<Payload>,
 }
 
-/// What a call frame asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+/// A call frame, taken apart: whom and which call it addresses, and what it asks.
+#[derive(Debug)]
+pub(super) struct CallFrame {
+    control: CallControl,
+    action: CallAction,
+}
+
+/// What a call frame asks for, with the WebRTC payload of the frames that carry one.
+#[derive(Debug)]
+pub(super) enum CallAction {
     Initiate,
-    Offer,
-    Answer,
-    Candidate,
+    Offer(Payload),
+    Answer(Payload),
+    Candidate(Payload),
     Accept,
     Reject,
     End,
+}
+
+/// Which WebRTC payload a signaling frame relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Offer,
+    Answer,
+    Candidate,
+}
+
+impl CallFrame {
+    pub(super) fn new(control: CallControl, action: CallAction) -> Self {
+        Self { control, action }
+    }
+
+    /// The message again, for a frame that must wait for the site.
+    pub(super) fn into_message(self) -> ClientMessage {
+        let control = self.control;
+        let signal = |control: CallControl| {
+            let CallControl {
+                recipient_id,
+                sender_id,
+                thread_id,
+                call_id,
+            } = control;
+            (recipient_id, sender_id, thread_id, call_id)
+        };
+        match self.action {
+            CallAction::Initiate => ClientMessage::CallInitiated(control),
+            CallAction::Accept => ClientMessage::CallAccepted(control),
+            CallAction::Reject => ClientMessage::CallRejected(control),
+            CallAction::End => ClientMessage::CallEnded(control),
+            CallAction::Offer(offer) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::Offer(crate::wire::Offer {
+                    offer,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+            CallAction::Answer(answer) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::Answer(crate::wire::Answer {
+                    answer,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+            CallAction::Candidate(candidate) => {
+                let (recipient_id, sender_id, thread_id, call_id) = signal(control);
+                ClientMessage::IceCandidate(crate::wire::IceCandidate {
+                    candidate,
+                    recipient_id,
+                    sender_id,
+                    thread_id,
+                    call_id,
+                })
+            }
+        }
+    }
+
+    /// Whether the frame may start a call.
+    fn invites(&self) -> bool {
+        matches!(self.action, CallAction::Initiate | CallAction::Offer(_))
+    }
 }
 
 /// Where a signaling frame goes.
@@ -106,46 +309,34 @@ impl Hub {
         (device.node == self.config.node_id).then_some(ConnId(device.conn))
     }
 
-    /// A call frame from a verified user. Returns `true` if it must wait for the site.
+    /// A call frame from a verified user. Returns it back if it must wait for the site.
     pub(super) fn call_frame(
         &mut self,
         now: Instant,
         conn: ConnId,
         user: &UserId,
-        frame: &ClientFrame,
-    ) -> bool {
-        let request_id = frame.request_id.clone();
-        let (control, action, payload) = match &frame.message {
-            ClientMessage::CallInitiated(c) => (c.clone(), Action::Initiate, None),
-            ClientMessage::Offer(o) => (o.control(), Action::Offer, Some(o.offer.clone())),
-            ClientMessage::Answer(a) => (a.control(), Action::Answer, Some(a.answer.clone())),
-            ClientMessage::IceCandidate(i) => {
-                (i.control(), Action::Candidate, Some(i.candidate.clone()))
-            }
-            ClientMessage::CallAccepted(c) => (c.clone(), Action::Accept, None),
-            ClientMessage::CallRejected(c) => (c.clone(), Action::Reject, None),
-            ClientMessage::CallEnded(c) => (c.clone(), Action::End, None),
-            _ => return false,
-        };
-        let peer = resolve_peer(user, &control);
-        if let Some(call) = self.find_call(user, peer.as_ref(), &control) {
-            let glare = matches!(action, Action::Initiate | Action::Offer)
+        frame: CallFrame,
+        request_id: Option<RequestId>,
+    ) -> Option<CallFrame> {
+        let control = &frame.control;
+        let peer = resolve_peer(user, control);
+        if let Some(call) = self.find_call(user, peer.as_ref(), control) {
+            let glare = frame.invites()
                 && self
-                    .calls
                     .calls
                     .get(&call)
                     .is_some_and(|c| c.snapshot.callee == *user && !c.answered());
             if !glare {
-                self.call_action(conn, user, &call, action, payload, request_id);
-                return false;
+                self.call_action(conn, user, &call, frame.action, request_id);
+                return None;
             }
         }
         let Some(peer) = peer else {
             let text = "call frames need a recipientId other than yourself";
             self.error(conn, ErrorCode::MissingRecipient, text, request_id);
-            return false;
+            return None;
         };
-        if !matches!(action, Action::Initiate | Action::Offer) {
+        if !frame.invites() {
             if self.is_online(&peer) {
                 self.error(
                     conn,
@@ -161,20 +352,20 @@ impl Hub {
                     request_id,
                 );
             }
-            return false;
+            return None;
         }
-        let Some(thread) = control.thread_id.clone() else {
+        let Some(thread) = frame.control.thread_id.clone() else {
             self.error(
                 conn,
                 ErrorCode::MissingRecipient,
                 "a call needs a threadId",
                 request_id,
             );
-            return false;
+            return None;
         };
         match self.require_member(now, conn, user, &thread, request_id.as_ref()) {
-            None => return false,
-            Some(true) => return true,
+            None => return None,
+            Some(true) => return Some(frame),
             Some(false) => {}
         }
         if !self
@@ -188,7 +379,7 @@ impl Hub {
                 "the recipient is not a participant of this thread",
                 request_id,
             );
-            return false;
+            return None;
         }
         if !self.is_online(&peer) {
             self.error(
@@ -197,7 +388,7 @@ impl Hub {
                 ErrorCode::RecipientOffline.message(),
                 request_id,
             );
-            return false;
+            return None;
         }
         if !self.allow_invite(now, user) {
             self.error(
@@ -206,7 +397,7 @@ impl Hub {
                 "too many calls; wait a minute",
                 request_id,
             );
-            return false;
+            return None;
         }
         // Always the server's `<node>-<counter>`: a call id is a key in every node's replica,
         // and ids chosen by clients collide across nodes (two nodes accept the same free id
@@ -230,20 +421,20 @@ impl Hub {
                         ..Ack::default()
                     },
                 );
-                return false;
+                return None;
             }
             self.end_call(&existing, EndReason::Glare);
         }
-        if self.calls.calls.values().any(|c| c.involves(user)) {
+        if self.calls.of_user(user).next().is_some() {
             self.error(
                 conn,
                 ErrorCode::CallInProgress,
                 "you are already in a call",
                 request_id,
             );
-            return false;
+            return None;
         }
-        if self.calls.calls.values().any(|c| c.involves(&peer)) {
+        if self.calls.of_user(&peer).next().is_some() {
             let ended = CallEnded {
                 call_id: call.clone(),
                 thread_id: thread,
@@ -258,7 +449,7 @@ impl Hub {
                     ..Ack::default()
                 },
             );
-            return false;
+            return None;
         }
         let snapshot = CallSnapshot {
             call: call.clone(),
@@ -273,8 +464,8 @@ impl Hub {
             TimerKey::CallRing(call.clone()),
             now + self.config.ring_timeout,
         );
-        if let (Action::Offer, Some(payload)) = (action, payload) {
-            self.signal(&call, user, Action::Offer, payload, Target::Ringing);
+        if let CallAction::Offer(payload) = frame.action {
+            self.signal(&call, user, Signal::Offer, payload, Target::Ringing);
         }
         self.ack_if_asked(
             conn,
@@ -284,7 +475,7 @@ impl Hub {
                 ..Ack::default()
             },
         );
-        false
+        None
     }
 
     fn new_call_id(&mut self) -> CallId {
@@ -294,7 +485,7 @@ impl Hub {
             let id = CallId::new(&id).expect(
                 "a node id (at most MAX_NODE_ID_LEN bytes) plus a dash and a u64 fits an id",
             );
-            if !self.calls.calls.contains_key(&id) {
+            if !self.calls.contains(&id) {
                 return id;
             }
         }
@@ -328,17 +519,15 @@ impl Hub {
         control: &CallControl,
     ) -> Option<CallId> {
         if let Some(id) = &control.call_id
-            && let Some(call) = self.calls.calls.get(id)
+            && let Some(call) = self.calls.get(id)
         {
             return call.involves(user).then(|| id.clone());
         }
         let peer = peer?;
         self.calls
-            .calls
-            .iter()
+            .of_user(user)
             .find(|(_, c)| {
-                c.involves(user)
-                    && c.involves(peer)
+                c.involves(peer)
                     && control
                         .thread_id
                         .as_ref()
@@ -350,8 +539,7 @@ impl Hub {
     /// A ringing call from `peer` to `user` in `thread`: calling back now is glare.
     fn glare_with(&self, user: &UserId, peer: &UserId, thread: &ThreadId) -> Option<CallId> {
         self.calls
-            .calls
-            .iter()
+            .of_user(user)
             .find(|(_, c)| {
                 c.snapshot.caller == *peer
                     && c.snapshot.callee == *user
@@ -373,7 +561,7 @@ impl Hub {
         .encode();
         self.deliver(ringing.iter().copied().collect(), frame);
         let call = snapshot.call.clone();
-        self.calls.calls.insert(
+        self.calls.insert(
             call,
             Call {
                 snapshot,
@@ -384,18 +572,17 @@ impl Hub {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A frame about an existing call `id` of which `user` is a party.
     fn call_action(
         &mut self,
         conn: ConnId,
         user: &UserId,
         id: &CallId,
-        action: Action,
-        payload: Option<Payload>,
+        action: CallAction,
         request_id: Option<RequestId>,
     ) {
         let me = self.device(conn);
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let is_caller = call.snapshot.caller == *user;
@@ -417,16 +604,18 @@ impl Hub {
                 });
             }
         }
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let bound_here = call.snapshot.caller_device == me
             || call.callee_device.as_ref().is_some_and(|d| *d == me);
-        let other_device = if is_caller {
-            call.callee_device.clone()
-        } else {
-            Some(call.snapshot.caller_device.clone())
+        // The other party's bound device, once the call is answered.
+        let answered_peer = match &call.callee_device {
+            Some(callee) if is_caller => Some(callee.clone()),
+            Some(_) => Some(call.snapshot.caller_device.clone()),
+            None => None,
         };
+        let caller_device = call.snapshot.caller_device.clone();
         let ack = Ack {
             call_id: Some(id.clone()),
             ..Ack::default()
@@ -434,84 +623,25 @@ impl Hub {
         let not_in_call = |hub: &mut Self, text: &str| {
             hub.error(conn, ErrorCode::NotInCall, text, request_id.clone())
         };
-        match action {
-            Action::Initiate => {
-                self.error(
-                    conn,
-                    ErrorCode::CallInProgress,
-                    "this call already exists",
-                    request_id,
-                );
+        let (kind, payload) = match action {
+            CallAction::Initiate => {
+                let text = "this call already exists";
+                return self.error(conn, ErrorCode::CallInProgress, text, request_id);
             }
-            Action::Offer | Action::Candidate | Action::Answer if answered => {
-                if !bound_here {
-                    return not_in_call(self, "this device is not in the call");
-                }
-                let target = other_device.expect("an answered call has both devices");
-                self.signal(
-                    id,
-                    user,
-                    action,
-                    payload.expect("signal frames carry a payload"),
-                    Target::Device(target),
-                );
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Offer | Action::Candidate if is_caller => {
-                if !bound_here {
-                    return not_in_call(self, "this device is not in the call");
-                }
-                self.signal(
-                    id,
-                    user,
-                    action,
-                    payload.expect("signal frames carry a payload"),
-                    Target::Ringing,
-                );
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Candidate => {
-                if !ringing_here {
-                    return not_in_call(self, "this device is not ringing for the call");
-                }
-                let caller = self
-                    .calls
-                    .calls
-                    .get(id)
-                    .map(|c| c.snapshot.caller_device.clone());
-                if let Some(caller) = caller {
-                    let payload = payload.expect("signal frames carry a payload");
-                    self.signal(id, user, action, payload, Target::Device(caller));
-                }
-                self.ack_if_asked(conn, request_id, ack);
-            }
-            Action::Offer => not_in_call(self, "answer the call before sending an offer"),
-            Action::Answer | Action::Accept => {
+            CallAction::Accept => {
                 if answered || is_caller || !ringing_here {
                     return not_in_call(self, "this device cannot answer the call");
                 }
-                let pending = PendingAnswer {
-                    call: id.clone(),
-                    conn,
-                    request_id,
-                    answer: payload,
-                };
-                self.coord(
-                    CoordRequest::ClaimAnswer {
-                        call: id.clone(),
-                        device: me,
-                    },
-                    PendingCoord::ClaimAnswer(pending),
-                );
+                return self.claim_answer(id, conn, request_id, None);
             }
-            Action::Reject => {
+            CallAction::Reject => {
                 if answered || is_caller {
                     return not_in_call(self, "only a ringing callee can reject");
                 }
                 self.end_call(id, EndReason::Rejected);
-                self.ack_if_asked(conn, request_id, ack);
+                return self.ack_if_asked(conn, request_id, ack);
             }
-            Action::End => {
+            CallAction::End => {
                 let reason = match (answered, is_caller) {
                     (false, true) => EndReason::Cancelled,
                     (false, false) => EndReason::Rejected,
@@ -519,9 +649,67 @@ impl Hub {
                     (true, _) => return not_in_call(self, "this device is not in the call"),
                 };
                 self.end_call(id, reason);
+                return self.ack_if_asked(conn, request_id, ack);
+            }
+            CallAction::Offer(payload) => (Signal::Offer, payload),
+            CallAction::Answer(payload) => (Signal::Answer, payload),
+            CallAction::Candidate(payload) => (Signal::Candidate, payload),
+        };
+        // Once answered, signaling flows between the two bound devices only.
+        if let Some(target) = answered_peer {
+            if !bound_here {
+                return not_in_call(self, "this device is not in the call");
+            }
+            self.signal(id, user, kind, payload, Target::Device(target));
+            return self.ack_if_asked(conn, request_id, ack);
+        }
+        match kind {
+            Signal::Offer | Signal::Candidate if is_caller => {
+                if !bound_here {
+                    return not_in_call(self, "this device is not in the call");
+                }
+                self.signal(id, user, kind, payload, Target::Ringing);
                 self.ack_if_asked(conn, request_id, ack);
             }
+            Signal::Candidate => {
+                if !ringing_here {
+                    return not_in_call(self, "this device is not ringing for the call");
+                }
+                self.signal(id, user, kind, payload, Target::Device(caller_device));
+                self.ack_if_asked(conn, request_id, ack);
+            }
+            Signal::Offer => not_in_call(self, "answer the call before sending an offer"),
+            Signal::Answer => {
+                if is_caller || !ringing_here {
+                    return not_in_call(self, "this device cannot answer the call");
+                }
+                self.claim_answer(id, conn, request_id, Some(payload));
+            }
         }
+    }
+
+    /// A ringing device's claim to answer: first accept wins, across nodes.
+    fn claim_answer(
+        &mut self,
+        id: &CallId,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        answer: Option<Payload>,
+    ) {
+        let device = self.device(conn);
+        let pending = PendingAnswer {
+            call: id.clone(),
+            conn,
+            request_id,
+            answer,
+        };
+        self.coord(
+            CoordRequest::ClaimAnswer {
+                call: id.clone(),
+                device,
+            },
+            PendingCoord::ClaimAnswer(pending),
+        );
     }
 
     /// Relays a WebRTC payload from `user`, stamped with the verified sender.
@@ -529,11 +717,11 @@ impl Hub {
         &mut self,
         id: &CallId,
         user: &UserId,
-        action: Action,
+        kind: Signal,
         payload: Payload,
         target: Target,
     ) {
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         let peer = if call.snapshot.caller == *user {
@@ -543,22 +731,22 @@ impl Hub {
         };
         let (recipient_id, sender_id) = (Some(peer), Some(user.clone()));
         let (thread_id, call_id) = (Some(call.snapshot.thread.clone()), Some(id.clone()));
-        let message = match action {
-            Action::Offer => ServerMessage::Offer(crate::wire::Offer {
+        let message = match kind {
+            Signal::Offer => ServerMessage::Offer(crate::wire::Offer {
                 offer: payload,
                 recipient_id,
                 sender_id,
                 thread_id,
                 call_id,
             }),
-            Action::Answer => ServerMessage::Answer(crate::wire::Answer {
+            Signal::Answer => ServerMessage::Answer(crate::wire::Answer {
                 answer: payload,
                 recipient_id,
                 sender_id,
                 thread_id,
                 call_id,
             }),
-            _ => ServerMessage::IceCandidate(crate::wire::IceCandidate {
+            Signal::Candidate => ServerMessage::IceCandidate(crate::wire::IceCandidate {
                 candidate: payload,
                 recipient_id,
                 sender_id,
@@ -592,7 +780,6 @@ impl Hub {
     pub(super) fn deliver_to_ringing(&mut self, id: &CallId, frame: Bytes) {
         let conns = self
             .calls
-            .calls
             .get(id)
             .map(|c| c.ringing.iter().copied().collect())
             .unwrap_or_default();
@@ -614,7 +801,6 @@ impl Hub {
         } = pending;
         let still_ringing = self
             .calls
-            .calls
             .get(&id)
             .is_some_and(|c| !c.answered() && c.ringing.contains(&conn));
         // Without a coordinator (Redis lost) the local replica decides: the first device to
@@ -622,13 +808,10 @@ impl Hub {
         // make every call unanswerable until the coordinator is back.
         let won = matches!(result, CoordResponse::Won | CoordResponse::Unavailable);
         if !won || !still_ringing {
-            if self
-                .calls
-                .calls
-                .get_mut(&id)
-                .is_some_and(|c| c.ringing.remove(&conn))
-            {
-                let thread = self.calls.calls[&id].snapshot.thread.clone();
+            let stopped = self.calls.update(&id, |c| {
+                c.ringing.remove(&conn).then(|| c.snapshot.thread.clone())
+            });
+            if let Some(Some(thread)) = stopped {
                 let ended = CallEnded {
                     call_id: id.clone(),
                     thread_id: thread,
@@ -645,15 +828,20 @@ impl Hub {
             return;
         }
         let me = self.device(conn);
-        let user = self.calls.calls[&id].snapshot.callee.clone();
+        let Some(user) = self.calls.get(&id).map(|c| c.snapshot.callee.clone()) else {
+            return;
+        };
         self.apply_answered(&id, me.clone());
         self.publish(BrokerEvent::CallAnswered {
             call: id.clone(),
             device: me,
         });
-        if let Some(answer) = answer {
-            let caller = self.calls.calls[&id].snapshot.caller_device.clone();
-            self.signal(&id, &user, Action::Answer, answer, Target::Device(caller));
+        let caller = self
+            .calls
+            .get(&id)
+            .map(|c| c.snapshot.caller_device.clone());
+        if let (Some(answer), Some(caller)) = (answer, caller) {
+            self.signal(&id, &user, Signal::Answer, answer, Target::Device(caller));
         }
         self.ack_if_asked(
             conn,
@@ -668,15 +856,16 @@ impl Hub {
     /// A callee device won: bind it, stop the others, tell the caller.
     pub(super) fn apply_answered(&mut self, id: &CallId, device: DeviceRef) {
         let local_winner = self.local_conn(&device);
-        let Some(call) = self.calls.calls.get_mut(id) else {
+        let Some((losers, snapshot)) = self.calls.update(id, |call| {
+            call.callee_device = Some(device);
+            let losers: Vec<ConnId> = std::mem::take(&mut call.ringing)
+                .into_iter()
+                .filter(|c| Some(*c) != local_winner)
+                .collect();
+            (losers, call.snapshot.clone())
+        }) else {
             return;
         };
-        call.callee_device = Some(device);
-        let losers: Vec<ConnId> = std::mem::take(&mut call.ringing)
-            .into_iter()
-            .filter(|c| Some(*c) != local_winner)
-            .collect();
-        let snapshot = call.snapshot.clone();
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
         let ended = CallEnded {
             call_id: id.clone(),
@@ -696,23 +885,26 @@ impl Hub {
     }
 
     pub(super) fn apply_rebound(&mut self, id: &CallId, user: &UserId, device: DeviceRef) {
-        let Some(call) = self.calls.calls.get_mut(id) else {
-            return;
-        };
-        if call.snapshot.caller == *user {
-            call.snapshot.caller_device = device;
-        } else if call.snapshot.callee == *user && call.answered() {
-            call.callee_device = Some(device);
-        }
-        if call.orphaned.as_ref() == Some(user) {
-            call.orphaned = None;
+        let resumed = self.calls.update(id, |call| {
+            if call.snapshot.caller == *user {
+                call.snapshot.caller_device = device;
+            } else if call.snapshot.callee == *user && call.answered() {
+                call.callee_device = Some(device);
+            }
+            let resumed = call.orphaned.as_ref() == Some(user);
+            if resumed {
+                call.orphaned = None;
+            }
+            resumed
+        });
+        if resumed == Some(true) {
             self.timers.cancel(&TimerKey::CallGrace(id.clone()));
         }
     }
 
     /// Ends a call here and everywhere.
     fn end_call(&mut self, id: &CallId, reason: EndReason) {
-        if self.calls.calls.contains_key(id) {
+        if self.calls.contains(id) {
             self.apply_ended(id, reason);
             self.publish(BrokerEvent::CallEnded {
                 call: id.clone(),
@@ -723,7 +915,7 @@ impl Hub {
 
     /// Forgets a call and tells every local device involved.
     pub(super) fn apply_ended(&mut self, id: &CallId, reason: EndReason) {
-        let Some(call) = self.calls.calls.remove(id) else {
+        let Some(call) = self.calls.remove(id) else {
             return;
         };
         self.timers.cancel(&TimerKey::CallRing(id.clone()));
@@ -740,7 +932,7 @@ impl Hub {
     }
 
     pub(super) fn call_ring_timeout(&mut self, id: &CallId) {
-        let Some(call) = self.calls.calls.get(id) else {
+        let Some(call) = self.calls.get(id) else {
             return;
         };
         if call.answered() {
@@ -756,12 +948,7 @@ impl Hub {
     }
 
     pub(super) fn call_grace_expired(&mut self, id: &CallId) {
-        if self
-            .calls
-            .calls
-            .get(id)
-            .is_some_and(|c| c.orphaned.is_some())
-        {
+        if self.calls.get(id).is_some_and(|c| c.orphaned.is_some()) {
             self.end_call(id, EndReason::Disconnected);
         }
     }
@@ -771,13 +958,20 @@ impl Hub {
         let me = self.device(conn);
         let grace = self.config.call_grace;
         let mut orphaned = Vec::new();
-        for (id, call) in &mut self.calls.calls {
-            call.ringing.remove(&conn);
-            let bound =
-                call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
-            if bound && let Some(user) = user {
-                call.orphaned = Some(user.clone());
-                orphaned.push((id.clone(), user.clone()));
+        for id in self.calls.of_conn(conn) {
+            let bound = self.calls.update(&id, |call| {
+                call.ringing.remove(&conn);
+                let bound =
+                    call.snapshot.caller_device == me || call.callee_device.as_ref() == Some(&me);
+                if bound && let Some(user) = user {
+                    call.orphaned = Some(user.clone());
+                }
+                bound
+            });
+            if bound == Some(true)
+                && let Some(user) = user
+            {
+                orphaned.push((id, user.clone()));
             }
         }
         for (id, user) in orphaned {
@@ -789,38 +983,36 @@ impl Hub {
 
     /// Another node lost a bound device of `id`: `user` may resume from a device here.
     pub(super) fn apply_orphaned(&mut self, id: &CallId, user: UserId) {
-        if let Some(call) = self.calls.calls.get_mut(id) {
-            call.orphaned = Some(user);
-        }
+        self.calls.update(id, |call| call.orphaned = Some(user));
     }
 
     /// A new connection of `user` was identified: ring it for calls still ringing.
     pub(super) fn calls_user_connected(&mut self, conn: ConnId, user: &UserId) {
         let ringing: Vec<CallId> = self
             .calls
-            .calls
-            .iter()
+            .of_user(user)
             .filter(|(_, c)| c.snapshot.callee == *user && !c.answered())
             .map(|(id, _)| id.clone())
             .collect();
         for id in ringing {
-            let Some(call) = self.calls.calls.get_mut(&id) else {
-                continue;
-            };
-            call.ringing.insert(conn);
-            let event = CallEvent {
-                call_id: id.clone(),
-                sender_id: call.snapshot.caller.clone(),
-                recipient_id: call.snapshot.callee.clone(),
-                thread_id: call.snapshot.thread.clone(),
-            };
-            self.send_one(conn, &ServerMessage::CallInitiated(event));
+            let event = self.calls.update(&id, |call| {
+                call.ringing.insert(conn);
+                CallEvent {
+                    call_id: id.clone(),
+                    sender_id: call.snapshot.caller.clone(),
+                    recipient_id: call.snapshot.callee.clone(),
+                    thread_id: call.snapshot.thread.clone(),
+                }
+            });
+            if let Some(event) = event {
+                self.send_one(conn, &ServerMessage::CallInitiated(event));
+            }
         }
     }
 
     /// Another node rings a call: ring local devices, and resolve glare with our own calls.
     pub(super) fn remote_call_ring(&mut self, now: Instant, snapshot: CallSnapshot) {
-        if self.calls.calls.contains_key(&snapshot.call) {
+        if self.calls.contains(&snapshot.call) {
             return;
         }
         let glare = self.glare_with(&snapshot.caller, &snapshot.callee, &snapshot.thread);
@@ -836,7 +1028,6 @@ impl Hub {
             let loser = if ours < incoming { incoming } else { ours };
             let owned = self
                 .calls
-                .calls
                 .get(&loser)
                 .is_some_and(|c| c.snapshot.caller_device.node == self.config.node_id);
             if owned {
@@ -849,8 +1040,7 @@ impl Hub {
     pub(super) fn calls_node_down(&mut self, node: &NodeId) {
         let dead: Vec<CallId> = self
             .calls
-            .calls
-            .iter()
+            .all()
             .filter(|(_, c)| {
                 c.snapshot.caller_device.node == *node
                     || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
@@ -866,8 +1056,8 @@ impl Hub {
     pub(super) fn publish_own_calls(&mut self) {
         let own: Vec<(CallSnapshot, Option<DeviceRef>)> = self
             .calls
-            .calls
-            .values()
+            .all()
+            .map(|(_, c)| c)
             .filter(|c| c.snapshot.caller_device.node == self.config.node_id)
             .map(|c| (c.snapshot.clone(), c.callee_device.clone()))
             .collect();
@@ -888,4 +1078,107 @@ fn resolve_peer(user: &UserId, control: &CallControl) -> Option<UserId> {
         .flatten()
         .find(|id| *id != user)
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::new(s).expect("a valid id")
+    }
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    fn device(n: &str, conn: u64) -> DeviceRef {
+        DeviceRef {
+            node: node(n),
+            conn,
+        }
+    }
+
+    /// A call from alice (connection 1 on `caller_node`) to bob, ringing `ringing` here.
+    fn ringing_call(id: &str, caller_node: &str, ringing: &[u64]) -> (CallId, Call) {
+        let id = CallId::new(id).expect("a valid id");
+        let call = Call {
+            snapshot: CallSnapshot {
+                call: id.clone(),
+                thread: ThreadId::new("t1").expect("a valid id"),
+                caller: user("alice"),
+                caller_device: device(caller_node, 1),
+                callee: user("bob"),
+            },
+            callee_device: None,
+            ringing: ringing.iter().map(|c| ConnId(*c)).collect(),
+            orphaned: None,
+        };
+        (id, call)
+    }
+
+    fn ids(calls: &Calls, u: &str) -> Vec<CallId> {
+        calls.of_user(&user(u)).map(|(id, _)| id.clone()).collect()
+    }
+
+    #[test]
+    fn a_call_is_found_by_its_parties_and_its_local_connections() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n1-1", "n1", &[2, 3]);
+        calls.insert(id.clone(), call);
+        assert_eq!(ids(&calls, "alice"), vec![id.clone()]);
+        assert_eq!(ids(&calls, "bob"), vec![id.clone()]);
+        assert!(ids(&calls, "carol").is_empty());
+        for conn in [1, 2, 3] {
+            assert_eq!(calls.of_conn(ConnId(conn)), vec![id.clone()], "conn {conn}");
+        }
+        assert!(calls.of_conn(ConnId(4)).is_empty());
+    }
+
+    #[test]
+    fn a_remote_callers_device_is_not_a_local_connection() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n2-1", "n2", &[2]);
+        calls.insert(id.clone(), call);
+        assert!(calls.of_conn(ConnId(1)).is_empty(), "connection 1 is on n2");
+        assert_eq!(calls.of_conn(ConnId(2)), vec![id]);
+    }
+
+    #[test]
+    fn the_connection_index_follows_answers_and_rebinds() {
+        let mut calls = Calls::new(node("n1"));
+        let (id, call) = ringing_call("n1-1", "n1", &[2, 3]);
+        calls.insert(id.clone(), call);
+        // Connection 3 answers: 2 stops ringing.
+        calls.update(&id, |c| {
+            c.callee_device = Some(device("n1", 3));
+            c.ringing.clear();
+        });
+        assert!(calls.of_conn(ConnId(2)).is_empty());
+        assert_eq!(calls.of_conn(ConnId(3)), vec![id.clone()]);
+        // Alice resumes from connection 5 after connection 1 went away.
+        calls.update(&id, |c| c.snapshot.caller_device = device("n1", 5));
+        assert!(calls.of_conn(ConnId(1)).is_empty());
+        assert_eq!(calls.of_conn(ConnId(5)), vec![id.clone()]);
+        assert!(calls.remove(&id).is_some());
+        assert!(
+            calls.is_empty(),
+            "no index entry outlives its call: {calls:?}"
+        );
+    }
+
+    #[test]
+    fn a_users_calls_come_in_id_order() {
+        let mut calls = Calls::new(node("n1"));
+        for id in ["n1-3", "n1-1", "n1-2"] {
+            let (id, call) = ringing_call(id, "n1", &[]);
+            calls.insert(id, call);
+        }
+        let order: Vec<String> = ids(&calls, "bob").iter().map(|i| i.to_string()).collect();
+        assert_eq!(order, ["n1-1", "n1-2", "n1-3"]);
+        let (id, call) = ringing_call("n1-2", "n1", &[7]);
+        calls.insert(id, call);
+        assert_eq!(ids(&calls, "bob").len(), 3, "the same id replaces the call");
+        assert_eq!(calls.of_conn(ConnId(7)).len(), 1);
+    }
 }

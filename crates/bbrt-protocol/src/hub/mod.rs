@@ -104,16 +104,20 @@
 
 mod broker;
 mod calls;
+mod config;
 mod identity;
+mod input;
 mod messages;
+mod output;
 mod presence;
+mod stats;
 mod threads;
 mod timer;
 mod typing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -121,256 +125,24 @@ pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
     SendFingerprint, SendOutcome, SendReceipt,
 };
-use self::calls::Calls;
+use self::calls::{CallAction, CallFrame, Calls};
+pub use self::config::{HubConfig, PresenceScope};
+pub use self::input::Input;
 use self::messages::Sends;
+pub use self::output::Output;
+pub use self::stats::HubStats;
+pub use self::timer::TimeoutReason;
 use self::timer::{TimerKey, TimerTable};
-use self::typing::TypingState;
+use self::typing::Typing;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
-use crate::ids::{
-    ApiRequestId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId, ThreadId, UserId,
-};
+use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
     RequestId, ServerMessage,
 };
 
-/// Who hears `user_connected` / `user_disconnected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PresenceScope {
-    /// Connections that joined a thread in which the user is a participant (default: the
-    /// seed's broadcast to everyone is O(N²)).
-    #[default]
-    Threads,
-    /// Every connection, as the seed's server did; for small sites.
-    All,
-}
-
-/// Rules and limits. Every limit a client can hit has a default here.
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// This node's id; prefixes call ids and tags broker publications.
-    pub node_id: NodeId,
-    /// This process: tags broker publications beside `node_id`, and is what tells a
-    /// publication of this Hub's own (ignored) from one of another process that was given
-    /// the same node id (applied, and reported: [`Hub::node_id_conflict`]). The driver
-    /// chooses it at random at start-up.
-    pub instance: InstanceId,
-    /// Whether other nodes exist: without it nothing is published to the broker.
-    pub cluster: bool,
-    /// Who hears presence.
-    pub presence_scope: PresenceScope,
-    /// How long a thread's participants are trusted without asking the site again.
-    pub participants_ttl: Duration,
-    /// How often a credential in use is verified again.
-    pub credential_ttl: Duration,
-    /// Forward at most one `typing` per (user, thread) this often.
-    pub typing_interval: Duration,
-    /// A `typing` not refreshed within this becomes `typing: false`.
-    pub typing_expiry: Duration,
-    /// A call nobody answers ends after this.
-    pub ring_timeout: Duration,
-    /// A call whose bound device disconnected ends after this unless it comes back.
-    pub call_grace: Duration,
-    /// Frames that may wait behind a site request on one connection.
-    pub max_queued_per_conn: usize,
-    /// Threads one connection may join.
-    pub max_threads_per_conn: usize,
-    /// Verified connections one user may hold on this node.
-    pub max_conns_per_user: usize,
-    /// Anonymous connections per IP address; the oldest is evicted beyond it.
-    pub max_anonymous_per_ip: usize,
-    /// Anonymous connections in total; the oldest is evicted beyond it.
-    pub max_anonymous_total: usize,
-    /// Sustained frames per second per connection.
-    pub frame_rate: f64,
-    /// Burst of frames per connection above the sustained rate.
-    pub frame_burst: f64,
-    /// Over-limit frames in a row after which the connection is closed (4008).
-    pub close_after_violations: u32,
-    /// `call_initiated` (and implicit invites) per user per minute.
-    pub invites_per_minute: usize,
-    /// Sends of one user waiting for the site at once.
-    pub max_pending_sends_per_user: usize,
-    /// How long a completed `clientMessageId` is remembered locally.
-    pub idempotency_ttl: Duration,
-    /// First wait before verifying again an upgrade credential the site could not verify
-    /// (it was down); doubled per attempt up to [`HubConfig::verify_retry_max`].
-    pub verify_retry_initial: Duration,
-    /// Longest wait between two verifications of an upgrade credential.
-    pub verify_retry_max: Duration,
-    /// Seeds the jitter of those retries, so credentials retried after one outage spread
-    /// out instead of stampeding the site when it comes back. The Hub holds no randomness:
-    /// the server passes a random seed; tests a fixed one.
-    pub jitter_seed: u64,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self {
-            node_id: NodeId::new("n1").expect("a valid literal id"),
-            instance: InstanceId::new("i1").expect("a valid literal id"),
-            cluster: false,
-            presence_scope: PresenceScope::Threads,
-            participants_ttl: Duration::from_secs(60),
-            credential_ttl: Duration::from_secs(300),
-            typing_interval: Duration::from_secs(2),
-            typing_expiry: Duration::from_secs(5),
-            ring_timeout: Duration::from_secs(90),
-            call_grace: Duration::from_secs(10),
-            max_queued_per_conn: 32,
-            max_threads_per_conn: 100,
-            max_conns_per_user: 32,
-            max_anonymous_per_ip: 256,
-            max_anonymous_total: 10_000,
-            frame_rate: 50.0,
-            frame_burst: 100.0,
-            close_after_violations: 50,
-            invites_per_minute: 10,
-            max_pending_sends_per_user: 64,
-            idempotency_ttl: Duration::from_secs(600),
-            verify_retry_initial: Duration::from_secs(1),
-            verify_retry_max: Duration::from_secs(30),
-            jitter_seed: 0,
-        }
-    }
-}
-
-/// Something that happened, for the Hub to act on.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Input {
-    /// A WebSocket connection was upgraded.
-    Open {
-        /// Its handle (never reused).
-        conn: ConnId,
-        /// The client's address after trusted-proxy resolution.
-        ip: IpAddr,
-        /// A credential presented with the upgrade, if any.
-        credential: Option<CredentialId>,
-    },
-    /// A decoded client frame. The connection layer has already taken out the token and
-    /// put it in its credential store.
-    Frame {
-        /// The connection.
-        conn: ConnId,
-        /// The frame, without its token.
-        frame: ClientFrame,
-        /// The credential the frame carried, if any.
-        credential: Option<CredentialId>,
-    },
-    /// A frame that could not be decoded.
-    Invalid {
-        /// The connection.
-        conn: ConnId,
-        /// Why.
-        error: DecodeError,
-    },
-    /// The connection is gone (closed by either side). Idempotent.
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// The one answer to an [`Output::Api`].
-    ApiResult {
-        /// The request's id.
-        id: ApiRequestId,
-        /// The site's answer.
-        result: Result<ApiResponse, SiteError>,
-    },
-    /// The one answer to an [`Output::Coord`].
-    CoordResult {
-        /// The request's id.
-        id: CoordRequestId,
-        /// The coordinator's answer.
-        result: CoordResponse,
-    },
-    /// A publication from the broker (possibly this node's own; it is ignored).
-    Broker(BrokerMessage),
-    /// The broker lost a node: its users are offline, its calls' devices gone.
-    NodeDown {
-        /// The lost node.
-        node: NodeId,
-    },
-    /// The site answers again after failing (the driver's probe saw it come back): the
-    /// upgrade credentials waiting for it are verified again within
-    /// [`HubConfig::verify_retry_initial`], spread by the jitter, instead of at their next
-    /// backoff (up to [`HubConfig::verify_retry_max`] away).
-    SiteReachable,
-}
-
-/// Something for the driver to do.
-#[derive(Debug, Clone)]
-#[must_use]
-#[non_exhaustive]
-pub enum Output {
-    /// Write `frame` (an encoded [`ServerMessage`]) to each of `conns`.
-    Send {
-        /// Recipients, ascending, no duplicates.
-        conns: Vec<ConnId>,
-        /// The encoded frame, shared by all.
-        frame: Bytes,
-    },
-    /// Close the connection with `code`. The Hub has already forgotten it.
-    Close {
-        /// The connection.
-        conn: ConnId,
-        /// The close code.
-        code: CloseCode,
-    },
-    /// Perform a site request and answer with [`Input::ApiResult`].
-    Api {
-        /// Correlation id.
-        id: ApiRequestId,
-        /// What to ask.
-        request: ApiRequest,
-    },
-    /// Perform a coordination request and answer with [`Input::CoordResult`].
-    Coord {
-        /// Correlation id.
-        id: CoordRequestId,
-        /// What to ask.
-        request: CoordRequest,
-    },
-    /// Publish to every other node.
-    Publish(BrokerMessage),
-    /// The Hub no longer uses `credential` for `conn` (replaced by a newer one, refused,
-    /// or presented in frames all answered): the driver drops that connection's hold on
-    /// the secret. Every credential the Hub was given for a connection is released this
-    /// way or by the connection's end, so the driver's store and the Hub never disagree.
-    ReleaseCredential {
-        /// The connection.
-        conn: ConnId,
-        /// The credential.
-        credential: CredentialId,
-    },
-}
-
-/// Counters for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HubStats {
-    /// Connections not yet identified.
-    pub anonymous_connections: usize,
-    /// Identified connections.
-    pub verified_connections: usize,
-    /// Users with a verified connection on this node.
-    pub local_users_online: usize,
-    /// Users online on any node.
-    pub users_online: usize,
-    /// Calls this node knows of.
-    pub calls: usize,
-    /// Frames refused for the frame rate limit, since start.
-    pub rate_limited: u64,
-    /// Anonymous connections evicted, since start.
-    pub anonymous_evicted: u64,
-    /// Frames delivered to local connections (one per recipient), since start.
-    pub deliveries: u64,
-    /// Site requests waiting for their result.
-    pub api_in_flight: usize,
-    /// Threads in the participant cache.
-    pub cached_threads: usize,
-    /// Publications received from another process with this node's id, since start.
-    pub node_id_conflict_publications: u64,
-}
+/// A participant fetch: the user asking, the thread, and whether it is an explicit join.
+type FetchKey = (UserId, ThreadId, bool);
 
 /// A frame waiting on its connection behind a site request.
 #[derive(Debug, Clone)]
@@ -490,7 +262,10 @@ pub struct Hub {
     next_anonymous_seq: u64,
     /// Participant fetches in flight (user, thread, explicit join), and the connections
     /// waiting on them.
-    fetching: HashMap<(UserId, ThreadId, bool), BTreeSet<ConnId>>,
+    fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
+    /// The fetches each connection waits on, so its end leaves them without a scan of
+    /// every fetch (a map apart from `Conn`, so an idle connection pays nothing for it).
+    fetches_of: HashMap<ConnId, BTreeSet<FetchKey>>,
     /// (user, thread) pairs the site said are not members, until when.
     denied: HashMap<(UserId, ThreadId), Instant>,
     /// `denied`'s size at which expired entries are swept next.
@@ -500,7 +275,7 @@ pub struct Hub {
     next_api: u64,
     next_coord: u64,
     sends: Sends,
-    typing: HashMap<(UserId, ThreadId), TypingState>,
+    typing: Typing,
     calls: Calls,
     timers: TimerTable,
     outputs: VecDeque<Output>,
@@ -510,6 +285,7 @@ pub struct Hub {
 impl Hub {
     /// A Hub with no connections.
     pub fn new(config: HubConfig) -> Self {
+        let calls = Calls::new(config.node_id.clone());
         Self {
             config,
             conns: HashMap::new(),
@@ -525,6 +301,7 @@ impl Hub {
             anonymous_by_ip: HashMap::new(),
             next_anonymous_seq: 0,
             fetching: HashMap::new(),
+            fetches_of: HashMap::new(),
             denied: HashMap::new(),
             denied_sweep_at: threads::DENIED_SWEEP_MIN,
             api_pending: HashMap::new(),
@@ -532,8 +309,8 @@ impl Hub {
             next_api: 0,
             next_coord: 0,
             sends: Sends::default(),
-            typing: HashMap::new(),
-            calls: Calls::default(),
+            typing: Typing::default(),
+            calls,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
             stats: HubStats::default(),
@@ -565,6 +342,8 @@ impl Hub {
             Input::Broker(message) => self.broker(now, message),
             Input::NodeDown { node } => self.node_down(&node),
             Input::SiteReachable => self.site_reachable(now),
+            Input::Resync => self.resync(),
+            Input::PresenceSnapshot => self.presence_snapshot(),
         }
     }
 
@@ -597,8 +376,8 @@ impl Hub {
     }
 
     /// Why [`Hub::poll_timeout`] is what it is (for debugging).
-    pub fn next_timeout_reason(&self) -> Option<String> {
-        self.timers.next_key().map(|key| format!("{key:?}"))
+    pub fn next_timeout_reason(&self) -> Option<TimeoutReason> {
+        self.timers.next_key().map(TimerKey::reason)
     }
 
     /// Whether `user` has a verified connection on any node.
@@ -607,7 +386,7 @@ impl Hub {
     }
 
     /// Every user online on any node, ascending.
-    pub fn online_users(&self) -> Vec<UserId> {
+    pub(crate) fn online_users(&self) -> Vec<UserId> {
         let mut all: BTreeSet<UserId> = self.users.keys().cloned().collect();
         all.extend(self.remote_online.keys().cloned());
         all.into_iter().collect()
@@ -628,18 +407,15 @@ impl Hub {
     }
 
     /// Whether `conn` is a live connection the Hub knows.
-    pub fn has_conn(&self, conn: ConnId) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
     }
 
     /// The user `conn` is verified as, if any.
-    pub fn user_of(&self, conn: ConnId) -> Option<&UserId> {
+    #[cfg(test)]
+    pub(crate) fn user_of(&self, conn: ConnId) -> Option<&UserId> {
         self.conns.get(&conn).and_then(|c| c.user.as_ref())
-    }
-
-    /// Timers pending (for tests and debugging).
-    pub fn timer_count(&self) -> usize {
-        self.timers.len()
     }
 
     // ----- connections -----
@@ -738,8 +514,10 @@ impl Hub {
                 t.joiners.remove(&conn);
             }
         }
-        for waiters in self.fetching.values_mut() {
-            waiters.remove(&conn);
+        for key in self.fetches_of.remove(&conn).unwrap_or_default() {
+            if let Some(waiters) = self.fetching.get_mut(&key) {
+                waiters.remove(&conn);
+            }
         }
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
@@ -1023,17 +801,55 @@ impl Hub {
                 self.mark_read(conn, &user, thread, request_id);
                 None
             }
-            ClientMessage::CallInitiated(_)
-            | ClientMessage::Offer(_)
-            | ClientMessage::Answer(_)
-            | ClientMessage::IceCandidate(_)
-            | ClientMessage::CallAccepted(_)
-            | ClientMessage::CallRejected(_)
-            | ClientMessage::CallEnded(_) => {
-                let blocked = self.call_frame(now, conn, &user, &item.frame);
-                blocked.then_some(item)
+            ClientMessage::CallInitiated(c) => {
+                let call = CallFrame::new(c, CallAction::Initiate);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::Offer(o) => {
+                let call = CallFrame::new(o.control(), CallAction::Offer(o.offer));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::Answer(a) => {
+                let call = CallFrame::new(a.control(), CallAction::Answer(a.answer));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::IceCandidate(i) => {
+                let call = CallFrame::new(i.control(), CallAction::Candidate(i.candidate));
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallAccepted(c) => {
+                let call = CallFrame::new(c, CallAction::Accept);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallRejected(c) => {
+                let call = CallFrame::new(c, CallAction::Reject);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
+            }
+            ClientMessage::CallEnded(c) => {
+                let call = CallFrame::new(c, CallAction::End);
+                self.call_queued(now, conn, &user, call, request_id, item.credential)
             }
         }
+    }
+
+    /// A call frame; one that must wait for the site comes back as the frame it was.
+    fn call_queued(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        call: CallFrame,
+        request_id: Option<RequestId>,
+        credential: Option<CredentialId>,
+    ) -> Option<Queued> {
+        let blocked = self.call_frame(now, conn, user, call, request_id.clone())?;
+        Some(Queued {
+            frame: ClientFrame {
+                request_id,
+                message: blocked.into_message(),
+            },
+            credential,
+        })
     }
 
     // ----- helpers shared by the modules -----
@@ -1217,9 +1033,9 @@ fn site_error_code(error: &SiteError) -> ErrorCode {
     match error.kind {
         K::Unauthenticated => ErrorCode::Unauthenticated,
         K::Forbidden => ErrorCode::Forbidden,
-        K::Invalid if error.code == "invalid_id" => ErrorCode::InvalidId,
-        K::Invalid if error.code == "bp_rest_messages_empty_message" => ErrorCode::EmptyMessage,
-        K::Invalid if error.code == "idempotency_conflict" => ErrorCode::IdempotencyConflict,
+        K::InvalidId => ErrorCode::InvalidId,
+        K::EmptyMessage => ErrorCode::EmptyMessage,
+        K::IdempotencyConflict => ErrorCode::IdempotencyConflict,
         K::Invalid => ErrorCode::Invalid,
         K::Refused => ErrorCode::Refused,
         K::Unavailable => ErrorCode::SiteUnavailable,

@@ -133,6 +133,9 @@ impl Hub {
         join: bool,
     ) {
         let key = (user.clone(), thread.clone(), join);
+        if self.conns.contains_key(&conn) {
+            self.fetches_of.entry(conn).or_default().insert(key.clone());
+        }
         if let Some(waiters) = self.fetching.get_mut(&key) {
             waiters.insert(conn);
             return;
@@ -163,10 +166,16 @@ impl Hub {
         join: bool,
         result: Result<ThreadInfo, SiteError>,
     ) {
-        let waiters = self
-            .fetching
-            .remove(&(user.clone(), thread.clone(), join))
-            .unwrap_or_default();
+        let key = (user.clone(), thread.clone(), join);
+        let waiters = self.fetching.remove(&key).unwrap_or_default();
+        for conn in &waiters {
+            if let Some(keys) = self.fetches_of.get_mut(conn) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.fetches_of.remove(conn);
+                }
+            }
+        }
         let failure = match result {
             Ok(info) => {
                 let member = info.participants.contains(&user);

@@ -25,6 +25,40 @@ pub(crate) enum TimerKey {
     CacheSweep,
 }
 
+/// What the Hub's next timeout is for ([`Hub::next_timeout_reason`](super::Hub::next_timeout_reason)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutReason {
+    /// A user stopped typing without saying so: `typing: false` goes out.
+    TypingExpiry,
+    /// Nobody answered a ringing call: it ends with `timeout`.
+    CallRing,
+    /// A bound device of a call disconnected and did not come back within the grace.
+    CallGrace,
+    /// A credential in use is due to be verified again.
+    Reverify,
+    /// An upgrade credential the site could not verify is due to be tried again.
+    VerifyRetry,
+    /// A completed `clientMessageId` is forgotten.
+    IdempotencyExpiry,
+    /// The participant cache sweeps its expired threads.
+    CacheSweep,
+}
+
+impl TimerKey {
+    pub(crate) fn reason(&self) -> TimeoutReason {
+        match self {
+            Self::TypingExpiry(..) => TimeoutReason::TypingExpiry,
+            Self::CallRing(_) => TimeoutReason::CallRing,
+            Self::CallGrace(_) => TimeoutReason::CallGrace,
+            Self::Reverify(_) => TimeoutReason::Reverify,
+            Self::VerifyRetry(_) => TimeoutReason::VerifyRetry,
+            Self::IdempotencyExpiry(..) => TimeoutReason::IdempotencyExpiry,
+            Self::CacheSweep => TimeoutReason::CacheSweep,
+        }
+    }
+}
+
 /// A `BTreeSet<(Instant, TimerKey)>` plus the reverse index needed to reschedule.
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {
@@ -79,6 +113,7 @@ impl TimerTable {
         Some(key)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }

@@ -1,8 +1,8 @@
 //! Typing: coalesced (at most one forward per user and thread every `typing_interval`) and
 //! expired (`typing: false` after `typing_expiry` without a refresh).
 
-use std::collections::BTreeSet;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use super::timer::TimerKey;
 use super::{BrokerEvent, Hub};
@@ -11,7 +11,7 @@ use crate::wire::{ServerMessage, TypingEvent};
 
 /// A user typing in a thread.
 #[derive(Debug)]
-pub(super) struct TypingState {
+struct TypingState {
     last_forwarded: Instant,
     /// Everyone told `typing: true`: they hear the `false` even if the participant cache
     /// changed since (a stored message or a refetch dropped them), or they would see the
@@ -19,67 +19,109 @@ pub(super) struct TypingState {
     told: BTreeSet<UserId>,
 }
 
-impl Hub {
-    /// A participant's `typing` frame (membership already checked).
-    pub(super) fn typing(&mut self, now: Instant, user: &UserId, thread: &ThreadId, typing: bool) {
-        let key = (user.clone(), thread.clone());
-        if !typing {
-            self.stop_typing(user, thread);
-            return;
-        }
-        let interval = self.config.typing_interval;
-        let forward = match self.typing.get_mut(&key) {
+/// Who is typing where, by user then thread: a user going offline finds their threads
+/// without a scan.
+#[derive(Debug, Default)]
+pub(super) struct Typing {
+    by_user: HashMap<UserId, BTreeMap<ThreadId, TypingState>>,
+}
+
+impl Typing {
+    /// Records a `typing: true`; whether to forward it: the first one, or the first an
+    /// `interval` after the last one forwarded.
+    fn start(
+        &mut self,
+        now: Instant,
+        user: &UserId,
+        thread: &ThreadId,
+        interval: Duration,
+    ) -> bool {
+        let threads = self.by_user.entry(user.clone()).or_default();
+        match threads.get_mut(thread) {
             Some(state) if now.saturating_duration_since(state.last_forwarded) < interval => false,
             Some(state) => {
                 state.last_forwarded = now;
                 true
             }
             None => {
-                self.typing.insert(
-                    key.clone(),
-                    TypingState {
-                        last_forwarded: now,
-                        told: BTreeSet::new(),
-                    },
-                );
+                let state = TypingState {
+                    last_forwarded: now,
+                    told: BTreeSet::new(),
+                };
+                threads.insert(thread.clone(), state);
                 true
             }
-        };
+        }
+    }
+
+    /// Remembers who heard `typing: true`, so they hear the `false` too.
+    fn told(&mut self, user: &UserId, thread: &ThreadId, told: Vec<UserId>) {
+        if let Some(state) = self.by_user.get_mut(user).and_then(|t| t.get_mut(thread)) {
+            state.told.extend(told);
+        }
+    }
+
+    /// Forgets that `user` types in `thread`; who was told they did, if they did.
+    fn stop(&mut self, user: &UserId, thread: &ThreadId) -> Option<BTreeSet<UserId>> {
+        let threads = self.by_user.get_mut(user)?;
+        let state = threads.remove(thread)?;
+        if threads.is_empty() {
+            self.by_user.remove(user);
+        }
+        Some(state.told)
+    }
+
+    /// The threads `user` types in, ascending.
+    fn threads_of(&self, user: &UserId) -> Vec<ThreadId> {
+        self.by_user
+            .get(user)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+}
+
+impl Hub {
+    /// A participant's `typing` frame (membership already checked).
+    pub(super) fn typing(&mut self, now: Instant, user: &UserId, thread: &ThreadId, typing: bool) {
+        if !typing {
+            self.stop_typing(user, thread);
+            return;
+        }
+        let forward = self
+            .typing
+            .start(now, user, thread, self.config.typing_interval);
         self.timers.set(
             TimerKey::TypingExpiry(user.clone(), thread.clone()),
             now + self.config.typing_expiry,
         );
         if forward {
             let told = self.forward_typing(user, thread, true, BTreeSet::new());
-            if let Some(state) = self.typing.get_mut(&key) {
-                state.told.extend(told);
-            }
+            self.typing.told(user, thread, told);
         }
     }
 
     pub(super) fn typing_expired(&mut self, user: UserId, thread: ThreadId) {
-        if let Some(state) = self.typing.remove(&(user.clone(), thread.clone())) {
-            self.forward_typing(&user, &thread, false, state.told);
+        if let Some(told) = self.typing.stop(&user, &thread) {
+            self.forward_typing(&user, &thread, false, told);
         }
     }
 
     /// The user sent a message or went away: they are no longer typing there.
     pub(super) fn stop_typing(&mut self, user: &UserId, thread: &ThreadId) {
-        if let Some(state) = self.typing.remove(&(user.clone(), thread.clone())) {
+        if let Some(told) = self.typing.stop(user, thread) {
             self.timers
                 .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
-            self.forward_typing(user, thread, false, state.told);
+            self.forward_typing(user, thread, false, told);
         }
     }
 
     pub(super) fn typing_user_gone(&mut self, user: &UserId) {
-        let threads: Vec<ThreadId> = self
-            .typing
-            .keys()
-            .filter(|(u, _)| u == user)
-            .map(|(_, t)| t.clone())
-            .collect();
-        for thread in threads {
+        for thread in self.typing.threads_of(user) {
             self.stop_typing(user, &thread);
         }
     }
@@ -112,5 +154,59 @@ impl Hub {
             frame,
         });
         others
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    fn thread(s: &str) -> ThreadId {
+        ThreadId::new(s).expect("a valid id")
+    }
+
+    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn typing_is_forwarded_once_per_interval() {
+        let mut typing = Typing::default();
+        let (alice, t1) = (user("alice"), thread("t1"));
+        let start = epoch();
+        let interval = Duration::from_secs(2);
+        assert!(typing.start(start, &alice, &t1, interval));
+        assert!(!typing.start(start + Duration::from_secs(1), &alice, &t1, interval));
+        assert!(typing.start(start + interval, &alice, &t1, interval));
+        assert!(
+            typing.start(start, &alice, &thread("t2"), interval),
+            "another thread is its own"
+        );
+    }
+
+    #[test]
+    fn a_stop_returns_who_was_told_and_forgets_the_user() {
+        let mut typing = Typing::default();
+        let (alice, t1, t2) = (user("alice"), thread("t1"), thread("t2"));
+        let now = epoch();
+        let interval = Duration::from_secs(2);
+        typing.start(now, &alice, &t2, interval);
+        typing.start(now, &alice, &t1, interval);
+        typing.told(&alice, &t1, vec![user("bob")]);
+        assert_eq!(typing.threads_of(&alice), vec![t1.clone(), t2.clone()]);
+        assert!(typing.threads_of(&user("bob")).is_empty());
+        assert_eq!(typing.stop(&alice, &t1), Some([user("bob")].into()));
+        assert_eq!(typing.stop(&alice, &t1), None, "stopped once");
+        assert_eq!(typing.stop(&alice, &t2), Some(BTreeSet::new()));
+        assert!(
+            typing.is_empty(),
+            "no user left without threads: {typing:?}"
+        );
     }
 }

@@ -47,10 +47,10 @@ pub enum BrokerInput {
     Message(BrokerMessage),
     /// A node stopped heartbeating (or restarted): `Input::NodeDown`.
     NodeDown(NodeId),
-    /// Publications may have been lost (first subscription, or the broker came back): call
-    /// `Hub::request_sync` and `Hub::presence_snapshot`.
+    /// Publications may have been lost (first subscription, or the broker came back):
+    /// `Input::Resync`.
     Resync,
-    /// Periodic: call `Hub::presence_snapshot` (heals lost presence publications).
+    /// Periodic (heals lost presence publications): `Input::PresenceSnapshot`.
     Snapshot,
 }
 

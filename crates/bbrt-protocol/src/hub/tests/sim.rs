@@ -975,7 +975,7 @@ impl Sim {
                 }
                 if text.trim().is_empty() {
                     return Err(SiteError::new(
-                        SiteErrorKind::Invalid,
+                        SiteErrorKind::EmptyMessage,
                         "bp_rest_messages_empty_message",
                         "empty",
                     ));
@@ -1190,6 +1190,7 @@ impl Hub {
             &self.anonymous_by_ip,
         );
         check("fetching", self.fetching.is_empty(), &self.fetching);
+        check("fetches_of", self.fetches_of.is_empty(), &self.fetches_of);
         check(
             "api_pending",
             self.api_pending.is_empty(),
@@ -1202,7 +1203,7 @@ impl Hub {
         );
         check("sends", self.sends.is_empty(), &self.sends);
         check("typing", self.typing.is_empty(), &self.typing);
-        check("calls", self.calls.len() == 0, &self.calls);
+        check("calls", self.calls.is_empty(), &self.calls);
         check("timers", self.timers.len() == 0, &self.timers);
         check("threads", self.threads.is_empty(), &self.threads);
         check(

@@ -1,0 +1,28 @@
+//! The Hub's counters for metrics.
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Connections not yet identified.
+    pub anonymous_connections: usize,
+    /// Identified connections.
+    pub verified_connections: usize,
+    /// Users with a verified connection on this node.
+    pub local_users_online: usize,
+    /// Users online on any node.
+    pub users_online: usize,
+    /// Calls this node knows of.
+    pub calls: usize,
+    /// Frames refused for the frame rate limit, since start.
+    pub rate_limited: u64,
+    /// Anonymous connections evicted, since start.
+    pub anonymous_evicted: u64,
+    /// Frames delivered to local connections (one per recipient), since start.
+    pub deliveries: u64,
+    /// Site requests waiting for their result.
+    pub api_in_flight: usize,
+    /// Threads in the participant cache.
+    pub cached_threads: usize,
+    /// Publications received from another process with this node's id, since start.
+    pub node_id_conflict_publications: u64,
+}
