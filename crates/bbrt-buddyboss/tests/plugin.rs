@@ -113,7 +113,7 @@ async fn the_same_key_answers_the_stored_message_and_other_text_conflicts() {
         .expect_err("conflict");
     assert_eq!(
         (e.kind(), e.code()),
-        (SiteErrorKind::Invalid, "idempotency_conflict")
+        (SiteErrorKind::IdempotencyConflict, "idempotency_conflict")
     );
     assert!(!e.retryable());
     assert_eq!(site.messages(t).len(), 2, "one message stored");
