@@ -1314,29 +1314,9 @@ async fn plugin_send_message(
             Ok(c) => c,
         };
         let Caller::User(uid, _) = caller else {
-            let a = Answer::error(
-                401,
-                "bp_rest_authorization_required",
-                "Sorry, you need to be logged in to create a message.",
-            );
-            return (a, 0, false);
+            return (login_required_to_create(), 0, false);
         };
-        let thread_id = match params.get("id") {
-            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-            Some(Value::String(v)) => v.trim().parse().unwrap_or(0),
-            _ => 0,
-        };
-        if thread_id > 0
-            && !s
-                .threads
-                .get(&thread_id)
-                .is_some_and(|t| is_participant(t, uid))
-        {
-            let a = Answer::error(
-                403,
-                "bp_rest_authorization_required",
-                "Sorry, you are not allowed to perform this action.",
-            );
+        if let Err(a) = may_create(&s, &params, uid) {
             return (a, total_unread(&s, uid), true);
         }
         if fault == Some(Fault::KeyStoreDown) {
@@ -1943,22 +1923,19 @@ fn parse_id_list(v: Option<&Value>) -> Vec<u64> {
     out
 }
 
-fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
-    let params: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(_) => return Answer::error(400, "rest_invalid_json", "Invalid JSON body passed."),
-        }
-    };
-    let Caller::User(uid, scheme) = *caller else {
-        return Answer::error(
-            401,
-            "bp_rest_authorization_required",
-            "Sorry, you need to be logged in to create a message.",
-        );
-    };
+/// BuddyBoss's 401 for a create without a signed-in user.
+fn login_required_to_create() -> Answer {
+    Answer::error(
+        401,
+        "bp_rest_authorization_required",
+        "Sorry, you need to be logged in to create a message.",
+    )
+}
+
+/// BuddyBoss's create permission for signed-in `uid`: a reply (`id` > 0) only to a thread
+/// it takes part in. The thread id (0: a new thread), or the 403. Shared by BuddyBoss's route
+/// and the companion plugin's, which delegates to it.
+fn may_create(s: &State, params: &Value, uid: u64) -> Result<u64, Answer> {
     let thread_id = match params.get("id") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
         Some(Value::String(v)) => v.trim().parse().unwrap_or(0),
@@ -1970,12 +1947,31 @@ fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
             .get(&thread_id)
             .is_some_and(|t| is_participant(t, uid))
     {
-        return Answer::error(
+        return Err(Answer::error(
             403,
             "bp_rest_authorization_required",
             "Sorry, you are not allowed to perform this action.",
-        );
+        ));
     }
+    Ok(thread_id)
+}
+
+fn create_message(s: &mut State, body: &[u8], caller: &Caller) -> Answer {
+    let params: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => return Answer::error(400, "rest_invalid_json", "Invalid JSON body passed."),
+        }
+    };
+    let Caller::User(uid, scheme) = *caller else {
+        return login_required_to_create();
+    };
+    let thread_id = match may_create(s, &params, uid) {
+        Ok(thread_id) => thread_id,
+        Err(a) => return a,
+    };
     let recipients = parse_id_list(params.get("recipients"));
     if thread_id == 0 && recipients.is_empty() {
         return Answer::error(
