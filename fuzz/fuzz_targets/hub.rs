@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
+use bbrt_protocol::api::{
+    ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+};
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, Hub, HubConfig, Input, Output};
 use bbrt_protocol::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, MessageId, UserId};
 use bbrt_protocol::wire::{Limits, decode};
@@ -16,13 +18,37 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Open { conn: u8, ip: u8, credential: Option<u8> },
-    Frame { conn: u8, template: u8, a: u8, b: u8, credential: Option<u8> },
-    Raw { conn: u8, text: String },
-    Close { conn: u8 },
-    AnswerApi { pick: u8, ok: bool, kind: u8 },
-    AnswerCoord { pick: u8, won: bool },
-    Advance { millis: u16 },
+    Open {
+        conn: u8,
+        ip: u8,
+        credential: Option<u8>,
+    },
+    Frame {
+        conn: u8,
+        template: u8,
+        a: u8,
+        b: u8,
+        credential: Option<u8>,
+    },
+    Raw {
+        conn: u8,
+        text: String,
+    },
+    Close {
+        conn: u8,
+    },
+    AnswerApi {
+        pick: u8,
+        ok: bool,
+        kind: u8,
+    },
+    AnswerCoord {
+        pick: u8,
+        won: bool,
+    },
+    Advance {
+        millis: u16,
+    },
 }
 
 const TEMPLATES: &[&str] = &[
@@ -77,25 +103,50 @@ impl World {
     }
 
     fn answer_api(&mut self, pick: u8, ok: bool, kind: u8) {
-        let Some(id) = self.api.keys().nth(pick as usize % self.api.len().max(1)).copied() else { return };
+        let Some(id) = self
+            .api
+            .keys()
+            .nth(pick as usize % self.api.len().max(1))
+            .copied()
+        else {
+            return;
+        };
         let request = self.api.remove(&id).expect("picked from the map");
         let user = |s: &str| UserId::new(s).expect("valid");
         let result = if ok {
             Ok(match request {
-                ApiRequest::Verify { claimed_user, current_user, credential, .. } => {
+                ApiRequest::Verify {
+                    claimed_user,
+                    current_user,
+                    credential,
+                    ..
+                } => {
                     let id = claimed_user
                         .or(current_user)
                         .unwrap_or_else(|| user(&format!("u{}", credential.map_or(0, |c| c.0))));
-                    ApiResponse::User(SiteUser { id, name: "n".into(), avatar: None })
+                    ApiResponse::User(SiteUser {
+                        id,
+                        name: "n".into(),
+                        avatar: None,
+                    })
                 }
-                ApiRequest::Participants { user: who, thread, .. } => ApiResponse::Participants(ThreadInfo {
+                ApiRequest::Participants {
+                    user: who, thread, ..
+                } => ApiResponse::Participants(ThreadInfo {
                     thread,
                     participants: vec![who, user("u1"), user("u2")],
                     last_message: None,
                 }),
-                ApiRequest::Send { sender, thread, recipients, text, .. } => {
+                ApiRequest::Send {
+                    sender,
+                    thread,
+                    recipients,
+                    text,
+                    ..
+                } => {
                     self.next_message += 1;
-                    let thread = thread.unwrap_or_else(|| bbrt_protocol::ids::ThreadId::new("t9").expect("valid"));
+                    let thread = thread
+                        .unwrap_or_else(|| bbrt_protocol::ids::ThreadId::new("t9").expect("valid"));
                     let mut participants = recipients;
                     participants.push(sender.clone());
                     ApiResponse::Stored(StoredMessage {
@@ -123,13 +174,24 @@ impl World {
                 SiteErrorKind::Unconfirmed,
                 SiteErrorKind::Protocol,
             ];
-            Err(SiteError::new(kinds[kind as usize % kinds.len()], "code", "message"))
+            Err(SiteError::new(
+                kinds[kind as usize % kinds.len()],
+                "code",
+                "message",
+            ))
         };
         self.hub.handle(self.now, Input::ApiResult { id, result });
     }
 
     fn answer_coord(&mut self, pick: u8, won: bool) {
-        let Some(id) = self.coord.keys().nth(pick as usize % self.coord.len().max(1)).copied() else { return };
+        let Some(id) = self
+            .coord
+            .keys()
+            .nth(pick as usize % self.coord.len().max(1))
+            .copied()
+        else {
+            return;
+        };
         let request = self.coord.remove(&id).expect("picked from the map");
         let result = match request {
             CoordRequest::ClaimSend { .. } => CoordResponse::Claimed,
@@ -144,7 +206,12 @@ impl World {
 fuzz_target!(|ops: Vec<Op>| {
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now();
-    let config = HubConfig { max_anonymous_per_ip: 4, max_anonymous_total: 8, max_conns_per_user: 3, ..HubConfig::default() };
+    let config = HubConfig {
+        max_anonymous_per_ip: 4,
+        max_anonymous_total: 8,
+        max_conns_per_user: 3,
+        ..HubConfig::default()
+    };
     let mut world = World {
         hub: Hub::new(config),
         now: start,
@@ -164,9 +231,22 @@ fuzz_target!(|ops: Vec<Op>| {
                 world.open.insert(conn);
                 let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, ip % 4));
                 let credential = credential.map(|c| CredentialId(u64::from(c % 4)));
-                world.hub.handle(world.now, Input::Open { conn, ip, credential });
+                world.hub.handle(
+                    world.now,
+                    Input::Open {
+                        conn,
+                        ip,
+                        credential,
+                    },
+                );
             }
-            Op::Frame { conn, template, a, b, credential } => {
+            Op::Frame {
+                conn,
+                template,
+                a,
+                b,
+                credential,
+            } => {
                 let conn = conn_of(conn, next_conn);
                 let text = TEMPLATES[template as usize % TEMPLATES.len()]
                     .replace("{a}", &(a % 5).to_string())
@@ -174,14 +254,25 @@ fuzz_target!(|ops: Vec<Op>| {
                 let credential = credential.map(|c| CredentialId(u64::from(c % 4)));
                 if world.open.contains(&conn) {
                     let frame = decode(&text, &limits).expect("templates are valid frames");
-                    world.hub.handle(world.now, Input::Frame { conn, frame, credential });
+                    world.hub.handle(
+                        world.now,
+                        Input::Frame {
+                            conn,
+                            frame,
+                            credential,
+                        },
+                    );
                 }
             }
             Op::Raw { conn, text } => {
                 let conn = conn_of(conn, next_conn);
                 if world.open.contains(&conn) {
                     let input = match decode(&text, &limits) {
-                        Ok(frame) => Input::Frame { conn, frame, credential: None },
+                        Ok(frame) => Input::Frame {
+                            conn,
+                            frame,
+                            credential: None,
+                        },
                         Err(error) => Input::Invalid { conn, error },
                     };
                     world.hub.handle(world.now, input);

@@ -48,6 +48,11 @@ use crate::server::Shared;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads per wake-up before yielding to other connections.
 const READS_PER_WAKE: usize = 16;
+/// Most frames decoded per wake-up. Why: a 64 KiB read of 7-byte frames is 9,000 decoded
+/// events, each far larger than its bytes, held until the hub task takes them; past this
+/// many, the rest of the read waits undecoded in the reader's backlog (at most one read)
+/// and the socket is not read again until the backlog is through.
+const EVENTS_PER_WAKE: usize = 64;
 /// Slices per vectored write.
 const IOV_MAX: usize = 128;
 /// How long a closing connection writes its close frame and waits for the peer's.
@@ -142,7 +147,8 @@ impl Connection {
         shared: Arc<Shared>,
         outbox: Arc<Outbox>,
     ) -> Self {
-        let reader = FrameReader::new(shared.config.max_frame_bytes);
+        let reader =
+            FrameReader::new(shared.config.max_frame_bytes).with_events_per_feed(EVENTS_PER_WAKE);
         let control = ControlRate::new(shared.config.frame_burst);
         Self {
             stream,
@@ -193,7 +199,7 @@ impl Connection {
     /// upgrade request (its first frames).
     async fn serve(&mut self, mut early: Vec<u8>) -> End {
         if !early.is_empty() {
-            let outcome = self.process(&mut early);
+            let outcome = self.process(Source::Read(&mut early));
             drop(early);
             if let Some(end) = self.after_read(outcome).await {
                 return end;
@@ -209,6 +215,8 @@ impl Connection {
             let want_write = !self.pending.is_empty();
             // Replies waiting for the socket: read nothing more until they are written.
             let want_read = !want_write;
+            // Frames of the last read still undecoded: they come before the socket's.
+            let backlog = self.reader.has_backlog();
             tokio::select! {
                 biased;
                 () = self.outbox.notify.notified() => {
@@ -235,7 +243,13 @@ impl Connection {
                 }
                 // poll_fn over the poll_*_ready methods: no per-branch waiter nodes, so the
                 // task of an idle connection stays small.
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if want_read => {
+                () = std::future::ready(()), if want_read && backlog => {
+                    let outcome = self.process(Source::Backlog);
+                    if let Some(end) = self.after_read(outcome).await {
+                        return end;
+                    }
+                }
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if want_read && !backlog => {
                     if ready.is_err() {
                         return End::Gone;
                     }
@@ -377,14 +391,17 @@ impl Connection {
                     Ok(0) => return ReadOutcome::End(all, End::Gone),
                     Ok(n) => {
                         self.shared.metrics.bytes_in.fetch_add(n as u64, Relaxed);
-                        match self.process(&mut scratch[..n]) {
+                        match self.process(Source::Read(&mut scratch[..n])) {
                             ReadOutcome::Inputs(inputs) => all.extend(inputs),
                             ReadOutcome::End(inputs, end) => {
                                 all.extend(inputs);
                                 return ReadOutcome::End(all, end);
                             }
                         }
-                        if n < scratch.len() {
+                        if n < scratch.len()
+                            || self.reader.has_backlog()
+                            || all.len() >= EVENTS_PER_WAKE
+                        {
                             break;
                         }
                     }
@@ -397,8 +414,8 @@ impl Connection {
         })
     }
 
-    /// Parses bytes read from the peer into Hub inputs.
-    fn process(&mut self, bytes: &mut [u8]) -> ReadOutcome {
+    /// Parses bytes read from the peer, or the backlog of an earlier read, into Hub inputs.
+    fn process(&mut self, source: Source<'_>) -> ReadOutcome {
         let now = Instant::now();
         let cfg = &self.shared.config;
         self.control.refill(
@@ -419,7 +436,7 @@ impl Connection {
             ..
         } = self;
         let conn = *conn;
-        let result = reader.feed(bytes, &mut |event| match event {
+        let mut on = |event: WsEvent<'_>| match event {
             WsEvent::Text(text) => inputs.push(decode(text, conn, shared)),
             WsEvent::Binary => {
                 shared.metrics.binary_in();
@@ -439,7 +456,11 @@ impl Connection {
                 control.admit();
             }
             WsEvent::Close(code) => peer_close = Some(code),
-        });
+        };
+        let result = match source {
+            Source::Read(bytes) => reader.feed(bytes, &mut on),
+            Source::Backlog => reader.resume(&mut on),
+        };
         if self.control.violations > self.shared.config.close_after_violations {
             self.reader.close();
             let request = CloseRequest {
@@ -588,6 +609,14 @@ impl Connection {
             }
         }
     }
+}
+
+/// Where [`Connection::process`] takes its bytes from.
+enum Source<'a> {
+    /// Freshly read (unmasked in place).
+    Read(&'a mut [u8]),
+    /// What the reader kept of an earlier read.
+    Backlog,
 }
 
 /// What [`Connection::forward`] did.

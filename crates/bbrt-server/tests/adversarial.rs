@@ -696,3 +696,37 @@ async fn the_error_before_a_too_many_connections_close_echoes_the_request_id() {
     );
     assert_eq!(second.closed().await, Some(4009));
 }
+
+/// A read holds at most a few dozen decoded frames; the rest of it waits undecoded and is
+/// taken up without the socket saying more: frames written in one go are all answered, in
+/// order, none lost or doubled.
+#[tokio::test]
+async fn thousands_of_frames_in_one_write_are_all_answered_in_order() {
+    let cfg = common::Config {
+        frame_rate: 1e6,
+        frame_burst: 1e6,
+        ..config()
+    };
+    let server = Server::start(cfg).await;
+    let mut raw = Raw::connect(server.handle.local_addr(), None).await;
+    let count = 3000;
+    let mut flood = Vec::new();
+    for id in 0..count {
+        let ping = json!({"type": "ping", "requestId": id}).to_string();
+        flood.extend(Raw::frame(true, 0x1, ping.as_bytes()));
+    }
+    raw.s.write_all(&flood).await.expect("write");
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        match raw.next().await {
+            Some((0x1, text)) => {
+                let frame: serde_json::Value = serde_json::from_slice(&text).expect("json");
+                assert_eq!(frame["type"], "pong", "{frame}");
+                ids.push(frame["requestId"].as_u64().expect("requestId"));
+            }
+            Some((opcode, _)) => panic!("unexpected opcode {opcode}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids, (0..count as u64).collect::<Vec<_>>());
+}

@@ -3,7 +3,8 @@
 //! Why not tungstenite's `WebSocket`: it owns a read buffer per connection (128 KiB by
 //! default, zero-filled) and writes one frame per `write` call. Here the caller reads into
 //! a buffer of its own (bbrt-server: one per worker thread), the reader keeps only an
-//! incomplete frame's tail and a fragmented message, and the caller writes many frames per
+//! incomplete frame's tail and a fragmented message (and, when the caller limits the events
+//! per feed, the undecoded rest of one input), and the caller writes many frames per
 //! vectored write with [`put_header`].
 //!
 //! What [`FrameReader`] enforces: client frames must be masked; reserved bits must be zero
@@ -187,6 +188,9 @@ fn grow(v: &mut Vec<u8>, extra: usize, cap: usize) {
 #[derive(Debug)]
 pub struct FrameReader {
     max_message: usize,
+    /// Most events one [`feed`](FrameReader::feed) or [`resume`](FrameReader::resume)
+    /// delivers; the rest of the input waits in the backlog.
+    events_per_feed: usize,
     state: State,
 }
 
@@ -202,6 +206,9 @@ enum State {
 struct Open {
     /// An incomplete frame, from its first byte.
     tail: Vec<u8>,
+    /// Input not yet parsed because a feed delivered its most events (still masked, from
+    /// a frame boundary). Never held together with `tail`.
+    backlog: Vec<u8>,
     /// `Some(OP_TEXT | OP_BINARY)` while a fragmented message is open.
     fragment_opcode: Option<u8>,
     fragments: Vec<u8>,
@@ -220,25 +227,47 @@ impl FrameReader {
     pub fn new(max_message: usize) -> Self {
         Self {
             max_message,
+            events_per_feed: usize::MAX,
             state: State::Open(Open::default()),
         }
+    }
+
+    /// Delivers at most `events` events per [`feed`](Self::feed) or
+    /// [`resume`](Self::resume) (at least one). Why: a read of tiny frames holds one decoded
+    /// event per few bytes, and a caller that decodes every event before handing them on
+    /// holds many times the read's size; with a limit it holds the limit's worth of events
+    /// plus the unparsed rest of one read ([`has_backlog`](Self::has_backlog)).
+    #[must_use]
+    pub fn with_events_per_feed(mut self, events: usize) -> Self {
+        self.events_per_feed = events.max(1);
+        self
     }
 
     /// The most bytes the reader holds between calls to [`feed`](Self::feed): twice
     /// the message limit plus one header and one control frame (a fragmented message
     /// and the frame after it).
+    /// With an events limit, add the backlog: at most the last input fed.
     pub fn buffer_limit(&self) -> usize {
         self.max_message
             .saturating_mul(2)
             .saturating_add(MAX_CLIENT_HEADER + MAX_CONTROL_PAYLOAD)
     }
 
-    /// Bytes held for an incomplete frame or message (allocated capacity).
+    /// Bytes held for an incomplete frame or message, or a backlog (allocated capacity).
     pub fn buffered(&self) -> usize {
         match &self.state {
-            State::Open(open) => open.tail.capacity() + open.fragments.capacity(),
+            State::Open(open) => {
+                open.tail.capacity() + open.backlog.capacity() + open.fragments.capacity()
+            }
             State::Discarding(_) | State::PeerClosed => 0,
         }
+    }
+
+    /// Whether input is waiting because the last feed delivered its most events: call
+    /// [`resume`](Self::resume) until it is not, before feeding more (or the backlog
+    /// grows by every input fed).
+    pub fn has_backlog(&self) -> bool {
+        matches!(&self.state, State::Open(open) if !open.backlog.is_empty())
     }
 
     /// Whether frames are still delivered (no error, no close on either side).
@@ -256,7 +285,8 @@ impl FrameReader {
     pub fn close(&mut self) {
         if let State::Open(open) = &self.state {
             let mut discard = Discard::default();
-            self.state = if discard.feed(&open.tail) {
+            // At most one of the two is non-empty.
+            self.state = if discard.feed(&open.backlog) || discard.feed(&open.tail) {
                 State::PeerClosed
             } else {
                 State::Discarding(discard)
@@ -276,27 +306,61 @@ impl FrameReader {
         on: &mut dyn FnMut(WsEvent<'_>),
     ) -> Result<(), FrameError> {
         match &mut self.state {
-            State::PeerClosed => Ok(()),
+            State::PeerClosed => return Ok(()),
             State::Discarding(discard) => {
                 if discard.feed(input) {
                     self.state = State::PeerClosed;
                 }
+                return Ok(());
+            }
+            State::Open(open) if !open.backlog.is_empty() => {
+                // The caller did not resume first: keep the order, parse later.
+                open.backlog.extend_from_slice(input);
+                return self.resume(on);
+            }
+            State::Open(_) => {}
+        }
+        self.parse_open(input, on)
+    }
+
+    /// Parses the backlog a feed left (a no-op without one), with the same limit and
+    /// results as [`feed`](Self::feed).
+    ///
+    /// # Errors
+    /// The first framing violation; the caller closes with its code.
+    pub fn resume(&mut self, on: &mut dyn FnMut(WsEvent<'_>)) -> Result<(), FrameError> {
+        let State::Open(open) = &mut self.state else {
+            return Ok(());
+        };
+        if open.backlog.is_empty() {
+            return Ok(());
+        }
+        let mut backlog = std::mem::take(&mut open.backlog);
+        self.parse_open(&mut backlog, on)
+    }
+
+    fn parse_open(
+        &mut self,
+        input: &mut [u8],
+        on: &mut dyn FnMut(WsEvent<'_>),
+    ) -> Result<(), FrameError> {
+        let State::Open(open) = &mut self.state else {
+            return Ok(());
+        };
+        let mut budget = self.events_per_feed;
+        match open.feed(input, self.max_message, &mut budget, on) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.state = State::PeerClosed;
                 Ok(())
             }
-            State::Open(open) => match open.feed(input, self.max_message, on) {
-                Ok(false) => Ok(()),
-                Ok(true) => {
-                    self.state = State::PeerClosed;
-                    Ok(())
-                }
-                Err((error, discard)) => {
-                    self.state = match discard {
-                        Some(discard) => State::Discarding(discard),
-                        None => State::PeerClosed,
-                    };
-                    Err(error)
-                }
-            },
+            Err((error, discard)) => {
+                self.state = match discard {
+                    Some(discard) => State::Discarding(discard),
+                    None => State::PeerClosed,
+                };
+                Err(error)
+            }
         }
     }
 }
@@ -322,6 +386,7 @@ impl Open {
         &mut self,
         input: &mut [u8],
         max: usize,
+        budget: &mut usize,
         on: &mut dyn FnMut(WsEvent<'_>),
     ) -> Result<bool, (FrameError, Option<Discard>)> {
         let mut pos = 0;
@@ -358,7 +423,8 @@ impl Open {
                 pos += take;
             }
             let mut tail = std::mem::take(&mut self.tail);
-            match self.process(&mut tail, max, on) {
+            // The tail holds one frame, and the budget is at least one: all of it is used.
+            match self.process(&mut tail, max, budget, on) {
                 Ok((_, true)) => return Ok(true),
                 // What the tail's frames did not use came from the input: parse it there.
                 Ok((consumed, false)) => pos -= tail.len() - consumed,
@@ -369,11 +435,13 @@ impl Open {
             }
         }
         let rest = &mut input[pos..];
-        match self.process(rest, max, on) {
+        match self.process(rest, max, budget, on) {
             Ok((_, true)) => Ok(true),
             Ok((consumed, false)) => {
                 let remainder = &rest[consumed..];
-                if !remainder.is_empty() {
+                if *budget == 0 && !remainder.is_empty() {
+                    self.backlog = remainder.to_vec();
+                } else if !remainder.is_empty() {
                     // The whole frame's size when its header is here: one allocation.
                     let size = match parse_header(remainder, self.fragment(), max) {
                         Ok(Some(h)) => h.header_len + h.payload_len,
@@ -393,14 +461,27 @@ impl Open {
 
     /// Processes every complete frame at the start of `buf`. Returns the bytes consumed
     /// and whether the peer's close frame was delivered.
+    /// Stops early, at a frame boundary, once `budget` events have been delivered.
     fn process(
         &mut self,
         buf: &mut [u8],
         max: usize,
+        budget: &mut usize,
         on: &mut dyn FnMut(WsEvent<'_>),
     ) -> Result<(usize, bool), Failure> {
         let mut pos = 0;
+        // A Cell: the counting closure and the loop's check both see it.
+        let remaining = std::cell::Cell::new(*budget);
+        let mut counted = |event: WsEvent<'_>| {
+            remaining.set(remaining.get().saturating_sub(1));
+            on(event);
+        };
+        let on = &mut counted;
         loop {
+            *budget = remaining.get();
+            if *budget == 0 {
+                return Ok((pos, false));
+            }
             let header =
                 parse_header(&buf[pos..], self.fragment(), max).map_err(|error| Failure {
                     error,

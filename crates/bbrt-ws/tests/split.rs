@@ -1,5 +1,5 @@
-//! However the input is split, the reader delivers the same frames and ends the same way,
-//! and never holds more than its limit.
+//! However the input is split, and however few events a feed may deliver, the reader
+//! delivers the same frames and ends the same way, and never holds more than its limit.
 
 use bbrt_ws::frame::{
     FrameError, FrameReader, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
@@ -23,9 +23,16 @@ struct Outcome {
     peer_closed: bool,
 }
 
-/// Feeds `bytes` cut at `cuts`; the server says its close after `close_at` bytes, if set.
-fn run(max: usize, bytes: &[u8], cuts: &[usize], close_at: Option<usize>) -> Outcome {
-    let mut reader = FrameReader::new(max);
+/// Feeds `bytes` cut at `cuts`, resuming each piece's backlog before the next (at most
+/// `per_feed` events at a time); the server says its close after `close_at` bytes, if set.
+fn run(
+    max: usize,
+    bytes: &[u8],
+    cuts: &[usize],
+    close_at: Option<usize>,
+    per_feed: usize,
+) -> Outcome {
+    let mut reader = FrameReader::new(max).with_events_per_feed(per_feed);
     let mut events = Vec::new();
     let mut error = None;
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
@@ -38,7 +45,7 @@ fn run(max: usize, bytes: &[u8], cuts: &[usize], close_at: Option<usize>) -> Out
             reader.close();
         }
         let mut piece = bytes[at..point].to_vec();
-        let result = reader.feed(&mut piece, &mut |ev| {
+        let mut on = |ev: WsEvent<'_>| {
             events.push(match ev {
                 WsEvent::Text(t) => Ev::Text(t.to_owned()),
                 WsEvent::Binary => Ev::Binary,
@@ -46,10 +53,23 @@ fn run(max: usize, bytes: &[u8], cuts: &[usize], close_at: Option<usize>) -> Out
                 WsEvent::Pong => Ev::Pong,
                 WsEvent::Close(c) => Ev::Close(c),
             });
-        });
-        if let Err(e) = result {
-            assert!(error.is_none(), "an error is reported once");
-            error = Some(e);
+        };
+        let mut results = vec![reader.feed(&mut piece, &mut on)];
+        let mut resumes = 0;
+        while reader.has_backlog() {
+            assert!(
+                reader.buffered() <= reader.buffer_limit() + piece.len(),
+                "a backlog is at most the last input"
+            );
+            results.push(reader.resume(&mut on));
+            resumes += 1;
+            assert!(resumes <= piece.len(), "each resume makes progress");
+        }
+        for result in results {
+            if let Err(e) = result {
+                assert!(error.is_none(), "an error is reported once");
+                error = Some(e);
+            }
         }
         assert!(
             reader.buffered() <= reader.buffer_limit(),
@@ -110,14 +130,16 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
         max in 0usize..400,
         close in proptest::option::of(any::<usize>()),
+        per_feed in 1usize..4,
     ) {
         let bytes = frames.concat();
         let close_at = close.map(|c| c % (bytes.len() + 1));
-        let whole = run(max, &bytes, &[], close_at);
-        let split = run(max, &bytes, &cuts, close_at);
+        let whole = run(max, &bytes, &[], close_at, usize::MAX);
+        let split = run(max, &bytes, &cuts, close_at, usize::MAX);
         prop_assert_eq!(&whole, &split);
         let bytewise: Vec<usize> = (0..bytes.len()).collect();
-        prop_assert_eq!(&whole, &run(max, &bytes, &bytewise, close_at));
+        prop_assert_eq!(&whole, &run(max, &bytes, &bytewise, close_at, usize::MAX));
+        prop_assert_eq!(&whole, &run(max, &bytes, &cuts, close_at, per_feed));
     }
 
     #[test]
@@ -125,7 +147,10 @@ proptest! {
         bytes in proptest::collection::vec(any::<u8>(), 0..600),
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
         max in 0usize..400,
+        per_feed in 1usize..4,
     ) {
-        prop_assert_eq!(run(max, &bytes, &[], None), run(max, &bytes, &cuts, None));
+        let whole = run(max, &bytes, &[], None, usize::MAX);
+        prop_assert_eq!(&whole, &run(max, &bytes, &cuts, None, usize::MAX));
+        prop_assert_eq!(&whole, &run(max, &bytes, &cuts, None, per_feed));
     }
 }
