@@ -56,6 +56,15 @@ db="bbrt_plugin_test_$$"
 tmp="$(mktemp -d)"
 export BBRT_TEST_DB="$db" BBRT_TEST_TMP="$tmp"
 mkdir -p "$tmp/wp-content/plugins"
+# The site's WordPress: links to Debian's files, with tests/wp-config.php in place of
+# Debian's wp-config.php (which reads /etc/wordpress/config-<host>.php).
+wordpress="${BBRT_TEST_WP:-/usr/share/wordpress}"
+export BBRT_TEST_WP="$tmp/wordpress"
+mkdir "$BBRT_TEST_WP"
+for file in "$wordpress"/*; do
+  if [ "$(basename "$file")" != wp-config.php ]; then ln -s "$file" "$BBRT_TEST_WP/"; fi
+done
+ln -s "$(pwd)/tests/wp-config.php" "$BBRT_TEST_WP/wp-config.php"
 cleanup() { mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 mysql_root -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4"
