@@ -9,7 +9,8 @@
 //    that origin gets a ticket from the plugin (the wp_rest nonce from the page) and
 //    connects to a bbrt at 127.0.0.1:PORT2 whose site is that WordPress. bbrt must
 //    identify the member by the ticket (bbrt_tickets_total), refuse the ticket a second
-//    time, and not identify the same page connecting without one.
+//    time, and not identify the same page connecting without one; with a second ticket the
+//    page sends a message, stored through the plugin with the ticket's site credential.
 //
 // Exits non-zero on any failure; leaves a screenshot of the first.
 //
@@ -54,12 +55,14 @@ async function waitFor(url, ms) {
 /** Starts a bbrt-server; resolves once /healthz answers. */
 async function startServer(args, env = {}) {
   const listen = args[args.indexOf("--listen") + 1];
-  const child = spawn(bin, args, { stdio: ["ignore", "inherit", "pipe"], env: { ...process.env, ...env } });
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let log = "";
-  child.stderr.on("data", (d) => {
-    log += d;
-    process.stderr.write(d);
-  });
+  for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
+    from.on("data", (d) => {
+      log += d;
+      to.write(d);
+    });
+  }
   const started = new Promise((_, reject) => {
     child.on("error", (e) => reject(new Error(`cannot start ${bin}: ${e.message}`)));
     child.on("exit", (code) => reject(new Error(`${bin} exited (${code})`)));
@@ -146,6 +149,31 @@ function identifyInPage({ url, userId }) {
   });
 }
 
+/**
+ * In the page: connects with `url`, identifies as `userId`, sends `text` to `recipientId`
+ * (a new thread, stored by the site); the frames up to the send's answer and its echo.
+ */
+function sendInPage({ url, userId, recipientId, text }) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    const frames = [];
+    ws.onopen = () => ws.send(JSON.stringify({ type: "user_connected", userId: String(userId), requestId: "identify" }));
+    ws.onmessage = (e) => {
+      const frame = JSON.parse(e.data);
+      frames.push(frame);
+      if (frame.requestId === "identify" && frame.type === "ack") {
+        ws.send(JSON.stringify({ type: "send_message", recipientId: String(recipientId), message: text, requestId: "send" }));
+      }
+      const answered = frames.find((f) => f.requestId === "send" || (f.requestId === "identify" && f.type === "error"));
+      if (answered && (answered.type !== "ack" || frames.some((f) => f.type === "message"))) {
+        resolve({ frames });
+        ws.close();
+      }
+    };
+    ws.onclose = (e) => resolve({ frames, closed: e.code });
+  });
+}
+
 /** In the page: POST the ticket route with the page's nonce and login cookie. */
 async function ticketInPage({ ticketUrl, nonce }) {
   const r = await fetch(ticketUrl, { method: "POST", credentials: "same-origin", headers: { "X-WP-Nonce": nonce } });
@@ -226,7 +254,27 @@ async function tickets(browser) {
     check(after.accepted === 1 && after.refused === 1, `no ticket involved: ${JSON.stringify(after)}`);
     step(`without a ticket, the same page is not identified: ${noTicket.answer.code}`);
 
-    for (const secret of [ticket, ticket.split(".")[2], claims.sc]) {
+    const second = await page.evaluate(ticketInPage, config);
+    check(second.status === 200, `a second ticket: ${second.status}`);
+    const text = `by ticket ${Date.now()}`;
+    const sent = await page.evaluate(sendInPage, {
+      url: `${ws}/?ticket=${encodeURIComponent(second.body.ticket)}`, userId: config.userId, recipientId: users.bob.id, text,
+    });
+    const ack = sent.frames.find((f) => f.requestId === "send");
+    const echo = sent.frames.find((f) => f.type === "message");
+    check(ack && ack.type === "ack" && echo && echo.senderId === String(users.alice.id) && echo.message === text && echo.id === ack.id,
+      `the send is stored by the site as alice's: ${JSON.stringify(sent)}`);
+    const sentCount = await ticketsCounted(server);
+    check(sentCount.accepted === 2 && sentCount.refused === 1, `the second ticket accepted: ${JSON.stringify(sentCount)}`);
+    // bbrt's debug lines name the site's routes: the ticket's site credential was accepted by
+    // the plugin for users/me, and the send went to the plugin's route.
+    for (const line of ['route="wp/v2/users/me" status=200', 'method=POST route="bbrt/v1/messages" status=200']) {
+      check(server.log().includes(line), `bbrt's log has ${line}`);
+    }
+    step(`with a second ticket, a message to bob went through the plugin's send route as alice's (message ${ack.id})`);
+
+    check(server.log().includes("connection ticket refused"), "bbrt's log is read");
+    for (const secret of [ticket, ticket.split(".")[2], claims.sc, second.body.ticket]) {
       check(!server.log().includes(secret), "neither the ticket nor its site credential is in bbrt's log");
     }
     step("bbrt's log (debug) holds no ticket");
