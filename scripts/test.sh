@@ -12,20 +12,28 @@ fi
 
 cargo test --workspace --all-features --locked "$@"
 
-# The WordPress plugin's PHP suite (installs Debian's php-cli, php-mysql, wordpress,
-# phpunit, php-codesniffer and starts MariaDB when missing; BBRT_SKIP_PHP=1 skips it).
-if [ "${BBRT_SKIP_PHP:-0}" != 1 ]; then
-  integrations/wordpress/bbrt/tests/run.sh
-fi
-
-# The example page in a real browser: Debian's Chromium driven by playwright-core
-# (installed from npm; it downloads no browser of its own).
+# The browser tests (examples/browser/e2e/e2e.mjs): Debian's Chromium driven by
+# playwright-core (installed from npm; it downloads no browser of its own), launched once for
+# all of them. BBRT_SKIP_BROWSER=1 skips them.
+browser_test=""
 if [ "${BBRT_SKIP_BROWSER:-0}" != 1 ]; then
   if ! command -v chromium >/dev/null; then
     echo "installing Debian's chromium for the browser test"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
   fi
   cargo build -p bbrt-server --locked
-  server_bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/bbrt-server"
-  (cd examples/browser/e2e && npm ci --no-audit --no-fund --silent && BBRT_SERVER_BIN="$server_bin" node e2e.mjs)
+  BBRT_SERVER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/bbrt-server"
+  export BBRT_SERVER_BIN
+  (cd examples/browser/e2e && npm ci --no-audit --no-fund --silent)
+  browser_test="node $(printf %q "$(pwd)/examples/browser/e2e/e2e.mjs")"
+fi
+
+# The WordPress plugin's PHP suite (installs Debian's php-cli, php-mysql, wordpress,
+# phpunit, php-codesniffer and starts MariaDB when missing; BBRT_SKIP_PHP=1 skips it). The
+# browser tests run inside it, against its WordPress (the example page, and connection
+# tickets from the plugin); without it, the example page alone.
+if [ "${BBRT_SKIP_PHP:-0}" != 1 ]; then
+  BBRT_TEST_SITE_CMD="$browser_test" integrations/wordpress/bbrt/tests/run.sh
+elif [ -n "$browser_test" ]; then
+  bash -c "$browser_test"
 fi

@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::broker::Coordinator;
 use crate::credentials::CredentialStore;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TicketOutcome};
 use crate::ticket::{TicketLedger, TicketRefusal, TicketVerifier};
 
 /// Sends the one result of a request, or an error if dropped unanswered.
@@ -216,6 +216,7 @@ impl Executor {
     ) -> Option<Input> {
         let refused = |why: TicketRefusal| {
             tracing::info!(reason = why.name(), "connection ticket refused");
+            self.metrics.ticket(TicketOutcome::Refused);
             Some(Input::ApiResult {
                 id,
                 result: Err(ticket_refused()),
@@ -223,6 +224,7 @@ impl Executor {
         };
         let Some(verifier) = self.tickets.as_ref() else {
             tracing::info!("connection ticket refused: no ticket key ring is configured");
+            self.metrics.ticket(TicketOutcome::Refused);
             return Some(Input::ApiResult {
                 id,
                 result: Err(ticket_refused()),
@@ -260,6 +262,7 @@ impl Executor {
                         reason = TicketRefusal::AlreadyUsed.name(),
                         "connection ticket refused"
                     );
+                    metrics.ticket(TicketOutcome::Refused);
                     return answer.send(Err(ticket_refused()));
                 }
                 Err(()) => {
@@ -267,6 +270,7 @@ impl Executor {
                         reason = TicketRefusal::LedgerUnavailable.name(),
                         "connection ticket refused"
                     );
+                    metrics.ticket(TicketOutcome::Refused);
                     return answer.send(Err(ticket_refused()));
                 }
             }
@@ -296,8 +300,16 @@ impl Executor {
                 }
                 other => other,
             };
-            if let Err(e) = &result {
-                log_failure(&request, e, took);
+            // A site that is down decides nothing: the Hub verifies again later with the
+            // site credential, as any other.
+            match &result {
+                Ok(_) => metrics.ticket(TicketOutcome::Accepted),
+                Err(e) => {
+                    if e.kind == SiteErrorKind::Unauthenticated {
+                        metrics.ticket(TicketOutcome::Refused);
+                    }
+                    log_failure(&request, e, took);
+                }
             }
             answer.send(result);
         });

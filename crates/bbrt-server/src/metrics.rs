@@ -104,6 +104,26 @@ impl Refusal {
     }
 }
 
+/// What bbrt made of a connection ticket (label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TicketOutcome {
+    /// Passed every check of bbrt's and spent; the site then checks its site credential.
+    Accepted,
+    /// Refused by bbrt (the cause is in the log).
+    Refused,
+}
+
+impl TicketOutcome {
+    const ALL: [Self; 2] = [Self::Accepted, Self::Refused];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -120,6 +140,7 @@ pub struct Metrics {
     pub(crate) open_sockets: AtomicU64,
     refused: [AtomicU64; 5],
     closes: [AtomicU64; 7],
+    tickets: [AtomicU64; TicketOutcome::ALL.len()],
     /// Client frames by type: `ClientMessage::KINDS`, then unknown/invalid, then binary.
     frames_in: [AtomicU64; ClientMessage::KINDS.len() + 2],
     pub(crate) bytes_in: AtomicU64,
@@ -173,6 +194,10 @@ impl NodeIdConflictSeen {
 impl Metrics {
     pub(crate) fn refused(&self, why: Refusal) {
         self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn ticket(&self, outcome: TicketOutcome) {
+        self.tickets[outcome as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn closed(&self, why: CloseReason) {
@@ -370,6 +395,20 @@ impl Metrics {
                 "bbrt_upgrades_refused_total{{reason=\"{}\"}} {}",
                 r.label(),
                 self.refused[r as usize].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_tickets_total",
+            "Connection tickets presented, by outcome.",
+            "counter",
+        );
+        for t in TicketOutcome::ALL {
+            let _ = writeln!(
+                o,
+                "bbrt_tickets_total{{outcome=\"{}\"}} {}",
+                t.label(),
+                self.tickets[t as usize].load(Relaxed)
             );
         }
         c(
@@ -592,7 +631,10 @@ mod tests {
             Duration::from_millis(30),
             Some("bp_rest_messages_create_failed"),
         );
+        m.ticket(TicketOutcome::Accepted);
         let text = m.render();
+        assert!(text.contains("bbrt_tickets_total{outcome=\"accepted\"} 1"));
+        assert!(text.contains("bbrt_tickets_total{outcome=\"refused\"} 0"));
         assert!(
             text.contains("bbrt_frames_in_total{type=\"typing\"} 1"),
             "{text}"

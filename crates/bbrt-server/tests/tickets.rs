@@ -193,15 +193,33 @@ async fn every_refusal_closes_the_upgrade_as_a_rejected_credential() {
             edit(&|c| c["sub"] = json!("3")),
         ),
     ];
+    let refusals = cases.len() as f64;
     for (why, ticket) in cases {
         let closed = connect(&server.url, &ticket, "2").await.err();
         assert_eq!(closed, Some(Some(CREDENTIAL_REJECTED)), "{why}");
     }
+    assert_eq!(tickets_counted(&server).await, (0.0, refusals));
     connect(&server.url, &good, "2")
         .await
         .expect("the good one still works");
     let reused = connect(&server.url, &good, "2").await.err();
     assert_eq!(reused, Some(Some(CREDENTIAL_REJECTED)), "already used");
+    assert_eq!(tickets_counted(&server).await, (1.0, refusals + 1.0));
+}
+
+/// `bbrt_tickets_total`: (accepted, refused).
+async fn tickets_counted(server: &Server) -> (f64, f64) {
+    let body = common::http_get(server.handle.local_addr(), "/metrics", "")
+        .await
+        .1;
+    let count = |outcome: &str| {
+        common::metric(
+            &body,
+            &format!("bbrt_tickets_total{{outcome=\"{outcome}\"}}"),
+        )
+        .expect("bbrt_tickets_total")
+    };
+    (count("accepted"), count("refused"))
 }
 
 #[tokio::test]

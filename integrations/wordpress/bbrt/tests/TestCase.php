@@ -134,7 +134,7 @@ abstract class TestCase extends \PHPUnit\Framework\TestCase {
 		);
 		$log           = getenv( 'BBRT_TEST_TMP' ) . '/php-server.log';
 		self::$server  = proc_open(
-			array( PHP_BINARY, '-S', $name, __DIR__ . '/router.php' ),
+			array( PHP_BINARY, '-S', $name, '-t', ABSPATH, __DIR__ . '/router.php' ),
 			array(
 				0 => array( 'file', '/dev/null', 'r' ),
 				1 => array( 'file', $log, 'a' ),

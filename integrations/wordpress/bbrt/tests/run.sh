@@ -56,12 +56,53 @@ db="bbrt_plugin_test_$$"
 tmp="$(mktemp -d)"
 export BBRT_TEST_DB="$db" BBRT_TEST_TMP="$tmp"
 mkdir -p "$tmp/wp-content/plugins"
-cleanup() { mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true; rm -rf "$tmp"; }
+# The site's WordPress: links to Debian's files, with tests/wp-config.php in place of
+# Debian's wp-config.php (which reads /etc/wordpress/config-<host>.php).
+wordpress="${BBRT_TEST_WP:-/usr/share/wordpress}"
+export BBRT_TEST_WP="$tmp/wordpress"
+mkdir "$BBRT_TEST_WP"
+for file in "$wordpress"/*; do
+  if [ "$(basename "$file")" != wp-config.php ]; then ln -s "$file" "$BBRT_TEST_WP/"; fi
+done
+ln -s "$(pwd)/tests/wp-config.php" "$BBRT_TEST_WP/wp-config.php"
+site_pid=""
+cleanup() {
+  if [ -n "$site_pid" ]; then
+    # php -S's workers outlive their parent.
+    pkill -P "$site_pid" 2>/dev/null || true
+    kill "$site_pid" 2>/dev/null || true
+    wait "$site_pid" 2>/dev/null || true
+  fi
+  mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 mysql_root -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4"
 
 php tests/install.php
 phpunit --configuration phpunit.xml.dist "$@"
+
+# BBRT_TEST_SITE_CMD (scripts/test.sh's browser test): a command run next, against the same
+# site served by `php -S` as http://wp.localhost:PORT (browsers resolve *.localhost to
+# loopback), its plugin set up for a bbrt at http://127.0.0.1:PORT2 with a fresh ticket ring.
+# The command gets BBRT_WP_URL (the site's home), BBRT_WP_API (its REST root by 127.0.0.1,
+# for bbrt), BBRT_WP_BBRT_LISTEN (PORT2's address), BBRT_WP_TICKET_KEYS (the ring) and
+# BBRT_WP_FIXTURE (the users and their ids).
+status=0
+if [ -n "${BBRT_TEST_SITE_CMD:-}" ]; then
+  read -r wp_port bbrt_port < <(php -r '$a = stream_socket_server("tcp://127.0.0.1:0");
+    $b = stream_socket_server("tcp://127.0.0.1:0");
+    foreach (array($a, $b) as $s) { echo explode(":", stream_socket_get_name($s, false))[1], " "; } echo "\n";')
+  keys="browser:$(php -r 'echo bin2hex(random_bytes(32));')"
+  BBRT_TEST_HOST="wp.localhost:$wp_port" BBRT_TEST_BBRT_URL="http://127.0.0.1:$bbrt_port" \
+    BBRT_TEST_TICKET_KEYS="$keys" PHP_CLI_SERVER_WORKERS=4 \
+    php -S "127.0.0.1:$wp_port" -t "$BBRT_TEST_WP" tests/router.php >>"$tmp/php-server.log" 2>&1 &
+  site_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$wp_port") 2>/dev/null && break; sleep 0.1; done
+  BBRT_WP_URL="http://wp.localhost:$wp_port" BBRT_WP_API="http://127.0.0.1:$wp_port/?rest_route=" \
+    BBRT_WP_BBRT_LISTEN="127.0.0.1:$bbrt_port" BBRT_WP_TICKET_KEYS="$keys" \
+    BBRT_WP_FIXTURE="$tmp/fixture.json" bash -c "$BBRT_TEST_SITE_CMD" || status=$?
+fi
 
 # WordPress logs PHP errors and failed queries instead of failing the request: any that
 # come from the plugin fail the suite.
@@ -70,3 +111,4 @@ if grep -E "PHP (Fatal|Parse|Warning|Notice|Deprecated)|WordPress database error
   echo "the plugin logged PHP errors or database errors (above)" >&2
   exit 1
 fi
+exit "$status"

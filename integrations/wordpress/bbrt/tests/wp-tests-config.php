@@ -33,4 +33,9 @@ define( 'AUTH_SALT', 'bbrt-tests' );
 define( 'SECURE_AUTH_SALT', 'bbrt-tests' );
 define( 'LOGGED_IN_SALT', 'bbrt-tests' );
 define( 'NONCE_SALT', 'bbrt-tests' );
+// The browser test's site (run.sh with BBRT_TEST_SITE_CMD): the bbrt it connects to.
+if ( getenv( 'BBRT_TEST_BBRT_URL' ) ) {
+	define( 'BBRT_URL', getenv( 'BBRT_TEST_BBRT_URL' ) );
+	define( 'BBRT_TICKET_KEYS', (string) getenv( 'BBRT_TEST_TICKET_KEYS' ) );
+}
 $table_prefix = 'wp_'; // phpcs:ignore WordPress.WP.GlobalVariablesOverride.Prohibited

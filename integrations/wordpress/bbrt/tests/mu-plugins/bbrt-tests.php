@@ -74,3 +74,28 @@ add_filter(
 		return isset( $_SERVER['HTTP_X_BBRT_TEST_EVENT_TIMEOUT'] ) ? (float) $_SERVER['HTTP_X_BBRT_TEST_EVENT_TIMEOUT'] : $timeout;
 	}
 );
+
+/*
+ * ?bbrt-test-page: the browser test's page on the site's origin. It gives its script what a
+ * theme's page would: the member, a wp_rest nonce, the ticket route and bbrt's URL.
+ */
+add_action(
+	'wp_loaded',
+	static function () {
+		if ( ! isset( $_GET['bbrt-test-page'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+			return;
+		}
+		$config = array(
+			'userId'    => get_current_user_id(),
+			'nonce'     => wp_create_nonce( 'wp_rest' ),
+			'ticketUrl' => rest_url( 'bbrt/v1/ticket' ),
+			'bbrtUrl'   => untrailingslashit( (string) \Bbrt\Settings::get( 'url' ) ),
+		);
+		nocache_headers();
+		header( 'Content-Type: text/html; charset=UTF-8' );
+		echo '<!doctype html><title>bbrt ticket test</title><script id="bbrt-config" type="application/json">'
+			. wp_json_encode( $config, JSON_HEX_TAG | JSON_UNESCAPED_SLASHES )
+			. '</script>';
+		exit;
+	}
+);
