@@ -12,6 +12,8 @@ use std::time::Duration;
 use bbrt_protocol::ClientMessage;
 use bbrt_protocol::hub::HubStats;
 
+use crate::site_events::SiteEventRefusal;
+
 /// Server frame types counted by name (anything else is `other`).
 const SERVER_KINDS: [&str; 15] = [
     "user_connected",
@@ -141,6 +143,11 @@ pub struct Metrics {
     pub(crate) node_id_conflict: Mutex<Option<NodeIdConflictSeen>>,
     /// The site's health, with `--buddyboss-url`.
     pub(crate) site_health: std::sync::OnceLock<std::sync::Arc<crate::site_health::SiteHealth>>,
+    /// Site events accepted (new), and valid duplicates.
+    site_events_accepted: AtomicU64,
+    site_events_duplicate: AtomicU64,
+    /// Site events refused, by [`SiteEventRefusal::ALL`].
+    site_events_refused: [AtomicU64; SiteEventRefusal::ALL.len()],
 }
 
 /// Another process heard publishing with this node's id (`Hub::node_id_conflict`).
@@ -173,6 +180,19 @@ impl NodeIdConflictSeen {
 impl Metrics {
     pub(crate) fn refused(&self, why: Refusal) {
         self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a site event answered 200: new (`duplicate` false) or a valid duplicate.
+    pub(crate) fn site_event_accepted(&self, duplicate: bool) {
+        if duplicate {
+            self.site_events_duplicate.fetch_add(1, Relaxed);
+        } else {
+            self.site_events_accepted.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn site_event_refused(&self, why: SiteEventRefusal) {
+        self.site_events_refused[why.index()].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn closed(&self, why: CloseReason) {
@@ -370,6 +390,36 @@ impl Metrics {
                 "bbrt_upgrades_refused_total{{reason=\"{}\"}} {}",
                 r.label(),
                 self.refused[r as usize].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_site_events_total",
+            "Site events answered 200: new, or valid duplicates (not acted on again).",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_events_total{{outcome=\"accepted\"}} {}",
+            self.site_events_accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_events_total{{outcome=\"duplicate\"}} {}",
+            self.site_events_duplicate.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_site_events_refused_total",
+            "Site events refused, by reason.",
+            "counter",
+        );
+        for r in SiteEventRefusal::ALL {
+            let _ = writeln!(
+                o,
+                "bbrt_site_events_refused_total{{reason=\"{}\"}} {}",
+                r.name(),
+                self.site_events_refused[r.index()].load(Relaxed)
             );
         }
         c(
