@@ -59,6 +59,8 @@ pub(crate) enum Control {
     /// Graceful shutdown: wait for site requests in flight (up to `grace`), then close
     /// every connection with 1001 and end.
     Shutdown { grace: Duration },
+    /// A site event the events route verified and recorded.
+    SiteEvent(Box<bbrt_protocol::site_event::SiteEvent>),
 }
 
 pub(crate) struct HubTask {
@@ -112,6 +114,9 @@ impl HubTask {
                     }
                     Control::Shutdown { grace } => {
                         shutdown_deadline.get_or_insert(Instant::now() + grace);
+                    }
+                    Control::SiteEvent(event) => {
+                        self.input(Instant::now(), Input::SiteEvent(*event));
                     }
                 },
                 () = wake => {

@@ -410,6 +410,17 @@ impl Metrics {
         );
         c(
             &mut o,
+            "bbrt_site_messages_skipped_total",
+            "message.sent events not delivered: bbrt sent the message itself, or already delivered it.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_messages_skipped_total {}",
+            hub.site_messages_skipped
+        );
+        c(
+            &mut o,
             "bbrt_site_events_refused_total",
             "Site events refused, by reason.",
             "counter",

@@ -120,7 +120,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: mpsc::Sender<ConnEvent>,
-    control: mpsc::Sender<Control>,
+    pub(crate) control: mpsc::Sender<Control>,
     /// How a token from a frame or `?token=` is presented to the site.
     pub(crate) frame_scheme: AuthScheme,
     /// `POST /site/events` (`None`: no event key ring, the route answers 404).

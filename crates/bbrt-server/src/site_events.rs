@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::net::TcpStream;
 
 use crate::http::{self, Request};
+use crate::hub_task::Control;
 use crate::server::Shared;
 use crate::ticket::KeyRing;
 
@@ -413,6 +414,14 @@ pub(crate) async fn serve(
             let duplicate = recorded == Recorded::Duplicate;
             shared.metrics.site_event_accepted(duplicate);
             tracing::debug!(%ip, event_id, kind = event.kind.type_name(), duplicate, "site event accepted");
+            if !duplicate {
+                // Handed to the Hub before the answer, not waited for: its frames go out
+                // on the hub task's time.
+                let _ = shared
+                    .control
+                    .send(Control::SiteEvent(Box::new(event)))
+                    .await;
+            }
             http::respond(&mut stream, 200, "text/plain", b"ok\n").await;
         }
         Err(why) => {

@@ -299,14 +299,11 @@ async fn every_refusal_has_its_status_and_its_count_and_reaches_no_client() {
     }
     assert_eq!(outcome(&m, "accepted"), 0.0, "{m}");
 
-    // Nothing refused burned the id: the real event is still accepted.
+    // Every refused request would have suspended the watcher; none reached it.
+    nothing_more(&mut watcher).await;
+    // Nothing refused burned the id: the real event is still accepted, and acted on.
     assert_eq!(post(addr, &headers, &good).await, 200);
-    // And no refusal reached the client: the answer to its ping comes first.
-    watcher
-        .send(json!({"type": "ping", "requestId": "p"}))
-        .await;
-    let next = watcher.recv_skip_presence().await;
-    assert_eq!(next["type"], "pong", "{next}");
+    assert_eq!(watcher.closed().await, Some(4001));
 }
 
 #[tokio::test]
@@ -405,4 +402,121 @@ async fn an_unreachable_ledger_refuses_with_503_rather_than_risk_a_second_delive
         503
     );
     assert_eq!(refused(&metrics(addr).await, "ledger_unavailable"), 1.0);
+}
+
+/// `message.sent` as the plugin reports a message 2 sent to 3 on the website.
+fn website_message(id: &str, message_id: u64, key: Option<&str>) -> Vec<u8> {
+    body(
+        id,
+        "message.sent",
+        json!({"thread_id": 7, "message_id": message_id, "sender_id": 2, "new_thread": false,
+               "subject": {"raw": "Plans", "rendered": "Plans"},
+               "message": {"raw": "Café at 5?", "rendered": "<p>Café at 5?</p>"},
+               "date_sent": "2026-12-01T10:00:00Z", "client_message_id": key,
+               "participants": [2, 3],
+               "unread": [{"user_id": 3, "thread_unread": 1, "inbox_unread": 4}]}),
+    )
+}
+
+/// The next frame that is not presence is the answer to a ping: nothing else came first.
+async fn nothing_more(client: &mut common::Client) {
+    client
+        .send(json!({"type": "ping", "requestId": "quiet"}))
+        .await;
+    let next = client.recv_skip_presence().await;
+    assert_eq!(next["type"], "pong", "{next}");
+}
+
+#[tokio::test]
+async fn a_message_sent_on_the_website_reaches_the_recipients_client_with_its_counts() {
+    let server = Server::start(events_config()).await;
+    let addr = server.handle.local_addr();
+    let mut bob = server.user("3").await;
+    let mut alice = server.user("2").await;
+    let id = event_id();
+    let b = website_message(&id, 41, None);
+    assert_eq!(
+        post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
+        200
+    );
+    let got = bob.recv_type("message").await;
+    assert_eq!(
+        got,
+        json!({"type": "message", "id": "41", "threadId": "7", "senderId": "2",
+               "message": "Café at 5?", "html": "<p>Café at 5?</p>",
+               "sentAt": "2026-12-01T10:00:00Z", "unread": {"thread": 1, "total": 4}})
+    );
+    assert!(alice.recv_type("message").await.get("unread").is_none());
+    // The same request again is a duplicate: nothing more.
+    assert_eq!(
+        post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
+        200
+    );
+    nothing_more(&mut bob).await;
+}
+
+#[tokio::test]
+async fn a_message_bbrt_sent_is_not_delivered_again_by_its_event() {
+    let server = Server::start(events_config()).await;
+    let addr = server.handle.local_addr();
+    let mut bob = server.user("3").await;
+    let mut alice = server.user("2").await;
+    alice
+        .send(
+            json!({"type": "send_message", "recipientId": "3", "message": "by bbrt",
+                     "clientMessageId": "k-bbrt-1", "requestId": "s"}),
+        )
+        .await;
+    let ack = alice.recv_type("ack").await;
+    let delivered = bob.recv_type("message").await;
+    assert_eq!(delivered["id"], ack["id"]);
+    let message_id: u64 = ack["id"].as_str().unwrap().parse().unwrap();
+    let id = event_id();
+    let b = website_message(&id, message_id, Some("k-bbrt-1"));
+    assert_eq!(
+        post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
+        200
+    );
+    nothing_more(&mut bob).await;
+}
+
+#[tokio::test]
+async fn a_suspended_member_is_disconnected() {
+    let server = Server::start(events_config()).await;
+    let addr = server.handle.local_addr();
+    let mut bob = server.user("3").await;
+    let mut alice = server.user("2").await;
+    let id = event_id();
+    let b = suspended(&id, 3);
+    assert_eq!(
+        post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
+        200
+    );
+    assert_eq!(bob.closed().await, Some(4001));
+    nothing_more(&mut alice).await;
+}
+
+#[tokio::test]
+async fn a_website_message_reaches_a_client_on_another_node_once() {
+    let prefix = format!("bbrt-site-events-{}", event_id());
+    let redis = "redis://127.0.0.1:6379/";
+    let (a, b) = (
+        redis_node(&prefix, redis).await,
+        redis_node(&prefix, redis).await,
+    );
+    linked(&a).await;
+    linked(&b).await;
+    let mut bob = b.user("3").await;
+    let id = event_id();
+    let body = website_message(&id, 42, None);
+    let headers = signed(KID, SECRET, now(), &id, &body);
+    assert_eq!(post(a.handle.local_addr(), &headers, &body).await, 200);
+    let got = bob.recv_type("message").await;
+    assert_eq!(
+        (got["id"].clone(), got["unread"]["total"].clone()),
+        (json!("42"), json!(4))
+    );
+    // The same event reaching the other node (a retry through a load balancer).
+    assert_eq!(post(b.handle.local_addr(), &headers, &body).await, 200);
+    nothing_more(&mut bob).await;
 }

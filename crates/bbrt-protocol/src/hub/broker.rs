@@ -173,6 +173,11 @@ pub enum BrokerEvent {
         /// Why, as on the wire.
         reason: crate::wire::EndReason,
     },
+    /// The site suspended or deleted `user`: every node closes their connections.
+    UserGone {
+        /// The member.
+        user: UserId,
+    },
 }
 
 impl BrokerEvent {
@@ -190,6 +195,7 @@ impl BrokerEvent {
             | Self::Presence { .. }
             | Self::PresenceSnapshot { .. }
             | Self::Participants { .. }
+            | Self::UserGone { .. }
             | Self::SyncRequest => false,
         }
     }
@@ -421,6 +427,7 @@ impl Hub {
                 self.apply_rebound(&call, &user, device)
             }
             BrokerEvent::CallEnded { call, reason } => self.apply_ended(&call, reason),
+            BrokerEvent::UserGone { user } => self.close_user(now, &user),
         }
     }
 

@@ -29,7 +29,7 @@ pub use self::call::{Answer, CallControl, CallEnded, CallEvent, EndReason, IceCa
 pub use self::error::{
     Ack, CloseCode, DecodeError, DecodeErrorKind, ErrorCode, ErrorEvent, Ping, Pong,
 };
-pub use self::message::{MessageEvent, ReadEvent, SendMessage};
+pub use self::message::{MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
 pub use self::thread::{Joined, Participant, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};

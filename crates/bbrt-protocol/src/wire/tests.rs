@@ -366,6 +366,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             html: Some("<p>Hi Bob, this is Alice.</p>\n".into()),
             sent_at: "2026-11-25T00:48:52Z".into(),
             client_message_id: Some(ClientMessageId::new("c-1").unwrap()),
+            unread: None,
         }),
         ServerMessage::Typing(TypingEvent {
             thread_id: thread.clone(),
@@ -406,6 +407,7 @@ fn every_server_message() -> Vec<ServerMessage> {
         ServerMessage::Read(ReadEvent {
             thread_id: thread.clone(),
             user_id: bob.clone(),
+            unread: None,
         }),
         ServerMessage::Joined(Joined {
             thread_id: thread.clone(),

@@ -1,0 +1,203 @@
+//! Site events ([`Input::SiteEvent`](super::Input::SiteEvent)): what happened on the website
+//! becomes the frames bbrt's own actions produce, for every connection of every participant
+//! on every node (`docs/wordpress.md`, "Site events"; `docs/protocol.md`).
+//!
+//! The driver hands over only events it verified and deduplicated by event id. What this
+//! file adds is the rule that each site message is delivered once, whichever of bbrt's own
+//! POST answer and the site's event comes first, on whichever node:
+//!
+//! - a message bbrt posted carries its idempotency key in the event (`client_message_id`,
+//!   written by the plugin before the hook fires), and bbrt's POST answer delivers it, so
+//!   the event never does: this holds on every node with no shared state and in both
+//!   orders;
+//! - a message without a key is delivered from the event, unless this node already
+//!   delivered that id (its own send through BuddyBoss's route, or the same message
+//!   reported twice under two event ids).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::{BrokerEvent, Hub};
+use crate::ids::{MessageId, ThreadId, UserId};
+use crate::site_event::{
+    SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteThreadRead, SiteUnread,
+};
+use crate::wire::{CloseCode, MessageEvent, ReadEvent, ServerMessage, Unread};
+
+/// How long a delivered message id is remembered: as long as the driver remembers event
+/// ids, so a report of the same message cannot outlive both.
+const DELIVERED_FOR: Duration = Duration::from_secs(600);
+
+/// Message ids this node delivered recently. Every entry lives [`DELIVERED_FOR`], so they
+/// expire in insertion order and pruning pops the oldest.
+#[derive(Debug, Default)]
+pub(super) struct SiteEvents {
+    delivered: HashSet<MessageId>,
+    order: VecDeque<(Instant, MessageId)>,
+}
+
+impl SiteEvents {
+    /// Records `id` as delivered at `now`; `false` if it already was.
+    pub(super) fn first_delivery(&mut self, now: Instant, id: &MessageId) -> bool {
+        while let Some((at, _)) = self.order.front()
+            && now.saturating_duration_since(*at) >= DELIVERED_FOR
+        {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.delivered.remove(&old);
+            }
+        }
+        if !self.delivered.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back((now, id.clone()));
+        true
+    }
+}
+
+/// A site id as bbrt's id type (decimal text, as the site client reads them).
+fn id<T: std::str::FromStr>(n: SiteId) -> Option<T> {
+    n.to_string().parse().ok()
+}
+
+fn users(ids: &[SiteId]) -> Vec<UserId> {
+    ids.iter().filter_map(|n| id(*n)).collect()
+}
+
+fn unread_of(counts: &[SiteUnread], user: SiteId) -> Option<Unread> {
+    counts.iter().find(|c| c.user_id == user).map(|c| Unread {
+        thread: c.thread_unread,
+        total: c.inbox_unread,
+    })
+}
+
+/// Participants grouped by the unread counts their copy carries: one frame per group.
+fn by_unread(
+    participants: &[SiteId],
+    counts: &[SiteUnread],
+) -> BTreeMap<Option<Unread>, Vec<UserId>> {
+    let mut groups: BTreeMap<Option<Unread>, Vec<UserId>> = BTreeMap::new();
+    for p in participants {
+        if let Some(user) = id::<UserId>(*p) {
+            groups.entry(unread_of(counts, *p)).or_default().push(user);
+        }
+    }
+    groups
+}
+
+impl Hub {
+    pub(super) fn site_event(&mut self, now: Instant, event: SiteEvent) {
+        self.stats.site_events += 1;
+        match event.kind {
+            SiteEventKind::MessageSent(m) => self.site_message_sent(now, m),
+            SiteEventKind::ThreadRead(r) => self.site_thread_read(now, &r),
+            SiteEventKind::MessagesDeleted(d) => {
+                self.site_participants(now, d.thread_id, &d.participants);
+            }
+            SiteEventKind::ParticipantsAdded(p) | SiteEventKind::ParticipantsRemoved(p) => {
+                // The cache decides who hears the thread's messages, typing and reads: a
+                // removed member is out of it at once, here and (published) on every node.
+                self.site_participants(now, p.thread_id, &p.participants);
+            }
+            SiteEventKind::MemberSuspended(m) | SiteEventKind::MemberDeleted(m) => {
+                if let Some(user) = id::<UserId>(m.user_id) {
+                    self.close_user(now, &user);
+                    self.publish(BrokerEvent::UserGone { user });
+                }
+            }
+            // Soft deletes, deleted threads, blocks and their undoing change no frame yet
+            // (docs/protocol.md, "Site events"): the site refuses what they forbid.
+            _ => {}
+        }
+    }
+
+    /// Closes every local connection of `user`: the site no longer accepts them.
+    pub(super) fn close_user(&mut self, now: Instant, user: &UserId) {
+        let conns = self.conns_of([user]);
+        for conn in conns {
+            self.close_with(now, conn, CloseCode::CredentialRejected);
+        }
+    }
+
+    fn site_participants(&mut self, now: Instant, thread: SiteId, participants: &[SiteId]) {
+        if let Some(thread) = id::<ThreadId>(thread) {
+            self.set_participants(now, &thread, &users(participants), None);
+        }
+    }
+
+    fn site_message_sent(&mut self, now: Instant, m: SiteMessageSent) {
+        let (Some(message_id), Some(thread), Some(sender)) = (
+            id::<MessageId>(m.message_id),
+            id::<ThreadId>(m.thread_id),
+            id::<UserId>(m.sender_id),
+        ) else {
+            return;
+        };
+        let mut participants = m.participants.clone();
+        if !participants.contains(&m.sender_id) {
+            participants.push(m.sender_id);
+        }
+        self.set_participants(
+            now,
+            &thread,
+            &users(&participants),
+            Some(message_id.clone()),
+        );
+        if m.client_message_id.is_some() {
+            // bbrt posted it: its POST answer delivers it, whichever comes first.
+            self.stats.site_messages_skipped += 1;
+            return;
+        }
+        if !self.site_events.first_delivery(now, &message_id) {
+            self.stats.site_messages_skipped += 1;
+            return;
+        }
+        self.stop_typing(&sender, &thread);
+        let html = Some(m.message.rendered).filter(|h| !h.is_empty());
+        for (unread, users) in by_unread(&participants, &m.unread) {
+            let frame = ServerMessage::Message(MessageEvent {
+                id: message_id.clone(),
+                thread_id: thread.clone(),
+                sender_id: sender.clone(),
+                message: m.message.raw.clone(),
+                html: html.clone(),
+                sent_at: m.date_sent.clone(),
+                client_message_id: None,
+                unread,
+            })
+            .encode();
+            let conns = self.conns_of(&users);
+            self.deliver(conns, frame.clone());
+            self.publish(BrokerEvent::Deliver { users, frame });
+        }
+    }
+
+    fn site_thread_read(&mut self, now: Instant, r: &SiteThreadRead) {
+        let (Some(thread), Some(reader)) = (id::<ThreadId>(r.thread_id), id::<UserId>(r.user_id))
+        else {
+            return;
+        };
+        let mut participants = r.participants.clone();
+        if !participants.contains(&r.user_id) {
+            participants.push(r.user_id);
+        }
+        self.set_participants(now, &thread, &users(&participants), None);
+        // Only the reader's own copy carries counts: they are the reader's.
+        let reader_counts: Vec<SiteUnread> = r
+            .unread
+            .iter()
+            .filter(|c| c.user_id == r.user_id)
+            .copied()
+            .collect();
+        for (unread, users) in by_unread(&participants, &reader_counts) {
+            let frame = ServerMessage::Read(ReadEvent {
+                thread_id: thread.clone(),
+                user_id: reader.clone(),
+                unread,
+            })
+            .encode();
+            let conns = self.conns_of(&users);
+            self.deliver(conns, frame.clone());
+            self.publish(BrokerEvent::Deliver { users, frame });
+        }
+    }
+}
