@@ -520,3 +520,53 @@ async fn a_website_message_reaches_a_client_on_another_node_once() {
     assert_eq!(post(b.handle.local_addr(), &headers, &body).await, 200);
     nothing_more(&mut bob).await;
 }
+
+#[tokio::test]
+async fn a_suspended_members_ticket_is_refused_even_while_the_site_would_take_it() {
+    const TICKET_KID: &str = "t1";
+    const AUDIENCE: &str = "wss://rt.example.test";
+    let site = bbrt_buddyboss::fake::FakeSite::start_seeded()
+        .await
+        .expect("fake site");
+    let mut cfg = events_config();
+    cfg.buddyboss_url = Some(site.api_root());
+    cfg.site_probe_interval = Duration::from_secs(3600);
+    cfg.ticket_keys = Some(format!("{TICKET_KID}:{TICKET_SECRET}").parse().unwrap());
+    cfg.public_url = Some(AUDIENCE.into());
+    let server = Server::start(cfg).await;
+    common::site_probed(&server).await;
+    let connect = |ticket: String| {
+        let url = format!("{}?ticket={ticket}", server.url);
+        async move {
+            let mut c = common::Client::connect(&url, &[]).await;
+            c.send(json!({"type": "ping", "requestId": "p"})).await;
+            c
+        }
+    };
+    // The fake site still accepts 3's login session: only the event refuses them.
+    let mut before =
+        connect(site.ticket(3, &site.login(3), TICKET_KID, TICKET_SECRET, AUDIENCE)).await;
+    assert_eq!(before.recv_skip_presence().await["type"], "pong");
+    let id = event_id();
+    let b = suspended(&id, 3);
+    let addr = server.handle.local_addr();
+    assert_eq!(
+        post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
+        200
+    );
+    assert_eq!(
+        before.closed().await,
+        Some(4001),
+        "the open connection closes"
+    );
+    let mut after =
+        connect(site.ticket(3, &site.login(3), TICKET_KID, TICKET_SECRET, AUDIENCE)).await;
+    assert_eq!(after.closed().await, Some(4001), "a new ticket is refused");
+    let mut other =
+        connect(site.ticket(2, &site.login(2), TICKET_KID, TICKET_SECRET, AUDIENCE)).await;
+    assert_eq!(
+        other.recv_skip_presence().await["type"],
+        "pong",
+        "other members connect"
+    );
+}

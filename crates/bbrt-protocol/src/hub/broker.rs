@@ -173,10 +173,13 @@ pub enum BrokerEvent {
         /// Why, as on the wire.
         reason: crate::wire::EndReason,
     },
-    /// The site suspended or deleted `user`: every node closes their connections.
-    UserGone {
+    /// The site suspended or deleted `user` (`allowed` false: every node closes their
+    /// connections and refuses them for a while), or unsuspended them (`allowed` true).
+    MemberAccess {
         /// The member.
         user: UserId,
+        /// Whether they may connect.
+        allowed: bool,
     },
 }
 
@@ -195,7 +198,7 @@ impl BrokerEvent {
             | Self::Presence { .. }
             | Self::PresenceSnapshot { .. }
             | Self::Participants { .. }
-            | Self::UserGone { .. }
+            | Self::MemberAccess { .. }
             | Self::SyncRequest => false,
         }
     }
@@ -427,7 +430,9 @@ impl Hub {
                 self.apply_rebound(&call, &user, device)
             }
             BrokerEvent::CallEnded { call, reason } => self.apply_ended(&call, reason),
-            BrokerEvent::UserGone { user } => self.close_user(now, &user),
+            BrokerEvent::MemberAccess { user, allowed } => {
+                self.member_access(now, &user, allowed);
+            }
         }
     }
 

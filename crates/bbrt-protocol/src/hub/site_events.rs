@@ -14,15 +14,22 @@
 //!   delivered that id (its own send through BuddyBoss's route, or the same message
 //!   reported twice under two event ids).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{BrokerEvent, Hub};
+use crate::api::{SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{MessageId, ThreadId, UserId};
 use crate::site_event::{
     SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteThreadRead, SiteUnread,
 };
 use crate::wire::{CloseCode, MessageEvent, ReadEvent, ServerMessage, Unread};
+
+/// How long a member the site reported suspended or deleted is refused without asking the
+/// site: long enough to close the race with a credential verified just before the change,
+/// short enough that a lost `member.unsuspended` locks no one out for long (the site
+/// refuses a suspended member's credential on its own).
+const GONE_FOR: Duration = Duration::from_secs(3600);
 
 /// How long a delivered message id is remembered: as long as the driver remembers event
 /// ids, so a report of the same message cannot outlive both.
@@ -34,6 +41,9 @@ const DELIVERED_FOR: Duration = Duration::from_secs(600);
 pub(super) struct SiteEvents {
     delivered: HashSet<MessageId>,
     order: VecDeque<(Instant, MessageId)>,
+    /// Members the site reported suspended or deleted, until when they are refused.
+    gone: HashMap<UserId, Instant>,
+    gone_order: VecDeque<(Instant, UserId)>,
 }
 
 impl SiteEvents {
@@ -51,6 +61,29 @@ impl SiteEvents {
         }
         self.order.push_back((now, id.clone()));
         true
+    }
+
+    /// `user` is refused from `now` for [`GONE_FOR`] (`false`: allowed again at once).
+    fn set_gone(&mut self, now: Instant, user: &UserId, gone: bool) {
+        while let Some((until, _)) = self.gone_order.front()
+            && *until <= now
+        {
+            if let Some((until, old)) = self.gone_order.pop_front()
+                && self.gone.get(&old) == Some(&until)
+            {
+                self.gone.remove(&old);
+            }
+        }
+        if gone {
+            self.gone.insert(user.clone(), now + GONE_FOR);
+            self.gone_order.push_back((now + GONE_FOR, user.clone()));
+        } else {
+            self.gone.remove(user);
+        }
+    }
+
+    fn is_gone(&self, now: Instant, user: &UserId) -> bool {
+        self.gone.get(user).is_some_and(|until| *until > now)
     }
 }
 
@@ -100,8 +133,20 @@ impl Hub {
             }
             SiteEventKind::MemberSuspended(m) | SiteEventKind::MemberDeleted(m) => {
                 if let Some(user) = id::<UserId>(m.user_id) {
-                    self.close_user(now, &user);
-                    self.publish(BrokerEvent::UserGone { user });
+                    self.member_access(now, &user, false);
+                    self.publish(BrokerEvent::MemberAccess {
+                        user,
+                        allowed: false,
+                    });
+                }
+            }
+            SiteEventKind::MemberUnsuspended(m) => {
+                if let Some(user) = id::<UserId>(m.user_id) {
+                    self.member_access(now, &user, true);
+                    self.publish(BrokerEvent::MemberAccess {
+                        user,
+                        allowed: true,
+                    });
                 }
             }
             // Soft deletes, deleted threads, blocks and their undoing change no frame yet
@@ -110,11 +155,33 @@ impl Hub {
         }
     }
 
-    /// Closes every local connection of `user`: the site no longer accepts them.
-    pub(super) fn close_user(&mut self, now: Instant, user: &UserId) {
+    /// The site suspended or deleted `user` (`allowed` false): every local connection of
+    /// theirs closes, and a verification naming them is refused for a while, tickets
+    /// included. `allowed` true (unsuspended) lifts that at once.
+    pub(super) fn member_access(&mut self, now: Instant, user: &UserId, allowed: bool) {
+        self.site_events.set_gone(now, user, !allowed);
+        if allowed {
+            return;
+        }
         let conns = self.conns_of([user]);
         for conn in conns {
             self.close_with(now, conn, CloseCode::CredentialRejected);
+        }
+    }
+
+    /// A verification's result, refused if it names a member the site reported gone.
+    pub(super) fn refuse_gone(
+        &self,
+        now: Instant,
+        result: Result<SiteUser, SiteError>,
+    ) -> Result<SiteUser, SiteError> {
+        match result {
+            Ok(user) if self.site_events.is_gone(now, &user.id) => Err(SiteError::new(
+                SiteErrorKind::Unauthenticated,
+                "member_gone",
+                "the site reported this member suspended or deleted",
+            )),
+            other => other,
         }
     }
 

@@ -205,3 +205,24 @@ fn a_removed_participant_hears_nothing_more_of_the_thread() {
     sim.drive();
     assert_eq!(sim.take(b), [], "no typing on the other node either");
 }
+
+#[test]
+fn a_suspended_member_is_refused_on_every_node_until_unsuspended() {
+    let (mut sim, _a, _a2, _b, _) = two_nodes();
+    sim.handle(0, event("member.suspended", json!({"user_id": 2})));
+    sim.drive();
+    for node in [0, 1] {
+        let c = sim.open_on(node, ip(9), None);
+        sim.send(
+            c,
+            json!({"type": "user_connected", "userId": "2", "requestId": 1}),
+        );
+        sim.drive();
+        sim.expect_error(c, "unauthenticated", Some(1));
+    }
+    sim.handle(1, event("member.unsuspended", json!({"user_id": 2})));
+    sim.drive();
+    for node in [0, 1] {
+        sim.connect_on(node, "2");
+    }
+}
