@@ -15,7 +15,7 @@ use bbrt_protocol::hub::HubStats;
 use crate::site_events::SiteEventRefusal;
 
 /// Server frame types counted by name (anything else is `other`).
-const SERVER_KINDS: [&str; 15] = [
+const SERVER_KINDS: [&str; 18] = [
     "user_connected",
     "user_disconnected",
     "message",
@@ -27,6 +27,9 @@ const SERVER_KINDS: [&str; 15] = [
     "call_accepted",
     "call_ended",
     "read",
+    "deleted",
+    "thread_deleted",
+    "thread_left",
     "joined",
     "ack",
     "pong",

@@ -21,9 +21,12 @@ use super::{BrokerEvent, Hub};
 use crate::api::{SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{MessageId, ThreadId, UserId};
 use crate::site_event::{
-    SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteThreadRead, SiteUnread,
+    SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteMessagesDeleted,
+    SiteParticipantsChanged, SiteThreadDeleted, SiteThreadRead, SiteUnread,
 };
-use crate::wire::{CloseCode, MessageEvent, ReadEvent, ServerMessage, Unread};
+use crate::wire::{
+    CloseCode, Deleted, MessageEvent, ReadEvent, ServerMessage, ThreadDeleted, ThreadLeft, Unread,
+};
 
 /// How long a member the site reported suspended or deleted is refused without asking the
 /// site: long enough to close the race with a credential verified just before the change,
@@ -123,13 +126,22 @@ impl Hub {
         match event.kind {
             SiteEventKind::MessageSent(m) => self.site_message_sent(now, m),
             SiteEventKind::ThreadRead(r) => self.site_thread_read(now, &r),
-            SiteEventKind::MessagesDeleted(d) => {
-                self.site_participants(now, d.thread_id, &d.participants);
-            }
-            SiteEventKind::ParticipantsAdded(p) | SiteEventKind::ParticipantsRemoved(p) => {
-                // The cache decides who hears the thread's messages, typing and reads: a
-                // removed member is out of it at once, here and (published) on every node.
+            SiteEventKind::MessagesDeleted(d) => self.site_messages_deleted(now, &d),
+            SiteEventKind::ParticipantsAdded(p) => {
                 self.site_participants(now, p.thread_id, &p.participants);
+            }
+            SiteEventKind::ParticipantsRemoved(p) => self.site_participants_removed(now, &p),
+            SiteEventKind::ThreadDeleted(t) => self.site_thread_deleted(now, &t),
+            SiteEventKind::ThreadDeletedForMember(t) => {
+                if let (Some(thread), Some(user)) =
+                    (id::<ThreadId>(t.thread_id), id::<UserId>(t.user_id))
+                {
+                    let frame = ServerMessage::ThreadDeleted(ThreadDeleted {
+                        thread_id: thread,
+                        everyone: false,
+                    });
+                    self.deliver_everywhere(vec![user], &frame);
+                }
             }
             SiteEventKind::MemberSuspended(m) | SiteEventKind::MemberDeleted(m) => {
                 if let Some(user) = id::<UserId>(m.user_id) {
@@ -149,8 +161,8 @@ impl Hub {
                     });
                 }
             }
-            // Soft deletes, deleted threads, blocks and their undoing change no frame yet
-            // (docs/protocol.md, "Site events"): the site refuses what they forbid.
+            // Blocks and their undoing change no frame yet (docs/protocol.md, "Site
+            // events"): the site refuses messages between them.
             _ => {}
         }
     }
@@ -183,6 +195,77 @@ impl Hub {
             )),
             other => other,
         }
+    }
+
+    /// Delivers `frame` to every connection of `users` here, and publishes it for the
+    /// other nodes.
+    fn deliver_everywhere(&mut self, users: Vec<UserId>, frame: &ServerMessage) {
+        let frame = frame.encode();
+        let conns = self.conns_of(&users);
+        self.deliver(conns, frame.clone());
+        self.publish(BrokerEvent::Deliver { users, frame });
+    }
+
+    fn site_messages_deleted(&mut self, now: Instant, d: &SiteMessagesDeleted) {
+        let (Some(thread), Some(author)) = (id::<ThreadId>(d.thread_id), id::<UserId>(d.user_id))
+        else {
+            return;
+        };
+        self.site_participants(now, d.thread_id, &d.participants);
+        let mut audience = users(&d.participants);
+        if !audience.contains(&author) {
+            audience.push(author.clone());
+        }
+        let frame = ServerMessage::Deleted(Deleted {
+            thread_id: thread,
+            user_id: author,
+            ids: d.message_ids.iter().filter_map(|n| id(*n)).collect(),
+        });
+        self.deliver_everywhere(audience, &frame);
+    }
+
+    fn site_participants_removed(&mut self, now: Instant, p: &SiteParticipantsChanged) {
+        let Some(thread) = id::<ThreadId>(p.thread_id) else {
+            return;
+        };
+        // The cache decides who hears the thread's messages, typing and reads: a removed
+        // member is out of it at once, here and (published) on every node.
+        self.site_participants(now, p.thread_id, &p.participants);
+        let removed = users(&p.user_ids);
+        for conn in self.conns_of(&removed) {
+            self.leave(conn, &thread);
+        }
+        self.end_calls_in_thread(&thread, Some(&removed));
+        let mut audience = users(&p.participants);
+        audience.extend(removed.iter().cloned());
+        let frame = ServerMessage::ThreadLeft(ThreadLeft {
+            thread_id: thread,
+            user_ids: removed,
+        });
+        self.deliver_everywhere(audience, &frame);
+    }
+
+    fn site_thread_deleted(&mut self, now: Instant, t: &SiteThreadDeleted) {
+        let Some(thread) = id::<ThreadId>(t.thread_id) else {
+            return;
+        };
+        let mut audience = users(&t.participants);
+        for user in self.participants(&thread) {
+            if !audience.contains(&user) {
+                audience.push(user);
+            }
+        }
+        self.end_calls_in_thread(&thread, None);
+        for conn in self.conns_of(&audience) {
+            self.leave(conn, &thread);
+        }
+        // Nobody is in it any more: nothing of it reaches anyone, on any node.
+        self.set_participants(now, &thread, &[], None);
+        let frame = ServerMessage::ThreadDeleted(ThreadDeleted {
+            thread_id: thread,
+            everyone: true,
+        });
+        self.deliver_everywhere(audience, &frame);
     }
 
     fn site_participants(&mut self, now: Instant, thread: SiteId, participants: &[SiteId]) {

@@ -62,6 +62,20 @@ pub struct Unread {
     pub total: u64,
 }
 
+/// Server → client `deleted`: the site blanked these messages for everyone (their author
+/// deleted the thread for themselves). The name keeps "message" out (the seed's Flutter
+/// client classifies frames by substring).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Their author.
+    pub user_id: UserId,
+    /// The messages.
+    pub ids: Vec<MessageId>,
+}
+
 /// Server → client `read`: a participant read the thread.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

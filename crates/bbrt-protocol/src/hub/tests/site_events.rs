@@ -201,6 +201,7 @@ fn a_removed_participant_hears_nothing_more_of_the_thread() {
         ),
     );
     sim.drive();
+    assert_eq!(sim.kinds(b), ["thread_left"]);
     sim.send(a, json!({"type": "typing", "threadId": "7"}));
     sim.drive();
     assert_eq!(sim.take(b), [], "no typing on the other node either");
@@ -225,4 +226,119 @@ fn a_suspended_member_is_refused_on_every_node_until_unsuspended() {
     for node in [0, 1] {
         sim.connect_on(node, "2");
     }
+}
+
+/// One node: 2 and 3 in thread 7, both joined, 2 calling 3 (ringing).
+fn calling() -> (Sim, ConnId, ConnId) {
+    let mut sim = Sim::new();
+    sim.site_thread("7", &["2", "3"]);
+    let a = sim.connect("2");
+    let b = sim.connect("3");
+    for conn in [a, b] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "7"}));
+        sim.drive();
+    }
+    sim.clear();
+    sim.send(
+        a,
+        json!({"type": "call_initiated", "recipientId": "3", "threadId": "7"}),
+    );
+    sim.drive();
+    assert_eq!(sim.kinds(b), ["call_initiated"]);
+    sim.clear();
+    (sim, a, b)
+}
+
+fn call_ended(call: &str) -> Value {
+    json!({"type": "call_ended", "callId": call, "threadId": "7", "reason": "thread_closed"})
+}
+
+#[test]
+fn a_removed_participant_is_told_and_their_call_in_the_thread_ends() {
+    let (mut sim, a, b) = calling();
+    let call = "n1-1";
+    sim.site_remove("7", "3");
+    sim.handle(
+        0,
+        event(
+            "participants.removed",
+            json!({"thread_id": 7, "group_id": 9, "user_ids": [3], "participants": [2]}),
+        ),
+    );
+    sim.drive();
+    let left = json!({"type": "thread_left", "threadId": "7", "userIds": ["3"]});
+    assert_eq!(sim.take_json(b), [call_ended(call), left.clone()]);
+    assert_eq!(sim.take_json(a), [call_ended(call), left]);
+    sim.send(a, json!({"type": "typing", "threadId": "7"}));
+    sim.send(
+        a,
+        json!({"type": "send_message", "threadId": "7", "message": "after"}),
+    );
+    sim.drive();
+    assert_eq!(
+        sim.kinds(b),
+        Vec::<&str>::new(),
+        "nothing more of the thread"
+    );
+}
+
+#[test]
+fn a_deleted_thread_is_announced_its_calls_end_and_nothing_more_of_it_is_heard() {
+    let (mut sim, a, b) = calling();
+    sim.site_remove("7", "2");
+    sim.site_remove("7", "3");
+    sim.handle(
+        0,
+        event(
+            "thread.deleted",
+            json!({"thread_id": 7, "participants": [2, 3]}),
+        ),
+    );
+    sim.drive();
+    let deleted = json!({"type": "thread_deleted", "threadId": "7", "everyone": true});
+    for conn in [a, b] {
+        assert_eq!(sim.take_json(conn), [call_ended("n1-1"), deleted.clone()]);
+    }
+    sim.send(a, json!({"type": "typing", "threadId": "7"}));
+    sim.drive();
+    assert_eq!(sim.take(b), []);
+}
+
+#[test]
+fn a_thread_deleted_for_one_member_leaves_only_their_connections() {
+    let (mut sim, a, a2, b, _) = two_nodes();
+    sim.handle(
+        0,
+        event(
+            "thread.deleted_for_member",
+            json!({"thread_id": 7, "user_id": 2, "unread": []}),
+        ),
+    );
+    sim.drive();
+    let deleted = json!({"type": "thread_deleted", "threadId": "7", "everyone": false});
+    assert_eq!(sim.take_json(a), [deleted.clone()]);
+    assert_eq!(
+        sim.take_json(a2),
+        [deleted],
+        "their device on the other node"
+    );
+    assert_eq!(sim.take(b), []);
+}
+
+#[test]
+fn messages_the_site_blanked_are_announced_to_every_participant() {
+    let (mut sim, a, a2, b, outsider) = two_nodes();
+    sim.handle(
+        1,
+        event(
+            "messages.deleted",
+            json!({"thread_id": 7, "user_id": 2, "message_ids": [40, 41], "participants": [2, 3]}),
+        ),
+    );
+    sim.drive();
+    let deleted = json!({"type": "deleted", "threadId": "7", "userId": "2", "ids": ["40", "41"]});
+    for conn in [a, a2, b] {
+        assert_eq!(sim.take_json(conn), [deleted.clone()]);
+    }
+    assert_eq!(sim.take(outsider), []);
 }
