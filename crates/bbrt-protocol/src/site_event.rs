@@ -298,6 +298,77 @@ impl SiteEvent {
     }
 }
 
+/// The server API's request types (`POST /site/api`, `docs/wordpress.md`, "The server API").
+pub const SITE_API_TYPES: [&str; 3] = ["publish", "disconnect", "online"];
+
+/// `publish`: a message to deliver as bbrt delivers a stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SitePublish {
+    /// The message, with the fields of `message.sent`; its `participants` are the thread's.
+    pub message: SiteMessageSent,
+    /// When given, only these members receive it (publish to a user); otherwise every
+    /// participant (publish to the thread).
+    #[serde(default)]
+    pub user_ids: Option<Vec<SiteId>>,
+}
+
+/// `online`: which of these members have a live connection on any node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SiteOnline {
+    /// The members asked about (at most [`MAX_ONLINE_QUERY`]).
+    pub user_ids: Vec<SiteId>,
+}
+
+/// The most members one `online` request may ask about.
+pub const MAX_ONLINE_QUERY: usize = 1000;
+
+/// What the Hub does for a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SiteCommand {
+    /// Deliver a message.
+    Publish(Box<SitePublish>),
+    /// Close every connection of a member, on every node (they may connect again).
+    Disconnect(SiteMember),
+}
+
+/// A server-API request, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SiteApiRequest {
+    /// For the Hub.
+    Command(SiteCommand),
+    /// Answered by the driver from [`Hub::is_online`](crate::Hub::is_online).
+    Online(SiteOnline),
+}
+
+impl SiteApiRequest {
+    /// Decodes a server-API body (the events' envelope) carrying `expected_id`.
+    ///
+    /// # Errors
+    /// As [`SiteEvent::decode`].
+    pub fn decode(body: &[u8], expected_id: &str) -> Result<Self, SiteEventError> {
+        let envelope: Envelope =
+            serde_json::from_slice(body).map_err(|_| SiteEventError::Malformed)?;
+        if envelope.id != expected_id {
+            return Err(SiteEventError::IdMismatch);
+        }
+        let d = envelope.data;
+        Ok(match envelope.kind.as_str() {
+            "publish" => Self::Command(SiteCommand::Publish(Box::new(data(d)?))),
+            "disconnect" => Self::Command(SiteCommand::Disconnect(data(d)?)),
+            "online" => {
+                let online: SiteOnline = data(d)?;
+                if online.user_ids.len() > MAX_ONLINE_QUERY {
+                    return Err(SiteEventError::BadData);
+                }
+                Self::Online(online)
+            }
+            _ => return Err(SiteEventError::UnknownType),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +438,25 @@ mod tests {
                 "{bad}"
             );
         }
+        let api =
+            |kind: &str, data: serde_json::Value| SiteApiRequest::decode(&body(kind, data), ID);
+        assert!(matches!(
+            api("online", json!({"user_ids": [2, 3]})),
+            Ok(SiteApiRequest::Online(_))
+        ));
+        assert!(matches!(
+            api("disconnect", json!({"user_id": 2})),
+            Ok(SiteApiRequest::Command(SiteCommand::Disconnect(_)))
+        ));
+        assert_eq!(
+            api("online", json!({"user_ids": vec![1; MAX_ONLINE_QUERY + 1]})),
+            Err(SiteEventError::BadData)
+        );
+        assert_eq!(
+            api("message.sent", json!({})),
+            Err(SiteEventError::UnknownType),
+            "events are not requests"
+        );
         let no_site =
             json!({"id": ID, "type": "member.deleted", "occurred_at": 1, "data": {"user_id": 4}});
         assert_eq!(

@@ -13,6 +13,7 @@ use bbrt_protocol::ClientMessage;
 use bbrt_protocol::hub::HubStats;
 
 use crate::site_events::SiteEventRefusal;
+use bbrt_protocol::site_event::SITE_API_TYPES;
 
 /// Server frame types counted by name (anything else is `other`).
 const SERVER_KINDS: [&str; 18] = [
@@ -149,6 +150,8 @@ pub struct Metrics {
     /// Site events accepted (new), and valid duplicates.
     site_events_accepted: AtomicU64,
     site_events_duplicate: AtomicU64,
+    /// Server-API requests served, by [`SITE_API_TYPES`].
+    site_api_served: [AtomicU64; SITE_API_TYPES.len()],
     /// Site events refused, by [`SiteEventRefusal::ALL`].
     site_events_refused: [AtomicU64; SiteEventRefusal::ALL.len()],
 }
@@ -191,6 +194,12 @@ impl Metrics {
             self.site_events_duplicate.fetch_add(1, Relaxed);
         } else {
             self.site_events_accepted.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn site_api_accepted(&self, kind: &str) {
+        if let Some(i) = SITE_API_TYPES.iter().position(|t| *t == kind) {
+            self.site_api_served[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -411,6 +420,19 @@ impl Metrics {
             "bbrt_site_events_total{{outcome=\"duplicate\"}} {}",
             self.site_events_duplicate.load(Relaxed)
         );
+        c(
+            &mut o,
+            "bbrt_site_api_requests_total",
+            "Server-API requests served, by type (refusals are in bbrt_site_events_refused_total).",
+            "counter",
+        );
+        for (i, t) in SITE_API_TYPES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "bbrt_site_api_requests_total{{type=\"{t}\"}} {}",
+                self.site_api_served[i].load(Relaxed)
+            );
+        }
         c(
             &mut o,
             "bbrt_site_messages_skipped_total",

@@ -610,6 +610,9 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         ("POST", crate::site_events::PATH) => {
             crate::site_events::serve(stream, req, early, ip, &shared).await;
         }
+        ("POST", crate::site_events::API_PATH) => {
+            crate::site_events::serve_api(stream, req, early, ip, &shared).await;
+        }
         ("GET", "/healthz") => http::respond(&mut stream, 200, "text/plain", b"ok\n").await,
         ("GET", "/readyz") => {
             // The site's line, and whether it makes this node not ready.

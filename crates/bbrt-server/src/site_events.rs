@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::site_event::{SiteEvent, SiteEventError};
+use bbrt_protocol::ids::UserId;
+use bbrt_protocol::site_event::{SiteApiRequest, SiteEvent, SiteEventError};
 use bbrt_ws::body::BodyLimits;
 use ring::{digest, hmac};
 use subtle::ConstantTimeEq as _;
@@ -28,6 +29,8 @@ use crate::ticket::KeyRing;
 
 /// The route's path.
 pub const PATH: &str = "/site/events";
+/// The server API's path: backends' requests, signed as site events are.
+pub const API_PATH: &str = "/site/api";
 /// The largest body accepted (the plugin drops larger ones before sending).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// How far a timestamp may be from bbrt's clock, either way, in seconds.
@@ -276,6 +279,30 @@ impl SiteEventVerifier {
         body: &[u8],
         now: i64,
     ) -> Result<SiteEvent, SiteEventRefusal> {
+        self.check_signature(headers, body, now)?;
+        SiteEvent::decode(body, headers.event_id).map_err(SiteEventRefusal::Body)
+    }
+
+    /// As [`verify`](Self::verify), for a server-API request.
+    ///
+    /// # Errors
+    /// The first check that fails.
+    pub fn verify_api(
+        &self,
+        headers: SignedHeaders<'_>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<SiteApiRequest, SiteEventRefusal> {
+        self.check_signature(headers, body, now)?;
+        SiteApiRequest::decode(body, headers.event_id).map_err(SiteEventRefusal::Body)
+    }
+
+    fn check_signature(
+        &self,
+        headers: SignedHeaders<'_>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), SiteEventRefusal> {
         let ts = headers.timestamp;
         if ts.is_empty() || ts.len() > 12 || !ts.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SiteEventRefusal::BadHeader);
@@ -307,7 +334,7 @@ impl SiteEventVerifier {
         if !bool::from(mac.sign().as_ref().ct_eq(&signature)) {
             return Err(SiteEventRefusal::BadSignature);
         }
-        SiteEvent::decode(body, headers.event_id).map_err(SiteEventRefusal::Body)
+        Ok(())
     }
 }
 
@@ -429,6 +456,105 @@ pub(crate) async fn serve(
             tracing::info!(%ip, event_id, reason = why.name(), status = why.status(), "site event refused");
             http::respond(&mut stream, why.status(), "text/plain", why.text()).await;
         }
+    }
+}
+
+/// Serves one `POST /site/api`: publish, disconnect (200 `ok`) or online (200 JSON).
+pub(crate) async fn serve_api(
+    mut stream: TcpStream,
+    req: Request,
+    early: Vec<u8>,
+    ip: IpAddr,
+    shared: &Shared,
+) {
+    let request_id = req
+        .header("x-bbrt-event-id")
+        .filter(|id| lower_hex(id, 32))
+        .unwrap_or("-");
+    match accept_api(&mut stream, &req, &early, shared).await {
+        Ok((kind, body)) => {
+            shared.metrics.site_api_accepted(kind);
+            tracing::debug!(%ip, request_id, kind, "site api request served");
+            http::respond(&mut stream, 200, "application/json", body.as_bytes()).await;
+        }
+        Err(why) => {
+            shared.metrics.site_event_refused(why);
+            tracing::info!(%ip, request_id, reason = why.name(), status = why.status(), "site api request refused");
+            http::respond(&mut stream, why.status(), "text/plain", why.text()).await;
+        }
+    }
+}
+
+/// Reads and checks the body, then does what it asks; returns the request's type and the
+/// answer's JSON.
+async fn accept_api(
+    stream: &mut TcpStream,
+    req: &Request,
+    early: &[u8],
+    shared: &Shared,
+) -> Result<(&'static str, String), SiteEventRefusal> {
+    let events = shared
+        .site_events
+        .as_ref()
+        .ok_or(SiteEventRefusal::Disabled)?;
+    let limits = BodyLimits {
+        max_bytes: MAX_EVENT_BYTES,
+        timeout: shared.config.handshake_timeout,
+    };
+    let body = http::read_body(stream, req, early, limits).await?;
+    let headers = SignedHeaders::from_request(req)?;
+    let request = events
+        .verifier
+        .verify_api(headers, &body, crate::broker::unix_now())?;
+    match request {
+        SiteApiRequest::Online(query) => {
+            let users: Vec<UserId> = query
+                .user_ids
+                .iter()
+                .filter_map(|n| n.to_string().parse().ok())
+                .collect();
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if shared
+                .control
+                .send(Control::Online { users, reply })
+                .await
+                .is_err()
+            {
+                return Err(SiteEventRefusal::LedgerUnavailable);
+            }
+            let online = answer
+                .await
+                .map_err(|_| SiteEventRefusal::LedgerUnavailable)?;
+            let ids: Vec<u64> = online
+                .iter()
+                .filter_map(|u| u.as_str().parse().ok())
+                .collect();
+            Ok(("online", serde_json::json!({ "online": ids }).to_string()))
+        }
+        SiteApiRequest::Command(command) => {
+            // A command acts: replayed within the window, it must not act twice.
+            let recorded = events
+                .ledger
+                .record(headers.event_id, &body_digest(&body), REMEMBER_FOR)
+                .await
+                .map_err(|()| SiteEventRefusal::LedgerUnavailable)?;
+            let kind = match &command {
+                bbrt_protocol::site_event::SiteCommand::Publish(_) => "publish",
+                _ => "disconnect",
+            };
+            match recorded {
+                Recorded::Reused => return Err(SiteEventRefusal::Reused),
+                Recorded::Duplicate => {}
+                Recorded::New => {
+                    let _ = shared
+                        .control
+                        .send(Control::SiteCommand(Box::new(command)))
+                        .await;
+                }
+            }
+            Ok((kind, r#"{"ok":true}"#.to_owned()))
+        }
+        _ => Err(SiteEventRefusal::Body(SiteEventError::UnknownType)),
     }
 }
 

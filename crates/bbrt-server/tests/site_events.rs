@@ -570,3 +570,80 @@ async fn a_suspended_members_ticket_is_refused_even_while_the_site_would_take_it
         "other members connect"
     );
 }
+
+/// A signed `POST /site/api`; returns the status and the answer's body.
+async fn api(addr: SocketAddr, kind: &str, data: Value) -> (u16, String) {
+    let id = event_id();
+    let b = body(&id, kind, data);
+    api_raw(addr, &signed(KID, SECRET, now(), &id, &b), &b).await
+}
+
+async fn api_raw(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut head = String::from("POST /site/api HTTP/1.1\r\nHost: bbrt\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let answer = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, answer)
+}
+
+#[tokio::test]
+async fn the_server_api_answers_who_is_online_publishes_and_disconnects() {
+    let server = Server::start(events_config()).await;
+    let addr = server.handle.local_addr();
+    let mut bob = server.user("3").await;
+    let mut alice = server.user("2").await;
+    let (status, answer) = api(addr, "online", json!({"user_ids": [2, 3, 4]})).await;
+    assert_eq!((status, answer.as_str()), (200, r#"{"online":[2,3]}"#));
+
+    let publish = json!({"message": {"thread_id": 7, "message_id": 60, "sender_id": 2, "new_thread": false,
+                                     "subject": {"raw": "", "rendered": ""},
+                                     "message": {"raw": "from a backend", "rendered": "<p>from a backend</p>"},
+                                     "date_sent": "2026-12-01T10:00:00Z", "client_message_id": null,
+                                     "participants": [2, 3], "unread": []},
+                         "user_ids": [3]});
+    let id = event_id();
+    let b = body(&id, "publish", publish);
+    let headers = signed(KID, SECRET, now(), &id, &b);
+    assert_eq!(api_raw(addr, &headers, &b).await.0, 200);
+    assert_eq!(bob.recv_type("message").await["id"], "60");
+    // Replayed: answered, not acted on again.
+    assert_eq!(api_raw(addr, &headers, &b).await.0, 200);
+    nothing_more(&mut bob).await;
+    nothing_more(&mut alice).await;
+    // Signed with another key: refused, and nothing happens.
+    let forged = signed(KID, OLD_SECRET, now(), &id, &b);
+    assert_eq!(api_raw(addr, &forged, &b).await.0, 401);
+
+    assert_eq!(api(addr, "disconnect", json!({"user_id": 3})).await.0, 200);
+    assert_eq!(bob.closed().await, Some(4001));
+    let (_, answer) = api(addr, "online", json!({"user_ids": [2, 3]})).await;
+    assert_eq!(answer, r#"{"online":[2]}"#);
+    assert_eq!(
+        api(addr, "member.suspended", json!({"user_id": 2})).await.0,
+        400,
+        "events are not requests"
+    );
+    let m = metrics(addr).await;
+    assert_eq!(
+        common::metric(&m, "bbrt_site_api_requests_total{type=\"online\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(refused(&m, "bad_signature"), 1.0);
+}

@@ -6,7 +6,7 @@ use super::BrokerMessage;
 use super::broker::CoordResponse;
 use crate::api::{ApiResponse, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId};
-use crate::site_event::SiteEvent;
+use crate::site_event::{SiteCommand, SiteEvent};
 use crate::wire::{ClientFrame, DecodeError};
 
 /// Something that happened, for the Hub to act on.
@@ -77,6 +77,8 @@ pub enum Input {
     /// A site event the driver verified and deduplicated by event id (`docs/wordpress.md`,
     /// "Site events"): turned into the frames bbrt's own actions produce.
     SiteEvent(SiteEvent),
+    /// A backend's request through the server API, verified like a site event.
+    SiteCommand(SiteCommand),
     /// Time for the periodic presence heartbeat: the Hub publishes its online users, which
     /// heals presence publications lost on the way.
     PresenceSnapshot,

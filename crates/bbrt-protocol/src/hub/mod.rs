@@ -348,6 +348,7 @@ impl Hub {
             Input::Resync => self.resync(),
             Input::PresenceSnapshot => self.presence_snapshot(),
             Input::SiteEvent(event) => self.site_event(now, event),
+            Input::SiteCommand(command) => self.site_command(now, command),
         }
     }
 

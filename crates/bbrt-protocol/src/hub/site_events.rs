@@ -21,7 +21,7 @@ use super::{BrokerEvent, Hub};
 use crate::api::{SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{MessageId, ThreadId, UserId};
 use crate::site_event::{
-    SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteMessagesDeleted,
+    SiteCommand, SiteEvent, SiteEventKind, SiteId, SiteMessageSent, SiteMessagesDeleted,
     SiteParticipantsChanged, SiteThreadDeleted, SiteThreadRead, SiteUnread,
 };
 use crate::wire::{
@@ -124,7 +124,7 @@ impl Hub {
     pub(super) fn site_event(&mut self, now: Instant, event: SiteEvent) {
         self.stats.site_events += 1;
         match event.kind {
-            SiteEventKind::MessageSent(m) => self.site_message_sent(now, m),
+            SiteEventKind::MessageSent(m) => self.site_message_sent(now, m, None),
             SiteEventKind::ThreadRead(r) => self.site_thread_read(now, &r),
             SiteEventKind::MessagesDeleted(d) => self.site_messages_deleted(now, &d),
             SiteEventKind::ParticipantsAdded(p) => {
@@ -175,10 +175,7 @@ impl Hub {
         if allowed {
             return;
         }
-        let conns = self.conns_of([user]);
-        for conn in conns {
-            self.close_with(now, conn, CloseCode::CredentialRejected);
-        }
+        self.disconnect_user(now, user);
     }
 
     /// A verification's result, refused if it names a member the site reported gone.
@@ -274,7 +271,34 @@ impl Hub {
         }
     }
 
-    fn site_message_sent(&mut self, now: Instant, m: SiteMessageSent) {
+    /// A backend's request (`POST /site/api`).
+    pub(super) fn site_command(&mut self, now: Instant, command: SiteCommand) {
+        match command {
+            SiteCommand::Publish(p) => {
+                let p = *p;
+                self.site_message_sent(now, p.message, p.user_ids);
+            }
+            SiteCommand::Disconnect(m) => {
+                if let Some(user) = id::<UserId>(m.user_id) {
+                    self.disconnect_user(now, &user);
+                    self.publish(BrokerEvent::Disconnect { user });
+                }
+            }
+        }
+    }
+
+    /// Closes every local connection of `user` (4001: they reconnect with a credential the
+    /// site checks again).
+    pub(super) fn disconnect_user(&mut self, now: Instant, user: &UserId) {
+        let conns = self.conns_of([user]);
+        for conn in conns {
+            self.close_with(now, conn, CloseCode::CredentialRejected);
+        }
+    }
+
+    /// `only`: deliver to these members alone (a backend's publish to a user), and then
+    /// whatever was delivered before, since they asked for it.
+    fn site_message_sent(&mut self, now: Instant, m: SiteMessageSent, only: Option<Vec<SiteId>>) {
         let (Some(message_id), Some(thread), Some(sender)) = (
             id::<MessageId>(m.message_id),
             id::<ThreadId>(m.thread_id),
@@ -297,13 +321,14 @@ impl Hub {
             self.stats.site_messages_skipped += 1;
             return;
         }
-        if !self.site_events.first_delivery(now, &message_id) {
+        if only.is_none() && !self.site_events.first_delivery(now, &message_id) {
             self.stats.site_messages_skipped += 1;
             return;
         }
         self.stop_typing(&sender, &thread);
         let html = Some(m.message.rendered).filter(|h| !h.is_empty());
-        for (unread, users) in by_unread(&participants, &m.unread) {
+        let audience = only.unwrap_or(participants);
+        for (unread, users) in by_unread(&audience, &m.unread) {
             let frame = ServerMessage::Message(MessageEvent {
                 id: message_id.clone(),
                 thread_id: thread.clone(),

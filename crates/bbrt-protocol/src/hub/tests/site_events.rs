@@ -342,3 +342,52 @@ fn messages_the_site_blanked_are_announced_to_every_participant() {
     }
     assert_eq!(sim.take(outsider), []);
 }
+
+fn command(kind: &str, data: Value) -> Input {
+    let body = json!({"id": ID, "type": kind, "site": "https://s.example", "occurred_at": 1, "data": data});
+    match crate::site_event::SiteApiRequest::decode(body.to_string().as_bytes(), ID) {
+        Ok(crate::site_event::SiteApiRequest::Command(c)) => Input::SiteCommand(c),
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+fn publish_data(message_id: u64, only: Option<&[u64]>) -> Value {
+    json!({"message": {"thread_id": 7, "message_id": message_id, "sender_id": 2, "new_thread": false,
+                       "subject": {"raw": "s", "rendered": "s"},
+                       "message": {"raw": "from a backend", "rendered": ""},
+                       "date_sent": "2026-12-01T10:00:00Z", "client_message_id": null,
+                       "participants": [2, 3], "unread": []},
+           "user_ids": only})
+}
+
+#[test]
+fn a_backend_publishes_to_one_user_or_to_the_thread_and_disconnects_a_user() {
+    let (mut sim, a, a2, b, outsider) = two_nodes();
+    sim.handle(0, command("publish", publish_data(50, Some(&[3]))));
+    sim.drive();
+    let got = messages(&mut sim, b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["message"], "from a backend");
+    assert!(
+        got[0].get("html").is_none(),
+        "an empty rendering is no html"
+    );
+    assert_eq!(
+        messages(&mut sim, a),
+        Vec::<Value>::new(),
+        "to that user only"
+    );
+    sim.handle(1, command("publish", publish_data(51, None)));
+    sim.drive();
+    for conn in [a, a2, b] {
+        assert_eq!(messages(&mut sim, conn).len(), 1, "to the thread");
+    }
+    assert_eq!(sim.take(outsider), []);
+
+    sim.handle(1, command("disconnect", json!({"user_id": 2})));
+    sim.drive();
+    assert_eq!(sim.close_code(a), Some(4001));
+    assert_eq!(sim.close_code(a2), Some(4001));
+    assert_eq!(sim.close_code(b), None);
+    sim.connect_on(0, "2");
+}
