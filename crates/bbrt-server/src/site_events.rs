@@ -1,5 +1,6 @@
 //! The site-events route, `POST /site/events` (`docs/wordpress.md`, "Site events"): the
-//! companion plugin's signed reports of what happened on the website.
+//! companion plugin's signed reports of what happened on the website; and the server API,
+//! `POST /site/api`, whose requests are signed and checked the same way.
 //!
 //! The checks run in the documented order and stop at the first that fails: the body's
 //! size (bounded reader), the headers, the timestamp window, the HMAC (constant time), the
@@ -459,7 +460,8 @@ pub(crate) async fn serve(
     }
 }
 
-/// Serves one `POST /site/api`: publish, disconnect (200 `ok`) or online (200 JSON).
+/// Serves one `POST /site/api`: publish and disconnect (200 `{"ok":true}`), online (200
+/// `{"online":[…]}`).
 pub(crate) async fn serve_api(
     mut stream: TcpStream,
     req: Request,
