@@ -14,6 +14,7 @@ pub mod api;
 pub mod hub;
 pub mod ids;
 pub mod secret;
+pub mod site_event;
 pub mod wire;
 
 pub use crate::hub::{Hub, HubConfig, Input, Output};

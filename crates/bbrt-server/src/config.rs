@@ -208,6 +208,21 @@ pub struct Config {
     #[arg(long, env = "BBRT_TICKET_LEEWAY", value_parser = parse_duration, default_value = "5s")]
     pub ticket_leeway: Duration,
 
+    /// The site-event key ring, `kid:secret` entries separated by commas or whitespace: the
+    /// same ring as the companion plugin's `BBRT_EVENT_KEYS` (never the ticket ring). Without
+    /// it (and without `--site-event-keys-file`) `POST /site/events` answers 404.
+    #[arg(
+        long,
+        env = "BBRT_SITE_EVENT_KEYS",
+        hide_env_values = true,
+        conflicts_with = "site_event_keys_file"
+    )]
+    pub site_event_keys: Option<SecretArg>,
+
+    /// A file holding the site-event key ring (read once at start; keep it mode 0600).
+    #[arg(long, env = "BBRT_SITE_EVENT_KEYS_FILE")]
+    pub site_event_keys_file: Option<std::path::PathBuf>,
+
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -356,6 +371,8 @@ impl Default for Config {
             public_url: None,
             ticket_issuer: None,
             ticket_leeway: Duration::from_secs(5),
+            site_event_keys: None,
+            site_event_keys_file: None,
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,
@@ -451,6 +468,25 @@ impl Config {
             &issuer,
             self.ticket_leeway,
         )))
+    }
+
+    /// The site-event verifier from `--site-event-keys` (or its file); `None` without a ring.
+    ///
+    /// # Errors
+    /// A malformed ring or an unreadable file (the message never quotes a key).
+    pub fn site_event_verifier(
+        &self,
+    ) -> Result<Option<crate::site_events::SiteEventVerifier>, String> {
+        let ring = match (&self.site_event_keys, &self.site_event_keys_file) {
+            (Some(ring), _) => ring.expose().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+                format!("cannot read --site-event-keys-file {}: {e}", path.display())
+            })?,
+            (None, None) => return Ok(None),
+        };
+        let keys =
+            crate::ticket::KeyRing::parse(&ring).map_err(|e| format!("--site-event-keys: {e}"))?;
+        Ok(Some(crate::site_events::SiteEventVerifier::new(keys)))
     }
 
     /// The decoder's limits from these flags.
@@ -674,6 +710,36 @@ mod tests {
             Config::default().ticket_verifier().map(|v| v.is_none()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn site_event_keys_are_checked_at_start_and_never_quote_a_key() {
+        assert!(matches!(Config::default().site_event_verifier(), Ok(None)));
+        let mut c = Config {
+            site_event_keys: Some(
+                "e1:a-site-event-secret-of-32-bytes-or-more"
+                    .parse()
+                    .unwrap(),
+            ),
+            ..Config::default()
+        };
+        let verifier = c.site_event_verifier().unwrap().expect("a verifier");
+        assert_eq!(verifier.kids(), ["e1"]);
+        assert!(!format!("{c:?} {verifier:?}").contains("a-site-event-secret"));
+        c.site_event_keys = Some("e1:short-secret".parse().unwrap());
+        let short = c.site_event_verifier().unwrap_err();
+        assert!(
+            short.contains("shorter than 32 bytes") && !short.contains("short-secret"),
+            "{short}"
+        );
+        let file =
+            std::env::temp_dir().join(format!("bbrt-site-event-keys-{}", std::process::id()));
+        std::fs::write(&file, "e2:another-site-event-secret-of-32-bytes-or-more\n").unwrap();
+        c.site_event_keys = None;
+        c.site_event_keys_file = Some(file.clone());
+        let from_file = c.site_event_verifier().unwrap().expect("a verifier");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(from_file.kids(), ["e2"]);
     }
 
     #[test]

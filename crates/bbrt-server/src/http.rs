@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bbrt_buddyboss::{AuthScheme, Credential};
 use bbrt_protocol::secret::Token;
+use bbrt_ws::body::{BodyError, BodyLimits, BodyReader};
 pub(crate) use bbrt_ws::handshake::{self, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,6 +51,39 @@ pub(crate) async fn read_head(
     tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| HeadError::Timeout)?
+}
+
+/// Reads a request's body with the bounded reader (`Content-Length` only, at most
+/// `limits.max_bytes`, by `limits.timeout` after the head). `early` holds the bytes read
+/// past the head. A client that sent `Expect: 100-continue` is told to go on.
+pub(crate) async fn read_body(
+    stream: &mut TcpStream,
+    req: &Request,
+    early: &[u8],
+    limits: BodyLimits,
+) -> Result<Vec<u8>, BodyError> {
+    let now = std::time::Instant::now();
+    let mut reader = BodyReader::new(req, limits, now)?;
+    reader.feed(now, early)?;
+    if !reader.is_complete()
+        && early.is_empty()
+        && req
+            .header("expect")
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
+    let deadline = tokio::time::Instant::from_std(reader.deadline());
+    let mut buf = vec![0u8; reader.remaining().min(16 * 1024)];
+    while !reader.is_complete() {
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            // Closed or failed before the body's end: nothing more will come.
+            Ok(_) | Err(_) => return Err(BodyError::Timeout),
+        };
+        reader.feed(std::time::Instant::now(), &buf[..n])?;
+    }
+    Ok(reader.into_body())
 }
 
 /// Writes a complete response and lets the connection close.

@@ -59,6 +59,15 @@ pub(crate) enum Control {
     /// Graceful shutdown: wait for site requests in flight (up to `grace`), then close
     /// every connection with 1001 and end.
     Shutdown { grace: Duration },
+    /// A site event the events route verified and recorded.
+    SiteEvent(Box<bbrt_protocol::site_event::SiteEvent>),
+    /// A server-API command the route verified and recorded.
+    SiteCommand(Box<bbrt_protocol::site_event::SiteCommand>),
+    /// Which of `users` are online on any node.
+    Online {
+        users: Vec<bbrt_protocol::ids::UserId>,
+        reply: oneshot::Sender<Vec<bbrt_protocol::ids::UserId>>,
+    },
 }
 
 pub(crate) struct HubTask {
@@ -112,6 +121,16 @@ impl HubTask {
                     }
                     Control::Shutdown { grace } => {
                         shutdown_deadline.get_or_insert(Instant::now() + grace);
+                    }
+                    Control::SiteEvent(event) => {
+                        self.input(Instant::now(), Input::SiteEvent(*event));
+                    }
+                    Control::SiteCommand(command) => {
+                        self.input(Instant::now(), Input::SiteCommand(*command));
+                    }
+                    Control::Online { users, reply } => {
+                        let online = users.into_iter().filter(|u| self.hub.is_online(u)).collect();
+                        let _ = reply.send(online);
                     }
                 },
                 () = wake => {

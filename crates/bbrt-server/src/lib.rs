@@ -17,6 +17,7 @@
 //! | [`credentials`] | secrets, behind opaque `CredentialId`s |
 //! | [`broker`] | in-process broker and coordinator behind traits |
 //! | `node` | this process's node id (configured or random) and instance id |
+//! | [`site_events`] | `POST /site/events`: the plugin's signed events, checked and deduplicated |
 //! | [`metrics`] | Prometheus counters |
 //!
 //! ```no_run
@@ -43,6 +44,7 @@ pub mod metrics;
 mod node;
 mod outbox;
 mod server;
+pub mod site_events;
 mod site_health;
 pub mod ticket;
 

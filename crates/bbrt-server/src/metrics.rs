@@ -12,8 +12,11 @@ use std::time::Duration;
 use bbrt_protocol::ClientMessage;
 use bbrt_protocol::hub::HubStats;
 
+use crate::site_events::SiteEventRefusal;
+use bbrt_protocol::site_event::SITE_API_TYPES;
+
 /// Server frame types counted by name (anything else is `other`).
-const SERVER_KINDS: [&str; 15] = [
+const SERVER_KINDS: [&str; 18] = [
     "user_connected",
     "user_disconnected",
     "message",
@@ -25,6 +28,9 @@ const SERVER_KINDS: [&str; 15] = [
     "call_accepted",
     "call_ended",
     "read",
+    "deleted",
+    "thread_deleted",
+    "thread_left",
     "joined",
     "ack",
     "pong",
@@ -162,6 +168,13 @@ pub struct Metrics {
     pub(crate) node_id_conflict: Mutex<Option<NodeIdConflictSeen>>,
     /// The site's health, with `--buddyboss-url`.
     pub(crate) site_health: std::sync::OnceLock<std::sync::Arc<crate::site_health::SiteHealth>>,
+    /// Site events accepted (new), and valid duplicates.
+    site_events_accepted: AtomicU64,
+    site_events_duplicate: AtomicU64,
+    /// Server-API requests served, by [`SITE_API_TYPES`].
+    site_api_served: [AtomicU64; SITE_API_TYPES.len()],
+    /// Site events refused, by [`SiteEventRefusal::ALL`].
+    site_events_refused: [AtomicU64; SiteEventRefusal::ALL.len()],
 }
 
 /// Another process heard publishing with this node's id (`Hub::node_id_conflict`).
@@ -198,6 +211,25 @@ impl Metrics {
 
     pub(crate) fn ticket(&self, outcome: TicketOutcome) {
         self.tickets[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a site event answered 200: new (`duplicate` false) or a valid duplicate.
+    pub(crate) fn site_event_accepted(&self, duplicate: bool) {
+        if duplicate {
+            self.site_events_duplicate.fetch_add(1, Relaxed);
+        } else {
+            self.site_events_accepted.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn site_api_accepted(&self, kind: &str) {
+        if let Some(i) = SITE_API_TYPES.iter().position(|t| *t == kind) {
+            self.site_api_served[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn site_event_refused(&self, why: SiteEventRefusal) {
+        self.site_events_refused[why.index()].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn closed(&self, why: CloseReason) {
@@ -409,6 +441,60 @@ impl Metrics {
                 "bbrt_tickets_total{{outcome=\"{}\"}} {}",
                 t.label(),
                 self.tickets[t as usize].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_site_events_total",
+            "Site events answered 200: new, or valid duplicates (not acted on again).",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_events_total{{outcome=\"accepted\"}} {}",
+            self.site_events_accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_events_total{{outcome=\"duplicate\"}} {}",
+            self.site_events_duplicate.load(Relaxed)
+        );
+        c(
+            &mut o,
+            "bbrt_site_api_requests_total",
+            "Server-API requests served, by type (refusals are in bbrt_site_events_refused_total).",
+            "counter",
+        );
+        for (i, t) in SITE_API_TYPES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "bbrt_site_api_requests_total{{type=\"{t}\"}} {}",
+                self.site_api_served[i].load(Relaxed)
+            );
+        }
+        c(
+            &mut o,
+            "bbrt_site_messages_skipped_total",
+            "message.sent events not delivered: bbrt sent the message itself, or already delivered it.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_site_messages_skipped_total {}",
+            hub.site_messages_skipped
+        );
+        c(
+            &mut o,
+            "bbrt_site_events_refused_total",
+            "Site events refused, by reason.",
+            "counter",
+        );
+        for r in SiteEventRefusal::ALL {
+            let _ = writeln!(
+                o,
+                "bbrt_site_events_refused_total{{reason=\"{}\"}} {}",
+                r.name(),
+                self.site_events_refused[r.index()].load(Relaxed)
             );
         }
         c(

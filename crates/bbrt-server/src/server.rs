@@ -30,6 +30,7 @@ use crate::hub_task::{Channels, ConnEvent, Control, HubTask};
 use crate::metrics::{Metrics, Refusal};
 use crate::node::Identity;
 use crate::outbox::Outbox;
+use crate::site_events::{MemorySiteEventLedger, SiteEventLedger, SiteEvents};
 use crate::site_health::{SiteHealth, probe_loop};
 use crate::ticket::{MemoryTicketLedger, TicketLedger};
 
@@ -70,6 +71,9 @@ pub enum ServerError {
     /// The ticket settings are invalid (the message never quotes a key).
     #[error("invalid ticket configuration: {0}")]
     Tickets(String),
+    /// The site-event settings are invalid (the message never quotes a key).
+    #[error("invalid site-event configuration: {0}")]
+    SiteEvents(String),
     /// The Hub panicked: the process must stop rather than run half alive.
     #[error("the hub task failed: {0}")]
     HubFailed(String),
@@ -116,9 +120,11 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: mpsc::Sender<ConnEvent>,
-    control: mpsc::Sender<Control>,
+    pub(crate) control: mpsc::Sender<Control>,
     /// How a token from a frame or `?token=` is presented to the site.
     pub(crate) frame_scheme: AuthScheme,
+    /// `POST /site/events` (`None`: no event key ring, the route answers 404).
+    pub(crate) site_events: Option<SiteEvents>,
     next_conn: AtomicU64,
     counts: Counts,
     shutting_down: AtomicBool,
@@ -356,8 +362,19 @@ pub async fn start_with_site(
     if let Some(t) = &tickets {
         tracing::info!(kids = ?t.kids(), "connection tickets accepted");
     }
-    type Parts = (Arc<dyn Broker>, Arc<dyn Coordinator>, Arc<dyn TicketLedger>);
-    let (broker, coordinator, ledger): Parts = match &config.redis {
+    let site_event_verifier = config
+        .site_event_verifier()
+        .map_err(ServerError::SiteEvents)?;
+    if let Some(v) = &site_event_verifier {
+        tracing::info!(kids = ?v.kids(), path = crate::site_events::PATH, "site events accepted");
+    }
+    type Parts = (
+        Arc<dyn Broker>,
+        Arc<dyn Coordinator>,
+        Arc<dyn TicketLedger>,
+        Arc<dyn SiteEventLedger>,
+    );
+    let (broker, coordinator, ledger, event_ledger): Parts = match &config.redis {
         Some(url) => {
             let send = longest_send(&*site, config.api_timeout);
             let options = redis_options(url.expose(), &config, &identity, digester, send);
@@ -365,7 +382,12 @@ pub async fn start_with_site(
             let _ = metrics.redis.set(broker.status());
             tracing::info!(prefix = %config.redis_prefix, node = %identity.node, "scale-out through redis");
             let coordinator = Arc::new(coordinator);
-            (Arc::new(broker), coordinator.clone(), coordinator)
+            (
+                Arc::new(broker),
+                coordinator.clone(),
+                coordinator.clone(),
+                coordinator,
+            )
         }
         None => (
             Arc::new(MemoryBroker::default()),
@@ -374,8 +396,13 @@ pub async fn start_with_site(
                 digester,
             )),
             Arc::new(MemoryTicketLedger::default()),
+            Arc::new(MemorySiteEventLedger::default()),
         ),
     };
+    let site_events = site_event_verifier.map(|verifier| SiteEvents {
+        verifier,
+        ledger: event_ledger,
+    });
     let broker_rx = broker.subscribe();
     let executor = Executor {
         site,
@@ -414,6 +441,7 @@ pub async fn start_with_site(
         events: events_tx,
         control: control_tx,
         frame_scheme,
+        site_events,
         next_conn: AtomicU64::new(0),
         counts: Counts::default(),
         shutting_down: AtomicBool::new(false),
@@ -578,6 +606,12 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         ("GET", "/") => {
             let body = "bbrt: connect a WebSocket here (ws://host/ or /ws)\n";
             http::respond(&mut stream, 426, "text/plain", body.as_bytes()).await;
+        }
+        ("POST", crate::site_events::PATH) => {
+            crate::site_events::serve(stream, req, early, ip, &shared).await;
+        }
+        ("POST", crate::site_events::API_PATH) => {
+            crate::site_events::serve_api(stream, req, early, ip, &shared).await;
         }
         ("GET", "/healthz") => http::respond(&mut stream, 200, "text/plain", b"ok\n").await,
         ("GET", "/readyz") => {

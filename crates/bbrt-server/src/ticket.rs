@@ -32,19 +32,23 @@ const TICKET_TYPE: &str = "bbrt-ticket";
 /// What every site credential starts with.
 const SITE_CREDENTIAL_PREFIX: &str = "bbrt-sc1.";
 
-/// A ring of ticket keys, `kid:secret` entries separated by commas or whitespace. Every key
+/// A ring of HMAC-SHA256 keys, `kid:secret` entries separated by commas or whitespace: the
+/// ticket ring, and the site-event ring (`crate::site_events`), each of its own. Every key
 /// verifies (the site signs with its first); two are active while a key rotates.
 ///
 /// `Debug` shows the kids only.
 #[derive(Clone)]
-pub struct TicketKeys {
+pub struct KeyRing {
     keys: Vec<(String, hmac::Key)>,
 }
 
-impl fmt::Debug for TicketKeys {
+/// The ring that verifies tickets.
+pub type TicketKeys = KeyRing;
+
+impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kids: Vec<&str> = self.kids().collect();
-        f.debug_struct("TicketKeys")
+        f.debug_struct("KeyRing")
             .field("kids", &kids)
             .field("secrets", &"[redacted]")
             .finish()
@@ -55,22 +59,22 @@ impl fmt::Debug for TicketKeys {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRingError {
     /// No entry at all.
-    #[error("the ticket key ring is empty")]
+    #[error("the key ring is empty")]
     Empty,
     /// An entry without `kid:`.
-    #[error("ticket key entry {0} is not kid:secret")]
+    #[error("key entry {0} is not kid:secret")]
     NotKidSecret(usize),
     /// A kid outside 1–32 characters of `A-Z a-z 0-9 _ -`.
-    #[error("ticket key entry {0} has a kid that is not 1-32 characters of A-Z a-z 0-9 _ -")]
+    #[error("key entry {0} has a kid that is not 1-32 characters of A-Z a-z 0-9 _ -")]
     BadKid(usize),
     /// A secret shorter than 32 bytes.
-    #[error("ticket key {kid:?} is shorter than 32 bytes")]
+    #[error("key {kid:?} is shorter than 32 bytes")]
     ShortSecret {
         /// The kid (not secret).
         kid: String,
     },
     /// Two entries with one kid.
-    #[error("ticket key {kid:?} appears twice")]
+    #[error("key {kid:?} appears twice")]
     DuplicateKid {
         /// The kid (not secret).
         kid: String,
@@ -84,7 +88,7 @@ fn valid_kid(kid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-impl TicketKeys {
+impl KeyRing {
     /// Parses a ring; any malformed entry refuses the whole ring, so a typo never leaves a
     /// weak key in use.
     pub fn parse(ring: &str) -> Result<Self, KeyRingError> {
@@ -123,7 +127,7 @@ impl TicketKeys {
         self.keys.iter().map(|(k, _)| k.as_str())
     }
 
-    fn key(&self, kid: &str) -> Option<&hmac::Key> {
+    pub(crate) fn key(&self, kid: &str) -> Option<&hmac::Key> {
         self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
     }
 }

@@ -130,8 +130,72 @@ async fn tokens_never_appear_in_logs() {
     tickets.handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), tickets.handle.wait()).await;
 
+    // Site events: the ring, the signatures and the bodies (message text).
+    let event_secret = "evt-ring-secret-0123456789-0123456789";
+    let mut cfg = config();
+    cfg.site_event_keys = Some(format!("e1:{event_secret}").parse().expect("ring"));
+    cfg.log = "trace".into();
+    assert!(
+        !format!("{cfg:?}").contains(event_secret),
+        "Config's Debug hides the event ring"
+    );
+    let events = Server::start(cfg).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    let event_body = format!(
+        r#"{{"id":"{id}","type":"thread.deleted","site":"https://s.example","occurred_at":1,"data":{{"thread_id":1,"participants":[2,3],"private":"evt-body-words"}}}}"#
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let good_sig =
+        bbrt_server::site_events::sign_event(event_secret, now, id, event_body.as_bytes());
+    let forged_sig = bbrt_server::site_events::sign_event(
+        "a-wrong-event-secret-0123456789-0123456789",
+        now,
+        id,
+        event_body.as_bytes(),
+    );
+    for sig in [&good_sig, &good_sig, &forged_sig] {
+        let head = format!(
+            "POST /site/events HTTP/1.1\r\nHost: x\r\nX-BBRT-Key-Id: e1\r\nX-BBRT-Timestamp: {now}\r\nX-BBRT-Event-Id: {id}\r\nX-BBRT-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{event_body}",
+            event_body.len()
+        );
+        let mut s = tokio::net::TcpStream::connect(events.handle.local_addr())
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes())
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            common::WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+        )
+        .await;
+        assert!(!answer.is_empty(), "answered");
+    }
+    events.handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), events.handle.wait()).await;
+
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
     assert!(logs.contains("conn"), "logs were captured: {logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("site event refused") && l.contains("bad_signature")),
+        "site-event refusals are logged, with their reason"
+    );
+    for s in [
+        event_secret,
+        good_sig.trim_start_matches("v1="),
+        forged_sig.trim_start_matches("v1="),
+        "evt-body-words",
+    ] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(s)).take(3).collect();
+        assert!(
+            leaks.is_empty(),
+            "site-event secret {s} leaked into the logs: {leaks:#?}"
+        );
+    }
     assert!(
         logs.contains("connection ticket refused"),
         "refusals are logged, with their reason"

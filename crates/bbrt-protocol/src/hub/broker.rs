@@ -173,6 +173,19 @@ pub enum BrokerEvent {
         /// Why, as on the wire.
         reason: crate::wire::EndReason,
     },
+    /// A backend asked to disconnect `user`: every node closes their connections.
+    Disconnect {
+        /// The member.
+        user: UserId,
+    },
+    /// The site suspended or deleted `user` (`allowed` false: every node closes their
+    /// connections and refuses them for a while), or unsuspended them (`allowed` true).
+    MemberAccess {
+        /// The member.
+        user: UserId,
+        /// Whether they may connect.
+        allowed: bool,
+    },
 }
 
 impl BrokerEvent {
@@ -190,6 +203,8 @@ impl BrokerEvent {
             | Self::Presence { .. }
             | Self::PresenceSnapshot { .. }
             | Self::Participants { .. }
+            | Self::MemberAccess { .. }
+            | Self::Disconnect { .. }
             | Self::SyncRequest => false,
         }
     }
@@ -421,6 +436,10 @@ impl Hub {
                 self.apply_rebound(&call, &user, device)
             }
             BrokerEvent::CallEnded { call, reason } => self.apply_ended(&call, reason),
+            BrokerEvent::Disconnect { user } => self.disconnect_user(now, &user),
+            BrokerEvent::MemberAccess { user, allowed } => {
+                self.member_access(now, &user, allowed);
+            }
         }
     }
 

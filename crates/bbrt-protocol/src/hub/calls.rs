@@ -902,6 +902,25 @@ impl Hub {
         }
     }
 
+    /// Ends, here and everywhere, the calls in `thread` (those with a party among `users`,
+    /// or all of them when `users` is `None`): the site closed the thread to them.
+    pub(super) fn end_calls_in_thread(&mut self, thread: &ThreadId, users: Option<&[UserId]>) {
+        let party = |u: &UserId| users.is_none_or(|us| us.contains(u));
+        let ids: Vec<CallId> = self
+            .calls
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.snapshot.thread == *thread
+                    && (party(&c.snapshot.caller) || party(&c.snapshot.callee))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.end_call(&id, EndReason::ThreadClosed);
+        }
+    }
+
     /// Ends a call here and everywhere.
     fn end_call(&mut self, id: &CallId, reason: EndReason) {
         if self.calls.contains(id) {

@@ -107,6 +107,7 @@ impl Hub {
         pending: PendingVerify,
         result: Result<SiteUser, SiteError>,
     ) {
+        let result = self.refuse_gone(now, result);
         let Some(conn) = pending.conn else {
             // A periodic re-verification of a credential in use.
             let Some(credential) = pending.credential else {

@@ -6,6 +6,7 @@ use super::BrokerMessage;
 use super::broker::CoordResponse;
 use crate::api::{ApiResponse, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId};
+use crate::site_event::{SiteCommand, SiteEvent};
 use crate::wire::{ClientFrame, DecodeError};
 
 /// Something that happened, for the Hub to act on.
@@ -73,6 +74,11 @@ pub enum Input {
     /// the Hub asks the other nodes for their presence and calls, and publishes its own
     /// presence to heal what they lost.
     Resync,
+    /// A site event the driver verified and deduplicated by event id (`docs/wordpress.md`,
+    /// "Site events"): turned into the frames bbrt's own actions produce.
+    SiteEvent(SiteEvent),
+    /// A backend's request through the server API, verified like a site event.
+    SiteCommand(SiteCommand),
     /// Time for the periodic presence heartbeat: the Hub publishes its online users, which
     /// heals presence publications lost on the way.
     PresenceSnapshot,

@@ -384,6 +384,8 @@ impl Hub {
         }
         self.set_participants(now, &thread, &participants, Some(id.clone()));
         self.stop_typing(&sender, &thread);
+        // So the site's report of this message, if it has no key, is not delivered again.
+        self.site_events.first_delivery(now, &id);
         let frame = ServerMessage::Message(MessageEvent {
             id,
             thread_id: thread,
@@ -392,6 +394,7 @@ impl Hub {
             html,
             sent_at,
             client_message_id,
+            unread: None,
         })
         .encode();
         let mut conns = self.conns_of(&participants);
@@ -513,6 +516,7 @@ impl Hub {
         let frame = ServerMessage::Read(ReadEvent {
             thread_id: thread.clone(),
             user_id: user,
+            unread: None,
         })
         .encode();
         let conns = self.conns_of(&participants);

@@ -110,6 +110,7 @@ mod input;
 mod messages;
 mod output;
 mod presence;
+mod site_events;
 mod stats;
 mod threads;
 mod timer;
@@ -277,6 +278,7 @@ pub struct Hub {
     sends: Sends,
     typing: Typing,
     calls: Calls,
+    site_events: site_events::SiteEvents,
     timers: TimerTable,
     outputs: VecDeque<Output>,
     stats: HubStats,
@@ -311,6 +313,7 @@ impl Hub {
             sends: Sends::default(),
             typing: Typing::default(),
             calls,
+            site_events: site_events::SiteEvents::default(),
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
             stats: HubStats::default(),
@@ -344,6 +347,8 @@ impl Hub {
             Input::SiteReachable => self.site_reachable(now),
             Input::Resync => self.resync(),
             Input::PresenceSnapshot => self.presence_snapshot(),
+            Input::SiteEvent(event) => self.site_event(now, event),
+            Input::SiteCommand(command) => self.site_command(now, command),
         }
     }
 

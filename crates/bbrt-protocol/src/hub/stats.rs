@@ -25,4 +25,8 @@ pub struct HubStats {
     pub cached_threads: usize,
     /// Publications received from another process with this node's id, since start.
     pub node_id_conflict_publications: u64,
+    /// Site events the driver handed over, since start.
+    pub site_events: u64,
+    /// `message.sent` events not delivered (bbrt's own send, or an id already delivered).
+    pub site_messages_skipped: u64,
 }

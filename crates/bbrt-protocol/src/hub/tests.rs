@@ -15,4 +15,5 @@ mod nodes;
 mod props;
 mod routing;
 mod seed;
+mod site_events;
 mod typing;

@@ -129,6 +129,8 @@ pub enum EndReason {
     Glare,
     /// A party's device disconnected and did not come back within the grace period.
     Disconnected,
+    /// The site deleted the call's thread, or removed a party from it.
+    ThreadClosed,
     /// A reason this version does not know.
     #[serde(other)]
     Unknown,

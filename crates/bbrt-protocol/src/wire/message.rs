@@ -45,6 +45,35 @@ pub struct MessageEvent {
     /// The sender's idempotency id, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_message_id: Option<ClientMessageId>,
+    /// The recipient's unread counts, when the site reported them (a message sent on the
+    /// website): each recipient's copy carries their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<Unread>,
+}
+
+/// A member's unread counts as the site keeps them, right after a change. The field names
+/// keep "message" out (the seed's Flutter client classifies frames by substring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unread {
+    /// Unread in the frame's thread.
+    pub thread: u64,
+    /// Unread in all their threads.
+    pub total: u64,
+}
+
+/// Server → client `deleted`: the site blanked these messages for everyone (their author
+/// deleted the thread for themselves). The name keeps "message" out (the seed's Flutter
+/// client classifies frames by substring).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deleted {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Their author.
+    pub user_id: UserId,
+    /// The messages.
+    pub ids: Vec<MessageId>,
 }
 
 /// Server → client `read`: a participant read the thread.
@@ -55,4 +84,8 @@ pub struct ReadEvent {
     pub thread_id: ThreadId,
     /// The reader.
     pub user_id: UserId,
+    /// The reader's unread counts after the read, in the reader's own copy, when the site
+    /// reported them (a read on the website).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<Unread>,
 }

@@ -29,9 +29,9 @@ pub use self::call::{Answer, CallControl, CallEnded, CallEvent, EndReason, IceCa
 pub use self::error::{
     Ack, CloseCode, DecodeError, DecodeErrorKind, ErrorCode, ErrorEvent, Ping, Pong,
 };
-pub use self::message::{MessageEvent, ReadEvent, SendMessage};
+pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
-pub use self::thread::{Joined, Participant, ThreadRef};
+pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};
 use crate::secret::Token;
 
@@ -339,6 +339,15 @@ pub enum ServerMessage {
     /// A participant read the thread.
     #[serde(rename = "read")]
     Read(ReadEvent),
+    /// The site blanked messages.
+    #[serde(rename = "deleted")]
+    Deleted(Deleted),
+    /// The site deleted the thread.
+    #[serde(rename = "thread_deleted")]
+    ThreadDeleted(ThreadDeleted),
+    /// Members are out of the thread.
+    #[serde(rename = "thread_left")]
+    ThreadLeft(ThreadLeft),
     /// The answer to `join_thread`.
     #[serde(rename = "joined")]
     Joined(Joined),
@@ -376,6 +385,9 @@ impl ServerMessage {
             Self::CallAccepted(_) => "call_accepted",
             Self::CallEnded(_) => "call_ended",
             Self::Read(_) => "read",
+            Self::Deleted(_) => "deleted",
+            Self::ThreadDeleted(_) => "thread_deleted",
+            Self::ThreadLeft(_) => "thread_left",
             Self::Joined(_) => "joined",
             Self::Ack(_) => "ack",
             Self::Pong(_) => "pong",
@@ -406,6 +418,9 @@ impl ServerMessage {
             "call_accepted" => Self::CallAccepted(serde_json::from_slice(frame)?),
             "call_ended" => Self::CallEnded(serde_json::from_slice(frame)?),
             "read" => Self::Read(serde_json::from_slice(frame)?),
+            "deleted" => Self::Deleted(serde_json::from_slice(frame)?),
+            "thread_deleted" => Self::ThreadDeleted(serde_json::from_slice(frame)?),
+            "thread_left" => Self::ThreadLeft(serde_json::from_slice(frame)?),
             "joined" => Self::Joined(serde_json::from_slice(frame)?),
             "ack" => Self::Ack(serde_json::from_slice(frame)?),
             "pong" => Self::Pong(serde_json::from_slice(frame)?),

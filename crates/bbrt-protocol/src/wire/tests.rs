@@ -342,6 +342,24 @@ fn server_frames_other_than_message_and_error_never_say_message() {
     }
 }
 
+#[test]
+fn unread_counts_and_the_new_end_reason_never_say_message() {
+    let read = ServerMessage::Read(ReadEvent {
+        thread_id: tid("1"),
+        user_id: uid("3"),
+        unread: Some(Unread {
+            thread: 0,
+            total: 2,
+        }),
+    });
+    assert_eq!(
+        String::from_utf8(read.encode().to_vec()).unwrap(),
+        r#"{"type":"read","threadId":"1","userId":"3","unread":{"thread":0,"total":2}}"#
+    );
+    let ended = serde_json::to_string(&EndReason::ThreadClosed).unwrap();
+    assert_eq!(ended, r#""thread_closed""#);
+}
+
 fn every_server_message() -> Vec<ServerMessage> {
     let (alice, bob, thread, call) = (uid("2"), uid("3"), tid("1"), CallId::new("n1-1").unwrap());
     let event = CallEvent {
@@ -366,6 +384,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             html: Some("<p>Hi Bob, this is Alice.</p>\n".into()),
             sent_at: "2026-11-25T00:48:52Z".into(),
             client_message_id: Some(ClientMessageId::new("c-1").unwrap()),
+            unread: None,
         }),
         ServerMessage::Typing(TypingEvent {
             thread_id: thread.clone(),
@@ -406,6 +425,20 @@ fn every_server_message() -> Vec<ServerMessage> {
         ServerMessage::Read(ReadEvent {
             thread_id: thread.clone(),
             user_id: bob.clone(),
+            unread: None,
+        }),
+        ServerMessage::Deleted(Deleted {
+            thread_id: thread.clone(),
+            user_id: alice.clone(),
+            ids: vec![MessageId::new("5").unwrap(), MessageId::new("6").unwrap()],
+        }),
+        ServerMessage::ThreadDeleted(ThreadDeleted {
+            thread_id: thread.clone(),
+            everyone: true,
+        }),
+        ServerMessage::ThreadLeft(ThreadLeft {
+            thread_id: thread.clone(),
+            user_ids: vec![bob.clone()],
         }),
         ServerMessage::Joined(Joined {
             thread_id: thread.clone(),

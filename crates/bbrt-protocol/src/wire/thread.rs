@@ -32,6 +32,29 @@ pub struct Joined {
     pub request_id: Option<RequestId>,
 }
 
+/// Server → client `thread_deleted`: the site deleted the thread for everyone
+/// (`everyone`), or for the receiving member only (soft: the thread's next message brings
+/// it back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadDeleted {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Deleted for every participant, not only the receiver.
+    pub everyone: bool,
+}
+
+/// Server → client `thread_left`: members are no longer in the thread (removed from its
+/// group, or they left it). They receive nothing more of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadLeft {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Who is out.
+    pub user_ids: Vec<UserId>,
+}
+
 /// One participant in a `joined` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

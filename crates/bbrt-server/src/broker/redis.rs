@@ -34,6 +34,8 @@
 //! | `<prefix>:node:<id>` | string, TTL | the node's instance id |
 //! | `<prefix>:idem:<user>/<clientMessageId>` | string, TTL | `inflight:<node>`; `unconfirmed:<unix secs>:<digest>`; or a receipt with the digest (JSON) |
 //! | `<prefix>:answer:<callId>` | string, TTL | the winning device (JSON) |
+//! | `<prefix>:ticket:<jti>` | string, TTL | a used connection ticket |
+//! | `<prefix>:site-event:<id>` | string, TTL (600 s) | a site event's body SHA-256 (hex) |
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -693,6 +695,46 @@ impl crate::ticket::TicketLedger for RedisCoordinator {
         match self.inner.query::<(Option<String>,)>(&pipe).await {
             Some((Some(_),)) => Ok(true),
             Some((None,)) => Ok(false),
+            None => Err(()),
+        }
+    }
+}
+
+/// Records a site event's id with its body's digest unless it is known: answers the digest
+/// already recorded, or nil after recording `ARGV[1]` for `ARGV[2]` ms. A script rather than
+/// `SET NX GET`, which Redis before 7.0 refuses.
+const SITE_EVENT_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// The site-event replay ledger, cluster-wide: `<prefix>:site-event:<id>` holds the body's
+/// SHA-256 for the ledger's time, so a duplicate delivered to another node is known there.
+/// Unreachable Redis refuses the event (503; never a local fallback, since another node
+/// may have acted on it).
+#[async_trait]
+impl crate::site_events::SiteEventLedger for RedisCoordinator {
+    async fn record(
+        &self,
+        id: &str,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<crate::site_events::Recorded, ()> {
+        use crate::site_events::Recorded;
+        let key = format!("{}:site-event:{id}", self.inner.keys.prefix);
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(SITE_EVENT_SCRIPT)
+            .arg(1)
+            .arg(&key)
+            .arg(digest)
+            .arg(millis(ttl));
+        match self.inner.query::<(Option<String>,)>(&pipe).await {
+            Some((None,)) => Ok(Recorded::New),
+            Some((Some(known),)) if known == digest => Ok(Recorded::Duplicate),
+            Some((Some(_),)) => Ok(Recorded::Reused),
             None => Err(()),
         }
     }
