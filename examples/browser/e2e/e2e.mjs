@@ -11,6 +11,14 @@
 //    identify the member by the ticket (bbrt_tickets_total), refuse the ticket a second
 //    time, and not identify the same page connecting without one; with a second ticket the
 //    page sends a message, stored through the plugin with the ticket's site credential.
+// 3. With BBRT_WP_URL set: site events, on the same bbrt (started with the site's event
+//    ring, BBRT_WP_EVENT_KEYS). Bob's page connects with a ticket and joins the thread; then
+//    things happen ON THE SITE, not through bbrt: alice posts to BuddyBoss's REST route with
+//    her Application Password, bob reads the thread through the site. The plugin signs and
+//    POSTs each event to bbrt's /site/events; bob must receive the `message` frames (id,
+//    thread, sender, text, his unread counts) and the `read` frame, bbrt must count each
+//    event accepted (bbrt_site_events_total), and the exact request replayed must be
+//    counted a duplicate and deliver nothing twice.
 //
 // Exits non-zero on any failure; leaves a screenshot of the first.
 //
@@ -194,28 +202,49 @@ async function ticketsCounted(server) {
   return { accepted: count("accepted"), refused: count("refused") };
 }
 
+let siteServer = null;
+
+/**
+ * The bbrt whose site is the WordPress under test (its ticket and event rings), started by
+ * the first test that needs it and shared by the rest; stopped once all have run.
+ */
+async function siteBbrt() {
+  if (!siteServer) {
+    const site = process.env.BBRT_WP_URL;
+    const listen = process.env.BBRT_WP_BBRT_LISTEN;
+    siteServer = await startServer(
+      [
+        "--listen", listen, "--buddyboss-url", process.env.BBRT_WP_API,
+        "--public-url", `http://${listen}`, "--ticket-issuer", site, "--allowed-origins", site,
+        "--log", "debug",
+      ],
+      { BBRT_TICKET_KEYS: process.env.BBRT_WP_TICKET_KEYS, BBRT_SITE_EVENT_KEYS: process.env.BBRT_WP_EVENT_KEYS },
+    );
+  }
+  return siteServer;
+}
+
+/** Logs `login` in through wp-login.php in `context`; the test page and its config. */
+async function memberPage(context, login) {
+  const site = process.env.BBRT_WP_URL;
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  const pageUrl = `${site}/?bbrt-test-page=1`;
+  await page.goto(`${site}/wp-login.php?redirect_to=${encodeURIComponent(pageUrl)}`);
+  await page.fill("#user_login", login);
+  await page.fill("#user_pass", `${login}-password`);
+  await Promise.all([page.waitForURL(pageUrl), page.click("#wp-submit")]);
+  return { page, config: JSON.parse(await page.textContent("#bbrt-config")) };
+}
+
 async function tickets(browser) {
   const site = process.env.BBRT_WP_URL;
   const listen = process.env.BBRT_WP_BBRT_LISTEN;
   const users = JSON.parse(readFileSync(process.env.BBRT_WP_FIXTURE, "utf8")).users;
-  const server = await startServer(
-    [
-      "--listen", listen, "--buddyboss-url", process.env.BBRT_WP_API,
-      "--public-url", `http://${listen}`, "--ticket-issuer", site, "--allowed-origins", site,
-      "--log", "debug",
-    ],
-    { BBRT_TICKET_KEYS: process.env.BBRT_WP_TICKET_KEYS },
-  );
+  const server = await siteBbrt();
   const context = await browser.newContext();
   try {
-    const page = await context.newPage();
-    page.setDefaultTimeout(15000);
-    const pageUrl = `${site}/?bbrt-test-page=1`;
-    await page.goto(`${site}/wp-login.php?redirect_to=${encodeURIComponent(pageUrl)}`);
-    await page.fill("#user_login", "alice");
-    await page.fill("#user_pass", "alice-password");
-    await Promise.all([page.waitForURL(pageUrl), page.click("#wp-submit")]);
-    const config = JSON.parse(await page.textContent("#bbrt-config"));
+    const { page, config } = await memberPage(context, "alice");
     check(config.userId === users.alice.id, `the page's member is alice (${config.userId})`);
     check(config.bbrtUrl === `http://${listen}`, `the page names the bbrt under test (${config.bbrtUrl})`);
     const siteCookies = await context.cookies(site);
@@ -280,12 +309,153 @@ async function tickets(browser) {
     step("bbrt's log (debug) holds no ticket");
   } finally {
     await context.close();
-    server.child.kill("SIGTERM");
+  }
+}
+
+/**
+ * In the page: connects with `url`, identifies as `userId` and keeps the socket open as
+ * window.bbrtSocket, every frame received in window.bbrtFrames; the identify answer.
+ */
+function connectInPage({ url, userId }) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    window.bbrtSocket = ws;
+    window.bbrtFrames = [];
+    ws.onopen = () => ws.send(JSON.stringify({ type: "user_connected", userId: String(userId), requestId: "identify" }));
+    ws.onmessage = (e) => {
+      const frame = JSON.parse(e.data);
+      window.bbrtFrames.push(frame);
+      if (frame.requestId === "identify") resolve({ answer: frame });
+    };
+    ws.onclose = (e) => resolve({ closed: e.code });
+  });
+}
+
+/** The first frame of the page's socket with all of `fields`, waited for (15 s at most). */
+async function frameWith(page, fields) {
+  const handle = await page.waitForFunction(
+    (want) => window.bbrtFrames.find((f) => Object.entries(want).every(([k, v]) => JSON.stringify(f[k]) === JSON.stringify(v))),
+    fields,
+  );
+  return handle.jsonValue();
+}
+
+async function siteEventsCounted(server) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const count = (outcome) => {
+    const m = text.match(new RegExp(`^bbrt_site_events_total\\{outcome="${outcome}"\\} (\\d+)$`, "m"));
+    if (!m) throw new Error(`no bbrt_site_events_total{outcome="${outcome}"} in /metrics`);
+    return Number(m[1]);
+  };
+  return { accepted: count("accepted"), duplicate: count("duplicate") };
+}
+
+/** The site's REST API as `user` of the fixture (their Application Password), not bbrt. */
+async function onSite(user, route, body) {
+  const r = await fetch(`${process.env.BBRT_WP_API}${route}`, {
+    method: "POST",
+    headers: { Authorization: `Basic ${user.basic}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+/**
+ * The plugin's request for the event `matches` picks, once the test mu-plugin has written it
+ * down (after bbrt answered it); waited for, 15 s at most.
+ */
+async function eventSent(matches) {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    let lines = [];
+    try {
+      lines = readFileSync(process.env.BBRT_WP_EVENTS_SENT, "utf8").split("\n").filter(Boolean);
+    } catch {}
+    const found = lines.map((l) => JSON.parse(l)).filter((e) => matches(JSON.parse(e.body)));
+    if (found.length) return found;
+    if (Date.now() > deadline) throw new Error("the site's event request was not written down in 15 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function siteEvents(browser) {
+  const users = JSON.parse(readFileSync(process.env.BBRT_WP_FIXTURE, "utf8")).users;
+  const server = await siteBbrt();
+  const context = await browser.newContext();
+  try {
+    const { page, config } = await memberPage(context, "bob");
+    check(config.userId === users.bob.id, `the page's member is bob (${config.userId})`);
+    const issued = await page.evaluate(ticketInPage, config);
+    check(issued.status === 200, `bob's ticket: ${issued.status}`);
+    const ws = config.bbrtUrl.replace(/^http/, "ws");
+    const connected = await page.evaluate(connectInPage, { url: `${ws}/?ticket=${encodeURIComponent(issued.body.ticket)}`, userId: config.userId });
+    check(connected.answer && connected.answer.type === "ack", `bob identified by his ticket: ${JSON.stringify(connected)}`);
+    step("bob's page connected to bbrt with a ticket");
+
+    const start = await siteEventsCounted(server);
+    const alice = String(users.alice.id);
+    const bob = String(users.bob.id);
+    const send = async (text) => {
+      const r = await onSite(users.alice, "/buddyboss/v1/messages", { recipients: [users.bob.id], message: text });
+      check(r.status === 200 && r.body.last_sender_id === users.alice.id, `alice's send on the site: ${JSON.stringify(r)}`);
+      return { threadId: String(r.body.id), id: String(r.body.message_id), text };
+    };
+    const first = await send(`on the site ${Date.now()}`);
+    const firstFrame = await frameWith(page, { type: "message", id: first.id });
+    check(firstFrame.threadId === first.threadId && firstFrame.senderId === alice && firstFrame.message === first.text,
+      `bob got alice's message as the site stored it: ${JSON.stringify(firstFrame)}`);
+    const unread = firstFrame.unread;
+    check(unread && unread.thread >= 1 && unread.total >= unread.thread, `bob's copy carries his unread counts: ${JSON.stringify(unread)}`);
+    const afterFirst = await siteEventsCounted(server);
+    check(afterFirst.accepted === start.accepted + 1 && afterFirst.duplicate === start.duplicate,
+      `bbrt accepted the signed event: ${JSON.stringify({ start, afterFirst })}`);
+    step(`a message alice posted to BuddyBoss's REST route reached bob (message ${first.id}, unread ${JSON.stringify(unread)}; bbrt_site_events_total{outcome="accepted"} +1)`);
+
+    await page.evaluate((threadId) => window.bbrtSocket.send(JSON.stringify({ type: "join_thread", threadId, requestId: "join" })), first.threadId);
+    const joined = await frameWith(page, { requestId: "join" });
+    check(joined.type === "joined" && joined.threadId === first.threadId, `bob joined the thread: ${JSON.stringify(joined)}`);
+    const second = await send(`again on the site ${Date.now()}`);
+    const secondFrame = await frameWith(page, { type: "message", id: second.id });
+    check(second.threadId === first.threadId && secondFrame.threadId === first.threadId && secondFrame.senderId === alice
+      && secondFrame.message === second.text, `the second message in the joined thread: ${JSON.stringify(secondFrame)}`);
+    check(secondFrame.unread && secondFrame.unread.thread === unread.thread + 1 && secondFrame.unread.total === unread.total + 1,
+      `bob's unread counts went up by one: ${JSON.stringify(secondFrame.unread)} after ${JSON.stringify(unread)}`);
+    step(`bob joined thread ${first.threadId}; alice's next message on the site reached him with unread ${JSON.stringify(secondFrame.unread)}`);
+
+    // The plugin's own request for the second message, replayed byte for byte: bbrt answers
+    // 200 (the site must not retry) and counts it a duplicate, and bob gets nothing more.
+    const sent = await eventSent((event) => event.type === "message.sent" && String(event.data.message_id) === second.id);
+    check(sent.length === 1 && sent[0].status === 200, `the plugin sent the event once and bbrt took it: ${JSON.stringify(sent.map((e) => e.status))}`);
+    check(/^v1=[0-9a-f]{64}$/.test(sent[0].headers["X-BBRT-Signature"]), "the plugin's request is signed");
+    const replay = await fetch(sent[0].url, { method: "POST", headers: sent[0].headers, body: sent[0].body });
+    check(replay.status === 200, `the replay answered ${replay.status}`);
+    const afterReplay = await siteEventsCounted(server);
+    check(afterReplay.accepted === start.accepted + 2 && afterReplay.duplicate === start.duplicate + 1,
+      `bbrt counted the replay a duplicate: ${JSON.stringify(afterReplay)}`);
+
+    const read = await onSite(users.bob, `/bbrt-test/v1/threads/${first.threadId}/read`, {});
+    check(read.status === 200 && read.body.changed === 1, `bob read the thread on the site: ${JSON.stringify(read)}`);
+    const readFrame = await frameWith(page, { type: "read", threadId: first.threadId });
+    check(readFrame.userId === bob && readFrame.unread && readFrame.unread.thread === 0
+      && readFrame.unread.total === unread.total + 1 - (unread.thread + 1),
+      `bob's read reached his socket with his unread counts: ${JSON.stringify(readFrame)}`);
+    // The read was reported after the replay, and bbrt keeps one connection's frames in
+    // order: had the replay delivered anything, it would be here by now.
+    const copies = await page.evaluate((id) => window.bbrtFrames.filter((f) => f.type === "message" && f.id === id).length, second.id);
+    check(copies === 1, `the replayed event delivered nothing more (${copies} copies)`);
+    const end = await siteEventsCounted(server);
+    check(end.accepted === start.accepted + 3 && end.duplicate === start.duplicate + 1, `three events accepted, one duplicate: ${JSON.stringify(end)}`);
+    step(`the replayed request counted a duplicate and delivered nothing twice; bob's read on the site reached him as read (unread ${JSON.stringify(readFrame.unread)})`);
+  } finally {
+    await context.close();
   }
 }
 
 const tests = [["the example page", examplePage]];
-if (process.env.BBRT_WP_URL) tests.push(["connection tickets from the WordPress plugin", tickets]);
+if (process.env.BBRT_WP_URL) {
+  tests.push(["connection tickets from the WordPress plugin", tickets]);
+  tests.push(["site events from the WordPress plugin reach a WebSocket client", siteEvents]);
+}
 
 const browser = await chromium.launch({
   executablePath: chromiumPath,
@@ -310,5 +480,6 @@ for (const [name, test] of tests) {
   }
 }
 await browser.close();
+if (siteServer) siteServer.child.kill("SIGTERM");
 console.log(`browser e2e: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

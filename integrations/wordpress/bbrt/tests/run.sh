@@ -84,23 +84,28 @@ phpunit --configuration phpunit.xml.dist "$@"
 
 # BBRT_TEST_SITE_CMD (scripts/test.sh's browser test): a command run next, against the same
 # site served by `php -S` as http://wp.localhost:PORT (browsers resolve *.localhost to
-# loopback), its plugin set up for a bbrt at http://127.0.0.1:PORT2 with a fresh ticket ring.
+# loopback), its plugin set up for a bbrt at http://127.0.0.1:PORT2 with a fresh ticket ring
+# and a fresh site-event ring (the plugin POSTs its events to PORT2's /site/events).
 # The command gets BBRT_WP_URL (the site's home), BBRT_WP_API (its REST root by 127.0.0.1,
-# for bbrt), BBRT_WP_BBRT_LISTEN (PORT2's address), BBRT_WP_TICKET_KEYS (the ring) and
-# BBRT_WP_FIXTURE (the users and their ids).
+# for bbrt), BBRT_WP_BBRT_LISTEN (PORT2's address), BBRT_WP_TICKET_KEYS and
+# BBRT_WP_EVENT_KEYS (the rings), BBRT_WP_FIXTURE (the users and their ids) and
+# BBRT_WP_EVENTS_SENT (where the site writes each event request it sent, one JSON a line).
 status=0
 if [ -n "${BBRT_TEST_SITE_CMD:-}" ]; then
   read -r wp_port bbrt_port < <(php -r '$a = stream_socket_server("tcp://127.0.0.1:0");
     $b = stream_socket_server("tcp://127.0.0.1:0");
     foreach (array($a, $b) as $s) { echo explode(":", stream_socket_get_name($s, false))[1], " "; } echo "\n";')
   keys="browser:$(php -r 'echo bin2hex(random_bytes(32));')"
+  event_keys="events:$(php -r 'echo bin2hex(random_bytes(32));')"
   BBRT_TEST_HOST="wp.localhost:$wp_port" BBRT_TEST_BBRT_URL="http://127.0.0.1:$bbrt_port" \
-    BBRT_TEST_TICKET_KEYS="$keys" PHP_CLI_SERVER_WORKERS=4 \
+    BBRT_TEST_TICKET_KEYS="$keys" BBRT_TEST_EVENT_KEYS="$event_keys" \
+    BBRT_TEST_EVENTS_SENT="$tmp/events-sent.jsonl" PHP_CLI_SERVER_WORKERS=4 \
     php -S "127.0.0.1:$wp_port" -t "$BBRT_TEST_WP" tests/router.php >>"$tmp/php-server.log" 2>&1 &
   site_pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$wp_port") 2>/dev/null && break; sleep 0.1; done
   BBRT_WP_URL="http://wp.localhost:$wp_port" BBRT_WP_API="http://127.0.0.1:$wp_port/?rest_route=" \
     BBRT_WP_BBRT_LISTEN="127.0.0.1:$bbrt_port" BBRT_WP_TICKET_KEYS="$keys" \
+    BBRT_WP_EVENT_KEYS="$event_keys" BBRT_WP_EVENTS_SENT="$tmp/events-sent.jsonl" \
     BBRT_WP_FIXTURE="$tmp/fixture.json" bash -c "$BBRT_TEST_SITE_CMD" || status=$?
 fi
 

@@ -37,5 +37,8 @@ define( 'NONCE_SALT', 'bbrt-tests' );
 if ( getenv( 'BBRT_TEST_BBRT_URL' ) ) {
 	define( 'BBRT_URL', getenv( 'BBRT_TEST_BBRT_URL' ) );
 	define( 'BBRT_TICKET_KEYS', (string) getenv( 'BBRT_TEST_TICKET_KEYS' ) );
+	define( 'BBRT_EVENT_KEYS', (string) getenv( 'BBRT_TEST_EVENT_KEYS' ) );
+	// WP_HTTP_BLOCK_EXTERNAL would refuse the plugin's event POSTs to that bbrt.
+	define( 'WP_ACCESSIBLE_HOSTS', (string) parse_url( getenv( 'BBRT_TEST_BBRT_URL' ), PHP_URL_HOST ) ); // phpcs:ignore Generic.PHP.ForbiddenFunctions.FoundWithAlternative -- WordPress is not loaded yet.
 }
 $table_prefix = 'wp_'; // phpcs:ignore WordPress.WP.GlobalVariablesOverride.Prohibited

@@ -99,3 +99,50 @@ add_action(
 		exit;
 	}
 );
+
+/*
+ * BBRT_TEST_EVENTS_SENT (run.sh, for the browser test's site): each site-event request the
+ * plugin sent, appended to that file as one JSON line (url, headers, body, status), so the
+ * test can replay the exact signed bytes to show bbrt takes a duplicate once.
+ */
+add_action(
+	'http_api_debug',
+	static function ( $response, $context, $transport, $args, $url ) {
+		$file = (string) getenv( 'BBRT_TEST_EVENTS_SENT' );
+		if ( '' === $file || '/site/events' !== (string) wp_parse_url( $url, PHP_URL_PATH ) ) {
+			return;
+		}
+		$line = array(
+			'url'     => $url,
+			'headers' => $args['headers'],
+			'body'    => $args['body'],
+			'status'  => is_wp_error( $response ) ? 0 : (int) wp_remote_retrieve_response_code( $response ),
+		);
+		file_put_contents( $file, wp_json_encode( $line, JSON_UNESCAPED_SLASHES ) . "\n", FILE_APPEND | LOCK_EX ); // phpcs:ignore WordPress.WP.AlternativeFunctions.file_system_operations_file_put_contents
+	},
+	10,
+	5
+);
+
+/*
+ * POST bbrt-test/v1/threads/<id>/read: the logged-in member reads a thread on the site (as
+ * BuddyBoss's thread view does, through messages_mark_thread_read()), not through bbrt.
+ */
+add_action(
+	'rest_api_init',
+	static function () {
+		register_rest_route(
+			'bbrt-test/v1',
+			'/threads/(?P<id>[\d]+)/read',
+			array(
+				'methods'             => 'POST',
+				'permission_callback' => static function ( $request ) {
+					return is_user_logged_in() && messages_check_thread_access( (int) $request['id'] );
+				},
+				'callback'            => static function ( $request ) {
+					return array( 'changed' => (int) messages_mark_thread_read( (int) $request['id'] ) );
+				},
+			)
+		);
+	}
+);

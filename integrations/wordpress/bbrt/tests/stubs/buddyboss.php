@@ -104,6 +104,25 @@ function messages_check_thread_access( $thread_id, $user_id = 0 ) {
 }
 
 /**
+ * messages_mark_thread_read() (BP_Messages_Thread::mark_as_read): zeroes the member's unread
+ * count in the thread and, only when there was one, fires `messages_thread_mark_as_read`.
+ *
+ * @param int $thread_id A thread.
+ * @param int $user_id   A user; 0 means the logged-in user.
+ * @return int|false The rows changed.
+ */
+function messages_mark_thread_read( $thread_id, $user_id = 0 ) {
+	global $wpdb;
+	$user_id = $user_id ? $user_id : bp_loggedin_user_id();
+	$t       = buddypress()->messages;
+	$changed = $wpdb->query( $wpdb->prepare( "UPDATE {$t->table_name_recipients} SET unread_count = 0 WHERE thread_id = %d AND user_id = %d AND unread_count > 0", $thread_id, $user_id ) );
+	if ( $changed ) {
+		do_action( 'messages_thread_mark_as_read', $thread_id, $user_id, $changed );
+	}
+	return $changed;
+}
+
+/**
  * Message meta.
  *
  * @param int    $message_id A message.
