@@ -333,11 +333,16 @@ function connectInPage({ url, userId }) {
 
 /** The first frame of the page's socket with all of `fields`, waited for (15 s at most). */
 async function frameWith(page, fields) {
-  const handle = await page.waitForFunction(
-    (want) => window.bbrtFrames.find((f) => Object.entries(want).every(([k, v]) => JSON.stringify(f[k]) === JSON.stringify(v))),
-    fields,
-  );
-  return handle.jsonValue();
+  try {
+    const handle = await page.waitForFunction(
+      (want) => window.bbrtFrames.find((f) => Object.entries(want).every(([k, v]) => JSON.stringify(f[k]) === JSON.stringify(v))),
+      fields,
+    );
+    return await handle.jsonValue();
+  } catch (e) {
+    const seen = await page.evaluate(() => window.bbrtFrames).catch(() => "unknown");
+    throw new Error(`no frame with ${JSON.stringify(fields)} (${e.message}); received: ${JSON.stringify(seen)}`);
+  }
 }
 
 async function siteEventsCounted(server) {
@@ -446,6 +451,13 @@ async function siteEvents(browser) {
     const end = await siteEventsCounted(server);
     check(end.accepted === start.accepted + 3 && end.duplicate === start.duplicate + 1, `three events accepted, one duplicate: ${JSON.stringify(end)}`);
     step(`the replayed request counted a duplicate and delivered nothing twice; bob's read on the site reached him as read (unread ${JSON.stringify(readFrame.unread)})`);
+
+    check(server.log().includes('site events accepted kids=["events"]'), "bbrt's log is read");
+    const secret = process.env.BBRT_WP_EVENT_KEYS.split(":")[1];
+    for (const hidden of [secret, sent[0].headers["X-BBRT-Signature"].slice(3)]) {
+      check(!server.log().includes(hidden), "neither the event key nor a signature is in bbrt's log");
+    }
+    step("bbrt's log (debug) holds neither the event key nor a signature");
   } finally {
     await context.close();
   }
