@@ -31,7 +31,7 @@ fi
 # The WordPress plugin's PHP suite (installs Debian's php-cli, php-mysql, wordpress,
 # phpunit, php-codesniffer and starts MariaDB when missing; BBRT_SKIP_PHP=1 skips it). The
 # browser tests run inside it, against its WordPress (the example page, and connection
-# tickets from the plugin); without it, the example page alone.
+# tickets and site events from the plugin); without it, the example page alone.
 if [ "${BBRT_SKIP_PHP:-0}" != 1 ]; then
   BBRT_TEST_SITE_CMD="$browser_test" integrations/wordpress/bbrt/tests/run.sh
 elif [ -n "$browser_test" ]; then
