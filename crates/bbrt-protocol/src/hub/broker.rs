@@ -454,7 +454,7 @@ impl Hub {
     }
 
     fn heard_node_id_conflict(&mut self, now: Instant, instance: InstanceId) {
-        self.stats.node_id_conflict_publications += 1;
+        self.fx.stats.node_id_conflict_publications += 1;
         match &mut self.node_id_conflict {
             Some(c) if c.instance == instance => c.last_seen = now,
             other => {

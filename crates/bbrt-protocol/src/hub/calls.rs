@@ -460,7 +460,7 @@ impl Hub {
         };
         self.start_ringing(snapshot.clone());
         self.publish(BrokerEvent::CallRing(snapshot));
-        self.timers.set(
+        self.fx.timers.set(
             TimerKey::CallRing(call.clone()),
             now + self.config.ring_timeout,
         );
@@ -866,7 +866,7 @@ impl Hub {
         }) else {
             return;
         };
-        self.timers.cancel(&TimerKey::CallRing(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallRing(id.clone()));
         let ended = CallEnded {
             call_id: id.clone(),
             thread_id: snapshot.thread.clone(),
@@ -898,7 +898,7 @@ impl Hub {
             resumed
         });
         if resumed == Some(true) {
-            self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+            self.fx.timers.cancel(&TimerKey::CallGrace(id.clone()));
         }
     }
 
@@ -918,8 +918,8 @@ impl Hub {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
-        self.timers.cancel(&TimerKey::CallRing(id.clone()));
-        self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallRing(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallGrace(id.clone()));
         let mut conns: Vec<ConnId> = call.ringing.iter().copied().collect();
         conns.extend(self.local_conn(&call.snapshot.caller_device));
         conns.extend(call.callee_device.as_ref().and_then(|d| self.local_conn(d)));
@@ -975,7 +975,7 @@ impl Hub {
             }
         }
         for (id, user) in orphaned {
-            self.timers
+            self.fx.timers
                 .set(TimerKey::CallGrace(id.clone()), now + grace);
             self.publish(BrokerEvent::CallOrphaned { call: id, user });
         }
@@ -1020,7 +1020,7 @@ impl Hub {
         // The caller's node owns the ring timeout; this later one only cleans up a replica
         // whose end never arrived.
         let backstop = self.config.ring_timeout + self.config.call_grace;
-        self.timers
+        self.fx.timers
             .set(TimerKey::CallRing(incoming.clone()), now + backstop);
         self.start_ringing(snapshot);
         if let Some(ours) = glare {

@@ -200,9 +200,9 @@ impl Hub {
         retry.conns.insert(conn);
         let (in_flight, attempt) = (retry.in_flight, retry.attempt);
         let key = TimerKey::VerifyRetry(credential);
-        if !in_flight && !self.timers.is_set(&key) {
+        if !in_flight && !self.fx.timers.is_set(&key) {
             let delay = self.verify_retry_delay(credential, attempt);
-            self.timers.set(key, now + delay);
+            self.fx.timers.set(key, now + delay);
         }
     }
 
@@ -215,7 +215,7 @@ impl Hub {
         });
         if empty {
             self.verify_retries.remove(&credential);
-            self.timers.cancel(&TimerKey::VerifyRetry(credential));
+            self.fx.timers.cancel(&TimerKey::VerifyRetry(credential));
         }
     }
 
@@ -253,8 +253,8 @@ impl Hub {
         for credential in waiting {
             let key = TimerKey::VerifyRetry(credential);
             let at = now + self.verify_retry_delay(credential, 0);
-            if self.timers.at(&key).is_none_or(|current| at < current) {
-                self.timers.set(key, at);
+            if self.fx.timers.at(&key).is_none_or(|current| at < current) {
+                self.fx.timers.set(key, at);
             }
         }
     }
@@ -312,7 +312,7 @@ impl Hub {
                     retry.attempt = retry.attempt.saturating_add(1);
                     self.verify_retry_delay(credential, retry.attempt)
                 };
-                self.timers
+                self.fx.timers
                     .set(TimerKey::VerifyRetry(credential), now + delay);
                 self.verify_retries.insert(credential, retry);
             }
@@ -389,7 +389,7 @@ impl Hub {
         let new = state.conns.is_empty();
         state.conns.insert(conn);
         if new {
-            self.timers.set(TimerKey::Reverify(credential), now + ttl);
+            self.fx.timers.set(TimerKey::Reverify(credential), now + ttl);
         }
     }
 
@@ -401,7 +401,7 @@ impl Hub {
         });
         if unused {
             self.credentials.remove(&credential);
-            self.timers.cancel(&TimerKey::Reverify(credential));
+            self.fx.timers.cancel(&TimerKey::Reverify(credential));
         }
     }
 
@@ -418,7 +418,7 @@ impl Hub {
             || c.rejected.contains(&credential)
             || c.queue.iter().any(|q| q.credential == Some(credential));
         if !in_use && c.held.remove(&credential) {
-            self.outputs
+            self.fx.outputs
                 .push_back(Output::ReleaseCredential { conn, credential });
         }
     }
@@ -460,7 +460,7 @@ impl Hub {
         let expected = state.user.clone();
         match result {
             Ok(user) if user.id == expected => {
-                self.timers.set(
+                self.fx.timers.set(
                     TimerKey::Reverify(credential),
                     now + self.config.credential_ttl,
                 );
@@ -470,7 +470,7 @@ impl Hub {
             Err(_) => {
                 // The site is down or confused: keep the connections and ask again soon.
                 let retry = self.config.credential_ttl / 10;
-                self.timers.set(TimerKey::Reverify(credential), now + retry);
+                self.fx.timers.set(TimerKey::Reverify(credential), now + retry);
             }
         }
     }
@@ -480,7 +480,7 @@ impl Hub {
         let Some(state) = self.credentials.remove(&credential) else {
             return;
         };
-        self.timers.cancel(&TimerKey::Reverify(credential));
+        self.fx.timers.cancel(&TimerKey::Reverify(credential));
         for conn in state.conns {
             self.close_with(now, conn, CloseCode::CredentialRejected);
         }

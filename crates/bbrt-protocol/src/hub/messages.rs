@@ -452,7 +452,7 @@ impl Hub {
         self.sends
             .done
             .insert(key.clone(), (receipt.clone(), fingerprint));
-        self.timers.set(
+        self.fx.timers.set(
             TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()),
             now + self.config.idempotency_ttl,
         );

@@ -105,6 +105,7 @@
 mod broker;
 mod calls;
 mod config;
+mod effects;
 mod identity;
 mod input;
 mod messages;
@@ -127,12 +128,13 @@ pub use self::broker::{
 };
 use self::calls::{CallAction, CallFrame, Calls};
 pub use self::config::{HubConfig, PresenceScope};
+use self::effects::Effects;
 pub use self::input::Input;
 use self::messages::Sends;
 pub use self::output::Output;
 pub use self::stats::HubStats;
 pub use self::timer::TimeoutReason;
-use self::timer::{TimerKey, TimerTable};
+use self::timer::TimerKey;
 use self::typing::Typing;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
@@ -277,15 +279,15 @@ pub struct Hub {
     sends: Sends,
     typing: Typing,
     calls: Calls,
-    timers: TimerTable,
-    outputs: VecDeque<Output>,
-    stats: HubStats,
+    /// Outputs, timers and counters: the sink every subsystem writes to.
+    fx: Effects,
 }
 
 impl Hub {
     /// A Hub with no connections.
     pub fn new(config: HubConfig) -> Self {
         let calls = Calls::new(config.node_id.clone());
+        let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
         Self {
             config,
             conns: HashMap::new(),
@@ -311,9 +313,7 @@ impl Hub {
             sends: Sends::default(),
             typing: Typing::default(),
             calls,
-            timers: TimerTable::default(),
-            outputs: VecDeque::new(),
-            stats: HubStats::default(),
+            fx,
         }
     }
 
@@ -349,7 +349,7 @@ impl Hub {
 
     /// Fires every timer due at `now`. Calling it early is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(key) = self.timers.pop_due(now) {
+        while let Some(key) = self.fx.timers.pop_due(now) {
             match key {
                 TimerKey::TypingExpiry(user, thread) => self.typing_expired(user, thread),
                 TimerKey::CallRing(call) => self.call_ring_timeout(&call),
@@ -365,19 +365,19 @@ impl Hub {
     /// The next thing for the driver to do, if any.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.fx.outputs.pop_front()
     }
 
     /// When [`Hub::handle_timeout`] must be called next, if ever. Changes only after a
     /// `handle*` call.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        self.fx.timers.next()
     }
 
     /// Why [`Hub::poll_timeout`] is what it is (for debugging).
     pub fn next_timeout_reason(&self) -> Option<TimeoutReason> {
-        self.timers.next_key().map(TimerKey::reason)
+        self.fx.timers.next_key().map(TimerKey::reason)
     }
 
     /// Whether `user` has a verified connection on any node.
@@ -402,7 +402,7 @@ impl Hub {
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
-            ..self.stats.clone()
+            ..self.fx.stats.clone()
         }
     }
 
@@ -470,7 +470,7 @@ impl Hub {
                 None
             };
             let Some(&victim) = victim else { break };
-            self.stats.anonymous_evicted += 1;
+            self.fx.stats.anonymous_evicted += 1;
             self.close_with(now, victim, CloseCode::AnonymousEvicted);
         }
     }
@@ -494,7 +494,7 @@ impl Hub {
     fn close_with(&mut self, now: Instant, conn: ConnId, code: CloseCode) {
         if self.conns.contains_key(&conn) {
             self.forget_conn(now, conn);
-            self.outputs.push_back(Output::Close { conn, code });
+            self.fx.outputs.push_back(Output::Close { conn, code });
         }
     }
 
@@ -587,7 +587,7 @@ impl Hub {
             return true;
         }
         c.violations += 1;
-        self.stats.rate_limited += 1;
+        self.fx.stats.rate_limited += 1;
         if c.violations > close_after {
             self.close_with(now, conn, CloseCode::RateLimited);
         } else {
@@ -950,7 +950,7 @@ impl Hub {
     fn api(&mut self, request: ApiRequest, pending: PendingApi) -> ApiRequestId {
         let id = self.next_api_id();
         self.api_pending.insert(id, pending);
-        self.outputs.push_back(Output::Api { id, request });
+        self.fx.outputs.push_back(Output::Api { id, request });
         id
     }
 
@@ -958,30 +958,17 @@ impl Hub {
         self.next_coord += 1;
         let id = CoordRequestId(self.next_coord);
         self.coord_pending.insert(id, pending);
-        self.outputs.push_back(Output::Coord { id, request });
+        self.fx.outputs.push_back(Output::Coord { id, request });
     }
 
     fn publish(&mut self, event: BrokerEvent) {
-        if !self.config.cluster {
-            return;
-        }
-        self.outputs.push_back(Output::Publish(BrokerMessage {
-            origin: self.config.node_id.clone(),
-            instance: self.config.instance.clone(),
-            event,
-        }));
+        self.fx.publish(event);
     }
 
     /// Sends an encoded frame to `conns` (sorted, deduplicated, live only).
     fn deliver(&mut self, mut conns: Vec<ConnId>, frame: Bytes) {
         conns.retain(|c| self.conns.contains_key(c));
-        conns.sort_unstable();
-        conns.dedup();
-        if conns.is_empty() {
-            return;
-        }
-        self.stats.deliveries += conns.len() as u64;
-        self.outputs.push_back(Output::Send { conns, frame });
+        self.fx.send(conns, frame);
     }
 
     fn send_one(&mut self, conn: ConnId, message: &ServerMessage) {

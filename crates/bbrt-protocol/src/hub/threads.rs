@@ -64,8 +64,8 @@ impl Hub {
 
     /// Makes sure a cache sweep runs by `at` (or sooner, if one is already due).
     fn schedule_cache_sweep(&mut self, at: Instant) {
-        if !self.timers.is_set(&TimerKey::CacheSweep) {
-            self.timers.set(TimerKey::CacheSweep, at);
+        if !self.fx.timers.is_set(&TimerKey::CacheSweep) {
+            self.fx.timers.set(TimerKey::CacheSweep, at);
         }
     }
 
@@ -111,7 +111,7 @@ impl Hub {
             .min();
         if let Some(next) = next {
             let soonest = now + (ttl / 4).max(CACHE_SWEEP_MIN_INTERVAL);
-            self.timers.set(TimerKey::CacheSweep, next.max(soonest));
+            self.fx.timers.set(TimerKey::CacheSweep, next.max(soonest));
         }
     }
 

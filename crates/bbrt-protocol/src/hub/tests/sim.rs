@@ -1204,7 +1204,7 @@ impl Hub {
         check("sends", self.sends.is_empty(), &self.sends);
         check("typing", self.typing.is_empty(), &self.typing);
         check("calls", self.calls.is_empty(), &self.calls);
-        check("timers", self.timers.len() == 0, &self.timers);
+        check("timers", self.fx.timers.len() == 0, &self.fx.timers);
         check("threads", self.threads.is_empty(), &self.threads);
         check(
             "user_threads",
@@ -1212,7 +1212,7 @@ impl Hub {
             &self.user_threads,
         );
         check("denied", self.denied.is_empty(), &self.denied);
-        check("outputs", self.outputs.is_empty(), &self.outputs);
+        check("outputs", self.fx.outputs.is_empty(), &self.fx.outputs);
         left
     }
 }
