@@ -368,11 +368,7 @@ impl Hub {
             Some(true) => return Some(frame),
             Some(false) => {}
         }
-        if !self
-            .threads
-            .get(&thread)
-            .is_some_and(|t| t.participants.contains(&peer))
-        {
+        if !self.threads.has_participant(&thread, &peer) {
             self.error(
                 conn,
                 ErrorCode::Forbidden,
@@ -975,7 +971,8 @@ impl Hub {
             }
         }
         for (id, user) in orphaned {
-            self.fx.timers
+            self.fx
+                .timers
                 .set(TimerKey::CallGrace(id.clone()), now + grace);
             self.publish(BrokerEvent::CallOrphaned { call: id, user });
         }
@@ -1020,7 +1017,8 @@ impl Hub {
         // The caller's node owns the ring timeout; this later one only cleans up a replica
         // whose end never arrived.
         let backstop = self.config.ring_timeout + self.config.call_grace;
-        self.fx.timers
+        self.fx
+            .timers
             .set(TimerKey::CallRing(incoming.clone()), now + backstop);
         self.start_ringing(snapshot);
         if let Some(ours) = glare {

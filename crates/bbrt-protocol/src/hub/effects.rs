@@ -84,7 +84,10 @@ mod tests {
     fn a_send_is_sorted_deduplicated_and_counted() {
         let (node, instance) = ids();
         let mut fx = Effects::new(false, &node, &instance);
-        fx.send(vec![ConnId(3), ConnId(1), ConnId(3)], Bytes::from_static(b"x"));
+        fx.send(
+            vec![ConnId(3), ConnId(1), ConnId(3)],
+            Bytes::from_static(b"x"),
+        );
         fx.send(Vec::new(), Bytes::from_static(b"y"));
         assert_eq!(fx.stats.deliveries, 2);
         assert_eq!(fx.outputs.len(), 1, "an empty audience sends nothing");

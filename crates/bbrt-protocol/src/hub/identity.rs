@@ -312,7 +312,8 @@ impl Hub {
                     retry.attempt = retry.attempt.saturating_add(1);
                     self.verify_retry_delay(credential, retry.attempt)
                 };
-                self.fx.timers
+                self.fx
+                    .timers
                     .set(TimerKey::VerifyRetry(credential), now + delay);
                 self.verify_retries.insert(credential, retry);
             }
@@ -389,7 +390,9 @@ impl Hub {
         let new = state.conns.is_empty();
         state.conns.insert(conn);
         if new {
-            self.fx.timers.set(TimerKey::Reverify(credential), now + ttl);
+            self.fx
+                .timers
+                .set(TimerKey::Reverify(credential), now + ttl);
         }
     }
 
@@ -418,7 +421,8 @@ impl Hub {
             || c.rejected.contains(&credential)
             || c.queue.iter().any(|q| q.credential == Some(credential));
         if !in_use && c.held.remove(&credential) {
-            self.fx.outputs
+            self.fx
+                .outputs
                 .push_back(Output::ReleaseCredential { conn, credential });
         }
     }
@@ -470,7 +474,9 @@ impl Hub {
             Err(_) => {
                 // The site is down or confused: keep the connections and ask again soon.
                 let retry = self.config.credential_ttl / 10;
-                self.fx.timers.set(TimerKey::Reverify(credential), now + retry);
+                self.fx
+                    .timers
+                    .set(TimerKey::Reverify(credential), now + retry);
             }
         }
     }

@@ -347,9 +347,7 @@ impl Hub {
                     SiteErrorKind::Forbidden => {
                         if let Some(thread) = &send.thread {
                             self.deny(now, key.user.clone(), thread.clone());
-                            if let Some(state) = self.threads.get_mut(thread) {
-                                state.fetched_at = None;
-                            }
+                            self.threads.mark_stale(thread);
                         }
                     }
                     _ => {}

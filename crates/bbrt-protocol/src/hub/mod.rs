@@ -133,6 +133,7 @@ pub use self::input::Input;
 use self::messages::Sends;
 pub use self::output::Output;
 pub use self::stats::HubStats;
+use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
 use self::timer::TimerKey;
 use self::typing::Typing;
@@ -142,9 +143,6 @@ use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
     RequestId, ServerMessage,
 };
-
-/// A participant fetch: the user asking, the thread, and whether it is an explicit join.
-type FetchKey = (UserId, ThreadId, bool);
 
 /// A frame waiting on its connection behind a site request.
 #[derive(Debug, Clone)]
@@ -193,16 +191,6 @@ struct LocalUser {
     invites: VecDeque<Instant>,
 }
 
-/// A thread's cached participants and this node's connections that joined it.
-#[derive(Debug, Default)]
-struct ThreadState {
-    participants: BTreeSet<UserId>,
-    /// When the participants were last confirmed by the site; `None` if never.
-    fetched_at: Option<Instant>,
-    last_message: Option<crate::ids::MessageId>,
-    joiners: BTreeSet<ConnId>,
-}
-
 /// A verified credential in use on this node.
 #[derive(Debug)]
 struct CredentialState {
@@ -245,9 +233,7 @@ pub struct Hub {
     config: HubConfig,
     conns: HashMap<ConnId, Conn>,
     users: HashMap<UserId, LocalUser>,
-    threads: HashMap<ThreadId, ThreadState>,
-    /// Reverse index of cached participants: the threads each user is known to be in.
-    user_threads: HashMap<UserId, BTreeSet<ThreadId>>,
+    threads: ThreadCache,
     /// Users online on other nodes, and which nodes.
     remote_online: HashMap<UserId, BTreeSet<NodeId>>,
     /// Nodes reported down: their late publications are ignored until they announce
@@ -262,16 +248,6 @@ pub struct Hub {
     anonymous: BTreeMap<u64, ConnId>,
     anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
     next_anonymous_seq: u64,
-    /// Participant fetches in flight (user, thread, explicit join), and the connections
-    /// waiting on them.
-    fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
-    /// The fetches each connection waits on, so its end leaves them without a scan of
-    /// every fetch (a map apart from `Conn`, so an idle connection pays nothing for it).
-    fetches_of: HashMap<ConnId, BTreeSet<FetchKey>>,
-    /// (user, thread) pairs the site said are not members, until when.
-    denied: HashMap<(UserId, ThreadId), Instant>,
-    /// `denied`'s size at which expired entries are swept next.
-    denied_sweep_at: usize,
     api_pending: HashMap<ApiRequestId, PendingApi>,
     coord_pending: HashMap<CoordRequestId, PendingCoord>,
     next_api: u64,
@@ -288,12 +264,12 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         let calls = Calls::new(config.node_id.clone());
         let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
+        let threads = ThreadCache::new(config.participants_ttl);
         Self {
             config,
             conns: HashMap::new(),
             users: HashMap::new(),
-            threads: HashMap::new(),
-            user_threads: HashMap::new(),
+            threads,
             remote_online: HashMap::new(),
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
@@ -302,10 +278,6 @@ impl Hub {
             anonymous: BTreeMap::new(),
             anonymous_by_ip: HashMap::new(),
             next_anonymous_seq: 0,
-            fetching: HashMap::new(),
-            fetches_of: HashMap::new(),
-            denied: HashMap::new(),
-            denied_sweep_at: threads::DENIED_SWEEP_MIN,
             api_pending: HashMap::new(),
             coord_pending: HashMap::new(),
             next_api: 0,
@@ -509,16 +481,7 @@ impl Hub {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        for thread in &c.joined {
-            if let Some(t) = self.threads.get_mut(thread) {
-                t.joiners.remove(&conn);
-            }
-        }
-        for key in self.fetches_of.remove(&conn).unwrap_or_default() {
-            if let Some(waiters) = self.fetching.get_mut(&key) {
-                waiters.remove(&conn);
-            }
-        }
+        self.threads.conn_gone(conn, &c.joined);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
             self.detach_credential(conn, credential);

@@ -78,15 +78,7 @@ impl Hub {
         let own = self.users.get(user).map(|u| &u.conns);
         let mut audience: Vec<ConnId> = match self.config.presence_scope {
             PresenceScope::All => self.conns.keys().copied().collect(),
-            PresenceScope::Threads => {
-                let mut set = BTreeSet::new();
-                for thread in self.user_threads.get(user).into_iter().flatten() {
-                    if let Some(state) = self.threads.get(thread) {
-                        set.extend(state.joiners.iter().copied());
-                    }
-                }
-                set.into_iter().collect()
-            }
+            PresenceScope::Threads => self.threads.joiners_near(user).into_iter().collect(),
         };
         if let Some(own) = own {
             audience.retain(|c| !own.contains(c));

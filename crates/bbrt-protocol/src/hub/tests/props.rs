@@ -578,10 +578,7 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             }
         }
         for thread in &c.joined {
-            let Some(t) = node.hub.threads.get(thread) else {
-                continue;
-            };
-            for p in &t.participants {
+            for p in &node.hub.threads.participants(thread) {
                 if Some(p) == c.user.as_ref() {
                     continue;
                 }

@@ -1189,8 +1189,6 @@ impl Hub {
             self.anonymous_by_ip.is_empty(),
             &self.anonymous_by_ip,
         );
-        check("fetching", self.fetching.is_empty(), &self.fetching);
-        check("fetches_of", self.fetches_of.is_empty(), &self.fetches_of);
         check(
             "api_pending",
             self.api_pending.is_empty(),
@@ -1206,12 +1204,6 @@ impl Hub {
         check("calls", self.calls.is_empty(), &self.calls);
         check("timers", self.fx.timers.len() == 0, &self.fx.timers);
         check("threads", self.threads.is_empty(), &self.threads);
-        check(
-            "user_threads",
-            self.user_threads.is_empty(),
-            &self.user_threads,
-        );
-        check("denied", self.denied.is_empty(), &self.denied);
         check("outputs", self.fx.outputs.is_empty(), &self.fx.outputs);
         left
     }
