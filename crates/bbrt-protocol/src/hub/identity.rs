@@ -7,11 +7,12 @@
 //! verified again with a jittered backoff, one request per credential however many
 //! connections wait on it; meanwhile their frames get a retryable error.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use super::effects::Effects;
 use super::timer::TimerKey;
-use super::{CredentialState, Hub, Output, PendingApi};
+use super::{Hub, HubConfig, Output, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{ConnId, CredentialId, UserId};
 use crate::wire::{CloseCode, ErrorCode};
@@ -38,9 +39,9 @@ pub(super) struct PendingVerify {
 /// without asking the site again).
 pub(super) const MAX_REJECTED: usize = 4;
 
-/// Upgrade credentials the site could not verify yet, and the connections waiting on one.
+/// An upgrade credential the site could not verify yet, and the connections waiting on it.
 #[derive(Debug, Default)]
-pub(super) struct VerifyRetry {
+struct VerifyRetry {
     conns: BTreeSet<ConnId>,
     /// Retries made so far (the backoff's exponent).
     attempt: u32,
@@ -48,6 +49,248 @@ pub(super) struct VerifyRetry {
     /// The site came back while this retry was in flight (asked while it was down): if it
     /// fails, try again within the first backoff rather than the next.
     soon: bool,
+}
+
+/// A verified credential in use on this node.
+#[derive(Debug)]
+struct CredentialState {
+    user: UserId,
+    conns: BTreeSet<ConnId>,
+    reverifying: bool,
+}
+
+/// What the site said when asked again about a credential in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Reverified {
+    /// It is `user`'s.
+    User(UserId),
+    /// It is no longer good.
+    Refused,
+    /// The site could not tell (down or confused).
+    Unknown,
+}
+
+/// The credentials in use on this node (with their connections, re-verified every TTL)
+/// and the upgrade credentials waiting for the site to come back.
+#[derive(Debug)]
+pub(super) struct Identity {
+    credential_ttl: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+    jitter_seed: u64,
+    credentials: HashMap<CredentialId, CredentialState>,
+    verify_retries: HashMap<CredentialId, VerifyRetry>,
+}
+
+impl Identity {
+    pub(super) fn new(config: &HubConfig) -> Self {
+        Self {
+            credential_ttl: config.credential_ttl,
+            retry_initial: config.verify_retry_initial,
+            retry_max: config.verify_retry_max,
+            jitter_seed: config.jitter_seed,
+            credentials: HashMap::new(),
+            verify_retries: HashMap::new(),
+        }
+    }
+
+    /// No credential in use and no retry waiting.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.credentials.is_empty() && self.verify_retries.is_empty()
+    }
+
+    /// Backoff with "equal jitter": half the exponential delay, plus up to as much again
+    /// drawn from the seed, the credential and the attempt.
+    fn retry_delay(&self, credential: CredentialId, attempt: u32) -> Duration {
+        let base = self
+            .retry_initial
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.retry_max);
+        let half = base / 2;
+        let mut x = self.jitter_seed
+            ^ credential.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ u64::from(attempt).rotate_left(32);
+        // splitmix64's finalizer: every input bit moves every output bit.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
+        half + half.mul_f64(fraction)
+    }
+
+    /// `conn` waits on the retry of `credential` if there is one (the site is known to be
+    /// unable to verify it); `false` if there is none.
+    fn wait_retry(&mut self, conn: ConnId, credential: CredentialId) -> bool {
+        let Some(retry) = self.verify_retries.get_mut(&credential) else {
+            return false;
+        };
+        retry.conns.insert(conn);
+        true
+    }
+
+    /// `conn` waits on a retry of `credential`, scheduled now if none is.
+    fn join_retry(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        credential: CredentialId,
+        fx: &mut Effects,
+    ) {
+        let retry = self.verify_retries.entry(credential).or_default();
+        retry.conns.insert(conn);
+        let (in_flight, attempt) = (retry.in_flight, retry.attempt);
+        let key = TimerKey::VerifyRetry(credential);
+        if !in_flight && !fx.timers.is_set(&key) {
+            let delay = self.retry_delay(credential, attempt);
+            fx.timers.set(key, now + delay);
+        }
+    }
+
+    /// `conn` no longer waits on `credential`; the retry ends with its last connection.
+    fn leave_retry(&mut self, conn: ConnId, credential: CredentialId, fx: &mut Effects) {
+        let empty = self.verify_retries.get_mut(&credential).is_some_and(|r| {
+            r.conns.remove(&conn);
+            r.conns.is_empty()
+        });
+        if empty {
+            self.verify_retries.remove(&credential);
+            fx.timers.cancel(&TimerKey::VerifyRetry(credential));
+        }
+    }
+
+    /// The site is back: bring every waiting retry forward to within the first backoff,
+    /// each at its own jittered instant.
+    fn site_reachable(&mut self, now: Instant, fx: &mut Effects) {
+        let mut waiting = Vec::new();
+        for (credential, retry) in &mut self.verify_retries {
+            if retry.in_flight {
+                retry.soon = true;
+            } else {
+                waiting.push(*credential);
+            }
+        }
+        for credential in waiting {
+            let key = TimerKey::VerifyRetry(credential);
+            let at = now + self.retry_delay(credential, 0);
+            if fx.timers.at(&key).is_none_or(|current| at < current) {
+                fx.timers.set(key, at);
+            }
+        }
+    }
+
+    /// The retry of `credential` is due: whether to ask the site (it still has waiters).
+    fn start_retry(&mut self, credential: CredentialId) -> bool {
+        let Some(retry) = self.verify_retries.get_mut(&credential) else {
+            return false;
+        };
+        retry.in_flight = true;
+        true
+    }
+
+    /// The site settled `credential` (verified or refused): the connections that waited.
+    fn end_retry(&mut self, credential: CredentialId) -> Option<BTreeSet<ConnId>> {
+        self.verify_retries.remove(&credential).map(|r| r.conns)
+    }
+
+    /// The site still could not verify `credential`: try again after the next backoff, or
+    /// the first one if the site came back meanwhile.
+    fn retry_failed(&mut self, now: Instant, credential: CredentialId, fx: &mut Effects) {
+        let Some(mut retry) = self.verify_retries.remove(&credential) else {
+            return;
+        };
+        retry.in_flight = false;
+        let delay = if std::mem::take(&mut retry.soon) {
+            self.retry_delay(credential, 0)
+        } else {
+            retry.attempt = retry.attempt.saturating_add(1);
+            self.retry_delay(credential, retry.attempt)
+        };
+        fx.timers
+            .set(TimerKey::VerifyRetry(credential), now + delay);
+        self.verify_retries.insert(credential, retry);
+    }
+
+    /// `conn` acts with `credential`, verified as `user`; the first connection of a
+    /// credential starts its re-verification clock.
+    fn attach(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        credential: CredentialId,
+        user: &UserId,
+        fx: &mut Effects,
+    ) {
+        let state = self
+            .credentials
+            .entry(credential)
+            .or_insert_with(|| CredentialState {
+                user: user.clone(),
+                conns: BTreeSet::new(),
+                reverifying: false,
+            });
+        let new = state.conns.is_empty();
+        state.conns.insert(conn);
+        if new {
+            fx.timers
+                .set(TimerKey::Reverify(credential), now + self.credential_ttl);
+        }
+    }
+
+    /// `conn` no longer acts with `credential`; the credential is forgotten with its last
+    /// connection.
+    fn detach(&mut self, conn: ConnId, credential: CredentialId, fx: &mut Effects) {
+        let unused = self.credentials.get_mut(&credential).is_some_and(|s| {
+            s.conns.remove(&conn);
+            s.conns.is_empty()
+        });
+        if unused {
+            self.credentials.remove(&credential);
+            fx.timers.cancel(&TimerKey::Reverify(credential));
+        }
+    }
+
+    /// The re-verification of `credential` is due: the user to ask the site about, unless
+    /// the credential is gone or already being asked about.
+    fn start_reverify(&mut self, credential: CredentialId) -> Option<UserId> {
+        let state = self.credentials.get_mut(&credential)?;
+        if state.reverifying {
+            return None;
+        }
+        state.reverifying = true;
+        Some(state.user.clone())
+    }
+
+    /// The site answered a re-verification; `true` if the credential must be revoked.
+    fn reverified(
+        &mut self,
+        now: Instant,
+        credential: CredentialId,
+        answer: Reverified,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(state) = self.credentials.get_mut(&credential) else {
+            return false;
+        };
+        state.reverifying = false;
+        let next = match answer {
+            Reverified::User(user) if user == state.user => self.credential_ttl,
+            Reverified::User(_) | Reverified::Refused => return true,
+            // Keep the connections and ask again soon.
+            Reverified::Unknown => self.credential_ttl / 10,
+        };
+        fx.timers.set(TimerKey::Reverify(credential), now + next);
+        false
+    }
+
+    /// Forgets `credential`: the connections that acted with it.
+    fn revoke(&mut self, credential: CredentialId, fx: &mut Effects) -> BTreeSet<ConnId> {
+        fx.timers.cancel(&TimerKey::Reverify(credential));
+        self.credentials
+            .remove(&credential)
+            .map(|s| s.conns)
+            .unwrap_or_default()
+    }
 }
 
 /// What a connection knows of a credential.
@@ -188,83 +431,33 @@ impl Hub {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.unverified_upgrade = Some(credential);
         }
-        if let Some(retry) = self.verify_retries.get_mut(&credential) {
-            retry.conns.insert(conn);
+        if self.identity.wait_retry(conn, credential) {
             return;
         }
         self.start_verify(conn, Some(credential), None, VerifyOrigin::Upgrade);
     }
 
     fn join_verify_retry(&mut self, now: Instant, conn: ConnId, credential: CredentialId) {
-        let retry = self.verify_retries.entry(credential).or_default();
-        retry.conns.insert(conn);
-        let (in_flight, attempt) = (retry.in_flight, retry.attempt);
-        let key = TimerKey::VerifyRetry(credential);
-        if !in_flight && !self.fx.timers.is_set(&key) {
-            let delay = self.verify_retry_delay(credential, attempt);
-            self.fx.timers.set(key, now + delay);
-        }
+        self.identity
+            .join_retry(now, conn, credential, &mut self.fx);
     }
 
     /// The connection no longer waits for `credential` (it closed, or was identified
     /// otherwise).
     pub(super) fn leave_verify_retry(&mut self, conn: ConnId, credential: CredentialId) {
-        let empty = self.verify_retries.get_mut(&credential).is_some_and(|r| {
-            r.conns.remove(&conn);
-            r.conns.is_empty()
-        });
-        if empty {
-            self.verify_retries.remove(&credential);
-            self.fx.timers.cancel(&TimerKey::VerifyRetry(credential));
-        }
+        self.identity.leave_retry(conn, credential, &mut self.fx);
     }
 
-    /// Backoff with "equal jitter": half the exponential delay, plus up to as much again
-    /// drawn from the seed, the credential and the attempt.
-    fn verify_retry_delay(&self, credential: CredentialId, attempt: u32) -> Duration {
-        let (initial, max) = (
-            self.config.verify_retry_initial,
-            self.config.verify_retry_max,
-        );
-        let base = initial.saturating_mul(1 << attempt.min(16)).min(max);
-        let half = base / 2;
-        let mut x = self.config.jitter_seed
-            ^ credential.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ u64::from(attempt).rotate_left(32);
-        // splitmix64's finalizer: every input bit moves every output bit.
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-        let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
-        half + half.mul_f64(fraction)
-    }
-
-    /// The site is back: bring every waiting retry forward to within the first backoff,
-    /// each at its own jittered instant.
+    /// The site is back: upgrade credentials waiting for it are tried again soon.
     pub(super) fn site_reachable(&mut self, now: Instant) {
-        let mut waiting = Vec::new();
-        for (credential, retry) in &mut self.verify_retries {
-            if retry.in_flight {
-                retry.soon = true;
-            } else {
-                waiting.push(*credential);
-            }
-        }
-        for credential in waiting {
-            let key = TimerKey::VerifyRetry(credential);
-            let at = now + self.verify_retry_delay(credential, 0);
-            if self.fx.timers.at(&key).is_none_or(|current| at < current) {
-                self.fx.timers.set(key, at);
-            }
-        }
+        self.identity.site_reachable(now, &mut self.fx);
     }
 
     /// Timer: verify again an upgrade credential the site could not verify.
     pub(super) fn retry_verify(&mut self, credential: CredentialId) {
-        let Some(retry) = self.verify_retries.get_mut(&credential) else {
+        if !self.identity.start_retry(credential) {
             return;
-        };
-        retry.in_flight = true;
+        }
         let request = ApiRequest::Verify {
             credential: Some(credential),
             claimed_user: None,
@@ -279,13 +472,20 @@ impl Hub {
         credential: CredentialId,
         result: Result<SiteUser, SiteError>,
     ) {
-        let Some(mut retry) = self.verify_retries.remove(&credential) else {
+        let settled = match &result {
+            Ok(_) => true,
+            Err(e) => e.kind == SiteErrorKind::Unauthenticated,
+        };
+        if !settled {
+            self.identity.retry_failed(now, credential, &mut self.fx);
+            return;
+        }
+        let Some(conns) = self.identity.end_retry(credential) else {
             return;
         };
-        retry.in_flight = false;
         match result {
             Ok(user) => {
-                for conn in retry.conns {
+                for conn in conns {
                     let Some(c) = self.conns.get_mut(&conn) else {
                         continue;
                     };
@@ -300,22 +500,10 @@ impl Hub {
                     }
                 }
             }
-            Err(e) if e.kind == SiteErrorKind::Unauthenticated => {
-                for conn in retry.conns {
+            Err(_) => {
+                for conn in conns {
                     self.close_with(now, conn, CloseCode::CredentialRejected);
                 }
-            }
-            Err(_) => {
-                let delay = if std::mem::take(&mut retry.soon) {
-                    self.verify_retry_delay(credential, 0)
-                } else {
-                    retry.attempt = retry.attempt.saturating_add(1);
-                    self.verify_retry_delay(credential, retry.attempt)
-                };
-                self.fx
-                    .timers
-                    .set(TimerKey::VerifyRetry(credential), now + delay);
-                self.verify_retries.insert(credential, retry);
             }
         }
     }
@@ -378,34 +566,13 @@ impl Hub {
             self.leave_verify_retry(conn, upgrade);
             self.release_if_unused(conn, Some(upgrade));
         }
-        let ttl = self.config.credential_ttl;
-        let state = self
-            .credentials
-            .entry(credential)
-            .or_insert_with(|| CredentialState {
-                user: user.clone(),
-                conns: Default::default(),
-                reverifying: false,
-            });
-        let new = state.conns.is_empty();
-        state.conns.insert(conn);
-        if new {
-            self.fx
-                .timers
-                .set(TimerKey::Reverify(credential), now + ttl);
-        }
+        self.identity
+            .attach(now, conn, credential, user, &mut self.fx);
     }
 
     /// `conn` no longer acts with `credential`: it is not closed when that one is refused.
     pub(super) fn detach_credential(&mut self, conn: ConnId, credential: CredentialId) {
-        let unused = self.credentials.get_mut(&credential).is_some_and(|s| {
-            s.conns.remove(&conn);
-            s.conns.is_empty()
-        });
-        if unused {
-            self.credentials.remove(&credential);
-            self.fx.timers.cancel(&TimerKey::Reverify(credential));
-        }
+        self.identity.detach(conn, credential, &mut self.fx);
     }
 
     /// Releases `credential` for `conn` unless the connection still needs it: as its
@@ -429,14 +596,10 @@ impl Hub {
 
     /// Timer: ask the site again about a credential in use.
     pub(super) fn reverify(&mut self, credential: CredentialId) {
-        let Some(state) = self.credentials.get_mut(&credential) else {
+        let Some(user) = self.identity.start_reverify(credential) else {
             return;
         };
-        if state.reverifying {
-            return;
-        }
-        state.reverifying = true;
-        let current_user = Some(state.user.clone());
+        let current_user = Some(user);
         let request = ApiRequest::Verify {
             credential: Some(credential),
             claimed_user: None,
@@ -457,38 +620,148 @@ impl Hub {
         credential: CredentialId,
         result: Result<SiteUser, SiteError>,
     ) {
-        let Some(state) = self.credentials.get_mut(&credential) else {
-            return;
+        let answer = match result {
+            Ok(user) => Reverified::User(user.id),
+            Err(e) if e.kind == SiteErrorKind::Unauthenticated => Reverified::Refused,
+            Err(_) => Reverified::Unknown,
         };
-        state.reverifying = false;
-        let expected = state.user.clone();
-        match result {
-            Ok(user) if user.id == expected => {
-                self.fx.timers.set(
-                    TimerKey::Reverify(credential),
-                    now + self.config.credential_ttl,
-                );
-            }
-            Ok(_) => self.revoke(now, credential),
-            Err(e) if e.kind == SiteErrorKind::Unauthenticated => self.revoke(now, credential),
-            Err(_) => {
-                // The site is down or confused: keep the connections and ask again soon.
-                let retry = self.config.credential_ttl / 10;
-                self.fx
-                    .timers
-                    .set(TimerKey::Reverify(credential), now + retry);
-            }
+        if self
+            .identity
+            .reverified(now, credential, answer, &mut self.fx)
+        {
+            self.revoke(now, credential);
         }
     }
 
     /// The site refuses `credential` now: close every connection that relies on it.
     pub(super) fn revoke(&mut self, now: Instant, credential: CredentialId) {
-        let Some(state) = self.credentials.remove(&credential) else {
-            return;
-        };
-        self.fx.timers.cancel(&TimerKey::Reverify(credential));
-        for conn in state.conns {
+        for conn in self.identity.revoke(credential, &mut self.fx) {
             self.close_with(now, conn, CloseCode::CredentialRejected);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{InstanceId, NodeId};
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    fn fx() -> Effects {
+        let node = NodeId::new("n1").expect("a valid id");
+        let instance = InstanceId::new("i1").expect("a valid id");
+        Effects::new(false, &node, &instance)
+    }
+
+    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn a_credential_is_reverified_from_its_first_connection_until_its_last() {
+        let config = HubConfig::default();
+        let (mut identity, mut fx) = (Identity::new(&config), fx());
+        let (alice, key, now) = (user("alice"), CredentialId(1), epoch());
+        let reverify = TimerKey::Reverify(key);
+        identity.attach(now, ConnId(1), key, &alice, &mut fx);
+        identity.attach(
+            now + Duration::from_secs(5),
+            ConnId(2),
+            key,
+            &alice,
+            &mut fx,
+        );
+        assert_eq!(fx.timers.at(&reverify), Some(now + config.credential_ttl));
+        assert_eq!(identity.start_reverify(key), Some(alice.clone()));
+        assert_eq!(identity.start_reverify(key), None, "one request at a time");
+        let later = now + config.credential_ttl;
+        let answer = Reverified::User(alice.clone());
+        assert!(!identity.reverified(later, key, answer, &mut fx));
+        assert_eq!(fx.timers.at(&reverify), Some(later + config.credential_ttl));
+        assert!(!identity.reverified(later, key, Reverified::Unknown, &mut fx));
+        assert_eq!(
+            fx.timers.at(&reverify),
+            Some(later + config.credential_ttl / 10)
+        );
+        identity.detach(ConnId(1), key, &mut fx);
+        assert!(fx.timers.is_set(&reverify), "still used by connection 2");
+        identity.detach(ConnId(2), key, &mut fx);
+        assert!(!fx.timers.is_set(&reverify));
+        assert!(identity.is_empty(), "nothing left: {identity:?}");
+    }
+
+    #[test]
+    fn another_user_or_a_refusal_revokes_every_connection() {
+        let (mut identity, mut fx) = (Identity::new(&HubConfig::default()), fx());
+        let (key, now) = (CredentialId(1), epoch());
+        identity.attach(now, ConnId(1), key, &user("alice"), &mut fx);
+        identity.attach(now, ConnId(2), key, &user("alice"), &mut fx);
+        assert!(identity.reverified(now, key, Reverified::User(user("bob")), &mut fx));
+        assert!(identity.reverified(now, key, Reverified::Refused, &mut fx));
+        assert_eq!(
+            identity.revoke(key, &mut fx),
+            BTreeSet::from([ConnId(1), ConnId(2)])
+        );
+        assert!(
+            !identity.reverified(now, key, Reverified::Refused, &mut fx),
+            "gone"
+        );
+        assert!(!fx.timers.is_set(&TimerKey::Reverify(key)));
+        assert!(identity.is_empty());
+    }
+
+    #[test]
+    fn a_retry_backs_off_with_jitter_within_its_bounds() {
+        let config = HubConfig::default();
+        let identity = Identity::new(&config);
+        for attempt in 0..20 {
+            let base = config
+                .verify_retry_initial
+                .saturating_mul(1 << attempt.min(16))
+                .min(config.verify_retry_max);
+            let delay = identity.retry_delay(CredentialId(7), attempt);
+            assert!(
+                delay >= base / 2 && delay <= base,
+                "{attempt}: {delay:?} of {base:?}"
+            );
+        }
+        assert_ne!(
+            identity.retry_delay(CredentialId(1), 3),
+            identity.retry_delay(CredentialId(2), 3),
+            "credentials retried after one outage spread out"
+        );
+    }
+
+    #[test]
+    fn a_retry_is_one_per_credential_and_ends_with_its_last_waiter() {
+        let config = HubConfig::default();
+        let (mut identity, mut fx) = (Identity::new(&config), fx());
+        let (key, now) = (CredentialId(1), epoch());
+        let timer = TimerKey::VerifyRetry(key);
+        assert!(!identity.wait_retry(ConnId(1), key), "no retry yet");
+        identity.join_retry(now, ConnId(1), key, &mut fx);
+        let first = fx.timers.at(&timer).expect("a retry is scheduled");
+        assert!(identity.wait_retry(ConnId(2), key));
+        assert!(identity.start_retry(key));
+        identity.site_reachable(now, &mut fx);
+        identity.retry_failed(now, key, &mut fx);
+        let soon = fx.timers.at(&timer).expect("rescheduled");
+        assert!(
+            soon <= now + config.verify_retry_initial,
+            "the site came back: soon"
+        );
+        assert!(first <= now + config.verify_retry_initial);
+        identity.leave_retry(ConnId(1), key, &mut fx);
+        assert_eq!(identity.end_retry(key), Some(BTreeSet::from([ConnId(2)])));
+        assert!(!identity.start_retry(key), "settled");
+        identity.join_retry(now, ConnId(3), key, &mut fx);
+        identity.leave_retry(ConnId(3), key, &mut fx);
+        assert!(!fx.timers.is_set(&timer), "no waiter, no retry");
+        assert!(identity.is_empty());
     }
 }

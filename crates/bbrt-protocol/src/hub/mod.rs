@@ -129,6 +129,7 @@ pub use self::broker::{
 use self::calls::{CallAction, CallFrame, Calls};
 pub use self::config::{HubConfig, PresenceScope};
 use self::effects::Effects;
+use self::identity::Identity;
 pub use self::input::Input;
 use self::messages::Sends;
 pub use self::output::Output;
@@ -191,14 +192,6 @@ struct LocalUser {
     invites: VecDeque<Instant>,
 }
 
-/// A verified credential in use on this node.
-#[derive(Debug)]
-struct CredentialState {
-    user: UserId,
-    conns: BTreeSet<ConnId>,
-    reverifying: bool,
-}
-
 /// What an in-flight site request was for.
 #[derive(Debug)]
 enum PendingApi {
@@ -241,9 +234,7 @@ pub struct Hub {
     down_nodes: BTreeSet<NodeId>,
     /// The latest other process heard publishing with this node's id.
     node_id_conflict: Option<NodeIdConflict>,
-    credentials: HashMap<CredentialId, CredentialState>,
-    /// Upgrade credentials waiting for the site to verify them, with their connections.
-    verify_retries: HashMap<CredentialId, identity::VerifyRetry>,
+    identity: Identity,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
     anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
@@ -265,6 +256,7 @@ impl Hub {
         let calls = Calls::new(config.node_id.clone());
         let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
         let threads = ThreadCache::new(config.participants_ttl);
+        let identity = Identity::new(&config);
         Self {
             config,
             conns: HashMap::new(),
@@ -273,8 +265,7 @@ impl Hub {
             remote_online: HashMap::new(),
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
-            credentials: HashMap::new(),
-            verify_retries: HashMap::new(),
+            identity,
             anonymous: BTreeMap::new(),
             anonymous_by_ip: HashMap::new(),
             next_anonymous_seq: 0,

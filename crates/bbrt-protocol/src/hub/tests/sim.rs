@@ -1178,11 +1178,7 @@ impl Hub {
             self.remote_online.is_empty(),
             &self.remote_online,
         );
-        check(
-            "credentials",
-            self.credentials.is_empty(),
-            &self.credentials,
-        );
+        check("identity", self.identity.is_empty(), &self.identity);
         check("anonymous", self.anonymous.is_empty(), &self.anonymous);
         check(
             "anonymous_by_ip",
