@@ -521,7 +521,7 @@ impl Hub {
 
     fn allow_invite(&mut self, now: Instant, user: &UserId) -> bool {
         let limit = self.config.invites_per_minute;
-        let Some(local) = self.users.get_mut(user) else {
+        let Some(local) = self.dir.local_mut(user) else {
             return false;
         };
         while local

@@ -309,7 +309,7 @@ impl Hub {
         conn: ConnId,
         credential: CredentialId,
     ) -> CredentialStatus {
-        match self.conns.get(&conn) {
+        match self.dir.get(conn) {
             Some(c) if c.credential == Some(credential) => CredentialStatus::Known,
             Some(c) if c.rejected.contains(&credential) => CredentialStatus::Rejected,
             _ => CredentialStatus::Unknown,
@@ -323,13 +323,13 @@ impl Hub {
         claimed: Option<UserId>,
         origin: VerifyOrigin,
     ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         if origin == VerifyOrigin::Upgrade {
             c.blocked = true;
         }
-        let current_user = c.user.clone();
+        let current_user = c.user().cloned();
         let request = ApiRequest::Verify {
             credential,
             claimed_user: claimed.clone(),
@@ -358,7 +358,7 @@ impl Hub {
             self.reverify_result(now, credential, result);
             return;
         };
-        if !self.conns.contains_key(&conn) {
+        if !self.dir.contains(conn) {
             return;
         }
         let user = match result {
@@ -366,7 +366,7 @@ impl Hub {
             Err(error) => {
                 if let (Some(credential), SiteErrorKind::Unauthenticated) =
                     (pending.credential, error.kind)
-                    && let Some(c) = self.conns.get_mut(&conn)
+                    && let Some(c) = self.dir.get_mut(conn)
                 {
                     c.rejected.push_back(credential);
                     let forgotten = (c.rejected.len() > MAX_REJECTED)
@@ -394,7 +394,7 @@ impl Hub {
                 return;
             }
         };
-        let current = self.conns.get(&conn).and_then(|c| c.user.clone());
+        let current = self.dir.user_of(conn).cloned();
         let mismatch = pending
             .claimed
             .as_ref()
@@ -417,7 +417,7 @@ impl Hub {
             self.attach_credential(now, conn, credential, &user);
         }
         if pending.origin == VerifyOrigin::Upgrade
-            && let Some(c) = self.conns.get_mut(&conn)
+            && let Some(c) = self.dir.get_mut(conn)
         {
             c.unverified_upgrade = None;
         }
@@ -428,7 +428,7 @@ impl Hub {
     /// unable to verify it (a retry is pending), the connection joins that retry instead
     /// of asking again.
     pub(super) fn verify_upgrade(&mut self, conn: ConnId, credential: CredentialId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
+        if let Some(c) = self.dir.get_mut(conn) {
             c.unverified_upgrade = Some(credential);
         }
         if self.identity.wait_retry(conn, credential) {
@@ -486,16 +486,16 @@ impl Hub {
         match result {
             Ok(user) => {
                 for conn in conns {
-                    let Some(c) = self.conns.get_mut(&conn) else {
+                    let Some(c) = self.dir.get_mut(conn) else {
                         continue;
                     };
                     c.unverified_upgrade = None;
                     // Identified meanwhile as someone else: this credential is not its own.
-                    if c.user.as_ref().is_some_and(|u| *u != user.id) {
+                    if c.user().is_some_and(|u| *u != user.id) {
                         self.release_if_unused(conn, Some(credential));
                         continue;
                     }
-                    if c.user.is_some() || self.identify(now, conn, &user.id) {
+                    if c.user().is_some() || self.identify(now, conn, &user.id) {
                         self.attach_credential(now, conn, credential, &user.id);
                     }
                 }
@@ -511,7 +511,7 @@ impl Hub {
     /// Makes `conn` a verified connection of `user`. Returns `false` if it was closed
     /// instead (too many connections for the user).
     fn identify(&mut self, now: Instant, conn: ConnId, user: &UserId) -> bool {
-        let count = self.users.get(user).map_or(0, |u| u.conns.len());
+        let count = self.dir.local(user).map_or(0, |u| u.conns.len());
         if count >= self.config.max_conns_per_user {
             let text = ErrorCode::TooManyConnections.message();
             // The answer to the frame that asked to identify, if one did: it goes out
@@ -521,16 +521,7 @@ impl Hub {
             self.close_with(now, conn, CloseCode::TooManyConnections);
             return false;
         }
-        self.leave_anonymous(conn);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.user = Some(user.clone());
-        }
-        let first = !self.users.contains_key(user);
-        self.users
-            .entry(user.clone())
-            .or_default()
-            .conns
-            .insert(conn);
+        let first = self.dir.identify(conn, user);
         if first {
             self.presence_changed(user, true, true);
         }
@@ -546,7 +537,7 @@ impl Hub {
         credential: CredentialId,
         user: &UserId,
     ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         let replaced = c.credential.replace(credential);
@@ -560,7 +551,7 @@ impl Hub {
         }
         // Identified by another credential: the upgrade's is not waited for any more.
         if let Some(upgrade) = upgrade {
-            if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(c) = self.dir.get_mut(conn) {
                 c.unverified_upgrade = None;
             }
             self.leave_verify_retry(conn, upgrade);
@@ -580,7 +571,7 @@ impl Hub {
     /// it again without asking the site.
     pub(super) fn release_if_unused(&mut self, conn: ConnId, credential: Option<CredentialId>) {
         let Some(credential) = credential else { return };
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         let in_use = c.credential == Some(credential)

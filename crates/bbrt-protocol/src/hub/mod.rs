@@ -105,6 +105,7 @@
 mod broker;
 mod calls;
 mod config;
+mod directory;
 mod effects;
 mod identity;
 mod input;
@@ -116,7 +117,7 @@ mod threads;
 mod timer;
 mod typing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -128,6 +129,7 @@ pub use self::broker::{
 };
 use self::calls::{CallAction, CallFrame, Calls};
 pub use self::config::{HubConfig, PresenceScope};
+use self::directory::Directory;
 use self::effects::Effects;
 use self::identity::Identity;
 pub use self::input::Input;
@@ -150,46 +152,6 @@ use crate::wire::{
 struct Queued {
     frame: ClientFrame,
     credential: Option<CredentialId>,
-}
-
-/// One local connection.
-#[derive(Debug)]
-struct Conn {
-    ip: IpAddr,
-    /// The verified user, once identified.
-    user: Option<UserId>,
-    /// The credential this connection acts with: the last one verified as `user` on it.
-    credential: Option<CredentialId>,
-    /// The upgrade's credential while the site could not verify it (it was down): frames
-    /// get a retryable error until a retry verifies it.
-    unverified_upgrade: Option<CredentialId>,
-    /// Every credential the driver gave for this connection and the Hub has not released.
-    held: BTreeSet<CredentialId>,
-    /// Credentials the site refused on this connection, newest last (at most
-    /// [`identity::MAX_REJECTED`]).
-    rejected: VecDeque<CredentialId>,
-    /// Position in the anonymous eviction order, while anonymous.
-    anonymous_seq: Option<u64>,
-    /// Threads this connection joined.
-    joined: BTreeSet<ThreadId>,
-    /// Set while a site request this connection's next frame depends on is in flight.
-    blocked: bool,
-    /// Whether the front of `queue` is the frame that blocked (not so for a credential
-    /// presented with the upgrade, which no frame waits on).
-    front_blocked: bool,
-    /// Frames waiting behind it; the front one is the frame that blocked.
-    queue: VecDeque<Queued>,
-    /// Frame-rate token bucket.
-    tokens: f64,
-    last_refill: Instant,
-    violations: u32,
-}
-
-/// A local user: their verified connections on this node.
-#[derive(Debug, Default)]
-struct LocalUser {
-    conns: BTreeSet<ConnId>,
-    invites: VecDeque<Instant>,
 }
 
 /// What an in-flight site request was for.
@@ -224,21 +186,15 @@ enum PendingCoord {
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
-    conns: HashMap<ConnId, Conn>,
-    users: HashMap<UserId, LocalUser>,
+    /// Connections and users, here and on the other nodes.
+    dir: Directory,
     threads: ThreadCache,
-    /// Users online on other nodes, and which nodes.
-    remote_online: HashMap<UserId, BTreeSet<NodeId>>,
     /// Nodes reported down: their late publications are ignored until they announce
     /// themselves again (a sync request or a presence snapshot).
     down_nodes: BTreeSet<NodeId>,
     /// The latest other process heard publishing with this node's id.
     node_id_conflict: Option<NodeIdConflict>,
     identity: Identity,
-    /// Anonymous connections in eviction order.
-    anonymous: BTreeMap<u64, ConnId>,
-    anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
-    next_anonymous_seq: u64,
     api_pending: HashMap<ApiRequestId, PendingApi>,
     coord_pending: HashMap<CoordRequestId, PendingCoord>,
     next_api: u64,
@@ -259,16 +215,11 @@ impl Hub {
         let identity = Identity::new(&config);
         Self {
             config,
-            conns: HashMap::new(),
-            users: HashMap::new(),
+            dir: Directory::default(),
             threads,
-            remote_online: HashMap::new(),
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
             identity,
-            anonymous: BTreeMap::new(),
-            anonymous_by_ip: HashMap::new(),
-            next_anonymous_seq: 0,
             api_pending: HashMap::new(),
             coord_pending: HashMap::new(),
             next_api: 0,
@@ -345,23 +296,22 @@ impl Hub {
 
     /// Whether `user` has a verified connection on any node.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.users.contains_key(user) || self.remote_online.contains_key(user)
+        self.dir.is_online(user)
     }
 
     /// Every user online on any node, ascending.
+    #[cfg(test)]
     pub(crate) fn online_users(&self) -> Vec<UserId> {
-        let mut all: BTreeSet<UserId> = self.users.keys().cloned().collect();
-        all.extend(self.remote_online.keys().cloned());
-        all.into_iter().collect()
+        self.dir.online_users()
     }
 
     /// Counters for metrics.
     pub fn stats(&self) -> HubStats {
         HubStats {
-            anonymous_connections: self.conns.values().filter(|c| c.user.is_none()).count(),
-            verified_connections: self.conns.values().filter(|c| c.user.is_some()).count(),
-            local_users_online: self.users.len(),
-            users_online: self.online_users().len(),
+            anonymous_connections: self.dir.anonymous_count(),
+            verified_connections: self.dir.verified_count(),
+            local_users_online: self.dir.local_user_count(),
+            users_online: self.dir.online_count(),
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
@@ -372,47 +322,25 @@ impl Hub {
     /// Whether `conn` is a live connection the Hub knows.
     #[cfg(test)]
     pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
-        self.conns.contains_key(&conn)
+        self.dir.contains(conn)
     }
 
     /// The user `conn` is verified as, if any.
     #[cfg(test)]
     pub(crate) fn user_of(&self, conn: ConnId) -> Option<&UserId> {
-        self.conns.get(&conn).and_then(|c| c.user.as_ref())
+        self.dir.user_of(conn)
     }
 
     // ----- connections -----
 
     fn open(&mut self, now: Instant, conn: ConnId, ip: IpAddr, credential: Option<CredentialId>) {
-        if self.conns.contains_key(&conn) {
+        let held = credential.into_iter().collect();
+        if !self.dir.open(now, conn, ip, held, self.config.frame_burst) {
             return;
         }
-        let seq = self.next_anonymous_seq;
-        self.next_anonymous_seq += 1;
-        self.conns.insert(
-            conn,
-            Conn {
-                ip,
-                user: None,
-                credential: None,
-                unverified_upgrade: None,
-                held: credential.into_iter().collect(),
-                rejected: VecDeque::new(),
-                anonymous_seq: Some(seq),
-                joined: BTreeSet::new(),
-                blocked: false,
-                front_blocked: false,
-                queue: VecDeque::new(),
-                tokens: self.config.frame_burst,
-                last_refill: now,
-                violations: 0,
-            },
-        );
-        self.anonymous.insert(seq, conn);
-        self.anonymous_by_ip.entry(ip).or_default().insert(seq);
         self.evict_anonymous(now, ip);
         if let Some(credential) = credential
-            && self.conns.contains_key(&conn)
+            && self.dir.contains(conn)
         {
             self.verify_upgrade(conn, credential);
         }
@@ -420,58 +348,35 @@ impl Hub {
 
     /// Evicts the oldest anonymous connections beyond the per-IP and total caps.
     fn evict_anonymous(&mut self, now: Instant, ip: IpAddr) {
-        loop {
-            let per_ip = self.anonymous_by_ip.get(&ip).map_or(0, BTreeSet::len);
-            let victim = if per_ip > self.config.max_anonymous_per_ip {
-                self.anonymous_by_ip
-                    .get(&ip)
-                    .and_then(|s| s.first())
-                    .and_then(|seq| self.anonymous.get(seq))
-            } else if self.anonymous.len() > self.config.max_anonymous_total {
-                self.anonymous.values().next()
-            } else {
-                None
-            };
-            let Some(&victim) = victim else { break };
+        let (per_ip, total) = (
+            self.config.max_anonymous_per_ip,
+            self.config.max_anonymous_total,
+        );
+        while let Some(victim) = self.dir.eviction_victim(ip, per_ip, total) {
             self.fx.stats.anonymous_evicted += 1;
             self.close_with(now, victim, CloseCode::AnonymousEvicted);
         }
     }
 
-    fn leave_anonymous(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if let Some(seq) = c.anonymous_seq.take() {
-            self.anonymous.remove(&seq);
-            if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
-                set.remove(&seq);
-                if set.is_empty() {
-                    self.anonymous_by_ip.remove(&c.ip);
-                }
-            }
-        }
-    }
-
     /// Closes `conn` from the Hub's side: forget it now, tell the driver to close.
     fn close_with(&mut self, now: Instant, conn: ConnId, code: CloseCode) {
-        if self.conns.contains_key(&conn) {
+        if self.dir.contains(conn) {
             self.forget_conn(now, conn);
             self.fx.outputs.push_back(Output::Close { conn, code });
         }
     }
 
     fn close(&mut self, now: Instant, conn: ConnId) {
-        if self.conns.contains_key(&conn) {
+        if self.dir.contains(conn) {
             self.forget_conn(now, conn);
         }
     }
 
     fn forget_conn(&mut self, now: Instant, conn: ConnId) {
-        self.leave_anonymous(conn);
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(departed) = self.dir.remove(conn) else {
             return;
         };
+        let c = departed.conn;
         self.threads.conn_gone(conn, &c.joined);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
@@ -480,17 +385,12 @@ impl Hub {
         if let Some(credential) = c.unverified_upgrade {
             self.leave_verify_retry(conn, credential);
         }
-        self.calls_conn_closed(now, conn, c.user.as_ref());
-        if let Some(user) = c.user {
-            let last = self.users.get_mut(&user).is_some_and(|u| {
-                u.conns.remove(&conn);
-                u.conns.is_empty()
-            });
-            if last {
-                self.users.remove(&user);
-                self.typing_user_gone(&user);
-                self.presence_changed(&user, false, true);
-            }
+        self.calls_conn_closed(now, conn, c.user());
+        if departed.last
+            && let Some(user) = c.user()
+        {
+            self.typing_user_gone(user);
+            self.presence_changed(user, false, true);
         }
     }
 
@@ -504,7 +404,7 @@ impl Hub {
         credential: Option<CredentialId>,
     ) {
         if let Some(credential) = credential
-            && let Some(c) = self.conns.get_mut(&conn)
+            && let Some(c) = self.dir.get_mut(conn)
         {
             c.held.insert(credential);
         }
@@ -529,7 +429,7 @@ impl Hub {
             self.config.frame_burst,
             self.config.close_after_violations,
         );
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return false;
         };
         let elapsed = now.saturating_duration_since(c.last_refill).as_secs_f64();
@@ -557,7 +457,7 @@ impl Hub {
 
     fn enqueue(&mut self, now: Instant, conn: ConnId, item: Queued) {
         let max = self.config.max_queued_per_conn;
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         if c.blocked {
@@ -583,7 +483,7 @@ impl Hub {
     /// Processes queued frames of `conn` until one blocks on the site or none is left.
     fn drain(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
+            let Some(c) = self.dir.get_mut(conn) else {
                 return;
             };
             if c.blocked {
@@ -595,7 +495,7 @@ impl Hub {
             let credential = item.credential;
             if let Some(blocked) = self.dispatch(now, conn, item) {
                 // The frame waits for a site answer: put it back in front.
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.dir.get_mut(conn) {
                     c.queue.push_front(blocked);
                     c.blocked = true;
                     c.front_blocked = true;
@@ -608,7 +508,7 @@ impl Hub {
 
     /// Unblocks `conn` and replays its queue.
     fn unblock(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
+        if let Some(c) = self.dir.get_mut(conn) {
             c.blocked = false;
             c.front_blocked = false;
         }
@@ -617,7 +517,7 @@ impl Hub {
 
     /// Unblocks `conn` after answering its blocked front frame with an error.
     fn fail_blocked(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: &str) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         c.blocked = false;
@@ -631,7 +531,7 @@ impl Hub {
 
     /// The `requestId` of the frame `conn` waits on, if a frame (not the upgrade) blocked.
     fn blocked_request_id(&self, conn: ConnId) -> Option<RequestId> {
-        let c = self.conns.get(&conn)?;
+        let c = self.dir.get(conn)?;
         if !c.front_blocked {
             return None;
         }
@@ -666,10 +566,10 @@ impl Hub {
             }
         }
         let request_id = item.frame.request_id.clone();
-        let user = self.conns.get(&conn).and_then(|c| c.user.clone());
+        let user = self.dir.user_of(conn).cloned();
         let unverified = self
-            .conns
-            .get(&conn)
+            .dir
+            .get(conn)
             .is_some_and(|c| c.unverified_upgrade.is_some());
         let Some(user) = user else {
             return match &item.frame.message {
@@ -921,7 +821,7 @@ impl Hub {
 
     /// Sends an encoded frame to `conns` (sorted, deduplicated, live only).
     fn deliver(&mut self, mut conns: Vec<ConnId>, frame: Bytes) {
-        conns.retain(|c| self.conns.contains_key(c));
+        conns.retain(|c| self.dir.contains(*c));
         self.fx.send(conns, frame);
     }
 
@@ -956,15 +856,9 @@ impl Hub {
         }
     }
 
-    /// Every live local connection of `users`, ascending.
+    /// Every live local connection of `users`, ascending per user.
     fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
-        let mut out = Vec::new();
-        for user in users {
-            if let Some(u) = self.users.get(user) {
-                out.extend(u.conns.iter().copied());
-            }
-        }
-        out
+        self.dir.conns_of(users)
     }
 }
 

@@ -402,10 +402,7 @@ impl Hub {
         join: bool,
     ) {
         let key = (user.clone(), thread.clone(), join);
-        if !self
-            .threads
-            .wait_fetch(key, conn, self.conns.contains_key(&conn))
-        {
+        if !self.threads.wait_fetch(key, conn, self.dir.contains(conn)) {
             return;
         }
         let credential = self.conn_credential(conn);
@@ -522,7 +519,7 @@ impl Hub {
     /// `user` stands (what `joined` would have said), or what they knew of `user` from an
     /// earlier shared thread may be stale.
     fn tell_joiners_of(&mut self, user: &UserId, joiners: &[ConnId]) {
-        let own = self.users.get(user).map(|u| &u.conns);
+        let own = self.dir.local(user).map(|u| &u.conns);
         let audience: Vec<ConnId> = joiners
             .iter()
             .copied()
@@ -545,14 +542,10 @@ impl Hub {
     /// `user` is no longer in `thread`: drop them from the cache and unjoin their
     /// connections, so nothing of the thread reaches them.
     fn forget_member(&mut self, thread: &ThreadId, user: &UserId) {
-        let conns: Vec<ConnId> = self
-            .users
-            .get(user)
-            .map(|u| u.conns.iter().copied().collect())
-            .unwrap_or_default();
+        let conns = self.dir.conns_of([user]);
         self.threads.forget_member(thread, user, &conns);
         for conn in conns {
-            if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(c) = self.dir.get_mut(conn) {
                 c.joined.remove(thread);
             }
         }
@@ -567,7 +560,7 @@ impl Hub {
         thread: ThreadId,
         request_id: Option<RequestId>,
     ) -> bool {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.dir.get(conn) else {
             return false;
         };
         if !c.joined.contains(&thread) && c.joined.len() >= self.config.max_threads_per_conn {
@@ -583,7 +576,7 @@ impl Hub {
             self.fetch_participants(conn, user, &thread, true);
             return true;
         }
-        if let Some(c) = self.conns.get_mut(&conn) {
+        if let Some(c) = self.dir.get_mut(conn) {
             c.joined.insert(thread.clone());
         }
         let (last_message_id, members) = self.threads.join(&thread, conn);
@@ -606,7 +599,7 @@ impl Hub {
 
     /// `leave_thread`: the connection stops hearing the thread's presence.
     pub(super) fn leave(&mut self, conn: ConnId, thread: &ThreadId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
+        if let Some(c) = self.dir.get_mut(conn) {
             c.joined.remove(thread);
         }
         self.threads.leave(thread, conn);
@@ -614,7 +607,7 @@ impl Hub {
 
     /// The credential `conn` acts with: the last one verified on it, if any.
     pub(super) fn conn_credential(&self, conn: ConnId) -> Option<crate::ids::CredentialId> {
-        self.conns.get(&conn).and_then(|c| c.credential)
+        self.dir.get(conn).and_then(|c| c.credential)
     }
 }
 

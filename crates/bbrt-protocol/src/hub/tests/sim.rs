@@ -1171,20 +1171,8 @@ impl Hub {
                 left.push(format!("{name}: {debug:?}"));
             }
         };
-        check("conns", self.conns.is_empty(), &self.conns);
-        check("users", self.users.is_empty(), &self.users);
-        check(
-            "remote_online",
-            self.remote_online.is_empty(),
-            &self.remote_online,
-        );
+        check("directory", self.dir.is_empty(), &self.dir);
         check("identity", self.identity.is_empty(), &self.identity);
-        check("anonymous", self.anonymous.is_empty(), &self.anonymous);
-        check(
-            "anonymous_by_ip",
-            self.anonymous_by_ip.is_empty(),
-            &self.anonymous_by_ip,
-        );
         check(
             "api_pending",
             self.api_pending.is_empty(),
