@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod devsite;
 pub mod hub;
 pub mod ids;
 pub mod secret;
