@@ -154,6 +154,17 @@ struct Queued {
     credential: Option<CredentialId>,
 }
 
+/// What the credential check leaves of a frame.
+#[derive(Debug)]
+enum Gate {
+    /// Go on with it.
+    Pass(Queued),
+    /// It was answered (an error).
+    Answered,
+    /// It waits for the site to verify its credential.
+    Waits(Queued),
+}
+
 /// What an in-flight site request was for.
 #[derive(Debug)]
 enum PendingApi {
@@ -541,64 +552,85 @@ impl Hub {
     /// Handles one frame. Returns it back if it must wait for the site (the Hub has
     /// already emitted the request).
     fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {
-        // Identity first: a new credential on this connection must be verified.
-        if let Some(credential) = item.credential {
-            match self.credential_status(conn, credential) {
-                identity::CredentialStatus::Known => {}
-                identity::CredentialStatus::Rejected => {
-                    let code = ErrorCode::Unauthenticated;
-                    self.error(conn, code, code.message(), item.frame.request_id);
-                    return None;
-                }
-                identity::CredentialStatus::Unknown => {
-                    let claimed = match &item.frame.message {
-                        ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
-                        _ => None,
-                    };
-                    self.start_verify(
-                        conn,
-                        Some(credential),
-                        claimed,
-                        identity::VerifyOrigin::Frame,
-                    );
-                    return Some(item);
-                }
+        let item = match self.credential_gate(conn, item) {
+            Gate::Pass(item) => item,
+            Gate::Answered => return None,
+            Gate::Waits(item) => return Some(item),
+        };
+        match self.dir.user_of(conn).cloned() {
+            Some(user) => self.dispatch_verified(now, conn, &user, item),
+            None => self.dispatch_anonymous(conn, item),
+        }
+    }
+
+    /// Identity first: a new credential on this connection must be verified.
+    fn credential_gate(&mut self, conn: ConnId, item: Queued) -> Gate {
+        let Some(credential) = item.credential else {
+            return Gate::Pass(item);
+        };
+        match self.credential_status(conn, credential) {
+            identity::CredentialStatus::Known => Gate::Pass(item),
+            identity::CredentialStatus::Rejected => {
+                let code = ErrorCode::Unauthenticated;
+                self.error(conn, code, code.message(), item.frame.request_id);
+                Gate::Answered
+            }
+            identity::CredentialStatus::Unknown => {
+                let claimed = match &item.frame.message {
+                    ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
+                    _ => None,
+                };
+                let origin = identity::VerifyOrigin::Frame;
+                self.start_verify(conn, Some(credential), claimed, origin);
+                Gate::Waits(item)
             }
         }
+    }
+
+    /// A frame of a connection not (yet) identified.
+    fn dispatch_anonymous(&mut self, conn: ConnId, item: Queued) -> Option<Queued> {
         let request_id = item.frame.request_id.clone();
-        let user = self.dir.user_of(conn).cloned();
         let unverified = self
             .dir
             .get(conn)
             .is_some_and(|c| c.unverified_upgrade.is_some());
-        let Some(user) = user else {
-            return match &item.frame.message {
-                ClientMessage::Ping(_) => {
-                    self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
-                    None
-                }
-                // Never silently anonymous: the upgrade's credential is verified as soon
-                // as the site answers again.
-                _ if unverified => {
-                    let code = ErrorCode::SiteUnavailable;
-                    self.error(conn, code, code.message(), request_id);
-                    None
-                }
-                ClientMessage::UserConnected(m) => {
-                    let claimed = Some(m.user_id.clone());
-                    self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
-                    Some(item)
-                }
-                _ => {
-                    let code = ErrorCode::Unauthenticated;
-                    self.error(conn, code, code.message(), request_id);
-                    None
-                }
-            };
-        };
+        match &item.frame.message {
+            ClientMessage::Ping(_) => {
+                self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                None
+            }
+            // Never silently anonymous: the upgrade's credential is verified as soon
+            // as the site answers again.
+            _ if unverified => {
+                let code = ErrorCode::SiteUnavailable;
+                self.error(conn, code, code.message(), request_id);
+                None
+            }
+            ClientMessage::UserConnected(m) => {
+                let claimed = Some(m.user_id.clone());
+                self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
+                Some(item)
+            }
+            _ => {
+                let code = ErrorCode::Unauthenticated;
+                self.error(conn, code, code.message(), request_id);
+                None
+            }
+        }
+    }
+
+    /// A frame of a connection verified as `user`.
+    fn dispatch_verified(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        item: Queued,
+    ) -> Option<Queued> {
+        let request_id = item.frame.request_id.clone();
         match item.frame.message {
             ClientMessage::UserConnected(ref m) => {
-                if m.user_id == user {
+                if m.user_id == *user {
                     self.ack_if_asked(conn, request_id, Ack::default());
                 } else {
                     let text = ErrorCode::IdentityMismatch.message();
@@ -612,76 +644,62 @@ impl Hub {
             }
             ClientMessage::JoinThread(ref m) => {
                 let thread = m.thread_id.clone();
-                self.join(now, conn, &user, thread, request_id)
+                self.join(now, conn, user, thread, request_id)
                     .then_some(item)
             }
             ClientMessage::LeaveThread(ref m) => {
                 self.leave(conn, &m.thread_id);
-                self.ack_if_asked(
-                    conn,
-                    request_id,
-                    Ack {
-                        thread_id: Some(m.thread_id.clone()),
-                        ..Ack::default()
-                    },
-                );
+                self.ack_thread(conn, request_id, m.thread_id.clone());
                 None
             }
             ClientMessage::SendMessage(m) => {
-                self.send_message(conn, &user, m, request_id);
+                self.send_message(conn, user, m, request_id);
                 None
             }
             ClientMessage::Typing(ref m) => {
                 let thread = m.thread_id.clone();
-                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
                     return Some(item);
                 }
-                self.typing(now, &user, &thread, m.typing.unwrap_or(true));
-                self.ack_if_asked(
-                    conn,
-                    request_id,
-                    Ack {
-                        thread_id: Some(thread),
-                        ..Ack::default()
-                    },
-                );
+                self.typing(now, user, &thread, m.typing.unwrap_or(true));
+                self.ack_thread(conn, request_id, thread);
                 None
             }
             ClientMessage::MarkRead(ref m) => {
                 let thread = m.thread_id.clone();
-                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
                     return Some(item);
                 }
-                self.mark_read(conn, &user, thread, request_id);
+                self.mark_read(conn, user, thread, request_id);
                 None
             }
             ClientMessage::CallInitiated(c) => {
                 let call = CallFrame::new(c, CallAction::Initiate);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::Offer(o) => {
                 let call = CallFrame::new(o.control(), CallAction::Offer(o.offer));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::Answer(a) => {
                 let call = CallFrame::new(a.control(), CallAction::Answer(a.answer));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::IceCandidate(i) => {
                 let call = CallFrame::new(i.control(), CallAction::Candidate(i.candidate));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallAccepted(c) => {
                 let call = CallFrame::new(c, CallAction::Accept);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallRejected(c) => {
                 let call = CallFrame::new(c, CallAction::Reject);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallEnded(c) => {
                 let call = CallFrame::new(c, CallAction::End);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
         }
     }
@@ -854,6 +872,15 @@ impl Hub {
         if request_id.is_some() || ack.client_message_id.is_some() {
             self.send_one(conn, &ServerMessage::Ack(Ack { request_id, ..ack }));
         }
+    }
+
+    /// Acknowledges a frame about `thread`, if the client asked.
+    fn ack_thread(&mut self, conn: ConnId, request_id: Option<RequestId>, thread: ThreadId) {
+        let ack = Ack {
+            thread_id: Some(thread),
+            ..Ack::default()
+        };
+        self.ack_if_asked(conn, request_id, ack);
     }
 
     /// Every live local connection of `users`, ascending per user.
