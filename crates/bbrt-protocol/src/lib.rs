@@ -8,6 +8,8 @@
 //!
 //! See [`hub`] for the contract and the routing rules, and [`wire`] for the frames, the error
 //! codes and the close codes.
+//! [`devsite`] holds the embedded development site's rules, which `bbrt-buddyboss` serves
+//! and the Hub's tests answer with.
 #![warn(missing_docs)]
 
 pub mod api;
