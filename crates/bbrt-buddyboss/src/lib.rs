@@ -193,7 +193,8 @@ pub trait BuddyBoss: Send + Sync + 'static {
 
     /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
     /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
-    /// message first and answers it if the site stored it. The default looks back 60 s
+    /// message first and answers it if the site stored it. The default looks back
+    /// [`RECONCILE_LOOKBACK_SECS`](bbrt_protocol::api::RECONCILE_LOOKBACK_SECS)
     /// from `unconfirmed_since` and posts when nothing is found; [`HttpBuddyBoss`] also
     /// waits for the site to settle before it posts again.
     async fn send_again(
@@ -205,7 +206,7 @@ pub trait BuddyBoss: Send + Sync + 'static {
         text: &str,
         unconfirmed_since: i64,
     ) -> Result<StoredMessage, BuddyBossError> {
-        let since = unconfirmed_since.saturating_sub(60);
+        let since = unconfirmed_since.saturating_sub(bbrt_protocol::api::RECONCILE_LOOKBACK_SECS);
         if let Some(found) = self
             .find_recent(credential, sender, thread, recipients, text, since)
             .await?

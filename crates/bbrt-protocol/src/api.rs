@@ -60,7 +60,8 @@ pub enum ApiRequest {
         client_message_id: Option<ClientMessageId>,
         /// Set when an earlier attempt with the same `clientMessageId` ended unconfirmed:
         /// when that was recorded (Unix seconds, the coordinator's clock). The site client
-        /// looks for that message in the thread before it posts again.
+        /// looks for that message in the thread before it posts again, from
+        /// [`RECONCILE_LOOKBACK_SECS`] before that.
         unconfirmed_since: Option<i64>,
     },
     /// Mark a thread read for the credential's user.
@@ -73,6 +74,10 @@ pub enum ApiRequest {
         thread: ThreadId,
     },
 }
+
+/// How far before an unconfirmed send was recorded the site looks for its message (Unix
+/// seconds): the attempt was made before its outcome was recorded as unknown.
+pub const RECONCILE_LOOKBACK_SECS: i64 = 60;
 
 impl ApiRequest {
     /// The credential this request is made with, if any.

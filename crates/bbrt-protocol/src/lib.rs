@@ -8,9 +8,12 @@
 //!
 //! See [`hub`] for the contract and the routing rules, and [`wire`] for the frames, the error
 //! codes and the close codes.
+//! [`devsite`] holds the embedded development site's rules, which `bbrt-buddyboss` serves
+//! and the Hub's tests answer with.
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod devsite;
 pub mod hub;
 pub mod ids;
 pub mod secret;

@@ -408,14 +408,8 @@ impl Hub {
             BrokerEvent::Presence { user, online } => self.remote_presence(&origin, user, online),
             BrokerEvent::PresenceSnapshot { users } => self.remote_snapshot(&origin, users),
             BrokerEvent::SyncRequest => {
-                let users = self
-                    .users
-                    .keys()
-                    .cloned()
-                    .collect::<std::collections::BTreeSet<_>>();
-                self.publish(BrokerEvent::PresenceSnapshot {
-                    users: users.into_iter().collect(),
-                });
+                let users = self.dir.local_users();
+                self.publish(BrokerEvent::PresenceSnapshot { users });
                 self.publish_own_calls();
             }
             BrokerEvent::Participants {
@@ -448,32 +442,20 @@ impl Hub {
             // Only another process with this id can be announced gone (its goodbye): what
             // it said of its users is void, and the conflict is over.
             self.node_id_conflict = None;
-            let users: Vec<UserId> = self
-                .remote_online
-                .iter()
-                .filter(|(_, nodes)| nodes.contains(node))
-                .map(|(u, _)| u.clone())
-                .collect();
-            for user in users {
+            for user in self.dir.remote_users_of(node) {
                 self.remote_presence(node, user, false);
             }
             return;
         }
         self.down_nodes.insert(node.clone());
-        let users: Vec<UserId> = self
-            .remote_online
-            .iter()
-            .filter(|(_, nodes)| nodes.contains(node))
-            .map(|(u, _)| u.clone())
-            .collect();
-        for user in users {
+        for user in self.dir.remote_users_of(node) {
             self.remote_presence(node, user, false);
         }
         self.calls_node_down(node);
     }
 
     fn heard_node_id_conflict(&mut self, now: Instant, instance: InstanceId) {
-        self.stats.node_id_conflict_publications += 1;
+        self.fx.stats.node_id_conflict_publications += 1;
         match &mut self.node_id_conflict {
             Some(c) if c.instance == instance => c.last_seen = now,
             other => {
@@ -496,14 +478,8 @@ impl Hub {
 
     /// Publishes this node's online users ([`Input::PresenceSnapshot`](super::Input::PresenceSnapshot)).
     pub(super) fn presence_snapshot(&mut self) {
-        let users = self
-            .users
-            .keys()
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>();
-        self.publish(BrokerEvent::PresenceSnapshot {
-            users: users.into_iter().collect(),
-        });
+        let users = self.dir.local_users();
+        self.publish(BrokerEvent::PresenceSnapshot { users });
     }
 
     /// Asks the other nodes for their presence and calls, and tells them ours

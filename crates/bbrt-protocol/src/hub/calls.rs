@@ -52,6 +52,13 @@ impl Call {
         self.snapshot.caller == *user || self.snapshot.callee == *user
     }
 
+    /// The nodes of its bound devices (the caller's, and the callee's once answered).
+    fn device_nodes(&self) -> BTreeSet<NodeId> {
+        let mut nodes = BTreeSet::from([self.snapshot.caller_device.node.clone()]);
+        nodes.extend(self.callee_device.as_ref().map(|d| d.node.clone()));
+        nodes
+    }
+
     /// The connections of `node` this call rings or binds.
     fn local_conns(&self, node: &NodeId) -> BTreeSet<ConnId> {
         let mut conns = self.ringing.clone();
@@ -70,9 +77,9 @@ impl Call {
     }
 }
 
-/// All calls this node knows of, indexed by the users and the local connections they
-/// involve: no frame, identify or close scans every call (a node going down, or a sync
-/// request, still walks them all, once).
+/// All calls this node knows of, indexed by the users, the local connections and the nodes
+/// of the devices they involve: no frame, identify, close, node going down or sync request
+/// scans every call.
 #[derive(Debug)]
 pub(super) struct Calls {
     /// This node: the devices named by it are local connections.
@@ -82,6 +89,8 @@ pub(super) struct Calls {
     by_user: HashMap<UserId, BTreeSet<CallId>>,
     /// The calls each local connection rings for or is a bound device of.
     by_conn: HashMap<ConnId, BTreeSet<CallId>>,
+    /// The calls with a bound device on each node.
+    by_node: HashMap<NodeId, BTreeSet<CallId>>,
     next_id: u64,
 }
 
@@ -92,6 +101,7 @@ impl Calls {
             calls: BTreeMap::new(),
             by_user: HashMap::new(),
             by_conn: HashMap::new(),
+            by_node: HashMap::new(),
             next_id: 0,
         }
     }
@@ -103,7 +113,10 @@ impl Calls {
     /// No call, and no index entry left behind.
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
-        self.calls.is_empty() && self.by_user.is_empty() && self.by_conn.is_empty()
+        self.calls.is_empty()
+            && self.by_user.is_empty()
+            && self.by_conn.is_empty()
+            && self.by_node.is_empty()
     }
 
     fn get(&self, id: &CallId) -> Option<&Call> {
@@ -114,9 +127,13 @@ impl Calls {
         self.calls.contains_key(id)
     }
 
-    /// Every call, in id order (for the rare events about a whole node).
-    fn all(&self) -> impl Iterator<Item = (&CallId, &Call)> {
-        self.calls.iter()
+    /// The calls with a bound device on `node`, in id order.
+    fn of_node<'a>(&'a self, node: &NodeId) -> impl Iterator<Item = (&'a CallId, &'a Call)> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.calls.get_key_value(id))
     }
 
     /// The calls `user` is a party of, in id order.
@@ -148,6 +165,9 @@ impl Calls {
         for conn in call.local_conns(&self.node) {
             self.by_conn.entry(conn).or_default().insert(id.clone());
         }
+        for node in call.device_nodes() {
+            self.by_node.entry(node).or_default().insert(id.clone());
+        }
         self.calls.insert(id, call);
     }
 
@@ -159,21 +179,33 @@ impl Calls {
         for conn in call.local_conns(&self.node) {
             unindex(&mut self.by_conn, &conn, id);
         }
+        for node in call.device_nodes() {
+            unindex(&mut self.by_node, &node, id);
+        }
         Some(call)
     }
 
-    /// Changes a call, keeping the connection index in step with its devices and ringing
-    /// connections (its parties never change).
+    /// Changes a call, keeping the connection and node indexes in step with its devices
+    /// and ringing connections (its parties never change).
     fn update<R>(&mut self, id: &CallId, change: impl FnOnce(&mut Call) -> R) -> Option<R> {
         let call = self.calls.get_mut(id)?;
-        let before = call.local_conns(&self.node);
+        let (before, nodes_before) = (call.local_conns(&self.node), call.device_nodes());
         let result = change(call);
-        let after = call.local_conns(&self.node);
+        let (after, nodes_after) = (call.local_conns(&self.node), call.device_nodes());
         for conn in before.difference(&after) {
             unindex(&mut self.by_conn, conn, id);
         }
         for conn in after.difference(&before) {
             self.by_conn.entry(*conn).or_default().insert(id.clone());
+        }
+        for node in nodes_before.difference(&nodes_after) {
+            unindex(&mut self.by_node, node, id);
+        }
+        for node in nodes_after.difference(&nodes_before) {
+            self.by_node
+                .entry(node.clone())
+                .or_default()
+                .insert(id.clone());
         }
         Some(result)
     }
@@ -368,11 +400,7 @@ impl Hub {
             Some(true) => return Some(frame),
             Some(false) => {}
         }
-        if !self
-            .threads
-            .get(&thread)
-            .is_some_and(|t| t.participants.contains(&peer))
-        {
+        if !self.threads.has_participant(&thread, &peer) {
             self.error(
                 conn,
                 ErrorCode::Forbidden,
@@ -460,7 +488,7 @@ impl Hub {
         };
         self.start_ringing(snapshot.clone());
         self.publish(BrokerEvent::CallRing(snapshot));
-        self.timers.set(
+        self.fx.timers.set(
             TimerKey::CallRing(call.clone()),
             now + self.config.ring_timeout,
         );
@@ -493,7 +521,7 @@ impl Hub {
 
     fn allow_invite(&mut self, now: Instant, user: &UserId) -> bool {
         let limit = self.config.invites_per_minute;
-        let Some(local) = self.users.get_mut(user) else {
+        let Some(local) = self.dir.local_mut(user) else {
             return false;
         };
         while local
@@ -866,7 +894,7 @@ impl Hub {
         }) else {
             return;
         };
-        self.timers.cancel(&TimerKey::CallRing(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallRing(id.clone()));
         let ended = CallEnded {
             call_id: id.clone(),
             thread_id: snapshot.thread.clone(),
@@ -898,7 +926,7 @@ impl Hub {
             resumed
         });
         if resumed == Some(true) {
-            self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+            self.fx.timers.cancel(&TimerKey::CallGrace(id.clone()));
         }
     }
 
@@ -937,8 +965,8 @@ impl Hub {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
-        self.timers.cancel(&TimerKey::CallRing(id.clone()));
-        self.timers.cancel(&TimerKey::CallGrace(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallRing(id.clone()));
+        self.fx.timers.cancel(&TimerKey::CallGrace(id.clone()));
         let mut conns: Vec<ConnId> = call.ringing.iter().copied().collect();
         conns.extend(self.local_conn(&call.snapshot.caller_device));
         conns.extend(call.callee_device.as_ref().and_then(|d| self.local_conn(d)));
@@ -994,7 +1022,8 @@ impl Hub {
             }
         }
         for (id, user) in orphaned {
-            self.timers
+            self.fx
+                .timers
                 .set(TimerKey::CallGrace(id.clone()), now + grace);
             self.publish(BrokerEvent::CallOrphaned { call: id, user });
         }
@@ -1039,7 +1068,8 @@ impl Hub {
         // The caller's node owns the ring timeout; this later one only cleans up a replica
         // whose end never arrived.
         let backstop = self.config.ring_timeout + self.config.call_grace;
-        self.timers
+        self.fx
+            .timers
             .set(TimerKey::CallRing(incoming.clone()), now + backstop);
         self.start_ringing(snapshot);
         if let Some(ours) = glare {
@@ -1057,15 +1087,7 @@ impl Hub {
 
     /// A node is gone: calls with a device there end (every node does the same).
     pub(super) fn calls_node_down(&mut self, node: &NodeId) {
-        let dead: Vec<CallId> = self
-            .calls
-            .all()
-            .filter(|(_, c)| {
-                c.snapshot.caller_device.node == *node
-                    || c.callee_device.as_ref().is_some_and(|d| d.node == *node)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let dead: Vec<CallId> = self.calls.of_node(node).map(|(id, _)| id.clone()).collect();
         for id in dead {
             self.apply_ended(&id, EndReason::Disconnected);
         }
@@ -1075,7 +1097,7 @@ impl Hub {
     pub(super) fn publish_own_calls(&mut self) {
         let own: Vec<(CallSnapshot, Option<DeviceRef>)> = self
             .calls
-            .all()
+            .of_node(&self.config.node_id)
             .map(|(_, c)| c)
             .filter(|c| c.snapshot.caller_device.node == self.config.node_id)
             .map(|c| (c.snapshot.clone(), c.callee_device.clone()))
@@ -1199,5 +1221,30 @@ mod tests {
         calls.insert(id, call);
         assert_eq!(ids(&calls, "bob").len(), 3, "the same id replaces the call");
         assert_eq!(calls.of_conn(ConnId(7)).len(), 1);
+    }
+
+    #[test]
+    fn a_call_is_found_by_the_nodes_of_its_devices() {
+        let mut calls = Calls::new(node("n1"));
+        let of = |calls: &Calls, n: &str| -> Vec<CallId> {
+            calls.of_node(&node(n)).map(|(id, _)| id.clone()).collect()
+        };
+        let (id, call) = ringing_call("n2-1", "n2", &[3]);
+        calls.insert(id.clone(), call);
+        assert_eq!(of(&calls, "n2"), vec![id.clone()]);
+        assert!(of(&calls, "n1").is_empty(), "a ringing device is not bound");
+        calls.update(&id, |c| {
+            c.callee_device = Some(device("n1", 3));
+            c.ringing.clear();
+        });
+        assert_eq!(of(&calls, "n1"), vec![id.clone()], "answered on n1");
+        calls.update(&id, |c| c.snapshot.caller_device = device("n3", 9));
+        assert!(of(&calls, "n2").is_empty(), "the caller moved to n3");
+        assert_eq!(of(&calls, "n3"), vec![id.clone()]);
+        assert!(calls.remove(&id).is_some());
+        assert!(
+            calls.is_empty(),
+            "no index entry outlives its call: {calls:?}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! per-(user, thread) ordering, and `mark_read`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::effects::Effects;
 use super::timer::TimerKey;
 use super::{
     BrokerEvent, CoordRequest, CoordResponse, Hub, PendingApi, PendingCoord, SendFingerprint,
@@ -56,6 +57,19 @@ struct Waiter {
     request_id: Option<RequestId>,
 }
 
+/// How a send with a `clientMessageId` relates to the earlier ones.
+#[derive(Debug, PartialEq, Eq)]
+enum Idempotency {
+    /// Stored already: answer with its receipt.
+    Done(SendReceipt),
+    /// The id was used for another message.
+    Conflict,
+    /// A duplicate of one in flight: it waits for its outcome.
+    Duplicate,
+    /// The first: claim it.
+    New,
+}
+
 /// All send state of a Hub.
 #[derive(Debug, Default)]
 pub(super) struct Sends {
@@ -82,6 +96,128 @@ impl Sends {
 
     pub(super) fn forget_done(&mut self, key: &IdemKey) {
         self.done.remove(key);
+    }
+
+    /// Sends of `user` waiting for their claim, their turn or the site.
+    fn pending_of(&self, user: &UserId) -> usize {
+        self.pending_per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// Checks a send with a `clientMessageId` against the ones completed or in flight; a
+    /// duplicate of one in flight (same parameters) waits for its outcome as `waiter`.
+    /// A new one is in flight from now on.
+    fn check_idempotent(
+        &mut self,
+        key: &IdemKey,
+        fingerprint: SendFingerprint,
+        waiter: Waiter,
+    ) -> Idempotency {
+        if let Some((receipt, done)) = self.done.get(key) {
+            return if *done == fingerprint {
+                Idempotency::Done(receipt.clone())
+            } else {
+                Idempotency::Conflict
+            };
+        }
+        if let Some(in_flight) = self.in_flight.get_mut(key) {
+            if in_flight.fingerprint != fingerprint {
+                return Idempotency::Conflict;
+            }
+            in_flight.waiters.push(waiter);
+            return Idempotency::Duplicate;
+        }
+        let in_flight = InFlight {
+            fingerprint,
+            waiters: Vec::new(),
+        };
+        self.in_flight.insert(key.clone(), in_flight);
+        Idempotency::New
+    }
+
+    /// `send` waits for the claim of its `clientMessageId`.
+    fn wait_claim(&mut self, key: IdemKey, send: PendingSend) {
+        self.add_pending(&key.0);
+        self.claiming.insert(key, send);
+    }
+
+    /// The coordinator answered the claim `key`: the send that waited for it.
+    fn claimed(&mut self, key: &IdemKey) -> Option<PendingSend> {
+        let send = self.claiming.remove(key)?;
+        self.remove_pending(&key.0);
+        Some(send)
+    }
+
+    /// The send of `key` has an outcome: the duplicates that waited for it.
+    fn take_waiters(&mut self, key: &IdemKey) -> Vec<Waiter> {
+        self.in_flight
+            .remove(key)
+            .map(|f| f.waiters)
+            .unwrap_or_default()
+    }
+
+    /// Remembers for `ttl` that the send of `key` was stored as `receipt`.
+    fn remember_done(
+        &mut self,
+        now: Instant,
+        key: &IdemKey,
+        done: (SendReceipt, SendFingerprint),
+        ttl: Duration,
+        fx: &mut Effects,
+    ) {
+        self.done.insert(key.clone(), done);
+        fx.timers.set(
+            TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()),
+            now + ttl,
+        );
+    }
+
+    /// Queues `send` of `user` in its lane; the lane, if it was idle (its send is to post).
+    fn enqueue(&mut self, user: &UserId, send: PendingSend) -> Option<LaneKey> {
+        let key = LaneKey {
+            user: user.clone(),
+            thread: send.thread.clone(),
+            recipient: if send.thread.is_none() {
+                send.recipient.clone()
+            } else {
+                None
+            },
+        };
+        self.add_pending(user);
+        let lane = self.lanes.entry(key.clone()).or_default();
+        lane.push_back(send);
+        (lane.len() == 1).then_some(key)
+    }
+
+    /// The connection of the send at the front of `lane`.
+    fn front_conn(&self, lane: &LaneKey) -> Option<ConnId> {
+        self.lanes.get(lane)?.front().map(|s| s.conn)
+    }
+
+    /// Posts the send at the front of `lane` with `credential`: the request for the site.
+    fn post(&mut self, lane: &LaneKey, credential: Option<CredentialId>) -> Option<ApiRequest> {
+        let send = self.lanes.get_mut(lane)?.front_mut()?;
+        send.credential = credential;
+        Some(ApiRequest::Send {
+            credential,
+            sender: lane.user.clone(),
+            thread: send.thread.clone(),
+            recipients: send.recipient.iter().cloned().collect(),
+            text: send.text.clone(),
+            client_message_id: send.client_message_id.clone(),
+            unconfirmed_since: send.unconfirmed_since,
+        })
+    }
+
+    /// The site answered the front send of `lane`: that send, and whether more wait.
+    fn pop_front(&mut self, lane: &LaneKey) -> Option<(PendingSend, bool)> {
+        let queue = self.lanes.get_mut(lane)?;
+        let send = queue.pop_front()?;
+        let more = !queue.is_empty();
+        if !more {
+            self.lanes.remove(lane);
+        }
+        self.remove_pending(&lane.user);
+        Some((send, more))
     }
 
     fn add_pending(&mut self, user: &UserId) {
@@ -124,8 +260,7 @@ impl Hub {
             );
             return;
         }
-        let pending_now = self.sends.pending_per_user.get(user).copied().unwrap_or(0);
-        if pending_now >= self.config.max_pending_sends_per_user {
+        if self.sends.pending_of(user) >= self.config.max_pending_sends_per_user {
             self.error(
                 conn,
                 ErrorCode::TooManyPending,
@@ -155,34 +290,23 @@ impl Hub {
             return;
         };
         let key = (user.clone(), cmid.clone());
-        if let Some((receipt, done_fingerprint)) = self.sends.done.get(&key).cloned() {
-            if done_fingerprint == fingerprint {
+        let waiter = Waiter {
+            conn: send.conn,
+            request_id: send.request_id.clone(),
+        };
+        match self.sends.check_idempotent(&key, fingerprint, waiter) {
+            Idempotency::Done(receipt) => {
                 self.ack_send(send.conn, send.request_id, Some(cmid), &receipt);
-            } else {
-                self.idempotency_conflict(send.conn, send.request_id);
+                return;
             }
-            return;
-        }
-        if let Some(in_flight) = self.sends.in_flight.get_mut(&key) {
-            if in_flight.fingerprint == fingerprint {
-                in_flight.waiters.push(Waiter {
-                    conn: send.conn,
-                    request_id: send.request_id,
-                });
-            } else {
+            Idempotency::Conflict => {
                 self.idempotency_conflict(send.conn, send.request_id);
+                return;
             }
-            return;
+            Idempotency::Duplicate => return,
+            Idempotency::New => {}
         }
-        self.sends.in_flight.insert(
-            key.clone(),
-            InFlight {
-                fingerprint,
-                waiters: Vec::new(),
-            },
-        );
-        self.sends.add_pending(user);
-        self.sends.claiming.insert(key.clone(), send);
+        self.sends.wait_claim(key.clone(), send);
         let request = CoordRequest::ClaimSend {
             user: user.clone(),
             client_message_id: cmid,
@@ -197,10 +321,9 @@ impl Hub {
         key: IdemKey,
         response: CoordResponse,
     ) {
-        let Some(mut send) = self.sends.claiming.remove(&key) else {
+        let Some(mut send) = self.sends.claimed(&key) else {
             return;
         };
-        self.sends.remove_pending(&key.0);
         match response {
             CoordResponse::Done(receipt) => {
                 self.ack_send(send.conn, send.request_id, Some(key.1.clone()), &receipt);
@@ -209,9 +332,9 @@ impl Hub {
             CoordResponse::Conflict => {
                 // Another node (or an earlier life of this one) used the id for another
                 // message; its duplicates here share this send's parameters.
-                let in_flight = self.sends.in_flight.remove(&key);
+                let waiters = self.sends.take_waiters(&key);
                 self.idempotency_conflict(send.conn, send.request_id);
-                for w in in_flight.map(|f| f.waiters).unwrap_or_default() {
+                for w in waiters {
                     self.idempotency_conflict(w.conn, w.request_id);
                 }
             }
@@ -226,50 +349,21 @@ impl Hub {
     }
 
     fn enqueue_send(&mut self, user: &UserId, send: PendingSend) {
-        let key = LaneKey {
-            user: user.clone(),
-            thread: send.thread.clone(),
-            recipient: if send.thread.is_none() {
-                send.recipient.clone()
-            } else {
-                None
-            },
-        };
-        self.sends.add_pending(user);
-        let lane = self.sends.lanes.entry(key.clone()).or_default();
-        lane.push_back(send);
-        if lane.len() == 1 {
-            self.start_lane(key);
+        if let Some(lane) = self.sends.enqueue(user, send) {
+            self.start_lane(lane);
         }
     }
 
     fn start_lane(&mut self, key: LaneKey) {
-        let Some(conn) = self
-            .sends
-            .lanes
-            .get(&key)
-            .and_then(VecDeque::front)
-            .map(|s| s.conn)
-        else {
+        let Some(conn) = self.sends.front_conn(&key) else {
             return;
         };
         // The connection's credential now, not when the send was queued: a newer one may
         // have replaced (and released) that one meanwhile.
         let credential = self.conn_credential(conn);
-        let Some(send) = self.sends.lanes.get_mut(&key).and_then(VecDeque::front_mut) else {
-            return;
-        };
-        send.credential = credential;
-        let request = ApiRequest::Send {
-            credential: send.credential,
-            sender: key.user.clone(),
-            thread: send.thread.clone(),
-            recipients: send.recipient.iter().cloned().collect(),
-            text: send.text.clone(),
-            client_message_id: send.client_message_id.clone(),
-            unconfirmed_since: send.unconfirmed_since,
-        };
-        self.api(request, PendingApi::Send(key));
+        if let Some(request) = self.sends.post(&key, credential) {
+            self.api(request, PendingApi::Send(key));
+        }
     }
 
     pub(super) fn send_result(
@@ -278,15 +372,9 @@ impl Hub {
         key: LaneKey,
         result: Result<StoredMessage, SiteError>,
     ) {
-        let Some(lane) = self.sends.lanes.get_mut(&key) else {
+        let Some((send, more)) = self.sends.pop_front(&key) else {
             return;
         };
-        let Some(send) = lane.pop_front() else { return };
-        let more = !lane.is_empty();
-        if !more {
-            self.sends.lanes.remove(&key);
-        }
-        self.sends.remove_pending(&key.user);
         let idem = send
             .client_message_id
             .clone()
@@ -310,8 +398,7 @@ impl Hub {
                     error.kind == SiteErrorKind::Unconfirmed || send.unconfirmed_since.is_some();
                 let waiters = idem
                     .as_ref()
-                    .and_then(|idem| self.sends.in_flight.remove(idem))
-                    .map(|f| f.waiters)
+                    .map(|idem| self.sends.take_waiters(idem))
                     .unwrap_or_default();
                 let answer_to = std::iter::once((send.conn, send.request_id.clone()))
                     .chain(waiters.into_iter().map(|w| (w.conn, w.request_id)));
@@ -347,9 +434,7 @@ impl Hub {
                     SiteErrorKind::Forbidden => {
                         if let Some(thread) = &send.thread {
                             self.deny(now, key.user.clone(), thread.clone());
-                            if let Some(state) = self.threads.get_mut(thread) {
-                                state.fetched_at = None;
-                            }
+                            self.threads.mark_stale(thread);
                         }
                     }
                     _ => {}
@@ -443,22 +528,12 @@ impl Hub {
         receipt: &SendReceipt,
         record: bool,
     ) {
-        let waiters = self
-            .sends
-            .in_flight
-            .remove(key)
-            .map(|f| f.waiters)
-            .unwrap_or_default();
-        for w in waiters {
+        for w in self.sends.take_waiters(key) {
             self.ack_send(w.conn, w.request_id, Some(key.1.clone()), receipt);
         }
-        self.sends
-            .done
-            .insert(key.clone(), (receipt.clone(), fingerprint));
-        self.timers.set(
-            TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone()),
-            now + self.config.idempotency_ttl,
-        );
+        let done = (receipt.clone(), fingerprint);
+        let ttl = self.config.idempotency_ttl;
+        self.sends.remember_done(now, key, done, ttl, &mut self.fx);
         if record {
             let finish = CoordRequest::FinishSend {
                 user: key.0.clone(),
@@ -533,5 +608,136 @@ impl Hub {
                 ..Ack::default()
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{InstanceId, MessageId, NodeId};
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    fn thread(s: &str) -> ThreadId {
+        ThreadId::new(s).expect("a valid id")
+    }
+
+    fn fx() -> Effects {
+        let node = NodeId::new("n1").expect("a valid id");
+        let instance = InstanceId::new("i1").expect("a valid id");
+        Effects::new(false, &node, &instance)
+    }
+
+    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn send(conn: u64, thread_id: &str, text: &str) -> PendingSend {
+        let t = thread(thread_id);
+        PendingSend {
+            conn: ConnId(conn),
+            request_id: None,
+            credential: None,
+            fingerprint: SendFingerprint::of(Some(&t), None, text),
+            thread: Some(t),
+            recipient: None,
+            text: text.to_owned(),
+            client_message_id: None,
+            unconfirmed_since: None,
+        }
+    }
+
+    fn waiter(conn: u64) -> Waiter {
+        Waiter {
+            conn: ConnId(conn),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn a_lane_posts_one_send_at_a_time_in_order() {
+        let mut sends = Sends::default();
+        let alice = user("alice");
+        let lane = sends
+            .enqueue(&alice, send(1, "t1", "one"))
+            .expect("idle: post");
+        assert_eq!(
+            sends.enqueue(&alice, send(1, "t1", "two")),
+            None,
+            "waits its turn"
+        );
+        let other = sends.enqueue(&alice, send(1, "t2", "three"));
+        assert!(
+            other.is_some_and(|l| l != lane),
+            "another thread is another lane"
+        );
+        assert_eq!(sends.pending_of(&alice), 3);
+        let credential = Some(CredentialId(9));
+        match sends.post(&lane, credential) {
+            Some(ApiRequest::Send {
+                text,
+                credential: c,
+                ..
+            }) => {
+                assert_eq!((text.as_str(), c), ("one", credential));
+            }
+            other => panic!("expected a send, got {other:?}"),
+        }
+        assert_eq!(sends.front_conn(&lane), Some(ConnId(1)));
+        let (first, more) = sends.pop_front(&lane).expect("the front send");
+        assert_eq!(
+            (first.text.as_str(), first.credential, more),
+            ("one", credential, true)
+        );
+        let (second, more) = sends.pop_front(&lane).expect("the next send");
+        assert_eq!((second.text.as_str(), more), ("two", false));
+        assert!(sends.pop_front(&lane).is_none(), "the lane is gone");
+        assert_eq!(sends.pending_of(&alice), 1);
+    }
+
+    #[test]
+    fn a_client_message_id_is_claimed_once_and_its_duplicates_wait() {
+        let (mut sends, mut fx) = (Sends::default(), fx());
+        let alice = user("alice");
+        let key = (
+            alice.clone(),
+            ClientMessageId::new("c1").expect("a valid id"),
+        );
+        let fingerprint = send(1, "t1", "hi").fingerprint;
+        let other = send(1, "t1", "bye").fingerprint;
+        assert_eq!(
+            sends.check_idempotent(&key, fingerprint, waiter(1)),
+            Idempotency::New
+        );
+        sends.wait_claim(key.clone(), send(1, "t1", "hi"));
+        assert_eq!(sends.pending_of(&alice), 1);
+        let duplicate = sends.check_idempotent(&key, fingerprint, waiter(2));
+        assert_eq!(duplicate, Idempotency::Duplicate);
+        let conflict = sends.check_idempotent(&key, other, waiter(3));
+        assert_eq!(conflict, Idempotency::Conflict);
+        assert!(sends.claimed(&key).is_some());
+        assert!(sends.claimed(&key).is_none(), "claimed once");
+        let waiters: Vec<ConnId> = sends.take_waiters(&key).iter().map(|w| w.conn).collect();
+        assert_eq!(waiters, vec![ConnId(2)]);
+        let receipt = SendReceipt {
+            id: MessageId::new("7").expect("a valid id"),
+            thread: thread("t1"),
+        };
+        let (now, ttl) = (epoch(), Duration::from_secs(60));
+        sends.remember_done(now, &key, (receipt.clone(), fingerprint), ttl, &mut fx);
+        let expiry = TimerKey::IdempotencyExpiry(key.0.clone(), key.1.clone());
+        assert_eq!(fx.timers.at(&expiry), Some(now + ttl));
+        let again = sends.check_idempotent(&key, fingerprint, waiter(4));
+        assert_eq!(again, Idempotency::Done(receipt));
+        assert_eq!(
+            sends.check_idempotent(&key, other, waiter(5)),
+            Idempotency::Conflict
+        );
+        sends.forget_done(&key);
+        assert!(sends.is_empty(), "nothing left: {sends:?}");
     }
 }

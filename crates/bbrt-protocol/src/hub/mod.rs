@@ -105,6 +105,8 @@
 mod broker;
 mod calls;
 mod config;
+mod directory;
+mod effects;
 mod identity;
 mod input;
 mod messages;
@@ -116,7 +118,7 @@ mod threads;
 mod timer;
 mod typing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -128,12 +130,16 @@ pub use self::broker::{
 };
 use self::calls::{CallAction, CallFrame, Calls};
 pub use self::config::{HubConfig, PresenceScope};
+use self::directory::Directory;
+use self::effects::Effects;
+use self::identity::Identity;
 pub use self::input::Input;
 use self::messages::Sends;
 pub use self::output::Output;
 pub use self::stats::HubStats;
+use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
-use self::timer::{TimerKey, TimerTable};
+use self::timer::TimerKey;
 use self::typing::Typing;
 use crate::api::{ApiRequest, ApiResponse, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
@@ -142,9 +148,6 @@ use crate::wire::{
     RequestId, ServerMessage,
 };
 
-/// A participant fetch: the user asking, the thread, and whether it is an explicit join.
-type FetchKey = (UserId, ThreadId, bool);
-
 /// A frame waiting on its connection behind a site request.
 #[derive(Debug, Clone)]
 struct Queued {
@@ -152,62 +155,15 @@ struct Queued {
     credential: Option<CredentialId>,
 }
 
-/// One local connection.
+/// What the credential check leaves of a frame.
 #[derive(Debug)]
-struct Conn {
-    ip: IpAddr,
-    /// The verified user, once identified.
-    user: Option<UserId>,
-    /// The credential this connection acts with: the last one verified as `user` on it.
-    credential: Option<CredentialId>,
-    /// The upgrade's credential while the site could not verify it (it was down): frames
-    /// get a retryable error until a retry verifies it.
-    unverified_upgrade: Option<CredentialId>,
-    /// Every credential the driver gave for this connection and the Hub has not released.
-    held: BTreeSet<CredentialId>,
-    /// Credentials the site refused on this connection, newest last (at most
-    /// [`identity::MAX_REJECTED`]).
-    rejected: VecDeque<CredentialId>,
-    /// Position in the anonymous eviction order, while anonymous.
-    anonymous_seq: Option<u64>,
-    /// Threads this connection joined.
-    joined: BTreeSet<ThreadId>,
-    /// Set while a site request this connection's next frame depends on is in flight.
-    blocked: bool,
-    /// Whether the front of `queue` is the frame that blocked (not so for a credential
-    /// presented with the upgrade, which no frame waits on).
-    front_blocked: bool,
-    /// Frames waiting behind it; the front one is the frame that blocked.
-    queue: VecDeque<Queued>,
-    /// Frame-rate token bucket.
-    tokens: f64,
-    last_refill: Instant,
-    violations: u32,
-}
-
-/// A local user: their verified connections on this node.
-#[derive(Debug, Default)]
-struct LocalUser {
-    conns: BTreeSet<ConnId>,
-    invites: VecDeque<Instant>,
-}
-
-/// A thread's cached participants and this node's connections that joined it.
-#[derive(Debug, Default)]
-struct ThreadState {
-    participants: BTreeSet<UserId>,
-    /// When the participants were last confirmed by the site; `None` if never.
-    fetched_at: Option<Instant>,
-    last_message: Option<crate::ids::MessageId>,
-    joiners: BTreeSet<ConnId>,
-}
-
-/// A verified credential in use on this node.
-#[derive(Debug)]
-struct CredentialState {
-    user: UserId,
-    conns: BTreeSet<ConnId>,
-    reverifying: bool,
+enum Gate {
+    /// Go on with it.
+    Pass(Queued),
+    /// It was answered (an error).
+    Answered,
+    /// It waits for the site to verify its credential.
+    Waits(Queued),
 }
 
 /// What an in-flight site request was for.
@@ -242,35 +198,15 @@ enum PendingCoord {
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
-    conns: HashMap<ConnId, Conn>,
-    users: HashMap<UserId, LocalUser>,
-    threads: HashMap<ThreadId, ThreadState>,
-    /// Reverse index of cached participants: the threads each user is known to be in.
-    user_threads: HashMap<UserId, BTreeSet<ThreadId>>,
-    /// Users online on other nodes, and which nodes.
-    remote_online: HashMap<UserId, BTreeSet<NodeId>>,
+    /// Connections and users, here and on the other nodes.
+    dir: Directory,
+    threads: ThreadCache,
     /// Nodes reported down: their late publications are ignored until they announce
     /// themselves again (a sync request or a presence snapshot).
     down_nodes: BTreeSet<NodeId>,
     /// The latest other process heard publishing with this node's id.
     node_id_conflict: Option<NodeIdConflict>,
-    credentials: HashMap<CredentialId, CredentialState>,
-    /// Upgrade credentials waiting for the site to verify them, with their connections.
-    verify_retries: HashMap<CredentialId, identity::VerifyRetry>,
-    /// Anonymous connections in eviction order.
-    anonymous: BTreeMap<u64, ConnId>,
-    anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
-    next_anonymous_seq: u64,
-    /// Participant fetches in flight (user, thread, explicit join), and the connections
-    /// waiting on them.
-    fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
-    /// The fetches each connection waits on, so its end leaves them without a scan of
-    /// every fetch (a map apart from `Conn`, so an idle connection pays nothing for it).
-    fetches_of: HashMap<ConnId, BTreeSet<FetchKey>>,
-    /// (user, thread) pairs the site said are not members, until when.
-    denied: HashMap<(UserId, ThreadId), Instant>,
-    /// `denied`'s size at which expired entries are swept next.
-    denied_sweep_at: usize,
+    identity: Identity,
     api_pending: HashMap<ApiRequestId, PendingApi>,
     coord_pending: HashMap<CoordRequestId, PendingCoord>,
     next_api: u64,
@@ -279,33 +215,24 @@ pub struct Hub {
     typing: Typing,
     calls: Calls,
     site_events: site_events::SiteEvents,
-    timers: TimerTable,
-    outputs: VecDeque<Output>,
-    stats: HubStats,
+    /// Outputs, timers and counters: the sink every subsystem writes to.
+    fx: Effects,
 }
 
 impl Hub {
     /// A Hub with no connections.
     pub fn new(config: HubConfig) -> Self {
         let calls = Calls::new(config.node_id.clone());
+        let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
+        let threads = ThreadCache::new(config.participants_ttl);
+        let identity = Identity::new(&config);
         Self {
             config,
-            conns: HashMap::new(),
-            users: HashMap::new(),
-            threads: HashMap::new(),
-            user_threads: HashMap::new(),
-            remote_online: HashMap::new(),
+            dir: Directory::default(),
+            threads,
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
-            credentials: HashMap::new(),
-            verify_retries: HashMap::new(),
-            anonymous: BTreeMap::new(),
-            anonymous_by_ip: HashMap::new(),
-            next_anonymous_seq: 0,
-            fetching: HashMap::new(),
-            fetches_of: HashMap::new(),
-            denied: HashMap::new(),
-            denied_sweep_at: threads::DENIED_SWEEP_MIN,
+            identity,
             api_pending: HashMap::new(),
             coord_pending: HashMap::new(),
             next_api: 0,
@@ -314,9 +241,7 @@ impl Hub {
             typing: Typing::default(),
             calls,
             site_events: site_events::SiteEvents::default(),
-            timers: TimerTable::default(),
-            outputs: VecDeque::new(),
-            stats: HubStats::default(),
+            fx,
         }
     }
 
@@ -354,7 +279,7 @@ impl Hub {
 
     /// Fires every timer due at `now`. Calling it early is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(key) = self.timers.pop_due(now) {
+        while let Some(key) = self.fx.timers.pop_due(now) {
             match key {
                 TimerKey::TypingExpiry(user, thread) => self.typing_expired(user, thread),
                 TimerKey::CallRing(call) => self.call_ring_timeout(&call),
@@ -370,91 +295,68 @@ impl Hub {
     /// The next thing for the driver to do, if any.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.fx.outputs.pop_front()
     }
 
     /// When [`Hub::handle_timeout`] must be called next, if ever. Changes only after a
     /// `handle*` call.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        self.fx.timers.next()
     }
 
     /// Why [`Hub::poll_timeout`] is what it is (for debugging).
     pub fn next_timeout_reason(&self) -> Option<TimeoutReason> {
-        self.timers.next_key().map(TimerKey::reason)
+        self.fx.timers.next_key().map(TimerKey::reason)
     }
 
     /// Whether `user` has a verified connection on any node.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.users.contains_key(user) || self.remote_online.contains_key(user)
+        self.dir.is_online(user)
     }
 
     /// Every user online on any node, ascending.
+    #[cfg(test)]
     pub(crate) fn online_users(&self) -> Vec<UserId> {
-        let mut all: BTreeSet<UserId> = self.users.keys().cloned().collect();
-        all.extend(self.remote_online.keys().cloned());
-        all.into_iter().collect()
+        self.dir.online_users()
     }
 
     /// Counters for metrics.
     pub fn stats(&self) -> HubStats {
         HubStats {
-            anonymous_connections: self.conns.values().filter(|c| c.user.is_none()).count(),
-            verified_connections: self.conns.values().filter(|c| c.user.is_some()).count(),
-            local_users_online: self.users.len(),
-            users_online: self.online_users().len(),
+            anonymous_connections: self.dir.anonymous_count(),
+            verified_connections: self.dir.verified_count(),
+            local_users_online: self.dir.local_user_count(),
+            users_online: self.dir.online_count(),
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
-            ..self.stats.clone()
+            ..self.fx.stats.clone()
         }
     }
 
     /// Whether `conn` is a live connection the Hub knows.
     #[cfg(test)]
     pub(crate) fn has_conn(&self, conn: ConnId) -> bool {
-        self.conns.contains_key(&conn)
+        self.dir.contains(conn)
     }
 
     /// The user `conn` is verified as, if any.
     #[cfg(test)]
     pub(crate) fn user_of(&self, conn: ConnId) -> Option<&UserId> {
-        self.conns.get(&conn).and_then(|c| c.user.as_ref())
+        self.dir.user_of(conn)
     }
 
     // ----- connections -----
 
     fn open(&mut self, now: Instant, conn: ConnId, ip: IpAddr, credential: Option<CredentialId>) {
-        if self.conns.contains_key(&conn) {
+        let held = credential.into_iter().collect();
+        if !self.dir.open(now, conn, ip, held, self.config.frame_burst) {
             return;
         }
-        let seq = self.next_anonymous_seq;
-        self.next_anonymous_seq += 1;
-        self.conns.insert(
-            conn,
-            Conn {
-                ip,
-                user: None,
-                credential: None,
-                unverified_upgrade: None,
-                held: credential.into_iter().collect(),
-                rejected: VecDeque::new(),
-                anonymous_seq: Some(seq),
-                joined: BTreeSet::new(),
-                blocked: false,
-                front_blocked: false,
-                queue: VecDeque::new(),
-                tokens: self.config.frame_burst,
-                last_refill: now,
-                violations: 0,
-            },
-        );
-        self.anonymous.insert(seq, conn);
-        self.anonymous_by_ip.entry(ip).or_default().insert(seq);
         self.evict_anonymous(now, ip);
         if let Some(credential) = credential
-            && self.conns.contains_key(&conn)
+            && self.dir.contains(conn)
         {
             self.verify_upgrade(conn, credential);
         }
@@ -462,68 +364,36 @@ impl Hub {
 
     /// Evicts the oldest anonymous connections beyond the per-IP and total caps.
     fn evict_anonymous(&mut self, now: Instant, ip: IpAddr) {
-        loop {
-            let per_ip = self.anonymous_by_ip.get(&ip).map_or(0, BTreeSet::len);
-            let victim = if per_ip > self.config.max_anonymous_per_ip {
-                self.anonymous_by_ip
-                    .get(&ip)
-                    .and_then(|s| s.first())
-                    .and_then(|seq| self.anonymous.get(seq))
-            } else if self.anonymous.len() > self.config.max_anonymous_total {
-                self.anonymous.values().next()
-            } else {
-                None
-            };
-            let Some(&victim) = victim else { break };
-            self.stats.anonymous_evicted += 1;
+        let (per_ip, total) = (
+            self.config.max_anonymous_per_ip,
+            self.config.max_anonymous_total,
+        );
+        while let Some(victim) = self.dir.eviction_victim(ip, per_ip, total) {
+            self.fx.stats.anonymous_evicted += 1;
             self.close_with(now, victim, CloseCode::AnonymousEvicted);
-        }
-    }
-
-    fn leave_anonymous(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if let Some(seq) = c.anonymous_seq.take() {
-            self.anonymous.remove(&seq);
-            if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
-                set.remove(&seq);
-                if set.is_empty() {
-                    self.anonymous_by_ip.remove(&c.ip);
-                }
-            }
         }
     }
 
     /// Closes `conn` from the Hub's side: forget it now, tell the driver to close.
     fn close_with(&mut self, now: Instant, conn: ConnId, code: CloseCode) {
-        if self.conns.contains_key(&conn) {
+        if self.dir.contains(conn) {
             self.forget_conn(now, conn);
-            self.outputs.push_back(Output::Close { conn, code });
+            self.fx.outputs.push_back(Output::Close { conn, code });
         }
     }
 
     fn close(&mut self, now: Instant, conn: ConnId) {
-        if self.conns.contains_key(&conn) {
+        if self.dir.contains(conn) {
             self.forget_conn(now, conn);
         }
     }
 
     fn forget_conn(&mut self, now: Instant, conn: ConnId) {
-        self.leave_anonymous(conn);
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(departed) = self.dir.remove(conn) else {
             return;
         };
-        for thread in &c.joined {
-            if let Some(t) = self.threads.get_mut(thread) {
-                t.joiners.remove(&conn);
-            }
-        }
-        for key in self.fetches_of.remove(&conn).unwrap_or_default() {
-            if let Some(waiters) = self.fetching.get_mut(&key) {
-                waiters.remove(&conn);
-            }
-        }
+        let c = departed.conn;
+        self.threads.conn_gone(conn, &c.joined);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
             self.detach_credential(conn, credential);
@@ -531,17 +401,12 @@ impl Hub {
         if let Some(credential) = c.unverified_upgrade {
             self.leave_verify_retry(conn, credential);
         }
-        self.calls_conn_closed(now, conn, c.user.as_ref());
-        if let Some(user) = c.user {
-            let last = self.users.get_mut(&user).is_some_and(|u| {
-                u.conns.remove(&conn);
-                u.conns.is_empty()
-            });
-            if last {
-                self.users.remove(&user);
-                self.typing_user_gone(&user);
-                self.presence_changed(&user, false, true);
-            }
+        self.calls_conn_closed(now, conn, c.user());
+        if departed.last
+            && let Some(user) = c.user()
+        {
+            self.typing_user_gone(user);
+            self.presence_changed(user, false, true);
         }
     }
 
@@ -555,7 +420,7 @@ impl Hub {
         credential: Option<CredentialId>,
     ) {
         if let Some(credential) = credential
-            && let Some(c) = self.conns.get_mut(&conn)
+            && let Some(c) = self.dir.get_mut(conn)
         {
             c.held.insert(credential);
         }
@@ -580,7 +445,7 @@ impl Hub {
             self.config.frame_burst,
             self.config.close_after_violations,
         );
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return false;
         };
         let elapsed = now.saturating_duration_since(c.last_refill).as_secs_f64();
@@ -592,7 +457,7 @@ impl Hub {
             return true;
         }
         c.violations += 1;
-        self.stats.rate_limited += 1;
+        self.fx.stats.rate_limited += 1;
         if c.violations > close_after {
             self.close_with(now, conn, CloseCode::RateLimited);
         } else {
@@ -608,7 +473,7 @@ impl Hub {
 
     fn enqueue(&mut self, now: Instant, conn: ConnId, item: Queued) {
         let max = self.config.max_queued_per_conn;
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         if c.blocked {
@@ -634,7 +499,7 @@ impl Hub {
     /// Processes queued frames of `conn` until one blocks on the site or none is left.
     fn drain(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
+            let Some(c) = self.dir.get_mut(conn) else {
                 return;
             };
             if c.blocked {
@@ -646,7 +511,7 @@ impl Hub {
             let credential = item.credential;
             if let Some(blocked) = self.dispatch(now, conn, item) {
                 // The frame waits for a site answer: put it back in front.
-                if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(c) = self.dir.get_mut(conn) {
                     c.queue.push_front(blocked);
                     c.blocked = true;
                     c.front_blocked = true;
@@ -659,7 +524,7 @@ impl Hub {
 
     /// Unblocks `conn` and replays its queue.
     fn unblock(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
+        if let Some(c) = self.dir.get_mut(conn) {
             c.blocked = false;
             c.front_blocked = false;
         }
@@ -668,7 +533,7 @@ impl Hub {
 
     /// Unblocks `conn` after answering its blocked front frame with an error.
     fn fail_blocked(&mut self, now: Instant, conn: ConnId, code: ErrorCode, message: &str) {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        let Some(c) = self.dir.get_mut(conn) else {
             return;
         };
         c.blocked = false;
@@ -682,7 +547,7 @@ impl Hub {
 
     /// The `requestId` of the frame `conn` waits on, if a frame (not the upgrade) blocked.
     fn blocked_request_id(&self, conn: ConnId) -> Option<RequestId> {
-        let c = self.conns.get(&conn)?;
+        let c = self.dir.get(conn)?;
         if !c.front_blocked {
             return None;
         }
@@ -692,64 +557,85 @@ impl Hub {
     /// Handles one frame. Returns it back if it must wait for the site (the Hub has
     /// already emitted the request).
     fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {
-        // Identity first: a new credential on this connection must be verified.
-        if let Some(credential) = item.credential {
-            match self.credential_status(conn, credential) {
-                identity::CredentialStatus::Known => {}
-                identity::CredentialStatus::Rejected => {
-                    let code = ErrorCode::Unauthenticated;
-                    self.error(conn, code, code.message(), item.frame.request_id);
-                    return None;
-                }
-                identity::CredentialStatus::Unknown => {
-                    let claimed = match &item.frame.message {
-                        ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
-                        _ => None,
-                    };
-                    self.start_verify(
-                        conn,
-                        Some(credential),
-                        claimed,
-                        identity::VerifyOrigin::Frame,
-                    );
-                    return Some(item);
-                }
+        let item = match self.credential_gate(conn, item) {
+            Gate::Pass(item) => item,
+            Gate::Answered => return None,
+            Gate::Waits(item) => return Some(item),
+        };
+        match self.dir.user_of(conn).cloned() {
+            Some(user) => self.dispatch_verified(now, conn, &user, item),
+            None => self.dispatch_anonymous(conn, item),
+        }
+    }
+
+    /// Identity first: a new credential on this connection must be verified.
+    fn credential_gate(&mut self, conn: ConnId, item: Queued) -> Gate {
+        let Some(credential) = item.credential else {
+            return Gate::Pass(item);
+        };
+        match self.credential_status(conn, credential) {
+            identity::CredentialStatus::Known => Gate::Pass(item),
+            identity::CredentialStatus::Rejected => {
+                let code = ErrorCode::Unauthenticated;
+                self.error(conn, code, code.message(), item.frame.request_id);
+                Gate::Answered
+            }
+            identity::CredentialStatus::Unknown => {
+                let claimed = match &item.frame.message {
+                    ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
+                    _ => None,
+                };
+                let origin = identity::VerifyOrigin::Frame;
+                self.start_verify(conn, Some(credential), claimed, origin);
+                Gate::Waits(item)
             }
         }
+    }
+
+    /// A frame of a connection not (yet) identified.
+    fn dispatch_anonymous(&mut self, conn: ConnId, item: Queued) -> Option<Queued> {
         let request_id = item.frame.request_id.clone();
-        let user = self.conns.get(&conn).and_then(|c| c.user.clone());
         let unverified = self
-            .conns
-            .get(&conn)
+            .dir
+            .get(conn)
             .is_some_and(|c| c.unverified_upgrade.is_some());
-        let Some(user) = user else {
-            return match &item.frame.message {
-                ClientMessage::Ping(_) => {
-                    self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
-                    None
-                }
-                // Never silently anonymous: the upgrade's credential is verified as soon
-                // as the site answers again.
-                _ if unverified => {
-                    let code = ErrorCode::SiteUnavailable;
-                    self.error(conn, code, code.message(), request_id);
-                    None
-                }
-                ClientMessage::UserConnected(m) => {
-                    let claimed = Some(m.user_id.clone());
-                    self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
-                    Some(item)
-                }
-                _ => {
-                    let code = ErrorCode::Unauthenticated;
-                    self.error(conn, code, code.message(), request_id);
-                    None
-                }
-            };
-        };
+        match &item.frame.message {
+            ClientMessage::Ping(_) => {
+                self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                None
+            }
+            // Never silently anonymous: the upgrade's credential is verified as soon
+            // as the site answers again.
+            _ if unverified => {
+                let code = ErrorCode::SiteUnavailable;
+                self.error(conn, code, code.message(), request_id);
+                None
+            }
+            ClientMessage::UserConnected(m) => {
+                let claimed = Some(m.user_id.clone());
+                self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
+                Some(item)
+            }
+            _ => {
+                let code = ErrorCode::Unauthenticated;
+                self.error(conn, code, code.message(), request_id);
+                None
+            }
+        }
+    }
+
+    /// A frame of a connection verified as `user`.
+    fn dispatch_verified(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        item: Queued,
+    ) -> Option<Queued> {
+        let request_id = item.frame.request_id.clone();
         match item.frame.message {
             ClientMessage::UserConnected(ref m) => {
-                if m.user_id == user {
+                if m.user_id == *user {
                     self.ack_if_asked(conn, request_id, Ack::default());
                 } else {
                     let text = ErrorCode::IdentityMismatch.message();
@@ -763,76 +649,62 @@ impl Hub {
             }
             ClientMessage::JoinThread(ref m) => {
                 let thread = m.thread_id.clone();
-                self.join(now, conn, &user, thread, request_id)
+                self.join(now, conn, user, thread, request_id)
                     .then_some(item)
             }
             ClientMessage::LeaveThread(ref m) => {
                 self.leave(conn, &m.thread_id);
-                self.ack_if_asked(
-                    conn,
-                    request_id,
-                    Ack {
-                        thread_id: Some(m.thread_id.clone()),
-                        ..Ack::default()
-                    },
-                );
+                self.ack_thread(conn, request_id, m.thread_id.clone());
                 None
             }
             ClientMessage::SendMessage(m) => {
-                self.send_message(conn, &user, m, request_id);
+                self.send_message(conn, user, m, request_id);
                 None
             }
             ClientMessage::Typing(ref m) => {
                 let thread = m.thread_id.clone();
-                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
                     return Some(item);
                 }
-                self.typing(now, &user, &thread, m.typing.unwrap_or(true));
-                self.ack_if_asked(
-                    conn,
-                    request_id,
-                    Ack {
-                        thread_id: Some(thread),
-                        ..Ack::default()
-                    },
-                );
+                self.typing(now, user, &thread, m.typing.unwrap_or(true));
+                self.ack_thread(conn, request_id, thread);
                 None
             }
             ClientMessage::MarkRead(ref m) => {
                 let thread = m.thread_id.clone();
-                if self.require_member(now, conn, &user, &thread, request_id.as_ref())? {
+                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
                     return Some(item);
                 }
-                self.mark_read(conn, &user, thread, request_id);
+                self.mark_read(conn, user, thread, request_id);
                 None
             }
             ClientMessage::CallInitiated(c) => {
                 let call = CallFrame::new(c, CallAction::Initiate);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::Offer(o) => {
                 let call = CallFrame::new(o.control(), CallAction::Offer(o.offer));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::Answer(a) => {
                 let call = CallFrame::new(a.control(), CallAction::Answer(a.answer));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::IceCandidate(i) => {
                 let call = CallFrame::new(i.control(), CallAction::Candidate(i.candidate));
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallAccepted(c) => {
                 let call = CallFrame::new(c, CallAction::Accept);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallRejected(c) => {
                 let call = CallFrame::new(c, CallAction::Reject);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
             ClientMessage::CallEnded(c) => {
                 let call = CallFrame::new(c, CallAction::End);
-                self.call_queued(now, conn, &user, call, request_id, item.credential)
+                self.call_queued(now, conn, user, call, request_id, item.credential)
             }
         }
     }
@@ -955,7 +827,7 @@ impl Hub {
     fn api(&mut self, request: ApiRequest, pending: PendingApi) -> ApiRequestId {
         let id = self.next_api_id();
         self.api_pending.insert(id, pending);
-        self.outputs.push_back(Output::Api { id, request });
+        self.fx.outputs.push_back(Output::Api { id, request });
         id
     }
 
@@ -963,30 +835,17 @@ impl Hub {
         self.next_coord += 1;
         let id = CoordRequestId(self.next_coord);
         self.coord_pending.insert(id, pending);
-        self.outputs.push_back(Output::Coord { id, request });
+        self.fx.outputs.push_back(Output::Coord { id, request });
     }
 
     fn publish(&mut self, event: BrokerEvent) {
-        if !self.config.cluster {
-            return;
-        }
-        self.outputs.push_back(Output::Publish(BrokerMessage {
-            origin: self.config.node_id.clone(),
-            instance: self.config.instance.clone(),
-            event,
-        }));
+        self.fx.publish(event);
     }
 
     /// Sends an encoded frame to `conns` (sorted, deduplicated, live only).
     fn deliver(&mut self, mut conns: Vec<ConnId>, frame: Bytes) {
-        conns.retain(|c| self.conns.contains_key(c));
-        conns.sort_unstable();
-        conns.dedup();
-        if conns.is_empty() {
-            return;
-        }
-        self.stats.deliveries += conns.len() as u64;
-        self.outputs.push_back(Output::Send { conns, frame });
+        conns.retain(|c| self.dir.contains(*c));
+        self.fx.send(conns, frame);
     }
 
     fn send_one(&mut self, conn: ConnId, message: &ServerMessage) {
@@ -1020,15 +879,18 @@ impl Hub {
         }
     }
 
-    /// Every live local connection of `users`, ascending.
+    /// Acknowledges a frame about `thread`, if the client asked.
+    fn ack_thread(&mut self, conn: ConnId, request_id: Option<RequestId>, thread: ThreadId) {
+        let ack = Ack {
+            thread_id: Some(thread),
+            ..Ack::default()
+        };
+        self.ack_if_asked(conn, request_id, ack);
+    }
+
+    /// Every live local connection of `users`, ascending per user.
     fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
-        let mut out = Vec::new();
-        for user in users {
-            if let Some(u) = self.users.get(user) {
-                out.extend(u.conns.iter().copied());
-            }
-        }
-        out
+        self.dir.conns_of(users)
     }
 }
 

@@ -16,24 +16,14 @@ impl Hub {
                 online,
             });
         }
-        if !self.remote_online.contains_key(user) {
+        if !self.dir.is_remote(user) {
             self.announce(user, online);
         }
     }
 
     pub(super) fn remote_presence(&mut self, origin: &NodeId, user: UserId, online: bool) {
         let was = self.is_online(&user);
-        if online {
-            self.remote_online
-                .entry(user.clone())
-                .or_default()
-                .insert(origin.clone());
-        } else if let Some(nodes) = self.remote_online.get_mut(&user) {
-            nodes.remove(origin);
-            if nodes.is_empty() {
-                self.remote_online.remove(&user);
-            }
-        }
+        self.dir.set_remote(origin, &user, online);
         if was != self.is_online(&user) {
             self.announce(&user, !was);
         }
@@ -42,12 +32,8 @@ impl Hub {
     /// Replaces what this node knows of `origin`'s online users.
     pub(super) fn remote_snapshot(&mut self, origin: &NodeId, users: Vec<UserId>) {
         let now_online: BTreeSet<UserId> = users.into_iter().collect();
-        let gone: Vec<UserId> = self
-            .remote_online
-            .iter()
-            .filter(|(user, nodes)| nodes.contains(origin) && !now_online.contains(*user))
-            .map(|(user, _)| user.clone())
-            .collect();
+        let mut gone = self.dir.remote_users_of(origin);
+        gone.retain(|user| !now_online.contains(user));
         for user in gone {
             self.remote_presence(origin, user, false);
         }
@@ -75,18 +61,10 @@ impl Hub {
 
     /// Local connections that hear about `user`, never `user`'s own.
     fn presence_audience(&self, user: &UserId) -> Vec<ConnId> {
-        let own = self.users.get(user).map(|u| &u.conns);
+        let own = self.dir.local(user).map(|u| &u.conns);
         let mut audience: Vec<ConnId> = match self.config.presence_scope {
-            PresenceScope::All => self.conns.keys().copied().collect(),
-            PresenceScope::Threads => {
-                let mut set = BTreeSet::new();
-                for thread in self.user_threads.get(user).into_iter().flatten() {
-                    if let Some(state) = self.threads.get(thread) {
-                        set.extend(state.joiners.iter().copied());
-                    }
-                }
-                set.into_iter().collect()
-            }
+            PresenceScope::All => self.dir.all_conns().collect(),
+            PresenceScope::Threads => self.threads.joiners_near(user).into_iter().collect(),
         };
         if let Some(own) = own {
             audience.retain(|c| !own.contains(c));

@@ -122,7 +122,7 @@ fn by_unread(
 
 impl Hub {
     pub(super) fn site_event(&mut self, now: Instant, event: SiteEvent) {
-        self.stats.site_events += 1;
+        self.fx.stats.site_events += 1;
         match event.kind {
             SiteEventKind::MessageSent(m) => self.site_message_sent(now, m, None),
             SiteEventKind::ThreadRead(r) => self.site_thread_read(now, &r),
@@ -318,11 +318,11 @@ impl Hub {
         );
         if m.client_message_id.is_some() {
             // bbrt posted it: its POST answer delivers it, whichever comes first.
-            self.stats.site_messages_skipped += 1;
+            self.fx.stats.site_messages_skipped += 1;
             return;
         }
         if only.is_none() && !self.site_events.first_delivery(now, &message_id) {
-            self.stats.site_messages_skipped += 1;
+            self.fx.stats.site_messages_skipped += 1;
             return;
         }
         self.stop_typing(&sender, &thread);

@@ -95,7 +95,7 @@ impl Hub {
         let forward = self
             .typing
             .start(now, user, thread, self.config.typing_interval);
-        self.timers.set(
+        self.fx.timers.set(
             TimerKey::TypingExpiry(user.clone(), thread.clone()),
             now + self.config.typing_expiry,
         );
@@ -114,7 +114,8 @@ impl Hub {
     /// The user sent a message or went away: they are no longer typing there.
     pub(super) fn stop_typing(&mut self, user: &UserId, thread: &ThreadId) {
         if let Some(told) = self.typing.stop(user, thread) {
-            self.timers
+            self.fx
+                .timers
                 .cancel(&TimerKey::TypingExpiry(user.clone(), thread.clone()));
             self.forward_typing(user, thread, false, told);
         }

@@ -159,7 +159,7 @@ fn probing_random_threads_does_not_grow_the_hub_forever() {
         sim.drive_for(ms(100));
     }
     assert_eq!(sim.errors(mallory).len(), 6000);
-    let remembered = sim.hub(0).denied.len();
+    let remembered = sim.hub(0).threads.denied_len();
     assert!(
         remembered <= 2 * 600 + 1024,
         "{remembered} refusals remembered"

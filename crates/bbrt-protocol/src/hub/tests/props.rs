@@ -560,8 +560,8 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
         let node = &sim.nodes[client.node];
         let Some(c) = node
             .hub
-            .conns
-            .get(conn)
+            .dir
+            .get(*conn)
             .filter(|_| node.up && client.closed.is_none())
         else {
             continue;
@@ -578,11 +578,8 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
             }
         }
         for thread in &c.joined {
-            let Some(t) = node.hub.threads.get(thread) else {
-                continue;
-            };
-            for p in &t.participants {
-                if Some(p) == c.user.as_ref() {
+            for p in &node.hub.threads.participants(thread) {
+                if Some(p) == c.user() {
                     continue;
                 }
                 if let Some(believed) = view.get(p) {
@@ -691,6 +688,14 @@ fn check(r: &Run) -> Result<(), TestCaseError> {
         if node.up {
             let online: BTreeSet<String> = sim.online(i).into_iter().collect();
             prop_assert_eq!(&online, &live, "node {}", i);
+            // The directory's kept counts are what a scan finds.
+            prop_assert_eq!(
+                node.hub.dir.counts(),
+                node.hub.dir.scanned_counts(),
+                "node {}",
+                i
+            );
+            prop_assert_eq!(node.hub.stats().users_online, online.len(), "node {}", i);
         }
     }
     // No token ever appears in a Debug print of an input, an output or a Hub.

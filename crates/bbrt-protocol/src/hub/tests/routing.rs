@@ -344,11 +344,11 @@ fn a_connection_that_waited_on_participants_keeps_no_trace_of_the_fetch() {
     let mut sim = Sim::new();
     let [a1, _, bob, _] = alice_bob_and_carol(&mut sim);
     assert!(
-        sim.hub(0).fetching.is_empty() && sim.hub(0).fetches_of.is_empty(),
+        sim.hub(0).threads.no_fetches(),
         "the joins' fetches were answered: {:?}",
-        sim.hub(0).fetches_of
+        sim.hub(0).threads
     );
     for conn in [a1, bob] {
-        assert!(sim.hub(0).conns.contains_key(&conn), "still connected");
+        assert!(sim.hub(0).dir.contains(conn), "still connected");
     }
 }

@@ -124,8 +124,8 @@ fn row_join_thread_answers_joined_and_makes_the_user_a_participant() {
         ]
     );
     assert_eq!(
-        sim.site.threads[&tid("THREAD_ID")].participants,
-        [uid("USER_ID")]
+        sim.site.dev.participants_of(&tid("THREAD_ID")),
+        Some([uid("USER_ID")].as_slice())
     );
 }
 
@@ -157,8 +157,8 @@ fn row_send_message_stores_and_delivers_to_the_thread_and_adds_the_recipient() {
         "the non-dev token means the same user"
     );
     assert_eq!(
-        sim.site.threads[&tid("THREAD_ID")].participants,
-        [uid("USER_ID"), uid("RECIPIENT_ID")]
+        sim.site.dev.participants_of(&tid("THREAD_ID")),
+        Some([uid("USER_ID"), uid("RECIPIENT_ID")].as_slice())
     );
 }
 

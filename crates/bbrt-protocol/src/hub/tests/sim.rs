@@ -20,15 +20,17 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::api::{
-    ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+    ApiRequest, ApiResponse, RECONCILE_LOOKBACK_SECS, SiteError, SiteErrorKind, SiteUser,
+    StoredMessage,
 };
+use crate::devsite::{DevSite, DevSiteError, Post, Stamp};
 use crate::hub::{
     BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendFingerprint,
     SendOutcome, SendReceipt,
 };
 use crate::ids::{
-    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, MessageId,
-    NodeId, ThreadId, UserId,
+    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId,
+    ThreadId, UserId,
 };
 use crate::wire::{CloseCode, Limits, ServerMessage, decode};
 
@@ -74,21 +76,13 @@ pub(crate) struct Client {
     pub(crate) user: Option<UserId>,
 }
 
-/// A thread on the fake site.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SiteThread {
-    pub(crate) participants: Vec<UserId>,
-    pub(crate) last: Option<MessageId>,
-}
-
-/// The scripted fake site: the embedded default's rules, latency and injected failures.
+/// The scripted fake site: the embedded default's rules ([`DevSite`]), latency and injected
+/// failures, and a mode that plays a real BuddyBoss site.
 #[derive(Debug, Default)]
 pub(crate) struct Site {
-    pub(crate) threads: BTreeMap<ThreadId, SiteThread>,
+    pub(crate) dev: DevSite,
     /// Every user who was ever a participant of each thread.
     pub(crate) ever: BTreeMap<ThreadId, BTreeSet<UserId>>,
-    next_message: u64,
-    next_thread: u64,
     /// Per request kind (`ApiRequest::name`); default `default_latency`.
     pub(crate) latency: HashMap<&'static str, Duration>,
     pub(crate) default_latency: Duration,
@@ -104,6 +98,57 @@ pub(crate) struct Site {
     pub(crate) stored: Vec<StoredMessage>,
     /// The next sends are stored, then answered `Unconfirmed` (the answer was lost).
     pub(crate) unconfirm_next: usize,
+}
+
+impl Site {
+    /// Remembers that `participants` were in `thread`.
+    fn saw(&mut self, thread: &ThreadId, participants: &[UserId]) {
+        let ever = self.ever.entry(thread.clone()).or_default();
+        ever.extend(participants.iter().cloned());
+    }
+
+    /// A send, reconciled as `bbrt-buddyboss` does after an unconfirmed attempt; a real
+    /// site also needs the sender to be in the thread.
+    fn send(
+        &mut self,
+        post: Post<'_>,
+        unconfirmed_since: Option<i64>,
+        now_unix: i64,
+    ) -> Result<StoredMessage, SiteError> {
+        if let Some(since) = unconfirmed_since
+            && let Some(found) = self
+                .dev
+                .find_recent(post, since.saturating_sub(RECONCILE_LOOKBACK_SECS))
+        {
+            return Ok(found);
+        }
+        if self.real
+            && let Some(thread) = post.thread
+            && !self
+                .dev
+                .participants_of(thread)
+                .is_some_and(|p| p.contains(post.sender))
+        {
+            return Err(DevSiteError::Forbidden.into());
+        }
+        let stamp = Stamp {
+            unix_secs: now_unix,
+            sent_at: SENT_AT.to_owned(),
+            html: None,
+        };
+        let stored = self.dev.send(post, stamp)?;
+        self.saw(&stored.thread, &stored.participants);
+        self.stored.push(stored.clone());
+        if self.unconfirm_next > 0 {
+            self.unconfirm_next -= 1;
+            return Err(SiteError::new(
+                SiteErrorKind::Unconfirmed,
+                "send_unconfirmed",
+                "the answer was lost",
+            ));
+        }
+        Ok(stored)
+    }
 }
 
 /// The simulated coordinator's state for one `clientMessageId`.
@@ -259,6 +304,11 @@ impl Sim {
             releases: Vec::new(),
             request_times: Vec::new(),
         }
+    }
+
+    /// The simulated wall clock, Unix seconds.
+    fn unix_now(&self) -> i64 {
+        SIM_UNIX_EPOCH + self.elapsed().as_secs() as i64
     }
 
     /// Virtual time since the start.
@@ -542,18 +592,13 @@ impl Sim {
 
     /// The site removes `user` from `thread`.
     pub(crate) fn site_remove(&mut self, thread: &str, user: &str) {
-        if let Some(t) = self.site.threads.get_mut(&tid(thread)) {
-            t.participants.retain(|p| p.as_str() != user);
-        }
+        self.site.dev.remove_participant(&tid(thread), &uid(user));
     }
 
     /// The site knows `thread` with these participants.
     pub(crate) fn site_thread(&mut self, thread: &str, users: &[&str]) {
-        let t = self.site.threads.entry(tid(thread)).or_default();
         for u in users {
-            if !t.participants.iter().any(|p| p.as_str() == *u) {
-                t.participants.push(uid(u));
-            }
+            self.site.dev.add_participant(&tid(thread), &uid(u));
         }
         self.site
             .ever
@@ -882,39 +927,22 @@ impl Sim {
                 "revoked",
             ));
         }
-        let unauthenticated = || {
-            SiteError::new(
-                SiteErrorKind::Unauthenticated,
-                "rest_not_logged_in",
-                "not logged in",
-            )
-        };
-        let forbidden = || {
-            SiteError::new(
-                SiteErrorKind::Forbidden,
-                "bp_rest_authorization_required",
-                "not allowed to see this thread",
-            )
-        };
         if self.site.real && token.is_none() {
-            return Err(unauthenticated());
+            return Err(DevSiteError::NotLoggedIn.into());
         }
+        let now_unix = self.unix_now();
+        let site = &mut self.site;
         match request {
             ApiRequest::Verify {
                 claimed_user,
                 current_user,
                 ..
             } => {
-                let user = match &token {
-                    None => claimed_user.clone().ok_or_else(unauthenticated)?,
-                    Some(t) => match t.strip_prefix("dev:") {
-                        Some(id) => UserId::new(id).map_err(|_| unauthenticated())?,
-                        None => match current_user {
-                            Some(current) => current.clone(),
-                            None => UserId::new(t).map_err(|_| unauthenticated())?,
-                        },
-                    },
-                };
+                let user = site.dev.verify(
+                    token.as_deref(),
+                    claimed_user.as_ref(),
+                    current_user.as_ref(),
+                )?;
                 Ok(ApiResponse::User(SiteUser {
                     name: user.to_string(),
                     id: user,
@@ -924,35 +952,11 @@ impl Sim {
             ApiRequest::Participants {
                 user, thread, join, ..
             } => {
-                let member = self
-                    .site
-                    .threads
-                    .get(thread)
-                    .is_some_and(|t| t.participants.contains(user));
-                if !member {
-                    // The embedded site creates the thread or adds the joiner; a real one
-                    // only checks membership.
-                    if !*join || self.site.real {
-                        return Err(forbidden());
-                    }
-                    self.site
-                        .threads
-                        .entry(thread.clone())
-                        .or_default()
-                        .participants
-                        .push(user.clone());
-                    self.site
-                        .ever
-                        .entry(thread.clone())
-                        .or_default()
-                        .insert(user.clone());
-                }
-                let t = &self.site.threads[thread];
-                Ok(ApiResponse::Participants(ThreadInfo {
-                    thread: thread.clone(),
-                    participants: t.participants.clone(),
-                    last_message: t.last.clone(),
-                }))
+                // The embedded site creates the thread or adds the joiner; a real one only
+                // checks membership.
+                let info = site.dev.participants(user, thread, *join && !site.real)?;
+                site.saw(thread, &info.participants);
+                Ok(ApiResponse::Participants(info))
             }
             ApiRequest::Send {
                 sender,
@@ -962,102 +966,18 @@ impl Sim {
                 unconfirmed_since,
                 ..
             } => {
-                if unconfirmed_since.is_some() {
-                    // Reconciliation: the earlier attempt's message, if it was stored.
-                    let found = self.site.stored.iter().rev().find(|m| {
-                        m.sender == *sender
-                            && m.text == *text
-                            && thread.as_ref().is_none_or(|t| m.thread == *t)
-                    });
-                    if let Some(found) = found {
-                        return Ok(ApiResponse::Stored(found.clone()));
-                    }
-                }
-                if text.trim().is_empty() {
-                    return Err(SiteError::new(
-                        SiteErrorKind::EmptyMessage,
-                        "bp_rest_messages_empty_message",
-                        "empty",
-                    ));
-                }
-                let thread = match thread {
-                    Some(t) => {
-                        if self.site.real
-                            && !self
-                                .site
-                                .threads
-                                .get(t)
-                                .is_some_and(|t| t.participants.contains(sender))
-                        {
-                            return Err(forbidden());
-                        }
-                        t.clone()
-                    }
-                    None => {
-                        let mut set = vec![sender.clone()];
-                        set.extend(recipients.iter().filter(|r| *r != sender).cloned());
-                        let found = self.site.threads.iter().find(|(_, t)| {
-                            t.participants.len() == set.len()
-                                && set.iter().all(|u| t.participants.contains(u))
-                        });
-                        match found {
-                            Some((id, _)) => id.clone(),
-                            None => loop {
-                                self.site.next_thread += 1;
-                                let id = tid(&self.site.next_thread.to_string());
-                                if !self.site.threads.contains_key(&id) {
-                                    break id;
-                                }
-                            },
-                        }
-                    }
+                let post = Post {
+                    sender,
+                    thread: thread.as_ref(),
+                    recipients,
+                    text,
                 };
-                self.site.next_message += 1;
-                let id = MessageId::new(&self.site.next_message.to_string()).expect("numeric id");
-                let t = self.site.threads.entry(thread.clone()).or_default();
-                for u in std::iter::once(sender).chain(recipients) {
-                    if !t.participants.contains(u) {
-                        t.participants.push(u.clone());
-                    }
-                }
-                t.last = Some(id.clone());
-                let participants = t.participants.clone();
-                self.site
-                    .ever
-                    .entry(thread.clone())
-                    .or_default()
-                    .extend(participants.iter().cloned());
-                let stored = StoredMessage {
-                    id,
-                    thread,
-                    sender: sender.clone(),
-                    text: text.clone(),
-                    html: None,
-                    sent_at: SENT_AT.to_owned(),
-                    participants,
-                };
-                self.site.stored.push(stored.clone());
-                if self.site.unconfirm_next > 0 {
-                    self.site.unconfirm_next -= 1;
-                    return Err(SiteError::new(
-                        SiteErrorKind::Unconfirmed,
-                        "send_unconfirmed",
-                        "the answer was lost",
-                    ));
-                }
-                Ok(ApiResponse::Stored(stored))
+                site.send(post, *unconfirmed_since, now_unix)
+                    .map(ApiResponse::Stored)
             }
             ApiRequest::MarkRead { user, thread, .. } => {
-                if self
-                    .site
-                    .threads
-                    .get(thread)
-                    .is_some_and(|t| t.participants.contains(user))
-                {
-                    Ok(ApiResponse::MarkedRead)
-                } else {
-                    Err(forbidden())
-                }
+                site.dev.mark_read(user, thread)?;
+                Ok(ApiResponse::MarkedRead)
             }
         }
     }
@@ -1119,7 +1039,7 @@ impl Sim {
                         self.coord.claims.insert(key, done)
                     }
                     SendOutcome::Unconfirmed { since_unix_secs } => {
-                        let now_unix = SIM_UNIX_EPOCH + (now - self.epoch).as_secs() as i64;
+                        let now_unix = self.unix_now();
                         let since = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
                         let record = Claim::Unconfirmed {
                             since,
@@ -1171,26 +1091,8 @@ impl Hub {
                 left.push(format!("{name}: {debug:?}"));
             }
         };
-        check("conns", self.conns.is_empty(), &self.conns);
-        check("users", self.users.is_empty(), &self.users);
-        check(
-            "remote_online",
-            self.remote_online.is_empty(),
-            &self.remote_online,
-        );
-        check(
-            "credentials",
-            self.credentials.is_empty(),
-            &self.credentials,
-        );
-        check("anonymous", self.anonymous.is_empty(), &self.anonymous);
-        check(
-            "anonymous_by_ip",
-            self.anonymous_by_ip.is_empty(),
-            &self.anonymous_by_ip,
-        );
-        check("fetching", self.fetching.is_empty(), &self.fetching);
-        check("fetches_of", self.fetches_of.is_empty(), &self.fetches_of);
+        check("directory", self.dir.is_empty(), &self.dir);
+        check("identity", self.identity.is_empty(), &self.identity);
         check(
             "api_pending",
             self.api_pending.is_empty(),
@@ -1204,15 +1106,9 @@ impl Hub {
         check("sends", self.sends.is_empty(), &self.sends);
         check("typing", self.typing.is_empty(), &self.typing);
         check("calls", self.calls.is_empty(), &self.calls);
-        check("timers", self.timers.len() == 0, &self.timers);
+        check("timers", self.fx.timers.len() == 0, &self.fx.timers);
         check("threads", self.threads.is_empty(), &self.threads);
-        check(
-            "user_threads",
-            self.user_threads.is_empty(),
-            &self.user_threads,
-        );
-        check("denied", self.denied.is_empty(), &self.denied);
-        check("outputs", self.outputs.is_empty(), &self.outputs);
+        check("outputs", self.fx.outputs.is_empty(), &self.fx.outputs);
         left
     }
 }
