@@ -3,8 +3,8 @@
 # a bbrt client, and what the companion plugin adds to the web request with bbrt up, down
 # and blackholed. Part of the benchmark, run on its own (not by bench/run.sh, not by CI):
 #
-#   bench/site-events.sh           # N=300 messages per case, about 1–2 minutes
-#   N=50 bench/site-events.sh      # fewer
+#   bench/site-events.sh           # N=300 messages per case in 4 rounds, about 3 minutes
+#   N=40 ROUNDS=2 bench/site-events.sh   # a smoke run, under a minute
 #
 # Sets up Debian's WordPress in a scratch directory with a fresh MariaDB database (root
 # without a password on 127.0.0.1:3306), the plugin and its tests' BuddyBoss stand-in
@@ -20,7 +20,8 @@
 # bench/results/site-events.md, drops the database and stops everything it started; a
 # watchdog ends the run after LIMIT seconds (default 300).
 #
-# Environment: N (300), WARMUP (20), LIMIT (300), FPM_CHILDREN (4), BBRT_SERVER_BIN (a
+# Environment: N (300 per case, over all rounds), ROUNDS (4), WARMUP (10 per case and
+# round: each runs on a fresh PHP-FPM), LIMIT (300), FPM_CHILDREN (4), BBRT_SERVER_BIN (a
 # bbrt-server to use instead of building the release one), KEEP_SCRATCH=1 (leave the
 # scratch directory and its logs: nginx, PHP-FPM, WordPress's debug.log, bbrt).
 set -euo pipefail
@@ -28,7 +29,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PLUGIN=$ROOT/integrations/wordpress/bbrt
 N=${N:-300}
-WARMUP=${WARMUP:-20}
+WARMUP=${WARMUP:-10}
+ROUNDS=${ROUNDS:-4}
 LIMIT=${LIMIT:-300}
 FPM_CHILDREN=${FPM_CHILDREN:-4}
 RESULTS=$ROOT/bench/results/site-events.md
@@ -191,35 +193,45 @@ for port in "$bbrt_port" "$hole_port"; do
 done
 
 client() { timeout 240 node bench/node/site-events-client.js --site "$site/bbrt-bench-send" --n "$n" --warmup "$warmup" "$@"; }
-declare -A out
+# Rounds: every case once per round, so a machine that gets busier or quieter during the
+# run moves every case alike; each case's figures are over all its rounds.
 CASES="off up down blackhole down-every blackhole-every"
-for case in $CASES; do
-  n=$N warmup=$WARMUP
-  case "$case" in
-    off) ;; # started above
-    up) start_fpm "http://127.0.0.1:$bbrt_port/site/events" "$keys" ;;
-    down) start_fpm "http://127.0.0.1:$closed_port/site/events" "$keys" ;;
-    blackhole) start_fpm "http://127.0.0.1:$hole_port/site/events" "$keys" ;;
-    down-every) start_fpm "http://127.0.0.1:$closed_port/site/events" "$keys" 1 ;;
-    # Each request then holds its PHP-FPM child for the 2 s POST timeout: fewer of them.
-    blackhole-every) start_fpm "http://127.0.0.1:$hole_port/site/events" "$keys" 1
-      n=$(( (N + 4) / 5 )) warmup=$FPM_CHILDREN ;;
-  esac
-  echo "== case $case: $warmup + $n requests"
-  if [ "$case" = up ]; then
-    out[$case]=$(client --ws "ws://127.0.0.1:$bbrt_port/" --user "$bob_id" --token "$bob_basic")
-  else
-    out[$case]=$(client)
-  fi
-  echo "${out[$case]}"
-  stop_fpm
+per_round=$(( (N + ROUNDS - 1) / ROUNDS ))
+for round in $(seq "$ROUNDS"); do
+  for case in $CASES; do
+    n=$per_round warmup=$WARMUP
+    case "$case" in
+      off) [ -n "$fpm_pid" ] || start_fpm "" "" ;;
+      up) start_fpm "http://127.0.0.1:$bbrt_port/site/events" "$keys" ;;
+      down) start_fpm "http://127.0.0.1:$closed_port/site/events" "$keys" ;;
+      blackhole) start_fpm "http://127.0.0.1:$hole_port/site/events" "$keys" ;;
+      down-every) start_fpm "http://127.0.0.1:$closed_port/site/events" "$keys" 1 ;;
+      # Each request then holds its PHP-FPM child for the 2 s POST timeout: fewer of them.
+      blackhole-every) start_fpm "http://127.0.0.1:$hole_port/site/events" "$keys" 1
+        n=$(( (per_round + 4) / 5 )) warmup=$FPM_CHILDREN ;;
+    esac
+    echo "== round $round/$ROUNDS, case $case: $warmup + $n requests"
+    if [ "$case" = up ]; then
+      line=$(client --ws "ws://127.0.0.1:$bbrt_port/" --user "$bob_id" --token "$bob_basic")
+    else
+      line=$(client)
+    fi
+    echo "{\"case\":\"$case\",${line#\{}" >>"$tmp/runs.jsonl"
+    stop_fpm
+  done
 done
+declare -A out
+while read -r line; do
+  name=$(php -r 'echo json_decode($argv[1], true)["case"];' "$line")
+  out[$name]=$line
+  echo "$line"
+done < <(node bench/node/site-events-client.js --summarize "$tmp/runs.jsonl")
 
 field() { php -r '$o = json_decode($argv[1], true); $v = $o; foreach (explode(".", $argv[2]) as $k) { $v = $v[$k] ?? "-"; } echo is_float($v) ? sprintf("%.2f", $v) : $v;' "$1" "$2"; }
 {
   echo "# Site events: hook to frame, and the plugin's cost to the web request"
   echo
-  echo "bench/site-events.sh, $(date -u +%Y-%m-%dT%H:%MZ), N=$N (+$WARMUP warm-up) per case,"
+  echo "bench/site-events.sh, $(date -u +%Y-%m-%dT%H:%MZ), N=$N per case in $ROUNDS rounds (+$WARMUP warm-up per round),"
   echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$FPM" -v | head -n 1 | cut -d' ' -f1-2) (pm static, $FPM_CHILDREN children),"
   echo "WordPress $(php -r 'include "/usr/share/wordpress/wp-includes/version.php"; echo $wp_version;'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)."
   echo

@@ -5,8 +5,12 @@
 // performance.timeOrigin + performance.now()), so the two ends compare directly.
 //
 //   node site-events-client.js --site URL --n N [--warmup W] [--ws URL --user ID --token T]
+//   node site-events-client.js --summarize FILE
 //
-// Prints one JSON object: request and (with --ws) hook→frame times in ms, p50/p99/max.
+// The first prints one JSON line: every request's time and (with --ws) every hook→frame
+// time, in ms, and the frames missing. The second reads such lines (one per round, with a
+// `case` field added) and prints, per case, {case, request_ms, hook_to_frame_ms, missing}
+// with count, p50, p99 and max.
 "use strict";
 const WebSocket = require("ws");
 
@@ -95,13 +99,29 @@ async function main() {
       else latencies.push(arrived - sent.hook_at * 1000);
     }
   }
-  const out = { n, request_ms: summary(requests) };
+  const out = { requests };
   if (conn) {
-    out.hook_to_frame_ms = summary(latencies);
+    out.latencies = latencies;
     out.missing = missing;
     conn.ws.close();
   }
   console.log(JSON.stringify(out));
 }
 
-main().catch((e) => { console.error(e.message || e); process.exit(1); });
+function summarize(file) {
+  const cases = new Map();
+  for (const line of require("fs").readFileSync(file, "utf8").split("\n").filter(Boolean)) {
+    const run = JSON.parse(line);
+    const c = cases.get(run.case) || { requests: [], latencies: [], missing: 0, ws: false };
+    c.requests.push(...run.requests);
+    if (run.latencies) { c.ws = true; c.latencies.push(...run.latencies); c.missing += run.missing; }
+    cases.set(run.case, c);
+  }
+  for (const [name, c] of cases) {
+    const out = { case: name, request_ms: summary(c.requests) };
+    if (c.ws) { out.hook_to_frame_ms = summary(c.latencies); out.missing = c.missing; }
+    console.log(JSON.stringify(out));
+  }
+}
+
+(args.summarize ? Promise.resolve().then(() => summarize(args.summarize)) : main()).catch((e) => { console.error(e.message || e); process.exit(1); });
