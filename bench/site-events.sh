@@ -192,7 +192,7 @@ for port in "$bbrt_port" "$hole_port"; do
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
-client() { timeout 240 node bench/node/site-events-client.js --site "$site/bbrt-bench-send" --n "$n" --warmup "$warmup" "$@"; }
+client() { timeout 120 node bench/node/site-events-client.js --site "$site/bbrt-bench-send" --n "$n" --warmup "$warmup" "$@"; }
 # Rounds: every case once per round, so a machine that gets busier or quieter during the
 # run moves every case alike; each case's figures are over all its rounds.
 CASES="off up down blackhole down-every blackhole-every"
