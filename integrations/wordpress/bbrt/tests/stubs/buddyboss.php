@@ -55,6 +55,14 @@ function bp_is_active( $component = '' ) {
 }
 
 /**
+ * Whether the request is a member's messages page (BuddyBoss's own test before it loads
+ * its messages script). The tests choose: $GLOBALS['bbrt_test_messages_page'].
+ */
+function bp_is_user_messages() {
+	return ! empty( $GLOBALS['bbrt_test_messages_page'] );
+}
+
+/**
  * BuddyBoss's namespace.
  */
 function bp_rest_namespace() {
