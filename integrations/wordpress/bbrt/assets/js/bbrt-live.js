@@ -22,15 +22,19 @@
 }( typeof self !== 'undefined' ? self : this, function () {
 	'use strict';
 
-	// The frames that change what the open thread or the inbox shows.
+	// The frames that change what the inbox shows (unread counts, excerpts, the list)...
 	const REFRESHING_TYPES = [ 'message', 'read', 'deleted', 'thread_deleted', 'thread_left' ];
+	// ...and those that change what an open thread shows (a read changes only counts).
+	const THREAD_CHANGING_TYPES = [ 'message', 'deleted', 'thread_deleted', 'thread_left' ];
 	// bbrt coalesces typing to one per user and thread every 2 s and expires it after 5 s
 	// (docs/protocol.md): sending more often is wasted, showing longer would be stale.
 	const TYPING_SEND_EVERY_MS = 2000;
 	const TYPING_IDLE_MS = 3000;
 	const TYPING_SHOWN_MS = 5000;
-	// Several events of one send (message, then read) cost one refresh, not two.
-	const REFRESH_COALESCE_MS = 100;
+	// At most one refresh per this window: the first event refreshes at once, the events
+	// that follow it (a message, then its read) share one refresh at the window's end.
+	const REFRESH_COALESCE_MS = 250;
+	const FOLLOW_WITHIN_PX = 200;
 	const BACKOFF_BASE_MS = 1000;
 	const BACKOFF_CAP_MS = 60000;
 	// A connection that stayed open this long was a success: the next failure starts over.
@@ -240,6 +244,7 @@
 		const strings = options.strings || {};
 		let joined = null;
 		let refreshTimer = null;
+		let lastRefreshAt = -Infinity;
 		let threadDue = false;
 		let inboxDue = false;
 		// threadId -> Map( userId -> expiry timer )
@@ -270,6 +275,7 @@
 
 		function flushRefresh() {
 			refreshTimer = null;
+			lastRefreshAt = env.now();
 			const thread = threadDue;
 			const inbox = inboxDue;
 			threadDue = false;
@@ -282,13 +288,14 @@
 			}
 		}
 
-		function requestRefresh( threadId ) {
+		function requestRefresh( threadId, type ) {
 			inboxDue = true;
-			if ( threadId !== null && threadId === idString( safely( adapter.openThreadId ) ) ) {
+			if ( THREAD_CHANGING_TYPES.indexOf( type ) !== -1 && threadId !== null && threadId === idString( safely( adapter.openThreadId ) ) ) {
 				threadDue = true;
 			}
 			if ( refreshTimer === null ) {
-				refreshTimer = env.setTimeout( flushRefresh, REFRESH_COALESCE_MS );
+				const since = env.now() - lastRefreshAt;
+				refreshTimer = env.setTimeout( flushRefresh, since >= REFRESH_COALESCE_MS ? 0 : REFRESH_COALESCE_MS - since );
 			}
 		}
 
@@ -370,7 +377,7 @@
 			if ( frame.type === 'message' && threadId !== null ) {
 				stopShowingTyping( threadId, idString( frame.senderId ) );
 			}
-			requestRefresh( threadId );
+			requestRefresh( threadId, frame.type );
 		}
 
 		function stopTyping() {
@@ -448,6 +455,37 @@
 	 * ReadyLaunch twin, which share these names). Every call is guarded: BuddyBoss not
 	 * ready yet, or a version without the expected object, means "do nothing".
 	 */
+	/**
+	 * Merges a page of BuddyBoss's parsed messages into its collection: known ones updated
+	 * in place, new ones appended oldest first (BuddyBoss appends a model flagged is_new,
+	 * as its own send does, and prepends the others, as "load older" does).
+	 */
+	function mergeMessages( list, parsed, threadId ) {
+		if ( ! Array.isArray( parsed ) ) {
+			return 0;
+		}
+		const fresh = [];
+		parsed.forEach( function ( attrs ) {
+			if ( ! attrs || attrs.id === undefined || ( attrs.thread_id !== undefined && String( attrs.thread_id ) !== String( threadId ) ) ) {
+				return;
+			}
+			const known = list.get( attrs.id );
+			if ( known ) {
+				known.set( attrs );
+			} else {
+				fresh.push( attrs );
+			}
+		} );
+		fresh.sort( function ( x, y ) {
+			return ( Number( new Date( x.date ) ) || 0 ) - ( Number( new Date( y.date ) ) || 0 ) || Number( x.id ) - Number( y.id );
+		} );
+		fresh.forEach( function ( attrs ) {
+			attrs.is_new = true;
+			list.add( attrs );
+		} );
+		return fresh.length;
+	}
+
 	function buddybossAdapter( win ) {
 		const doc = win.document;
 		function messages() {
@@ -461,28 +499,49 @@
 			const entry = m.views.get( 'single' );
 			return entry && typeof entry.get === 'function' ? entry.get( 'view' ) : null;
 		}
+		function openThreadId() {
+			const view = singleView();
+			if ( ! view || ! view.options || ! view.options.thread ) {
+				return null;
+			}
+			const thread = view.options.thread;
+			return typeof thread.get === 'function' ? thread.get( 'id' ) : thread.id;
+		}
 		return {
-			openThreadId: function () {
-				const view = singleView();
-				if ( ! view || ! view.options || ! view.options.thread ) {
-					return null;
-				}
-				const thread = view.options.thread;
-				return typeof thread.get === 'function' ? thread.get( 'id' ) : thread.id;
-			},
+			openThreadId: openThreadId,
 			refreshThread: function () {
-				const view = singleView();
-				if ( ! view || typeof view.requestMessages !== 'function' ) {
+				const m = messages();
+				const threadId = openThreadId();
+				const list = m && m.messages;
+				if ( threadId === null || ! list || typeof list.sync !== 'function' || typeof list.parse !== 'function' ) {
 					return;
 				}
-				// requestMessages is what BuddyBoss runs when the thread opens; run again it
-				// would add a second attachments box and keep the old scroll position.
-				if ( view.messageAttachments && typeof view.messageAttachments.remove === 'function' ) {
-					view.messageAttachments.remove();
-					view.messageAttachments = false;
-				}
-				view.firstFetch = true;
-				view.requestMessages();
+				// BuddyBoss's own request for the thread's latest page (the collection's sync,
+				// action messages_get_thread_messages), merged into its own collection: new
+				// messages go through its add handler, changed ones (deleted, edited) through
+				// each message view's change handler. Re-running the view's requestMessages
+				// instead would throw on its second run and drop the member's draft.
+				const cursor = list.before;
+				list.before = null;
+				list.sync( 'read', list, {
+					data: { id: threadId },
+					success: function ( response ) {
+						let parsed;
+						try {
+							parsed = list.parse( response );
+						} finally {
+							// parse moves the "load older" cursor to the latest page.
+							list.before = cursor;
+						}
+						const pane = doc.getElementById ? doc.getElementById( 'bp-message-thread-list' ) : null;
+						// Follow new messages only if the member was reading the newest ones.
+						const atBottom = pane && pane.scrollHeight - pane.scrollTop - pane.clientHeight < FOLLOW_WITHIN_PX;
+						if ( mergeMessages( list, parsed, threadId ) > 0 && atBottom ) {
+							pane.scrollTop = pane.scrollHeight;
+						}
+					},
+				} );
+				list.before = cursor;
 			},
 			refreshInbox: function () {
 				// Without a payload the threads view refetches the list, no loader shown.
@@ -805,6 +864,7 @@
 		createConnection: createConnection,
 		createLivePage: createLivePage,
 		buddybossAdapter: buddybossAdapter,
+		mergeMessages: mergeMessages,
 		workerTransport: workerTransport,
 		createWorkerHub: createWorkerHub,
 		browserEnv: browserEnv,

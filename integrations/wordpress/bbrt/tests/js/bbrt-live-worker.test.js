@@ -127,45 +127,86 @@ test( 'the page sends joins and typing to the worker port', () => {
 function fakeBuddyBoss() {
 	const calls = [];
 	const thread = { get: ( k ) => ( { id: 1, recipients: { 2: { id: 2, user_name: 'Alice', is_you: true }, 3: { id: 3, user_name: 'Bob' } } } )[ k ] };
-	const attachments = { remove: () => calls.push( 'attachments.remove' ) };
-	const view = {
-		options: { thread },
-		messageAttachments: attachments,
-		firstFetch: false,
-		requestMessages() {
-			calls.push( 'requestMessages firstFetch=' + this.firstFetch + ' attachments=' + this.messageAttachments );
+	const view = { options: { thread } };
+	// bp.Collections.Messages: its sync sends messages_get_thread_messages; parse moves
+	// `before`; add appends a model flagged is_new and prepends the others.
+	const shown = [];
+	const models = new Map();
+	const list = {
+		before: 'older-cursor',
+		answer: null,
+		sync( method, self, options ) {
+			calls.push( [ 'sync', method, JSON.stringify( options.data ), 'before=' + this.before ] );
+			options.success( this.answer );
+		},
+		parse( resp ) {
+			this.before = resp.next_messages_timestamp;
+			return resp.messages.map( ( m ) => Object.assign( {}, m, { date: new Date( m.date ) } ) );
+		},
+		get: ( id ) => models.get( String( id ) ),
+		add( attrs ) {
+			const model = { attrs, set: ( a ) => {
+				Object.assign( model.attrs, a );
+				calls.push( [ 'change', a.id, a.content ] );
+			} };
+			models.set( String( attrs.id ), model );
+			if ( attrs.is_new ) {
+				shown.push( attrs.id );
+			} else {
+				shown.unshift( attrs.id );
+			}
 		},
 	};
 	const win = {
 		document: {},
-		Backbone: { trigger: ( name, payload ) => calls.push( 'Backbone.trigger ' + name + ' ' + JSON.stringify( payload ) ) },
+		Backbone: { trigger: ( name, payload ) => calls.push( [ 'Backbone.trigger', name, payload ] ) },
 		bp: { Nouveau: { Messages: {
 			box: 'single',
+			messages: list,
 			views: { get: ( id ) => ( id === 'single' ? { get: ( k ) => ( k === 'view' ? view : undefined ) } : undefined ) },
 			threads: { get: ( id ) => ( String( id ) === '1' ? thread : undefined ) },
 		} } },
 	};
-	return { win, calls };
+	return { win, calls, list, shown };
 }
 
-test( 'the BuddyBoss adapter calls BuddyBoss\'s own refreshes', () => {
+test( 'the BuddyBoss adapter refreshes through BuddyBoss\'s own request, collection and views', () => {
 	const bb = fakeBuddyBoss();
 	const adapter = Live.buddybossAdapter( bb.win );
 	assert.equal( adapter.openThreadId(), 1 );
-	adapter.refreshThread();
-	adapter.refreshInbox();
+	// What the thread showed: messages 1 and 2 (loaded newest first, each prepended).
+	bb.list.add( { id: 2, content: 'two', date: '2026-12-01T10:00:02Z' } );
+	bb.list.add( { id: 1, content: 'one', date: '2026-12-01T10:00:01Z' } );
+	assert.deepEqual( bb.shown, [ 1, 2 ] );
+	// The latest page, newest first: 4 and 3 are new, 2 was deleted (blanked).
+	bb.list.answer = { next_messages_timestamp: 'latest-cursor', messages: [
+		{ id: 4, content: 'four', date: '2026-12-01T10:00:04Z' },
+		{ id: 3, content: 'three', date: '2026-12-01T10:00:03Z' },
+		{ id: 2, content: '', date: '2026-12-01T10:00:02Z' },
+	] };
+	const refresh = adapter.refreshThread; // the core calls it unbound
+	refresh();
 	assert.deepEqual( bb.calls, [
-		'attachments.remove',
-		'requestMessages firstFetch=true attachments=false',
-		'Backbone.trigger relistelements undefined',
+		[ 'sync', 'read', '{"id":1}', 'before=null' ],
+		[ 'change', 2, '' ],
 	] );
+	assert.deepEqual( bb.shown, [ 1, 2, 3, 4 ], 'new messages appended, oldest first' );
+	assert.equal( bb.list.before, 'older-cursor', '"load older" still continues from where it was' );
+	bb.calls.length = 0;
+	refresh();
+	assert.deepEqual( bb.shown, [ 1, 2, 3, 4 ], 'a second refresh adds nothing twice' );
+
+	bb.calls.length = 0;
+	adapter.refreshInbox();
+	assert.deepEqual( bb.calls, [ [ 'Backbone.trigger', 'relistelements', undefined ] ] );
+
 	assert.equal( adapter.participantName( '1', '3' ), 'Bob' );
 	assert.equal( adapter.participantName( '1', '9' ), null );
 	assert.equal( adapter.participantName( '8', '3' ), null );
 	bb.win.bp.Nouveau.Messages.box = 'inbox';
 	assert.equal( adapter.openThreadId(), null );
 	bb.calls.length = 0;
-	adapter.refreshThread();
+	refresh();
 	assert.deepEqual( bb.calls, [], 'no thread open: nothing to refresh' );
 } );
 

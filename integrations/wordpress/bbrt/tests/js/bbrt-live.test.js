@@ -298,8 +298,17 @@ test( 'a WebSocket constructor that throws is retried, not thrown into the page'
 	assert.equal( tries, 2 );
 } );
 
-test( 'each refreshing event of the open thread refreshes the thread and the inbox', async () => {
-	for ( const type of [ 'message', 'read', 'deleted', 'thread_deleted', 'thread_left' ] ) {
+test( 'a read of the open thread refreshes only the inbox (its counts)', async () => {
+	const clock = manualClock();
+	const bb = standIn( '1' );
+	const p = page( clock, bb, recordingTransport() );
+	p.handleFrame( { type: 'read', threadId: '1', userId: '3' } );
+	await clock.advance( C.REFRESH_COALESCE_MS );
+	assert.deepEqual( bb.calls, [ [ 'refreshInbox' ] ] );
+} );
+
+test( 'each changing event of the open thread refreshes the thread and the inbox', async () => {
+	for ( const type of [ 'message', 'deleted', 'thread_deleted', 'thread_left' ] ) {
 		const clock = manualClock();
 		const bb = standIn( '1' );
 		const p = page( clock, bb, recordingTransport() );
@@ -322,6 +331,24 @@ test( 'an event of another thread refreshes only the inbox', async () => {
 	p.handleFrame( { type: 'read', threadId: '1', userId: '3' } );
 	await clock.advance( C.REFRESH_COALESCE_MS );
 	assert.deepEqual( bb.calls, [ [ 'refreshInbox' ], [ 'refreshInbox' ] ] );
+} );
+
+test( 'the first event refreshes at once; a burst right after waits for the window', async () => {
+	const clock = manualClock();
+	const bb = standIn( '1' );
+	const p = page( clock, bb, recordingTransport() );
+	p.handleFrame( { type: 'message', threadId: '1', senderId: '3' } );
+	await clock.advance( 0 );
+	assert.equal( bb.calls.length, 2 );
+	await clock.advance( 10 );
+	p.handleFrame( { type: 'message', threadId: '1', senderId: '3' } );
+	p.handleFrame( { type: 'deleted', threadId: '1', userId: '3', ids: [ '9' ] } );
+	await clock.advance( C.REFRESH_COALESCE_MS - 11 );
+	assert.equal( bb.calls.length, 2, 'not before the window ends' );
+	await clock.advance( 1 );
+	assert.deepEqual( bb.calls.slice( 2 ), [ [ 'refreshThread', '1' ], [ 'refreshInbox' ] ], 'one refresh for the burst' );
+	await clock.advance( C.REFRESH_COALESCE_MS * 4 );
+	assert.equal( bb.calls.length, 4 );
 } );
 
 test( 'events close together cost one refresh; unknown frames none', async () => {
