@@ -2,7 +2,7 @@
 /**
  * Plugin Name:       bbrt
  * Plugin URI:        https://github.com/bbrt/bbrt
- * Description:       The site side of bbrt, the real-time server for BuddyBoss: message sends that are stored exactly once, connection tickets, site events, and the Application Passwords fix.
+ * Description:       The site side of bbrt, the real-time server for BuddyBoss: message sends that are stored exactly once, connection tickets, site events, the live website (BuddyBoss's messages pages updated from bbrt), and the Application Passwords fix.
  * Version:           0.1.0
  * Requires at least: 6.1
  * Requires PHP:      8.1
