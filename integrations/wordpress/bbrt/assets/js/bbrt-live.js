@@ -823,6 +823,14 @@
 					win.addEventListener( 'pagehide', function () {
 						worker.port.postMessage( { op: 'bye' } );
 					} );
+					// Back from the back/forward cache: this tab said bye, so it says hello
+					// again and rejoins its thread.
+					win.addEventListener( 'pageshow', function ( event ) {
+						if ( event.persisted && page && transport && transport.viaWorker ) {
+							worker.port.postMessage( { op: 'hello', config: config } );
+							page.setTransport( transport );
+						}
+					} );
 					transport = workerTransport( worker.port );
 				} catch ( e ) {
 					transport = null;
