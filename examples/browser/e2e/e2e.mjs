@@ -22,6 +22,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { liveWebsite } from "./live-website.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
@@ -286,6 +287,7 @@ async function tickets(browser) {
 
 const tests = [["the example page", examplePage]];
 if (process.env.BBRT_WP_URL) tests.push(["connection tickets from the WordPress plugin", tickets]);
+if (process.env.BBRT_WP_URL) tests.push(["the live website", (b) => liveWebsite(b, { startServer, check, step })]);
 
 const browser = await chromium.launch({
   executablePath: chromiumPath,

@@ -59,7 +59,7 @@ final class LiveWebsiteTest extends TestCase {
 		Live_Website::enqueue();
 		$this->assertTrue( wp_script_is( Live_Website::HANDLE, 'enqueued' ) );
 		$script = wp_scripts()->registered[ Live_Website::HANDLE ];
-		$this->assertStringEndsWith( '/assets/js/bbrt-live.js', $script->src );
+		$this->assertSame( plugins_url( 'assets/js/bbrt-live.js', \Bbrt\PLUGIN_FILE ), $script->src );
 		$this->assertFileExists( dirname( __DIR__ ) . '/assets/js/bbrt-live.js' );
 		$this->assertFileExists( dirname( __DIR__ ) . '/assets/js/bbrt-live-worker.js' );
 		$this->assertSame( 1, $script->extra['group'] ?? null, 'in the footer' );
@@ -71,7 +71,7 @@ final class LiveWebsiteTest extends TestCase {
 		$this->assertSame( rest_url( 'bbrt/v1/ticket' ), $data['ticketUrl'] );
 		$this->assertSame( (string) self::uid( 'alice' ), $data['userId'] );
 		$this->assertSame( 1, wp_verify_nonce( $data['nonce'], 'wp_rest' ), 'the wp_rest nonce the ticket route checks' );
-		$this->assertStringContainsString( '/assets/js/bbrt-live-worker.js', $data['workerUrl'] );
+		$this->assertSame( plugins_url( 'assets/js/bbrt-live-worker.js', \Bbrt\PLUGIN_FILE ) . '?ver=' . \Bbrt\VERSION, $data['workerUrl'] );
 		$this->assertSame( '%s is typing…', $data['strings']['isTyping'] );
 	}
 
