@@ -247,3 +247,62 @@ test( 'the adapter does nothing when BuddyBoss is absent', () => {
 		adapter.participantName( '1', '2' );
 	} );
 } );
+
+/** A window for boot(): records ticket fetches, sockets and what the worker port receives. */
+function fakeWindow( { sharedWorker } ) {
+	const log = { fetches: 0, sockets: 0, posted: [], listeners: {} };
+	const win = {
+		bbrtLive: { bbrtUrl: 'http://rt', ticketUrl: 'http://site/t', nonce: 'n', userId: '2', workerUrl: 'http://site/w.js' },
+		fetch: async () => {
+			log.fetches += 1;
+			return { ok: true, status: 200, json: async () => ( { ticket: 't' } ) };
+		},
+		WebSocket: function () {
+			log.sockets += 1;
+			this.readyState = 0;
+			this.send = () => {};
+			this.close = () => {};
+		},
+		setTimeout: ( fn ) => setImmediate( fn ),
+		clearTimeout: () => {},
+		addEventListener: ( name, fn ) => {
+			log.listeners[ name ] = fn;
+		},
+		document: { readyState: 'complete', addEventListener: () => {} },
+	};
+	if ( sharedWorker === 'works' ) {
+		win.SharedWorker = function ( url ) {
+			log.workerUrl = url;
+			this.port = { start: () => {}, postMessage: ( m ) => log.posted.push( m ) };
+		};
+	} else if ( sharedWorker === 'throws' ) {
+		win.SharedWorker = function () {
+			throw new Error( 'SecurityError' );
+		};
+	}
+	return { win, log };
+}
+
+const settle = () => new Promise( ( r ) => setTimeout( r, 20 ) );
+
+test( 'with a SharedWorker the tab says hello to it and opens no connection of its own', async () => {
+	const { win, log } = fakeWindow( { sharedWorker: 'works' } );
+	Live.boot( win );
+	await settle();
+	assert.equal( log.workerUrl, 'http://site/w.js' );
+	assert.deepEqual( log.posted[ 0 ], { op: 'hello', config: { bbrtUrl: 'http://rt', ticketUrl: 'http://site/t', nonce: 'n', userId: '2' } } );
+	assert.equal( log.fetches, 0 );
+	assert.equal( log.sockets, 0 );
+	log.listeners.pagehide();
+	assert.deepEqual( log.posted[ log.posted.length - 1 ], { op: 'bye' } );
+} );
+
+test( 'without a SharedWorker, or when it cannot start, the tab connects by itself', async () => {
+	for ( const sharedWorker of [ 'absent', 'throws' ] ) {
+		const { win, log } = fakeWindow( { sharedWorker } );
+		assert.doesNotThrow( () => Live.boot( win ) );
+		await settle();
+		assert.equal( log.fetches, 1, sharedWorker + ': a ticket of its own' );
+		assert.equal( log.sockets, 1, sharedWorker + ': a connection of its own' );
+	}
+} );
