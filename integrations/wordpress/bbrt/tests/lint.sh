@@ -30,6 +30,6 @@ echo "i18n: every string in the bbrt text domain"
 
 # The live website script (assets/js): syntax, then its tests with stand-ins for BuddyBoss.
 for script in assets/js/*.js; do node --check "$script"; done
-node --test tests/js/ >/tmp/bbrt-live-js-tests.$$ 2>&1 || { cat /tmp/bbrt-live-js-tests.$$ >&2; rm -f /tmp/bbrt-live-js-tests.$$; exit 1; }
+node --test tests/js/*.test.js >/tmp/bbrt-live-js-tests.$$ 2>&1 || { cat /tmp/bbrt-live-js-tests.$$ >&2; rm -f /tmp/bbrt-live-js-tests.$$; exit 1; }
 echo "js: $(grep -E '^# (pass|fail)' /tmp/bbrt-live-js-tests.$$ | tr '\n' ' ')"
 rm -f /tmp/bbrt-live-js-tests.$$

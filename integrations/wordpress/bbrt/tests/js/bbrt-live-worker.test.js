@@ -1,6 +1,6 @@
 'use strict';
 // The SharedWorker's routing (createWorkerHub) and the BuddyBoss adapter against stand-ins
-// of BuddyBoss's objects. Run: node --test tests/js/
+// of BuddyBoss's objects. Run: node --test tests/js/*.test.js
 const test = require( 'node:test' );
 const assert = require( 'node:assert/strict' );
 const path = require( 'node:path' );

@@ -1,6 +1,6 @@
 'use strict';
 // The live website script's core, with a stand-in for BuddyBoss (records every refresh),
-// a fake WebSocket and a manual clock. Run: node --test tests/js/
+// a fake WebSocket and a manual clock. Run: node --test tests/js/*.test.js
 const test = require( 'node:test' );
 const assert = require( 'node:assert/strict' );
 const path = require( 'node:path' );
