@@ -30,6 +30,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { liveWebsite } from "./live-website.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
@@ -467,6 +468,7 @@ const tests = [["the example page", examplePage]];
 if (process.env.BBRT_WP_URL) {
   tests.push(["connection tickets from the WordPress plugin", tickets]);
   tests.push(["site events from the WordPress plugin reach a WebSocket client", siteEvents]);
+  tests.push(["the live website", (b) => liveWebsite(b, { startServer, check, step })]);
 }
 
 const browser = await chromium.launch({

@@ -2,7 +2,7 @@
 /**
  * Plugin Name:       bbrt
  * Plugin URI:        https://github.com/bbrt/bbrt
- * Description:       The site side of bbrt, the real-time server for BuddyBoss: message sends that are stored exactly once, connection tickets, site events, and the Application Passwords fix.
+ * Description:       The site side of bbrt, the real-time server for BuddyBoss: message sends that are stored exactly once, connection tickets, site events, the live website (BuddyBoss's messages pages updated from bbrt), and the Application Passwords fix.
  * Version:           0.1.0
  * Requires at least: 6.1
  * Requires PHP:      8.1
@@ -28,6 +28,7 @@ require_once __DIR__ . '/includes/class-keyring.php';
 require_once __DIR__ . '/includes/class-site-credential.php';
 require_once __DIR__ . '/includes/class-tickets.php';
 require_once __DIR__ . '/includes/class-events.php';
+require_once __DIR__ . '/includes/class-live-website.php';
 require_once __DIR__ . '/includes/app-passwords.php';
 require_once __DIR__ . '/includes/class-admin.php';
 
@@ -46,6 +47,7 @@ Site_Credential::register();
 add_action( 'rest_api_init', array( Messages_Route::class, 'register' ) );
 add_action( 'rest_api_init', array( Tickets::class, 'register' ) );
 add_action( 'plugins_loaded', array( Events::class, 'register' ) );
+Live_Website::register();
 add_action( Send_Keys::PURGE_HOOK, array( Send_Keys::class, 'purge' ) );
 add_action( 'init', array( Send_Keys::class, 'maybe_upgrade' ) );
 add_action( 'init', array( Send_Keys::class, 'ensure_purge_scheduled' ) );

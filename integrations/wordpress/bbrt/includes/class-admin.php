@@ -54,6 +54,7 @@ final class Admin {
 			'event_keys'               => __( 'Event keys', 'bbrt' ),
 			'feature_idempotent_sends' => __( 'Sends stored exactly once', 'bbrt' ),
 			'feature_app_passwords'    => __( 'Application Passwords fix', 'bbrt' ),
+			'feature_live_website'     => __( 'Live website (messages pages update from bbrt)', 'bbrt' ),
 			'key_retention_days'       => __( 'Keep send keys for (days)', 'bbrt' ),
 		);
 		foreach ( $labels as $name => $label ) {

@@ -53,6 +53,11 @@ final class Settings {
 			'default'  => true,
 			'type'     => 'bool',
 		),
+		'feature_live_website'     => array(
+			'constant' => 'BBRT_LIVE_WEBSITE',
+			'default'  => true,
+			'type'     => 'bool',
+		),
 		'key_retention_days'       => array(
 			'constant' => 'BBRT_KEY_RETENTION_DAYS',
 			'default'  => 7,
@@ -81,7 +86,7 @@ final class Settings {
 	/**
 	 * Whether a feature is on.
 	 *
-	 * @param string $feature `idempotent_sends` or `app_passwords`.
+	 * @param string $feature `idempotent_sends`, `app_passwords` or `live_website`.
 	 */
 	public static function feature( string $feature ): bool {
 		return (bool) self::get( 'feature_' . $feature );

@@ -146,3 +146,61 @@ add_action(
 		);
 	}
 );
+
+// The plugin's scripts are served by router.php: the plugin is outside the plugins directory.
+add_filter(
+	'plugins_url',
+	static function ( $url, $path, $plugin ) {
+		if ( \Bbrt\PLUGIN_FILE === $plugin && 0 === strpos( (string) $path, 'assets/js/' ) ) {
+			return home_url( '/bbrt-test-assets/' . substr( (string) $path, strlen( 'assets/js/' ) ) );
+		}
+		return $url;
+	},
+	10,
+	3
+);
+
+/*
+ * ?bbrt-test-live=THREAD: a messages page as the live website script sees it, on the site's
+ * origin: the plugin enqueues the script (bp_is_user_messages() is true here), and a
+ * stand-in for BuddyBoss's messages app (bp.Nouveau.Messages, Backbone) records every
+ * refresh the script asks for in window.bbrtTestCalls. The thread's typing indicator is
+ * the Nouveau template's element.
+ */
+add_action(
+	'wp_loaded',
+	static function () {
+		if ( ! isset( $_GET['bbrt-test-live'] ) ) { // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+			return;
+		}
+		$thread                             = absint( $_GET['bbrt-test-live'] ); // phpcs:ignore WordPress.Security.NonceVerification.Recommended
+		$GLOBALS['bbrt_test_messages_page'] = true;
+		$names                              = array();
+		foreach ( array( 'alice', 'bob', 'carol' ) as $login ) {
+			$user = get_user_by( 'login', $login );
+			// A name with markup: the page must show it as text.
+			$names[ (string) $user->ID ] = array(
+				'id'        => $user->ID,
+				'user_name' => ucfirst( $login ) . ' <i>x</i>',
+			);
+		}
+		nocache_headers();
+		header( 'Content-Type: text/html; charset=UTF-8' );
+		echo '<!doctype html><html><head><title>bbrt live website test</title>';
+		wp_head();
+		echo '</head><body>';
+		printf(
+			'<ul id="message-threads"><li><div class="thread-content" data-thread-id="%1$d"><div class="thread-subject"><div class="typing-indicator bp-hide"></div><span class="thread-excerpt">excerpt</span></div></div></li></ul>',
+			(int) $thread
+		);
+		echo '<script id="bbrt-test-buddyboss">'
+			. 'window.bbrtTestCalls = [];'
+			. 'window.bbrtTestThread = ' . (int) $thread . ';'
+			. 'window.bbrtTestRecipients = ' . wp_json_encode( $names ) . ';'
+			. file_get_contents( dirname( __DIR__ ) . '/fixtures/live-website-stand-in.js' ) // phpcs:ignore WordPress.WP.AlternativeFunctions.file_get_contents_file_get_contents
+			. '</script>';
+		wp_footer();
+		echo '</body></html>';
+		exit;
+	}
+);

@@ -55,6 +55,14 @@ function bp_is_active( $component = '' ) {
 }
 
 /**
+ * Whether the request is a member's messages page (BuddyBoss's own test before it loads
+ * its messages script). The tests choose: $GLOBALS['bbrt_test_messages_page'].
+ */
+function bp_is_user_messages() {
+	return ! empty( $GLOBALS['bbrt_test_messages_page'] );
+}
+
+/**
  * BuddyBoss's namespace.
  */
 function bp_rest_namespace() {
@@ -385,6 +393,25 @@ class BP_REST_Messages_Endpoint extends WP_REST_Controller {
 			'message'        => array( 'raw' => $last->message, 'rendered' => wpautop( $last->message ) ),
 			'date'           => mysql_to_rfc3339( $last->date_sent ),
 			'current_user'   => bp_loggedin_user_id(),
+			// Keyed by user id, as BuddyBoss's thread object has them: bbrt reads the
+			// participants from here.
+			'recipients'     => (object) array_column(
+				array_map(
+					static function ( $row ) {
+						return array(
+							'id'           => (int) $row->id,
+							'user_id'      => (int) $row->user_id,
+							'thread_id'    => (int) $row->thread_id,
+							'unread_count' => (int) $row->unread_count,
+							'sender_only'  => (int) $row->sender_only,
+							'is_deleted'   => 0,
+						);
+					},
+					$wpdb->get_results( $wpdb->prepare( "SELECT * FROM {$t->table_name_recipients} WHERE thread_id = %d AND is_deleted = 0", $thread_id ) )
+				),
+				null,
+				'user_id'
+			),
 			'messages_count' => $total,
 			'messages'       => array_map(
 				static function ( $row ) {
