@@ -468,7 +468,7 @@ const tests = [["the example page", examplePage]];
 if (process.env.BBRT_WP_URL) {
   tests.push(["connection tickets from the WordPress plugin", tickets]);
   tests.push(["site events from the WordPress plugin reach a WebSocket client", siteEvents]);
-  tests.push(["the live website", (b) => liveWebsite(b, { startServer, check, step })]);
+  tests.push(["the live website", (b) => liveWebsite(b, { siteBbrt, check, step })]);
 }
 
 const browser = await chromium.launch({

@@ -51,25 +51,11 @@ async function until(fn, what, ms = 15000) {
   }
 }
 
-export async function liveWebsite(browser, { startServer, check, step }) {
+export async function liveWebsite(browser, { siteBbrt, check, step }) {
   const site = process.env.BBRT_WP_URL;
-  const listen = process.env.BBRT_WP_BBRT_LISTEN;
   const users = JSON.parse(readFileSync(process.env.BBRT_WP_FIXTURE, "utf8")).users;
-  const args = [
-    "--listen", listen, "--buddyboss-url", process.env.BBRT_WP_API,
-    "--public-url", `http://${listen}`, "--ticket-issuer", site, "--allowed-origins", site,
-  ];
-  // The previous test's bbrt had the same address: wait until it has let it go, or the
-  // new one would fail to listen while the old one still answers /healthz.
-  await until(async () => {
-    try {
-      await fetch(`http://${listen}/healthz`);
-      return false;
-    } catch {
-      return true;
-    }
-  }, `the previous bbrt on ${listen} stopped`);
-  const server = await startServer(args, { BBRT_TICKET_KEYS: process.env.BBRT_WP_TICKET_KEYS });
+  // The bbrt of the site under test, shared with the other WordPress tests.
+  const server = await siteBbrt();
   const contexts = [];
   try {
     const bob = await login(browser, site, "bob", `${site}/?bbrt-test-page=1`);
@@ -96,7 +82,7 @@ export async function liveWebsite(browser, { startServer, check, step }) {
       if (i > 0) await tab.goto(pageUrl);
     }
     const data = await carol.page.evaluate(() => window.bbrtLive);
-    check(data && data.bbrtUrl === `http://${listen}` && data.userId === String(users.carol.id),
+    check(data && data.bbrtUrl === `http://${process.env.BBRT_WP_BBRT_LISTEN}` && data.userId === String(users.carol.id),
       `the plugin enqueued the script with its data: ${JSON.stringify(data && { ...data, nonce: "…" })}`);
     check(new URL(site).origin !== new URL(data.bbrtUrl).origin, "the page and bbrt are on different origins");
     check(await carol.page.evaluate(() => typeof window.SharedWorker === "function"), "Chromium has SharedWorker");
@@ -132,6 +118,5 @@ export async function liveWebsite(browser, { startServer, check, step }) {
     check(errors.length === 0, `no page errors: ${JSON.stringify(errors)}`);
   } finally {
     for (const c of contexts) await c.close();
-    server.child.kill("SIGTERM");
   }
 }
