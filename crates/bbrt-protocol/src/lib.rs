@@ -1,4 +1,4 @@
-//! bbrt's protocol core: wire types, decoding with limits, and the [`Hub`](hub::Hub), a sans-IO
+//! bbrt's protocol core: wire types, decoding with limits, and the [`Hub`], a sans-IO
 //! state machine that routes messages, presence, typing and calls.
 //!
 //! **This crate does no I/O.** It never touches a socket, a clock, HTTP, randomness or a

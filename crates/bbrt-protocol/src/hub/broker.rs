@@ -105,7 +105,7 @@ pub enum BrokerEvent {
         online: bool,
     },
     /// The origin's complete set of online users (answer to [`BrokerEvent::SyncRequest`],
-    /// and sent periodically by the driver through [`Hub::presence_snapshot`]).
+    /// and sent periodically when the driver gives the Hub `Input::PresenceSnapshot`).
     PresenceSnapshot {
         /// Users online on the origin.
         users: Vec<UserId>,

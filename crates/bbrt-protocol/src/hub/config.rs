@@ -22,7 +22,7 @@ pub struct HubConfig {
     pub node_id: NodeId,
     /// This process: tags broker publications beside `node_id`, and is what tells a
     /// publication of this Hub's own (ignored) from one of another process that was given
-    /// the same node id (applied, and reported: [`Hub::node_id_conflict`]). The driver
+    /// the same node id (applied, and reported: [`Hub::node_id_conflict`](crate::hub::Hub::node_id_conflict)). The driver
     /// chooses it at random at start-up.
     pub instance: InstanceId,
     /// Whether other nodes exist: without it nothing is published to the broker.

@@ -44,14 +44,14 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
     },
-    /// The one answer to an [`Output::Api`].
+    /// The one answer to an [`Output::Api`](crate::hub::Output::Api).
     ApiResult {
         /// The request's id.
         id: ApiRequestId,
         /// The site's answer.
         result: Result<ApiResponse, SiteError>,
     },
-    /// The one answer to an [`Output::Coord`].
+    /// The one answer to an [`Output::Coord`](crate::hub::Output::Coord).
     CoordResult {
         /// The request's id.
         id: CoordRequestId,
@@ -67,8 +67,8 @@ pub enum Input {
     },
     /// The site answers again after failing (the driver's probe saw it come back): the
     /// upgrade credentials waiting for it are verified again within
-    /// [`HubConfig::verify_retry_initial`], spread by the jitter, instead of at their next
-    /// backoff (up to [`HubConfig::verify_retry_max`] away).
+    /// [`HubConfig::verify_retry_initial`](crate::hub::HubConfig::verify_retry_initial), spread by the jitter, instead of at their next
+    /// backoff (up to [`HubConfig::verify_retry_max`](crate::hub::HubConfig::verify_retry_max) away).
     SiteReachable,
     /// Publications may have been lost (the first subscription, or the broker came back):
     /// the Hub asks the other nodes for their presence and calls, and publishes its own

@@ -13,7 +13,7 @@ use crate::wire::CloseCode;
 #[must_use]
 #[non_exhaustive]
 pub enum Output {
-    /// Write `frame` (an encoded [`ServerMessage`]) to each of `conns`.
+    /// Write `frame` (an encoded [`ServerMessage`](crate::wire::ServerMessage)) to each of `conns`.
     Send {
         /// Recipients, ascending, no duplicates.
         conns: Vec<ConnId>,
@@ -27,14 +27,14 @@ pub enum Output {
         /// The close code.
         code: CloseCode,
     },
-    /// Perform a site request and answer with [`Input::ApiResult`].
+    /// Perform a site request and answer with [`Input::ApiResult`](crate::hub::Input::ApiResult).
     Api {
         /// Correlation id.
         id: ApiRequestId,
         /// What to ask.
         request: ApiRequest,
     },
-    /// Perform a coordination request and answer with [`Input::CoordResult`].
+    /// Perform a coordination request and answer with [`Input::CoordResult`](crate::hub::Input::CoordResult).
     Coord {
         /// Correlation id.
         id: CoordRequestId,
