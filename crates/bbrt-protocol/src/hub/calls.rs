@@ -386,6 +386,20 @@ impl Hub {
             }
             return None;
         }
+        self.invite(now, conn, user, peer, frame, request_id)
+    }
+
+    /// A new call from `user` to `peer`: the thread, membership, presence and rate checks
+    /// come first. `Some(frame)`: wait for the thread's participants, then retry.
+    fn invite(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        peer: UserId,
+        frame: CallFrame,
+        request_id: Option<RequestId>,
+    ) -> Option<CallFrame> {
         let Some(thread) = frame.control.thread_id.clone() else {
             self.error(
                 conn,
@@ -427,6 +441,30 @@ impl Hub {
             );
             return None;
         }
+        let call = NewCall {
+            callee: peer,
+            thread,
+            action: frame.action,
+        };
+        self.place_call(now, conn, user, call, request_id);
+        None
+    }
+
+    /// Rings `peer` for a call the checks allowed, unless glare or a busy party ends it
+    /// first.
+    fn place_call(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        new: NewCall,
+        request_id: Option<RequestId>,
+    ) {
+        let NewCall {
+            callee: peer,
+            thread,
+            action,
+        } = new;
         // Always the server's `<node>-<counter>`: a call id is a key in every node's replica,
         // and ids chosen by clients collide across nodes (two nodes accept the same free id
         // at once, or a client picks one another node will assign), which would route one
@@ -436,20 +474,11 @@ impl Hub {
             if existing < call {
                 // Their call survives; ours never rings.
                 let ended = CallEnded {
-                    call_id: call.clone(),
+                    call_id: call,
                     thread_id: thread,
                     reason: EndReason::Glare,
                 };
-                self.send_one(conn, &ServerMessage::CallEnded(ended));
-                self.ack_if_asked(
-                    conn,
-                    request_id,
-                    Ack {
-                        call_id: Some(existing),
-                        ..Ack::default()
-                    },
-                );
-                return None;
+                return self.never_rings(conn, ended, existing, request_id);
             }
             self.end_call(&existing, EndReason::Glare);
         }
@@ -460,7 +489,7 @@ impl Hub {
                 "you are already in a call",
                 request_id,
             );
-            return None;
+            return;
         }
         if self.calls.of_user(&peer).next().is_some() {
             let ended = CallEnded {
@@ -468,16 +497,7 @@ impl Hub {
                 thread_id: thread,
                 reason: EndReason::Busy,
             };
-            self.send_one(conn, &ServerMessage::CallEnded(ended));
-            self.ack_if_asked(
-                conn,
-                request_id,
-                Ack {
-                    call_id: Some(call),
-                    ..Ack::default()
-                },
-            );
-            return None;
+            return self.never_rings(conn, ended, call, request_id);
         }
         let snapshot = CallSnapshot {
             call: call.clone(),
@@ -492,7 +512,7 @@ impl Hub {
             TimerKey::CallRing(call.clone()),
             now + self.config.ring_timeout,
         );
-        if let CallAction::Offer(payload) = frame.action {
+        if let CallAction::Offer(payload) = action {
             self.signal(&call, user, Signal::Offer, payload, Target::Ringing);
         }
         self.ack_if_asked(
@@ -503,7 +523,23 @@ impl Hub {
                 ..Ack::default()
             },
         );
-        None
+    }
+
+    /// A new call that ends before it rings: the caller hears `ended`, and the ack names
+    /// `acked` (the call that survives glare, or the busy call's own id).
+    fn never_rings(
+        &mut self,
+        conn: ConnId,
+        ended: CallEnded,
+        acked: CallId,
+        request_id: Option<RequestId>,
+    ) {
+        self.send_one(conn, &ServerMessage::CallEnded(ended));
+        let ack = Ack {
+            call_id: Some(acked),
+            ..Ack::default()
+        };
+        self.ack_if_asked(conn, request_id, ack);
     }
 
     fn new_call_id(&mut self) -> CallId {
@@ -609,14 +645,62 @@ impl Hub {
         action: CallAction,
         request_id: Option<RequestId>,
     ) {
-        let me = self.device(conn);
-        let Some(call) = self.calls.get(id) else {
+        let Some(at) = self.standing(conn, user, id) else {
             return;
         };
+        let ack = Ack {
+            call_id: Some(id.clone()),
+            ..Ack::default()
+        };
+        let not_in_call = |hub: &mut Self, text: &str| {
+            hub.error(conn, ErrorCode::NotInCall, text, request_id.clone())
+        };
+        let (kind, payload) = match action {
+            CallAction::Initiate => {
+                let text = "this call already exists";
+                return self.error(conn, ErrorCode::CallInProgress, text, request_id);
+            }
+            CallAction::Accept => {
+                if at.answered || at.is_caller || !at.ringing_here {
+                    return not_in_call(self, "this device cannot answer the call");
+                }
+                return self.claim_answer(id, conn, request_id, None);
+            }
+            CallAction::Reject => {
+                if at.answered || at.is_caller {
+                    return not_in_call(self, "only a ringing callee can reject");
+                }
+                self.end_call(id, EndReason::Rejected);
+                return self.ack_if_asked(conn, request_id, ack);
+            }
+            CallAction::End => {
+                let reason = match (at.answered, at.is_caller) {
+                    (false, true) => EndReason::Cancelled,
+                    (false, false) => EndReason::Rejected,
+                    (true, _) if at.bound_here => EndReason::Hangup,
+                    (true, _) => return not_in_call(self, "this device is not in the call"),
+                };
+                self.end_call(id, reason);
+                return self.ack_if_asked(conn, request_id, ack);
+            }
+            CallAction::Offer(payload) => (Signal::Offer, payload),
+            CallAction::Answer(payload) => (Signal::Answer, payload),
+            CallAction::Candidate(payload) => (Signal::Candidate, payload),
+        };
+        match self.relay(user, id, &at, kind, payload) {
+            Relayed::Sent => self.ack_if_asked(conn, request_id, ack),
+            // First accept wins, across nodes: the claim acks or refuses.
+            Relayed::Answer(payload) => self.claim_answer(id, conn, request_id, Some(payload)),
+            Relayed::Refused(text) => not_in_call(self, text),
+        }
+    }
+
+    /// Where `conn` of `user` stands in call `id`; a party whose bound device vanished
+    /// resumes from this one first. `None`: the call is gone.
+    fn standing(&mut self, conn: ConnId, user: &UserId, id: &CallId) -> Option<Standing> {
+        let me = self.device(conn);
+        let call = self.calls.get(id)?;
         let is_caller = call.snapshot.caller == *user;
-        let answered = call.answered();
-        let ringing_here = call.ringing.contains(&conn);
-        // A party whose bound device vanished may resume from this one.
         if call.orphaned.as_ref() == Some(user) {
             let was = if is_caller {
                 Some(call.snapshot.caller_device.clone())
@@ -632,86 +716,62 @@ impl Hub {
                 });
             }
         }
-        let Some(call) = self.calls.get(id) else {
-            return;
-        };
-        let bound_here = call.snapshot.caller_device == me
-            || call.callee_device.as_ref().is_some_and(|d| *d == me);
-        // The other party's bound device, once the call is answered.
-        let answered_peer = match &call.callee_device {
-            Some(callee) if is_caller => Some(callee.clone()),
-            Some(_) => Some(call.snapshot.caller_device.clone()),
-            None => None,
-        };
-        let caller_device = call.snapshot.caller_device.clone();
-        let ack = Ack {
-            call_id: Some(id.clone()),
-            ..Ack::default()
-        };
-        let not_in_call = |hub: &mut Self, text: &str| {
-            hub.error(conn, ErrorCode::NotInCall, text, request_id.clone())
-        };
-        let (kind, payload) = match action {
-            CallAction::Initiate => {
-                let text = "this call already exists";
-                return self.error(conn, ErrorCode::CallInProgress, text, request_id);
-            }
-            CallAction::Accept => {
-                if answered || is_caller || !ringing_here {
-                    return not_in_call(self, "this device cannot answer the call");
-                }
-                return self.claim_answer(id, conn, request_id, None);
-            }
-            CallAction::Reject => {
-                if answered || is_caller {
-                    return not_in_call(self, "only a ringing callee can reject");
-                }
-                self.end_call(id, EndReason::Rejected);
-                return self.ack_if_asked(conn, request_id, ack);
-            }
-            CallAction::End => {
-                let reason = match (answered, is_caller) {
-                    (false, true) => EndReason::Cancelled,
-                    (false, false) => EndReason::Rejected,
-                    (true, _) if bound_here => EndReason::Hangup,
-                    (true, _) => return not_in_call(self, "this device is not in the call"),
-                };
-                self.end_call(id, reason);
-                return self.ack_if_asked(conn, request_id, ack);
-            }
-            CallAction::Offer(payload) => (Signal::Offer, payload),
-            CallAction::Answer(payload) => (Signal::Answer, payload),
-            CallAction::Candidate(payload) => (Signal::Candidate, payload),
-        };
+        let call = self.calls.get(id)?;
+        Some(Standing {
+            is_caller,
+            answered: call.answered(),
+            ringing_here: call.ringing.contains(&conn),
+            bound_here: call.snapshot.caller_device == me
+                || call.callee_device.as_ref().is_some_and(|d| *d == me),
+            // The other party's bound device, once the call is answered.
+            answered_peer: match &call.callee_device {
+                Some(callee) if is_caller => Some(callee.clone()),
+                Some(_) => Some(call.snapshot.caller_device.clone()),
+                None => None,
+            },
+            caller_device: call.snapshot.caller_device.clone(),
+        })
+    }
+
+    /// Relays one signaling payload of call `id` where `at` allows it.
+    fn relay(
+        &mut self,
+        user: &UserId,
+        id: &CallId,
+        at: &Standing,
+        kind: Signal,
+        payload: Payload,
+    ) -> Relayed {
         // Once answered, signaling flows between the two bound devices only.
-        if let Some(target) = answered_peer {
-            if !bound_here {
-                return not_in_call(self, "this device is not in the call");
+        if let Some(target) = &at.answered_peer {
+            if !at.bound_here {
+                return Relayed::Refused("this device is not in the call");
             }
-            self.signal(id, user, kind, payload, Target::Device(target));
-            return self.ack_if_asked(conn, request_id, ack);
+            self.signal(id, user, kind, payload, Target::Device(target.clone()));
+            return Relayed::Sent;
         }
         match kind {
-            Signal::Offer | Signal::Candidate if is_caller => {
-                if !bound_here {
-                    return not_in_call(self, "this device is not in the call");
+            Signal::Offer | Signal::Candidate if at.is_caller => {
+                if !at.bound_here {
+                    return Relayed::Refused("this device is not in the call");
                 }
                 self.signal(id, user, kind, payload, Target::Ringing);
-                self.ack_if_asked(conn, request_id, ack);
+                Relayed::Sent
             }
             Signal::Candidate => {
-                if !ringing_here {
-                    return not_in_call(self, "this device is not ringing for the call");
+                if !at.ringing_here {
+                    return Relayed::Refused("this device is not ringing for the call");
                 }
-                self.signal(id, user, kind, payload, Target::Device(caller_device));
-                self.ack_if_asked(conn, request_id, ack);
+                let caller = at.caller_device.clone();
+                self.signal(id, user, kind, payload, Target::Device(caller));
+                Relayed::Sent
             }
-            Signal::Offer => not_in_call(self, "answer the call before sending an offer"),
+            Signal::Offer => Relayed::Refused("answer the call before sending an offer"),
             Signal::Answer => {
-                if is_caller || !ringing_here {
-                    return not_in_call(self, "this device cannot answer the call");
+                if at.is_caller || !at.ringing_here {
+                    return Relayed::Refused("this device cannot answer the call");
                 }
-                self.claim_answer(id, conn, request_id, Some(payload));
+                Relayed::Answer(payload)
             }
         }
     }
@@ -1119,6 +1179,37 @@ fn resolve_peer(user: &UserId, control: &CallControl) -> Option<UserId> {
         .flatten()
         .find(|id| *id != user)
         .cloned()
+}
+
+/// A call the checks allowed, before it rings.
+struct NewCall {
+    callee: UserId,
+    thread: ThreadId,
+    /// The invite (`Initiate`, or an `Offer` whose payload rings with it).
+    action: CallAction,
+}
+
+/// Where one connection of a party stands in a call, read once per frame.
+struct Standing {
+    is_caller: bool,
+    answered: bool,
+    /// The call rings on this connection.
+    ringing_here: bool,
+    /// This connection is one of the call's two bound devices.
+    bound_here: bool,
+    /// The other party's bound device, once the call is answered.
+    answered_peer: Option<DeviceRef>,
+    caller_device: DeviceRef,
+}
+
+/// What [`Hub::relay`] did with a signaling payload.
+enum Relayed {
+    /// Sent on: the sender's ack follows.
+    Sent,
+    /// A ringing callee's answer: it goes to the first-accept-wins claim.
+    Answer(Payload),
+    /// Not this device's to send; the `not_in_call` text.
+    Refused(&'static str),
 }
 
 #[cfg(test)]
