@@ -319,14 +319,7 @@ impl DevSite {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
-    }
-
-    fn thread(s: &str) -> ThreadId {
-        ThreadId::new(s).expect("a valid id")
-    }
+    use crate::ids::testing::{thread, user};
 
     fn stamp(unix_secs: i64) -> Stamp {
         Stamp {

@@ -235,6 +235,20 @@ pub struct DeviceRef {
     pub conn: u64,
 }
 
+/// Ids from a test's literals, for every module's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ThreadId, UserId};
+
+    pub(crate) fn user(s: &str) -> UserId {
+        UserId::new(s).expect("a valid id")
+    }
+
+    pub(crate) fn thread(s: &str) -> ThreadId {
+        ThreadId::new(s).expect("a valid id")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

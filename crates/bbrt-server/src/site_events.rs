@@ -495,15 +495,7 @@ async fn accept_api(
     early: &[u8],
     shared: &Shared,
 ) -> Result<(&'static str, String), SiteEventRefusal> {
-    let events = shared
-        .site_events
-        .as_ref()
-        .ok_or(SiteEventRefusal::Disabled)?;
-    let limits = BodyLimits {
-        max_bytes: MAX_EVENT_BYTES,
-        timeout: shared.config.handshake_timeout,
-    };
-    let body = http::read_body(stream, req, early, limits).await?;
+    let (events, body) = read_signed_body(stream, req, early, shared).await?;
     let headers = SignedHeaders::from_request(req)?;
     let request = events
         .verifier
@@ -560,12 +552,14 @@ async fn accept_api(
     }
 }
 
-async fn accept(
+/// The body of an events or server-API request, read with the bounded reader, once the
+/// route is on; the signature is the caller's to check, for its own kind of body.
+async fn read_signed_body<'s>(
     stream: &mut TcpStream,
     req: &Request,
     early: &[u8],
-    shared: &Shared,
-) -> Result<(SiteEvent, Recorded), SiteEventRefusal> {
+    shared: &'s Shared,
+) -> Result<(&'s SiteEvents, Vec<u8>), SiteEventRefusal> {
     let events = shared
         .site_events
         .as_ref()
@@ -575,6 +569,16 @@ async fn accept(
         timeout: shared.config.handshake_timeout,
     };
     let body = http::read_body(stream, req, early, limits).await?;
+    Ok((events, body))
+}
+
+async fn accept(
+    stream: &mut TcpStream,
+    req: &Request,
+    early: &[u8],
+    shared: &Shared,
+) -> Result<(SiteEvent, Recorded), SiteEventRefusal> {
+    let (events, body) = read_signed_body(stream, req, early, shared).await?;
     let headers = SignedHeaders::from_request(req)?;
     let event = events
         .verifier

@@ -1215,13 +1215,10 @@ enum Relayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::testing::user;
 
     fn node(s: &str) -> NodeId {
         NodeId::new(s).expect("a valid id")
-    }
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
     }
 
     fn device(n: &str, conn: u64) -> DeviceRef {

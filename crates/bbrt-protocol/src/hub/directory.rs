@@ -356,10 +356,8 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
-    }
+    use crate::hub::effects::testing::epoch;
+    use crate::ids::testing::user;
 
     fn node(s: &str) -> NodeId {
         NodeId::new(s).expect("a valid id")
@@ -367,12 +365,6 @@ mod tests {
 
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
-    }
-
-    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
-    #[allow(clippy::disallowed_methods)]
-    fn epoch() -> Instant {
-        Instant::now()
     }
 
     fn open(dir: &mut Directory, conn: u64, from: u8) {

@@ -69,6 +69,27 @@ impl Effects {
     }
 }
 
+/// What a subsystem's unit tests run on: a single node's sink, and a start for virtual time.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::time::Instant;
+
+    use super::Effects;
+    use crate::ids::{InstanceId, NodeId};
+
+    pub(in crate::hub) fn fx() -> Effects {
+        let node = NodeId::new("n1").expect("a valid id");
+        let instance = InstanceId::new("i1").expect("a valid id");
+        Effects::new(false, &node, &instance)
+    }
+
+    /// The Hub reads no clock; only tests take one reading.
+    #[allow(clippy::disallowed_methods)]
+    pub(in crate::hub) fn epoch() -> Instant {
+        Instant::now()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -636,23 +636,8 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{InstanceId, NodeId};
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
-    }
-
-    fn fx() -> Effects {
-        let node = NodeId::new("n1").expect("a valid id");
-        let instance = InstanceId::new("i1").expect("a valid id");
-        Effects::new(false, &node, &instance)
-    }
-
-    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
-    #[allow(clippy::disallowed_methods)]
-    fn epoch() -> Instant {
-        Instant::now()
-    }
+    use crate::hub::effects::testing::{epoch, fx};
+    use crate::ids::testing::user;
 
     #[test]
     fn a_credential_is_reverified_from_its_first_connection_until_its_last() {

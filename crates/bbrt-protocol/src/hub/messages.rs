@@ -614,27 +614,9 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{InstanceId, MessageId, NodeId};
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
-    }
-
-    fn thread(s: &str) -> ThreadId {
-        ThreadId::new(s).expect("a valid id")
-    }
-
-    fn fx() -> Effects {
-        let node = NodeId::new("n1").expect("a valid id");
-        let instance = InstanceId::new("i1").expect("a valid id");
-        Effects::new(false, &node, &instance)
-    }
-
-    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
-    #[allow(clippy::disallowed_methods)]
-    fn epoch() -> Instant {
-        Instant::now()
-    }
+    use crate::hub::effects::testing::{epoch, fx};
+    use crate::ids::MessageId;
+    use crate::ids::testing::{thread, user};
 
     fn send(conn: u64, thread_id: &str, text: &str) -> PendingSend {
         let t = thread(thread_id);

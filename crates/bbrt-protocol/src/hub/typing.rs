@@ -161,20 +161,8 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(s: &str) -> UserId {
-        UserId::new(s).expect("a valid id")
-    }
-
-    fn thread(s: &str) -> ThreadId {
-        ThreadId::new(s).expect("a valid id")
-    }
-
-    /// A start for virtual time (the Hub reads no clock; only tests take one reading).
-    #[allow(clippy::disallowed_methods)]
-    fn epoch() -> Instant {
-        Instant::now()
-    }
+    use crate::hub::effects::testing::epoch;
+    use crate::ids::testing::{thread, user};
 
     #[test]
     fn typing_is_forwarded_once_per_interval() {
