@@ -495,7 +495,7 @@ impl Hub {
         };
         match pending {
             PendingCoord::ClaimSend(key) => self.claim_send_result(now, key, result),
-            PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(pending, result),
+            PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(now, pending, result),
             PendingCoord::Ignore => {}
         }
     }

@@ -798,6 +798,9 @@ impl Hub {
             },
             PendingCoord::ClaimAnswer(pending),
         );
+        // The caller must get the answer before this device's later candidates: a browser
+        // refuses `addIceCandidate` before `setRemoteDescription`.
+        self.hold_queue(conn);
     }
 
     /// Relays a WebRTC payload from `user`, stamped with the verified sender.
@@ -880,7 +883,20 @@ impl Hub {
         }
     }
 
-    pub(super) fn claim_answer_result(&mut self, pending: PendingAnswer, result: CoordResponse) {
+    /// The claim's outcome, then the frames its connection sent meanwhile, in order: after
+    /// a lost claim each of them meets the call as it now stands, with its own answer.
+    pub(super) fn claim_answer_result(
+        &mut self,
+        now: Instant,
+        pending: PendingAnswer,
+        result: CoordResponse,
+    ) {
+        let conn = pending.conn;
+        self.settle_claim(pending, result);
+        self.unblock(now, conn);
+    }
+
+    fn settle_claim(&mut self, pending: PendingAnswer, result: CoordResponse) {
         let PendingAnswer {
             call: id,
             conn,

@@ -79,7 +79,11 @@
 //!   answered elsewhere, reject, cancel, timeout, busy, glare, renegotiation, disconnect
 //!   grace. A new call always gets the server's `<node>-<counter>` id: call ids are keys in
 //!   every node's replica, and ids chosen by clients collide across nodes (a `callId` the
-//!   client made up still finds its call through the pair of users).
+//!   client made up still finds its call through the pair of users). One connection's
+//!   frames are relayed in the order sent: while an `answer` or `call_accepted` waits for
+//!   its claim, the connection's later frames wait behind it (counted against
+//!   [`HubConfig::max_queued_per_conn`]) and are then handled in order, each with its own
+//!   answer.
 //! - **Every frame that carries a `requestId` gets exactly one answer**: `ack`, `joined`,
 //!   `pong` or `error`.
 //!
@@ -519,6 +523,15 @@ impl Hub {
                 return;
             }
             self.release_if_unused(conn, credential);
+        }
+    }
+
+    /// Holds `conn`'s later frames behind a request the frame that made it no longer needs
+    /// replayed (an answer's claim): they queue, counted against the limit, until
+    /// [`Hub::unblock`] replays them in the order sent.
+    fn hold_queue(&mut self, conn: ConnId) {
+        if let Some(c) = self.dir.get_mut(conn) {
+            c.blocked = true;
         }
     }
 

@@ -629,3 +629,148 @@ fn without_the_coordinator_the_first_local_accept_still_wins() {
     assert_eq!(b2_frames[0], ended("answered_elsewhere"));
     assert_eq!(b2_frames[1]["code"], "not_in_call");
 }
+
+/// bob's second device answers and sends candidates at once while the claim is slow.
+fn answer_with_candidates(sim: &mut Sim, b2: ConnId, candidates: &[i64]) {
+    sim.send(
+        b2,
+        json!({"type": "answer", "answer": {"sdp": "A"}, "recipientId": "alice", "threadId": "T", "requestId": 1}),
+    );
+    for n in candidates {
+        sim.send(
+            b2,
+            json!({"type": "ice-candidate", "candidate": {"candidate": n}, "recipientId": "alice", "threadId": "T", "requestId": 100 + n}),
+        );
+    }
+}
+
+#[test]
+fn candidates_sent_after_an_answer_reach_the_caller_after_it_in_order() {
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.coord.latency = ms(200);
+    answer_with_candidates(&mut sim, b2, &[1, 2, 3]);
+    assert_eq!(
+        sim.kinds(alice),
+        Vec::<&str>::new(),
+        "nothing reaches the caller while the claim is out"
+    );
+    sim.drive();
+    let frames = sim.take_json(alice);
+    assert_eq!(frames[0]["type"], "call_accepted");
+    assert_eq!(
+        frames[1..],
+        [
+            signal("answer", "answer", json!({"sdp": "A"}), "bob", "alice"),
+            signal(
+                "ice-candidate",
+                "candidate",
+                json!({"candidate": 1}),
+                "bob",
+                "alice"
+            ),
+            signal(
+                "ice-candidate",
+                "candidate",
+                json!({"candidate": 2}),
+                "bob",
+                "alice"
+            ),
+            signal(
+                "ice-candidate",
+                "candidate",
+                json!({"candidate": 3}),
+                "bob",
+                "alice"
+            ),
+        ]
+    );
+    let acks: Vec<i64> = sim
+        .take_json(b2)
+        .iter()
+        .map(|f| {
+            assert_eq!(f["type"], "ack", "{f}");
+            f["requestId"].as_i64().expect("a requestId")
+        })
+        .collect();
+    assert_eq!(acks, [1, 101, 102, 103], "each frame acked, in order");
+    assert_eq!(sim.take_json(b1), [ended("answered_elsewhere")]);
+}
+
+#[test]
+fn after_a_lost_claim_each_held_frame_gets_its_own_error() {
+    let Call {
+        mut sim,
+        alice,
+        b1,
+        b2,
+        ..
+    } = Call::new().ringing();
+    sim.coord.latency = ms(200);
+    sim.send(b1, json!({"type": "call_accepted", "callId": "n1-1"}));
+    answer_with_candidates(&mut sim, b2, &[1, 2]);
+    sim.send(b2, json!({"type": "ping", "requestId": 7}));
+    sim.drive();
+    assert_eq!(
+        sim.kinds(alice),
+        ["call_accepted"],
+        "no candidate of the loser"
+    );
+    let frames = sim.take_json(b2);
+    assert_eq!(frames[0], ended("answered_elsewhere"));
+    let answers: Vec<(&str, i64)> = frames[1..]
+        .iter()
+        .map(|f| {
+            let kind = f["code"].as_str().or(f["type"].as_str());
+            (
+                kind.expect("a code or type"),
+                f["requestId"].as_i64().expect("a requestId"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("not_in_call", 1),
+            ("not_in_call", 101),
+            ("not_in_call", 102),
+            ("pong", 7)
+        ],
+        "each held frame answered on its own, in order: {frames:?}"
+    );
+    assert_eq!(sim.take(b1), []);
+}
+
+#[test]
+fn frames_held_behind_a_claim_count_against_the_queue_limit() {
+    let Call {
+        mut sim, alice, b2, ..
+    } = Call::with(|c| c.max_queued_per_conn = 2).ringing();
+    sim.coord.latency = ms(200);
+    answer_with_candidates(&mut sim, b2, &[1, 2, 3]);
+    let refused = sim.take_json(b2);
+    assert_eq!(
+        refused
+            .iter()
+            .map(|f| (f["code"].as_str(), f["requestId"].as_i64()))
+            .collect::<Vec<_>>(),
+        [(Some("queue_full"), Some(103))],
+        "the third held frame is over the limit"
+    );
+    sim.drive();
+    assert_eq!(
+        sim.kinds(alice),
+        ["call_accepted", "answer", "ice-candidate", "ice-candidate"]
+    );
+    let acks: Vec<Option<i64>> = sim
+        .take_json(b2)
+        .iter()
+        .map(|f| f["requestId"].as_i64())
+        .collect();
+    assert_eq!(acks, [Some(1), Some(101), Some(102)]);
+}
