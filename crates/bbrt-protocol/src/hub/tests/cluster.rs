@@ -419,3 +419,41 @@ fn a_client_message_id_reused_on_another_node_with_other_text_is_a_conflict() {
     assert_eq!(sim.take(bob), []);
     assert_eq!(sim.api_count("send"), 1);
 }
+
+#[test]
+fn a_remote_callees_candidates_reach_the_caller_after_its_answer() {
+    let (mut sim, alice, _b1, b2) = call_across();
+    sim.coord.latency = ms(200);
+    sim.send(
+        b2,
+        json!({"type": "answer", "answer": "A", "recipientId": "alice", "threadId": "T"}),
+    );
+    for candidate in ["c1", "c2"] {
+        sim.send(
+            b2,
+            json!({"type": "ice-candidate", "candidate": candidate, "recipientId": "alice", "threadId": "T"}),
+        );
+    }
+    sim.drive();
+    let frames = sim.take_json(alice);
+    let relayed: Vec<(&str, &str)> = frames[1..]
+        .iter()
+        .map(|f| {
+            let payload = f["answer"].as_str().or(f["candidate"].as_str());
+            (
+                f["type"].as_str().expect("a type"),
+                payload.expect("a payload"),
+            )
+        })
+        .collect();
+    assert_eq!(frames[0]["type"], "call_accepted");
+    assert_eq!(
+        relayed,
+        [
+            ("answer", "A"),
+            ("ice-candidate", "c1"),
+            ("ice-candidate", "c2")
+        ],
+        "through the broker too, the answer comes first"
+    );
+}
