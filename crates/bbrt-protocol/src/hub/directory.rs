@@ -31,7 +31,8 @@ pub(super) struct Conn {
     pub(super) rejected: VecDeque<CredentialId>,
     /// Threads this connection joined.
     pub(super) joined: BTreeSet<ThreadId>,
-    /// Set while a site request this connection's next frame depends on is in flight.
+    /// Set while a site request this connection's next frame depends on is in flight, or
+    /// an answer's claim its later frames must not overtake.
     pub(super) blocked: bool,
     /// Whether the front of `queue` is the frame that blocked (not so for a credential
     /// presented with the upgrade, which no frame waits on).
