@@ -107,6 +107,7 @@ mod calls;
 mod config;
 mod directory;
 mod effects;
+mod ice;
 mod identity;
 mod input;
 mod messages;
@@ -135,7 +136,7 @@ use self::effects::Effects;
 use self::identity::Identity;
 pub use self::input::Input;
 use self::messages::Sends;
-pub use self::output::Output;
+pub use self::output::{IcePurpose, Output};
 pub use self::stats::HubStats;
 use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
@@ -645,6 +646,10 @@ impl Hub {
             }
             ClientMessage::Ping(_) => {
                 self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                None
+            }
+            ClientMessage::GetIceServers(_) => {
+                self.get_ice_servers(now, conn, user, request_id);
                 None
             }
             ClientMessage::JoinThread(ref m) => {
