@@ -140,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn the_credential_is_cotruns_use_auth_secret_scheme() {
+    fn the_credential_is_coturns_use_auth_secret_scheme() {
         let minter = IceMinter::new(
             &urls(&[
                 "stun:stun.example.org:3478",
