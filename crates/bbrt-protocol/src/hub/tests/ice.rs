@@ -101,3 +101,24 @@ fn ringing_devices_get_ice_servers_just_before_call_initiated() {
     sim.drive();
     assert_eq!(sim.ice_ringing.last(), Some(&(vec![b3], uid("bob"))));
 }
+
+#[test]
+fn a_device_ringing_on_another_node_gets_ice_servers_from_its_own_node() {
+    let mut sim = Sim::cluster(2);
+    sim.site_thread("T", &["alice", "bob"]);
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(1, "bob");
+    for conn in [alice, bob] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
+        sim.drive();
+    }
+    sim.clear();
+    sim.send(
+        alice,
+        json!({"type": "call_initiated", "recipientId": "bob", "threadId": "T"}),
+    );
+    sim.drive();
+    // The sim checks the minting node holds the connection.
+    assert_eq!(sim.ice_ringing, [(vec![bob], uid("bob"))]);
+    assert_eq!(sim.kinds(bob), ["call_initiated"]);
+}
