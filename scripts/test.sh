@@ -21,6 +21,11 @@ if [ "${BBRT_SKIP_BROWSER:-0}" != 1 ]; then
     echo "installing Debian's chromium for the browser test"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
   fi
+  # The relayed call runs through Debian's coturn, started by the test itself.
+  if ! command -v turnserver >/dev/null; then
+    echo "installing Debian's coturn for the relayed call"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn) >/dev/null
+  fi
   cargo build -p bbrt-server --locked
   BBRT_SERVER_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/bbrt-server"
   export BBRT_SERVER_BIN

@@ -223,6 +223,34 @@ pub struct Config {
     #[arg(long, env = "BBRT_SITE_EVENT_KEYS_FILE")]
     pub site_event_keys_file: Option<std::path::PathBuf>,
 
+    /// STUN and TURN servers handed to clients (`get_ice_servers`, and with
+    /// `call_initiated`): `stun:`, `turn:` and `turns:` URLs separated by commas. TURN URLs
+    /// need `--turn-secret` (or its file). Without any, `ice_servers` is an empty list.
+    #[arg(long, env = "BBRT_ICE_URLS", value_delimiter = ',')]
+    pub ice_urls: Vec<String>,
+
+    /// coturn's `static-auth-secret` (with `use-auth-secret`): short-lived TURN
+    /// credentials are minted from it (`docs/calls.md`, "TURN").
+    #[arg(
+        long,
+        env = "BBRT_TURN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "turn_secret_file"
+    )]
+    pub turn_secret: Option<SecretArg>,
+
+    /// A file holding the TURN secret (read once at start; keep it mode 0600).
+    #[arg(long, env = "BBRT_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<std::path::PathBuf>,
+
+    /// How long a minted TURN credential allows new allocations (at most 24h).
+    #[arg(long, env = "BBRT_TURN_CREDENTIAL_TTL", value_parser = parse_duration, default_value = "1h")]
+    pub turn_credential_ttl: Duration,
+
+    /// `get_ice_servers` answered per user per minute; beyond it `rate_limited`.
+    #[arg(long, env = "BBRT_ICE_REQUESTS_PER_MINUTE", default_value_t = 10)]
+    pub ice_requests_per_minute: usize,
+
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "BBRT_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -373,6 +401,11 @@ impl Default for Config {
             ticket_leeway: Duration::from_secs(5),
             site_event_keys: None,
             site_event_keys_file: None,
+            ice_urls: Vec::new(),
+            turn_secret: None,
+            turn_secret_file: None,
+            turn_credential_ttl: Duration::from_secs(3600),
+            ice_requests_per_minute: 10,
             workers: 0,
             serve_examples: false,
             max_connections: 50_000,
@@ -430,6 +463,7 @@ impl Config {
             frame_burst: self.frame_burst,
             close_after_violations: self.close_after_violations,
             invites_per_minute: self.invites_per_minute,
+            ice_requests_per_minute: self.ice_requests_per_minute,
             max_pending_sends_per_user: self.max_pending_sends_per_user,
             ..HubConfig::default()
         }
@@ -468,6 +502,23 @@ impl Config {
             &issuer,
             self.ticket_leeway,
         )))
+    }
+
+    /// The ICE servers from `--ice-urls`, the TURN secret (or its file) and
+    /// `--turn-credential-ttl`.
+    ///
+    /// # Errors
+    /// A bad URL, TURN without a secret, an unreadable file (never quoting the secret).
+    pub fn ice_minter(&self) -> Result<crate::ice::IceMinter, String> {
+        let secret =
+            match (&self.turn_secret, &self.turn_secret_file) {
+                (Some(secret), _) => Some(secret.expose().to_owned()),
+                (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read --turn-secret-file {}: {e}", path.display())
+                })?),
+                (None, None) => None,
+            };
+        crate::ice::IceMinter::new(&self.ice_urls, secret.as_deref(), self.turn_credential_ttl)
     }
 
     /// The site-event verifier from `--site-event-keys` (or its file); `None` without a ring.

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bbrt_buddyboss::Credential;
 use bbrt_protocol::Hub;
-use bbrt_protocol::hub::{HubStats, Input, Output};
+use bbrt_protocol::hub::{HubStats, IcePurpose, Input, Output};
 use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::ClientFrame;
-use bbrt_protocol::wire::CloseCode;
+use bbrt_protocol::wire::{CloseCode, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{Broker, BrokerInput};
@@ -73,6 +73,8 @@ pub(crate) enum Control {
 pub(crate) struct HubTask {
     pub(crate) hub: Hub,
     pub(crate) conns: HashMap<ConnId, Arc<Outbox>>,
+    /// Mints the TURN credentials the Hub asks for (the secret stays here).
+    pub(crate) ice: crate::ice::IceMinter,
     pub(crate) executor: Executor,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) metrics: Arc<Metrics>,
@@ -327,21 +329,37 @@ impl HubTask {
         }
     }
 
+    fn send(&mut self, conns: Vec<ConnId>, frame: &bytes::Bytes) {
+        self.metrics.frame_out(frame, conns.len());
+        for conn in conns {
+            let Some(outbox) = self.conns.get(&conn) else {
+                continue;
+            };
+            if outbox.push(frame.clone()) == Push::Overflow {
+                // The connection closes itself (4011) and then reports Close.
+                tracing::debug!(%conn, "slow consumer: outbound queue full");
+                self.conns.remove(&conn);
+            }
+        }
+    }
+
     fn perform_outputs(&mut self) {
         while let Some(output) = self.hub.poll_output() {
             match output {
-                Output::Send { conns, frame } => {
-                    self.metrics.frame_out(&frame, conns.len());
-                    for conn in conns {
-                        let Some(outbox) = self.conns.get(&conn) else {
-                            continue;
-                        };
-                        if outbox.push(frame.clone()) == Push::Overflow {
-                            // The connection closes itself (4011) and then reports Close.
-                            tracing::debug!(%conn, "slow consumer: outbound queue full");
-                            self.conns.remove(&conn);
-                        }
-                    }
+                Output::Send { conns, frame } => self.send(conns, &frame),
+                Output::IceServers {
+                    conns,
+                    user,
+                    purpose,
+                } => {
+                    let request_id = match purpose {
+                        IcePurpose::Requested(request_id) => request_id,
+                        // Nothing to add to what the app already has.
+                        _ if self.ice.is_empty() => continue,
+                        _ => None,
+                    };
+                    let frames = self.ice.mint(&user, SystemTime::now(), request_id);
+                    self.send(conns, &ServerMessage::IceServers(frames).encode());
                 }
                 Output::Close { conn, code } => {
                     if let Some(outbox) = self.conns.remove(&conn) {

@@ -40,6 +40,7 @@ pub mod credentials;
 mod executor;
 mod http;
 mod hub_task;
+pub mod ice;
 pub mod metrics;
 mod node;
 mod outbox;

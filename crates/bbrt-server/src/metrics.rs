@@ -16,7 +16,7 @@ use crate::site_events::SiteEventRefusal;
 use bbrt_protocol::site_event::SITE_API_TYPES;
 
 /// Server frame types counted by name (anything else is `other`).
-const SERVER_KINDS: [&str; 18] = [
+const SERVER_KINDS: [&str; 19] = [
     "user_connected",
     "user_disconnected",
     "message",
@@ -34,6 +34,7 @@ const SERVER_KINDS: [&str; 18] = [
     "joined",
     "ack",
     "pong",
+    "ice_servers",
     "error",
 ];
 

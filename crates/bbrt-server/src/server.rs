@@ -71,6 +71,9 @@ pub enum ServerError {
     /// The ticket settings are invalid (the message never quotes a key).
     #[error("invalid ticket configuration: {0}")]
     Tickets(String),
+    /// The ICE server settings are invalid (the message never quotes the TURN secret).
+    #[error("invalid ICE server configuration: {0}")]
+    Ice(String),
     /// The site-event settings are invalid (the message never quotes a key).
     #[error("invalid site-event configuration: {0}")]
     SiteEvents(String),
@@ -362,6 +365,10 @@ pub async fn start_with_site(
     if let Some(t) = &tickets {
         tracing::info!(kids = ?t.kids(), "connection tickets accepted");
     }
+    let ice = config.ice_minter().map_err(ServerError::Ice)?;
+    if !ice.is_empty() {
+        tracing::info!(ice = ?ice, "ICE servers handed to clients");
+    }
     let site_event_verifier = config
         .site_event_verifier()
         .map_err(ServerError::SiteEvents)?;
@@ -419,6 +426,7 @@ pub async fn start_with_site(
     let hub = HubTask {
         hub: Hub::new(hub_config),
         conns: HashMap::new(),
+        ice,
         executor,
         broker,
         answered: Vec::new(),

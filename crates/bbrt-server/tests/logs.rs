@@ -177,8 +177,44 @@ async fn tokens_never_appear_in_logs() {
     events.handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), events.handle.wait()).await;
 
+    // TURN: the shared secret and the credentials minted from it.
+    let turn_secret = "turn-static-auth-secret-0123456789";
+    let mut cfg = config();
+    cfg.ice_urls = vec!["turn:127.0.0.1:3478".into()];
+    cfg.turn_secret = Some(turn_secret.parse().expect("secret"));
+    cfg.log = "trace".into();
+    assert!(
+        !format!("{cfg:?}").contains(turn_secret),
+        "Config's Debug hides the TURN secret"
+    );
+    let turn = Server::start(cfg).await;
+    let mut minted = Vec::new();
+    for rid in 1..=2 {
+        let mut c = turn.user("alice").await;
+        c.send(json!({"type": "get_ice_servers", "requestId": rid}))
+            .await;
+        let frame = c.recv_type("ice_servers").await;
+        let credential = frame["iceServers"][0]["credential"]
+            .as_str()
+            .expect("minted");
+        minted.push(credential.to_owned());
+    }
+    turn.handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), turn.handle.wait()).await;
+
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
     assert!(logs.contains("conn"), "logs were captured: {logs}");
+    assert!(
+        logs.contains("ICE servers handed to clients"),
+        "the start-up line is there"
+    );
+    for s in [turn_secret, &minted[0], &minted[1]] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(s)).take(3).collect();
+        assert!(
+            leaks.is_empty(),
+            "TURN secret {s} leaked into the logs: {leaks:#?}"
+        );
+    }
     assert!(
         logs.lines()
             .any(|l| l.contains("site event refused") && l.contains("bad_signature")),

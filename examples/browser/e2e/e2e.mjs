@@ -19,12 +19,18 @@
 //    thread, sender, text, his unread counts) and the `read` frame, bbrt must count each
 //    event accepted (bbrt_site_events_total), and the exact request replayed must be
 //    counted a duplicate and deliver nothing twice.
+// 4. A call forced through a TURN relay: Debian's coturn (use-auth-secret) on loopback, a
+//    bbrt that mints its credentials, two relay-only pages with a fake microphone that
+//    connect with bytes received over a relay candidate pair; a credential past its expiry
+//    gets no relay candidate.
 //
 // Exits non-zero on any failure; leaves a screenshot of the first.
 //
 //   node e2e.mjs                     # uses ../../../target/debug/bbrt-server
 //   BBRT_SERVER_BIN=path node e2e.mjs
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -139,6 +145,171 @@ async function examplePage(browser) {
     await bob.close();
   } finally {
     server.child.kill("SIGTERM");
+  }
+}
+
+/** Starts Debian's coturn on a free port, loopback only, with `secret` for use-auth-secret. */
+async function startCoturn(secret) {
+  const port = await freePort();
+  const minPort = 40000 + Math.floor(Math.random() * 20000);
+  const args = [
+    "-n", `--listening-port=${port}`, "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+    `--min-port=${minPort}`, `--max-port=${minPort + 16}`,
+    "--allow-loopback-peers", "--allowed-peer-ip=127.0.0.1",
+    `--cli-password=${randomBytes(12).toString("hex")}`,
+    "--use-auth-secret", `--static-auth-secret=${secret}`, "--realm=bbrt.test",
+    "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log",
+  ];
+  const child = spawn(process.env.TURNSERVER || "/usr/bin/turnserver", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  child.stdout.on("data", (d) => (log += d));
+  child.stderr.on("data", (d) => (log += d));
+  const failed = new Promise((_, reject) => {
+    child.on("error", (e) => reject(new Error(`cannot start turnserver: ${e.message}`)));
+    child.on("exit", (code) => reject(new Error(`turnserver exited (${code}): ${log}`)));
+  });
+  // Ready once it answers a STUN binding request on its UDP port.
+  const listening = (async () => {
+    const deadline = Date.now() + 10000;
+    const probe = createSocket("udp4");
+    try {
+      for (;;) {
+        if (Date.now() > deadline) throw new Error(`turnserver did not start: ${log}`);
+        const request = Buffer.concat([Buffer.from([0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]), randomBytes(12)]);
+        const answered = new Promise((resolve) => {
+          probe.once("message", () => resolve(true));
+          setTimeout(() => resolve(false), 200);
+        });
+        probe.send(request, port, "127.0.0.1");
+        if (await answered) return;
+      }
+    } finally {
+      probe.close();
+    }
+  })();
+  await Promise.race([listening, failed]);
+  return { child, port, log: () => log };
+}
+
+/**
+ * In the page: identifies as `user` with bbrt at `url`, asks for ICE servers, and builds
+ * a relay-only peer connection (window.pc) with a fake microphone from what bbrt issued.
+ */
+async function relayPeerInPage({ url, user }) {
+  const ice = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => ws.send(JSON.stringify({ type: "user_connected", userId: user, token: `dev:${user}`, requestId: "hello" }));
+    ws.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      if (f.requestId === "hello") {
+        if (f.type !== "ack") reject(new Error(e.data));
+        ws.send(JSON.stringify({ type: "get_ice_servers", requestId: "ice" }));
+      }
+      if (f.requestId === "ice") {
+        ws.close();
+        if (f.type === "ice_servers") resolve(f);
+        else reject(new Error(e.data));
+      }
+    };
+    ws.onerror = () => reject(new Error("websocket error"));
+  });
+  window.pc = new RTCPeerConnection({ iceServers: ice.iceServers, iceTransportPolicy: "relay" });
+  const media = await navigator.mediaDevices.getUserMedia({ audio: true });
+  for (const track of media.getTracks()) window.pc.addTrack(track, media);
+  window.gathered = () =>
+    new Promise((resolve) => {
+      if (window.pc.iceGatheringState === "complete") return resolve();
+      window.pc.addEventListener("icegatheringstatechange", () => {
+        if (window.pc.iceGatheringState === "complete") resolve();
+      });
+    });
+  return ice;
+}
+
+/** In the page: the offer (or the answer to `offer`), after gathering every candidate. */
+async function describeInPage(offer) {
+  if (offer) await window.pc.setRemoteDescription(offer);
+  const desc = offer ? await window.pc.createAnswer() : await window.pc.createOffer();
+  await window.pc.setLocalDescription(desc);
+  await Promise.race([window.gathered(), new Promise((r) => setTimeout(r, 15000))]);
+  return window.pc.localDescription.toJSON();
+}
+
+/** In the page: the selected candidate pair's local type and bytes received. */
+async function selectedPairInPage() {
+  const stats = await window.pc.getStats();
+  let pair;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  return { local: local?.candidateType, remote: remote?.candidateType, bytesReceived: pair.bytesReceived, state: pair.state };
+}
+
+async function relayedCall(browser) {
+  const secret = randomBytes(24).toString("hex");
+  const turn = await startCoturn(secret);
+  const servers = [];
+  try {
+    const bbrt = async (ttl) => {
+      const port = await freePort();
+      const server = await startServer(
+        ["--listen", `127.0.0.1:${port}`, "--serve-examples", "--log", "warn",
+          "--ice-urls", `turn:127.0.0.1:${turn.port}?transport=udp`, "--turn-credential-ttl", ttl],
+        { BBRT_TURN_SECRET: secret },
+      );
+      servers.push(server);
+      return { port, ws: `ws://127.0.0.1:${port}/` };
+    };
+    const main = await bbrt("10m");
+    const open = async () => {
+      const p = await browser.newPage();
+      p.setDefaultTimeout(20000);
+      await p.goto(`http://127.0.0.1:${main.port}/example`);
+      return p;
+    };
+    const alice = await open();
+    const bob = await open();
+    const ice = await alice.evaluate(relayPeerInPage, { url: main.ws, user: "alice" });
+    check(ice.iceServers.length === 1 && /^\d+:alice$/.test(ice.iceServers[0].username), `bbrt issued a TURN credential: ${JSON.stringify(ice.iceServers.map((s) => s.username))}`);
+    await bob.evaluate(relayPeerInPage, { url: main.ws, user: "bob" });
+    const offer = await alice.evaluate(describeInPage, null);
+    check(/typ relay/.test(offer.sdp), "alice gathered a relay candidate with bbrt's credential");
+    const answer = await bob.evaluate(describeInPage, offer);
+    check(/typ relay/.test(answer.sdp), "bob gathered a relay candidate with bbrt's credential");
+    await alice.evaluate((a) => window.pc.setRemoteDescription(a), answer);
+    const connected = () => window.pc.connectionState === "connected";
+    await alice.waitForFunction(connected);
+    await bob.waitForFunction(connected);
+    for (const [who, p] of [["alice", alice], ["bob", bob]]) {
+      await p.waitForFunction(async () => {
+        const s = await selectedPairInPage();
+        return s && s.bytesReceived > 0;
+      }).catch(() => {});
+      const pair = await p.evaluate(selectedPairInPage);
+      check(pair && pair.local === "relay" && pair.bytesReceived > 0, `${who} receives over a relay pair: ${JSON.stringify(pair)}`);
+    }
+    step("both pages connected through coturn with bbrt's credentials, bytes over a relay pair");
+    await alice.close();
+    await bob.close();
+
+    // A credential past its expiry allocates nothing: no relay candidate at all.
+    const short = await bbrt("1s");
+    const late = await browser.newPage();
+    late.setDefaultTimeout(20000);
+    await late.goto(`http://127.0.0.1:${short.port}/example`);
+    const stale = await late.evaluate(relayPeerInPage, { url: short.ws, user: "carol" });
+    const expiry = Number(stale.iceServers[0].username.split(":")[0]);
+    while (Date.now() / 1000 <= expiry + 1) await new Promise((r) => setTimeout(r, 200));
+    const expired = await late.evaluate(describeInPage, null);
+    check(!/typ relay/.test(expired.sdp), "an expired credential gets no relay candidate");
+    step("an expired credential is refused by coturn");
+    await late.close();
+  } finally {
+    for (const s of servers) s.child.kill("SIGTERM");
+    turn.child.kill("SIGTERM");
   }
 }
 
@@ -465,6 +636,7 @@ async function siteEvents(browser) {
 }
 
 const tests = [["the example page", examplePage]];
+tests.push(["a call relayed through coturn with credentials bbrt issued", relayedCall]);
 if (process.env.BBRT_WP_URL) {
   tests.push(["connection tickets from the WordPress plugin", tickets]);
   tests.push(["site events from the WordPress plugin reach a WebSocket client", siteEvents]);

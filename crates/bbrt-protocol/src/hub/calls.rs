@@ -623,6 +623,7 @@ impl Hub {
             thread_id: snapshot.thread.clone(),
         })
         .encode();
+        self.ice_servers_for_ringing(&snapshot.callee, &ringing);
         self.deliver(ringing.iter().copied().collect(), frame);
         let call = snapshot.call.clone();
         self.calls.insert(
@@ -1129,6 +1130,7 @@ impl Hub {
                 }
             });
             if let Some(event) = event {
+                self.ice_servers_for_ringing(&event.recipient_id, &BTreeSet::from([conn]));
                 self.send_one(conn, &ServerMessage::CallInitiated(event));
             }
         }

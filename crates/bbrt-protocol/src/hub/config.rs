@@ -59,6 +59,8 @@ pub struct HubConfig {
     pub close_after_violations: u32,
     /// `call_initiated` (and implicit invites) per user per minute.
     pub invites_per_minute: usize,
+    /// `get_ice_servers` answered per user per minute; beyond it `rate_limited`.
+    pub ice_requests_per_minute: usize,
     /// Sends of one user waiting for the site at once.
     pub max_pending_sends_per_user: usize,
     /// How long a completed `clientMessageId` is remembered locally.
@@ -96,6 +98,7 @@ impl Default for HubConfig {
             frame_burst: 100.0,
             close_after_violations: 50,
             invites_per_minute: 10,
+            ice_requests_per_minute: 10,
             max_pending_sends_per_user: 64,
             idempotency_ttl: Duration::from_secs(600),
             verify_retry_initial: Duration::from_secs(1),

@@ -58,6 +58,8 @@ pub(super) struct LocalUser {
     pub(super) conns: BTreeSet<ConnId>,
     /// When their recent call invites were made (the invite rate limit).
     pub(super) invites: VecDeque<Instant>,
+    /// When their recent `get_ice_servers` were answered (the ICE rate limit).
+    pub(super) ice_requests: VecDeque<Instant>,
 }
 
 /// A connection that left the directory.

@@ -111,6 +111,7 @@ mod calls;
 mod config;
 mod directory;
 mod effects;
+mod ice;
 mod identity;
 mod input;
 mod messages;
@@ -139,7 +140,7 @@ use self::effects::Effects;
 use self::identity::Identity;
 pub use self::input::Input;
 use self::messages::Sends;
-pub use self::output::Output;
+pub use self::output::{IcePurpose, Output};
 pub use self::stats::HubStats;
 use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
@@ -658,6 +659,10 @@ impl Hub {
             }
             ClientMessage::Ping(_) => {
                 self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
+                None
+            }
+            ClientMessage::GetIceServers(_) => {
+                self.get_ice_servers(now, conn, user, request_id);
                 None
             }
             ClientMessage::JoinThread(ref m) => {

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use super::BrokerMessage;
 use super::broker::CoordRequest;
 use crate::api::ApiRequest;
-use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId};
-use crate::wire::CloseCode;
+use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, UserId};
+use crate::wire::{CloseCode, RequestId};
 
 /// Something for the driver to do.
 #[derive(Debug, Clone)]
@@ -53,4 +53,27 @@ pub enum Output {
         /// The credential.
         credential: CredentialId,
     },
+    /// Mint ICE servers (TURN credentials for `user`) and write an
+    /// [`ice_servers`](crate::wire::IceServers) frame to each of `conns`. The Hub decided
+    /// `user` may have them; the shared secret lives only in the driver.
+    IceServers {
+        /// Recipients, ascending, no duplicates; each a connection of `user`.
+        conns: Vec<ConnId>,
+        /// The verified user the credentials name.
+        user: UserId,
+        /// Why they are sent.
+        purpose: IcePurpose,
+    },
+}
+
+/// Why an [`Output::IceServers`] is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IcePurpose {
+    /// The answer to a `get_ice_servers` (with its `requestId`): sent even when no server
+    /// is configured, so the client's request is answered.
+    Requested(Option<RequestId>),
+    /// A call rings these devices; sent just before `call_initiated`, only when servers
+    /// are configured.
+    Ringing,
 }

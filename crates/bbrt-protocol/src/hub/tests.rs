@@ -8,6 +8,7 @@ mod sim;
 
 mod calls;
 mod cluster;
+mod ice;
 mod identity;
 mod limits;
 mod messages;

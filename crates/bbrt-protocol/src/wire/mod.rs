@@ -12,6 +12,7 @@
 
 pub mod call;
 pub mod error;
+pub mod ice;
 pub mod message;
 pub mod presence;
 pub mod thread;
@@ -29,6 +30,7 @@ pub use self::call::{Answer, CallControl, CallEnded, CallEvent, EndReason, IceCa
 pub use self::error::{
     Ack, CloseCode, DecodeError, DecodeErrorKind, ErrorCode, ErrorEvent, Ping, Pong,
 };
+pub use self::ice::{GetIceServers, IceServer, IceServers};
 pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
 pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
@@ -210,6 +212,9 @@ pub enum ClientMessage {
     /// Liveness check.
     #[serde(rename = "ping")]
     Ping(Ping),
+    /// Ask for STUN/TURN servers before building a peer connection.
+    #[serde(rename = "get_ice_servers")]
+    GetIceServers(GetIceServers),
 }
 
 impl ClientMessage {
@@ -230,6 +235,7 @@ impl ClientMessage {
             Self::CallRejected(_) => "call_rejected",
             Self::CallEnded(_) => "call_ended",
             Self::Ping(_) => "ping",
+            Self::GetIceServers(_) => "get_ice_servers",
         }
     }
 
@@ -252,7 +258,7 @@ impl ClientMessage {
     }
 
     /// Every client `type` bbrt knows, in wire spelling.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "user_connected",
         "join_thread",
         "send_message",
@@ -267,6 +273,7 @@ impl ClientMessage {
         "call_rejected",
         "call_ended",
         "ping",
+        "get_ice_servers",
     ];
 }
 
@@ -357,6 +364,9 @@ pub enum ServerMessage {
     /// The answer to `ping`.
     #[serde(rename = "pong")]
     Pong(Pong),
+    /// STUN/TURN servers for a peer connection.
+    #[serde(rename = "ice_servers")]
+    IceServers(IceServers),
     /// Something went wrong.
     #[serde(rename = "error")]
     Error(ErrorEvent),
@@ -391,6 +401,7 @@ impl ServerMessage {
             Self::Joined(_) => "joined",
             Self::Ack(_) => "ack",
             Self::Pong(_) => "pong",
+            Self::IceServers(_) => "ice_servers",
             Self::Error(_) => "error",
         }
     }
@@ -424,6 +435,7 @@ impl ServerMessage {
             "joined" => Self::Joined(serde_json::from_slice(frame)?),
             "ack" => Self::Ack(serde_json::from_slice(frame)?),
             "pong" => Self::Pong(serde_json::from_slice(frame)?),
+            "ice_servers" => Self::IceServers(serde_json::from_slice(frame)?),
             "error" => Self::Error(serde_json::from_slice(frame)?),
             other => {
                 return Err(de::Error::custom(format_args!(
@@ -649,6 +661,7 @@ fn decode_body(kind: &str, frame: &str) -> Result<ClientMessage, DecodeErrorKind
         "call_rejected" => ClientMessage::CallRejected(body("call_rejected", frame)?),
         "call_ended" => ClientMessage::CallEnded(body("call_ended", frame)?),
         "ping" => ClientMessage::Ping(body("ping", frame)?),
+        "get_ice_servers" => ClientMessage::GetIceServers(body("get_ice_servers", frame)?),
         other => return Err(DecodeErrorKind::UnknownType(truncate(other, 64))),
     })
 }

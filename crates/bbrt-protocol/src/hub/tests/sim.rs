@@ -25,14 +25,14 @@ use crate::api::{
 };
 use crate::devsite::{DevSite, DevSiteError, Post, Stamp};
 use crate::hub::{
-    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, Input, Output, SendFingerprint,
-    SendOutcome, SendReceipt,
+    BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, IcePurpose, Input, Output,
+    SendFingerprint, SendOutcome, SendReceipt,
 };
 use crate::ids::{
     ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId,
     ThreadId, UserId,
 };
-use crate::wire::{CloseCode, Limits, ServerMessage, decode};
+use crate::wire::{CloseCode, IceServers, Limits, ServerMessage, decode};
 
 /// The fake site's `sentAt` for every message (wall-clock time is data, not a clock).
 pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
@@ -231,6 +231,9 @@ pub(crate) struct Sim {
     pub(crate) releases: Vec<(ConnId, CredentialId)>,
     /// When each site request (`site.requests`, same order) was made.
     pub(crate) request_times: Vec<Instant>,
+    /// Every `Output::IceServers` for ringing devices: (recipients, user). The sim is a
+    /// server without ICE servers configured, so it sends nothing for them.
+    pub(crate) ice_ringing: Vec<(Vec<ConnId>, UserId)>,
 }
 
 impl Default for Sim {
@@ -303,6 +306,7 @@ impl Sim {
             debug_log: None,
             releases: Vec::new(),
             request_times: Vec::new(),
+            ice_ringing: Vec::new(),
         }
     }
 
@@ -740,6 +744,37 @@ impl Sim {
                     self.now + self.coord.latency,
                     Event::Coord { node, id, request },
                 );
+            }
+            Output::IceServers {
+                conns,
+                user,
+                purpose,
+            } => {
+                assert!(
+                    conns.windows(2).all(|w| w[0] < w[1]),
+                    "recipients ascending without duplicates"
+                );
+                for conn in &conns {
+                    let client = self.clients.get(conn).expect("a known connection");
+                    assert_eq!(
+                        client.node, node,
+                        "{conn} minted for by a node not holding it"
+                    );
+                }
+                match purpose {
+                    IcePurpose::Requested(request_id) => {
+                        let frame = ServerMessage::IceServers(IceServers {
+                            ice_servers: Vec::new(),
+                            ttl: None,
+                            request_id,
+                        })
+                        .encode();
+                        for conn in conns {
+                            self.receive(node, conn, &frame);
+                        }
+                    }
+                    _ => self.ice_ringing.push((conns, user)),
+                }
             }
             Output::Publish(message) => {
                 let config = self.nodes[node].hub.config();
