@@ -92,17 +92,7 @@ async fn raw_post(
     let _ = tokio::time::timeout(common::WAIT, s.read_to_end(&mut buf))
         .await
         .expect("an answer in time");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let answer = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, answer)
+    common::http_status_and_body(&buf)
 }
 
 async fn post(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> u16 {

@@ -207,7 +207,12 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> 
         .await
         .expect("response in time")
         .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    http_status_and_body(&buf)
+}
+
+/// A raw HTTP answer's status (0 if there is none) and body.
+pub fn http_status_and_body(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
     let status = text
         .split(' ')
         .nth(1)
