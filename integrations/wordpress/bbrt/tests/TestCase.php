@@ -154,6 +154,12 @@ abstract class TestCase extends \PHPUnit\Framework\TestCase {
 		}
 		register_shutdown_function(
 			static function () {
+				// php -S's workers outlive their parent: stop them by its pid first, or every run
+				// leaves PHP_CLI_SERVER_WORKERS processes listening.
+				$status = proc_get_status( self::$server );
+				if ( $status['running'] ) {
+					exec( 'pkill -TERM -P ' . (int) $status['pid'] ); // phpcs:ignore Generic.PHP.ForbiddenFunctions.Found, WordPress.PHP.DiscouragedPHPFunctions.system_calls_exec -- a test harness's cleanup, a fixed command.
+				}
 				proc_terminate( self::$server );
 				proc_close( self::$server );
 			}
