@@ -73,6 +73,9 @@ cleanup() {
     kill "$site_pid" 2>/dev/null || true
     wait "$site_pid" 2>/dev/null || true
   fi
+  # Any worker whose parent was already gone (found once after a CI run): the scratch
+  # directory in its command line is this run's alone.
+  pkill -f -- "-t $BBRT_TEST_WP" 2>/dev/null || true
   mysql_root -e "DROP DATABASE IF EXISTS \`$db\`" || true
   rm -rf "$tmp"
 }
