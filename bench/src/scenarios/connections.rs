@@ -5,15 +5,18 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::{StreamExt, stream};
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use futures_util::{SinkExt, StreamExt, stream};
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Ws, is_presence};
+use crate::client::Ws;
 use crate::proc::{Delta, Sample};
+use crate::proto::{Frame, Proto};
 use crate::record::Record;
 
-use super::shared::{Common, Faults, Layout, SETUP_TIMEOUT, fill_cpu, open_joined, start_server};
+use super::shared::{
+    Common, Faults, Layout, SETUP_TIMEOUT, fill_cpu, open_bare, open_joined, start_server,
+};
 
 /// Counters of the held connections.
 #[derive(Default)]
@@ -23,18 +26,29 @@ struct Held {
     faults: Faults,
 }
 
-/// Reads a held connection until it closes or `until`.
-async fn hold(mut ws: Ws, held: Rc<RefCell<Held>>, until: Instant) {
+/// Reads a held connection until it closes or `until`, answering keep-alives.
+async fn hold(mut ws: Ws, proto: Proto, held: Rc<RefCell<Held>>, until: Instant) {
     held.borrow_mut().open += 1;
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
-                    let mut h = held.borrow_mut();
-                    if is_presence(&t) {
-                        h.presence += 1;
-                    } else if t.contains(r#""type":"error""#) {
-                        h.faults.error(&t);
+                    let reply = match proto.classify(&t) {
+                        Frame::Presence => {
+                            held.borrow_mut().presence += 1;
+                            None
+                        }
+                        Frame::Error => {
+                            held.borrow_mut().faults.error(&t);
+                            None
+                        }
+                        Frame::Reply(reply) => Some(reply),
+                        Frame::Delivery { .. } | Frame::Other(_) => None,
+                    };
+                    if let Some(reply) = reply
+                        && ws.send(Message::text(reply)).await.is_err()
+                    {
+                        break;
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -91,10 +105,7 @@ pub(crate) async fn connections(
         let mut attempts = stream::iter(0..n)
             .map(|i| async move {
                 match setup {
-                    Setup::Bare => timeout(Duration::from_secs(5), target.connect(i))
-                        .await
-                        .map_err(|_| "handshake timed out".to_owned())
-                        .and_then(|r| r),
+                    Setup::Bare => open_bare(target, i).await,
                     Setup::Joined { group } => {
                         open_joined(target, i, Layout::uniform(group), None).await
                     }
@@ -107,7 +118,7 @@ pub(crate) async fn connections(
                     opened += 1;
                     failures_in_a_row = 0;
                     last_ok = Instant::now();
-                    tokio::task::spawn_local(hold(ws, Rc::clone(&held), hold_until));
+                    tokio::task::spawn_local(hold(ws, target.proto, Rc::clone(&held), hold_until));
                 }
                 Err(e) => {
                     failures_in_a_row += 1;

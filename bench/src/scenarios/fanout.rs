@@ -112,6 +112,6 @@ pub(super) async fn queue_one(
         s.sent_in_window += 1;
         message_text(seq, now, me)
     };
-    let frame = format!(r#"{{"type":"send_message","threadId":"{thread}","message":"{text}"}}"#);
+    let frame = sh.borrow().proto.send_frame(thread, &text);
     ws.feed(Message::text(frame)).await.is_ok()
 }

@@ -7,13 +7,17 @@
 mod cluster;
 mod connections;
 mod fanout;
+mod ramp;
 mod rate;
 mod shared;
 mod site;
+mod storm;
 mod traffic;
 
 pub(crate) use cluster::{Cluster, ONE_NODE, ONE_NODE_REDIS, TWO_NODES, cluster, cluster_scenario};
 pub(crate) use connections::{Setup, connections};
+pub(crate) use ramp::{Ramp, ramp, ramp_scenario};
 pub(crate) use shared::Common;
 pub(crate) use site::{SiteBurst, site_burst};
+pub(crate) use storm::{Storm, storm};
 pub(crate) use traffic::{Load, Pace, traffic};

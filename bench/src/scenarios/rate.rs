@@ -91,10 +91,7 @@ pub(super) async fn rate_scheduler(
                 let sent = s.now_ns();
                 let _ = s.lag.record(sent.saturating_sub(sched).max(1));
                 s.sent_in_window += 1;
-                format!(
-                    r#"{{"type":"send_message","threadId":"{thread}","message":"{}"}}"#,
-                    message_text(seq, sched, me)
-                )
+                s.proto.send_frame(&thread, &message_text(seq, sched, me))
             };
             if sinks[me].send(Message::text(frame)).await.is_err() {
                 sh.borrow_mut().faults.closed += 1;

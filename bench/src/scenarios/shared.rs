@@ -8,8 +8,9 @@ use futures_util::{SinkExt, StreamExt, stream};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Incoming, Server, Target, Ws, http_get, is_presence};
+use crate::client::{Server, Target, Ws, http_get};
 use crate::proc::{Delta, Sample};
+use crate::proto::{Frame, Proto, pusher_socket_id, pusher_subscribe};
 use crate::record::Record;
 
 use super::traffic::Deployment;
@@ -106,38 +107,53 @@ impl Layout {
     }
 }
 
-pub(super) fn identify_frames(idx: usize, layout: Layout, token: Option<&str>) -> [String; 2] {
-    let user = user_of(idx);
-    let identify = match token {
-        Some(t) => format!(r#"{{"type":"user_connected","userId":"{user}","token":"{t}"}}"#),
-        None => format!(r#"{{"type":"user_connected","userId":"{user}"}}"#),
-    };
-    [
-        identify,
-        format!(
-            r#"{{"type":"join_thread","threadId":"{}"}}"#,
-            layout.thread(idx)
-        ),
-    ]
+/// Opens client `idx` bare: upgraded, and for Socket.IO connected to the main namespace
+/// (what its client library does on connect; without it the server closes the socket).
+pub(super) async fn open_bare(target: &Target, idx: usize) -> Result<Ws, String> {
+    let mut ws = timeout(Duration::from_secs(5), target.connect(idx))
+        .await
+        .map_err(|_| "handshake timed out".to_owned())??;
+    if let Some(frame) = target.proto.connect_frame() {
+        ws.send(Message::text(frame))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    Ok(ws)
 }
 
-/// Opens client `idx`, identifies it, joins its thread and waits for `joined`.
+/// Opens client `idx`, identifies it and joins its thread in the server's protocol, and
+/// waits until the server says it joined (the seed's `joined`, Pusher's
+/// `subscription_succeeded`, the Socket.IO peer's `joined` event).
 pub(super) async fn open_joined(
     target: &Target,
     idx: usize,
     layout: Layout,
     token: Option<&str>,
 ) -> Result<Ws, String> {
+    let proto = target.proto;
     let mut ws = timeout(Duration::from_secs(20), target.connect(idx))
         .await
         .map_err(|_| "connect timed out".to_owned())??;
-    for frame in identify_frames(idx, layout, token) {
-        ws.send(Message::text(frame))
-            .await
-            .map_err(|e| format!("send: {e}"))?;
+    let user = user_of(idx);
+    let thread = layout.thread(idx);
+    let mut frames: Vec<String> = proto
+        .connect_frame()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    // The seed's servers take the identification at once; Socket.IO after its namespace
+    // connect is answered, Pusher once it has given the socket id its signature needs.
+    let mut identified = proto == Proto::Seed;
+    if identified {
+        frames.extend(proto.identify_frames(&user, &thread, token));
     }
     let deadline = Instant::now() + SETUP_TIMEOUT;
     loop {
+        for frame in frames.drain(..) {
+            ws.send(Message::text(frame))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+        }
         let next = timeout(
             deadline.saturating_duration_since(Instant::now()),
             ws.next(),
@@ -145,16 +161,25 @@ pub(super) async fn open_joined(
         .await
         .map_err(|_| format!("client {idx}: no joined within {SETUP_TIMEOUT:?}"))?;
         match next {
-            Some(Ok(Message::Text(t))) => {
-                if is_presence(&t) {
-                    continue;
-                }
-                match Incoming::parse(&t) {
-                    Some(m) if m.kind == "joined" => return Ok(ws),
-                    Some(m) if m.kind == "error" => return Err(format!("client {idx}: {t}")),
+            Some(Ok(Message::Text(t))) => match proto.classify(&t) {
+                Frame::Error => return Err(format!("client {idx}: {t}")),
+                Frame::Reply(reply) => frames.push(reply.to_owned()),
+                Frame::Other(kind) => match kind.as_ref() {
+                    "joined" if identified => return Ok(ws),
+                    "connected" if !identified => {
+                        frames.extend(proto.identify_frames(&user, &thread, token));
+                        identified = true;
+                    }
+                    "established" if !identified => {
+                        let socket_id = pusher_socket_id(&t)
+                            .ok_or_else(|| format!("client {idx}: no socket_id in {t}"))?;
+                        frames.push(pusher_subscribe(&socket_id, &thread));
+                        identified = true;
+                    }
                     _ => {}
-                }
-            }
+                },
+                Frame::Delivery { .. } | Frame::Presence => {}
+            },
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(format!("client {idx}: {e}")),
             None => return Err(format!("client {idx}: closed during setup")),
@@ -311,11 +336,12 @@ pub(super) fn redis_counters(metrics: &str) -> String {
         .join(", ")
 }
 
-/// Counts the server's write syscalls for `secs` with perf's syscall tracepoints.
+/// Counts the server's write syscalls, and all its syscalls, for `secs` with perf's
+/// syscall tracepoints.
 pub(super) fn spawn_write_counter(pid: u32, secs: f64) -> Option<std::process::Child> {
     std::process::Command::new("perf")
         .args(["stat", "-x,", "-e"])
-        .arg("syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg")
+        .arg("syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,raw_syscalls:sys_enter")
         .args(["-p", &pid.to_string(), "--", "sleep", &format!("{secs:.3}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -323,15 +349,27 @@ pub(super) fn spawn_write_counter(pid: u32, secs: f64) -> Option<std::process::C
         .ok()
 }
 
-pub(super) fn read_write_count(child: std::process::Child) -> Option<u64> {
-    let out = child.wait_with_output().ok()?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    let counts: Vec<u64> = text
+/// What [`spawn_write_counter`] counted: (write syscalls, all syscalls).
+pub(super) fn read_write_count(child: std::process::Child) -> (Option<u64>, Option<u64>) {
+    let Ok(out) = child.wait_with_output() else {
+        return (None, None);
+    };
+    parse_syscall_counts(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// Parses `perf stat -x,`'s lines: the write tracepoints summed, and the raw count.
+fn parse_syscall_counts(text: &str) -> (Option<u64>, Option<u64>) {
+    let count = |l: &str| l.split(',').next()?.trim().parse::<u64>().ok();
+    let writes: Vec<u64> = text
         .lines()
         .filter(|l| l.contains("syscalls:sys_enter_"))
-        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .filter_map(count)
         .collect();
-    (!counts.is_empty()).then(|| counts.iter().sum())
+    let all = text
+        .lines()
+        .find(|l| l.contains("raw_syscalls:sys_enter,"))
+        .and_then(count);
+    ((!writes.is_empty()).then(|| writes.iter().sum()), all)
 }
 
 pub(super) fn fill_cpu(r: &mut Record, d: &Delta, s1: &Sample, ld: &Delta, window: Duration) {
@@ -371,6 +409,15 @@ mod tests {
             redis_counters(metrics),
             "publications_total{outcome=\"sent\"} 20012, received_total 19990"
         );
+    }
+
+    #[test]
+    fn syscall_counts_from_perf_stat() {
+        let text = "12,,syscalls:sys_enter_write,1,100.00,,\n3,,syscalls:sys_enter_writev,1,100.00,,\n\
+                    <not counted>,,syscalls:sys_enter_sendto,0,0,,\n0,,syscalls:sys_enter_sendmsg,1,100.00,,\n\
+                    99,,raw_syscalls:sys_enter,1,100.00,,\n";
+        assert_eq!(parse_syscall_counts(text), (Some(15), Some(99)));
+        assert_eq!(parse_syscall_counts("perf: not found"), (None, None));
     }
 
     #[test]

@@ -246,14 +246,14 @@ async fn warm_up(senders: &mut [Ws], layout: Layout) -> Result<f64, String> {
 
 /// The fake BuddyBoss site on its own thread and runtime, so its HTTP work never stalls
 /// the load generator's reading (the thread shares the load generator's core).
-struct SiteThread {
+pub(super) struct SiteThread {
     site: Option<bbrt_buddyboss::fake::FakeSite>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SiteThread {
-    fn start() -> Result<Self, String> {
+    pub(super) fn start() -> Result<Self, String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

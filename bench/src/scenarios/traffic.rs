@@ -10,8 +10,9 @@ use hdrhistogram::Histogram;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{Incoming, Target, http_get, parse_message_text, scan_message};
+use crate::client::{Incoming, Target, http_get, parse_message_text};
 use crate::proc::{Delta, Sample};
+use crate::proto::{Frame, Proto};
 use crate::record::{Percentiles, Record, histogram};
 
 use super::fanout::closed_client;
@@ -51,6 +52,8 @@ pub(super) struct Traffic {
     pub(super) remaining: Vec<u8>,
     pub(super) outstanding: u64,
     pub(super) faults: Faults,
+    /// The servers' protocol.
+    pub(super) proto: Proto,
 }
 
 /// A bound on messages tracked in one run (about 100 s at 200k messages/s).
@@ -74,6 +77,7 @@ impl Traffic {
             remaining: Vec::new(),
             outstanding: 0,
             faults: Faults::default(),
+            proto: Proto::Seed,
         }
     }
 
@@ -92,7 +96,8 @@ impl Traffic {
             return None;
         }
         let seq = self.remaining.len() as u64;
-        let expected = self.group_size(sender);
+        // Pusher relays a client event to the channel's other subscribers only.
+        let expected = self.group_size(sender) - usize::from(!self.proto.echoes_sender());
         self.remaining
             .push(u8::try_from(expected).unwrap_or(u8::MAX));
         self.outstanding += expected as u64;
@@ -103,31 +108,21 @@ impl Traffic {
     /// returns its sender's index.
     pub(super) fn delivered(&mut self, me: usize, my_thread: &str, text: &str) -> Option<usize> {
         let now = self.now_ns();
-        let parsed;
-        let (thread_id, message) = match scan_message(text) {
-            Some((thread_id, message)) => (Some(thread_id), Some(message)),
-            None => {
-                let Some(m) = Incoming::parse(text) else {
-                    self.faults.error(text);
-                    return None;
-                };
-                match m.kind.as_ref() {
-                    "message" => {}
-                    "error" => {
-                        self.faults.error(text);
-                        return None;
-                    }
-                    _ => return None,
-                }
-                parsed = m;
-                (parsed.thread_id.as_deref(), parsed.message.as_deref())
+        // Keep-alives need no answer here: Socket.IO's first ping comes 25 s after the
+        // connect and its timeout 20 s later, longer than a traffic run.
+        let (thread_id, message) = match self.proto.classify(text) {
+            Frame::Delivery { thread, text } => (thread, text),
+            Frame::Error => {
+                self.faults.error(text);
+                return None;
             }
+            Frame::Presence | Frame::Reply(_) | Frame::Other(_) => return None,
         };
-        let Some((seq, sched, sender)) = message.and_then(parse_message_text) else {
+        let Some((seq, sched, sender)) = parse_message_text(&message) else {
             self.faults.misrouted += 1;
             return None;
         };
-        if thread_id != Some(my_thread) || sender / self.group != me / self.group {
+        if thread_id != my_thread || sender / self.group != me / self.group {
             self.faults.misrouted += 1;
             return None;
         }
@@ -252,7 +247,8 @@ pub(super) async fn traffic_on(
 
     let start_ns = 200_000_000u64;
     let end_ns = start_ns + u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-    let traffic = Traffic::new(start_ns, end_ns, group, n, nodes.targets.len());
+    let mut traffic = Traffic::new(start_ns, end_ns, group, n, nodes.targets.len());
+    traffic.proto = common.target.proto;
     let epoch = traffic.epoch;
     let sh = Rc::new(RefCell::new(traffic));
     let at = |ns: u64| Instant::from_std(epoch + Duration::from_nanos(ns));
@@ -313,7 +309,7 @@ pub(super) async fn traffic_on(
     for t in tasks {
         let _ = t.await;
     }
-    r.server_writes = perf.and_then(read_write_count);
+    (r.server_writes, r.server_syscalls) = perf.map_or((None, None), read_write_count);
     if deployment.redis {
         for (k, target) in nodes.targets.iter().enumerate() {
             if let Ok(metrics) = http_get(target.port, "/metrics").await {
@@ -353,6 +349,15 @@ pub(super) async fn traffic_on(
     }
     if let Some(w) = r.server_writes.filter(|&w| w > 0) {
         r.frames_per_write = Some(s.deliveries_in_window as f64 / w as f64);
+    }
+    r.server_wakeups = Some(d.wakeups);
+    if s.deliveries_in_window > 0 {
+        let per_delivery = |v: u64| v as f64 / s.deliveries_in_window as f64;
+        r.wakeups_per_delivery = Some(per_delivery(d.wakeups));
+        r.syscalls_per_delivery = r.server_syscalls.map(per_delivery);
+    }
+    if s.sent_in_window > 0 {
+        r.server_cpu_us_per_message = Some(d.cpu_s * 1e6 / s.sent_in_window as f64);
     }
     r.latency_us = Percentiles::from_ns(&s.latency);
     r.same_node_latency_us = Percentiles::from_ns(&s.same_node);
