@@ -78,6 +78,12 @@ pub struct Config {
     #[arg(long, env = "BBRT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// The listen socket's accept backlog: connections the kernel completes before bbrt
+    /// accepts them. A reconnect storm of thousands overflows a small one into 1 s SYN
+    /// retransmits; the kernel caps it at `net.core.somaxconn`.
+    #[arg(long, env = "BBRT_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// The BuddyBoss site (`https://site`) or its REST API root (`https://site/wp-json/` or
     /// `https://site/?rest_route=`). Without it: the embedded development site.
     #[arg(long, env = "BBRT_BUDDYBOSS_URL")]
@@ -372,6 +378,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_backlog: 4096,
             buddyboss_url: None,
             auth_scheme: AuthSchemeArg::Bearer,
             site_timeout: Duration::from_secs(10),
