@@ -498,6 +498,26 @@ fn error_codes_never_fail_to_decode() {
     }
 }
 
+#[test]
+fn every_message_type_decodes_as_itself() {
+    // The table's `KINDS`, decode match and serde renames are one list; prove it per type.
+    for kind in ClientMessage::KINDS {
+        let frame = format!(r#"{{"type":"{kind}"}}"#);
+        match decode(&frame, &Limits::default()) {
+            Ok(decoded) => assert_eq!(decoded.message.kind(), kind),
+            Err(e) => assert_ne!(e.code(), ErrorCode::UnknownType, "{kind}"),
+        }
+    }
+    for kind in ServerMessage::KINDS {
+        let frame = format!(r#"{{"type":"{kind}"}}"#);
+        if let Err(e) = ServerMessage::decode(frame.as_bytes()) {
+            assert!(!e.to_string().contains("unknown server type"), "{kind}: {e}");
+        }
+    }
+    let unknown = ServerMessage::decode(br#"{"type":"nope"}"#).unwrap_err();
+    assert!(unknown.to_string().contains("unknown server type"), "{unknown}");
+}
+
 mod props {
     use proptest::prelude::*;
 
