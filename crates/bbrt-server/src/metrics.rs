@@ -39,7 +39,7 @@ const SERVER_KINDS: [&str; 19] = [
 ];
 
 /// Site request names ([`bbrt_protocol::api::ApiRequest::name`]).
-const SITE_REQUESTS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
+const SITE_REQUESTS: [&str; 5] = ["verify", "participants", "send", "mark_read", "history"];
 
 /// Upper bounds of the site latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
