@@ -493,6 +493,26 @@ impl FakeSite {
         Some(id)
     }
 
+    /// Adds a message as [`FakeSite::post_message`] does, stamped `sent_at` (Unix
+    /// seconds) instead of now, for tests of paging by date. The thread's messages stay
+    /// in `date_sent` order (a message in a second already used goes after that second's).
+    pub fn post_message_at(
+        &self,
+        thread: u64,
+        sender: u64,
+        text: &str,
+        sent_at: i64,
+    ) -> Option<u64> {
+        let id = self.post_message(thread, sender, text)?;
+        let mut s = self.state();
+        let t = s.threads.get_mut(&thread)?;
+        let mut message = t.messages.pop()?;
+        message.sent_at = sent_at;
+        let at = t.messages.partition_point(|m| m.sent_at <= sent_at);
+        t.messages.insert(at, message);
+        Some(id)
+    }
+
     /// The messages of `thread`, oldest first.
     pub fn messages(&self, thread: u64) -> Vec<FakeMessage> {
         self.state()
@@ -1711,7 +1731,10 @@ fn thread_json(
         .filter(|m| upto.is_none_or(|u| m.id <= u))
         .collect();
     let page: Vec<&FakeMessage> = eligible.iter().rev().take(10).rev().copied().collect();
-    let next = if eligible.len() > page.len() {
+    // BuddyBoss gives a cursor whenever the page is full, whether or not anything older
+    // is left, and it is the oldest date minus one second: the rest of that second is
+    // never listed by it.
+    let next = if page.len() >= 10 {
         page.first()
             .map_or(String::new(), |m| naive_from_unix(m.sent_at - 1))
     } else {
@@ -1809,15 +1832,22 @@ fn is_participant(t: &Thread, user: u64) -> bool {
 const NOT_ALLOWED_THREAD: &str = "Sorry, you are not allowed to see this thread.";
 
 fn get_thread(s: &State, id: u64, query: &[(String, String)], caller: &Caller) -> Answer {
+    // WordPress checks the arguments before the permission callback.
+    let before = match query.iter().find(|(k, _)| k == "before") {
+        Some((_, v)) => match parse_utc(v) {
+            Some(at) => Some(at),
+            None => {
+                let a = Answer::error(400, "rest_invalid_param", "Invalid parameter(s): before");
+                return with_param(a, "before", "Invalid date.");
+            }
+        },
+        None => None,
+    };
     let Caller::User(uid, _) = caller else {
         return Answer::error(401, "bp_rest_authorization_required", NOT_ALLOWED_THREAD);
     };
     match s.threads.get(&id) {
         Some(t) if is_participant(t, *uid) || s.moderators.contains(uid) => {
-            let before = query
-                .iter()
-                .find(|(k, _)| k == "before")
-                .and_then(|(_, v)| parse_utc(v));
             Answer::ok(thread_json(s, t, *uid, false, before, None))
         }
         _ => Answer::error(403, "bp_rest_authorization_required", NOT_ALLOWED_THREAD),

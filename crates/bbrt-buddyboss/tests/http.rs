@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bbrt_buddyboss::fake::Fault;
-use bbrt_buddyboss::{BuddyBoss, BuddyBossError, Credential};
+use bbrt_buddyboss::{BuddyBoss, BuddyBossError, Credential, SendRequest};
 use bbrt_protocol::api::SiteErrorKind;
 use common::{client, client_at, seeded, thread, user};
 
@@ -272,29 +272,32 @@ async fn non_numeric_ids_are_invalid_without_a_request() {
         .expect_err("bad id");
     assert_eq!(kind_code(&e), (SiteErrorKind::InvalidId, "invalid_id"));
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&alice()),
             &user("2"),
-            Some(&thread("THREAD_ID")),
-            &[],
+            &thread("THREAD_ID"),
             "hi",
-        )
+        ))
         .await
         .expect_err("bad id");
     assert_eq!(e.code(), "invalid_id");
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("RECIPIENT_ID")],
             "hi",
-        )
+        ))
         .await
         .expect_err("bad id");
     assert_eq!(e.code(), "invalid_id");
     let e = bb
-        .send(Some(&alice()), &user("USER_ID"), None, &[user("3")], "hi")
+        .send_unkeyed(&SendRequest::new_thread(
+            Some(&alice()),
+            &user("USER_ID"),
+            &[user("3")],
+            "hi",
+        ))
         .await
         .expect_err("bad id");
     assert_eq!(e.code(), "invalid_id");
@@ -304,7 +307,10 @@ async fn non_numeric_ids_are_invalid_without_a_request() {
         .expect_err("bad id");
     assert_eq!(e.code(), "invalid_id");
     let e = bb
-        .find_recent(Some(&alice()), &user("2"), Some(&thread("x")), &[], "hi", 0)
+        .find_recent(
+            &SendRequest::reply(Some(&alice()), &user("2"), &thread("x"), "hi"),
+            0,
+        )
         .await
         .expect_err("bad id");
     assert_eq!(e.code(), "invalid_id");
@@ -317,13 +323,12 @@ async fn send_reply_and_new_threads() {
     let bb = client(&site);
     // A new thread alice → bob.
     let first = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("3")],
             "Hi Bob, this is Alice.",
-        )
+        ))
         .await
         .expect("stored");
     assert_eq!(first.sender, user("2"));
@@ -340,13 +345,12 @@ async fn send_reply_and_new_threads() {
 
     // A reply from bob, with characters kses turns into entities.
     let reply = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&bob()),
             &user("3"),
-            Some(&first.thread),
-            &[],
+            &first.thread,
             "a & c > d 'q' \"dq\"",
-        )
+        ))
         .await
         .expect("stored");
     assert_eq!(reply.thread, first.thread);
@@ -359,13 +363,12 @@ async fn send_reply_and_new_threads() {
 
     // A `<` opens a tag for kses, up to the next `>`: the site keeps `<b>` (issue 15).
     let rewritten = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&bob()),
             &user("3"),
-            Some(&first.thread),
-            &[],
+            &first.thread,
             "if a < b and c > d",
-        )
+        ))
         .await
         .expect("found although the site rewrote it");
     assert_eq!(
@@ -376,13 +379,12 @@ async fn send_reply_and_new_threads() {
 
     // Tags are stripped by the site: the plain text is what the site kept.
     let tagged = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&alice()),
             &user("2"),
-            Some(&first.thread),
-            &[],
+            &first.thread,
             "<b>bold</b> move",
-        )
+        ))
         .await
         .expect("stored");
     assert_eq!(tagged.text, "bold move");
@@ -390,26 +392,24 @@ async fn send_reply_and_new_threads() {
 
     // A "new thread" to the same pair appends to the existing one, as BuddyBoss does.
     let again = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("3")],
             "Does this open a new thread?",
-        )
+        ))
         .await
         .expect("stored");
     assert_eq!(again.thread, first.thread);
 
     // A group thread is new.
     let trio = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("3"), user("4")],
             "Hi Bob and Carol.",
-        )
+        ))
         .await
         .expect("stored");
     assert_ne!(trio.thread, first.thread);
@@ -437,19 +437,39 @@ async fn identical_texts_resolve_to_the_newest_message() {
     let site = seeded().await;
     let bb = client(&site);
     let one = bb
-        .send(Some(&alice()), &user("2"), None, &[user("3")], "ok")
+        .send_unkeyed(&SendRequest::new_thread(
+            Some(&alice()),
+            &user("2"),
+            &[user("3")],
+            "ok",
+        ))
         .await
         .expect("stored");
     let two = bb
-        .send(Some(&alice()), &user("2"), Some(&one.thread), &[], "ok")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &one.thread,
+            "ok",
+        ))
         .await
         .expect("stored");
     let _bob = bb
-        .send(Some(&bob()), &user("3"), Some(&one.thread), &[], "ok")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&bob()),
+            &user("3"),
+            &one.thread,
+            "ok",
+        ))
         .await
         .expect("stored");
     let three = bb
-        .send(Some(&alice()), &user("2"), Some(&one.thread), &[], "ok")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &one.thread,
+            "ok",
+        ))
         .await
         .expect("stored");
     assert!(one.id < two.id && two.id < three.id);
@@ -467,13 +487,12 @@ async fn send_errors_map_by_code() {
     let (t, _) = site.create_thread(2, &[3], "hello");
     let tid = thread(&t.to_string());
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&carol()),
             &user("4"),
-            Some(&tid),
-            &[],
+            &tid,
             "Carol intruding.",
-        )
+        ))
         .await
         .expect_err("not a participant");
     assert_eq!(
@@ -485,7 +504,7 @@ async fn send_errors_map_by_code() {
         "Sorry, you are not allowed to perform this action."
     );
     let e = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "")
+        .send_unkeyed(&SendRequest::reply(Some(&alice()), &user("2"), &tid, ""))
         .await
         .expect_err("empty");
     assert_eq!(
@@ -496,7 +515,12 @@ async fn send_errors_map_by_code() {
         )
     );
     let e = bb
-        .send(Some(&alice()), &user("2"), None, &[], "hi")
+        .send_unkeyed(&SendRequest::new_thread(
+            Some(&alice()),
+            &user("2"),
+            &[],
+            "hi",
+        ))
         .await
         .expect_err("no recipients");
     assert_eq!(
@@ -504,13 +528,12 @@ async fn send_errors_map_by_code() {
         (SiteErrorKind::Invalid, "bp_rest_empty_recipients")
     );
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("999")],
             "to nobody",
-        )
+        ))
         .await
         .expect_err("unknown recipient");
     assert_eq!(
@@ -519,13 +542,12 @@ async fn send_errors_map_by_code() {
     );
     assert!(!e.retryable());
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&Credential::bearer("nobody")),
             &user("2"),
-            Some(&tid),
-            &[],
+            &tid,
             "hi",
-        )
+        ))
         .await
         .expect_err("anonymous");
     assert_eq!(
@@ -557,7 +579,12 @@ async fn application_password_trap_is_a_refusal() {
         .await
         .expect("users/me works");
     let e = bb
-        .send(Some(&app), &user("2"), None, &[user("3")], "hi")
+        .send_unkeyed(&SendRequest::new_thread(
+            Some(&app),
+            &user("2"),
+            &[user("3")],
+            "hi",
+        ))
         .await
         .expect_err("trap");
     assert_eq!(
@@ -567,13 +594,12 @@ async fn application_password_trap_is_a_refusal() {
     // A reply, as the real site answered it without the fix.
     let (t, _) = site.create_thread(2, &[3], "hello");
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&app),
             &user("2"),
-            Some(&thread(&t.to_string())),
-            &[],
+            &thread(&t.to_string()),
             "hi",
-        )
+        ))
         .await
         .expect_err("trap");
     assert_eq!(
@@ -611,7 +637,12 @@ async fn reads_are_retried_writes_are_not() {
     // is not there, so the send is reported unconfirmed (retryable).
     site.inject(Fault::ServerError, 1);
     let e = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "lost")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &tid,
+            "lost",
+        ))
         .await
         .expect_err("not stored");
     assert_eq!(
@@ -644,7 +675,12 @@ async fn a_post_that_stores_then_times_out_is_reconciled() {
     let tid = thread(&t.to_string());
     site.inject(Fault::StoreThenHang, 1);
     let stored = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "did it land?")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &tid,
+            "did it land?",
+        ))
         .await
         .expect("reconciled");
     let messages = site.messages(t);
@@ -667,13 +703,12 @@ async fn a_new_thread_post_that_stores_then_times_out_is_reconciled() {
     site.create_thread(2, &[4], "an older thread with carol");
     site.inject(Fault::StoreThenHang, 1);
     let stored = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice()),
             &user("2"),
-            None,
             &[user("3")],
             "first words",
-        )
+        ))
         .await
         .expect("reconciled");
     let t: u64 = stored.thread.as_str().parse().expect("numeric");
@@ -695,23 +730,32 @@ async fn a_post_whose_answer_is_garbage_is_reconciled() {
     let tid = thread(&t.to_string());
     site.inject(Fault::Truncated, 1);
     let stored = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&alice()),
             &user("2"),
-            Some(&tid),
-            &[],
+            &tid,
             "half an answer",
-        )
+        ))
         .await
         .expect("reconciled");
     assert_eq!(stored.text, "half an answer");
     site.inject(Fault::NotJson, 1);
-    bb.send(Some(&alice()), &user("2"), Some(&tid), &[], "html answer")
-        .await
-        .expect("reconciled");
+    bb.send_unkeyed(&SendRequest::reply(
+        Some(&alice()),
+        &user("2"),
+        &tid,
+        "html answer",
+    ))
+    .await
+    .expect("reconciled");
     site.inject(Fault::CutOff, 1);
     let cut = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "cut off")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &tid,
+            "cut off",
+        ))
         .await
         .expect("reconciled");
     assert_eq!(cut.text, "cut off");
@@ -739,13 +783,12 @@ async fn a_post_that_hangs_without_storing_is_unconfirmed() {
     let (t, _) = site.create_thread(2, &[3], "hello");
     site.inject(Fault::Hang, 1);
     let e = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&alice()),
             &user("2"),
-            Some(&thread(&t.to_string())),
-            &[],
+            &thread(&t.to_string()),
             "never",
-        )
+        ))
         .await
         .expect_err("lost");
     assert_eq!(
@@ -807,7 +850,7 @@ async fn timeouts_connection_refused_and_garbage() {
         .expect_err("refused");
     assert_eq!(kind_code(&e), (SiteErrorKind::Unavailable, "connect"));
     let e = dead
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "hi")
+        .send_unkeyed(&SendRequest::reply(Some(&alice()), &user("2"), &tid, "hi"))
         .await
         .expect_err("refused");
     assert_eq!(
@@ -869,13 +912,12 @@ async fn both_api_root_forms_work() {
             .expect("verified");
         assert_eq!(me.id, user("2"));
         let stored = bb
-            .send(
+            .send_unkeyed(&SendRequest::new_thread(
                 Some(&alice()),
                 &user("2"),
-                None,
                 &[user("3")],
                 "via any root",
-            )
+            ))
             .await
             .expect("stored");
         let info = bb
@@ -927,22 +969,34 @@ async fn find_recent_respects_sender_text_and_time() {
     let (t, m) = site.create_thread(2, &[3], "a &amp; b");
     let tid = thread(&t.to_string());
     let found = bb
-        .find_recent(Some(&bob()), &user("2"), Some(&tid), &[], "a & b", 0)
+        .find_recent(
+            &SendRequest::reply(Some(&bob()), &user("2"), &tid, "a & b"),
+            0,
+        )
         .await
         .expect("read");
     assert_eq!(found.map(|f| f.id.to_string()), Some(m.to_string()));
     let none = bb
-        .find_recent(Some(&bob()), &user("3"), Some(&tid), &[], "a & b", 0)
+        .find_recent(
+            &SendRequest::reply(Some(&bob()), &user("3"), &tid, "a & b"),
+            0,
+        )
         .await
         .expect("read");
     assert!(none.is_none(), "another sender");
     let none = bb
-        .find_recent(Some(&bob()), &user("2"), Some(&tid), &[], "a & c", 0)
+        .find_recent(
+            &SendRequest::reply(Some(&bob()), &user("2"), &tid, "a & c"),
+            0,
+        )
         .await
         .expect("read");
     assert!(none.is_none(), "another text");
     let none = bb
-        .find_recent(Some(&bob()), &user("2"), Some(&tid), &[], "a & b", i64::MAX)
+        .find_recent(
+            &SendRequest::reply(Some(&bob()), &user("2"), &tid, "a & b"),
+            i64::MAX,
+        )
         .await
         .expect("read");
     assert!(none.is_none(), "too old");
@@ -1027,7 +1081,12 @@ async fn a_slow_write_past_the_timeout_is_unconfirmed_and_its_retry_finds_it() {
     let tid = thread(&t.to_string());
     site.inject(Fault::Slow(HANG_TIMEOUT * 3), 1);
     let e = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "slow one")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &tid,
+            "slow one",
+        ))
         .await
         .expect_err("not confirmed in time");
     assert_eq!(
@@ -1039,14 +1098,10 @@ async fn a_slow_write_past_the_timeout_is_unconfirmed_and_its_retry_finds_it() {
 
     // A retry while the site is still at it neither posts nor says "not stored".
     let e = bb
-        .send_again(
-            Some(&alice()),
-            &user("2"),
-            Some(&tid),
-            &[],
-            "slow one",
-            since,
-        )
+        .send_unkeyed(&SendRequest {
+            unconfirmed_since: Some(since),
+            ..SendRequest::reply(Some(&alice()), &user("2"), &tid, "slow one")
+        })
         .await
         .expect_err("still settling");
     assert_eq!(
@@ -1056,14 +1111,10 @@ async fn a_slow_write_past_the_timeout_is_unconfirmed_and_its_retry_finds_it() {
 
     until_stored(&site, t, 2).await;
     let found = bb
-        .send_again(
-            Some(&alice()),
-            &user("2"),
-            Some(&tid),
-            &[],
-            "slow one",
-            since,
-        )
+        .send_unkeyed(&SendRequest {
+            unconfirmed_since: Some(since),
+            ..SendRequest::reply(Some(&alice()), &user("2"), &tid, "slow one")
+        })
         .await
         .expect("found the first attempt");
     let messages = site.messages(t);
@@ -1084,7 +1135,12 @@ async fn a_send_to_a_paused_site_is_unconfirmed_and_its_retry_finds_it() {
     let tid = thread(&t.to_string());
     site.pause(HANG_TIMEOUT * 4);
     let e = bb
-        .send(Some(&alice()), &user("2"), Some(&tid), &[], "paused one")
+        .send_unkeyed(&SendRequest::reply(
+            Some(&alice()),
+            &user("2"),
+            &tid,
+            "paused one",
+        ))
         .await
         .expect_err("not confirmed");
     assert_eq!(
@@ -1094,14 +1150,10 @@ async fn a_send_to_a_paused_site_is_unconfirmed_and_its_retry_finds_it() {
     let since = unix_now();
     until_stored(&site, t, 2).await;
     let found = bb
-        .send_again(
-            Some(&alice()),
-            &user("2"),
-            Some(&tid),
-            &[],
-            "paused one",
-            since,
-        )
+        .send_unkeyed(&SendRequest {
+            unconfirmed_since: Some(since),
+            ..SendRequest::reply(Some(&alice()), &user("2"), &tid, "paused one")
+        })
         .await
         .expect("found the first attempt");
     assert_eq!(site.messages(t).len(), 2, "one copy");
@@ -1117,14 +1169,10 @@ async fn a_retry_posts_again_only_after_the_settle_time() {
     let tid = thread(&t.to_string());
     let long_ago = unix_now() - 120;
     let stored = bb
-        .send_again(
-            Some(&alice()),
-            &user("2"),
-            Some(&tid),
-            &[],
-            "never landed",
-            long_ago,
-        )
+        .send_unkeyed(&SendRequest {
+            unconfirmed_since: Some(long_ago),
+            ..SendRequest::reply(Some(&alice()), &user("2"), &tid, "never landed")
+        })
         .await
         .expect("posted: nothing to find and nothing pending");
     assert_eq!(site.messages(t).len(), 2);
@@ -1139,13 +1187,12 @@ async fn reconciliation_recognises_a_text_wordpress_rewrote() {
     let tid = thread(&t.to_string());
     site.inject(Fault::StoreThenHang, 1);
     let stored = bb
-        .send(
+        .send_unkeyed(&SendRequest::reply(
             Some(&alice()),
             &user("2"),
-            Some(&tid),
-            &[],
+            &tid,
             "if a < b and c > d",
-        )
+        ))
         .await
         .expect("reconciled although kses rewrote it");
     assert_eq!(site.messages(t)[1].stored, "if a <b> d</b>");

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::api::{ApiRequest, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo};
-use bbrt_protocol::ids::{ClientMessageId, MessageId, ThreadId, UserId};
+use bbrt_protocol::api::{
+    ApiRequest, HistoryPage, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+};
+use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -19,8 +21,8 @@ use tokio::sync::Semaphore;
 use self::cache::VerifyCache;
 use self::wire::{ErrorBody, ThreadJson, UserJson};
 use crate::error::kind_for_status;
-use crate::time::{now_unix, parse_utc, site_date_to_rfc3339};
-use crate::{BuddyBoss, BuddyBossError, Credential, SiteProblem, text};
+use crate::time::{naive_from_unix, now_unix, parse_utc, site_date_to_rfc3339};
+use crate::{BuddyBoss, BuddyBossError, Credential, SendRequest, SiteProblem, text};
 
 /// Where the REST API lives.
 #[derive(Clone, PartialEq, Eq)]
@@ -770,14 +772,9 @@ impl HttpBuddyBoss {
     }
 
     /// Reads the thread after a send whose outcome is unknown.
-    #[allow(clippy::too_many_arguments)]
     async fn reconcile(
         &self,
-        credential: &Credential,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
+        request: &SendRequest<'_>,
         started_unix: i64,
         cause: BuddyBossError,
     ) -> Result<StoredMessage, BuddyBossError> {
@@ -790,10 +787,7 @@ impl HttpBuddyBoss {
         }
         let window = i64::try_from(self.config.reconcile_window.as_secs()).unwrap_or(i64::MAX);
         let since = started_unix.saturating_sub(window);
-        match self
-            .find_recent(Some(credential), sender, thread, recipients, text, since)
-            .await
-        {
+        match self.find_recent(request, since).await {
             Ok(Some(stored)) => {
                 tracing::info!(message = %stored.id, thread = %stored.thread, "send reconciled: the site stored it");
                 Ok(stored)
@@ -810,6 +804,152 @@ impl HttpBuddyBoss {
             ))),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends through BuddyBoss's own route (`POST buddyboss/v1/messages`), never the
+    /// companion plugin's: what [`BuddyBoss::send`] does on a site without the plugin.
+    /// After an unconfirmed attempt (`unconfirmed_since`) it looks for that attempt's
+    /// message first, and posts again only once the site had
+    /// [`Config::reconcile_settle`] to store it.
+    pub async fn send_unkeyed(
+        &self,
+        request: &SendRequest<'_>,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let Some(unconfirmed_since) = request.unconfirmed_since else {
+            return self.post_unkeyed(request).await;
+        };
+        let window = i64::try_from(self.config.reconcile_window.as_secs()).unwrap_or(i64::MAX);
+        let since = unconfirmed_since.saturating_sub(window);
+        match self.find_recent(request, since).await {
+            Ok(Some(stored)) => {
+                tracing::info!(message = %stored.id, thread = %stored.thread, "retry reconciled: the site stored the earlier attempt");
+                return Ok(stored);
+            }
+            Ok(None) => {}
+            Err(e) if e.retryable() => {
+                return Err(unconfirmed(format!(
+                    "an earlier attempt is unconfirmed and the thread could not be read ({})",
+                    e.code()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+        let settle = i64::try_from(self.config.reconcile_settle.as_secs()).unwrap_or(i64::MAX);
+        if now_unix() < unconfirmed_since.saturating_add(settle) {
+            return Err(unconfirmed(
+                "an earlier attempt is unconfirmed and not in the thread yet; the site may still be storing it".into(),
+            ));
+        }
+        tracing::info!(
+            "an earlier attempt is not in the thread after the settle time; posting again"
+        );
+        self.post_unkeyed(request).await
+    }
+
+    /// Posts to BuddyBoss's route once, reconciling an unknown outcome.
+    async fn post_unkeyed(
+        &self,
+        request: &SendRequest<'_>,
+    ) -> Result<StoredMessage, BuddyBossError> {
+        let text = request.text;
+        let sender_id = numeric("sender", request.sender.as_str())?;
+        let body = Self::send_body(request.thread, request.recipients, text)?;
+        let credential = request
+            .credential
+            .ok_or_else(BuddyBossError::missing_credential)?;
+        let started = now_unix();
+        let cause = match self.post("buddyboss/v1/messages", &body, credential).await {
+            PostOutcome::Known(Err(e)) => return Err(e),
+            PostOutcome::Known(Ok(body)) => {
+                let answer = parse::<ThreadJson>(&body, "thread");
+                match answer {
+                    Ok(t) => {
+                        if let Some(found) = find_in_thread(&t, sender_id, text, None) {
+                            return Ok(found);
+                        }
+                        // The site changed the text (a content filter): BuddyBoss names the
+                        // newest message and its sender, which is this send when the sender
+                        // matches (sends are serialized per user and thread).
+                        let newest = t
+                            .message_id
+                            .and_then(|id| t.messages.iter().find(|m| m.id == id));
+                        if let Some(m) = newest.filter(|m| m.sender_id.0 == sender_id) {
+                            tracing::warn!(
+                                message = m.id.0,
+                                "stored text differs from the sent text; using the thread's newest message"
+                            );
+                            return Ok(stored(&t, m));
+                        }
+                        BuddyBossError::Protocol {
+                            code: "bad_response".into(),
+                            message: "the site's answer does not hold the sent message".into(),
+                        }
+                    }
+                    Err(e) => e,
+                }
+            }
+            PostOutcome::Unknown(e) => e,
+        };
+        self.reconcile(request, started, cause).await
+    }
+
+    /// The newest message like `request`'s (same sender, same text as the site stores
+    /// it) stored at or after `since_unix_secs`, in its thread (or, without one, in a
+    /// recent thread of the sender with exactly its recipients); for reconciling a send
+    /// whose outcome is unknown.
+    pub async fn find_recent(
+        &self,
+        request: &SendRequest<'_>,
+        since_unix_secs: i64,
+    ) -> Result<Option<StoredMessage>, BuddyBossError> {
+        let (credential, text) = (request.credential, request.text);
+        let sender_id = numeric("sender", request.sender.as_str())?;
+        if let Some(thread) = request.thread {
+            let id = numeric("thread", thread.as_str())?;
+            let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
+            let t = self.thread(credential, id).await?;
+            return Ok(find_in_thread(&t, sender_id, text, Some(since_unix_secs)));
+        }
+        let mut wanted = request
+            .recipients
+            .iter()
+            .map(|r| numeric("recipient", r.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
+        wanted.push(sender_id);
+        wanted.sort_unstable();
+        wanted.dedup();
+        let list: Vec<ThreadJson> = self
+            .get(
+                "buddyboss/v1/messages",
+                &[("box", "sentbox"), ("per_page", "10")],
+                credential,
+                "thread list",
+            )
+            .await?;
+        let candidates = list
+            .iter()
+            .filter(|t| {
+                t.date
+                    .as_deref()
+                    .and_then(parse_utc)
+                    .is_none_or(|at| at >= since_unix_secs)
+            })
+            .filter(|t| {
+                t.participants().is_none_or(|mut p| {
+                    p.sort_unstable();
+                    p.dedup();
+                    p == wanted
+                })
+            })
+            .take(3);
+        for candidate in candidates {
+            let t = self.thread(credential, candidate.id.0).await?;
+            if let Some(found) = find_in_thread(&t, sender_id, text, Some(since_unix_secs)) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -884,7 +1024,26 @@ fn find_in_thread(
         .map(|m| stored(thread, m))
 }
 
+/// `m` as bbrt answers it, with the thread's participants (a send's answer).
 fn stored(thread: &ThreadJson, m: &wire::MessageJson) -> StoredMessage {
+    let sent_at = m
+        .date_sent
+        .as_deref()
+        .and_then(site_date_to_rfc3339)
+        .unwrap_or_else(|| crate::time::rfc3339_from_unix(now_unix()));
+    StoredMessage {
+        participants: thread
+            .participants()
+            .unwrap_or_default()
+            .into_iter()
+            .map(user_id)
+            .collect(),
+        ..listed(thread, m, sent_at)
+    }
+}
+
+/// `m` as bbrt answers it, sent at `sent_at` (RFC 3339), without participants.
+fn listed(thread: &ThreadJson, m: &wire::MessageJson, sent_at: String) -> StoredMessage {
     let raw = m.message.raw().unwrap_or_default();
     StoredMessage {
         id: MessageId::new(&m.id.0.to_string()).expect("a decimal number is a valid id"),
@@ -892,18 +1051,39 @@ fn stored(thread: &ThreadJson, m: &wire::MessageJson) -> StoredMessage {
         sender: user_id(m.sender_id.0),
         text: text::decode_entities(raw.trim()),
         html: m.message.rendered().map(|h| h.trim_end().to_owned()),
-        sent_at: m
-            .date_sent
-            .as_deref()
-            .and_then(site_date_to_rfc3339)
-            .unwrap_or_else(|| crate::time::rfc3339_from_unix(now_unix())),
-        participants: thread
-            .participants()
-            .unwrap_or_default()
-            .into_iter()
-            .map(user_id)
-            .collect(),
+        sent_at,
+        participants: Vec::new(),
     }
+}
+
+/// A thread read with `before` as a [`HistoryPage`]: its messages oldest first (as the
+/// site lists them) and its cursor. A page is nothing without its dates, so a message or
+/// cursor with no UTC date is [`BuddyBossError::Protocol`].
+fn history_page(thread: &ThreadJson) -> Result<HistoryPage, BuddyBossError> {
+    let undated = |what: &str| BuddyBossError::Protocol {
+        code: "bad_response".into(),
+        message: format!("the site's thread page has {what} without a UTC date"),
+    };
+    let messages = thread
+        .messages
+        .iter()
+        .map(|m| {
+            let sent_at = m
+                .date_sent
+                .as_deref()
+                .and_then(site_date_to_rfc3339)
+                .ok_or_else(|| undated("a message"))?;
+            Ok(listed(thread, m, sent_at))
+        })
+        .collect::<Result<Vec<_>, BuddyBossError>>()?;
+    let next_before = match thread.next_messages_timestamp.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => Some(site_date_to_rfc3339(cursor).ok_or_else(|| undated("a cursor"))?),
+    };
+    Ok(HistoryPage {
+        messages,
+        next_before,
+    })
 }
 
 #[async_trait]
@@ -1034,84 +1214,22 @@ impl BuddyBoss for HttpBuddyBoss {
         })
     }
 
-    async fn send(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-    ) -> Result<StoredMessage, BuddyBossError> {
-        let sender_id = numeric("sender", sender.as_str())?;
-        let body = Self::send_body(thread, recipients, text)?;
-        let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
-        let started = now_unix();
-        let cause = match self.post("buddyboss/v1/messages", &body, credential).await {
-            PostOutcome::Known(Err(e)) => return Err(e),
-            PostOutcome::Known(Ok(body)) => {
-                let answer = parse::<ThreadJson>(&body, "thread");
-                match answer {
-                    Ok(t) => {
-                        if let Some(found) = find_in_thread(&t, sender_id, text, None) {
-                            return Ok(found);
-                        }
-                        // The site changed the text (a content filter): BuddyBoss names the
-                        // newest message and its sender, which is this send when the sender
-                        // matches (sends are serialized per user and thread).
-                        let newest = t
-                            .message_id
-                            .and_then(|id| t.messages.iter().find(|m| m.id == id));
-                        if let Some(m) = newest.filter(|m| m.sender_id.0 == sender_id) {
-                            tracing::warn!(
-                                message = m.id.0,
-                                "stored text differs from the sent text; using the thread's newest message"
-                            );
-                            return Ok(stored(&t, m));
-                        }
-                        BuddyBossError::Protocol {
-                            code: "bad_response".into(),
-                            message: "the site's answer does not hold the sent message".into(),
-                        }
-                    }
-                    Err(e) => e,
-                }
-            }
-            PostOutcome::Unknown(e) => e,
-        };
-        self.reconcile(credential, sender, thread, recipients, text, started, cause)
-            .await
-    }
-
-    async fn send_with_key(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        client_message_id: Option<&ClientMessageId>,
-        unconfirmed_since: Option<i64>,
-    ) -> Result<StoredMessage, BuddyBossError> {
+    async fn send(&self, request: &SendRequest<'_>) -> Result<StoredMessage, BuddyBossError> {
         if self.has_plugin().await {
-            let sender_id = numeric("sender", sender.as_str())?;
-            let body = Self::send_body(thread, recipients, text)?;
-            let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
-            let key = client_message_id.map_or_else(generated_key, |k| k.as_str().to_owned());
+            let sender_id = numeric("sender", request.sender.as_str())?;
+            let body = Self::send_body(request.thread, request.recipients, request.text)?;
+            let credential = request
+                .credential
+                .ok_or_else(BuddyBossError::missing_credential)?;
+            let key = request
+                .client_message_id
+                .map_or_else(generated_key, |k| k.as_str().to_owned());
             match self.send_keyed(credential, sender_id, body, &key).await {
                 Keyed::Done(result) => return result,
                 Keyed::NoRoute => self.note_plugin(false),
             }
         }
-        let result = match unconfirmed_since {
-            Some(since) => {
-                self.send_again(credential, sender, thread, recipients, text, since)
-                    .await
-            }
-            None => {
-                self.send(credential, sender, thread, recipients, text)
-                    .await
-            }
-        };
+        let result = self.send_unkeyed(request).await;
         if result.as_ref().is_err_and(BuddyBossError::retryable) {
             // After a failure, look for the plugin again before the next send.
             self.plugin.store(PLUGIN_UNKNOWN, Ordering::Relaxed);
@@ -1119,102 +1237,46 @@ impl BuddyBoss for HttpBuddyBoss {
         result
     }
 
-    async fn send_again(
+    async fn history(
         &self,
         credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        unconfirmed_since: i64,
-    ) -> Result<StoredMessage, BuddyBossError> {
-        let window = i64::try_from(self.config.reconcile_window.as_secs()).unwrap_or(i64::MAX);
-        let since = unconfirmed_since.saturating_sub(window);
-        match self
-            .find_recent(credential, sender, thread, recipients, text, since)
-            .await
-        {
-            Ok(Some(stored)) => {
-                tracing::info!(message = %stored.id, thread = %stored.thread, "retry reconciled: the site stored the earlier attempt");
-                return Ok(stored);
-            }
-            Ok(None) => {}
-            Err(e) if e.retryable() => {
-                return Err(unconfirmed(format!(
-                    "an earlier attempt is unconfirmed and the thread could not be read ({})",
-                    e.code()
-                )));
-            }
-            Err(e) => return Err(e),
-        }
-        let settle = i64::try_from(self.config.reconcile_settle.as_secs()).unwrap_or(i64::MAX);
-        if now_unix() < unconfirmed_since.saturating_add(settle) {
-            return Err(unconfirmed(
-                "an earlier attempt is unconfirmed and not in the thread yet; the site may still be storing it".into(),
-            ));
-        }
-        tracing::info!(
-            "an earlier attempt is not in the thread after the settle time; posting again"
-        );
-        self.send(credential, sender, thread, recipients, text)
-            .await
-    }
-
-    async fn find_recent(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        since_unix_secs: i64,
-    ) -> Result<Option<StoredMessage>, BuddyBossError> {
-        let sender_id = numeric("sender", sender.as_str())?;
-        if let Some(thread) = thread {
-            let id = numeric("thread", thread.as_str())?;
-            let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
-            let t = self.thread(credential, id).await?;
-            return Ok(find_in_thread(&t, sender_id, text, Some(since_unix_secs)));
-        }
-        let mut wanted = recipients
-            .iter()
-            .map(|r| numeric("recipient", r.as_str()))
-            .collect::<Result<Vec<_>, _>>()?;
+        user: &UserId,
+        thread: &ThreadId,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, BuddyBossError> {
+        let id = numeric("thread", thread.as_str())?;
+        // BuddyBoss's own form of the date (naive GMT), as its cursor comes.
+        let before =
+            match before {
+                Some(b) => Some(parse_utc(b).map(naive_from_unix).ok_or_else(|| {
+                    BuddyBossError::Invalid {
+                        code: "invalid_before".into(),
+                        message: "`before` is not an RFC 3339 UTC date".into(),
+                    }
+                })?),
+                None => None,
+            };
         let credential = credential.ok_or_else(BuddyBossError::missing_credential)?;
-        wanted.push(sender_id);
-        wanted.sort_unstable();
-        wanted.dedup();
-        let list: Vec<ThreadJson> = self
+        let query: Vec<(&str, &str)> = before.iter().map(|b| ("before", b.as_str())).collect();
+        let t: ThreadJson = self
             .get(
-                "buddyboss/v1/messages",
-                &[("box", "sentbox"), ("per_page", "10")],
+                &format!("buddyboss/v1/messages/{id}"),
+                &query,
                 credential,
-                "thread list",
+                "thread",
             )
             .await?;
-        let candidates = list
-            .iter()
-            .filter(|t| {
-                t.date
-                    .as_deref()
-                    .and_then(parse_utc)
-                    .is_none_or(|at| at >= since_unix_secs)
-            })
-            .filter(|t| {
-                t.participants().is_none_or(|mut p| {
-                    p.sort_unstable();
-                    p.dedup();
-                    p == wanted
-                })
-            })
-            .take(3);
-        for candidate in candidates {
-            let t = self.thread(credential, candidate.id.0).await?;
-            if let Some(found) = find_in_thread(&t, sender_id, text, Some(since_unix_secs)) {
-                return Ok(Some(found));
-            }
+        // As for `participants`: a moderator may read any thread, but bbrt's membership
+        // means being a participant.
+        if t.participants()
+            .is_some_and(|p| !p.iter().any(|&p| user_id(p) == *user))
+        {
+            return Err(BuddyBossError::Forbidden {
+                code: "not_a_participant".into(),
+                message: format!("user {user} is not a participant of thread {thread}"),
+            });
         }
-        Ok(None)
+        history_page(&t)
     }
 
     async fn mark_read(
