@@ -11,6 +11,49 @@ use std::time::Instant;
 use super::Queued;
 use crate::ids::{ConnId, CredentialId, NodeId, ThreadId, UserId};
 
+/// The threads a connection joined, in order: a sorted vector sized to its length. A
+/// connection joins few threads (one, typically), and a `BTreeSet` holding one allocates a
+/// whole node (about 380 bytes per connection); this holds one in one `ThreadId`.
+#[derive(Debug, Default)]
+pub(super) struct Joined(Vec<ThreadId>);
+
+impl Joined {
+    pub(super) fn contains(&self, thread: &ThreadId) -> bool {
+        self.0.binary_search(thread).is_ok()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn insert(&mut self, thread: ThreadId) {
+        if let Err(at) = self.0.binary_search(&thread) {
+            // Exactly one more: `push` would round a first allocation up to four.
+            self.0.reserve_exact(1);
+            self.0.insert(at, thread);
+        }
+    }
+
+    pub(super) fn remove(&mut self, thread: &ThreadId) {
+        if let Ok(at) = self.0.binary_search(thread) {
+            self.0.remove(at);
+        }
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, ThreadId> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Joined {
+    type Item = &'a ThreadId;
+    type IntoIter = std::slice::Iter<'a, ThreadId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// One local connection.
 #[derive(Debug)]
 pub(super) struct Conn {
@@ -30,7 +73,7 @@ pub(super) struct Conn {
     /// [`MAX_REJECTED`](super::identity::MAX_REJECTED)).
     pub(super) rejected: VecDeque<CredentialId>,
     /// Threads this connection joined.
-    pub(super) joined: BTreeSet<ThreadId>,
+    pub(super) joined: Joined,
     /// Set while a site request this connection's next frame depends on is in flight, or
     /// an answer's claim its later frames must not overtake.
     pub(super) blocked: bool,
@@ -141,7 +184,7 @@ impl Directory {
             unverified_upgrade: None,
             held,
             rejected: VecDeque::new(),
-            joined: BTreeSet::new(),
+            joined: Joined::default(),
             blocked: false,
             front_blocked: false,
             queue: VecDeque::new(),

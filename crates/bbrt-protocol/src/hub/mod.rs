@@ -123,7 +123,7 @@ mod threads;
 mod timer;
 mod typing;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -497,6 +497,21 @@ impl Hub {
             }
             return;
         }
+        if c.queue.is_empty() {
+            // The common case, nothing waiting: the frame is handled at once, and the
+            // queue allocates nothing (a connection that never waits never holds one).
+            let credential = item.credential;
+            if let Some(blocked) = self.dispatch(now, conn, item) {
+                if let Some(c) = self.dir.get_mut(conn) {
+                    c.queue.push_front(blocked);
+                    c.blocked = true;
+                    c.front_blocked = true;
+                }
+                return;
+            }
+            self.release_if_unused(conn, credential);
+            return;
+        }
         c.queue.push_back(item);
         self.drain(now, conn);
     }
@@ -511,6 +526,9 @@ impl Hub {
                 return;
             }
             let Some(item) = c.queue.pop_front() else {
+                // Drained after a wait: give the queue's allocation back (about 540 bytes
+                // per connection that identified and joined through the site).
+                c.queue = VecDeque::new();
                 return;
             };
             let credential = item.credential;
