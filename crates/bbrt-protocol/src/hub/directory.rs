@@ -116,7 +116,9 @@ pub(super) struct Departed {
 /// Connections and users, here and elsewhere.
 #[derive(Debug, Default)]
 pub(super) struct Directory {
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: a `Conn` is some 350 bytes, and the map's buckets (up to twice the
+    /// connections, a power of two) would each hold one.
+    conns: HashMap<ConnId, Box<Conn>>,
     users: HashMap<UserId, LocalUser>,
     /// Users online on other nodes, and which nodes.
     remote: HashMap<UserId, BTreeSet<NodeId>>,
@@ -124,7 +126,7 @@ pub(super) struct Directory {
     remote_by_node: HashMap<NodeId, BTreeSet<UserId>>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
-    anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
+    anonymous_by_ip: HashMap<IpAddr, Vec<u64>>,
     next_anonymous_seq: u64,
     /// Users online here or elsewhere.
     online_anywhere: usize,
@@ -192,9 +194,10 @@ impl Directory {
             last_refill: now,
             violations: 0,
         };
-        self.conns.insert(conn, c);
+        self.conns.insert(conn, Box::new(c));
         self.anonymous.insert(seq, conn);
-        self.anonymous_by_ip.entry(ip).or_default().insert(seq);
+        // Sequence numbers only grow: pushed, the list stays sorted, oldest first.
+        self.anonymous_by_ip.entry(ip).or_default().push(seq);
         true
     }
 
@@ -203,11 +206,11 @@ impl Directory {
     }
 
     pub(super) fn get(&self, conn: ConnId) -> Option<&Conn> {
-        self.conns.get(&conn)
+        self.conns.get(&conn).map(|c| &**c)
     }
 
     pub(super) fn get_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
-        self.conns.get_mut(&conn)
+        self.conns.get_mut(&conn).map(|c| &mut **c)
     }
 
     /// The user `conn` is verified as, if any.
@@ -228,7 +231,7 @@ impl Directory {
         max_total: usize,
     ) -> Option<ConnId> {
         let of_ip = self.anonymous_by_ip.get(&ip);
-        let seq = if of_ip.map_or(0, BTreeSet::len) > max_per_ip {
+        let seq = if of_ip.map_or(0, Vec::len) > max_per_ip {
             of_ip.and_then(|s| s.first())
         } else if self.anonymous.len() > max_total {
             self.anonymous.keys().next()
@@ -247,7 +250,9 @@ impl Directory {
         };
         self.anonymous.remove(&seq);
         if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
-            set.remove(&seq);
+            if let Ok(at) = set.binary_search(&seq) {
+                set.remove(at);
+            }
             if set.is_empty() {
                 self.anonymous_by_ip.remove(&c.ip);
             }
@@ -293,7 +298,7 @@ impl Directory {
             }
             last
         });
-        Some(Departed { conn: c, last })
+        Some(Departed { conn: *c, last })
     }
 
     /// `user`'s verified connections here, if any.
