@@ -80,7 +80,8 @@ if has_server sockudo; then
   # Sockudo's bench configuration: loopback only (HOST and PORT from the environment,
   # which Sockudo reads over its file), one app with client events enabled and every limit
   # raised, the rate limiter off, in-memory adapter, cache and queue (nothing reaches the
-  # shared Redis), no metrics listener, no debug logging.
+  # shared Redis), no metrics listener, warnings only in its log (RUST_LOG=warn, as bbrt
+  # runs with --log warn: Sockudo logs every connection and subscription at info).
   mkdir -p "$RESULTS/tmp"
   SOCKUDO_CONFIG=$RESULTS/tmp/sockudo.json
   cat > "$SOCKUDO_CONFIG" <<JSON
@@ -127,7 +128,7 @@ server_cmd() { # server scenario
     socketio)
       echo "taskset -c $SERVER_CORE node $ROOT/bench/socketio/server.js --port {port}" ;;
     sockudo)
-      echo "env HOST=127.0.0.1 PORT={port} METRICS_ENABLED=false taskset -c $SERVER_CORE $SOCKUDO --config $SOCKUDO_CONFIG" ;;
+      echo "env HOST=127.0.0.1 PORT={port} METRICS_ENABLED=false RUST_LOG=warn taskset -c $SERVER_CORE $SOCKUDO --config $SOCKUDO_CONFIG" ;;
     node)
       if [ "$scenario" = site ] || [ "$scenario" = storm ]; then
         echo "env SITE_URL={site} taskset -c $SERVER_CORE node $ROOT/bench/node/server.js --port {port}"

@@ -282,30 +282,6 @@ fn rows() -> Vec<Row> {
             &[],
         ),
         row(
-            "storm",
-            "9 reconnect storm (site 50 ms): all joined again s",
-            |r| r.reconnect_s,
-            &[],
-        ),
-        row(
-            "storm",
-            "9 reconnect storm: listen overflows (machine-wide)",
-            |r| r.listen_overflows.map(|v| v as f64),
-            &[],
-        ),
-        row(
-            "storm",
-            "9 reconnect storm: SYN retransmits (machine-wide)",
-            |r| r.syn_retransmits.map(|v| v as f64),
-            &[],
-        ),
-        row(
-            "storm",
-            "9 reconnect storm: server CPU s",
-            |r| Some(r.server_cpu_s),
-            &[],
-        ),
-        row(
             "site",
             "6 site 50 ms: time until all acked ms",
             |r| r.all_acked_ms,
@@ -345,6 +321,30 @@ fn rows() -> Vec<Row> {
             "site",
             "6 site: typing p99 during/before",
             typing_change,
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm (site 50 ms): all joined again s",
+            |r| r.reconnect_s,
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: listen overflows (machine-wide)",
+            |r| r.listen_overflows.map(|v| v as f64),
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: SYN retransmits (machine-wide)",
+            |r| r.syn_retransmits.map(|v| v as f64),
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: server CPU s",
+            |r| Some(r.server_cpu_s),
             &[],
         ),
     ]
