@@ -1,8 +1,8 @@
 //! bbrt's only door to the BuddyBoss site, the system of record for users, threads and
 //! messages.
 //!
-//! This crate verifies credentials, reads a thread's participants, stores messages and
-//! marks threads read, always with the user's own credential. It knows nothing about
+//! This crate verifies credentials, reads a thread's participants and its history, stores
+//! messages and marks threads read, always with the user's own credential. It knows nothing about
 //! WebSockets, connections or the Hub: the server's executor turns each
 //! [`ApiRequest`] the Hub emits into one call of [`perform`] and hands the result back.
 //!
@@ -86,6 +86,21 @@
 //! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
 //! retry says so ([`SendRequest::unconfirmed_since`]): it looks for the message again first, and
 //! posts only once the site had [`Config::reconcile_settle`] to store the first one.
+//!
+//! # History
+//!
+//! [`BuddyBoss::history`] reads one page of a thread as BuddyBoss pages it
+//! (`GET buddyboss/v1/messages/{id}?before=…`, reference §1.2 and §1.8): the newest ten
+//! messages with `date_sent <= before`, oldest first, and BuddyBoss's cursor, the oldest
+//! date minus one second when the page is full (`next_messages_timestamp`, `""`
+//! otherwise), as a [`HistoryPage`]. `before` is RFC 3339 UTC and goes to the site in its
+//! own naive form; one that is not a date is [`Invalid`](BuddyBossError::Invalid)
+//! `invalid_before`, without a request. That cursor skips the rest of the oldest second,
+//! so a caller pages with [`HistoryPage::older_cursor`] (inclusive) and drops the ids it
+//! has; a full page all of one second ([`HistoryPage::is_one_second`]) cannot be paged
+//! past. Messages on a page carry no participants. [`MemoryBuddyBoss`] and the fake site
+//! page alike (`tests/history.rs` checks it). Neither models a member's own deletion
+//! point (a real site lists only the messages after it).
 //!
 //! # bbrt's WordPress plugin
 //!
