@@ -109,15 +109,24 @@ impl ApiRequest {
         }
     }
 
+    /// Every request's short stable name, in [`ApiRequest::index`] order: the one list
+    /// metrics and logs label requests from.
+    pub const NAMES: [&'static str; 5] = ["verify", "participants", "send", "mark_read", "history"];
+
+    /// This request's position in [`ApiRequest::NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Verify { .. } => 0,
+            Self::Participants { .. } => 1,
+            Self::Send { .. } => 2,
+            Self::MarkRead { .. } => 3,
+            Self::History { .. } => 4,
+        }
+    }
+
     /// A short stable name, for metrics and logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Verify { .. } => "verify",
-            Self::Participants { .. } => "participants",
-            Self::Send { .. } => "send",
-            Self::MarkRead { .. } => "mark_read",
-            Self::History { .. } => "history",
-        }
+        Self::NAMES[self.index()]
     }
 }
 

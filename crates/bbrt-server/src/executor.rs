@@ -94,7 +94,7 @@ fn record(
     result: &Result<ApiResponse, SiteError>,
 ) {
     let error = result.as_ref().err().map(|e| e.code.as_str());
-    metrics.site_request(request.name(), took, error);
+    metrics.site_request(request, took, error);
     if let Some(site) = metrics.site_health.get() {
         site.observe(request, result);
     }
