@@ -163,6 +163,32 @@ pub struct SendRequest<'a> {
 }
 
 impl<'a> SendRequest<'a> {
+    /// The send the Hub's `request` asks for, made with `credential`; `None` if `request`
+    /// is not an [`ApiRequest::Send`].
+    pub fn of(request: &'a ApiRequest, credential: Option<&'a Credential>) -> Option<Self> {
+        let ApiRequest::Send {
+            sender,
+            thread,
+            recipients,
+            text,
+            client_message_id,
+            unconfirmed_since,
+            ..
+        } = request
+        else {
+            return None;
+        };
+        Some(Self {
+            credential,
+            sender,
+            thread: thread.as_ref(),
+            recipients,
+            text,
+            client_message_id: client_message_id.as_ref(),
+            unconfirmed_since: *unconfirmed_since,
+        })
+    }
+
     /// A reply from `sender` in `thread`, with no key and no earlier attempt.
     pub fn reply(
         credential: Option<&'a Credential>,
@@ -297,6 +323,15 @@ pub async fn perform(
     request: &ApiRequest,
     credential: Option<&Credential>,
 ) -> Result<ApiResponse, SiteError> {
+    // A send is the one request the trait takes as a struct of its own.
+    if let Some(send) = SendRequest::of(request, credential) {
+        tracing::debug!(sender = %send.sender, thread = ?send.thread, client_message_id = ?send.client_message_id, "storing message");
+        return site
+            .send(&send)
+            .await
+            .map(ApiResponse::Stored)
+            .map_err(SiteError::from);
+    }
     let result = match request {
         ApiRequest::Verify {
             claimed_user,
@@ -312,27 +347,6 @@ pub async fn perform(
             .participants(credential, user, thread, *join)
             .await
             .map(ApiResponse::Participants),
-        ApiRequest::Send {
-            sender,
-            thread,
-            recipients,
-            text,
-            client_message_id,
-            unconfirmed_since,
-            ..
-        } => {
-            tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            let request = SendRequest {
-                credential,
-                sender,
-                thread: thread.as_ref(),
-                recipients,
-                text,
-                client_message_id: client_message_id.as_ref(),
-                unconfirmed_since: *unconfirmed_since,
-            };
-            site.send(&request).await.map(ApiResponse::Stored)
-        }
         ApiRequest::MarkRead { user, thread, .. } => site
             .mark_read(credential, user, thread)
             .await
