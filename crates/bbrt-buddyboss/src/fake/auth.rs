@@ -3,12 +3,11 @@
 
 use std::net::SocketAddr;
 
+use super::render::Answer;
+use super::state::State;
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
-
-use super::render::*;
-use super::state::*;
 
 pub(super) enum Caller {
     Anonymous,
