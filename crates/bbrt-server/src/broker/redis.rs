@@ -37,7 +37,7 @@
 //! | `<prefix>:ticket:<jti>` | string, TTL | a used connection ticket |
 //! | `<prefix>:site-event:<id>` | string, TTL (600 s) | a site event's body SHA-256 (hex) |
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use bbrt_protocol::cluster::{Goodbye, LivenessConfig, NodeWatch};
 use bbrt_protocol::hub::{
     BrokerMessage, CoordRequest, CoordResponse, SendFingerprint, SendOutcome, SendReceipt,
 };
@@ -371,8 +372,18 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
         status,
         subscribers: Mutex::new(Vec::new()),
         need_sync: AtomicBool::new(true),
-        origins: Mutex::new(HashSet::new()),
-        departed: Mutex::new(HashSet::new()),
+        watch: Mutex::new(NodeWatch::new(
+            Instant::now(),
+            options.node.clone(),
+            LivenessConfig {
+                ttl: options.node_ttl,
+                // A node is judged by its key only after every live node could reconnect
+                // and write it (Redis may have restarted empty): a TTL, and at least two
+                // of the longest reconnection backoffs.
+                grace: options.node_ttl.max(BACKOFF_MAX * 2),
+                snapshot_every: options.snapshot_every,
+            },
+        )),
         options,
     });
     let (publish_tx, publish_rx) = mpsc::channel(inner.options.publish_queue.max(1));
@@ -790,12 +801,9 @@ struct Inner {
     subscribers: Mutex<Vec<mpsc::Sender<BrokerInput>>>,
     /// Set whenever a connection is lost; the next time both are up, a `Resync` goes out.
     need_sync: AtomicBool,
-    /// Origins heard on the subscription, for the heartbeat to watch even if they never
-    /// made it into the node set.
-    origins: Mutex<HashSet<String>>,
-    /// Nodes that said goodbye: already announced down, so their expired keys are not
-    /// announced again.
-    departed: Mutex<HashSet<String>>,
+    /// Which other nodes are alive: fed by the subscriber (origins heard, goodbyes) and
+    /// the heartbeat.
+    watch: Mutex<NodeWatch>,
     options: RedisOptions,
 }
 
@@ -809,24 +817,23 @@ impl Inner {
             self.status.bad_messages.fetch_add(1, Relaxed);
             return;
         };
-        if node == self.options.node {
-            // Not this process (it says goodbye when its hub is gone): another one that was
-            // given the same id. What it said of its users goes with it.
-            tracing::info!(%node, "a process with this node's id said goodbye");
-            self.emit(BrokerInput::NodeDown(node)).await;
-            return;
+        let goodbye = self.watch().goodbye(node.clone());
+        match goodbye {
+            Goodbye::SameIdAsMine => {
+                tracing::info!(%node, "a process with this node's id said goodbye");
+                self.emit(BrokerInput::NodeDown(node)).await;
+            }
+            _ => {
+                tracing::info!(%node, "a node said goodbye");
+                origins.remove(node.as_str());
+                self.node_down(node).await;
+            }
         }
-        tracing::info!(%node, "a node said goodbye");
-        origins.remove(node.as_str());
-        self.origins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(node.as_str());
-        self.departed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.as_str().to_owned());
-        self.node_down(node).await;
+    }
+
+    /// The liveness state machine (held only between awaits).
+    fn watch(&self) -> std::sync::MutexGuard<'_, NodeWatch> {
+        self.watch.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::Sender<BrokerInput>>> {
@@ -1101,7 +1108,7 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
                             inner.status.received.fetch_add(1, Relaxed);
                             if !origins.contains(m.origin.as_str()) {
                                 origins.insert(m.origin.as_str().to_owned());
-                                inner.origins.lock().unwrap_or_else(PoisonError::into_inner).insert(m.origin.as_str().to_owned());
+                                inner.watch().heard(m.origin.clone());
                             }
                             inner.emit(BrokerInput::Message(m)).await;
                         }
@@ -1128,141 +1135,88 @@ async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
     }
 }
 
-/// Writes this node's heartbeat, finds lost nodes, and paces presence snapshots.
+/// Writes this node's heartbeat, feeds what it sees to the [`NodeWatch`], and acts on its
+/// verdicts: nodes down, nodes to forget, resynchronisations, presence snapshots.
 async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<()>) {
-    let me = inner.options.node.as_str().to_owned();
-    let ttl = inner.options.node_ttl;
     let mut tick = tokio::time::interval(inner.options.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Other nodes seen alive, with their instance ids.
-    let mut known: HashMap<String, String> = HashMap::new();
-    let mut last_contact = Instant::now();
-    let mut last_snapshot = Instant::now();
-    // Since when the current command connection is up: a node is judged by its key only
-    // after every live node could reconnect and write it (Redis may have restarted empty):
-    // a TTL, and at least two of the longest reconnection backoffs.
-    let grace = ttl.max(BACKOFF_MAX * 2);
-    let mut generation = None;
-    let mut connected_since = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stopped(&mut stop) => return,
         }
-        if last_snapshot.elapsed() >= inner.options.snapshot_every && !inner.status.degraded() {
-            last_snapshot = Instant::now();
+        let snapshot = inner
+            .watch()
+            .snapshot_due(Instant::now(), inner.status.degraded());
+        if snapshot {
             inner.emit(BrokerInput::Snapshot).await;
         }
-        let current = inner.generation();
-        if current.is_some() && current != generation {
-            generation = current;
-            connected_since = Instant::now();
-        }
+        let generation = inner.generation();
+        inner.watch().connection(Instant::now(), generation);
         let mut pipe = inner.register();
         pipe.cmd("SMEMBERS").arg(&inner.keys.nodes);
         let Some((members,)) = inner.query::<(Vec<String>,)>(&pipe).await else {
-            // Cut off: past the TTL the others count this node as down, so count them down too.
-            if last_contact.elapsed() > ttl && !known.is_empty() {
+            let lost = inner.watch().cut_off(Instant::now());
+            if !lost.is_empty() {
                 tracing::warn!(
                     "cut off from redis for longer than the node TTL; other nodes are now unknown"
                 );
-                let mut lost: Vec<String> = known.drain().map(|(node, _)| node).collect();
                 inner.status.nodes_seen.store(0, Relaxed);
-                lost.sort();
                 for node in lost {
-                    if let Ok(node) = NodeId::new(&node) {
-                        inner.node_down(node).await;
-                    }
+                    inner.node_down(node).await;
                 }
             }
             continue;
         };
-        last_contact = Instant::now();
-        let mut candidates: Vec<String> = members;
-        candidates.extend(known.keys().cloned());
-        candidates.extend(
-            inner
-                .origins
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .cloned(),
-        );
-        candidates.sort();
-        candidates.dedup();
-        candidates.retain(|n| *n != me);
+        // A member that is no node id was never written by a node: drop it from the set.
+        let (members, invalid): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .map(|m| NodeId::new(&m).map_err(|_| m))
+            .partition(Result::is_ok);
+        let invalid: Vec<String> = invalid.into_iter().filter_map(Result::err).collect();
+        let candidates = inner
+            .watch()
+            .contacted(Instant::now(), members.into_iter().filter_map(Result::ok));
+        if !invalid.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SREM")
+                .arg(&inner.keys.nodes)
+                .arg(invalid)
+                .ignore();
+            let _ = inner.query::<()>(&pipe).await;
+        }
         if candidates.is_empty() {
             continue;
         }
         let mut pipe = redis::pipe();
         let mut mget = redis::cmd("MGET");
         for node in &candidates {
-            mget.arg(inner.keys.node(node));
+            mget.arg(inner.keys.node(node.as_str()));
         }
         pipe.add_command(mget);
-        let boots = match inner.query::<(Vec<Option<String>>,)>(&pipe).await {
-            Some((boots,)) if boots.len() == candidates.len() => boots,
+        let instances = match inner.query::<(Vec<Option<String>>,)>(&pipe).await {
+            Some((instances,)) if instances.len() == candidates.len() => instances,
             _ => continue,
         };
-        let judged = connected_since.elapsed() >= grace;
-        let mut down = Vec::new();
-        let mut restarted = false;
-        for (node, boot) in candidates.into_iter().zip(boots) {
-            match boot {
-                None if judged => {
-                    known.remove(&node);
-                    if inner
-                        .departed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&node)
-                    {
-                        continue; // announced when it said goodbye
-                    }
-                    inner
-                        .origins
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&node);
-                    down.push(node);
-                }
-                None => {}
-                Some(boot) => {
-                    // Back (same id, after a goodbye): its next expiry counts again.
-                    inner
-                        .departed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&node);
-                    if let Some(old) = known.insert(node.clone(), boot.clone())
-                        && old != boot
-                    {
-                        tracing::info!(%node, "node restarted");
-                        down.push(node);
-                        restarted = true;
-                    }
-                }
-            }
-        }
-        inner.status.nodes_seen.store(known.len() as u64, Relaxed);
-        if down.is_empty() {
-            continue;
-        }
-        let expired: Vec<&String> = down.iter().filter(|n| !known.contains_key(*n)).collect();
-        if !expired.is_empty() {
+        let (verdict, seen) = {
+            let mut watch = inner.watch();
+            let verdict = watch.judge(Instant::now(), candidates.into_iter().zip(instances));
+            (verdict, watch.seen())
+        };
+        inner.status.nodes_seen.store(seen as u64, Relaxed);
+        if !verdict.forget.is_empty() {
             let mut pipe = redis::pipe();
-            pipe.cmd("SREM")
-                .arg(&inner.keys.nodes)
-                .arg(expired)
-                .ignore();
+            let forget: Vec<&str> = verdict.forget.iter().map(NodeId::as_str).collect();
+            pipe.cmd("SREM").arg(&inner.keys.nodes).arg(forget).ignore();
             let _ = inner.query::<()>(&pipe).await;
         }
-        for node in down {
-            if let Ok(node) = NodeId::new(&node) {
-                inner.node_down(node).await;
-            }
+        for node in &verdict.restarted {
+            tracing::info!(%node, "node restarted");
         }
-        if restarted {
+        for node in verdict.down {
+            inner.node_down(node).await;
+        }
+        if !verdict.restarted.is_empty() {
             // The restarted node answers with what it holds now.
             inner.emit(BrokerInput::Resync).await;
         }
