@@ -23,14 +23,14 @@ use crate::api::{
     ApiRequest, ApiResponse, RECONCILE_LOOKBACK_SECS, SiteError, SiteErrorKind, SiteUser,
     StoredMessage,
 };
+use crate::cluster::{ClaimTable, ClaimTtls, Claimed};
 use crate::devsite::{DevSite, DevSiteError, Post, Stamp};
 use crate::hub::{
     BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, IcePurpose, Input, Output,
-    SendFingerprint, SendOutcome, SendReceipt,
+    SendFingerprint,
 };
 use crate::ids::{
-    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId,
-    ThreadId, UserId,
+    ApiRequestId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId, ThreadId, UserId,
 };
 use crate::wire::{CloseCode, IceServers, Limits, ServerMessage, decode};
 
@@ -151,25 +151,11 @@ impl Site {
     }
 }
 
-/// The simulated coordinator's state for one `clientMessageId`.
-#[derive(Debug, Clone)]
-enum Claim {
-    InFlight {
-        until: Instant,
-    },
-    Done(SendReceipt, SendFingerprint),
-    Unconfirmed {
-        since: i64,
-        fingerprint: SendFingerprint,
-    },
-}
-
-/// The simulated coordinator (Redis in production).
-#[derive(Debug, Default)]
+/// The simulated coordinator (Redis in production): the claim table the in-process
+/// coordinator keeps too, with the fingerprint as its digest.
+#[derive(Debug)]
 pub(crate) struct Coordinator {
-    claims: HashMap<(UserId, ClientMessageId), Claim>,
-    answers: HashMap<crate::ids::CallId, crate::ids::DeviceRef>,
-    pub(crate) claim_ttl: Duration,
+    claims: ClaimTable<SendFingerprint>,
     pub(crate) latency: Duration,
     pub(crate) requests: Vec<CoordRequest>,
     /// Answer every request `Unavailable` (Redis is down).
@@ -292,9 +278,15 @@ impl Sim {
                 ..Site::default()
             },
             coord: Coordinator {
-                claim_ttl: Duration::from_secs(30),
+                claims: ClaimTable::new(ClaimTtls {
+                    in_flight: Duration::from_secs(30),
+                    // Records and answers outlive every run.
+                    record: Duration::from_secs(365 * 24 * 3600),
+                    answer: Duration::from_secs(365 * 24 * 3600),
+                }),
                 latency: Duration::from_millis(2),
-                ..Coordinator::default()
+                requests: Vec::new(),
+                unavailable: false,
             },
             broker_latency: Duration::from_millis(1),
             broker_loses: Vec::new(),
@@ -1021,80 +1013,18 @@ impl Sim {
 
     /// `None`: not answerable yet (another node holds the claim).
     fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
-        let now = self.now;
         if self.coord.unavailable {
             return Some(CoordResponse::Unavailable);
         }
-        Some(match request {
-            CoordRequest::ClaimSend {
-                user,
-                client_message_id,
-                fingerprint,
-            } => {
-                let key = (user.clone(), client_message_id.clone());
-                match self.coord.claims.get(&key) {
-                    Some(Claim::Done(_, f) | Claim::Unconfirmed { fingerprint: f, .. })
-                        if f != fingerprint =>
-                    {
-                        CoordResponse::Conflict
-                    }
-                    Some(Claim::Done(receipt, _)) => CoordResponse::Done(receipt.clone()),
-                    Some(Claim::InFlight { until }) if *until > now => return None,
-                    Some(Claim::Unconfirmed { since, .. }) => {
-                        let since_unix_secs = *since;
-                        self.coord.claims.insert(
-                            key,
-                            Claim::InFlight {
-                                until: now + self.coord.claim_ttl,
-                            },
-                        );
-                        CoordResponse::Unconfirmed { since_unix_secs }
-                    }
-                    _ => {
-                        self.coord.claims.insert(
-                            key,
-                            Claim::InFlight {
-                                until: now + self.coord.claim_ttl,
-                            },
-                        );
-                        CoordResponse::Claimed
-                    }
-                }
-            }
-            CoordRequest::FinishSend {
-                user,
-                client_message_id,
-                fingerprint,
-                outcome,
-            } => {
-                let key = (user.clone(), client_message_id.clone());
-                match outcome {
-                    SendOutcome::Stored(receipt) => {
-                        let done = Claim::Done(receipt.clone(), *fingerprint);
-                        self.coord.claims.insert(key, done)
-                    }
-                    SendOutcome::Unconfirmed { since_unix_secs } => {
-                        let now_unix = self.unix_now();
-                        let since = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
-                        let record = Claim::Unconfirmed {
-                            since,
-                            fingerprint: *fingerprint,
-                        };
-                        self.coord.claims.insert(key, record)
-                    }
-                    _ => self.coord.claims.remove(&key),
-                };
-                CoordResponse::Ok
-            }
-            CoordRequest::ClaimAnswer { call, device } => match self.coord.answers.get(call) {
-                Some(winner) if winner == device => CoordResponse::Won,
-                Some(_) => CoordResponse::Lost,
-                None => {
-                    self.coord.answers.insert(call.clone(), device.clone());
-                    CoordResponse::Won
-                }
-            },
-        })
+        let now_unix = self.unix_now();
+        match self
+            .coord
+            .claims
+            .request(self.now, now_unix, request, |f| f)
+        {
+            Claimed::Answer(answer) => Some(answer),
+            _ => None,
+        }
     }
 }
 
