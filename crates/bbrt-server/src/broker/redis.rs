@@ -58,7 +58,7 @@ use redis::{AsyncConnectionConfig, IntoConnectionInfo as _, RedisError};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::digest::same_send;
-use super::{Broker, BrokerInput, Coordinator, MemoryCoordinator, SendDigester, unix_now};
+use super::{Broker, BrokerInput, Coordinator, SendDigester, unix_now};
 
 /// Shortest wait before a reconnection attempt.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -398,7 +398,6 @@ pub fn connect(options: RedisOptions) -> Result<(RedisBroker, RedisCoordinator),
     };
     let coordinator = RedisCoordinator {
         inner,
-        local: MemoryCoordinator::default(),
         _guard: guard,
     };
     Ok((broker, coordinator))
@@ -484,12 +483,12 @@ impl Broker for RedisBroker {
     }
 }
 
-/// Idempotency claims and first-answer-wins through Redis keys.
+/// Idempotency claims and first-answer-wins through Redis keys. When Redis cannot be
+/// reached it answers [`CoordResponse::Unavailable`] and nothing else: what to do then is
+/// the Hub's degraded policy (a call still ringing on this node is answered by its first
+/// local device; a send with a `clientMessageId` goes through, deduplicated on this node).
 pub struct RedisCoordinator {
     inner: Arc<Inner>,
-    /// Answers `ClaimAnswer` while Redis is unreachable: calls whose devices are all on
-    /// this node keep working (devices elsewhere cannot ring without the broker anyway).
-    local: MemoryCoordinator,
     _guard: Arc<Guard>,
 }
 
@@ -644,12 +643,7 @@ impl RedisCoordinator {
             Some((Some(_), _)) => CoordResponse::Won,
             Some((None, Some(winner))) if winner == json => CoordResponse::Won,
             Some((None, _)) => CoordResponse::Lost,
-            None => {
-                self.inner.status.coord_unavailable.fetch_add(1, Relaxed);
-                self.local
-                    .request(CoordRequest::ClaimAnswer { call, device })
-                    .await
-            }
+            None => self.unavailable(),
         }
     }
 

@@ -326,7 +326,8 @@ async fn without_redis_nothing_blocks_and_everything_is_counted() {
         .await
         .expect("prompt");
     assert_eq!(r, CoordResponse::Unavailable);
-    // Calls on this node can still be answered, first device wins.
+    // Answers too are only reported unavailable: the Hub's degraded policy lets the first
+    // local device win (hub::tests::calls::without_the_coordinator_the_first_local_accept_still_wins).
     let dev = |conn| DeviceRef {
         node: id("a"),
         conn,
@@ -335,8 +336,8 @@ async fn without_redis_nothing_blocks_and_everything_is_counted() {
         call: id("a-1"),
         device: dev(conn),
     };
-    assert_eq!(ca.request(claim(1)).await, CoordResponse::Won);
-    assert_eq!(ca.request(claim(2)).await, CoordResponse::Lost);
+    assert_eq!(ca.request(claim(1)).await, CoordResponse::Unavailable);
+    assert_eq!(ca.request(claim(2)).await, CoordResponse::Unavailable);
     let s = a.status();
     wait_until(|| async {
         s.publish_dropped.load(Relaxed) + s.publish_failed.load(Relaxed) == 1000
