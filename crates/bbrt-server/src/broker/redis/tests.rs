@@ -4,10 +4,17 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
-use bbrt_protocol::hub::BrokerEvent;
+use std::sync::atomic::Ordering::Relaxed;
+
+use async_trait::async_trait;
+use bbrt_protocol::hub::{
+    BrokerEvent, BrokerMessage, CoordRequest, CoordResponse, SendFingerprint, SendOutcome,
+};
+use bbrt_protocol::ids::DeviceRef;
 
 use super::super::contract::{Cluster, claim, coordinator_contract, finish, receipt};
 use super::*;
+use crate::broker::{Broker, Coordinator};
 
 /// Fails a test instead of hanging it; never a performance threshold.
 const WAIT: Duration = Duration::from_secs(10);
