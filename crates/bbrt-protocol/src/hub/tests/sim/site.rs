@@ -192,6 +192,16 @@ impl Sim {
                 site.dev.mark_read(user, thread)?;
                 Ok(ApiResponse::MarkedRead)
             }
+            ApiRequest::History {
+                user,
+                thread,
+                before,
+                ..
+            } => Ok(ApiResponse::History(site.dev.history(
+                user,
+                thread,
+                before.as_deref(),
+            )?)),
         }
     }
 }
