@@ -213,8 +213,8 @@ mod tests {
         names.iter().map(|s| n(s)).collect()
     }
 
-    /// A watch for `me` on a virtual clock starting at `t0`, connected at `t0`.
-    fn watch() -> (NodeWatch, Instant) {
+    /// A watch for `me` on a virtual clock starting at `t0`, not connected yet.
+    fn unconnected() -> (NodeWatch, Instant) {
         // The one real clock reading: every other instant is derived from it.
         #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
@@ -223,7 +223,12 @@ mod tests {
             grace: GRACE,
             snapshot_every: SNAPSHOT,
         };
-        let mut w = NodeWatch::new(t0, n("me"), config);
+        (NodeWatch::new(t0, n("me"), config), t0)
+    }
+
+    /// A watch for `me` on a virtual clock starting at `t0`, connected at `t0`.
+    fn watch() -> (NodeWatch, Instant) {
+        let (mut w, t0) = unconnected();
         w.connection(t0, Some(1));
         (w, t0)
     }
@@ -313,15 +318,8 @@ mod tests {
     }
 
     #[test]
-    fn before_the_first_connection_the_grace_runs_from_the_start() {
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
-        let config = LivenessConfig {
-            ttl: TTL,
-            grace: GRACE,
-            snapshot_every: SNAPSHOT,
-        };
-        let mut w = NodeWatch::new(t0, n("me"), config);
+    fn the_first_connection_starts_the_grace() {
+        let (mut w, t0) = unconnected();
         let t1 = t0 + GRACE;
         w.connection(t1, Some(7));
         assert_eq!(
