@@ -227,7 +227,7 @@ impl<D: SendDigest> ClaimTable<D> {
     /// Drops expired entries now and then.
     fn sweep(&mut self, now: Instant) {
         self.requests += 1;
-        if self.requests % SWEEP_EVERY != 0 {
+        if !self.requests.is_multiple_of(SWEEP_EVERY) {
             return;
         }
         self.sends.retain(|_, r| r.until() > now);

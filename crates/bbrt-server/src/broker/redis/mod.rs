@@ -1,28 +1,31 @@
-//! Scale-out through Redis: a [`Broker`] over pub/sub, node liveness through heartbeat keys,
-//! and a [`Coordinator`] over `SET NX` keys.
+//! Scale-out through Redis: a [`Broker`](super::Broker) over pub/sub, node liveness
+//! through heartbeat keys, and a [`Coordinator`](super::Coordinator) over `SET NX` keys.
 //!
-//! Every node publishes [`BrokerMessage`] JSON on one channel, `<prefix>:events`, and
-//! receives everything on it (one channel is plenty at our scale: a node needs nearly every
-//! event anyway, and one subscription keeps ordering per publisher). A node drops its own
-//! publications when they come back.
+//! Every node publishes [`BrokerMessage`](bbrt_protocol::hub::BrokerMessage) JSON on one
+//! channel, `<prefix>:events`, and receives everything on it (one channel is plenty at our
+//! scale: a node needs nearly every event anyway, and one subscription keeps ordering per
+//! publisher). A node drops its own publications when they come back.
 //!
-//! Nothing here ever blocks the hub task: [`RedisBroker::publish`] is a `try_send` onto a
-//! bounded queue, emptied by one publisher task in pipelined batches. When the queue is full,
-//! or Redis is unreachable, publications are dropped and counted ([`RedisStatus`]); the
-//! periodic presence snapshot and the resynchronisation after every reconnect heal what was
-//! lost. Background tasks reconnect with exponential backoff and stop when the last
-//! [`RedisBroker`]/[`RedisCoordinator`] of a [`connect`] call is dropped.
+//! Nothing here ever blocks the hub task: publishing through a [`RedisBroker`] is a
+//! `try_send` onto a bounded queue, emptied by one publisher task in pipelined batches.
+//! When the queue is full, or Redis is unreachable, publications are dropped and counted
+//! ([`RedisStatus`]); the periodic presence snapshot and the resynchronisation after every
+//! reconnect heal what was lost. Background tasks reconnect with exponential backoff and
+//! stop when the last [`RedisBroker`]/[`RedisCoordinator`] of a [`connect`] call is dropped.
 //!
 //! Liveness: each node writes `<prefix>:node:<id>` (its instance id) with a TTL of
 //! [`RedisOptions::node_ttl`] every [`RedisOptions::heartbeat`], and adds itself to the set
 //! `<prefix>:nodes`. Every heartbeat it reads the keys of the set's members: a member whose
 //! key expired is announced as [`BrokerInput::NodeDown`] (and removed from the set), and so
-//! is a member whose instance id changed (it restarted). A node cut off from Redis for longer than
-//! the TTL announces every node it knew as down: they see it down too, and both sides serve
-//! their own users until Redis is back and a [`BrokerInput::Resync`] restores the views.
-//! A node that stops gracefully says goodbye ([`Broker::goodbye`]): it deletes its key,
-//! leaves the set and publishes its id on `<prefix>:bye`, and the others announce it down at
-//! once instead of after the TTL.
+//! is a member whose instance id changed (it restarted). A node cut off from Redis for
+//! longer than the TTL announces every node it knew as down: they see it down too, and both
+//! sides serve their own users until Redis is back and a [`BrokerInput::Resync`] restores
+//! the views. A node that stops gracefully says goodbye
+//! ([`Broker::goodbye`](super::Broker::goodbye)): it deletes its key, leaves the set and
+//! publishes its id on `<prefix>:bye`, and the others announce it down at once instead of
+//! after the TTL. The verdicts are [`NodeWatch`]'s (`liveness.rs` feeds it); `link.rs`
+//! holds the connection, the publisher and the subscription, `coordinator.rs` the claims,
+//! `status.rs` the counters.
 //!
 //! Keys and channels (see `docs/scaling.md`):
 //!
@@ -87,7 +90,7 @@ pub struct RedisOptions {
     /// Time for one Redis command or connection attempt.
     pub command_timeout: Duration,
     /// How long a claim on a `clientMessageId` in flight on another node is waited for
-    /// before answering [`CoordResponse::Unavailable`].
+    /// before answering [`CoordResponse::Unavailable`](bbrt_protocol::hub::CoordResponse::Unavailable).
     pub claim_wait: Duration,
     /// How long an in-flight claim lives if its holder never finishes (it died).
     pub inflight_ttl: Duration,
