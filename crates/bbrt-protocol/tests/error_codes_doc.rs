@@ -14,7 +14,10 @@ fn documented() -> BTreeMap<String, bool> {
         .find(|s| s.starts_with("Error codes\n"))
         .expect("docs/protocol.md has an Error codes section");
     // The section's first table only: "What clients read" below it is another table.
-    let section = section.split("\n### ").next().expect("split yields one part");
+    let section = section
+        .split("\n### ")
+        .next()
+        .expect("split yields one part");
     let mut codes = BTreeMap::new();
     for row in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
@@ -24,7 +27,10 @@ fn documented() -> BTreeMap<String, bool> {
             "no" => false,
             other => panic!("retryable must be yes or no, not {other:?}: {row}"),
         };
-        assert!(codes.insert(code, retryable).is_none(), "listed twice: {row}");
+        assert!(
+            codes.insert(code, retryable).is_none(),
+            "listed twice: {row}"
+        );
     }
     codes
 }
@@ -38,9 +44,16 @@ fn the_docs_list_every_error_code_and_no_other() {
     assert_eq!(typed.len(), ErrorCode::ALL.len(), "codes are unique");
     let docs = documented();
     for (code, retryable) in &typed {
-        assert_eq!(docs.get(code), Some(retryable), "docs/protocol.md on `{code}`");
+        assert_eq!(
+            docs.get(code),
+            Some(retryable),
+            "docs/protocol.md on `{code}`"
+        );
     }
     for code in docs.keys() {
-        assert!(typed.contains_key(code), "docs/protocol.md lists `{code}`, bbrt has no such code");
+        assert!(
+            typed.contains_key(code),
+            "docs/protocol.md lists `{code}`, bbrt has no such code"
+        );
     }
 }

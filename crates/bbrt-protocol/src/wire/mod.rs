@@ -15,9 +15,9 @@ pub mod error;
 pub mod ice;
 pub mod message;
 pub mod presence;
+mod table;
 pub mod thread;
 pub mod typing;
-mod table;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,9 +34,9 @@ pub use self::error::{
 pub use self::ice::{GetIceServers, IceServer, IceServers};
 pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
+use self::table::message_table;
 pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};
-use self::table::message_table;
 use crate::secret::Token;
 
 /// Limits applied while decoding client frames. All are configurable; the defaults fit an

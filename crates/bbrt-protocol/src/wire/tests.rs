@@ -499,7 +499,10 @@ fn every_error_code_has_its_own_snake_case_name_and_text() {
     for &code in ErrorCode::ALL {
         let name = code.as_str();
         assert!(seen.insert(name), "{name} twice");
-        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
+        assert!(
+            name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name}"
+        );
         assert_ne!(code, ErrorCode::Unknown);
         assert!(!code.message().is_empty(), "{name}");
     }
@@ -518,11 +521,17 @@ fn every_message_type_decodes_as_itself() {
     for kind in ServerMessage::KINDS {
         let frame = format!(r#"{{"type":"{kind}"}}"#);
         if let Err(e) = ServerMessage::decode(frame.as_bytes()) {
-            assert!(!e.to_string().contains("unknown server type"), "{kind}: {e}");
+            assert!(
+                !e.to_string().contains("unknown server type"),
+                "{kind}: {e}"
+            );
         }
     }
     let unknown = ServerMessage::decode(br#"{"type":"nope"}"#).unwrap_err();
-    assert!(unknown.to_string().contains("unknown server type"), "{unknown}");
+    assert!(
+        unknown.to_string().contains("unknown server type"),
+        "{unknown}"
+    );
 }
 
 mod props {
