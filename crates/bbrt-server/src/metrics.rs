@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use bbrt_protocol::api::ApiRequest;
-use bbrt_protocol::{ClientMessage, ServerMessage};
 use bbrt_protocol::hub::HubStats;
+use bbrt_protocol::{ClientMessage, ServerMessage};
 
 use crate::site_events::SiteEventRefusal;
 use bbrt_protocol::site_event::SITE_API_TYPES;
@@ -527,7 +527,11 @@ impl Metrics {
             "Server frames queued, by type, one per recipient.",
             "counter",
         );
-        for (i, k) in ServerMessage::KINDS.iter().chain(["other"].iter()).enumerate() {
+        for (i, k) in ServerMessage::KINDS
+            .iter()
+            .chain(["other"].iter())
+            .enumerate()
+        {
             let _ = writeln!(
                 o,
                 "bbrt_frames_out_total{{type=\"{k}\"}} {}",

@@ -17,4 +17,5 @@ mod props;
 mod routing;
 mod seed;
 mod site_events;
+mod site_history;
 mod typing;

@@ -35,7 +35,9 @@ fn the_hub_and_decoder_defaults_are_theirs() {
 
 #[test]
 fn hub_durations_are_written_as_the_parser_reads_them() {
-    for secs in [1, 2, 10, 60, 75, 90, 99, 100, 120, 300, 600, 3600, 7200, 5400] {
+    for secs in [
+        1, 2, 10, 60, 75, 90, 99, 100, 120, 300, 600, 3600, 7200, 5400,
+    ] {
         let d = Duration::from_secs(secs);
         assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{secs}s");
     }
@@ -138,8 +140,7 @@ fn site_event_keys_are_checked_at_start_and_never_quote_a_key() {
         short.contains("shorter than 32 bytes") && !short.contains("short-secret"),
         "{short}"
     );
-    let file =
-        std::env::temp_dir().join(format!("bbrt-site-event-keys-{}", std::process::id()));
+    let file = std::env::temp_dir().join(format!("bbrt-site-event-keys-{}", std::process::id()));
     std::fs::write(&file, "e2:another-site-event-secret-of-32-bytes-or-more\n").unwrap();
     c.site_event_keys = None;
     c.site_event_keys_file = Some(file.clone());
