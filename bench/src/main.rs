@@ -299,6 +299,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The load of a run at several fixed rates (scenarios 7 and 8; its pace is set per
+/// rate) and the rates, those above zero.
+fn rate_series(clients: usize, group: usize, secs: f64, rates: Vec<f64>) -> (Load, Vec<f64>) {
+    let load = Load {
+        clients,
+        group: group.max(1),
+        pace: Pace::Rate { per_s: 0.0 },
+        window: Duration::from_secs_f64(secs),
+    };
+    (load, rates.into_iter().filter(|&r| r > 0.0).collect())
+}
+
 /// Runs one subcommand: its records (one per run; scenario 7 makes several) and where
 /// they go.
 async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
@@ -311,14 +323,10 @@ async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
             secs,
             redis,
         } => {
+            let (load, rates) = rate_series(clients, group, secs, rates);
             let p = Cluster {
-                load: Load {
-                    clients,
-                    group: group.max(1),
-                    pace: Pace::Rate { per_s: 0.0 },
-                    window: Duration::from_secs_f64(secs),
-                },
-                rates: rates.into_iter().filter(|&r| r > 0.0).collect(),
+                load,
+                rates,
                 redis_url: redis,
             };
             return (scenarios::cluster(&common.common(), &p).await, common.out);
@@ -331,14 +339,10 @@ async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
             secs,
             p99_ms,
         } => {
+            let (load, rates) = rate_series(clients, group, secs, rates);
             let p = Ramp {
-                load: Load {
-                    clients,
-                    group: group.max(1),
-                    pace: Pace::Rate { per_s: 0.0 },
-                    window: Duration::from_secs_f64(secs),
-                },
-                rates: rates.into_iter().filter(|&r| r > 0.0).collect(),
+                load,
+                rates,
                 p99_bound: Duration::from_millis(p99_ms),
             };
             return (scenarios::ramp(&common.common(), &p).await, common.out);

@@ -6,7 +6,8 @@
 //! (a handshake of two or three frames, a prefix or an envelope per frame), so the same
 //! connection code, buffers and measurements serve every server, and the bench gains no
 //! runtime dependency (no second WebSocket stack, no HTTP client for Pusher's auth: the
-//! load generator signs the channel itself, as the app's auth endpoint would).
+//! load generator signs the channel itself, as the app's auth endpoint would, with the
+//! fake site's HMAC-SHA256).
 //!
 //! What each client does:
 //! - Pusher: `/app/KEY?protocol=7`; waits for `pusher:connection_established` (its
@@ -22,7 +23,7 @@
 
 use std::borrow::Cow;
 
-use sha2::{Digest, Sha256};
+use bbrt_buddyboss::fake::hmac_sha256;
 
 use crate::client::string_field;
 
@@ -255,27 +256,6 @@ pub(crate) fn pusher_subscribe(socket_id: &str, thread: &str) -> String {
     format!(
         r#"{{"event":"pusher:subscribe","data":{{"auth":"{PUSHER_KEY}:{hex}","channel":"{channel}"}}}}"#
     )
-}
-
-/// HMAC-SHA256 (RFC 2104) over the workspace's `sha2`: Pusher's channel signature.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 #[cfg(test)]
