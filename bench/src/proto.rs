@@ -95,7 +95,7 @@ impl Proto {
     }
 
     /// The frames that identify client `user` and join `thread`, sent once the connection
-    /// is ready (after [`Proto::ready_frame`]'s answer, for the protocols that have one).
+    /// is ready (after the answer to [`Proto::connect_frame`], for the protocols that have one).
     /// Pusher's subscription needs the socket id: see [`pusher_subscribe`].
     pub(crate) fn identify_frames(
         self,

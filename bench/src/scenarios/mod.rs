@@ -1,5 +1,5 @@
 //! The scenarios of issue 6. Each starts a fresh server process, drives it from this
-//! single-threaded load generator and returns one [`Record`].
+//! single-threaded load generator and returns one [`Record`](crate::record::Record).
 //!
 //! Every loop here is bounded in count and in time: connection attempts by a target and a
 //! failure streak, traffic by its window, draining by a deadline.
