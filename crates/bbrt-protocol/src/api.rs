@@ -73,6 +73,20 @@ pub enum ApiRequest {
         /// The thread.
         thread: ThreadId,
     },
+    /// One page of a thread's history as the credential's user sees it, newest first:
+    /// messages sent at or before `before` (an RFC 3339 site date, inclusive; `None`: the
+    /// newest). The site pages by the second, so the caller asks again with the oldest
+    /// date it saw and drops the ids it already has.
+    History {
+        /// The reader's credential (`None`: see [`ApiRequest::Participants`]).
+        credential: Option<CredentialId>,
+        /// The reader.
+        user: UserId,
+        /// The thread.
+        thread: ThreadId,
+        /// Messages sent at or before this date.
+        before: Option<String>,
+    },
 }
 
 /// How far before an unconfirmed send was recorded the site looks for its message (Unix
@@ -86,7 +100,8 @@ impl ApiRequest {
             Self::Verify { credential, .. }
             | Self::Participants { credential, .. }
             | Self::Send { credential, .. }
-            | Self::MarkRead { credential, .. } => *credential,
+            | Self::MarkRead { credential, .. }
+            | Self::History { credential, .. } => *credential,
         }
     }
 
@@ -97,6 +112,7 @@ impl ApiRequest {
             Self::Participants { .. } => "participants",
             Self::Send { .. } => "send",
             Self::MarkRead { .. } => "mark_read",
+            Self::History { .. } => "history",
         }
     }
 }
@@ -113,6 +129,17 @@ pub enum ApiResponse {
     Stored(StoredMessage),
     /// Answer to [`ApiRequest::MarkRead`].
     MarkedRead,
+    /// Answer to [`ApiRequest::History`].
+    History(HistoryPage),
+}
+
+/// One page of a thread's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// The page's messages, oldest to newest.
+    pub messages: Vec<StoredMessage>,
+    /// Where the next (older) page starts, if there is one.
+    pub next_before: Option<String>,
 }
 
 /// A user as the site verified them.

@@ -403,7 +403,7 @@ impl Hub {
         match message.event {
             BrokerEvent::Deliver { users, frame } => {
                 let conns = self.conns_of(&users);
-                self.deliver(conns, frame);
+                self.deliver_published(conns, frame);
             }
             BrokerEvent::Presence { user, online } => self.remote_presence(&origin, user, online),
             BrokerEvent::PresenceSnapshot { users } => self.remote_snapshot(&origin, users),

@@ -117,11 +117,13 @@ mod input;
 mod messages;
 mod output;
 mod presence;
+mod recovery;
 mod site_events;
 mod stats;
 mod threads;
 mod timer;
 mod typing;
+mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -189,6 +191,8 @@ enum PendingApi {
         user: UserId,
         thread: ThreadId,
     },
+    /// A page of a site catch-up (`recovery`).
+    History(u64),
 }
 
 /// What an in-flight coordination request was for.
@@ -220,6 +224,7 @@ pub struct Hub {
     typing: Typing,
     calls: Calls,
     site_events: site_events::SiteEvents,
+    recovery: recovery::Recovery,
     /// Outputs, timers and counters: the sink every subsystem writes to.
     fx: Effects,
 }
@@ -231,6 +236,7 @@ impl Hub {
         let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
         let threads = ThreadCache::new(config.participants_ttl);
         let identity = Identity::new(&config);
+        let recovery = recovery::Recovery::new(&config);
         Self {
             config,
             dir: Directory::default(),
@@ -246,6 +252,7 @@ impl Hub {
             typing: Typing::default(),
             calls,
             site_events: site_events::SiteEvents::default(),
+            recovery,
             fx,
         }
     }
@@ -399,6 +406,7 @@ impl Hub {
         };
         let c = departed.conn;
         self.threads.conn_gone(conn, &c.joined);
+        self.recovery_conn_gone(conn);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
             self.detach_credential(conn, credential);
@@ -552,7 +560,10 @@ impl Hub {
         };
         c.blocked = false;
         let had_front = std::mem::take(&mut c.front_blocked);
-        if had_front && let Some(item) = c.queue.pop_front() {
+        if had_front
+            && let Some(item) = c.queue.pop_front()
+            && let Err(item) = self.resume_front_failed(conn, item, code)
+        {
             self.error(conn, code, message, item.frame.request_id);
             self.release_if_unused(conn, item.credential);
         }
@@ -665,10 +676,17 @@ impl Hub {
                 self.get_ice_servers(now, conn, user, request_id);
                 None
             }
-            ClientMessage::JoinThread(ref m) => {
-                let thread = m.thread_id.clone();
-                self.join(now, conn, user, thread, request_id)
-                    .then_some(item)
+            ClientMessage::JoinThread(ref m) => self
+                .join(now, conn, user, m, recovery::Answer::Join(request_id))
+                .then_some(item),
+            ClientMessage::Resume(r) => {
+                let rest = self.resume(now, conn, user, r, request_id.clone())?;
+                let frame = ClientFrame {
+                    request_id,
+                    message: ClientMessage::Resume(rest),
+                };
+                let credential = item.credential;
+                Some(Queued { frame, credential })
             }
             ClientMessage::LeaveThread(ref m) => {
                 self.leave(conn, &m.thread_id);
@@ -833,6 +851,13 @@ impl Hub {
                     _ => Err(unexpected()),
                 });
                 self.mark_read_result(now, conn, request_id, user, thread, result);
+            }
+            PendingApi::History(catchup) => {
+                let result = result.and_then(|r| match r {
+                    ApiResponse::History(page) => Ok(page),
+                    _ => Err(unexpected()),
+                });
+                self.history_result(now, catchup, result);
             }
         }
     }

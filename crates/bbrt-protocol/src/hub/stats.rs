@@ -29,4 +29,10 @@ pub struct HubStats {
     pub site_events: u64,
     /// `message.sent` events not delivered (bbrt's own send, or an id already delivered).
     pub site_messages_skipped: u64,
+    /// Resumes served from the window, since start.
+    pub replays_window: u64,
+    /// Resumes that went to the site's history, since start.
+    pub replays_site: u64,
+    /// Resumes answered with `reload` (too far behind), since start.
+    pub replays_reload: u64,
 }

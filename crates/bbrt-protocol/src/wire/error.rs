@@ -73,6 +73,15 @@ pub enum ErrorCode {
     CallInProgress,
     /// The request needs a `threadId` or a `recipientId`.
     MissingRecipient,
+    /// The resume point's epoch is not the thread's: bbrt's counter started again. Resume
+    /// with `sinceMessageId`, or load the thread.
+    PositionEpoch,
+    /// The resume point is ahead of the thread.
+    PositionAhead,
+    /// The resume point's message is not in the thread (as the user sees it).
+    PositionUnknown,
+    /// A replay of this thread is already under way on this connection.
+    ResumePending,
     /// Something went wrong inside bbrt.
     Internal,
     /// A code this version does not know.
@@ -113,6 +122,10 @@ impl ErrorCode {
             Self::NotInCall => "not_in_call",
             Self::CallInProgress => "call_in_progress",
             Self::MissingRecipient => "missing_recipient",
+            Self::PositionEpoch => "position_epoch",
+            Self::PositionAhead => "position_ahead",
+            Self::PositionUnknown => "position_unknown",
+            Self::ResumePending => "resume_pending",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }
@@ -161,6 +174,12 @@ impl ErrorCode {
             Self::NotInCall => "no such call",
             Self::CallInProgress => "already in a call",
             Self::MissingRecipient => "threadId or recipientId is required",
+            Self::PositionEpoch => {
+                "the position is of another epoch; resume with sinceMessageId or reload the thread"
+            }
+            Self::PositionAhead => "the position is ahead of the thread",
+            Self::PositionUnknown => "the message to resume after is not in the thread",
+            Self::ResumePending => "a replay of this thread is already under way",
             Self::Internal => "internal error",
             Self::Unknown => "unknown error",
         }

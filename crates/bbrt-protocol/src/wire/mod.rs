@@ -15,6 +15,7 @@ pub mod error;
 pub mod ice;
 pub mod message;
 pub mod presence;
+pub mod recovery;
 pub mod thread;
 pub mod typing;
 
@@ -33,6 +34,7 @@ pub use self::error::{
 pub use self::ice::{GetIceServers, IceServer, IceServers};
 pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
+pub use self::recovery::{Epoch, JoinThread, Position, ReplaySource, Resume, Resumed};
 pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};
 use crate::secret::Token;
@@ -175,7 +177,7 @@ pub enum ClientMessage {
     UserConnected(UserConnected),
     /// Join a thread.
     #[serde(rename = "join_thread")]
-    JoinThread(ThreadRef),
+    JoinThread(JoinThread),
     /// Send a message.
     #[serde(rename = "send_message")]
     SendMessage(SendMessage),
@@ -215,6 +217,9 @@ pub enum ClientMessage {
     /// Ask for STUN/TURN servers before building a peer connection.
     #[serde(rename = "get_ice_servers")]
     GetIceServers(GetIceServers),
+    /// Join many threads after a reconnect, each with where the client stopped.
+    #[serde(rename = "resume")]
+    Resume(Resume),
 }
 
 impl ClientMessage {
@@ -236,6 +241,7 @@ impl ClientMessage {
             Self::CallEnded(_) => "call_ended",
             Self::Ping(_) => "ping",
             Self::GetIceServers(_) => "get_ice_servers",
+            Self::Resume(_) => "resume",
         }
     }
 
@@ -258,7 +264,7 @@ impl ClientMessage {
     }
 
     /// Every client `type` bbrt knows, in wire spelling.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "user_connected",
         "join_thread",
         "send_message",
@@ -274,6 +280,7 @@ impl ClientMessage {
         "call_ended",
         "ping",
         "get_ice_servers",
+        "resume",
     ];
 }
 
@@ -367,6 +374,9 @@ pub enum ServerMessage {
     /// STUN/TURN servers for a peer connection.
     #[serde(rename = "ice_servers")]
     IceServers(IceServers),
+    /// A thread's replay is written; live delivery goes on.
+    #[serde(rename = "resumed")]
+    Resumed(Resumed),
     /// Something went wrong.
     #[serde(rename = "error")]
     Error(ErrorEvent),
@@ -402,6 +412,7 @@ impl ServerMessage {
             Self::Ack(_) => "ack",
             Self::Pong(_) => "pong",
             Self::IceServers(_) => "ice_servers",
+            Self::Resumed(_) => "resumed",
             Self::Error(_) => "error",
         }
     }
@@ -436,6 +447,7 @@ impl ServerMessage {
             "ack" => Self::Ack(serde_json::from_slice(frame)?),
             "pong" => Self::Pong(serde_json::from_slice(frame)?),
             "ice_servers" => Self::IceServers(serde_json::from_slice(frame)?),
+            "resumed" => Self::Resumed(serde_json::from_slice(frame)?),
             "error" => Self::Error(serde_json::from_slice(frame)?),
             other => {
                 return Err(de::Error::custom(format_args!(
@@ -662,6 +674,7 @@ fn decode_body(kind: &str, frame: &str) -> Result<ClientMessage, DecodeErrorKind
         "call_ended" => ClientMessage::CallEnded(body("call_ended", frame)?),
         "ping" => ClientMessage::Ping(body("ping", frame)?),
         "get_ice_servers" => ClientMessage::GetIceServers(body("get_ice_servers", frame)?),
+        "resume" => ClientMessage::Resume(body("resume", frame)?),
         other => return Err(DecodeErrorKind::UnknownType(truncate(other, 64))),
     })
 }

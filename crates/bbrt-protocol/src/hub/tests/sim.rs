@@ -1014,6 +1014,14 @@ impl Sim {
                 site.dev.mark_read(user, thread)?;
                 Ok(ApiResponse::MarkedRead)
             }
+            ApiRequest::History {
+                user,
+                thread,
+                before,
+                ..
+            } => site
+                .history(user, thread, before.as_deref())
+                .map(ApiResponse::History),
         }
     }
 
@@ -1143,6 +1151,7 @@ impl Hub {
         check("calls", self.calls.is_empty(), &self.calls);
         check("timers", self.fx.timers.len() == 0, &self.fx.timers);
         check("threads", self.threads.is_empty(), &self.threads);
+        check("recovery", self.recovery.is_idle(), &self.recovery);
         check("outputs", self.fx.outputs.is_empty(), &self.fx.outputs);
         left
     }
