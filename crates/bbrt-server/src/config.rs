@@ -365,6 +365,10 @@ pub struct Config {
     /// How long a thread's participants are trusted without asking the site.
     #[arg(long, env = "BBRT_PARTICIPANTS_TTL", value_parser = parse_duration, default_value = "60s")]
     pub participants_ttl: Duration,
+
+    /// Reconnect recovery: the replay windows and site catch-ups.
+    #[command(flatten)]
+    pub recovery: crate::recovery_config::RecoveryConfig,
 }
 
 impl Default for Config {
@@ -434,6 +438,7 @@ impl Default for Config {
             call_grace: Duration::from_secs(10),
             credential_ttl: Duration::from_secs(300),
             participants_ttl: Duration::from_secs(60),
+            recovery: crate::recovery_config::RecoveryConfig::default(),
         }
     }
 }
@@ -442,7 +447,7 @@ impl Config {
     /// The Hub's rules and limits from these flags, for the process `node`/`instance`
     /// (`--node-id`, or a random id when it is not set).
     pub fn hub_config(&self, node_id: NodeId, instance: InstanceId) -> HubConfig {
-        HubConfig {
+        let mut hub = HubConfig {
             node_id,
             instance,
             cluster: self.cluster || self.redis.is_some(),
@@ -466,7 +471,9 @@ impl Config {
             ice_requests_per_minute: self.ice_requests_per_minute,
             max_pending_sends_per_user: self.max_pending_sends_per_user,
             ..HubConfig::default()
-        }
+        };
+        self.recovery.apply(&mut hub);
+        hub
     }
 
     /// The ticket verifier from `--ticket-keys` (or its file), `--public-url`, the issuer

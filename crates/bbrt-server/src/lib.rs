@@ -44,6 +44,7 @@ pub mod ice;
 pub mod metrics;
 mod node;
 mod outbox;
+pub mod recovery_config;
 mod server;
 pub mod site_events;
 mod site_health;

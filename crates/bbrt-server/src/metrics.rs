@@ -16,7 +16,7 @@ use crate::site_events::SiteEventRefusal;
 use bbrt_protocol::site_event::SITE_API_TYPES;
 
 /// Server frame types counted by name (anything else is `other`).
-const SERVER_KINDS: [&str; 19] = [
+const SERVER_KINDS: [&str; 20] = [
     "user_connected",
     "user_disconnected",
     "message",
@@ -35,11 +35,12 @@ const SERVER_KINDS: [&str; 19] = [
     "ack",
     "pong",
     "ice_servers",
+    "resumed",
     "error",
 ];
 
 /// Site request names ([`bbrt_protocol::api::ApiRequest::name`]).
-const SITE_REQUESTS: [&str; 4] = ["verify", "participants", "send", "mark_read"];
+const SITE_REQUESTS: [&str; 5] = ["verify", "participants", "send", "mark_read", "history"];
 
 /// Upper bounds of the site latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
