@@ -106,6 +106,7 @@
 //! and calls. Call replicas stop ringing on their own a grace after the ring timeout, in
 //! case the owner's end was lost.
 
+mod api_results;
 mod broker;
 mod calls;
 mod config;
@@ -131,6 +132,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use self::api_results::site_error_code;
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
     SendFingerprint, SendOutcome, SendReceipt,
@@ -148,7 +150,7 @@ use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
 use self::timer::TimerKey;
 use self::typing::Typing;
-use crate::api::{ApiRequest, ApiResponse, SiteError};
+use crate::api::{ApiRequest, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
@@ -562,7 +564,7 @@ impl Hub {
         let had_front = std::mem::take(&mut c.front_blocked);
         if had_front
             && let Some(item) = c.queue.pop_front()
-            && let Err(item) = self.resume_front_failed(conn, item, code)
+            && let Some(item) = self.resume_front_failed(conn, item, code)
         {
             self.error(conn, code, message, item.frame.request_id);
             self.release_if_unused(conn, item.credential);
@@ -795,73 +797,6 @@ impl Hub {
         }
     }
 
-    fn api_result(
-        &mut self,
-        now: Instant,
-        id: ApiRequestId,
-        result: Result<ApiResponse, SiteError>,
-    ) {
-        let Some(pending) = self.api_pending.remove(&id) else {
-            return;
-        };
-        let unexpected = || {
-            SiteError::new(
-                crate::api::SiteErrorKind::Protocol,
-                "unexpected_response",
-                "unexpected response",
-            )
-        };
-        match pending {
-            PendingApi::Verify(pending) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_result(now, pending, result);
-            }
-            PendingApi::VerifyRetry(credential) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_retry_result(now, credential, result);
-            }
-            PendingApi::Participants { user, thread, join } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Participants(info) => Ok(info),
-                    _ => Err(unexpected()),
-                });
-                self.participants_result(now, user, thread, join, result);
-            }
-            PendingApi::Send(lane) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Stored(stored) => Ok(stored),
-                    _ => Err(unexpected()),
-                });
-                self.send_result(now, lane, result);
-            }
-            PendingApi::MarkRead {
-                conn,
-                request_id,
-                user,
-                thread,
-            } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::MarkedRead => Ok(()),
-                    _ => Err(unexpected()),
-                });
-                self.mark_read_result(now, conn, request_id, user, thread, result);
-            }
-            PendingApi::History(catchup) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::History(page) => Ok(page),
-                    _ => Err(unexpected()),
-                });
-                self.history_result(now, catchup, result);
-            }
-        }
-    }
-
     fn next_api_id(&mut self) -> ApiRequestId {
         self.next_api += 1;
         ApiRequestId(self.next_api)
@@ -934,23 +869,6 @@ impl Hub {
     /// Every live local connection of `users`, ascending per user.
     fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
         self.dir.conns_of(users)
-    }
-}
-
-/// The wire error code for a site failure.
-fn site_error_code(error: &SiteError) -> ErrorCode {
-    use crate::api::SiteErrorKind as K;
-    match error.kind {
-        K::Unauthenticated => ErrorCode::Unauthenticated,
-        K::Forbidden => ErrorCode::Forbidden,
-        K::InvalidId => ErrorCode::InvalidId,
-        K::EmptyMessage => ErrorCode::EmptyMessage,
-        K::IdempotencyConflict => ErrorCode::IdempotencyConflict,
-        K::Invalid => ErrorCode::Invalid,
-        K::Refused => ErrorCode::Refused,
-        K::Unavailable => ErrorCode::SiteUnavailable,
-        K::Unconfirmed => ErrorCode::SendUnconfirmed,
-        _ => ErrorCode::SiteError,
     }
 }
 

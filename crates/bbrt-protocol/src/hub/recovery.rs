@@ -586,25 +586,25 @@ impl Hub {
     }
 
     /// The site could not confirm the first thread of a waiting `resume`: that thread is
-    /// answered with `code`, the rest go on. `Err` gives back a frame that is not a
-    /// `resume` with threads left.
+    /// answered with `code`, the rest go on. Gives back a frame that is not a `resume`
+    /// with threads left.
     pub(super) fn resume_front_failed(
         &mut self,
         conn: ConnId,
         mut item: Queued,
         code: ErrorCode,
-    ) -> Result<(), Queued> {
+    ) -> Option<Queued> {
         let ClientMessage::Resume(r) = &mut item.frame.message else {
-            return Err(item);
+            return Some(item);
         };
         if r.threads.is_empty() {
-            return Err(item);
+            return Some(item);
         }
         let first = r.threads.remove(0);
         self.join_refused(conn, &first.thread_id, Answer::Resume, code);
         if let Some(c) = self.dir.get_mut(conn) {
             c.queue.push_front(item);
         }
-        Ok(())
+        None
     }
 }
