@@ -1,5 +1,8 @@
-//! The reconnect-recovery flags (`docs/protocol.md`, "Recovery"), flattened into
+//! The reconnect-recovery flags (`docs/protocol.md`, "Recovery") and the presence grace,
+//! flattened into
 //! [`Config`](crate::config::Config); their defaults are the Hub's own.
+
+use std::time::Duration;
 
 use bbrt_protocol::hub::HubConfig;
 use clap::Args;
@@ -26,6 +29,11 @@ pub struct RecoveryConfig {
     /// Site history catch-ups in flight at once; more wait in order.
     #[arg(long, env = "BBRT_MAX_SITE_CATCHUPS", default_value_t = HubConfig::default().max_site_catchups)]
     pub max_site_catchups: usize,
+
+    /// A user whose last connection closed stays online this long, so a reconnect is not
+    /// told to others as offline and online (0s: offline at once).
+    #[arg(long, env = "BBRT_PRESENCE_GRACE", value_parser = crate::config::parse_duration, default_value = "5s")]
+    pub presence_grace: Duration,
 }
 
 impl Default for RecoveryConfig {
@@ -37,6 +45,7 @@ impl Default for RecoveryConfig {
             window_threads: hub.window_threads,
             max_replay: hub.max_replay,
             max_site_catchups: hub.max_site_catchups,
+            presence_grace: hub.presence_grace,
         }
     }
 }
@@ -49,5 +58,6 @@ impl RecoveryConfig {
         hub.window_threads = self.window_threads;
         hub.max_replay = self.max_replay;
         hub.max_site_catchups = self.max_site_catchups;
+        hub.presence_grace = self.presence_grace;
     }
 }

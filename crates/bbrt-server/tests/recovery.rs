@@ -102,3 +102,33 @@ async fn resume_answers_each_thread_then_acks() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_reconnect_within_the_presence_grace_is_not_broadcast() {
+    let mut config = config();
+    config.recovery.presence_grace = std::time::Duration::from_secs(5);
+    let server = Server::start(config).await;
+    let mut alice = joined(&server, "alice").await;
+    let bob = joined(&server, "bob").await;
+    alice.recv_type("user_connected").await;
+    drop(bob);
+    let _bob = joined(&server, "bob").await;
+    // A marker after the reconnect: everything alice was sent before it is in front of it.
+    alice
+        .send(json!({"type": "send_message", "threadId": "T", "message": "after"}))
+        .await;
+    let mut before = Vec::new();
+    loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "message" {
+            break;
+        }
+        before.push(frame);
+    }
+    assert!(
+        before
+            .iter()
+            .all(|f| f["type"] != "user_disconnected" && f["type"] != "user_connected"),
+        "{before:?}"
+    );
+}

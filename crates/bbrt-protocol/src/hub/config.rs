@@ -84,6 +84,9 @@ pub struct HubConfig {
     /// Recovery: a client further behind than this many messages is told to reload the
     /// thread instead of being replayed to.
     pub max_replay: usize,
+    /// A user whose last connection closed stays online this long, so a reconnect within it
+    /// is not told to others as offline and online (zero: offline at once).
+    pub presence_grace: Duration,
     /// Recovery: catch-ups from the site (history requests) in flight at once; more wait
     /// in order.
     pub max_site_catchups: usize,
@@ -122,6 +125,7 @@ impl Default for HubConfig {
             window_threads: 10_000,
             max_replay: 500,
             max_site_catchups: 8,
+            presence_grace: Duration::from_secs(5),
         }
     }
 }

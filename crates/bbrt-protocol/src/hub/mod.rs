@@ -118,6 +118,7 @@ mod input;
 mod messages;
 mod output;
 mod presence;
+mod presence_grace;
 mod recovery;
 mod site_events;
 mod stats;
@@ -227,6 +228,7 @@ pub struct Hub {
     calls: Calls,
     site_events: site_events::SiteEvents,
     recovery: recovery::Recovery,
+    lingering: presence_grace::Lingering,
     /// Outputs, timers and counters: the sink every subsystem writes to.
     fx: Effects,
 }
@@ -255,6 +257,7 @@ impl Hub {
             calls,
             site_events: site_events::SiteEvents::default(),
             recovery,
+            lingering: presence_grace::Lingering::default(),
             fx,
         }
     }
@@ -302,6 +305,7 @@ impl Hub {
                 TimerKey::VerifyRetry(credential) => self.retry_verify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
                 TimerKey::CacheSweep => self.sweep_cache(now),
+                TimerKey::PresenceGrace(user) => self.presence_grace_expired(&user),
             }
         }
     }
@@ -326,7 +330,7 @@ impl Hub {
 
     /// Whether `user` has a verified connection on any node.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.dir.is_online(user)
+        self.dir.is_online(user) || self.is_lingering(user)
     }
 
     /// Every user online on any node, ascending.
@@ -421,7 +425,7 @@ impl Hub {
             && let Some(user) = c.user()
         {
             self.typing_user_gone(user);
-            self.presence_changed(user, false, true);
+            self.user_went_away(now, user);
         }
     }
 

@@ -26,6 +26,11 @@ pub fn config() -> Config {
         call_grace: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(2),
         drain_delay: Duration::ZERO,
+        // The tests written before the grace expect offline at once; `recovery.rs` has its own.
+        recovery: bbrt_server::recovery_config::RecoveryConfig {
+            presence_grace: Duration::ZERO,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

@@ -501,6 +501,67 @@ fn on_two_nodes_a_resume_by_message_id_is_served_by_the_site() {
     sim.expect_error(bob, "position_epoch", Some(7));
 }
 
+fn presence(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "user_connected" || f["type"] == "user_disconnected")
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["type"].as_str().unwrap_or(""),
+                f["userId"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_reconnect_within_the_presence_grace_is_not_broadcast() {
+    let mut sim = Sim::with(|c| c.presence_grace = secs(5));
+    let (alice, bob, _) = bob_saw_one(&mut sim);
+    sim.close(bob);
+    sim.drive_for(secs(4));
+    assert!(
+        sim.hub(0).is_online(&uid("bob")),
+        "online through the grace"
+    );
+    let bob = sim.connect("bob");
+    sim.drive_for(secs(10));
+    assert_eq!(presence(&sim.take_json(alice)), Vec::<String>::new());
+    // Gone for longer than the grace: offline once the grace ran out, not before.
+    sim.close(bob);
+    sim.drive_for(ms(4_900));
+    assert_eq!(presence(&sim.take_json(alice)), Vec::<String>::new());
+    sim.drive_for(ms(200));
+    assert_eq!(presence(&sim.take_json(alice)), ["user_disconnected bob"]);
+    assert!(!sim.hub(0).is_online(&uid("bob")));
+    sim.connect("bob");
+    assert_eq!(presence(&sim.take_json(alice)), ["user_connected bob"]);
+}
+
+#[test]
+fn a_reconnect_to_another_node_within_the_grace_is_not_broadcast_either() {
+    let mut sim = Sim::with_config(2, |c| c.presence_grace = secs(5));
+    let alice = sim.connect_on(0, "alice");
+    let carol = sim.connect_on(1, "carol");
+    let bob = sim.connect_on(1, "bob");
+    for conn in [alice, carol, bob] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
+        sim.drive();
+    }
+    sim.clear();
+    sim.close(bob);
+    sim.drive_for(secs(1));
+    let back = sim.connect_on(0, "bob");
+    sim.drive_for(secs(30));
+    assert_eq!(presence(&sim.take_json(alice)), Vec::<String>::new());
+    assert_eq!(presence(&sim.take_json(carol)), Vec::<String>::new());
+    assert!(sim.hub(1).is_online(&uid("bob")));
+    sim.close(back);
+    sim.drive_for(secs(6));
+    assert_eq!(presence(&sim.take_json(carol)), ["user_disconnected bob"]);
+}
+
 /// bob connects again and, in the same write, resumes from `last`: the join waits behind
 /// the identification, so no live message can come between them.
 fn return_with(sim: &mut Sim, last: Option<&Value>) -> ConnId {
