@@ -485,6 +485,47 @@ impl Metrics {
             "bbrt_site_messages_skipped_total {}",
             hub.site_messages_skipped
         );
+        for (name, help, kind, value) in [
+            (
+                "bbrt_replay_windows",
+                "Threads with a replay window.",
+                "gauge",
+                hub.window_threads as u64,
+            ),
+            (
+                "bbrt_replay_window_bytes",
+                "Bytes the replay windows hold.",
+                "gauge",
+                hub.window_bytes as u64,
+            ),
+            (
+                "bbrt_site_catchups_in_flight",
+                "Site history catch-ups in flight.",
+                "gauge",
+                hub.site_catchups_in_flight as u64,
+            ),
+            (
+                "bbrt_resumes_window_total",
+                "Resumes served from the window.",
+                "counter",
+                hub.replays_window,
+            ),
+            (
+                "bbrt_resumes_site_total",
+                "Resumes that went to the site's history.",
+                "counter",
+                hub.replays_site,
+            ),
+            (
+                "bbrt_resumes_reload_total",
+                "Resumes answered with reload.",
+                "counter",
+                hub.replays_reload,
+            ),
+        ] {
+            c(&mut o, name, help, kind);
+            let _ = writeln!(o, "{name} {value}");
+        }
         c(
             &mut o,
             "bbrt_site_events_refused_total",

@@ -349,6 +349,9 @@ impl Hub {
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
+            window_threads: self.recovery.windows.len(),
+            window_bytes: self.recovery.windows.bytes(),
+            site_catchups_in_flight: self.recovery.running(),
             ..self.fx.stats.clone()
         }
     }

@@ -127,6 +127,11 @@ impl Recovery {
             && self.running == 0
     }
 
+    /// History requests in flight.
+    pub(super) fn running(&self) -> usize {
+        self.running
+    }
+
     fn remove(&mut self, id: u64) -> Option<CatchUp> {
         let c = self.catchups.remove(&id)?;
         self.by_target.remove(&(c.conn, c.thread.clone()));

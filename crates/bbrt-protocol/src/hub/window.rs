@@ -70,6 +70,8 @@ pub(super) struct Windows {
     clock: u64,
     /// Windows created so far: each one's epoch is new.
     generation: u64,
+    /// Bytes held by every window.
+    bytes: usize,
 }
 
 impl Windows {
@@ -88,17 +90,21 @@ impl Windows {
             recency: BTreeMap::new(),
             clock: 0,
             generation: 0,
+            bytes: 0,
         }
     }
 
     /// Threads with a window.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.by_thread.len()
     }
 
+    /// Bytes held by every window, overhead included.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Bytes held by `thread`'s window, overhead included.
-    #[cfg(test)]
     pub(super) fn bytes_of(&self, thread: &ThreadId) -> usize {
         self.by_thread.get(thread).map_or(0, |w| w.bytes)
     }
@@ -111,6 +117,7 @@ impl Windows {
         frame: impl FnOnce(&Position) -> Bytes,
     ) -> Position {
         let (max_messages, max_bytes) = (self.max_messages, self.max_bytes);
+        let before = self.bytes_of(thread);
         let w = self.window(thread);
         w.last += 1;
         let position = Position {
@@ -129,6 +136,8 @@ impl Windows {
                 w.bytes -= old.frame.len() + ENTRY_OVERHEAD;
             }
         }
+        let after = w.bytes;
+        self.bytes = self.bytes - before + after;
         position
     }
 
@@ -180,7 +189,9 @@ impl Windows {
             let Some((_, thread)) = self.recency.pop_first() else {
                 return;
             };
-            self.by_thread.remove(&thread);
+            if let Some(w) = self.by_thread.remove(&thread) {
+                self.bytes -= w.bytes;
+            }
         }
     }
 
@@ -372,6 +383,11 @@ mod tests {
             add(&mut small, &t1, n);
         }
         assert!(small.bytes_of(&t1) <= 3 * (ENTRY_OVERHEAD + 5));
+        assert_eq!(small.bytes(), small.bytes_of(&t1));
+        assert_eq!(
+            w.bytes(),
+            w.bytes_of(&t1) + w.bytes_of(&t2) + w.bytes_of(&t3)
+        );
         assert_eq!(small.latest(&t1).map(|p| p.offset), Some(10));
     }
 
