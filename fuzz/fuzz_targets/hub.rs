@@ -1,6 +1,9 @@
 //! Random sequences of Hub inputs: connections opening and closing, frames (valid and not),
 //! site and coordinator answers in any order, time passing. The Hub must never panic, never
-//! deliver to a connection that is closed, and answer every request exactly once.
+//! deliver to a connection that is closed, and answer every request exactly once: once the
+//! site and the coordinator have answered everything still pending, every frame that
+//! carried a `requestId` has had exactly one answer carrying it (`ack`, `error`, `joined`
+//! or `pong`), or at most one if its connection was closed.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +16,7 @@ use bbrt_protocol::api::{
 };
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, Hub, HubConfig, Input, Output};
 use bbrt_protocol::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, MessageId, UserId};
-use bbrt_protocol::wire::{Limits, decode};
+use bbrt_protocol::wire::{Limits, RequestId, ServerMessage, decode};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -77,15 +80,51 @@ struct World {
     api: BTreeMap<ApiRequestId, ApiRequest>,
     coord: BTreeMap<CoordRequestId, CoordRequest>,
     next_message: u64,
+    /// Answers seen per tracked `requestId` (each template frame gets a fresh one).
+    answers: BTreeMap<i64, u32>,
+    /// Tracked `requestId` → the connection that sent it.
+    asked: BTreeMap<i64, ConnId>,
+}
+
+/// Template frames get request ids from here up; a raw frame's id in this range is replaced,
+/// so every tracked id names one frame.
+const TRACKED: i64 = 1 << 40;
+
+/// The `requestId` an answer carries, if it is one of ours.
+fn tracked_answer(frame: &[u8]) -> Option<i64> {
+    let message = ServerMessage::decode(frame).expect("the Hub emits frames it can decode");
+    let id = match &message {
+        ServerMessage::Ack(a) => a.request_id.as_ref(),
+        ServerMessage::Error(e) => e.request_id.as_ref(),
+        ServerMessage::Joined(j) => j.request_id.as_ref(),
+        ServerMessage::Pong(p) => p.request_id.as_ref(),
+        _ => None,
+    };
+    match id {
+        Some(RequestId::Num(n)) if *n >= TRACKED => Some(*n),
+        _ => None,
+    }
+}
+
+/// Replaces a request id in the tracked range (a raw frame could name one by chance).
+fn untrack(id: &mut Option<RequestId>) {
+    if matches!(id, Some(RequestId::Num(n)) if *n >= TRACKED) {
+        *id = Some(RequestId::Str("raw".into()));
+    }
 }
 
 impl World {
     fn drain(&mut self) {
         while let Some(output) = self.hub.poll_output() {
             match output {
-                Output::Send { conns, .. } => {
-                    for conn in conns {
-                        assert!(self.open.contains(&conn), "delivered to closed {conn}");
+                Output::Send { conns, frame } => {
+                    for conn in &conns {
+                        assert!(self.open.contains(conn), "delivered to closed {conn}");
+                    }
+                    if let Some(id) = tracked_answer(&frame) {
+                        assert_eq!(conns.len(), 1, "answer #{id} went to {conns:?}");
+                        assert_eq!(Some(&conns[0]), self.asked.get(&id), "answer #{id}");
+                        *self.answers.entry(id).or_default() += 1;
                     }
                 }
                 Output::Close { conn, .. } => {
@@ -203,6 +242,45 @@ impl World {
     }
 }
 
+impl World {
+    /// Answers everything the site and the coordinator were asked, and lets time pass (for
+    /// retry backoffs), until nothing is pending and every tracked request on an open
+    /// connection has an answer; bounded, so a request never answered fails the check.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            while !self.api.is_empty() || !self.coord.is_empty() {
+                if !self.api.is_empty() {
+                    self.answer_api(0, true, 0);
+                } else {
+                    self.answer_coord(0, true);
+                }
+                self.drain();
+            }
+            let waiting = self.asked.iter().any(|(id, conn)| {
+                self.open.contains(conn) && !self.answers.contains_key(id)
+            });
+            if !waiting {
+                return;
+            }
+            self.now += Duration::from_secs(10);
+            self.hub.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+
+    /// Every tracked request answered exactly once (at most once on a closed connection).
+    fn check_answers(&self) {
+        for (id, conn) in &self.asked {
+            let got = self.answers.get(id).copied().unwrap_or(0);
+            if self.open.contains(conn) {
+                assert_eq!(got, 1, "request #{id} on open {conn} answered {got} times");
+            } else {
+                assert!(got <= 1, "request #{id} on closed {conn} answered {got} times");
+            }
+        }
+    }
+}
+
 fuzz_target!(|ops: Vec<Op>| {
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now();
@@ -219,7 +297,10 @@ fuzz_target!(|ops: Vec<Op>| {
         api: BTreeMap::new(),
         coord: BTreeMap::new(),
         next_message: 0,
+        answers: BTreeMap::new(),
+        asked: BTreeMap::new(),
     };
+    let mut next_request = TRACKED;
     let limits = Limits::default();
     let mut next_conn = 0u64;
     let conn_of = |n: u8, next: u64| ConnId(u64::from(n) % next.max(1));
@@ -253,7 +334,12 @@ fuzz_target!(|ops: Vec<Op>| {
                     .replace("{b}", &(b % 3).to_string());
                 let credential = credential.map(|c| CredentialId(u64::from(c % 4)));
                 if world.open.contains(&conn) {
-                    let frame = decode(&text, &limits).expect("templates are valid frames");
+                    let mut frame = decode(&text, &limits).expect("templates are valid frames");
+                    if frame.request_id.is_some() {
+                        frame.request_id = Some(RequestId::Num(next_request));
+                        world.asked.insert(next_request, conn);
+                        next_request += 1;
+                    }
                     world.hub.handle(
                         world.now,
                         Input::Frame {
@@ -268,12 +354,18 @@ fuzz_target!(|ops: Vec<Op>| {
                 let conn = conn_of(conn, next_conn);
                 if world.open.contains(&conn) {
                     let input = match decode(&text, &limits) {
-                        Ok(frame) => Input::Frame {
-                            conn,
-                            frame,
-                            credential: None,
-                        },
-                        Err(error) => Input::Invalid { conn, error },
+                        Ok(mut frame) => {
+                            untrack(&mut frame.request_id);
+                            Input::Frame {
+                                conn,
+                                frame,
+                                credential: None,
+                            }
+                        }
+                        Err(mut error) => {
+                            untrack(&mut error.request_id);
+                            Input::Invalid { conn, error }
+                        }
                     };
                     world.hub.handle(world.now, input);
                 }
@@ -295,4 +387,6 @@ fuzz_target!(|ops: Vec<Op>| {
             assert!(at >= start, "timeout before the epoch");
         }
     }
+    world.settle();
+    world.check_answers();
 });

@@ -84,7 +84,7 @@
 //! sender, same text as kses stores it, recent), the send succeeded; otherwise it is
 //! [`Unconfirmed`](BuddyBossError::Unconfirmed) (`send_unconfirmed`): not found *yet*,
 //! never "not stored", since PHP goes on with a request after bbrt stopped waiting. A
-//! retry says so ([`BuddyBoss::send_again`]): it looks for the message again first, and
+//! retry says so ([`SendRequest::unconfirmed_since`]): it looks for the message again first, and
 //! posts only once the site had [`Config::reconcile_settle`] to store the first one.
 //!
 //! # bbrt's WordPress plugin
@@ -111,7 +111,8 @@ pub mod fake;
 
 use async_trait::async_trait;
 use bbrt_protocol::api::{
-    ApiRequest, ApiResponse, SiteError, SiteErrorKind, SiteUser, StoredMessage, ThreadInfo,
+    ApiRequest, ApiResponse, HistoryPage, SiteError, SiteErrorKind, SiteUser, StoredMessage,
+    ThreadInfo,
 };
 use bbrt_protocol::ids::{ClientMessageId, ThreadId, UserId};
 
@@ -120,6 +121,70 @@ pub use error::BuddyBossError;
 pub use health::{SiteProblem, auth_scheme_hint};
 pub use http::{ApiRoot, Config, HttpBuddyBoss};
 pub use memory::MemoryBuddyBoss;
+
+/// A message to store: what [`BuddyBoss::send`] takes.
+///
+/// A reply in `thread`, or, without one, a new thread with `recipients` (BuddyBoss reuses
+/// an existing thread with the same participants). `client_message_id` is the client's
+/// idempotency key; `unconfirmed_since` says an earlier attempt with that key ended
+/// unconfirmed, recorded then (Unix seconds): the site looks for that attempt's message
+/// before it stores another.
+#[derive(Debug, Clone, Copy)]
+pub struct SendRequest<'a> {
+    /// The sender's credential (`None`: see [`BuddyBoss`]).
+    pub credential: Option<&'a Credential>,
+    /// The sender (the embedded site needs it; a real site re-derives it).
+    pub sender: &'a UserId,
+    /// The thread to reply in; `None` starts (or reuses) a thread with `recipients`.
+    pub thread: Option<&'a ThreadId>,
+    /// Recipients named by the client.
+    pub recipients: &'a [UserId],
+    /// The text as the client sent it.
+    pub text: &'a str,
+    /// The client's idempotency key, if any.
+    pub client_message_id: Option<&'a ClientMessageId>,
+    /// When an earlier attempt was recorded as unconfirmed (Unix seconds), if one was.
+    pub unconfirmed_since: Option<i64>,
+}
+
+impl<'a> SendRequest<'a> {
+    /// A reply from `sender` in `thread`, with no key and no earlier attempt.
+    pub fn reply(
+        credential: Option<&'a Credential>,
+        sender: &'a UserId,
+        thread: &'a ThreadId,
+        text: &'a str,
+    ) -> Self {
+        Self {
+            credential,
+            sender,
+            thread: Some(thread),
+            recipients: &[],
+            text,
+            client_message_id: None,
+            unconfirmed_since: None,
+        }
+    }
+
+    /// A message from `sender` to `recipients` in a new (or reused) thread, with no key
+    /// and no earlier attempt.
+    pub fn new_thread(
+        credential: Option<&'a Credential>,
+        sender: &'a UserId,
+        recipients: &'a [UserId],
+        text: &'a str,
+    ) -> Self {
+        Self {
+            credential,
+            sender,
+            thread: None,
+            recipients,
+            text,
+            client_message_id: None,
+            unconfirmed_since: None,
+        }
+    }
+}
 
 /// The site, as bbrt needs it. Implemented by [`HttpBuddyBoss`] (a real BuddyBoss site)
 /// and [`MemoryBuddyBoss`] (the embedded development site).
@@ -151,84 +216,13 @@ pub trait BuddyBoss: Send + Sync + 'static {
         join: bool,
     ) -> Result<ThreadInfo, BuddyBossError>;
 
-    /// Stores `text` from `sender`: a reply in `thread`, or, without one, a new thread
-    /// with `recipients` (BuddyBoss reuses an existing thread with the same participants).
-    async fn send(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-    ) -> Result<StoredMessage, BuddyBossError>;
-
-    /// Stores `text` for a send that may carry the client's idempotency key
-    /// (`client_message_id`) and may follow an earlier attempt whose outcome is unknown
-    /// (`unconfirmed_since`); what [`perform`] calls. The default ignores the key and calls
-    /// [`BuddyBoss::send_again`] or [`BuddyBoss::send`]; [`HttpBuddyBoss`] posts to bbrt's
-    /// companion plugin with the key when the site has it.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_with_key(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        client_message_id: Option<&ClientMessageId>,
-        unconfirmed_since: Option<i64>,
-    ) -> Result<StoredMessage, BuddyBossError> {
-        let _ = client_message_id;
-        match unconfirmed_since {
-            Some(since) => {
-                self.send_again(credential, sender, thread, recipients, text, since)
-                    .await
-            }
-            None => {
-                self.send(credential, sender, thread, recipients, text)
-                    .await
-            }
-        }
-    }
-
-    /// Stores `text` as [`BuddyBoss::send`] does, after an earlier attempt whose outcome is
-    /// unknown (recorded at `unconfirmed_since`, Unix seconds): looks for that attempt's
-    /// message first and answers it if the site stored it. The default looks back
-    /// [`RECONCILE_LOOKBACK_SECS`](bbrt_protocol::api::RECONCILE_LOOKBACK_SECS)
-    /// from `unconfirmed_since` and posts when nothing is found; [`HttpBuddyBoss`] also
-    /// waits for the site to settle before it posts again.
-    async fn send_again(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        unconfirmed_since: i64,
-    ) -> Result<StoredMessage, BuddyBossError> {
-        let since = unconfirmed_since.saturating_sub(bbrt_protocol::api::RECONCILE_LOOKBACK_SECS);
-        if let Some(found) = self
-            .find_recent(credential, sender, thread, recipients, text, since)
-            .await?
-        {
-            return Ok(found);
-        }
-        self.send(credential, sender, thread, recipients, text)
-            .await
-    }
-
-    /// The newest message from `sender` with this `text` stored at or after
-    /// `since_unix_secs`, in `thread` (or, without one, in a recent thread with
-    /// `recipients`); for reconciling a send whose outcome is unknown.
-    async fn find_recent(
-        &self,
-        credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        since_unix_secs: i64,
-    ) -> Result<Option<StoredMessage>, BuddyBossError>;
+    /// Stores `request`'s message. After an unconfirmed attempt (`unconfirmed_since`) it
+    /// looks for that attempt's message first, from
+    /// [`RECONCILE_LOOKBACK_SECS`](bbrt_protocol::api::RECONCILE_LOOKBACK_SECS) (the
+    /// embedded site) or [`Config::reconcile_window`] (a real one) before then, and
+    /// answers it if the site stored it; [`HttpBuddyBoss`] posts with the key to bbrt's
+    /// companion plugin when the site has it.
+    async fn send(&self, request: &SendRequest<'_>) -> Result<StoredMessage, BuddyBossError>;
 
     /// Marks `thread` read for `user`.
     async fn mark_read(
@@ -237,6 +231,18 @@ pub trait BuddyBoss: Send + Sync + 'static {
         user: &UserId,
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError>;
+
+    /// One page of `thread`'s history as `user` sees it, paged as BuddyBoss pages it
+    /// (see [`HistoryPage`]): the newest ten messages sent at or before `before` (RFC 3339
+    /// UTC, inclusive; `None`: the newest page), oldest first. Only a participant may read
+    /// it: anyone else, and a thread that does not exist, is [`BuddyBossError::Forbidden`].
+    async fn history(
+        &self,
+        credential: Option<&Credential>,
+        user: &UserId,
+        thread: &ThreadId,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, BuddyBossError>;
 
     /// Checks that the site can serve bbrt as configured, without a credential (see
     /// [`SiteProblem`]). The default, for a site that is not on the network: fine.
@@ -256,6 +262,8 @@ pub trait BuddyBoss: Send + Sync + 'static {
     /// Performs `request` synchronously if this site never waits (the embedded site), so
     /// the server can answer it without a task, a timer or a channel; `None` (the default,
     /// and what a site on the network answers): call [`perform`].
+    ///
+    /// A site that answers here answers every request here, exactly as [`perform`] would.
     fn perform_now(
         &self,
         request: &ApiRequest,
@@ -299,23 +307,30 @@ pub async fn perform(
             ..
         } => {
             tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            let stored = site
-                .send_with_key(
-                    credential,
-                    sender,
-                    thread.as_ref(),
-                    recipients,
-                    text,
-                    client_message_id.as_ref(),
-                    *unconfirmed_since,
-                )
-                .await;
-            stored.map(ApiResponse::Stored)
+            let request = SendRequest {
+                credential,
+                sender,
+                thread: thread.as_ref(),
+                recipients,
+                text,
+                client_message_id: client_message_id.as_ref(),
+                unconfirmed_since: *unconfirmed_since,
+            };
+            site.send(&request).await.map(ApiResponse::Stored)
         }
         ApiRequest::MarkRead { user, thread, .. } => site
             .mark_read(credential, user, thread)
             .await
             .map(|()| ApiResponse::MarkedRead),
+        ApiRequest::History {
+            user,
+            thread,
+            before,
+            ..
+        } => site
+            .history(credential, user, thread, before.as_deref())
+            .await
+            .map(ApiResponse::History),
         other => {
             return Err(SiteError::new(
                 SiteErrorKind::Protocol,

@@ -2,15 +2,16 @@
 //! configured. Not for production: it trusts whoever claims a user id.
 
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
-use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteError, SiteUser, StoredMessage, ThreadInfo};
+use bbrt_protocol::api::{
+    ApiRequest, ApiResponse, HistoryPage, SiteError, SiteUser, StoredMessage, ThreadInfo,
+};
 use bbrt_protocol::devsite::{DevSite, DevSiteError, Post, Stamp};
 use bbrt_protocol::ids::{ThreadId, UserId};
 
 use crate::time::{now_unix, rfc3339_from_unix};
-use crate::{BuddyBoss, BuddyBossError, Credential, text};
+use crate::{BuddyBoss, BuddyBossError, Credential, SendRequest, text};
 
 /// The embedded default: a development site in memory (DESIGN.md, "Embedded default"),
 /// whose rules are [`bbrt_protocol::devsite`]'s; this adds the clock, the lock and the
@@ -56,9 +57,8 @@ fn user_from_id(id: UserId) -> SiteUser {
     }
 }
 
-#[async_trait]
-impl BuddyBoss for MemoryBuddyBoss {
-    async fn verify(
+impl MemoryBuddyBoss {
+    fn verify_now(
         &self,
         credential: Option<&Credential>,
         claimed_user: Option<&UserId>,
@@ -72,9 +72,8 @@ impl BuddyBoss for MemoryBuddyBoss {
         Ok(user_from_id(user))
     }
 
-    async fn participants(
+    fn participants_now(
         &self,
-        _credential: Option<&Credential>,
         user: &UserId,
         thread: &ThreadId,
         join: bool,
@@ -82,15 +81,24 @@ impl BuddyBoss for MemoryBuddyBoss {
         Ok(self.state().site.participants(user, thread, join)?)
     }
 
-    async fn send(
-        &self,
-        _credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-    ) -> Result<StoredMessage, BuddyBossError> {
+    /// Stores the message, or after an unconfirmed attempt first answers that attempt's
+    /// message if it is here (looking back
+    /// [`RECONCILE_LOOKBACK_SECS`](bbrt_protocol::api::RECONCILE_LOOKBACK_SECS)). The key
+    /// is not needed: sends to one site in one process are never in doubt.
+    fn send_now(&self, request: &SendRequest<'_>) -> Result<StoredMessage, BuddyBossError> {
+        let post = Post {
+            sender: request.sender,
+            thread: request.thread,
+            recipients: request.recipients,
+            text: request.text,
+        };
         let mut state = self.state();
+        if let Some(since) = request.unconfirmed_since {
+            let since = since.saturating_sub(bbrt_protocol::api::RECONCILE_LOOKBACK_SECS);
+            if let Some(found) = state.site.find_recent(post, since) {
+                return Ok(found);
+            }
+        }
         let now = now_unix();
         if state.last_sent_at.0 != now || state.last_sent_at.1.is_empty() {
             state.last_sent_at = (now, rfc3339_from_unix(now));
@@ -98,33 +106,49 @@ impl BuddyBoss for MemoryBuddyBoss {
         let stamp = Stamp {
             unix_secs: now,
             sent_at: state.last_sent_at.1.clone(),
-            html: Some(format!("<p>{}</p>", text::escape_html(text))),
-        };
-        let post = Post {
-            sender,
-            thread,
-            recipients,
-            text,
+            html: Some(format!("<p>{}</p>", text::escape_html(request.text))),
         };
         Ok(state.site.send(post, stamp)?)
     }
 
-    async fn find_recent(
+    fn mark_read_now(&self, user: &UserId, thread: &ThreadId) -> Result<(), BuddyBossError> {
+        Ok(self.state().site.mark_read(user, thread)?)
+    }
+
+    fn history_now(
+        &self,
+        user: &UserId,
+        thread: &ThreadId,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, BuddyBossError> {
+        Ok(self.state().site.history(user, thread, before)?)
+    }
+}
+
+// Every method answers at once; `perform_now` is the path the server takes.
+#[async_trait]
+impl BuddyBoss for MemoryBuddyBoss {
+    async fn verify(
+        &self,
+        credential: Option<&Credential>,
+        claimed_user: Option<&UserId>,
+        current_user: Option<&UserId>,
+    ) -> Result<SiteUser, BuddyBossError> {
+        self.verify_now(credential, claimed_user, current_user)
+    }
+
+    async fn participants(
         &self,
         _credential: Option<&Credential>,
-        sender: &UserId,
-        thread: Option<&ThreadId>,
-        recipients: &[UserId],
-        text: &str,
-        since_unix_secs: i64,
-    ) -> Result<Option<StoredMessage>, BuddyBossError> {
-        let post = Post {
-            sender,
-            thread,
-            recipients,
-            text,
-        };
-        Ok(self.state().site.find_recent(post, since_unix_secs))
+        user: &UserId,
+        thread: &ThreadId,
+        join: bool,
+    ) -> Result<ThreadInfo, BuddyBossError> {
+        self.participants_now(user, thread, join)
+    }
+
+    async fn send(&self, request: &SendRequest<'_>) -> Result<StoredMessage, BuddyBossError> {
+        self.send_now(request)
     }
 
     async fn mark_read(
@@ -133,7 +157,17 @@ impl BuddyBoss for MemoryBuddyBoss {
         user: &UserId,
         thread: &ThreadId,
     ) -> Result<(), BuddyBossError> {
-        Ok(self.state().site.mark_read(user, thread)?)
+        self.mark_read_now(user, thread)
+    }
+
+    async fn history(
+        &self,
+        _credential: Option<&Credential>,
+        user: &UserId,
+        thread: &ThreadId,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, BuddyBossError> {
+        self.history_now(user, thread, before)
     }
 
     fn perform_now(
@@ -141,14 +175,52 @@ impl BuddyBoss for MemoryBuddyBoss {
         request: &ApiRequest,
         credential: Option<&Credential>,
     ) -> Option<Result<ApiResponse, SiteError>> {
-        // Every method above completes at its first poll: it never awaits.
-        let mut answer = std::pin::pin!(crate::perform(self, request, credential));
-        match answer
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => None,
-        }
+        let answer = match request {
+            ApiRequest::Verify {
+                claimed_user,
+                current_user,
+                ..
+            } => self
+                .verify_now(credential, claimed_user.as_ref(), current_user.as_ref())
+                .map(ApiResponse::User),
+            ApiRequest::Participants {
+                user, thread, join, ..
+            } => self
+                .participants_now(user, thread, *join)
+                .map(ApiResponse::Participants),
+            ApiRequest::Send {
+                sender,
+                thread,
+                recipients,
+                text,
+                client_message_id,
+                unconfirmed_since,
+                ..
+            } => self
+                .send_now(&SendRequest {
+                    credential,
+                    sender,
+                    thread: thread.as_ref(),
+                    recipients,
+                    text,
+                    client_message_id: client_message_id.as_ref(),
+                    unconfirmed_since: *unconfirmed_since,
+                })
+                .map(ApiResponse::Stored),
+            ApiRequest::MarkRead { user, thread, .. } => self
+                .mark_read_now(user, thread)
+                .map(|()| ApiResponse::MarkedRead),
+            ApiRequest::History {
+                user,
+                thread,
+                before,
+                ..
+            } => self
+                .history_now(user, thread, before.as_deref())
+                .map(ApiResponse::History),
+            // A request this site does not know: `perform` answers it as any site would.
+            _ => return None,
+        };
+        Some(answer.map_err(SiteError::from))
     }
 }

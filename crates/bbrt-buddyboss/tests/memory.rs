@@ -2,7 +2,7 @@
 
 mod common;
 
-use bbrt_buddyboss::{BuddyBoss, Credential, MemoryBuddyBoss, perform};
+use bbrt_buddyboss::{BuddyBoss, Credential, MemoryBuddyBoss, SendRequest, perform};
 use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteErrorKind};
 use common::{thread, user};
 
@@ -108,13 +108,15 @@ async fn a_first_message_creates_the_thread_with_sender_and_recipients() {
     let site = MemoryBuddyBoss::new();
     let t = thread("THREAD_ID");
     let m = site
-        .send(
-            Some(&Credential::bearer("YOUR_API_TOKEN")),
-            &user("USER_ID"),
-            Some(&t),
-            &[user("RECIPIENT_ID")],
-            "Hello <b>& bye",
-        )
+        .send(&SendRequest {
+            recipients: &[user("RECIPIENT_ID")],
+            ..SendRequest::reply(
+                Some(&Credential::bearer("YOUR_API_TOKEN")),
+                &user("USER_ID"),
+                &t,
+                "Hello <b>& bye",
+            )
+        })
         .await
         .expect("stored");
     assert_eq!(m.id.as_str(), "1");
@@ -145,12 +147,15 @@ async fn a_non_participant_who_sends_to_an_existing_thread_joins_it() {
         .await
         .expect("created");
     let m = site
-        .send(None, &user("b"), Some(&t), &[user("c")], "hi")
+        .send(&SendRequest {
+            recipients: &[user("c")],
+            ..SendRequest::reply(None, &user("b"), &t, "hi")
+        })
         .await
         .expect("stored");
     assert_eq!(m.participants, vec![user("a"), user("b"), user("c")]);
     let m2 = site
-        .send(None, &user("a"), Some(&t), &[], "again")
+        .send(&SendRequest::reply(None, &user("a"), &t, "again"))
         .await
         .expect("stored");
     assert_eq!(m2.id.as_str(), "2", "message ids count up");
@@ -165,22 +170,37 @@ async fn messages_without_a_thread_start_or_reuse_one() {
         .await
         .expect("created");
     let m = site
-        .send(None, &user("a"), None, &[user("b")], "hi")
+        .send(&SendRequest::new_thread(
+            None,
+            &user("a"),
+            &[user("b")],
+            "hi",
+        ))
         .await
         .expect("stored");
     assert_eq!(m.thread.as_str(), "2");
     let again = site
-        .send(None, &user("b"), None, &[user("a")], "hi back")
+        .send(&SendRequest::new_thread(
+            None,
+            &user("b"),
+            &[user("a")],
+            "hi back",
+        ))
         .await
         .expect("stored");
     assert_eq!(again.thread, m.thread, "the same pair reuses its thread");
     let group = site
-        .send(None, &user("a"), None, &[user("b"), user("c")], "all")
+        .send(&SendRequest::new_thread(
+            None,
+            &user("a"),
+            &[user("b"), user("c")],
+            "all",
+        ))
         .await
         .expect("stored");
     assert_eq!(group.thread.as_str(), "3");
     let e = site
-        .send(None, &user("a"), None, &[], "to nobody")
+        .send(&SendRequest::new_thread(None, &user("a"), &[], "to nobody"))
         .await
         .expect_err("no recipients");
     assert_eq!(
@@ -188,7 +208,7 @@ async fn messages_without_a_thread_start_or_reuse_one() {
         (SiteErrorKind::Invalid, "bp_rest_empty_recipients")
     );
     let e = site
-        .send(None, &user("a"), Some(&m.thread), &[], "  ")
+        .send(&SendRequest::reply(None, &user("a"), &m.thread, "  "))
         .await
         .expect_err("empty");
     assert_eq!(
@@ -222,37 +242,52 @@ async fn mark_read_needs_a_participant() {
     assert_eq!(e.kind(), SiteErrorKind::Forbidden);
 }
 
+/// An earlier attempt that ended unconfirmed, recorded at the epoch.
+fn retry(request: SendRequest<'_>) -> SendRequest<'_> {
+    SendRequest {
+        unconfirmed_since: Some(0),
+        ..request
+    }
+}
+
+/// A retry after an unconfirmed attempt answers the stored message instead of storing
+/// another: same sender and text, in the thread or the pair's thread, recent enough.
 #[tokio::test]
-async fn find_recent_finds_a_stored_message() {
+async fn a_retry_finds_a_stored_message() {
     let site = MemoryBuddyBoss::new();
+    let (a, b) = (user("a"), user("b"));
+    let to_b = std::slice::from_ref(&b);
     let m = site
-        .send(None, &user("a"), None, &[user("b")], "hi")
+        .send(&SendRequest::new_thread(None, &a, to_b, "hi"))
         .await
         .expect("stored");
     let found = site
-        .find_recent(None, &user("a"), Some(&m.thread), &[], "hi", 0)
+        .send(&retry(SendRequest::reply(None, &a, &m.thread, "hi")))
         .await
-        .expect("ok");
-    assert_eq!(found.as_ref().map(|f| &f.id), Some(&m.id));
+        .expect("found");
     // The whole message comes back, participants included (history keeps them once).
-    assert_eq!(found.as_ref(), Some(&m));
+    assert_eq!(found, m);
     let found = site
-        .find_recent(None, &user("a"), None, &[user("b")], "hi", 0)
+        .send(&retry(SendRequest::new_thread(None, &a, to_b, "hi")))
         .await
-        .expect("ok");
-    assert_eq!(found.map(|f| f.id), Some(m.id));
-    assert!(
-        site.find_recent(None, &user("b"), None, &[user("a")], "hi", 0)
-            .await
-            .expect("ok")
-            .is_none()
-    );
-    assert!(
-        site.find_recent(None, &user("a"), None, &[user("b")], "hi", i64::MAX)
-            .await
-            .expect("ok")
-            .is_none()
-    );
+        .expect("found");
+    assert_eq!(found.id, m.id);
+    let bs = site
+        .send(&retry(SendRequest::new_thread(
+            None,
+            &b,
+            std::slice::from_ref(&a),
+            "hi",
+        )))
+        .await
+        .expect("stored");
+    assert_ne!(bs.id, m.id, "not b's: stored anew");
+    let late = SendRequest {
+        unconfirmed_since: Some(i64::MAX),
+        ..SendRequest::new_thread(None, &a, to_b, "hi")
+    };
+    let late = site.send(&late).await.expect("stored");
+    assert_ne!(late.id, m.id, "recorded long after it: stored anew");
 }
 
 /// The seed's example flow, as the server's executor would run it through `perform`.

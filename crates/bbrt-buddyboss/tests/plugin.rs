@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bbrt_buddyboss::fake::{FakeSite, Fault};
-use bbrt_buddyboss::{BuddyBoss, Credential, HttpBuddyBoss};
+use bbrt_buddyboss::{BuddyBoss, Credential, HttpBuddyBoss, SendRequest};
 use bbrt_protocol::api::SiteErrorKind;
 use bbrt_protocol::ids::ClientMessageId;
 use common::{client_at, seeded, thread, user};
@@ -40,15 +40,11 @@ async fn send(
     k: Option<&ClientMessageId>,
     unconfirmed_since: Option<i64>,
 ) -> Result<bbrt_protocol::api::StoredMessage, bbrt_buddyboss::BuddyBossError> {
-    bb.send_with_key(
-        Some(&alice()),
-        &user("2"),
-        Some(&thread(&t.to_string())),
-        &[],
-        text,
-        k,
+    bb.send(&SendRequest {
+        client_message_id: k,
         unconfirmed_since,
-    )
+        ..SendRequest::reply(Some(&alice()), &user("2"), &thread(&t.to_string()), text)
+    })
     .await
 }
 

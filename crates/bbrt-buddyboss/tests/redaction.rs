@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bbrt_buddyboss::fake::Fault;
-use bbrt_buddyboss::{BuddyBoss, Credential, perform};
+use bbrt_buddyboss::{BuddyBoss, Credential, SendRequest, perform};
 use bbrt_protocol::api::ApiRequest;
 use common::{client_at, seeded, thread, user};
 
@@ -63,7 +63,12 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
             bb.participants(Some(c), &user("2"), &tid, false).await
         ));
         match bb
-            .send(Some(c), &user("2"), Some(&tid), &[], "hello again")
+            .send_unkeyed(&SendRequest::reply(
+                Some(c),
+                &user("2"),
+                &tid,
+                "hello again",
+            ))
             .await
         {
             Ok(m) => printed.push(format!("{m:?}")),
@@ -76,20 +81,24 @@ async fn secrets_never_reach_logs_errors_or_debug_output() {
     site.inject(Fault::StoreThenHang, 1);
     printed.push(format!(
         "{:?}",
-        bb.send(
+        bb.send_unkeyed(&SendRequest::reply(
             Some(&credentials[0]),
             &user("2"),
-            Some(&tid),
-            &[],
+            &tid,
             "reconciled"
-        )
+        ))
         .await
     ));
     site.inject(Fault::Hang, 1);
     printed.push(format!(
         "{:?}",
-        bb.send(Some(&credentials[1]), &user("2"), Some(&tid), &[], "lost")
-            .await
+        bb.send_unkeyed(&SendRequest::reply(
+            Some(&credentials[1]),
+            &user("2"),
+            &tid,
+            "lost"
+        ))
+        .await
     ));
     let request = ApiRequest::Verify {
         credential: None,

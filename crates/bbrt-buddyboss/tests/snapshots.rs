@@ -3,7 +3,7 @@
 
 mod common;
 
-use bbrt_buddyboss::{BuddyBoss, Credential};
+use bbrt_buddyboss::{BuddyBoss, Credential, SendRequest};
 use common::{client, client_at, seeded, thread, user};
 
 #[tokio::test]
@@ -14,36 +14,35 @@ async fn requests_bbrt_sends() {
     let bob = Credential::bearer("bob-token");
     bb.verify(Some(&alice), None, None).await.expect("verified");
     let first = bb
-        .send(
+        .send_unkeyed(&SendRequest::new_thread(
             Some(&alice),
             &user("2"),
-            None,
             &[user("3")],
             "Hi Bob, this is Alice.",
-        )
+        ))
         .await
         .expect("stored");
     bb.participants(Some(&bob), &user("3"), &first.thread, true)
         .await
         .expect("bob is in");
-    bb.send(
+    bb.send_unkeyed(&SendRequest::reply(
         Some(&bob),
         &user("3"),
-        Some(&first.thread),
-        &[],
+        &first.thread,
         "Reply from Bob.",
-    )
+    ))
     .await
     .expect("stored");
     bb.mark_read(Some(&bob), &user("3"), &first.thread)
         .await
         .expect("read");
     bb.find_recent(
-        Some(&alice),
-        &user("2"),
-        None,
-        &[user("3")],
-        "Hi Bob, this is Alice.",
+        &SendRequest::new_thread(
+            Some(&alice),
+            &user("2"),
+            &[user("3")],
+            "Hi Bob, this is Alice.",
+        ),
         0,
     )
     .await

@@ -73,18 +73,22 @@ pub enum ApiRequest {
         /// The thread.
         thread: ThreadId,
     },
-    /// One page of a thread's history as the credential's user sees it, newest first:
-    /// messages sent at or before `before` (an RFC 3339 site date, inclusive; `None`: the
-    /// newest). The site pages by the second, so the caller asks again with the oldest
-    /// date it saw and drops the ids it already has.
+    /// One page of a thread's history as the credential's user sees it (BuddyBoss's
+    /// `GET /buddyboss/v1/messages/{id}`): the newest page of messages sent at or before
+    /// `before`, for catching a client up past what bbrt still holds.
+    ///
+    /// BuddyBoss pages by the second, so a caller walking back pages with
+    /// [`HistoryPage::older_cursor`] (inclusive), deduplicates by id, and treats a page
+    /// that [`HistoryPage::is_one_second`] as the end of what it can page through.
     History {
-        /// The reader's credential (`None`: see [`ApiRequest::Participants`]).
+        /// The reader's own credential (`None`: see [`ApiRequest::Participants`]).
         credential: Option<CredentialId>,
-        /// The reader.
+        /// The reader (the embedded site needs it; a real site re-derives it).
         user: UserId,
         /// The thread.
         thread: ThreadId,
-        /// Messages sent at or before this date.
+        /// RFC 3339 UTC (`2026-11-25T00:48:52Z`), inclusive: messages with
+        /// `date_sent <= before`. `None`: the newest page.
         before: Option<String>,
     },
 }
@@ -105,15 +109,24 @@ impl ApiRequest {
         }
     }
 
+    /// Every request's short stable name, in [`ApiRequest::index`] order: the one list
+    /// metrics and logs label requests from.
+    pub const NAMES: [&'static str; 5] = ["verify", "participants", "send", "mark_read", "history"];
+
+    /// This request's position in [`ApiRequest::NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Verify { .. } => 0,
+            Self::Participants { .. } => 1,
+            Self::Send { .. } => 2,
+            Self::MarkRead { .. } => 3,
+            Self::History { .. } => 4,
+        }
+    }
+
     /// A short stable name, for metrics and logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Verify { .. } => "verify",
-            Self::Participants { .. } => "participants",
-            Self::Send { .. } => "send",
-            Self::MarkRead { .. } => "mark_read",
-            Self::History { .. } => "history",
-        }
+        Self::NAMES[self.index()]
     }
 }
 
@@ -133,13 +146,52 @@ pub enum ApiResponse {
     History(HistoryPage),
 }
 
-/// One page of a thread's history.
+/// Messages BuddyBoss lists per history page (`bp_messages_default_per_page`).
+pub const HISTORY_PAGE_SIZE: usize = 10;
+
+/// One page of a thread's history, as BuddyBoss pages it (reference §1.2, §1.8): the
+/// newest [`HISTORY_PAGE_SIZE`] messages with `date_sent <= before`, oldest first.
+///
+/// BuddyBoss's own cursor (`next_messages_timestamp`, here [`HistoryPage::next_before`])
+/// is the oldest message's date minus one second, so the messages that share that second
+/// but did not fit on the page are never listed by it. Page with
+/// [`HistoryPage::older_cursor`] instead (the oldest date, inclusive) and drop the ids
+/// already seen; a full page whose messages all share one second cannot be paged past
+/// without losing some ([`HistoryPage::is_one_second`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPage {
-    /// The page's messages, oldest to newest.
+    /// Oldest → newest, as BuddyBoss lists them. `participants` is empty on each (the
+    /// page is one thread's; [`ApiRequest::Participants`] answers who is in it).
     pub messages: Vec<StoredMessage>,
-    /// Where the next (older) page starts, if there is one.
+    /// BuddyBoss's `next_messages_timestamp` as RFC 3339 UTC: the oldest message's date
+    /// minus one second when the page is full, `None` when BuddyBoss gave `""` (the page
+    /// is not full: nothing older).
     pub next_before: Option<String>,
+}
+
+impl HistoryPage {
+    /// Where the next older page starts: the oldest date on this one, to send as
+    /// `before` (inclusive, so the messages of that second not on this page are listed,
+    /// with some seen ones to drop by id); `None` when there is no older page.
+    pub fn older_cursor(&self) -> Option<&str> {
+        self.next_before.as_ref()?;
+        self.messages.first().map(|m| m.sent_at.as_str())
+    }
+
+    /// Whether this is a full page whose messages all share one second: paging on from
+    /// it with [`HistoryPage::older_cursor`] answers the same page, and with
+    /// [`HistoryPage::next_before`] skips the rest of that second, so a caller reports
+    /// what it gathered as incomplete.
+    pub fn is_one_second(&self) -> bool {
+        match (
+            &self.next_before,
+            self.messages.first(),
+            self.messages.last(),
+        ) {
+            (Some(_), Some(oldest), Some(newest)) => oldest.sent_at == newest.sent_at,
+            _ => false,
+        }
+    }
 }
 
 /// A user as the site verified them.
@@ -266,3 +318,64 @@ impl fmt::Display for SiteError {
 }
 
 impl std::error::Error for SiteError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, sent_at: &str) -> StoredMessage {
+        StoredMessage {
+            id: MessageId::new(id).expect("a valid id"),
+            thread: ThreadId::new("1").expect("a valid id"),
+            sender: UserId::new("2").expect("a valid id"),
+            text: "hi".into(),
+            html: None,
+            sent_at: sent_at.into(),
+            participants: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_history_page_pages_on_from_its_oldest_date() {
+        let full = HistoryPage {
+            messages: vec![
+                message("3", "2026-11-25T00:48:50Z"),
+                message("4", "2026-11-25T00:48:52Z"),
+            ],
+            next_before: Some("2026-11-25T00:48:49Z".into()),
+        };
+        assert_eq!(full.older_cursor(), Some("2026-11-25T00:48:50Z"));
+        assert!(!full.is_one_second());
+        let last = HistoryPage {
+            next_before: None,
+            ..full.clone()
+        };
+        assert_eq!(last.older_cursor(), None, "nothing older");
+        assert!(!last.is_one_second());
+        let stuck = HistoryPage {
+            messages: vec![
+                message("3", "2026-11-25T00:48:52Z"),
+                message("4", "2026-11-25T00:48:52Z"),
+            ],
+            next_before: Some("2026-11-25T00:48:51Z".into()),
+        };
+        assert!(stuck.is_one_second());
+        let empty = HistoryPage {
+            messages: Vec::new(),
+            next_before: None,
+        };
+        assert_eq!((empty.older_cursor(), empty.is_one_second()), (None, false));
+    }
+
+    #[test]
+    fn a_history_request_names_itself_and_its_credential() {
+        let request = ApiRequest::History {
+            credential: Some(CredentialId(7)),
+            user: UserId::new("2").expect("a valid id"),
+            thread: ThreadId::new("1").expect("a valid id"),
+            before: None,
+        };
+        assert_eq!(request.name(), "history");
+        assert_eq!(request.credential(), Some(CredentialId(7)));
+    }
+}

@@ -13,13 +13,19 @@
 //! - Message ids count up from 1; new threads get numeric ids (skipping ids a client
 //!   already used).
 //! - Only the newest [`HISTORY`] messages of a thread are kept (enough to reconcile a
-//!   send), so memory stays flat however long it runs.
+//!   send and to catch a client up a little), so memory stays flat however long it runs.
+//! - A thread's history is paged as BuddyBoss pages it ([`DevSite::history`]): the newest
+//!   [`HISTORY_PAGE_SIZE`] messages sent at or before `before`, oldest first, with
+//!   BuddyBoss's one-second cursor. Older messages than the kept ones are gone: the last
+//!   page is then simply not full, as the thread's first page would be.
 //!
 //! The clock and the rendering are the caller's: a send takes its time and its HTML.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::api::{SiteError, SiteErrorKind, StoredMessage, ThreadInfo};
+use crate::api::{
+    HISTORY_PAGE_SIZE, HistoryPage, SiteError, SiteErrorKind, StoredMessage, ThreadInfo,
+};
 use crate::ids::{MessageId, ThreadId, UserId};
 
 /// Messages kept per thread: the site only needs recent ones (for reconciliation), and a
@@ -42,6 +48,8 @@ pub enum DevSiteError {
     EmptyMessage,
     /// A new thread with no recipient.
     NoRecipients,
+    /// A history `before` that is not a UTC date.
+    InvalidBefore,
 }
 
 impl DevSiteError {
@@ -53,6 +61,7 @@ impl DevSiteError {
             Self::Forbidden => "bp_rest_authorization_required",
             Self::EmptyMessage => "bp_rest_messages_empty_message",
             Self::NoRecipients => "bp_rest_empty_recipients",
+            Self::InvalidBefore => "rest_invalid_param",
         }
     }
 
@@ -65,6 +74,7 @@ impl DevSiteError {
             Self::Forbidden => "Sorry, you are not allowed to see this thread.",
             Self::EmptyMessage => "Sorry, Your message cannot be empty.",
             Self::NoRecipients => "Please, enter recipients user IDs.",
+            Self::InvalidBefore => "Invalid parameter(s): before",
         }
     }
 
@@ -76,7 +86,7 @@ impl DevSiteError {
             }
             Self::Forbidden => SiteErrorKind::Forbidden,
             Self::EmptyMessage => SiteErrorKind::EmptyMessage,
-            Self::NoRecipients => SiteErrorKind::Invalid,
+            Self::NoRecipients | Self::InvalidBefore => SiteErrorKind::Invalid,
         }
     }
 }
@@ -290,6 +300,46 @@ impl DevSite {
         }
     }
 
+    /// One page of `thread`'s history as `user` sees it, paged as BuddyBoss pages it
+    /// (reference §1.2, §1.8): the newest [`HISTORY_PAGE_SIZE`] messages sent at or before
+    /// `before` (RFC 3339 UTC, inclusive; `None`: now), oldest first; when the page is
+    /// full, `next_before` is its oldest message's time minus one second. Only a
+    /// participant may read it.
+    pub fn history(
+        &self,
+        user: &UserId,
+        thread: &ThreadId,
+        before: Option<&str>,
+    ) -> Result<HistoryPage, DevSiteError> {
+        let before = match before {
+            Some(b) => Some(crate::utc::parse_utc(b).ok_or(DevSiteError::InvalidBefore)?),
+            None => None,
+        };
+        let t = match self.threads.get(thread) {
+            Some(t) if t.participants.contains(user) => t,
+            _ => return Err(DevSiteError::Forbidden),
+        };
+        // Kept in the order they were stored, which is `date_sent` order.
+        let mut page: Vec<&(StoredMessage, i64)> = t
+            .messages
+            .iter()
+            .rev()
+            .filter(|(_, at)| before.is_none_or(|b| *at <= b))
+            .take(HISTORY_PAGE_SIZE)
+            .collect();
+        page.reverse();
+        let next_before = match page.first() {
+            Some((_, oldest)) if page.len() == HISTORY_PAGE_SIZE => {
+                Some(crate::utc::rfc3339_from_unix(oldest - 1))
+            }
+            _ => None,
+        };
+        Ok(HistoryPage {
+            messages: page.into_iter().map(|(m, _)| m.clone()).collect(),
+            next_before,
+        })
+    }
+
     /// Marks `thread` read for `user`: only a participant may.
     pub fn mark_read(&self, user: &UserId, thread: &ThreadId) -> Result<(), DevSiteError> {
         match self.threads.get(thread) {
@@ -469,6 +519,136 @@ mod tests {
             None,
             "beyond the history"
         );
+    }
+
+    /// Stores one message from alice in `t` per entry of `secs` (its Unix second).
+    fn fill(site: &mut DevSite, t: &ThreadId, secs: &[i64]) -> Vec<MessageId> {
+        let (alice, bob) = (user("alice"), user("bob"));
+        secs.iter()
+            .map(|&at| {
+                let stamp = Stamp {
+                    unix_secs: at,
+                    sent_at: crate::utc::rfc3339_from_unix(at),
+                    html: None,
+                };
+                let to = std::slice::from_ref(&bob);
+                site.send(post(&alice, Some(t), to), stamp)
+                    .expect("stored")
+                    .id
+            })
+            .collect()
+    }
+
+    fn ids(page: &HistoryPage) -> Vec<&str> {
+        page.messages.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    #[test]
+    fn history_pages_back_ten_at_a_time_oldest_first() {
+        let mut site = DevSite::new();
+        let t1 = thread("t1");
+        // 25 messages, one per second from 1000.
+        let all = fill(&mut site, &t1, &(1000..1025).collect::<Vec<_>>());
+        let newest = site.history(&user("bob"), &t1, None).expect("a member");
+        assert_eq!(
+            ids(&newest),
+            all[15..].iter().map(MessageId::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(newest.messages[0].participants, Vec::<UserId>::new());
+        assert_eq!(
+            newest.next_before.as_deref(),
+            Some(crate::utc::rfc3339_from_unix(1014).as_str()),
+            "the oldest date minus one second"
+        );
+        assert_eq!(
+            newest.older_cursor(),
+            Some(newest.messages[0].sent_at.as_str())
+        );
+        let middle = site
+            .history(&user("bob"), &t1, newest.next_before.as_deref())
+            .expect("a member");
+        assert_eq!(
+            ids(&middle),
+            all[5..15].iter().map(MessageId::as_str).collect::<Vec<_>>()
+        );
+        let last = site
+            .history(&user("bob"), &t1, middle.next_before.as_deref())
+            .expect("a member");
+        assert_eq!(
+            ids(&last),
+            all[..5].iter().map(MessageId::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(last.next_before, None, "not full: nothing older");
+        // Inclusive: `before` equal to a message's date lists it.
+        let at = site
+            .history(
+                &user("bob"),
+                &t1,
+                Some(&crate::utc::rfc3339_from_unix(1003)),
+            )
+            .expect("a member");
+        assert_eq!(
+            ids(&at),
+            all[..4].iter().map(MessageId::as_str).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn history_skips_the_rest_of_a_boundary_second_as_buddyboss_does() {
+        let mut site = DevSite::new();
+        let t1 = thread("t1");
+        // 3 messages in second 100, then 9 in second 101: the newest page holds 1 of
+        // second 100's, and BuddyBoss's cursor (99) skips its other 2.
+        let mut secs = vec![100; 3];
+        secs.extend([101; 9]);
+        let all = fill(&mut site, &t1, &secs);
+        let bob = user("bob");
+        let newest = site.history(&bob, &t1, None).expect("a member");
+        assert_eq!(ids(&newest)[0], all[2].as_str());
+        let skipped = site
+            .history(&bob, &t1, newest.next_before.as_deref())
+            .expect("a member");
+        assert!(
+            skipped.messages.is_empty(),
+            "second 100's first two are skipped"
+        );
+        let inclusive = site
+            .history(&bob, &t1, newest.older_cursor())
+            .expect("a member");
+        assert_eq!(
+            ids(&inclusive),
+            vec![all[0].as_str(), all[1].as_str(), all[2].as_str()]
+        );
+        assert!(!newest.is_one_second());
+        // Ten in one second: a full page of one second, which no cursor pages past.
+        let t2 = thread("t2");
+        fill(&mut site, &t2, &[200; 11]);
+        let stuck = site.history(&bob, &t2, None).expect("a member");
+        assert!(stuck.is_one_second());
+        let again = site
+            .history(&bob, &t2, stuck.older_cursor())
+            .expect("a member");
+        assert_eq!(again, stuck, "the same page again");
+    }
+
+    #[test]
+    fn history_is_for_members_with_a_utc_date() {
+        let mut site = DevSite::new();
+        let t1 = thread("t1");
+        fill(&mut site, &t1, &[100]);
+        assert_eq!(
+            site.history(&user("carol"), &t1, None),
+            Err(DevSiteError::Forbidden)
+        );
+        assert_eq!(
+            site.history(&user("bob"), &thread("nope"), None),
+            Err(DevSiteError::Forbidden)
+        );
+        assert_eq!(
+            site.history(&user("bob"), &t1, Some("yesterday")),
+            Err(DevSiteError::InvalidBefore)
+        );
+        assert_eq!(DevSiteError::InvalidBefore.kind(), SiteErrorKind::Invalid);
     }
 
     #[test]

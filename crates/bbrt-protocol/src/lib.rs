@@ -18,6 +18,7 @@ pub mod hub;
 pub mod ids;
 pub mod secret;
 pub mod site_event;
+pub mod utc;
 pub mod wire;
 
 pub use crate::hub::{Hub, HubConfig, Input, Output};

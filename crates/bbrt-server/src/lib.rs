@@ -44,7 +44,6 @@ pub mod ice;
 pub mod metrics;
 mod node;
 mod outbox;
-pub mod recovery_config;
 mod server;
 pub mod site_events;
 mod site_health;

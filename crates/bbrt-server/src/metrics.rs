@@ -9,38 +9,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use bbrt_protocol::ClientMessage;
+use bbrt_protocol::api::ApiRequest;
 use bbrt_protocol::hub::HubStats;
+use bbrt_protocol::{ClientMessage, ServerMessage};
 
 use crate::site_events::SiteEventRefusal;
 use bbrt_protocol::site_event::SITE_API_TYPES;
-
-/// Server frame types counted by name (anything else is `other`).
-const SERVER_KINDS: [&str; 20] = [
-    "user_connected",
-    "user_disconnected",
-    "message",
-    "typing",
-    "call_initiated",
-    "offer",
-    "answer",
-    "ice-candidate",
-    "call_accepted",
-    "call_ended",
-    "read",
-    "deleted",
-    "thread_deleted",
-    "thread_left",
-    "joined",
-    "ack",
-    "pong",
-    "ice_servers",
-    "resumed",
-    "error",
-];
-
-/// Site request names ([`bbrt_protocol::api::ApiRequest::name`]).
-const SITE_REQUESTS: [&str; 5] = ["verify", "participants", "send", "mark_read", "history"];
 
 /// Upper bounds of the site latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -152,13 +126,13 @@ pub struct Metrics {
     /// Client frames by type: `ClientMessage::KINDS`, then unknown/invalid, then binary.
     frames_in: [AtomicU64; ClientMessage::KINDS.len() + 2],
     pub(crate) bytes_in: AtomicU64,
-    /// Server frames by type (`SERVER_KINDS`, then other), counted per recipient.
-    frames_out: [AtomicU64; SERVER_KINDS.len() + 1],
+    /// Server frames by type (`ServerMessage::KINDS`, then other), counted per recipient.
+    frames_out: [AtomicU64; ServerMessage::KINDS.len() + 1],
     pub(crate) deliveries: AtomicU64,
     pub(crate) frames_written: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) writes: AtomicU64,
-    site: [Histogram; SITE_REQUESTS.len()],
+    site: [Histogram; ApiRequest::NAMES.len()],
     site_errors: Mutex<BTreeMap<(&'static str, String), u64>>,
     pub(crate) coord_requests: AtomicU64,
     pub(crate) hub_inputs: AtomicU64,
@@ -254,14 +228,15 @@ impl Metrics {
     pub(crate) fn frame_out(&self, frame: &[u8], recipients: usize) {
         let kind = frame_type(frame);
         let i = kind
-            .and_then(|k| SERVER_KINDS.iter().position(|x| *x == k))
-            .unwrap_or(SERVER_KINDS.len());
+            .and_then(|k| ServerMessage::KINDS.iter().position(|x| *x == k))
+            .unwrap_or(ServerMessage::KINDS.len());
         self.frames_out[i].fetch_add(recipients as u64, Relaxed);
         self.deliveries.fetch_add(recipients as u64, Relaxed);
     }
 
-    pub(crate) fn site_request(&self, name: &str, took: Duration, error: Option<&str>) {
-        let i = SITE_REQUESTS.iter().position(|x| *x == name).unwrap_or(0);
+    /// Counts a site request by its kind (a request, so no name can be miscounted).
+    pub(crate) fn site_request(&self, request: &ApiRequest, took: Duration, error: Option<&str>) {
+        let i = request.index();
         let h = &self.site[i];
         let secs = took.as_secs_f64();
         if let Some(b) = LATENCY_BUCKETS.iter().position(|le| secs <= *le) {
@@ -271,7 +246,7 @@ impl Metrics {
         h.sum_micros
             .fetch_add(took.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
         if let Some(code) = error {
-            let name = SITE_REQUESTS[i];
+            let name = ApiRequest::NAMES[i];
             let mut map = self
                 .site_errors
                 .lock()
@@ -593,7 +568,11 @@ impl Metrics {
             "Server frames queued, by type, one per recipient.",
             "counter",
         );
-        for (i, k) in SERVER_KINDS.iter().chain(["other"].iter()).enumerate() {
+        for (i, k) in ServerMessage::KINDS
+            .iter()
+            .chain(["other"].iter())
+            .enumerate()
+        {
             let _ = writeln!(
                 o,
                 "bbrt_frames_out_total{{type=\"{k}\"}} {}",
@@ -671,7 +650,7 @@ impl Metrics {
             "Site request latency, by request.",
             "histogram",
         );
-        for (i, name) in SITE_REQUESTS.iter().enumerate() {
+        for (i, name) in ApiRequest::NAMES.iter().enumerate() {
             let h = &self.site[i];
             let mut cumulative = 0;
             for (b, le) in LATENCY_BUCKETS.iter().enumerate() {
@@ -755,8 +734,17 @@ mod tests {
         m.frame_in(Some("typing"));
         m.frame_in(Some("nope"));
         m.frame_out(br#"{"type":"message"}"#, 3);
+        let send = ApiRequest::Send {
+            credential: None,
+            sender: "1".parse().expect("valid"),
+            thread: None,
+            recipients: Vec::new(),
+            text: String::new(),
+            client_message_id: None,
+            unconfirmed_since: None,
+        };
         m.site_request(
-            "send",
+            &send,
             Duration::from_millis(30),
             Some("bp_rest_messages_create_failed"),
         );
@@ -779,6 +767,30 @@ mod tests {
             text.contains("\nbbrt_participant_cache_threads 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_type_and_request_has_its_own_label() {
+        let m = Metrics::default();
+        for kind in ClientMessage::KINDS {
+            m.frame_in(Some(kind));
+        }
+        for kind in ServerMessage::KINDS {
+            m.frame_out(format!(r#"{{"type":"{kind}"}}"#).as_bytes(), 1);
+        }
+        let text = m.render();
+        for kind in ClientMessage::KINDS {
+            assert!(text.contains(&format!("bbrt_frames_in_total{{type=\"{kind}\"}} 1\n")));
+        }
+        for kind in ServerMessage::KINDS {
+            assert!(text.contains(&format!("bbrt_frames_out_total{{type=\"{kind}\"}} 1\n")));
+        }
+        assert!(text.contains("bbrt_frames_in_total{type=\"unknown\"} 0\n"));
+        assert!(text.contains("bbrt_frames_out_total{type=\"other\"} 0\n"));
+        for name in ApiRequest::NAMES {
+            let line = format!("bbrt_site_request_seconds_count{{request=\"{name}\"}} 0\n");
+            assert!(text.contains(&line), "{line}");
+        }
     }
 
     #[test]

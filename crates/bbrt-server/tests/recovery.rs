@@ -106,7 +106,7 @@ async fn resume_answers_each_thread_then_acks() {
 #[tokio::test]
 async fn a_reconnect_within_the_presence_grace_is_not_broadcast() {
     let mut config = config();
-    config.recovery.presence_grace = std::time::Duration::from_secs(5);
+    config.presence_grace = std::time::Duration::from_secs(5);
     let server = Server::start(config).await;
     let mut alice = joined(&server, "alice").await;
     let bob = joined(&server, "bob").await;

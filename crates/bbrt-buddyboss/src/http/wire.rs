@@ -176,6 +176,10 @@ pub(crate) struct ThreadJson {
     pub(crate) recipient_ids: Option<Vec<Id>>,
     #[serde(default)]
     pub(crate) messages: Vec<MessageJson>,
+    /// The cursor to the next older page: the oldest message's date minus one second,
+    /// `""` when the page is not full.
+    #[serde(default)]
+    pub(crate) next_messages_timestamp: Option<String>,
 }
 
 impl ThreadJson {

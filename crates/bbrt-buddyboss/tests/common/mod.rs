@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use bbrt_buddyboss::fake::FakeSite;
-use bbrt_buddyboss::{Config, HttpBuddyBoss};
+use bbrt_buddyboss::{BuddyBossError, Config, Credential, HttpBuddyBoss};
+use bbrt_protocol::api::SiteErrorKind;
 use bbrt_protocol::ids::{ThreadId, UserId};
 
 /// A client for `root` with test-friendly settings: generous timeouts (the machine is
@@ -33,4 +34,42 @@ pub fn thread(id: &str) -> ThreadId {
 /// Alice (2), bob (3), carol (4) as in the captures.
 pub async fn seeded() -> FakeSite {
     FakeSite::start_seeded().await.expect("fake site starts")
+}
+
+/// The client timeout in tests that make the site hang: long enough that a loaded
+/// machine does not time out a request that was answered.
+pub const HANG_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub fn alice() -> Credential {
+    Credential::bearer("alice-token")
+}
+
+pub fn bob() -> Credential {
+    Credential::bearer("bob-token")
+}
+
+pub fn carol() -> Credential {
+    Credential::bearer("carol-token")
+}
+
+pub fn kind_code(e: &BuddyBossError) -> (SiteErrorKind, &str) {
+    (e.kind(), e.code())
+}
+
+/// Waits (bounded) until the fake site holds `n` messages in `t`.
+pub async fn until_stored(site: &FakeSite, t: u64, n: usize) {
+    for _ in 0..200 {
+        if site.messages(t).len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the site never stored message {n} of thread {t}");
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
 }

@@ -405,11 +405,11 @@ impl Hub {
         let Some(c) = self.recovery.catchups.get_mut(&id) else {
             return;
         };
-        let oldest = page.messages.first().map(|m| m.sent_at.clone());
-        // Every message of the page is in the second it was asked for: asking again with
-        // the same `before` would answer the same page.
-        let one_second = oldest.is_some() && oldest == c.before;
-        let last_page = page.next_before.is_none() || page.messages.is_empty();
+        // The oldest date, inclusive: the rest of that second comes again, minus what was
+        // seen. A full page all in one second cannot be paged past.
+        let cursor = page.older_cursor().map(str::to_owned);
+        let one_second = page.is_one_second();
+        let last_page = cursor.is_none();
         let (mut found, mut fresh) = (false, 0);
         for m in page.messages.into_iter().rev() {
             if m.id == c.after {
@@ -430,7 +430,7 @@ impl Hub {
         } else if one_second || fresh == 0 {
             Some(Ending::Incomplete)
         } else {
-            c.before = oldest;
+            c.before = cursor;
             self.request_page(id);
             return;
         };

@@ -5,186 +5,131 @@ use serde::{Deserialize, Serialize};
 use super::RequestId;
 use crate::ids::{CallId, ClientMessageId, MessageId, ThreadId};
 
-/// A stable, snake_case error code carried in every `error` frame.
-///
-/// Clients switch on the code, never on the human `message`. Decoding never fails: a code
-/// this version does not know becomes [`ErrorCode::Unknown`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] from one table: variant, wire code, the fixed text clients read.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $name:ident = $code:literal, $message:literal;)*) => {
+        /// A stable, snake_case error code carried in every `error` frame.
+        ///
+        /// Clients switch on the code, never on the human `message`. Decoding never fails: a
+        /// code this version does not know becomes [`ErrorCode::Unknown`]. `docs/protocol.md`
+        /// lists the same codes ("Error codes"); a test compares them both ways.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* #[serde(rename = $code)] $name,)*
+            /// A code this version does not know.
+            #[serde(rename = "unknown", other)]
+            Unknown,
+        }
+
+        impl ErrorCode {
+            /// Every code bbrt sends, in table order ([`ErrorCode::Unknown`] is only read).
+            pub const ALL: &'static [Self] = &[$(Self::$name),*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$name => $code,)*
+                    Self::Unknown => "unknown",
+                }
+            }
+
+            /// The plain text clients read with this code.
+            ///
+            /// Always used for an error that comes from the site, whose own text (HTML, words
+            /// that tell an unknown username from a wrong password, transport details) goes to
+            /// the server's log only, and for every `unauthenticated`, whatever the cause.
+            /// Other errors the Hub finds itself may say more precisely what was wrong.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $(Self::$name => $message,)*
+                    Self::Unknown => "unknown error",
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// The frame is not valid JSON.
-    InvalidJson,
+    InvalidJson = "invalid_json", "the frame is not valid JSON";
     /// The frame is JSON but not an object.
-    NotAnObject,
+    NotAnObject = "not_an_object", "a frame must be a JSON object";
     /// The object has no string `type`.
-    MissingType,
+    MissingType = "missing_type", "the frame has no string type";
     /// The `type` is not one bbrt knows.
-    UnknownType,
+    UnknownType = "unknown_type", "unknown type";
     /// A field is missing, has the wrong type, or appears twice.
-    InvalidField,
+    InvalidField = "invalid_field", "a field is missing, mistyped or repeated";
     /// An id is empty, too long, negative or holds a forbidden character.
-    InvalidId,
+    InvalidId = "invalid_id", "an id is not valid";
     /// The frame is larger than the frame limit.
-    FrameTooLarge,
+    FrameTooLarge = "frame_too_large", "the frame is too large";
     /// The JSON nests deeper than the depth limit.
-    TooDeep,
+    TooDeep = "too_deep", "the JSON nests too deep";
     /// The message text is longer than the text limit.
-    MessageTooLong,
+    MessageTooLong = "message_too_long", "the message is too long";
     /// The message text is empty.
-    EmptyMessage,
+    EmptyMessage = "empty_message", "the message is empty";
     /// A binary frame: bbrt speaks JSON text frames only.
-    BinaryFrame,
+    BinaryFrame = "binary_frame", "binary frames are not supported; send JSON text";
     /// The connection is not identified, or its credential was refused.
-    Unauthenticated,
+    Unauthenticated = "unauthenticated",
+        "not authenticated: identify with user_connected and a valid credential";
     /// `userId` differs from the user the credential belongs to.
-    IdentityMismatch,
+    IdentityMismatch = "identity_mismatch",
+        "userId differs from the user the credential belongs to";
     /// Not a participant of the thread (or the thread does not exist).
-    Forbidden,
+    Forbidden = "forbidden", "not a participant of this thread";
     /// The site rejected the request as invalid.
-    Invalid,
+    Invalid = "invalid", "the site rejected the request as invalid";
     /// The site refused the message (not friends, blocked, unknown recipient).
-    Refused,
+    Refused = "refused", "the site refused the message";
     /// The site is unavailable; retry later.
-    SiteUnavailable,
+    SiteUnavailable = "site_unavailable", "the site is unavailable; try again later";
     /// The site did not confirm the message and its outcome is unknown: it may be stored.
     /// Retry with the same `clientMessageId`, which is reconciled before it is posted again.
-    SendUnconfirmed,
+    SendUnconfirmed = "send_unconfirmed",
+        "the site did not confirm the message and it may be stored; retry with the same clientMessageId";
     /// The `clientMessageId` was already used for a message with another text, `threadId`
     /// or `recipientId`.
-    IdempotencyConflict,
+    IdempotencyConflict = "idempotency_conflict",
+        "this clientMessageId was already used for another message";
     /// The site answered something unexpected; retry later.
-    SiteError,
+    SiteError = "site_error", "the site answered unexpectedly; try again later";
     /// Too many frames or actions; slow down.
-    RateLimited,
+    RateLimited = "rate_limited", "too many frames; slow down";
     /// Too many requests waiting on this connection.
-    QueueFull,
+    QueueFull = "queue_full", "too many requests waiting on this connection";
     /// The connection joined too many threads.
-    TooManyThreads,
+    TooManyThreads = "too_many_threads", "this connection joined too many threads";
     /// The user has too many connections.
-    TooManyConnections,
+    TooManyConnections = "too_many_connections", "this user has too many connections";
     /// Too many sends waiting for the site for this user.
-    TooManyPending,
+    TooManyPending = "too_many_pending", "too many messages waiting for the site; try again later";
     /// The callee has no connection.
-    RecipientOffline,
+    RecipientOffline = "recipient_offline", "Recipient is not connected";
     /// No such call, or this connection is not a party to it.
-    NotInCall,
+    NotInCall = "not_in_call", "no such call";
     /// The caller is already in a call.
-    CallInProgress,
+    CallInProgress = "call_in_progress", "already in a call";
     /// The request needs a `threadId` or a `recipientId`.
-    MissingRecipient,
+    MissingRecipient = "missing_recipient", "threadId or recipientId is required";
     /// The resume point's epoch is not the thread's: bbrt's counter started again. Resume
     /// with `sinceMessageId`, or load the thread.
-    PositionEpoch,
+    PositionEpoch = "position_epoch",
+        "the position is of another epoch; resume with sinceMessageId or reload the thread";
     /// The resume point is ahead of the thread.
-    PositionAhead,
+    PositionAhead = "position_ahead", "the position is ahead of the thread";
     /// The resume point's message is not in the thread (as the user sees it).
-    PositionUnknown,
+    PositionUnknown = "position_unknown", "the message to resume after is not in the thread";
     /// A replay of this thread is already under way on this connection.
-    ResumePending,
+    ResumePending = "resume_pending", "a replay of this thread is already under way";
     /// Something went wrong inside bbrt.
-    Internal,
-    /// A code this version does not know.
-    #[serde(other)]
-    Unknown,
+    Internal = "internal", "internal error";
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidJson => "invalid_json",
-            Self::NotAnObject => "not_an_object",
-            Self::MissingType => "missing_type",
-            Self::UnknownType => "unknown_type",
-            Self::InvalidField => "invalid_field",
-            Self::InvalidId => "invalid_id",
-            Self::FrameTooLarge => "frame_too_large",
-            Self::TooDeep => "too_deep",
-            Self::MessageTooLong => "message_too_long",
-            Self::EmptyMessage => "empty_message",
-            Self::BinaryFrame => "binary_frame",
-            Self::Unauthenticated => "unauthenticated",
-            Self::IdentityMismatch => "identity_mismatch",
-            Self::Forbidden => "forbidden",
-            Self::Invalid => "invalid",
-            Self::Refused => "refused",
-            Self::SiteUnavailable => "site_unavailable",
-            Self::SendUnconfirmed => "send_unconfirmed",
-            Self::IdempotencyConflict => "idempotency_conflict",
-            Self::SiteError => "site_error",
-            Self::RateLimited => "rate_limited",
-            Self::QueueFull => "queue_full",
-            Self::TooManyThreads => "too_many_threads",
-            Self::TooManyConnections => "too_many_connections",
-            Self::TooManyPending => "too_many_pending",
-            Self::RecipientOffline => "recipient_offline",
-            Self::NotInCall => "not_in_call",
-            Self::CallInProgress => "call_in_progress",
-            Self::MissingRecipient => "missing_recipient",
-            Self::PositionEpoch => "position_epoch",
-            Self::PositionAhead => "position_ahead",
-            Self::PositionUnknown => "position_unknown",
-            Self::ResumePending => "resume_pending",
-            Self::Internal => "internal",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// The plain text clients read with this code.
-    ///
-    /// Always used for an error that comes from the site, whose own text (HTML, words that
-    /// tell an unknown username from a wrong password, transport details) goes to the
-    /// server's log only, and for every `unauthenticated`, whatever the cause. Other
-    /// errors the Hub finds itself may say more precisely what was wrong.
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::InvalidJson => "the frame is not valid JSON",
-            Self::NotAnObject => "a frame must be a JSON object",
-            Self::MissingType => "the frame has no string type",
-            Self::UnknownType => "unknown type",
-            Self::InvalidField => "a field is missing, mistyped or repeated",
-            Self::InvalidId => "an id is not valid",
-            Self::FrameTooLarge => "the frame is too large",
-            Self::TooDeep => "the JSON nests too deep",
-            Self::MessageTooLong => "the message is too long",
-            Self::EmptyMessage => "the message is empty",
-            Self::BinaryFrame => "binary frames are not supported; send JSON text",
-            Self::Unauthenticated => {
-                "not authenticated: identify with user_connected and a valid credential"
-            }
-            Self::IdentityMismatch => "userId differs from the user the credential belongs to",
-            Self::Forbidden => "not a participant of this thread",
-            Self::Invalid => "the site rejected the request as invalid",
-            Self::Refused => "the site refused the message",
-            Self::SiteUnavailable => "the site is unavailable; try again later",
-            Self::SendUnconfirmed => {
-                "the site did not confirm the message and it may be stored; retry with the same clientMessageId"
-            }
-            Self::IdempotencyConflict => {
-                "this clientMessageId was already used for another message"
-            }
-            Self::SiteError => "the site answered unexpectedly; try again later",
-            Self::RateLimited => "too many frames; slow down",
-            Self::QueueFull => "too many requests waiting on this connection",
-            Self::TooManyThreads => "this connection joined too many threads",
-            Self::TooManyConnections => "this user has too many connections",
-            Self::TooManyPending => "too many messages waiting for the site; try again later",
-            Self::RecipientOffline => "Recipient is not connected",
-            Self::NotInCall => "no such call",
-            Self::CallInProgress => "already in a call",
-            Self::MissingRecipient => "threadId or recipientId is required",
-            Self::PositionEpoch => {
-                "the position is of another epoch; resume with sinceMessageId or reload the thread"
-            }
-            Self::PositionAhead => "the position is ahead of the thread",
-            Self::PositionUnknown => "the message to resume after is not in the thread",
-            Self::ResumePending => "a replay of this thread is already under way",
-            Self::Internal => "internal error",
-            Self::Unknown => "unknown error",
-        }
-    }
-
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(self) -> bool {
         matches!(

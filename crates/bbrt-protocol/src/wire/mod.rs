@@ -16,6 +16,7 @@ pub mod ice;
 pub mod message;
 pub mod presence;
 pub mod recovery;
+mod table;
 pub mod thread;
 pub mod typing;
 
@@ -35,6 +36,7 @@ pub use self::ice::{GetIceServers, IceServer, IceServers};
 pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
 pub use self::recovery::{Epoch, JoinThread, Position, ReplaySource, Resume, Resumed};
+use self::table::message_table;
 pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};
 use crate::secret::Token;
@@ -167,84 +169,45 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
-/// A client → server message (the seed's types first, then bbrt's extensions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type")]
-#[non_exhaustive]
-pub enum ClientMessage {
-    /// Identify the connection.
-    #[serde(rename = "user_connected")]
-    UserConnected(UserConnected),
-    /// Join a thread.
-    #[serde(rename = "join_thread")]
-    JoinThread(JoinThread),
-    /// Send a message.
-    #[serde(rename = "send_message")]
-    SendMessage(SendMessage),
-    /// Typing indicator.
-    #[serde(rename = "typing")]
-    Typing(Typing),
-    /// Start a call.
-    #[serde(rename = "call_initiated")]
-    CallInitiated(CallControl),
-    /// WebRTC offer.
-    #[serde(rename = "offer")]
-    Offer(Offer),
-    /// WebRTC answer.
-    #[serde(rename = "answer")]
-    Answer(Answer),
-    /// WebRTC ICE candidate.
-    #[serde(rename = "ice-candidate")]
-    IceCandidate(IceCandidate),
-    /// Leave a thread (stop receiving its presence).
-    #[serde(rename = "leave_thread")]
-    LeaveThread(ThreadRef),
-    /// Mark a thread read.
-    #[serde(rename = "mark_read")]
-    MarkRead(ThreadRef),
-    /// Accept a ringing call.
-    #[serde(rename = "call_accepted")]
-    CallAccepted(CallControl),
-    /// Reject a ringing call.
-    #[serde(rename = "call_rejected")]
-    CallRejected(CallControl),
-    /// Cancel or hang up a call.
-    #[serde(rename = "call_ended")]
-    CallEnded(CallControl),
-    /// Liveness check.
-    #[serde(rename = "ping")]
-    Ping(Ping),
-    /// Ask for STUN/TURN servers before building a peer connection.
-    #[serde(rename = "get_ice_servers")]
-    GetIceServers(GetIceServers),
-    /// Join many threads after a reconnect, each with where the client stopped.
-    #[serde(rename = "resume")]
-    Resume(Resume),
+message_table! {
+    /// A client → server message (the seed's types first, then bbrt's extensions).
+    pub enum ClientMessage, decoded from (&str) by client_body into (DecodeErrorKind) {
+        /// Identify the connection.
+        UserConnected(UserConnected) = "user_connected",
+        /// Join a thread.
+        JoinThread(JoinThread) = "join_thread",
+        /// Send a message.
+        SendMessage(SendMessage) = "send_message",
+        /// Typing indicator.
+        Typing(Typing) = "typing",
+        /// Start a call.
+        CallInitiated(CallControl) = "call_initiated",
+        /// WebRTC offer.
+        Offer(Offer) = "offer",
+        /// WebRTC answer.
+        Answer(Answer) = "answer",
+        /// WebRTC ICE candidate.
+        IceCandidate(IceCandidate) = "ice-candidate",
+        /// Leave a thread (stop receiving its presence).
+        LeaveThread(ThreadRef) = "leave_thread",
+        /// Mark a thread read.
+        MarkRead(ThreadRef) = "mark_read",
+        /// Accept a ringing call.
+        CallAccepted(CallControl) = "call_accepted",
+        /// Reject a ringing call.
+        CallRejected(CallControl) = "call_rejected",
+        /// Cancel or hang up a call.
+        CallEnded(CallControl) = "call_ended",
+        /// Liveness check.
+        Ping(Ping) = "ping",
+        /// Ask for STUN/TURN servers before building a peer connection.
+        GetIceServers(GetIceServers) = "get_ice_servers",
+        /// Join many threads after a reconnect, each with where the client stopped.
+        Resume(Resume) = "resume",
+    }
 }
 
 impl ClientMessage {
-    /// The wire `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::UserConnected(_) => "user_connected",
-            Self::JoinThread(_) => "join_thread",
-            Self::SendMessage(_) => "send_message",
-            Self::Typing(_) => "typing",
-            Self::CallInitiated(_) => "call_initiated",
-            Self::Offer(_) => "offer",
-            Self::Answer(_) => "answer",
-            Self::IceCandidate(_) => "ice-candidate",
-            Self::LeaveThread(_) => "leave_thread",
-            Self::MarkRead(_) => "mark_read",
-            Self::CallAccepted(_) => "call_accepted",
-            Self::CallRejected(_) => "call_rejected",
-            Self::CallEnded(_) => "call_ended",
-            Self::Ping(_) => "ping",
-            Self::GetIceServers(_) => "get_ice_servers",
-            Self::Resume(_) => "resume",
-        }
-    }
-
     /// Removes the credential the frame carries, if any, so the rest can go to the Hub.
     pub fn take_token(&mut self) -> Option<Token> {
         match self {
@@ -262,26 +225,6 @@ impl ClientMessage {
             _ => None,
         }
     }
-
-    /// Every client `type` bbrt knows, in wire spelling.
-    pub const KINDS: [&'static str; 16] = [
-        "user_connected",
-        "join_thread",
-        "send_message",
-        "typing",
-        "call_initiated",
-        "offer",
-        "answer",
-        "ice-candidate",
-        "leave_thread",
-        "mark_read",
-        "call_accepted",
-        "call_rejected",
-        "call_ended",
-        "ping",
-        "get_ice_servers",
-        "resume",
-    ];
 }
 
 /// A decoded client frame: the message and the envelope's `requestId`.
@@ -312,74 +255,53 @@ impl ClientFrame {
     }
 }
 
-/// A server → client message.
-///
-/// Decoded by [`ServerMessage::decode`] in two passes like client frames (serde's
-/// internally tagged enums cannot hold the raw WebRTC payloads).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type")]
-#[non_exhaustive]
-pub enum ServerMessage {
-    /// A user came online.
-    #[serde(rename = "user_connected")]
-    UserConnected(PresenceEvent),
-    /// A user went offline.
-    #[serde(rename = "user_disconnected")]
-    UserDisconnected(PresenceEvent),
-    /// A stored message.
-    #[serde(rename = "message")]
-    Message(MessageEvent),
-    /// A participant is typing.
-    #[serde(rename = "typing")]
-    Typing(TypingEvent),
-    /// A call is ringing.
-    #[serde(rename = "call_initiated")]
-    CallInitiated(CallEvent),
-    /// WebRTC offer from the peer.
-    #[serde(rename = "offer")]
-    Offer(Offer),
-    /// WebRTC answer from the peer.
-    #[serde(rename = "answer")]
-    Answer(Answer),
-    /// WebRTC ICE candidate from the peer.
-    #[serde(rename = "ice-candidate")]
-    IceCandidate(IceCandidate),
-    /// The callee accepted.
-    #[serde(rename = "call_accepted")]
-    CallAccepted(CallEvent),
-    /// The call ended.
-    #[serde(rename = "call_ended")]
-    CallEnded(CallEnded),
-    /// A participant read the thread.
-    #[serde(rename = "read")]
-    Read(ReadEvent),
-    /// The site blanked messages.
-    #[serde(rename = "deleted")]
-    Deleted(Deleted),
-    /// The site deleted the thread.
-    #[serde(rename = "thread_deleted")]
-    ThreadDeleted(ThreadDeleted),
-    /// Members are out of the thread.
-    #[serde(rename = "thread_left")]
-    ThreadLeft(ThreadLeft),
-    /// The answer to `join_thread`.
-    #[serde(rename = "joined")]
-    Joined(Joined),
-    /// Confirmation of a request that asked for one.
-    #[serde(rename = "ack")]
-    Ack(Ack),
-    /// The answer to `ping`.
-    #[serde(rename = "pong")]
-    Pong(Pong),
-    /// STUN/TURN servers for a peer connection.
-    #[serde(rename = "ice_servers")]
-    IceServers(IceServers),
-    /// A thread's replay is written; live delivery goes on.
-    #[serde(rename = "resumed")]
-    Resumed(Resumed),
-    /// Something went wrong.
-    #[serde(rename = "error")]
-    Error(ErrorEvent),
+message_table! {
+    /// A server → client message.
+    ///
+    /// Decoded by [`ServerMessage::decode`] in two passes like client frames (serde's
+    /// internally tagged enums cannot hold the raw WebRTC payloads).
+    pub enum ServerMessage, decoded from (&[u8]) by server_body into (serde_json::Error) {
+        /// A user came online.
+        UserConnected(PresenceEvent) = "user_connected",
+        /// A user went offline.
+        UserDisconnected(PresenceEvent) = "user_disconnected",
+        /// A stored message.
+        Message(MessageEvent) = "message",
+        /// A participant is typing.
+        Typing(TypingEvent) = "typing",
+        /// A call is ringing.
+        CallInitiated(CallEvent) = "call_initiated",
+        /// WebRTC offer from the peer.
+        Offer(Offer) = "offer",
+        /// WebRTC answer from the peer.
+        Answer(Answer) = "answer",
+        /// WebRTC ICE candidate from the peer.
+        IceCandidate(IceCandidate) = "ice-candidate",
+        /// The callee accepted.
+        CallAccepted(CallEvent) = "call_accepted",
+        /// The call ended.
+        CallEnded(CallEnded) = "call_ended",
+        /// A participant read the thread.
+        Read(ReadEvent) = "read",
+        /// The site blanked messages.
+        Deleted(Deleted) = "deleted",
+        /// The site deleted the thread.
+        ThreadDeleted(ThreadDeleted) = "thread_deleted",
+        /// Members are out of the thread.
+        ThreadLeft(ThreadLeft) = "thread_left",
+        /// The answer to `join_thread`.
+        Joined(Joined) = "joined",
+        /// Confirmation of a request that asked for one.
+        Ack(Ack) = "ack",
+        /// The answer to `ping`.
+        Pong(Pong) = "pong",
+        /// STUN/TURN servers for a peer connection.
+        IceServers(IceServers) = "ice_servers",
+        /// A thread's replay is written; live delivery goes on.
+        Resumed(Resumed) = "resumed",
+        /// Something went wrong.
+        Error(ErrorEvent) = "error",
+    }
 }
 
 impl ServerMessage {
@@ -389,32 +311,6 @@ impl ServerMessage {
             serde_json::to_vec(self)
                 .expect("server messages always serialize: string keys, no floats"),
         )
-    }
-
-    /// The wire `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::UserConnected(_) => "user_connected",
-            Self::UserDisconnected(_) => "user_disconnected",
-            Self::Message(_) => "message",
-            Self::Typing(_) => "typing",
-            Self::CallInitiated(_) => "call_initiated",
-            Self::Offer(_) => "offer",
-            Self::Answer(_) => "answer",
-            Self::IceCandidate(_) => "ice-candidate",
-            Self::CallAccepted(_) => "call_accepted",
-            Self::CallEnded(_) => "call_ended",
-            Self::Read(_) => "read",
-            Self::Deleted(_) => "deleted",
-            Self::ThreadDeleted(_) => "thread_deleted",
-            Self::ThreadLeft(_) => "thread_left",
-            Self::Joined(_) => "joined",
-            Self::Ack(_) => "ack",
-            Self::Pong(_) => "pong",
-            Self::IceServers(_) => "ice_servers",
-            Self::Resumed(_) => "resumed",
-            Self::Error(_) => "error",
-        }
     }
 
     /// Decodes a server frame, as a Rust client does.
@@ -428,34 +324,21 @@ impl ServerMessage {
             kind: Cow<'a, str>,
         }
         let kind: Kind<'_> = serde_json::from_slice(frame)?;
-        Ok(match kind.kind.as_ref() {
-            "user_connected" => Self::UserConnected(serde_json::from_slice(frame)?),
-            "user_disconnected" => Self::UserDisconnected(serde_json::from_slice(frame)?),
-            "message" => Self::Message(serde_json::from_slice(frame)?),
-            "typing" => Self::Typing(serde_json::from_slice(frame)?),
-            "call_initiated" => Self::CallInitiated(serde_json::from_slice(frame)?),
-            "offer" => Self::Offer(serde_json::from_slice(frame)?),
-            "answer" => Self::Answer(serde_json::from_slice(frame)?),
-            "ice-candidate" => Self::IceCandidate(serde_json::from_slice(frame)?),
-            "call_accepted" => Self::CallAccepted(serde_json::from_slice(frame)?),
-            "call_ended" => Self::CallEnded(serde_json::from_slice(frame)?),
-            "read" => Self::Read(serde_json::from_slice(frame)?),
-            "deleted" => Self::Deleted(serde_json::from_slice(frame)?),
-            "thread_deleted" => Self::ThreadDeleted(serde_json::from_slice(frame)?),
-            "thread_left" => Self::ThreadLeft(serde_json::from_slice(frame)?),
-            "joined" => Self::Joined(serde_json::from_slice(frame)?),
-            "ack" => Self::Ack(serde_json::from_slice(frame)?),
-            "pong" => Self::Pong(serde_json::from_slice(frame)?),
-            "ice_servers" => Self::IceServers(serde_json::from_slice(frame)?),
-            "resumed" => Self::Resumed(serde_json::from_slice(frame)?),
-            "error" => Self::Error(serde_json::from_slice(frame)?),
-            other => {
-                return Err(de::Error::custom(format_args!(
-                    "unknown server type {other:?}"
-                )));
-            }
+        Self::decode_kind(&kind.kind, frame).unwrap_or_else(|| {
+            Err(de::Error::custom(format_args!(
+                "unknown server type {:?}",
+                kind.kind
+            )))
         })
     }
+}
+
+/// The second pass of [`ServerMessage::decode`] for one known `type`.
+fn server_body<'a, T: Deserialize<'a>>(
+    _kind: &'static str,
+    frame: &'a [u8],
+) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(frame)
 }
 
 /// The borrowed first pass: the raw `type` and `requestId`, nothing else.
@@ -645,37 +528,22 @@ pub fn decode(frame: &str, limits: &Limits) -> Result<ClientFrame, DecodeError> 
 }
 
 fn decode_body(kind: &str, frame: &str) -> Result<ClientMessage, DecodeErrorKind> {
-    fn body<'a, T: Deserialize<'a>>(
-        kind: &'static str,
-        frame: &'a str,
-    ) -> Result<T, DecodeErrorKind> {
-        serde_json::from_str(frame).map_err(|e| {
-            let detail = truncate(&e.to_string(), 160);
-            if detail.starts_with("invalid ") && detail.contains("Id") {
-                DecodeErrorKind::InvalidId { kind, detail }
-            } else {
-                DecodeErrorKind::InvalidField { kind, detail }
-            }
-        })
-    }
-    Ok(match kind {
-        "user_connected" => ClientMessage::UserConnected(body("user_connected", frame)?),
-        "join_thread" => ClientMessage::JoinThread(body("join_thread", frame)?),
-        "send_message" => ClientMessage::SendMessage(body("send_message", frame)?),
-        "typing" => ClientMessage::Typing(body("typing", frame)?),
-        "call_initiated" => ClientMessage::CallInitiated(body("call_initiated", frame)?),
-        "offer" => ClientMessage::Offer(body("offer", frame)?),
-        "answer" => ClientMessage::Answer(body("answer", frame)?),
-        "ice-candidate" => ClientMessage::IceCandidate(body("ice-candidate", frame)?),
-        "leave_thread" => ClientMessage::LeaveThread(body("leave_thread", frame)?),
-        "mark_read" => ClientMessage::MarkRead(body("mark_read", frame)?),
-        "call_accepted" => ClientMessage::CallAccepted(body("call_accepted", frame)?),
-        "call_rejected" => ClientMessage::CallRejected(body("call_rejected", frame)?),
-        "call_ended" => ClientMessage::CallEnded(body("call_ended", frame)?),
-        "ping" => ClientMessage::Ping(body("ping", frame)?),
-        "get_ice_servers" => ClientMessage::GetIceServers(body("get_ice_servers", frame)?),
-        "resume" => ClientMessage::Resume(body("resume", frame)?),
-        other => return Err(DecodeErrorKind::UnknownType(truncate(other, 64))),
+    ClientMessage::decode_kind(kind, frame)
+        .unwrap_or_else(|| Err(DecodeErrorKind::UnknownType(truncate(kind, 64))))
+}
+
+/// The second pass of [`decode`] for one known `type`: its body, or why it is not one.
+fn client_body<'a, T: Deserialize<'a>>(
+    kind: &'static str,
+    frame: &'a str,
+) -> Result<T, DecodeErrorKind> {
+    serde_json::from_str(frame).map_err(|e| {
+        let detail = truncate(&e.to_string(), 160);
+        if detail.starts_with("invalid ") && detail.contains("Id") {
+            DecodeErrorKind::InvalidId { kind, detail }
+        } else {
+            DecodeErrorKind::InvalidField { kind, detail }
+        }
     })
 }
 

@@ -486,16 +486,52 @@ fn error_codes_never_fail_to_decode() {
     let e: ErrorEvent =
         serde_json::from_str(r#"{"message":"x","code":"from_the_future"}"#).unwrap();
     assert_eq!(e.code, ErrorCode::Unknown);
-    for code in [
-        ErrorCode::InvalidJson,
-        ErrorCode::RecipientOffline,
-        ErrorCode::SiteUnavailable,
-    ] {
-        assert_eq!(
-            serde_json::to_value(code).unwrap(),
-            serde_json::Value::String(code.as_str().into())
-        );
+    for &code in ErrorCode::ALL.iter().chain([&ErrorCode::Unknown]) {
+        let wire = serde_json::Value::String(code.as_str().into());
+        assert_eq!(serde_json::to_value(code).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<ErrorCode>(wire).unwrap(), code);
     }
+}
+
+#[test]
+fn every_error_code_has_its_own_snake_case_name_and_text() {
+    let mut seen = std::collections::BTreeSet::new();
+    for &code in ErrorCode::ALL {
+        let name = code.as_str();
+        assert!(seen.insert(name), "{name} twice");
+        assert!(
+            name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{name}"
+        );
+        assert_ne!(code, ErrorCode::Unknown);
+        assert!(!code.message().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn every_message_type_decodes_as_itself() {
+    // The table's `KINDS`, decode match and serde renames are one list; prove it per type.
+    for kind in ClientMessage::KINDS {
+        let frame = format!(r#"{{"type":"{kind}"}}"#);
+        match decode(&frame, &Limits::default()) {
+            Ok(decoded) => assert_eq!(decoded.message.kind(), kind),
+            Err(e) => assert_ne!(e.code(), ErrorCode::UnknownType, "{kind}"),
+        }
+    }
+    for kind in ServerMessage::KINDS {
+        let frame = format!(r#"{{"type":"{kind}"}}"#);
+        if let Err(e) = ServerMessage::decode(frame.as_bytes()) {
+            assert!(
+                !e.to_string().contains("unknown server type"),
+                "{kind}: {e}"
+            );
+        }
+    }
+    let unknown = ServerMessage::decode(br#"{"type":"nope"}"#).unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown server type"),
+        "{unknown}"
+    );
 }
 
 mod props {

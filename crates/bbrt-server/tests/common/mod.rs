@@ -27,10 +27,7 @@ pub fn config() -> Config {
         shutdown_grace: Duration::from_secs(2),
         drain_delay: Duration::ZERO,
         // The tests written before the grace expect offline at once; `recovery.rs` has its own.
-        recovery: bbrt_server::recovery_config::RecoveryConfig {
-            presence_grace: Duration::ZERO,
-            ..Default::default()
-        },
+        presence_grace: Duration::ZERO,
         ..Config::default()
     }
 }

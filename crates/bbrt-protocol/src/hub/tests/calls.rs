@@ -114,25 +114,39 @@ fn offer_and_early_candidates_go_to_every_ringing_device_byte_for_byte() {
         b2,
         ..
     } = Call::new().ringing();
-    let sdp = json!({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1"});
-    sim.send(
+    // Payloads as a browser might write them: spaces, key order and escapes that a parse
+    // and re-serialization would change. They must arrive exactly as sent.
+    let sdp = r#"{ "type" : "offer",  "sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1" }"#;
+    let candidate = r#"{"candidate":"c1", "sdpMid" :"0","sdpMLineIndex":0 }"#;
+    sim.send_text(
         alice,
-        json!({"type": "offer", "offer": sdp, "recipientId": "bob", "threadId": "T"}),
+        &format!(r#"{{"type":"offer","offer":{sdp},"recipientId":"bob","threadId":"T"}}"#),
     );
-    sim.send(alice, json!({"type": "ice-candidate", "candidate": {"candidate": "c1"}, "recipientId": "bob", "threadId": "T"}));
+    sim.send_text(
+        alice,
+        &format!(
+            r#"{{"type":"ice-candidate","candidate":{candidate},"recipientId":"bob","threadId":"T"}}"#
+        ),
+    );
     sim.drive();
     let expected = [
-        signal("offer", "offer", sdp.clone(), "alice", "bob"),
-        signal(
-            "ice-candidate",
-            "candidate",
-            json!({"candidate": "c1"}),
-            "alice",
-            "bob",
+        format!(
+            r#"{{"type":"offer","offer":{sdp},"recipientId":"bob","senderId":"alice","threadId":"T","callId":"n1-1"}}"#
+        ),
+        format!(
+            r#"{{"type":"ice-candidate","candidate":{candidate},"recipientId":"bob","senderId":"alice","threadId":"T","callId":"n1-1"}}"#
         ),
     ];
-    assert_eq!(sim.take_json(b1), expected);
-    assert_eq!(sim.take_json(b2), expected);
+    // The Sim keeps what each device received decoded, with the payloads as raw text;
+    // encoding it again gives the frame's bytes.
+    let bytes = |messages: Vec<crate::wire::ServerMessage>| -> Vec<String> {
+        messages
+            .iter()
+            .map(|m| String::from_utf8(m.encode().to_vec()).expect("frames are UTF-8"))
+            .collect()
+    };
+    assert_eq!(bytes(sim.take(b1)), expected);
+    assert_eq!(bytes(sim.take(b2)), expected);
     assert_eq!(sim.take(alice), []);
 
     // A ringing device's early candidates go to the caller.

@@ -7,44 +7,11 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::sim::*;
-use crate::api::{HistoryPage, SiteError, SiteErrorKind, StoredMessage};
-use crate::devsite::DevSiteError;
-use crate::ids::{ConnId, ThreadId, UserId};
+use crate::api::SiteErrorKind;
+use crate::ids::ConnId;
 
-/// Messages per page of the simulated site's history (BuddyBoss's default `per_page`).
-const PAGE: usize = 20;
-
-impl Site {
-    /// A page of `thread`'s history as `user` sees it: the newest [`PAGE`] messages sent at
-    /// or before `before` (inclusive, by the second as BuddyBoss pages), oldest first.
-    pub(crate) fn history(
-        &self,
-        user: &UserId,
-        thread: &ThreadId,
-        before: Option<&str>,
-    ) -> Result<HistoryPage, SiteError> {
-        if !self
-            .dev
-            .participants_of(thread)
-            .is_some_and(|p| p.contains(user))
-        {
-            return Err(DevSiteError::Forbidden.into());
-        }
-        let all: Vec<&StoredMessage> = self
-            .stored
-            .iter()
-            .filter(|m| m.thread == *thread)
-            .filter(|m| before.is_none_or(|b| m.sent_at.as_str() <= b))
-            .collect();
-        let start = all.len().saturating_sub(PAGE);
-        let messages: Vec<StoredMessage> = all[start..].iter().map(|m| (*m).clone()).collect();
-        let next_before = (start > 0).then(|| messages[0].sent_at.clone());
-        Ok(HistoryPage {
-            messages,
-            next_before,
-        })
-    }
-}
+/// Messages per page of the site's history (BuddyBoss's `per_page`).
+const PAGE: usize = crate::api::HISTORY_PAGE_SIZE;
 
 /// alice and bob joined `T`; bob has received alice's first message. Returns (alice,
 /// bob, that message as bob got it).
@@ -438,8 +405,8 @@ fn a_page_all_in_one_second_is_reported_incomplete() {
     assert_eq!(texts(&got).len(), PAGE, "the newest page, once");
     assert_eq!(
         sim.api_count("history"),
-        2,
-        "the boundary second asked once more"
+        1,
+        "a full page all in one second is the end of what can be paged"
     );
 }
 

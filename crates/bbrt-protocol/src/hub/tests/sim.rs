@@ -1022,9 +1022,11 @@ impl Sim {
                 thread,
                 before,
                 ..
-            } => site
-                .history(user, thread, before.as_deref())
-                .map(ApiResponse::History),
+            } => Ok(ApiResponse::History(site.dev.history(
+                user,
+                thread,
+                before.as_deref(),
+            )?)),
         }
     }
 
