@@ -1,8 +1,8 @@
 //! bbrt's only door to the BuddyBoss site, the system of record for users, threads and
 //! messages.
 //!
-//! This crate verifies credentials, reads a thread's participants, stores messages and
-//! marks threads read, always with the user's own credential. It knows nothing about
+//! This crate verifies credentials, reads a thread's participants and its history, stores
+//! messages and marks threads read, always with the user's own credential. It knows nothing about
 //! WebSockets, connections or the Hub: the server's executor turns each
 //! [`ApiRequest`] the Hub emits into one call of [`perform`] and hands the result back.
 //!
@@ -87,6 +87,21 @@
 //! retry says so ([`SendRequest::unconfirmed_since`]): it looks for the message again first, and
 //! posts only once the site had [`Config::reconcile_settle`] to store the first one.
 //!
+//! # History
+//!
+//! [`BuddyBoss::history`] reads one page of a thread as BuddyBoss pages it
+//! (`GET buddyboss/v1/messages/{id}?before=…`, reference §1.2 and §1.8): the newest ten
+//! messages with `date_sent <= before`, oldest first, and BuddyBoss's cursor, the oldest
+//! date minus one second when the page is full (`next_messages_timestamp`, `""`
+//! otherwise), as a [`HistoryPage`]. `before` is RFC 3339 UTC and goes to the site in its
+//! own naive form; one that is not a date is [`Invalid`](BuddyBossError::Invalid)
+//! `invalid_before`, without a request. That cursor skips the rest of the oldest second,
+//! so a caller pages with [`HistoryPage::older_cursor`] (inclusive) and drops the ids it
+//! has; a full page all of one second ([`HistoryPage::is_one_second`]) cannot be paged
+//! past. Messages on a page carry no participants. [`MemoryBuddyBoss`] and the fake site
+//! page alike (`tests/history.rs` checks it). Neither models a member's own deletion
+//! point (a real site lists only the messages after it).
+//!
 //! # bbrt's WordPress plugin
 //!
 //! When the site's API index lists `bbrt/v1` (`integrations/wordpress/bbrt/`), a send goes
@@ -148,6 +163,32 @@ pub struct SendRequest<'a> {
 }
 
 impl<'a> SendRequest<'a> {
+    /// The send the Hub's `request` asks for, made with `credential`; `None` if `request`
+    /// is not an [`ApiRequest::Send`].
+    pub fn of(request: &'a ApiRequest, credential: Option<&'a Credential>) -> Option<Self> {
+        let ApiRequest::Send {
+            sender,
+            thread,
+            recipients,
+            text,
+            client_message_id,
+            unconfirmed_since,
+            ..
+        } = request
+        else {
+            return None;
+        };
+        Some(Self {
+            credential,
+            sender,
+            thread: thread.as_ref(),
+            recipients,
+            text,
+            client_message_id: client_message_id.as_ref(),
+            unconfirmed_since: *unconfirmed_since,
+        })
+    }
+
     /// A reply from `sender` in `thread`, with no key and no earlier attempt.
     pub fn reply(
         credential: Option<&'a Credential>,
@@ -282,6 +323,15 @@ pub async fn perform(
     request: &ApiRequest,
     credential: Option<&Credential>,
 ) -> Result<ApiResponse, SiteError> {
+    // A send is the one request the trait takes as a struct of its own.
+    if let Some(send) = SendRequest::of(request, credential) {
+        tracing::debug!(sender = %send.sender, thread = ?send.thread, client_message_id = ?send.client_message_id, "storing message");
+        return site
+            .send(&send)
+            .await
+            .map(ApiResponse::Stored)
+            .map_err(SiteError::from);
+    }
     let result = match request {
         ApiRequest::Verify {
             claimed_user,
@@ -297,27 +347,6 @@ pub async fn perform(
             .participants(credential, user, thread, *join)
             .await
             .map(ApiResponse::Participants),
-        ApiRequest::Send {
-            sender,
-            thread,
-            recipients,
-            text,
-            client_message_id,
-            unconfirmed_since,
-            ..
-        } => {
-            tracing::debug!(sender = %sender, thread = ?thread, client_message_id = ?client_message_id, "storing message");
-            let request = SendRequest {
-                credential,
-                sender,
-                thread: thread.as_ref(),
-                recipients,
-                text,
-                client_message_id: client_message_id.as_ref(),
-                unconfirmed_since: *unconfirmed_since,
-            };
-            site.send(&request).await.map(ApiResponse::Stored)
-        }
         ApiRequest::MarkRead { user, thread, .. } => site
             .mark_read(credential, user, thread)
             .await

@@ -188,25 +188,10 @@ impl BuddyBoss for MemoryBuddyBoss {
             } => self
                 .participants_now(user, thread, *join)
                 .map(ApiResponse::Participants),
-            ApiRequest::Send {
-                sender,
-                thread,
-                recipients,
-                text,
-                client_message_id,
-                unconfirmed_since,
-                ..
-            } => self
-                .send_now(&SendRequest {
-                    credential,
-                    sender,
-                    thread: thread.as_ref(),
-                    recipients,
-                    text,
-                    client_message_id: client_message_id.as_ref(),
-                    unconfirmed_since: *unconfirmed_since,
-                })
-                .map(ApiResponse::Stored),
+            ApiRequest::Send { .. } => {
+                let send = SendRequest::of(request, credential)?;
+                self.send_now(&send).map(ApiResponse::Stored)
+            }
             ApiRequest::MarkRead { user, thread, .. } => self
                 .mark_read_now(user, thread)
                 .map(|()| ApiResponse::MarkedRead),

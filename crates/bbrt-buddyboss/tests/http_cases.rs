@@ -41,12 +41,11 @@ fn fill_str(text: &str, f: &Fixture, run: &str, saved: &HashMap<String, Value>) 
         name.strip_prefix("saved:")
             .and_then(|n| saved.get(n).cloned())
     };
-    if let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-        if !inner.contains(['{', '}']) {
-            if let Some(v) = value_of(inner) {
-                return v;
-            }
-        }
+    if let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
+        && !inner.contains(['{', '}'])
+        && let Some(v) = value_of(inner)
+    {
+        return v;
     }
     let mut out = String::new();
     let mut rest = text;

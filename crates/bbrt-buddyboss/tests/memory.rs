@@ -3,7 +3,8 @@
 mod common;
 
 use bbrt_buddyboss::{BuddyBoss, Credential, MemoryBuddyBoss, SendRequest, perform};
-use bbrt_protocol::api::{ApiRequest, ApiResponse, SiteErrorKind};
+use bbrt_protocol::api::{ApiRequest, ApiResponse, HistoryPage, SiteErrorKind};
+use bbrt_protocol::ids::UserId;
 use common::{thread, user};
 
 #[tokio::test]
@@ -401,6 +402,24 @@ async fn perform_now_answers_at_once_like_perform() {
             user: user("c"),
             thread: thread("7"),
         },
+        ApiRequest::History {
+            credential: None,
+            user: user("a"),
+            thread: thread("7"),
+            before: None,
+        },
+        ApiRequest::History {
+            credential: None,
+            user: user("c"),
+            thread: thread("7"),
+            before: None,
+        },
+        ApiRequest::History {
+            credential: None,
+            user: user("a"),
+            thread: thread("7"),
+            before: Some("not a date".into()),
+        },
     ];
     for request in &requests {
         let answered = now
@@ -408,6 +427,16 @@ async fn perform_now_answers_at_once_like_perform() {
             .expect("the embedded site never waits");
         let expected = perform(&later, request, Some(&token)).await;
         match (answered, expected) {
+            (Ok(ApiResponse::History(a)), Ok(ApiResponse::History(b))) => {
+                // The same page but for the seconds its messages were stored in.
+                let ids = |p: &HistoryPage| -> Vec<String> {
+                    p.messages
+                        .iter()
+                        .map(|m| m.id.as_str().to_owned())
+                        .collect()
+                };
+                assert_eq!(ids(&a), ids(&b));
+            }
             (Ok(ApiResponse::Stored(a)), Ok(ApiResponse::Stored(b))) => {
                 // Same message but for the second it was stored in.
                 assert_eq!(
@@ -418,4 +447,67 @@ async fn perform_now_answers_at_once_like_perform() {
             (a, b) => assert_eq!(a, b, "{request:?}"),
         }
     }
+}
+
+/// The embedded site pages a thread's history as BuddyBoss does: ten at a time, oldest
+/// first, members only, with BuddyBoss's one-second cursor once a page is full.
+#[tokio::test]
+async fn history_pages_as_buddyboss_does() {
+    let site = MemoryBuddyBoss::new();
+    let (a, b, t) = (user("a"), user("b"), thread("7"));
+    let mut sent = Vec::new();
+    for n in 0..12 {
+        let text = format!("m{n}");
+        let request = SendRequest {
+            recipients: std::slice::from_ref(&b),
+            ..SendRequest::reply(None, &a, &t, &text)
+        };
+        sent.push(site.send(&request).await.expect("stored"));
+    }
+    let history = |who: &UserId, before: Option<&str>| {
+        let request = ApiRequest::History {
+            credential: None,
+            user: who.clone(),
+            thread: t.clone(),
+            before: before.map(str::to_owned),
+        };
+        let answer = site.perform_now(&request, None).expect("answered at once");
+        match answer {
+            Ok(ApiResponse::History(page)) => Ok(page),
+            Ok(other) => panic!("not a page: {other:?}"),
+            Err(e) => Err(e),
+        }
+    };
+    let newest = history(&b, None).expect("a member");
+    let ids = |p: &HistoryPage| -> Vec<String> {
+        p.messages
+            .iter()
+            .map(|m| m.id.as_str().to_owned())
+            .collect()
+    };
+    let sent_ids: Vec<String> = sent.iter().map(|m| m.id.as_str().to_owned()).collect();
+    assert_eq!(ids(&newest), sent_ids[2..], "the newest ten, oldest first");
+    assert!(newest.messages.iter().all(|m| m.participants.is_empty()));
+    assert_eq!(newest.messages[0].text, "m2");
+    assert_eq!(newest.messages[0].html.as_deref(), Some("<p>m2</p>"));
+    // Full: BuddyBoss's cursor is one second before the oldest date.
+    let oldest = newest.messages[0].sent_at.clone();
+    let cursor = newest
+        .next_before
+        .clone()
+        .expect("a full page has a cursor");
+    assert!(cursor < oldest, "{cursor} is before {oldest}");
+    // Its cursor lists only what is older than the page's oldest second (here, at most
+    // the two messages before the page: the clock is real, so maybe none).
+    let past = history(&b, Some(&cursor)).expect("a member");
+    assert!(ids(&past).iter().all(|id| sent_ids[..2].contains(id)));
+    assert!(past.messages.iter().all(|m| m.sent_at <= cursor));
+    assert_eq!(newest.older_cursor(), Some(oldest.as_str()));
+    let e = history(&user("c"), None).expect_err("not a member");
+    assert_eq!(e.kind, SiteErrorKind::Forbidden);
+    let e = history(&a, Some("2026-11-25T00:48:52+02:00")).expect_err("not UTC");
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (SiteErrorKind::Invalid, "rest_invalid_param")
+    );
 }

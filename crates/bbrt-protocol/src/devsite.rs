@@ -100,9 +100,11 @@ impl From<DevSiteError> for SiteError {
 /// When a message is stored, and how it renders (the caller's clock and renderer).
 #[derive(Debug, Clone)]
 pub struct Stamp {
-    /// Unix seconds (what reconciliation compares).
+    /// Unix seconds (what reconciliation and history's `before` compare).
     pub unix_secs: i64,
-    /// The same instant, RFC 3339 UTC.
+    /// The same instant, RFC 3339 UTC. History pages show it and a caller pages on from
+    /// it ([`HistoryPage::older_cursor`]), so it must be `unix_secs` formatted: a fixed
+    /// string would page into another time.
     pub sent_at: String,
     /// The rendered text, if the caller renders it.
     pub html: Option<String>,

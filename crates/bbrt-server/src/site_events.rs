@@ -225,7 +225,7 @@ fn lower_hex(s: &str, len: usize) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |b: u8| match b {

@@ -3,12 +3,11 @@
 
 use std::net::SocketAddr;
 
+use super::render::Answer;
+use super::state::State;
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde_json::{Value, json};
-
-use super::render::*;
-use super::state::*;
 
 pub(super) enum Caller {
     Anonymous,
@@ -138,74 +137,72 @@ pub(super) fn authenticate(s: &State, headers: &HeaderMap) -> Result<Caller, Ans
             )),
         };
     }
-    if let Some(value) = get("authorization") {
-        if let Some((scheme, rest)) = value.split_once(' ') {
-            let rest = rest.trim();
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Ok(match s.bearer.get(rest) {
-                    Some(&u) if !s.revoked.contains(rest) => Caller::User(u, "bearer"),
-                    _ => Caller::Anonymous,
-                });
-            }
-            if scheme.eq_ignore_ascii_case("basic") {
-                let Some(decoded) = base64::engine::general_purpose::STANDARD
-                    .decode(rest)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                else {
-                    return Ok(Caller::Anonymous);
-                };
-                let Some((login, password)) = decoded.split_once(':') else {
-                    return Ok(Caller::Anonymous);
-                };
-                let Some(user) = s
-                    .users
-                    .iter()
-                    .find(|u| u.login == login || u.email == login)
-                else {
-                    return Err(Answer::error(
-                        401,
-                        "invalid_username",
-                        "<strong>Error:</strong> Unknown username. Check again or try your email address.",
-                    ));
-                };
-                let clean: String = password.chars().filter(|c| !c.is_whitespace()).collect();
-                if user.app_passwords.contains(&clean) && !s.revoked.contains(&clean) {
-                    return Ok(Caller::User(user.id, "basic"));
-                }
+    if let Some(value) = get("authorization")
+        && let Some((scheme, rest)) = value.split_once(' ')
+    {
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(match s.bearer.get(rest) {
+                Some(&u) if !s.revoked.contains(rest) => Caller::User(u, "bearer"),
+                _ => Caller::Anonymous,
+            });
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let Some(decoded) = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+            else {
+                return Ok(Caller::Anonymous);
+            };
+            let Some((login, password)) = decoded.split_once(':') else {
+                return Ok(Caller::Anonymous);
+            };
+            let Some(user) = s
+                .users
+                .iter()
+                .find(|u| u.login == login || u.email == login)
+            else {
                 return Err(Answer::error(
                     401,
-                    "incorrect_password",
-                    "The provided password is an invalid application password.",
+                    "invalid_username",
+                    "<strong>Error:</strong> Unknown username. Check again or try your email address.",
                 ));
+            };
+            let clean: String = password.chars().filter(|c| !c.is_whitespace()).collect();
+            if user.app_passwords.contains(&clean) && !s.revoked.contains(&clean) {
+                return Ok(Caller::User(user.id, "basic"));
             }
+            return Err(Answer::error(
+                401,
+                "incorrect_password",
+                "The provided password is an invalid application password.",
+            ));
         }
     }
-    if let Some(jwt) = get("accesstoken") {
-        if let Some(&u) = s
+    if let Some(jwt) = get("accesstoken")
+        && let Some(&u) = s
             .access_tokens
             .get(jwt)
             .filter(|_| !s.revoked.contains(jwt))
-        {
-            return Ok(Caller::User(u, "access-token"));
-        }
+    {
+        return Ok(Caller::User(u, "access-token"));
     }
-    if let Some(cookie) = get("cookie") {
-        if let Some((u, nonce)) = s
+    if let Some(cookie) = get("cookie")
+        && let Some((u, nonce)) = s
             .cookies
             .get(cookie)
             .filter(|_| !s.revoked.contains(cookie))
-        {
-            return match get("x-wp-nonce") {
-                None => Ok(Caller::Anonymous),
-                Some(n) if n == nonce => Ok(Caller::User(*u, "cookie-nonce")),
-                Some(_) => Err(Answer::error(
-                    403,
-                    "rest_cookie_invalid_nonce",
-                    "Cookie nonce is invalid",
-                )),
-            };
-        }
+    {
+        return match get("x-wp-nonce") {
+            None => Ok(Caller::Anonymous),
+            Some(n) if n == nonce => Ok(Caller::User(*u, "cookie-nonce")),
+            Some(_) => Err(Answer::error(
+                403,
+                "rest_cookie_invalid_nonce",
+                "Cookie nonce is invalid",
+            )),
+        };
     }
     Ok(Caller::Anonymous)
 }

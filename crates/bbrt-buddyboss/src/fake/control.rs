@@ -11,9 +11,9 @@ use serde_json::json;
 
 use crate::time::now_unix;
 
-use super::auth::*;
-use super::routes::*;
-use super::state::*;
+use super::auth::{hmac_sha256, seal_site_credential, sign_ticket, site_key};
+use super::routes::handle;
+use super::state::{Row, Shared, State, Thread, User, store_message};
 use super::{FakeMessage, FakeSite, Fault, LoggedRequest, PLUGIN_NAMESPACE};
 
 impl FakeSite {

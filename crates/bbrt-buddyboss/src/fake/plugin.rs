@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::Fault;
-use super::auth::*;
-use super::render::*;
-use super::routes::*;
-use super::state::*;
+use super::auth::{Caller, authenticate};
+use super::render::{Answer, thread_json, with_param};
+use super::routes::{create_message, login_required_to_create, may_create, parse_id_list};
+use super::state::{KeyRow, Shared, State, is_participant, total_unread};
 
 /// `client_message_id`'s alphabet and length, as the plugin checks it (bbrt's
 /// `clientMessageId`).

@@ -10,8 +10,8 @@ use crate::text::strip_tags;
 use crate::time::naive_from_unix;
 
 use super::FakeMessage;
-use super::filters::*;
-use super::state::*;
+use super::filters::{autop, excerpt};
+use super::state::{State, Thread, user_name};
 
 pub(super) struct Answer {
     pub(super) status: StatusCode,

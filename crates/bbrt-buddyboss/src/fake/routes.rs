@@ -11,10 +11,12 @@ use serde_json::{Value, json};
 
 use crate::time::parse_utc;
 
-use super::auth::*;
-use super::plugin::*;
-use super::render::*;
-use super::state::*;
+use super::auth::{Caller, authenticate, redact};
+use super::plugin::plugin_send_message;
+use super::render::{Answer, SITE, raw_response, respond, thread_json, with_param};
+use super::state::{
+    InFlight, Row, Shared, State, Thread, is_participant, store_message, total_unread,
+};
 use super::{Fault, LoggedRequest, PLUGIN_NAMESPACE};
 
 pub(super) const FATAL_MESSAGE: &str = "<p>There has been a critical error on this website.</p><p><a href=\"https://wordpress.org/documentation/article/faq-troubleshooting/\">Learn more about troubleshooting WordPress.</a></p>";

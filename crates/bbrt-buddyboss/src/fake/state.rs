@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::time::now_unix;
 
-use super::filters::*;
+use super::filters::kses;
 use super::{FakeMessage, Fault, LoggedRequest};
 
 /// A row of the plugin's key table (`{prefix}bbrt_send_keys`).

@@ -1,7 +1,7 @@
 //! The fake site's own unit tests.
 
-use super::filters::*;
-use super::routes::*;
+use super::filters::kses;
+use super::routes::parse_query;
 
 #[test]
 fn kses_rewrites_as_the_real_site_did() {

@@ -74,14 +74,13 @@ impl VerifyCache {
         if entries.len() >= self.capacity {
             entries.retain(|_, e| e.expires > now);
         }
-        if entries.len() >= self.capacity {
-            if let Some(oldest) = entries
+        if entries.len() >= self.capacity
+            && let Some(oldest) = entries
                 .iter()
                 .min_by_key(|(_, e)| e.expires)
                 .map(|(k, _)| *k)
-            {
-                entries.remove(&oldest);
-            }
+        {
+            entries.remove(&oldest);
         }
         entries.insert(
             key,
