@@ -45,8 +45,8 @@ pub(super) enum Answer {
 pub(super) enum Plan {
     /// No resume point: a plain join.
     Nothing,
-    /// These frames, from the window.
-    Window(Vec<Bytes>),
+    /// These messages, from the window.
+    Window(Vec<(MessageId, Bytes)>),
     /// The site's history after this message.
     Site(MessageId),
     /// Too far behind: the client loads the thread itself.
@@ -78,12 +78,18 @@ struct CatchUp {
     /// Messages after `after`, newest first.
     collected: Vec<StoredMessage>,
     seen: HashSet<MessageId>,
-    /// Live `message` frames for the connection, held until the replay is written.
+    /// Its connection ended while a page was in flight.
+    cancelled: bool,
+}
+
+/// Live `message` frames of one thread for one connection, held until its replay is
+/// written: while the site's history is read, or while the join waits for the site to
+/// confirm membership.
+#[derive(Debug, Default)]
+struct Hold {
     held: Vec<(MessageId, Bytes)>,
     /// More live frames came than may be held: the client must reload.
     overflow: bool,
-    /// Its connection ended while a page was in flight.
-    cancelled: bool,
 }
 
 /// The recovery state of a Hub: the windows and the site catch-ups.
@@ -92,7 +98,9 @@ pub(super) struct Recovery {
     pub(super) windows: Windows,
     catchups: HashMap<u64, CatchUp>,
     by_target: HashMap<(ConnId, ThreadId), u64>,
-    of_conn: HashMap<ConnId, BTreeSet<u64>>,
+    holds: HashMap<(ConnId, ThreadId), Hold>,
+    /// The threads each connection has a hold in (every catch-up has one).
+    of_conn: HashMap<ConnId, BTreeSet<ThreadId>>,
     /// Catch-ups waiting for a slot, oldest first (ids no longer in `catchups` are skipped).
     waiting: VecDeque<u64>,
     /// History requests in flight.
@@ -111,6 +119,7 @@ impl Recovery {
             ),
             catchups: HashMap::new(),
             by_target: HashMap::new(),
+            holds: HashMap::new(),
             of_conn: HashMap::new(),
             waiting: VecDeque::new(),
             running: 0,
@@ -123,6 +132,7 @@ impl Recovery {
     pub(super) fn is_idle(&self) -> bool {
         self.catchups.is_empty()
             && self.by_target.is_empty()
+            && self.holds.is_empty()
             && self.of_conn.is_empty()
             && self.running == 0
     }
@@ -135,13 +145,26 @@ impl Recovery {
     fn remove(&mut self, id: u64) -> Option<CatchUp> {
         let c = self.catchups.remove(&id)?;
         self.by_target.remove(&(c.conn, c.thread.clone()));
-        if let Some(ids) = self.of_conn.get_mut(&c.conn) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.of_conn.remove(&c.conn);
+        Some(c)
+    }
+
+    /// Holds live frames of `thread` for `conn` from now on (kept if already held).
+    fn hold(&mut self, conn: ConnId, thread: &ThreadId) {
+        self.holds.entry((conn, thread.clone())).or_default();
+        self.of_conn.entry(conn).or_default().insert(thread.clone());
+    }
+
+    /// Ends the hold of `thread` for `conn`: what it held.
+    fn take_hold(&mut self, conn: ConnId, thread: &ThreadId) -> Hold {
+        if let Some(threads) = self.of_conn.get_mut(&conn) {
+            threads.remove(thread);
+            if threads.is_empty() {
+                self.of_conn.remove(&conn);
             }
         }
-        Some(c)
+        self.holds
+            .remove(&(conn, thread.clone()))
+            .unwrap_or_default()
     }
 }
 
@@ -177,21 +200,16 @@ impl Hub {
         id: &MessageId,
         frame: Bytes,
     ) {
-        if !self.recovery.by_target.is_empty() {
+        if !self.recovery.holds.is_empty() {
             let max = self.config.max_replay;
             conns.retain(|conn| {
-                let Some(catchup) = self
-                    .recovery
-                    .by_target
-                    .get(&(*conn, thread.clone()))
-                    .and_then(|id| self.recovery.catchups.get_mut(id))
-                else {
+                let Some(hold) = self.recovery.holds.get_mut(&(*conn, thread.clone())) else {
                     return true;
                 };
-                if catchup.held.len() < max {
-                    catchup.held.push((id.clone(), frame.clone()));
+                if hold.held.len() < max {
+                    hold.held.push((id.clone(), frame.clone()));
                 } else {
-                    catchup.overflow = true;
+                    hold.overflow = true;
                 }
                 false
             });
@@ -202,7 +220,7 @@ impl Hub {
     /// Delivers a frame another node published: a `message` is held like a local one.
     /// Frames are looked into only while some replay is being fetched.
     pub(super) fn deliver_published(&mut self, conns: Vec<ConnId>, frame: Bytes) {
-        if !self.recovery.by_target.is_empty()
+        if !self.recovery.holds.is_empty()
             && let Ok(ServerMessage::Message(m)) = ServerMessage::decode(&frame)
         {
             self.deliver_message(conns, &m.thread_id, &m.id, frame);
@@ -281,6 +299,7 @@ impl Hub {
                 self.send_resumed(conn, thread, ReplaySource::None, false, 0, Some(code))
             }
         }
+        self.release_join_hold(conn, thread);
     }
 
     fn send_resumed(
@@ -305,23 +324,63 @@ impl Hub {
     }
 
     /// Carries out `plan` for `conn`, which has just been sent `joined`.
+    /// What was held while the join waited for the site (see [`Hub::hold_for_join`]) goes
+    /// out after the replay, minus what the replay already wrote.
     pub(super) fn run_plan(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, plan: Plan) {
+        if let Plan::Site(after) = plan {
+            self.start_catchup(conn, user, thread, after);
+            return;
+        }
+        let hold = self.recovery.take_hold(conn, thread);
+        let mut written = HashSet::new();
         match plan {
-            Plan::Nothing | Plan::Fail(_) => {}
-            Plan::Window(frames) => {
-                let replayed = frames.len();
-                for frame in frames {
+            Plan::Window(entries) if !hold.overflow => {
+                let replayed = entries.len();
+                for (id, frame) in entries {
                     self.deliver(vec![conn], frame);
+                    written.insert(id);
                 }
                 self.fx.stats.replays_window += 1;
                 self.send_resumed(conn, thread, ReplaySource::Window, true, replayed, None);
             }
-            Plan::Reload => {
+            Plan::Window(_) | Plan::Reload => {
                 self.fx.stats.replays_reload += 1;
                 self.send_resumed(conn, thread, ReplaySource::None, false, 0, None);
             }
-            Plan::Site(after) => self.start_catchup(conn, user, thread, after),
+            Plan::Nothing | Plan::Fail(_) | Plan::Site(_) => {}
         }
+        self.flush_hold(conn, hold, &written);
+    }
+
+    /// Writes the frames `hold` kept for `conn`, but those `written` already.
+    fn flush_hold(&mut self, conn: ConnId, hold: Hold, written: &HashSet<MessageId>) {
+        for (id, frame) in hold.held {
+            if !written.contains(&id) {
+                self.deliver(vec![conn], frame);
+            }
+        }
+    }
+
+    /// A join with a resume point waits for the site to confirm membership: live messages
+    /// of the thread to `conn` wait with it, so none overtakes the replay.
+    pub(super) fn hold_for_join(&mut self, conn: ConnId, m: &JoinThread) {
+        if m.resumes() {
+            self.recovery.hold(conn, &m.thread_id);
+        }
+    }
+
+    /// The join of `thread` on `conn` did not go on (refused, or the site failed): what
+    /// was held for it goes out, unless a catch-up of the thread owns the hold.
+    pub(super) fn release_join_hold(&mut self, conn: ConnId, thread: &ThreadId) {
+        if self
+            .recovery
+            .by_target
+            .contains_key(&(conn, thread.clone()))
+        {
+            return;
+        }
+        let hold = self.recovery.take_hold(conn, thread);
+        self.flush_hold(conn, hold, &HashSet::new());
     }
 
     fn start_catchup(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, after: MessageId) {
@@ -338,13 +397,11 @@ impl Hub {
                 before: None,
                 collected: Vec::new(),
                 seen: HashSet::new(),
-                held: Vec::new(),
-                overflow: false,
                 cancelled: false,
             },
         );
         r.by_target.insert((conn, thread.clone()), id);
-        r.of_conn.entry(conn).or_default().insert(id);
+        r.hold(conn, thread);
         self.fx.stats.replays_site += 1;
         if r.running < self.config.max_site_catchups.max(1) {
             self.request_page(id);
@@ -471,11 +528,10 @@ impl Hub {
         let Some(c) = self.recovery.remove(id) else {
             return;
         };
+        let hold = self.recovery.take_hold(c.conn, &c.thread);
         self.send_resumed(c.conn, &c.thread, ReplaySource::None, false, 0, Some(code));
         if deliver_held {
-            for (_, frame) in c.held {
-                self.deliver(vec![c.conn], frame);
-            }
+            self.flush_hold(c.conn, hold, &HashSet::new());
         }
     }
 
@@ -484,6 +540,7 @@ impl Hub {
         let Some(c) = self.recovery.remove(id) else {
             return;
         };
+        let hold = self.recovery.take_hold(c.conn, &c.thread);
         let mut replayed = 0;
         if ending != Ending::Reload {
             for m in c.collected.into_iter().rev() {
@@ -505,7 +562,7 @@ impl Hub {
             }
         }
         let (source, complete) = match ending {
-            _ if c.overflow => (ReplaySource::None, false),
+            _ if hold.overflow => (ReplaySource::None, false),
             Ending::Reload => (ReplaySource::None, false),
             Ending::Complete => (ReplaySource::Site, true),
             Ending::Incomplete => (ReplaySource::Site, false),
@@ -514,39 +571,31 @@ impl Hub {
             self.fx.stats.replays_reload += 1;
         }
         self.send_resumed(c.conn, &c.thread, source, complete, replayed, None);
-        for (message, frame) in c.held {
-            if ending == Ending::Reload || !c.seen.contains(&message) {
-                self.deliver(vec![c.conn], frame);
-            }
-        }
+        let written = if ending == Ending::Reload {
+            HashSet::new()
+        } else {
+            c.seen
+        };
+        self.flush_hold(c.conn, hold, &written);
     }
 
-    /// `conn` ended: its catch-ups go (one whose page is in flight keeps its slot until
-    /// the answer).
+    /// `conn` ended: its holds and catch-ups go (one whose page is in flight keeps its slot
+    /// until the answer).
     pub(super) fn recovery_conn_gone(&mut self, conn: ConnId) {
-        let Some(ids) = self.recovery.of_conn.get(&conn).cloned() else {
+        let Some(threads) = self.recovery.of_conn.remove(&conn) else {
             return;
         };
-        for id in ids {
-            let in_flight = !self.recovery.waiting.contains(&id);
-            if in_flight {
-                if let Some(c) = self.recovery.catchups.get_mut(&id) {
-                    c.cancelled = true;
-                }
-                self.recovery.by_target.remove(&(conn, self.thread_of(id)));
-            } else {
-                self.recovery.remove(id);
+        for thread in threads {
+            self.recovery.holds.remove(&(conn, thread.clone()));
+            let Some(id) = self.recovery.by_target.remove(&(conn, thread)) else {
+                continue;
+            };
+            if self.recovery.waiting.contains(&id) {
+                self.recovery.catchups.remove(&id);
+            } else if let Some(c) = self.recovery.catchups.get_mut(&id) {
+                c.cancelled = true;
             }
         }
-        self.recovery.of_conn.remove(&conn);
-    }
-
-    fn thread_of(&self, id: u64) -> ThreadId {
-        self.recovery
-            .catchups
-            .get(&id)
-            .map(|c| c.thread.clone())
-            .expect("called for a catch-up that exists")
     }
 
     /// `resume`: each thread joined as `join_thread` with its resume point, in order.

@@ -461,7 +461,7 @@ impl Hub {
             }
         };
         if failure == Some(ErrorCode::Forbidden) {
-            self.deny(now, user, thread);
+            self.deny(now, user, thread.clone());
         }
         for conn in waiters {
             match failure {
@@ -469,6 +469,8 @@ impl Hub {
                 // The code's fixed text, never the site's.
                 Some(code) => self.fail_blocked(now, conn, code, code.message()),
             }
+            // A join with a resume point took what was held for it; one that failed did not.
+            self.release_join_hold(conn, &thread);
         }
     }
 
@@ -571,6 +573,7 @@ impl Hub {
             return false;
         }
         if self.membership(now, user, &thread) != Membership::Member {
+            self.hold_for_join(conn, m);
             self.fetch_participants(conn, user, &thread, true);
             return true;
         }

@@ -45,8 +45,8 @@ struct ThreadWindow {
 /// What the window can replay after a resume point.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Lookup {
-    /// Everything after the point, in order (possibly nothing).
-    Replay(Vec<Bytes>),
+    /// Everything after the point, in order (possibly nothing), with their ids.
+    Replay(Vec<(MessageId, Bytes)>),
     /// More than the replay limit is missing.
     TooFar,
     /// The window no longer reaches back to the point (or never saw its message).
@@ -278,7 +278,7 @@ impl Windows {
             w.entries
                 .iter()
                 .filter(|e| e.offset > floor)
-                .map(|e| e.frame.clone())
+                .map(|e| (e.id.clone(), e.frame.clone()))
                 .collect(),
         )
     }
@@ -319,7 +319,7 @@ mod tests {
             w.latest(&t2).map(|p| p.epoch)
         );
         let replay = |l: Lookup| match l {
-            Lookup::Replay(frames) => frames,
+            Lookup::Replay(entries) => entries.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
             other => panic!("expected a replay, got {other:?}"),
         };
         assert_eq!(

@@ -224,6 +224,29 @@ fn a_message_stored_after_the_history_was_read_is_delivered_after_the_replay() {
 }
 
 #[test]
+fn messages_arriving_while_the_join_waits_for_membership_come_in_the_replay_once() {
+    let mut sim = Sim::new();
+    let (alice, bob, seen) = bob_saw_one(&mut sim);
+    sim.close(bob);
+    say(&mut sim, alice, "two");
+    // The participant cache goes cold: bob's join asks the site again, slowly.
+    sim.drive_for(secs(61));
+    sim.site_latency("participants", ms(500));
+    let bob = return_with(&mut sim, Some(&seen["position"]));
+    sim.drive_for(ms(100));
+    say_for(&mut sim, alice, "three");
+    sim.drive();
+    let got = sim.take_json(bob);
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|f| f["type"].as_str().unwrap_or(""))
+        .filter(|k| *k != "user_connected")
+        .collect();
+    assert_eq!(kinds, ["joined", "message", "message", "resumed"]);
+    assert_eq!(texts(&got), ["two", "three"]);
+}
+
+#[test]
 fn the_site_refusing_the_history_is_said_and_nothing_is_replayed() {
     let mut sim = Sim::with(|c| c.window_messages = 1);
     let (alice, bob, seen) = bob_saw_one(&mut sim);
