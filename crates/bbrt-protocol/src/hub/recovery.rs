@@ -253,6 +253,16 @@ impl Hub {
         {
             return Plan::Fail(ErrorCode::ResumePending);
         }
+        // Leaving a thread does not end its catch-up: without this, joining and leaving
+        // threads in turn would queue catch-ups without end.
+        let others = self
+            .recovery
+            .of_conn
+            .get(&conn)
+            .map_or(0, |held| held.len() - usize::from(held.contains(thread)));
+        if others >= self.config.max_threads_per_conn {
+            return Plan::Fail(ErrorCode::TooManyThreads);
+        }
         let (windows, max) = (&self.recovery.windows, self.config.max_replay);
         if self.config.cluster {
             // No position authority across nodes yet: this node's window is not the

@@ -247,6 +247,38 @@ fn messages_arriving_while_the_join_waits_for_membership_come_in_the_replay_once
 }
 
 #[test]
+fn catch_ups_per_connection_are_bounded_even_across_leaves() {
+    let mut sim = Sim::with(|c| c.max_threads_per_conn = 2);
+    sim.site_latency("history", secs(10));
+    let bob = sim.connect("bob");
+    for (n, thread) in ["A", "B", "C"].iter().enumerate() {
+        sim.send(
+            bob,
+            json!({"type": "join_thread", "threadId": thread, "sinceMessageId": "99", "requestId": n}),
+        );
+        sim.send(bob, json!({"type": "leave_thread", "threadId": thread}));
+        sim.drive_for(ms(500));
+    }
+    let errors: Vec<Value> = sim
+        .take_json(bob)
+        .into_iter()
+        .filter(|f| f["type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (&errors[0]["code"], &errors[0]["requestId"]),
+        (&json!("too_many_threads"), &json!(2))
+    );
+    sim.drive();
+    let unknown = sim
+        .take_json(bob)
+        .iter()
+        .filter(|f| f["type"] == "resumed" && f["code"] == "position_unknown")
+        .count();
+    assert_eq!(unknown, 2, "the two catch-ups ran to their end");
+}
+
+#[test]
 fn the_site_refusing_the_history_is_said_and_nothing_is_replayed() {
     let mut sim = Sim::with(|c| c.window_messages = 1);
     let (alice, bob, seen) = bob_saw_one(&mut sim);
