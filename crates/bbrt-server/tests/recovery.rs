@@ -56,6 +56,17 @@ async fn a_client_that_drops_gets_what_it_missed_from_the_window_then_live() {
     );
     let four = say(&mut alice, "four").await;
     assert_eq!(bob.recv_type("message").await, four, "then live");
+    let (status, metrics) = common::http_get(server.handle.local_addr(), "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::metric(&metrics, "bbrt_resumes_window_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::metric(&metrics, "bbrt_resumes_site_total"),
+        Some(0.0)
+    );
+    assert_eq!(common::metric(&metrics, "bbrt_replay_windows"), Some(1.0));
 }
 
 #[tokio::test]
