@@ -4,13 +4,13 @@
 //! A site that never waits (the embedded one) answers through its synchronous
 //! `BuddyBoss::perform_now`, right here, and the result is handed back to the hub task,
 //! which feeds it to the Hub after the current outputs. Either way the request's
-//! `CredentialId` is resolved in the credential store first, once. Any other site request
-//! is a task: it waits for a permit (at most `site_concurrency` in flight), calls the site
-//! under its own deadline and sends `Input::ApiResult` back. Coordination requests and
-//! ticket checks are futures that run inline while they complete at once (the in-process
-//! coordinator), else as a task. A guard answers with an error if a request ends any other
-//! way (cancelled at shutdown, or a panic in the site client), so the Hub never waits
-//! forever.
+//! `CredentialId` is resolved in the credential store first, once. Any other request is a
+//! future that runs inline while it completes at once (the in-process coordinator, a
+//! verification the site client answers from its cache), else as a task; a site request
+//! waits for a permit (at most `site_concurrency` in flight), calls the site under its own
+//! deadline and sends `Input::ApiResult` back. A guard answers with an error if a request
+//! ends any other way (cancelled at shutdown, or a panic in the site client), so the Hub
+//! never waits forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,9 +113,9 @@ fn log_failure(request: &ApiRequest, error: &SiteError, took: Duration) {
 }
 
 /// Runs `task` right here if it completes without waiting (the in-process coordinator, a
-/// ticket checked against the embedded site), else spawns it: no task, no wake-up and no
-/// scheduling for answers that are already known. Site requests do not come here: the
-/// embedded site answers them synchronously ([`Executor::api`]) and any other site waits.
+/// verification answered from the site client's cache), else spawns it: no task, no
+/// wake-up and no scheduling for answers that are already known. The embedded site does
+/// not come here: it answers synchronously ([`Executor::api`]).
 ///
 /// A panic in the site client is contained as it would be in a spawned task: the
 /// request's drop guard answers it, and the hub task goes on.
@@ -357,7 +357,7 @@ impl Executor {
         let metrics = Arc::clone(&self.metrics);
         let permits = Arc::clone(&self.permits);
         let timeout = self.deadline(&request);
-        tokio::spawn(async move {
+        run_or_spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return; // closed at shutdown: the guard answers
             };

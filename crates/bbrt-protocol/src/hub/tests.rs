@@ -18,4 +18,5 @@ mod recovery;
 mod routing;
 mod seed;
 mod site_events;
+mod site_history;
 mod typing;

@@ -38,7 +38,7 @@ use crate::wire::{CloseCode, IceServers, Limits, ServerMessage, decode};
 pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
 
 /// The simulated coordinator's wall clock (Unix seconds) at the start.
-const SIM_UNIX_EPOCH: i64 = 1_800_000_000;
+const SIM_UNIX_EPOCH: i64 = 1_795_608_000;
 
 /// Upper bound on steps in one `drive*` call; more means a livelock.
 const MAX_STEPS: usize = 100_000;
@@ -133,7 +133,7 @@ impl Site {
         }
         let stamp = Stamp {
             unix_secs: now_unix,
-            sent_at: SENT_AT.to_owned(),
+            sent_at: crate::utc::rfc3339_from_unix(now_unix),
             html: None,
         };
         let stored = self.dev.send(post, stamp)?;
