@@ -29,6 +29,17 @@ fn bob_saw_one(sim: &mut Sim) -> (ConnId, ConnId, Value) {
     (alice, bob, seen)
 }
 
+/// [`bob_saw_one`], then bob drops and alice says `texts` while he is away. Returns (alice,
+/// the message bob saw last).
+fn bob_away_while(sim: &mut Sim, texts: &[&str]) -> (ConnId, Value) {
+    let (alice, bob, seen) = bob_saw_one(sim);
+    sim.close(bob);
+    for text in texts {
+        say(sim, alice, text);
+    }
+    (alice, seen)
+}
+
 fn say(sim: &mut Sim, conn: ConnId, text: &str) {
     sim.send(
         conn,
@@ -93,10 +104,7 @@ fn every_message_carries_its_site_id_and_a_position_in_its_thread() {
 #[test]
 fn a_window_hit_replays_what_was_missed_in_order_then_says_so() {
     let mut sim = Sim::new();
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
-    say(&mut sim, alice, "three");
+    let (alice, seen) = bob_away_while(&mut sim, &["two", "three"]);
     let live: Vec<Value> = sim
         .take_json(alice)
         .into_iter()
@@ -127,11 +135,7 @@ fn a_window_hit_replays_what_was_missed_in_order_then_says_so() {
 #[test]
 fn past_the_window_the_site_serves_the_replay_with_the_users_credential() {
     let mut sim = Sim::with(|c| c.window_messages = 2);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    for text in ["two", "three", "four"] {
-        say(&mut sim, alice, text);
-    }
+    let (_, seen) = bob_away_while(&mut sim, &["two", "three", "four"]);
     let point = json!({"since": seen["position"], "sinceMessageId": seen["id"]});
     let bob = come_back(&mut sim, 0, point);
     let got = sim.take_json(bob);
@@ -155,10 +159,7 @@ fn past_the_window_the_site_serves_the_replay_with_the_users_credential() {
 #[test]
 fn messages_arriving_during_a_site_replay_follow_it_once() {
     let mut sim = Sim::with(|c| c.window_messages = 1);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
-    say(&mut sim, alice, "three");
+    let (alice, seen) = bob_away_while(&mut sim, &["two", "three"]);
     sim.site_latency("history", ms(500));
     let bob = sim.connect("bob");
     sim.clear();
@@ -198,9 +199,7 @@ fn say_for(sim: &mut Sim, conn: ConnId, text: &str) {
 #[test]
 fn a_message_stored_after_the_history_was_read_is_delivered_after_the_replay() {
     let mut sim = Sim::with(|c| c.window_messages = 1);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
+    let (alice, seen) = bob_away_while(&mut sim, &["two"]);
     sim.site_latency("history", ms(500));
     sim.site_latency("send", ms(600));
     let bob = sim.connect("bob");
@@ -226,9 +225,7 @@ fn a_message_stored_after_the_history_was_read_is_delivered_after_the_replay() {
 #[test]
 fn messages_arriving_while_the_join_waits_for_membership_come_in_the_replay_once() {
     let mut sim = Sim::new();
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
+    let (alice, seen) = bob_away_while(&mut sim, &["two"]);
     // The participant cache goes cold: bob's join asks the site again, slowly.
     sim.drive_for(secs(61));
     sim.site_latency("participants", ms(500));
@@ -281,10 +278,7 @@ fn catch_ups_per_connection_are_bounded_even_across_leaves() {
 #[test]
 fn the_site_refusing_the_history_is_said_and_nothing_is_replayed() {
     let mut sim = Sim::with(|c| c.window_messages = 1);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
-    say(&mut sim, alice, "three");
+    let (alice, seen) = bob_away_while(&mut sim, &["two", "three"]);
     sim.fail_next("history", 1, SiteErrorKind::Unavailable, "timeout");
     let bob = come_back(&mut sim, 0, json!({"sinceMessageId": seen["id"]}));
     let got = sim.take_json(bob);
@@ -312,11 +306,7 @@ fn the_site_refusing_the_history_is_said_and_nothing_is_replayed() {
 #[test]
 fn too_far_behind_is_told_to_reload() {
     let mut sim = Sim::with(|c| c.max_replay = 2);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    for text in ["two", "three", "four"] {
-        say(&mut sim, alice, text);
-    }
+    let (_, seen) = bob_away_while(&mut sim, &["two", "three", "four"]);
     let bob = come_back(&mut sim, 0, json!({"since": seen["position"]}));
     let got = sim.take_json(bob);
     assert_eq!(texts(&got), Vec::<&str>::new());
@@ -334,11 +324,7 @@ fn too_far_behind_is_told_to_reload() {
         c.max_replay = 2;
         c.window_messages = 1;
     });
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    for text in ["two", "three", "four"] {
-        say(&mut sim, alice, text);
-    }
+    let (_, seen) = bob_away_while(&mut sim, &["two", "three", "four"]);
     let bob = come_back(&mut sim, 0, json!({"sinceMessageId": seen["id"]}));
     assert_eq!(resumed(&sim.take_json(bob))["reload"], true);
 }
@@ -390,9 +376,7 @@ fn a_removed_member_is_checked_again_and_refused() {
 #[test]
 fn resume_joins_many_threads_each_with_its_point() {
     let mut sim = Sim::with(|c| c.max_threads_per_conn = 3);
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
+    let (_, seen) = bob_away_while(&mut sim, &["two"]);
     let bob = sim.connect("bob");
     sim.clear();
     sim.send(
@@ -471,9 +455,7 @@ fn site_catch_ups_in_flight_at_once_are_bounded() {
         c.window_messages = 1;
         c.max_site_catchups = 2;
     });
-    let (alice, bob, seen) = bob_saw_one(&mut sim);
-    sim.close(bob);
-    say(&mut sim, alice, "two");
+    let (_, seen) = bob_away_while(&mut sim, &["two"]);
     sim.site_latency("history", ms(100));
     let conns: Vec<ConnId> = (0..5).map(|_| sim.connect("bob")).collect();
     sim.clear();
