@@ -8,11 +8,14 @@
 //!
 //! See [`hub`] for the contract and the routing rules, and [`wire`] for the frames, the error
 //! codes and the close codes.
+//! [`cluster`] holds the rules a scaled-out deployment shares (node liveness, the
+//! coordinator's claims), which `bbrt-server` feeds from Redis or keeps in memory.
 //! [`devsite`] holds the embedded development site's rules, which `bbrt-buddyboss` serves
 //! and the Hub's tests answer with.
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cluster;
 pub mod devsite;
 pub mod hub;
 pub mod ids;

@@ -1,12 +1,11 @@
 //! In-process broker and coordinator.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse, SendOutcome, SendReceipt};
-use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, UserId};
+use bbrt_protocol::cluster::{ClaimTable, ClaimTtls, Claimed, SendDigest};
+use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
 use tokio::sync::{Notify, mpsc};
 
 use super::digest::{SendDigester, same_send};
@@ -42,40 +41,24 @@ impl Broker for MemoryBroker {
     }
 }
 
-#[derive(Debug)]
-enum Claim {
-    InFlight {
-        until: Instant,
-        done: Arc<Notify>,
-    },
-    Done {
-        until: Instant,
-        receipt: SendReceipt,
-        digest: String,
-    },
-    /// The outcome is unknown: the next claim is granted with "reconcile first".
-    Unconfirmed {
-        until: Instant,
-        since_unix_secs: i64,
-        digest: String,
-    },
-}
-
-#[derive(Debug, Default)]
-struct State {
-    sends: HashMap<(UserId, ClientMessageId), Claim>,
-    answers: HashMap<CallId, (DeviceRef, Instant)>,
-    ops: u64,
-}
-
-/// Claims in a map with a TTL.
+/// Claims in a [`ClaimTable`] with a TTL; a claim held by another request is waited for.
 #[derive(Debug)]
 pub struct MemoryCoordinator {
-    state: Mutex<State>,
-    /// How long a claim in flight or a completed send is remembered.
-    ttl: Duration,
+    table: Mutex<ClaimTable<KeyedDigest>>,
+    /// Woken whenever a send is finished: a claim held meanwhile may be granted now.
+    finished: Notify,
     /// Records keep a keyed digest of the send's parameters, never the text.
     digester: SendDigester,
+}
+
+/// A digest made by a [`SendDigester`]: under different keys they cannot be compared.
+#[derive(Debug, Clone)]
+struct KeyedDigest(String);
+
+impl SendDigest for KeyedDigest {
+    fn same_send(&self, other: &Self) -> bool {
+        same_send(&self.0, &other.0)
+    }
 }
 
 impl MemoryCoordinator {
@@ -87,14 +70,14 @@ impl MemoryCoordinator {
     /// A coordinator that remembers claims for `ttl` and digests with `digester`.
     pub fn with_digester(ttl: Duration, digester: SendDigester) -> Self {
         Self {
-            state: Mutex::new(State::default()),
-            ttl,
+            table: Mutex::new(ClaimTable::new(ClaimTtls::all(ttl))),
+            finished: Notify::new(),
             digester,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, ClaimTable<KeyedDigest>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -104,138 +87,32 @@ impl Default for MemoryCoordinator {
     }
 }
 
-impl State {
-    /// Drops expired entries now and then (every 1024 operations).
-    fn sweep(&mut self, now: Instant) {
-        self.ops += 1;
-        if self.ops % 1024 != 0 {
-            return;
-        }
-        self.sends.retain(|_, c| match c {
-            Claim::InFlight { until, .. }
-            | Claim::Done { until, .. }
-            | Claim::Unconfirmed { until, .. } => *until > now,
-        });
-        self.answers.retain(|_, (_, until)| *until > now);
-    }
-}
-
 #[async_trait]
 impl Coordinator for MemoryCoordinator {
     async fn request(&self, request: CoordRequest) -> CoordResponse {
-        match request {
-            CoordRequest::ClaimSend {
-                user,
-                client_message_id,
-                fingerprint,
-            } => {
-                let key = (user, client_message_id);
-                let digest = self.digester.digest(fingerprint);
-                loop {
-                    let wait = {
-                        let now = Instant::now();
-                        let mut s = self.lock();
-                        s.sweep(now);
-                        let in_flight = || Claim::InFlight {
-                            until: now + self.ttl,
-                            done: Arc::new(Notify::new()),
-                        };
-                        match s.sends.get(&key) {
-                            Some(
-                                Claim::Done {
-                                    until, digest: d, ..
-                                }
-                                | Claim::Unconfirmed {
-                                    until, digest: d, ..
-                                },
-                            ) if *until > now && !same_send(d, &digest) => {
-                                return CoordResponse::Conflict;
-                            }
-                            Some(Claim::Done { until, receipt, .. }) if *until > now => {
-                                return CoordResponse::Done(receipt.clone());
-                            }
-                            Some(Claim::Unconfirmed {
-                                until,
-                                since_unix_secs,
-                                ..
-                            }) if *until > now => {
-                                let since_unix_secs = *since_unix_secs;
-                                s.sends.insert(key, in_flight());
-                                return CoordResponse::Unconfirmed { since_unix_secs };
-                            }
-                            Some(Claim::InFlight { until, done }) if *until > now => {
-                                Arc::clone(done)
-                            }
-                            _ => {
-                                s.sends.insert(key, in_flight());
-                                return CoordResponse::Claimed;
-                            }
-                        }
-                    };
-                    // Another holder is posting: wait for its outcome (bounded by the TTL).
-                    let _ = tokio::time::timeout(self.ttl, wait.notified()).await;
-                }
-            }
-            CoordRequest::FinishSend {
-                user,
-                client_message_id,
-                fingerprint,
-                outcome,
-            } => {
-                let now = Instant::now();
-                let digest = self.digester.digest(fingerprint);
-                let mut s = self.lock();
-                let key = (user, client_message_id);
-                let until = now + self.ttl;
-                let previous = match outcome {
-                    SendOutcome::Stored(receipt) => s.sends.insert(
-                        key,
-                        Claim::Done {
-                            until,
-                            receipt,
-                            digest,
-                        },
-                    ),
-                    SendOutcome::Unconfirmed { since_unix_secs } => {
-                        let now_unix = unix_now();
-                        let since_unix_secs = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
-                        s.sends.insert(
-                            key,
-                            Claim::Unconfirmed {
-                                until,
-                                since_unix_secs,
-                                digest,
-                            },
-                        )
+        loop {
+            // Registered before the table is read, so a finish in between still wakes it.
+            let finished = self.finished.notified();
+            let now = Instant::now();
+            let claimed = self.lock().request(now, unix_now(), &request, |f| {
+                KeyedDigest(self.digester.digest(f))
+            });
+            match claimed {
+                Claimed::Answer(answer) => {
+                    if matches!(request, CoordRequest::FinishSend { .. }) {
+                        self.finished.notify_waiters();
                     }
-                    _ => s.sends.remove(&key),
-                };
-                if let Some(Claim::InFlight { done, .. }) = previous {
-                    done.notify_waiters();
+                    return answer;
                 }
-                CoordResponse::Ok
-            }
-            CoordRequest::ClaimAnswer { call, device } => {
-                let now = Instant::now();
-                let mut s = self.lock();
-                s.sweep(now);
-                match s.answers.get(&call) {
-                    Some((winner, until)) if *until > now => {
-                        if *winner == device {
-                            CoordResponse::Won
-                        } else {
-                            CoordResponse::Lost
-                        }
-                    }
-                    _ => {
-                        s.answers.insert(call, (device, now + self.ttl));
-                        CoordResponse::Won
-                    }
+                // Another holder is posting: wait for its outcome (bounded by its hold).
+                Claimed::Held { until } => {
+                    let _ =
+                        tokio::time::timeout(until.saturating_duration_since(now), finished).await;
                 }
-            }
-            other => {
-                tracing::warn!(request = ?other, "unknown coordination request");
-                CoordResponse::Unavailable
+                other => {
+                    tracing::warn!(answer = ?other, "unknown claim table answer");
+                    return CoordResponse::Unavailable;
+                }
             }
         }
     }
@@ -243,124 +120,45 @@ impl Coordinator for MemoryCoordinator {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use bbrt_protocol::hub::SendOutcome;
+
+    use super::super::contract::{self, Cluster, claim, finish, receipt};
     use super::*;
-    use bbrt_protocol::ids::{MessageId, NodeId, ThreadId};
 
-    fn id<T: std::str::FromStr>(s: &str) -> T
-    where
-        T::Err: std::fmt::Debug,
-    {
-        s.parse().expect("valid id")
+    /// One coordinator stands for every node.
+    #[derive(Default)]
+    struct Shared(Arc<MemoryCoordinator>);
+
+    #[async_trait]
+    impl Cluster for Shared {
+        async fn node(&self, _name: &str) -> Arc<dyn Coordinator> {
+            Arc::clone(&self.0) as Arc<dyn Coordinator>
+        }
     }
 
-    fn fingerprint(text: &str) -> bbrt_protocol::hub::SendFingerprint {
-        bbrt_protocol::hub::SendFingerprint::of(Some(&id("t1")), None, text)
-    }
+    contract::coordinator_contract!(Shared::default());
 
     #[tokio::test]
-    async fn an_unconfirmed_send_stays_claimable_with_reconciliation_and_conflicts_are_told() {
+    async fn records_hold_no_text() {
         let c = MemoryCoordinator::default();
-        let claim = |text: &str| CoordRequest::ClaimSend {
-            user: id("u1"),
-            client_message_id: id("c1"),
-            fingerprint: fingerprint(text),
-        };
-        let finish = |outcome| CoordRequest::FinishSend {
-            user: id("u1"),
-            client_message_id: id("c1"),
-            fingerprint: fingerprint("hi"),
-            outcome,
-        };
-        assert_eq!(c.request(claim("hi")).await, CoordResponse::Claimed);
-        let before = unix_now();
+        assert_eq!(
+            c.request(claim("u1", "c1", "hi")).await,
+            CoordResponse::Claimed
+        );
         let unconfirmed = SendOutcome::Unconfirmed {
             since_unix_secs: None,
         };
-        assert_eq!(c.request(finish(unconfirmed)).await, CoordResponse::Ok);
-        assert_eq!(c.request(claim("bye")).await, CoordResponse::Conflict);
-        let CoordResponse::Unconfirmed { since_unix_secs } = c.request(claim("hi")).await else {
-            panic!("the retry must reconcile first")
-        };
-        assert!(since_unix_secs >= before);
-        // The retry failed too: the earliest time is kept.
-        let again = SendOutcome::Unconfirmed {
-            since_unix_secs: Some(since_unix_secs - 5),
-        };
-        assert_eq!(c.request(finish(again)).await, CoordResponse::Ok);
-        assert_eq!(
-            c.request(claim("hi")).await,
-            CoordResponse::Unconfirmed {
-                since_unix_secs: since_unix_secs - 5
-            }
+        c.request(finish("u1", "c1", "hi", unconfirmed)).await;
+        c.request(claim("u1", "c2", "hi")).await;
+        c.request(finish("u1", "c2", "hi", SendOutcome::Stored(receipt())))
+            .await;
+        let state = format!("{:?}", c.lock());
+        assert!(
+            state.contains("Unconfirmed") && state.contains("Done"),
+            "{state}"
         );
-        let receipt = SendReceipt {
-            id: id::<MessageId>("m1"),
-            thread: id::<ThreadId>("t1"),
-        };
-        let stored = SendOutcome::Stored(receipt.clone());
-        assert_eq!(c.request(finish(stored)).await, CoordResponse::Ok);
-        assert_eq!(c.request(claim("hi")).await, CoordResponse::Done(receipt));
-        assert_eq!(c.request(claim("bye")).await, CoordResponse::Conflict);
-        let state = format!("{:?}", c.lock().sends);
         assert!(!state.contains("hi"), "no text in the record: {state}");
-    }
-
-    #[tokio::test]
-    async fn claims_wait_for_the_holder_and_answers_are_first_wins() {
-        let c = Arc::new(MemoryCoordinator::default());
-        let claim = || CoordRequest::ClaimSend {
-            user: id("u1"),
-            client_message_id: id("c1"),
-            fingerprint: fingerprint("hi"),
-        };
-        assert_eq!(c.request(claim()).await, CoordResponse::Claimed);
-        let c2 = Arc::clone(&c);
-        let waiter = tokio::spawn(async move { c2.request(claim()).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let receipt = SendReceipt {
-            id: id::<MessageId>("m1"),
-            thread: id::<ThreadId>("t1"),
-        };
-        let finish = CoordRequest::FinishSend {
-            user: id("u1"),
-            client_message_id: id("c1"),
-            fingerprint: fingerprint("hi"),
-            outcome: SendOutcome::Stored(receipt.clone()),
-        };
-        assert_eq!(c.request(finish).await, CoordResponse::Ok);
-        assert_eq!(
-            waiter.await.expect("no panic"),
-            CoordResponse::Done(receipt)
-        );
-
-        let dev = |n| DeviceRef {
-            node: id::<NodeId>("n1"),
-            conn: n,
-        };
-        let call: CallId = id("n1-1");
-        assert_eq!(
-            c.request(CoordRequest::ClaimAnswer {
-                call: call.clone(),
-                device: dev(1)
-            })
-            .await,
-            CoordResponse::Won
-        );
-        assert_eq!(
-            c.request(CoordRequest::ClaimAnswer {
-                call: call.clone(),
-                device: dev(2)
-            })
-            .await,
-            CoordResponse::Lost
-        );
-        assert_eq!(
-            c.request(CoordRequest::ClaimAnswer {
-                call,
-                device: dev(1)
-            })
-            .await,
-            CoordResponse::Won
-        );
     }
 }

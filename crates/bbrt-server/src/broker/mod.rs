@@ -6,6 +6,8 @@
 //! keeps claims in a map with a TTL. With `--redis`, [`RedisBroker`] and [`RedisCoordinator`]
 //! (see `docs/scaling.md`). The hub task only sees the traits.
 
+#[cfg(test)]
+mod contract;
 mod digest;
 mod memory;
 pub mod redis;

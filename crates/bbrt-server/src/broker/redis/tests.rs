@@ -4,10 +4,17 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
-use bbrt_protocol::hub::BrokerEvent;
-use bbrt_protocol::ids::{MessageId, ThreadId};
+use std::sync::atomic::Ordering::Relaxed;
 
+use async_trait::async_trait;
+use bbrt_protocol::hub::{
+    BrokerEvent, BrokerMessage, CoordRequest, CoordResponse, SendFingerprint, SendOutcome,
+};
+use bbrt_protocol::ids::DeviceRef;
+
+use super::super::contract::{Cluster, claim, coordinator_contract, finish, receipt};
 use super::*;
+use crate::broker::{Broker, Coordinator};
 
 /// Fails a test instead of hanging it; never a performance threshold.
 const WAIT: Duration = Duration::from_secs(10);
@@ -161,79 +168,49 @@ async fn two_processes_with_one_node_id_hear_each_other() {
     assert_eq!(next(&mut ra).await, BrokerInput::NodeDown(id("same")));
 }
 
+/// Nodes under one fresh prefix of the shared Redis, with one idempotency secret (so that
+/// their digests compare).
+struct Shared {
+    prefix: String,
+    digester: SendDigester,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            prefix: prefix(),
+            digester: SendDigester::from_secret(b"the same on every node"),
+        }
+    }
+}
+
+#[async_trait]
+impl Cluster for Shared {
+    async fn node(&self, name: &str) -> Arc<dyn Coordinator> {
+        let mut o = options(SHARED, &self.prefix, name);
+        o.digester = self.digester.clone();
+        let (_broker, coordinator) = connect(o).expect("valid options");
+        wait_commands(&coordinator.status()).await;
+        Arc::new(coordinator)
+    }
+}
+
+coordinator_contract!(Shared::new());
+
 #[tokio::test]
-async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
+async fn only_the_holder_releases_a_claim_and_a_held_claim_is_waited_for_so_long() {
     let p = prefix();
     let (_a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
     let (_b, cb) = connect(options(SHARED, &p, "b")).expect("valid options");
     wait_commands(&ca.status()).await;
     wait_commands(&cb.status()).await;
-    let claim = || CoordRequest::ClaimSend {
-        user: id("u:1"),
-        client_message_id: id("c1"),
-        fingerprint: fingerprint("hi"),
-    };
-    assert_eq!(ca.request(claim()).await, CoordResponse::Claimed);
-    let cb = Arc::new(cb);
-    let waiter = tokio::spawn({
-        let cb = Arc::clone(&cb);
-        async move { cb.request(claim()).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        !waiter.is_finished(),
-        "the second claim waits while the first is in flight"
-    );
-    let receipt = SendReceipt {
-        id: id::<MessageId>("m1"),
-        thread: id::<ThreadId>("t1"),
-    };
-    let finish = CoordRequest::FinishSend {
-        user: id("u:1"),
-        client_message_id: id("c1"),
-        fingerprint: fingerprint("hi"),
-        outcome: SendOutcome::Stored(receipt.clone()),
-    };
-    assert_eq!(ca.request(finish).await, CoordResponse::Ok);
-    let got = tokio::time::timeout(WAIT, waiter)
-        .await
-        .expect("in time")
-        .expect("no panic");
-    assert_eq!(got, CoordResponse::Done(receipt.clone()));
-    // And later claims, from any node, too.
-    assert_eq!(cb.request(claim()).await, CoordResponse::Done(receipt));
-
-    // Another user with a colliding-looking id is a different key.
-    let other = CoordRequest::ClaimSend {
-        user: id("u"),
-        client_message_id: id("1:c1"),
-        fingerprint: fingerprint("hi"),
-    };
-    assert_eq!(cb.request(other).await, CoordResponse::Claimed);
-
-    // A failed send releases its claim: the retry may post.
-    let c2 = || CoordRequest::ClaimSend {
-        user: id("u2"),
-        client_message_id: id("c2"),
-        fingerprint: fingerprint("hi"),
-    };
+    let c2 = || claim("u2", "c2", "hi");
+    let release = || finish("u2", "c2", "hi", SendOutcome::Failed);
     assert_eq!(ca.request(c2()).await, CoordResponse::Claimed);
-    let release = CoordRequest::FinishSend {
-        user: id("u2"),
-        client_message_id: id("c2"),
-        fingerprint: fingerprint("hi"),
-        outcome: SendOutcome::Failed,
-    };
-    assert_eq!(ca.request(release).await, CoordResponse::Ok);
+    assert_eq!(ca.request(release()).await, CoordResponse::Ok);
     assert_eq!(cb.request(c2()).await, CoordResponse::Claimed);
     // Only the holder's release deletes the claim.
-    let release = CoordRequest::FinishSend {
-        user: id("u2"),
-        client_message_id: id("c2"),
-        fingerprint: fingerprint("hi"),
-        outcome: SendOutcome::Failed,
-    };
-    assert_eq!(ca.request(release).await, CoordResponse::Ok);
+    assert_eq!(ca.request(release()).await, CoordResponse::Ok);
     let mut short = options(SHARED, &p, "c");
     short.claim_wait = Duration::from_millis(100);
     let (_c, cc) = connect(short).expect("valid options");
@@ -246,50 +223,19 @@ async fn a_second_claim_waits_for_the_first_and_gets_its_receipt() {
 }
 
 #[tokio::test]
-async fn an_unconfirmed_send_is_kept_for_its_retry_and_a_reused_id_is_a_conflict() {
+async fn an_idempotency_record_holds_a_keyed_digest_and_no_text() {
     let p = prefix();
-    let mut shared = options(SHARED, &p, "a");
-    shared.digester = SendDigester::from_secret(b"the same on every node");
-    let (_a, ca) = connect(shared.clone()).expect("valid options");
-    shared.node = id("b");
-    let (_b, cb) = connect(shared).expect("valid options");
+    let (_a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
     wait_commands(&ca.status()).await;
-    wait_commands(&cb.status()).await;
-    let claim = |text: &str| CoordRequest::ClaimSend {
-        user: id("u1"),
-        client_message_id: id("c1"),
-        fingerprint: fingerprint(text),
-    };
-    let finish = |outcome| CoordRequest::FinishSend {
-        user: id("u1"),
-        client_message_id: id("c1"),
-        fingerprint: fingerprint("hi"),
-        outcome,
-    };
-    assert_eq!(ca.request(claim("hi")).await, CoordResponse::Claimed);
-    let unconfirmed = SendOutcome::Unconfirmed {
-        since_unix_secs: None,
-    };
-    let before = unix_now();
-    assert_eq!(ca.request(finish(unconfirmed)).await, CoordResponse::Ok);
-    assert_eq!(cb.request(claim("bye")).await, CoordResponse::Conflict);
-    let CoordResponse::Unconfirmed { since_unix_secs } = cb.request(claim("hi")).await else {
-        panic!("the retry, on another node, must reconcile first")
-    };
-    assert!(since_unix_secs >= before - 1);
-    let receipt = SendReceipt {
-        id: id::<MessageId>("m1"),
-        thread: id::<ThreadId>("t1"),
-    };
     assert_eq!(
-        cb.request(finish(SendOutcome::Stored(receipt.clone())))
-            .await,
+        ca.request(claim("u1", "c1", "hi")).await,
+        CoordResponse::Claimed
+    );
+    let stored = SendOutcome::Stored(receipt());
+    assert_eq!(
+        ca.request(finish("u1", "c1", "hi", stored)).await,
         CoordResponse::Ok
     );
-    assert_eq!(ca.request(claim("hi")).await, CoordResponse::Done(receipt));
-    assert_eq!(ca.request(claim("bye")).await, CoordResponse::Conflict);
-
-    // The record holds no text: only a keyed digest.
     let mut conn = redis::Client::open(SHARED)
         .expect("url")
         .get_multiplexed_async_connection()
@@ -302,31 +248,6 @@ async fn an_unconfirmed_send_is_kept_for_its_retry_and_a_reused_id_is_a_conflict
         .expect("the record");
     assert!(value.contains("\"digest\""), "{value}");
     assert!(!value.contains("hi"), "{value}");
-}
-
-#[tokio::test]
-async fn the_first_answer_wins() {
-    let p = prefix();
-    let (_a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
-    let (_b, cb) = connect(options(SHARED, &p, "b")).expect("valid options");
-    wait_commands(&ca.status()).await;
-    wait_commands(&cb.status()).await;
-    let dev = |node: &str, conn| DeviceRef {
-        node: id(node),
-        conn,
-    };
-    let claim = |node: &str, conn| CoordRequest::ClaimAnswer {
-        call: id("a-1"),
-        device: dev(node, conn),
-    };
-    assert_eq!(cb.request(claim("b", 7)).await, CoordResponse::Won);
-    assert_eq!(ca.request(claim("a", 3)).await, CoordResponse::Lost);
-    assert_eq!(cb.request(claim("b", 8)).await, CoordResponse::Lost);
-    assert_eq!(
-        ca.request(claim("b", 7)).await,
-        CoordResponse::Won,
-        "the winner may ask again"
-    );
 }
 
 #[tokio::test]
@@ -412,7 +333,8 @@ async fn without_redis_nothing_blocks_and_everything_is_counted() {
         .await
         .expect("prompt");
     assert_eq!(r, CoordResponse::Unavailable);
-    // Calls on this node can still be answered, first device wins.
+    // Answers too are only reported unavailable: the Hub's degraded policy lets the first
+    // local device win (hub::tests::calls::without_the_coordinator_the_first_local_accept_still_wins).
     let dev = |conn| DeviceRef {
         node: id("a"),
         conn,
@@ -421,8 +343,8 @@ async fn without_redis_nothing_blocks_and_everything_is_counted() {
         call: id("a-1"),
         device: dev(conn),
     };
-    assert_eq!(ca.request(claim(1)).await, CoordResponse::Won);
-    assert_eq!(ca.request(claim(2)).await, CoordResponse::Lost);
+    assert_eq!(ca.request(claim(1)).await, CoordResponse::Unavailable);
+    assert_eq!(ca.request(claim(2)).await, CoordResponse::Unavailable);
     let s = a.status();
     wait_until(|| async {
         s.publish_dropped.load(Relaxed) + s.publish_failed.load(Relaxed) == 1000

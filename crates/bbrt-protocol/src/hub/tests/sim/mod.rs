@@ -11,6 +11,10 @@
 //! - Every `Output::Send` is decoded with `ServerMessage::decode` and recorded on each
 //!   recipient; delivering to a closed connection, or to a connection of another node,
 //!   panics at once.
+//!
+//! Here: the simulator, its clock and its driving loop, and the coordinator (the claim
+//! table); `outputs.rs` carries out what the Hubs ask, `site.rs` is the fake site,
+//! `inbox.rs` what clients received. The scenarios are the sibling modules of `sim`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -23,16 +27,22 @@ use crate::api::{
     ApiRequest, ApiResponse, RECONCILE_LOOKBACK_SECS, SiteError, SiteErrorKind, SiteUser,
     StoredMessage,
 };
+use crate::cluster::{ClaimTable, ClaimTtls, Claimed};
 use crate::devsite::{DevSite, DevSiteError, Post, Stamp};
 use crate::hub::{
     BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, IcePurpose, Input, Output,
-    SendFingerprint, SendOutcome, SendReceipt,
+    SendFingerprint,
 };
 use crate::ids::{
-    ApiRequestId, ClientMessageId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId,
-    ThreadId, UserId,
+    ApiRequestId, ConnId, CoordRequestId, CredentialId, InstanceId, NodeId, ThreadId, UserId,
 };
 use crate::wire::{CloseCode, IceServers, Limits, ServerMessage, decode};
+
+mod inbox;
+mod outputs;
+mod site;
+
+pub(crate) use self::site::Site;
 
 /// The fake site's `sentAt` for every message (wall-clock time is data, not a clock).
 pub(crate) const SENT_AT: &str = "2026-11-25T12:00:00Z";
@@ -76,100 +86,11 @@ pub(crate) struct Client {
     pub(crate) user: Option<UserId>,
 }
 
-/// The scripted fake site: the embedded default's rules ([`DevSite`]), latency and injected
-/// failures, and a mode that plays a real BuddyBoss site.
-#[derive(Debug, Default)]
-pub(crate) struct Site {
-    pub(crate) dev: DevSite,
-    /// Every user who was ever a participant of each thread.
-    pub(crate) ever: BTreeMap<ThreadId, BTreeSet<UserId>>,
-    /// Per request kind (`ApiRequest::name`); default `default_latency`.
-    pub(crate) latency: HashMap<&'static str, Duration>,
-    pub(crate) default_latency: Duration,
-    /// The next requests of a kind fail with these errors, in order.
-    pub(crate) failures: HashMap<&'static str, VecDeque<SiteError>>,
-    /// Tokens the site no longer accepts.
-    pub(crate) revoked: HashSet<String>,
-    /// A real BuddyBoss site: a bare `userId` is refused, sends need membership.
-    pub(crate) real: bool,
-    /// Every request, in order: (node, request).
-    pub(crate) requests: Vec<(usize, ApiRequest)>,
-    /// Every message stored, in order.
-    pub(crate) stored: Vec<StoredMessage>,
-    /// The next sends are stored, then answered `Unconfirmed` (the answer was lost).
-    pub(crate) unconfirm_next: usize,
-}
-
-impl Site {
-    /// Remembers that `participants` were in `thread`.
-    fn saw(&mut self, thread: &ThreadId, participants: &[UserId]) {
-        let ever = self.ever.entry(thread.clone()).or_default();
-        ever.extend(participants.iter().cloned());
-    }
-
-    /// A send, reconciled as `bbrt-buddyboss` does after an unconfirmed attempt; a real
-    /// site also needs the sender to be in the thread.
-    fn send(
-        &mut self,
-        post: Post<'_>,
-        unconfirmed_since: Option<i64>,
-        now_unix: i64,
-    ) -> Result<StoredMessage, SiteError> {
-        if let Some(since) = unconfirmed_since
-            && let Some(found) = self
-                .dev
-                .find_recent(post, since.saturating_sub(RECONCILE_LOOKBACK_SECS))
-        {
-            return Ok(found);
-        }
-        if self.real
-            && let Some(thread) = post.thread
-            && !self
-                .dev
-                .participants_of(thread)
-                .is_some_and(|p| p.contains(post.sender))
-        {
-            return Err(DevSiteError::Forbidden.into());
-        }
-        let stamp = Stamp {
-            unix_secs: now_unix,
-            sent_at: crate::utc::rfc3339_from_unix(now_unix),
-            html: None,
-        };
-        let stored = self.dev.send(post, stamp)?;
-        self.saw(&stored.thread, &stored.participants);
-        self.stored.push(stored.clone());
-        if self.unconfirm_next > 0 {
-            self.unconfirm_next -= 1;
-            return Err(SiteError::new(
-                SiteErrorKind::Unconfirmed,
-                "send_unconfirmed",
-                "the answer was lost",
-            ));
-        }
-        Ok(stored)
-    }
-}
-
-/// The simulated coordinator's state for one `clientMessageId`.
-#[derive(Debug, Clone)]
-enum Claim {
-    InFlight {
-        until: Instant,
-    },
-    Done(SendReceipt, SendFingerprint),
-    Unconfirmed {
-        since: i64,
-        fingerprint: SendFingerprint,
-    },
-}
-
-/// The simulated coordinator (Redis in production).
-#[derive(Debug, Default)]
+/// The simulated coordinator (Redis in production): the claim table the in-process
+/// coordinator keeps too, with the fingerprint as its digest.
+#[derive(Debug)]
 pub(crate) struct Coordinator {
-    claims: HashMap<(UserId, ClientMessageId), Claim>,
-    answers: HashMap<crate::ids::CallId, crate::ids::DeviceRef>,
-    pub(crate) claim_ttl: Duration,
+    claims: ClaimTable<SendFingerprint>,
     pub(crate) latency: Duration,
     pub(crate) requests: Vec<CoordRequest>,
     /// Answer every request `Unavailable` (Redis is down).
@@ -295,9 +216,15 @@ impl Sim {
                 ..Site::default()
             },
             coord: Coordinator {
-                claim_ttl: Duration::from_secs(30),
+                claims: ClaimTable::new(ClaimTtls {
+                    in_flight: Duration::from_secs(30),
+                    // Records and answers outlive every run.
+                    record: Duration::from_secs(365 * 24 * 3600),
+                    answer: Duration::from_secs(365 * 24 * 3600),
+                }),
                 latency: Duration::from_millis(2),
-                ..Coordinator::default()
+                requests: Vec::new(),
+                unavailable: false,
             },
             broker_latency: Duration::from_millis(1),
             broker_loses: Vec::new(),
@@ -480,149 +407,6 @@ impl Sim {
             .unwrap_or_else(|| panic!("unknown {conn}"))
     }
 
-    // ----- what clients received -----
-
-    /// Frames `conn` received since the last `take`.
-    pub(crate) fn take(&mut self, conn: ConnId) -> Vec<ServerMessage> {
-        self.clients
-            .get_mut(&conn)
-            .expect("known connection")
-            .inbox
-            .drain(..)
-            .collect()
-    }
-
-    /// Like `take`, as JSON values (to compare with `json!` literals).
-    pub(crate) fn take_json(&mut self, conn: ConnId) -> Vec<Value> {
-        self.take(conn).iter().map(to_json).collect()
-    }
-
-    /// The types of the frames `conn` received since the last `take`.
-    pub(crate) fn kinds(&mut self, conn: ConnId) -> Vec<&'static str> {
-        self.take(conn).iter().map(ServerMessage::kind).collect()
-    }
-
-    /// Forgets what every connection received so far.
-    pub(crate) fn clear(&mut self) {
-        for client in self.clients.values_mut() {
-            client.inbox.clear();
-        }
-    }
-
-    /// Takes the frames of `conn` and asserts they are exactly one `error` with `code` (and
-    /// `requestId` if given); returns its `retryable`.
-    #[track_caller]
-    pub(crate) fn expect_error(
-        &mut self,
-        conn: ConnId,
-        code: &str,
-        request_id: Option<i64>,
-    ) -> bool {
-        let frames = self.take_json(conn);
-        assert_eq!(
-            frames.len(),
-            1,
-            "expected one error {code}, got {frames:#?}"
-        );
-        let e = &frames[0];
-        assert_eq!(e["type"], "error", "{e}");
-        assert_eq!(e["code"], code, "{e}");
-        assert_eq!(
-            e.get("requestId").and_then(Value::as_i64),
-            request_id,
-            "{e}"
-        );
-        e["retryable"].as_bool().expect("retryable is a bool")
-    }
-
-    /// `(code, requestId)` of every frame of `conn` since the last take; non-errors panic.
-    #[track_caller]
-    pub(crate) fn errors(&mut self, conn: ConnId) -> Vec<(String, Option<i64>)> {
-        self.take_json(conn)
-            .iter()
-            .map(|e| {
-                assert_eq!(e["type"], "error", "{e}");
-                (
-                    e["code"].as_str().expect("code").to_owned(),
-                    e.get("requestId").and_then(Value::as_i64),
-                )
-            })
-            .collect()
-    }
-
-    /// How the connection ended, if it did.
-    pub(crate) fn closed(&self, conn: ConnId) -> Option<Closed> {
-        self.client(conn).closed
-    }
-
-    /// The close code the Hub gave `conn`, if it closed it.
-    pub(crate) fn close_code(&self, conn: ConnId) -> Option<u16> {
-        match self.client(conn).closed {
-            Some(Closed::ByServer(code)) => Some(code.code()),
-            _ => None,
-        }
-    }
-
-    /// Online users per node, as each Hub sees them.
-    pub(crate) fn online(&self, node: usize) -> Vec<String> {
-        self.nodes[node]
-            .hub
-            .online_users()
-            .iter()
-            .map(|u| u.as_str().to_owned())
-            .collect()
-    }
-
-    // ----- the site -----
-
-    pub(crate) fn site_latency(&mut self, kind: &'static str, latency: Duration) {
-        self.site.latency.insert(kind, latency);
-    }
-
-    /// The next `n` requests of `kind` fail with `kind`/`code`.
-    pub(crate) fn fail_next(
-        &mut self,
-        kind: &'static str,
-        n: usize,
-        error: SiteErrorKind,
-        code: &str,
-    ) {
-        let queue = self.site.failures.entry(kind).or_default();
-        for _ in 0..n {
-            queue.push_back(SiteError::new(error, code, format!("injected {code}")));
-        }
-    }
-
-    pub(crate) fn revoke_token(&mut self, token: &str) {
-        self.site.revoked.insert(token.to_owned());
-    }
-
-    /// The site removes `user` from `thread`.
-    pub(crate) fn site_remove(&mut self, thread: &str, user: &str) {
-        self.site.dev.remove_participant(&tid(thread), &uid(user));
-    }
-
-    /// The site knows `thread` with these participants.
-    pub(crate) fn site_thread(&mut self, thread: &str, users: &[&str]) {
-        for u in users {
-            self.site.dev.add_participant(&tid(thread), &uid(u));
-        }
-        self.site
-            .ever
-            .entry(tid(thread))
-            .or_default()
-            .extend(users.iter().map(|u| uid(u)));
-    }
-
-    /// Requests of `kind` the site received so far.
-    pub(crate) fn api_count(&self, kind: &str) -> usize {
-        self.site
-            .requests
-            .iter()
-            .filter(|(_, r)| r.name() == kind)
-            .count()
-    }
-
     // ----- nodes -----
 
     /// The node is lost: its connections drop, the others learn it through `NodeDown`.
@@ -675,171 +459,6 @@ impl Sim {
     fn schedule(&mut self, at: Instant, event: Event) {
         self.seq += 1;
         self.events.insert((at, self.seq), event);
-    }
-
-    fn output(&mut self, node: usize, output: Output) {
-        match output {
-            Output::Send { conns, frame } => {
-                assert!(
-                    conns.windows(2).all(|w| w[0] < w[1]),
-                    "recipients ascending without duplicates"
-                );
-                for conn in conns {
-                    self.receive(node, conn, &frame);
-                }
-            }
-            Output::Close { conn, code } => {
-                let client = self
-                    .clients
-                    .get_mut(&conn)
-                    .unwrap_or_else(|| panic!("close of unknown {conn}"));
-                assert_eq!(
-                    client.node, node,
-                    "{conn} closed by a node that does not hold it"
-                );
-                assert!(
-                    client.closed.is_none(),
-                    "{conn} closed twice ({:?} then {code:?})",
-                    client.closed
-                );
-                client.closed = Some(Closed::ByServer(code));
-                self.release_all(node, conn);
-            }
-            Output::ReleaseCredential { conn, credential } => {
-                self.releases.push((conn, credential));
-                self.release(node, conn, credential);
-            }
-            Output::Api { id, request } => {
-                let kind = request.name();
-                // Resolved now, as the server's executor does.
-                let token = request.credential().map(|c| {
-                    self.nodes[node].tokens.get(&c).cloned().unwrap_or_else(|| {
-                        panic!("the Hub used credential {c:?}, which no connection holds")
-                    })
-                });
-                self.site.requests.push((node, request.clone()));
-                self.request_times.push(self.now);
-                let failure = self
-                    .site
-                    .failures
-                    .get_mut(kind)
-                    .and_then(VecDeque::pop_front);
-                let latency = self
-                    .site
-                    .latency
-                    .get(kind)
-                    .copied()
-                    .unwrap_or(self.site.default_latency);
-                self.schedule(
-                    self.now + latency,
-                    Event::Api {
-                        node,
-                        id,
-                        request,
-                        token,
-                        failure,
-                    },
-                );
-            }
-            Output::Coord { id, request } => {
-                self.coord.requests.push(request.clone());
-                self.schedule(
-                    self.now + self.coord.latency,
-                    Event::Coord { node, id, request },
-                );
-            }
-            Output::IceServers {
-                conns,
-                user,
-                purpose,
-            } => {
-                assert!(
-                    conns.windows(2).all(|w| w[0] < w[1]),
-                    "recipients ascending without duplicates"
-                );
-                for conn in &conns {
-                    let client = self.clients.get(conn).expect("a known connection");
-                    assert_eq!(
-                        client.node, node,
-                        "{conn} minted for by a node not holding it"
-                    );
-                }
-                match purpose {
-                    IcePurpose::Requested(request_id) => {
-                        let frame = ServerMessage::IceServers(IceServers {
-                            ice_servers: Vec::new(),
-                            ttl: None,
-                            request_id,
-                        })
-                        .encode();
-                        for conn in conns {
-                            self.receive(node, conn, &frame);
-                        }
-                    }
-                    _ => self.ice_ringing.push((conns, user)),
-                }
-            }
-            Output::Publish(message) => {
-                let config = self.nodes[node].hub.config();
-                assert_eq!(
-                    (&message.origin, &message.instance),
-                    (&config.node_id, &config.instance),
-                    "publications carry their origin"
-                );
-                assert!(self.nodes.len() > 1, "a single node publishes nothing");
-                // Through the wire format, as a Redis broker would carry it.
-                let json = message.to_json();
-                let message = BrokerMessage::from_json(&json).expect("broker messages round-trip");
-                let kind: Value = serde_json::from_slice(&json).expect("json");
-                if self
-                    .broker_loses
-                    .iter()
-                    .any(|k| kind["event"]["kind"] == *k)
-                {
-                    return;
-                }
-                for other in 0..self.nodes.len() {
-                    if other != node && self.nodes[other].up {
-                        let at = self.now + self.broker_latency;
-                        self.schedule(
-                            at,
-                            Event::Broker {
-                                node: other,
-                                message: message.clone(),
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    fn receive(&mut self, node: usize, conn: ConnId, frame: &Bytes) {
-        let now = self.now;
-        let user = self.nodes[node].hub.user_of(conn).cloned();
-        let client = self
-            .clients
-            .get_mut(&conn)
-            .unwrap_or_else(|| panic!("delivery to unknown {conn}"));
-        assert_eq!(
-            client.node, node,
-            "{conn} got a frame from a node that does not hold it"
-        );
-        let message = ServerMessage::decode(frame).unwrap_or_else(|e| {
-            panic!("undecodable frame {}: {e}", String::from_utf8_lossy(frame))
-        });
-        assert!(
-            client.closed.is_none(),
-            "{conn} is closed ({:?}) but received {message:?}",
-            client.closed
-        );
-        // The Hub may have forgotten a connection it closes in the same step: its outputs
-        // are drained after `handle` returns. A connection's user never changes once set.
-        if user.is_some() {
-            client.user = user;
-        }
-        client.inbox.push_back(message.clone());
-        client.log.push((now, client.user.clone(), message));
     }
 
     /// Lets in-flight I/O settle (see the module docs).
@@ -949,165 +568,22 @@ impl Sim {
         }
     }
 
-    // ----- the fake site -----
-
-    fn answer(
-        &mut self,
-        request: &ApiRequest,
-        token: Option<String>,
-    ) -> Result<ApiResponse, SiteError> {
-        if let Some(token) = &token
-            && self.site.revoked.contains(token)
-        {
-            return Err(SiteError::new(
-                SiteErrorKind::Unauthenticated,
-                "invalid_token",
-                "revoked",
-            ));
-        }
-        if self.site.real && token.is_none() {
-            return Err(DevSiteError::NotLoggedIn.into());
-        }
-        let now_unix = self.unix_now();
-        let site = &mut self.site;
-        match request {
-            ApiRequest::Verify {
-                claimed_user,
-                current_user,
-                ..
-            } => {
-                let user = site.dev.verify(
-                    token.as_deref(),
-                    claimed_user.as_ref(),
-                    current_user.as_ref(),
-                )?;
-                Ok(ApiResponse::User(SiteUser {
-                    name: user.to_string(),
-                    id: user,
-                    avatar: None,
-                }))
-            }
-            ApiRequest::Participants {
-                user, thread, join, ..
-            } => {
-                // The embedded site creates the thread or adds the joiner; a real one only
-                // checks membership.
-                let info = site.dev.participants(user, thread, *join && !site.real)?;
-                site.saw(thread, &info.participants);
-                Ok(ApiResponse::Participants(info))
-            }
-            ApiRequest::Send {
-                sender,
-                thread,
-                recipients,
-                text,
-                unconfirmed_since,
-                ..
-            } => {
-                let post = Post {
-                    sender,
-                    thread: thread.as_ref(),
-                    recipients,
-                    text,
-                };
-                site.send(post, *unconfirmed_since, now_unix)
-                    .map(ApiResponse::Stored)
-            }
-            ApiRequest::MarkRead { user, thread, .. } => {
-                site.dev.mark_read(user, thread)?;
-                Ok(ApiResponse::MarkedRead)
-            }
-            ApiRequest::History {
-                user,
-                thread,
-                before,
-                ..
-            } => Ok(ApiResponse::History(site.dev.history(
-                user,
-                thread,
-                before.as_deref(),
-            )?)),
-        }
-    }
-
     // ----- the coordinator -----
 
     /// `None`: not answerable yet (another node holds the claim).
     fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
-        let now = self.now;
         if self.coord.unavailable {
             return Some(CoordResponse::Unavailable);
         }
-        Some(match request {
-            CoordRequest::ClaimSend {
-                user,
-                client_message_id,
-                fingerprint,
-            } => {
-                let key = (user.clone(), client_message_id.clone());
-                match self.coord.claims.get(&key) {
-                    Some(Claim::Done(_, f) | Claim::Unconfirmed { fingerprint: f, .. })
-                        if f != fingerprint =>
-                    {
-                        CoordResponse::Conflict
-                    }
-                    Some(Claim::Done(receipt, _)) => CoordResponse::Done(receipt.clone()),
-                    Some(Claim::InFlight { until }) if *until > now => return None,
-                    Some(Claim::Unconfirmed { since, .. }) => {
-                        let since_unix_secs = *since;
-                        self.coord.claims.insert(
-                            key,
-                            Claim::InFlight {
-                                until: now + self.coord.claim_ttl,
-                            },
-                        );
-                        CoordResponse::Unconfirmed { since_unix_secs }
-                    }
-                    _ => {
-                        self.coord.claims.insert(
-                            key,
-                            Claim::InFlight {
-                                until: now + self.coord.claim_ttl,
-                            },
-                        );
-                        CoordResponse::Claimed
-                    }
-                }
-            }
-            CoordRequest::FinishSend {
-                user,
-                client_message_id,
-                fingerprint,
-                outcome,
-            } => {
-                let key = (user.clone(), client_message_id.clone());
-                match outcome {
-                    SendOutcome::Stored(receipt) => {
-                        let done = Claim::Done(receipt.clone(), *fingerprint);
-                        self.coord.claims.insert(key, done)
-                    }
-                    SendOutcome::Unconfirmed { since_unix_secs } => {
-                        let now_unix = self.unix_now();
-                        let since = since_unix_secs.map_or(now_unix, |s| s.min(now_unix));
-                        let record = Claim::Unconfirmed {
-                            since,
-                            fingerprint: *fingerprint,
-                        };
-                        self.coord.claims.insert(key, record)
-                    }
-                    _ => self.coord.claims.remove(&key),
-                };
-                CoordResponse::Ok
-            }
-            CoordRequest::ClaimAnswer { call, device } => match self.coord.answers.get(call) {
-                Some(winner) if winner == device => CoordResponse::Won,
-                Some(_) => CoordResponse::Lost,
-                None => {
-                    self.coord.answers.insert(call.clone(), device.clone());
-                    CoordResponse::Won
-                }
-            },
-        })
+        let now_unix = self.unix_now();
+        match self
+            .coord
+            .claims
+            .request(self.now, now_unix, request, |f| f)
+        {
+            Claimed::Answer(answer) => Some(answer),
+            _ => None,
+        }
     }
 }
 
