@@ -346,7 +346,7 @@ fn main() {
     let clients = arg(1, 1000) as usize;
     let latency = Duration::from_millis(arg(2, 50));
     assert!(
-        clients >= GROUP && clients % GROUP == 0,
+        clients >= GROUP && clients.is_multiple_of(GROUP),
         "CLIENTS must be a multiple of {GROUP}"
     );
     let catchups = arg(3, HubConfig::default().max_site_catchups as u64) as usize;
