@@ -106,6 +106,7 @@
 //! and calls. Call replicas stop ringing on their own a grace after the ring timeout, in
 //! case the owner's end was lost.
 
+mod api_results;
 mod broker;
 mod calls;
 mod config;
@@ -117,11 +118,14 @@ mod input;
 mod messages;
 mod output;
 mod presence;
+mod presence_grace;
+mod recovery;
 mod site_events;
 mod stats;
 mod threads;
 mod timer;
 mod typing;
+mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -129,6 +133,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use self::api_results::site_error_code;
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
     SendFingerprint, SendOutcome, SendReceipt,
@@ -146,7 +151,7 @@ use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
 use self::timer::TimerKey;
 use self::typing::Typing;
-use crate::api::{ApiRequest, ApiResponse, SiteError};
+use crate::api::{ApiRequest, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
     Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
@@ -189,6 +194,8 @@ enum PendingApi {
         user: UserId,
         thread: ThreadId,
     },
+    /// A page of a site catch-up (`recovery`).
+    History(u64),
 }
 
 /// What an in-flight coordination request was for.
@@ -220,6 +227,8 @@ pub struct Hub {
     typing: Typing,
     calls: Calls,
     site_events: site_events::SiteEvents,
+    recovery: recovery::Recovery,
+    lingering: presence_grace::Lingering,
     /// Outputs, timers and counters: the sink every subsystem writes to.
     fx: Effects,
 }
@@ -231,6 +240,7 @@ impl Hub {
         let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
         let threads = ThreadCache::new(config.participants_ttl);
         let identity = Identity::new(&config);
+        let recovery = recovery::Recovery::new(&config);
         Self {
             config,
             dir: Directory::default(),
@@ -246,6 +256,8 @@ impl Hub {
             typing: Typing::default(),
             calls,
             site_events: site_events::SiteEvents::default(),
+            recovery,
+            lingering: presence_grace::Lingering::default(),
             fx,
         }
     }
@@ -293,6 +305,7 @@ impl Hub {
                 TimerKey::VerifyRetry(credential) => self.retry_verify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
                 TimerKey::CacheSweep => self.sweep_cache(now),
+                TimerKey::PresenceGrace(user) => self.presence_grace_expired(&user),
             }
         }
     }
@@ -317,7 +330,7 @@ impl Hub {
 
     /// Whether `user` has a verified connection on any node.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.dir.is_online(user)
+        self.dir.is_online(user) || self.is_lingering(user)
     }
 
     /// Every user online on any node, ascending.
@@ -336,6 +349,9 @@ impl Hub {
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
+            window_threads: self.recovery.windows.len(),
+            window_bytes: self.recovery.windows.bytes(),
+            site_catchups_in_flight: self.recovery.running(),
             ..self.fx.stats.clone()
         }
     }
@@ -399,6 +415,7 @@ impl Hub {
         };
         let c = departed.conn;
         self.threads.conn_gone(conn, &c.joined);
+        self.recovery_conn_gone(conn);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
             self.detach_credential(conn, credential);
@@ -411,7 +428,7 @@ impl Hub {
             && let Some(user) = c.user()
         {
             self.typing_user_gone(user);
-            self.presence_changed(user, false, true);
+            self.user_went_away(now, user);
         }
     }
 
@@ -552,7 +569,10 @@ impl Hub {
         };
         c.blocked = false;
         let had_front = std::mem::take(&mut c.front_blocked);
-        if had_front && let Some(item) = c.queue.pop_front() {
+        if had_front
+            && let Some(item) = c.queue.pop_front()
+            && let Some(item) = self.resume_front_failed(conn, item, code)
+        {
             self.error(conn, code, message, item.frame.request_id);
             self.release_if_unused(conn, item.credential);
         }
@@ -665,10 +685,17 @@ impl Hub {
                 self.get_ice_servers(now, conn, user, request_id);
                 None
             }
-            ClientMessage::JoinThread(ref m) => {
-                let thread = m.thread_id.clone();
-                self.join(now, conn, user, thread, request_id)
-                    .then_some(item)
+            ClientMessage::JoinThread(ref m) => self
+                .join(now, conn, user, m, recovery::Answer::Join(request_id))
+                .then_some(item),
+            ClientMessage::Resume(r) => {
+                let rest = self.resume(now, conn, user, r, request_id.clone())?;
+                let frame = ClientFrame {
+                    request_id,
+                    message: ClientMessage::Resume(rest),
+                };
+                let credential = item.credential;
+                Some(Queued { frame, credential })
             }
             ClientMessage::LeaveThread(ref m) => {
                 self.leave(conn, &m.thread_id);
@@ -777,66 +804,6 @@ impl Hub {
         }
     }
 
-    fn api_result(
-        &mut self,
-        now: Instant,
-        id: ApiRequestId,
-        result: Result<ApiResponse, SiteError>,
-    ) {
-        let Some(pending) = self.api_pending.remove(&id) else {
-            return;
-        };
-        let unexpected = || {
-            SiteError::new(
-                crate::api::SiteErrorKind::Protocol,
-                "unexpected_response",
-                "unexpected response",
-            )
-        };
-        match pending {
-            PendingApi::Verify(pending) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_result(now, pending, result);
-            }
-            PendingApi::VerifyRetry(credential) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_retry_result(now, credential, result);
-            }
-            PendingApi::Participants { user, thread, join } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Participants(info) => Ok(info),
-                    _ => Err(unexpected()),
-                });
-                self.participants_result(now, user, thread, join, result);
-            }
-            PendingApi::Send(lane) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Stored(stored) => Ok(stored),
-                    _ => Err(unexpected()),
-                });
-                self.send_result(now, lane, result);
-            }
-            PendingApi::MarkRead {
-                conn,
-                request_id,
-                user,
-                thread,
-            } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::MarkedRead => Ok(()),
-                    _ => Err(unexpected()),
-                });
-                self.mark_read_result(now, conn, request_id, user, thread, result);
-            }
-        }
-    }
-
     fn next_api_id(&mut self) -> ApiRequestId {
         self.next_api += 1;
         ApiRequestId(self.next_api)
@@ -909,23 +876,6 @@ impl Hub {
     /// Every live local connection of `users`, ascending per user.
     fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
         self.dir.conns_of(users)
-    }
-}
-
-/// The wire error code for a site failure.
-fn site_error_code(error: &SiteError) -> ErrorCode {
-    use crate::api::SiteErrorKind as K;
-    match error.kind {
-        K::Unauthenticated => ErrorCode::Unauthenticated,
-        K::Forbidden => ErrorCode::Forbidden,
-        K::InvalidId => ErrorCode::InvalidId,
-        K::EmptyMessage => ErrorCode::EmptyMessage,
-        K::IdempotencyConflict => ErrorCode::IdempotencyConflict,
-        K::Invalid => ErrorCode::Invalid,
-        K::Refused => ErrorCode::Refused,
-        K::Unavailable => ErrorCode::SiteUnavailable,
-        K::Unconfirmed => ErrorCode::SendUnconfirmed,
-        _ => ErrorCode::SiteError,
     }
 }
 
