@@ -13,8 +13,8 @@ use std::time::Duration;
 use bbrt_protocol::ClientMessage;
 use bbrt_protocol::secret::Token;
 use bbrt_protocol::wire::{
-    Answer, CallControl, ClientFrame, IceCandidate, Offer, Payload, RequestId, SendMessage,
-    ServerMessage, ThreadRef, Typing, UserConnected,
+    Answer, CallControl, ClientFrame, IceCandidate, JoinThread, Offer, Payload, RequestId,
+    SendMessage, ServerMessage, Typing, UserConnected,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -118,9 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.send(ClientMessage::UserConnected(hello), Some(1)).await?;
         c.expect("ack").await?;
         c.send(
-            ClientMessage::JoinThread(ThreadRef {
-                thread_id: id(thread),
-            }),
+            ClientMessage::JoinThread(JoinThread::new(id(thread))),
             Some(2),
         )
         .await?;

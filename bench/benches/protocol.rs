@@ -55,6 +55,7 @@ fn codec(c: &mut Criterion) {
         sent_at: "2026-11-25T00:48:52Z".to_owned(),
         client_message_id: None,
         unread: None,
+        position: None,
     });
     let typing = ServerMessage::Typing(TypingEvent {
         thread_id: ThreadId::new("7890").expect("valid id"),

@@ -16,6 +16,17 @@ use bbrt_protocol::{ClientMessage, ServerMessage};
 use crate::site_events::SiteEventRefusal;
 use bbrt_protocol::site_event::SITE_API_TYPES;
 
+/// Reconnect recovery's metrics (name, help, type), in the order their values are read.
+#[rustfmt::skip] // one metric a line reads as the table it is
+const RECOVERY_METRICS: [(&str, &str, &str); 6] = [
+    ("bbrt_replay_windows", "Threads with a replay window.", "gauge"),
+    ("bbrt_replay_window_bytes", "Bytes the replay windows hold.", "gauge"),
+    ("bbrt_site_catchups_in_flight", "Site history catch-ups in flight.", "gauge"),
+    ("bbrt_resumes_window_total", "Resumes served from the window.", "counter"),
+    ("bbrt_resumes_site_total", "Resumes that went to the site's history.", "counter"),
+    ("bbrt_resumes_reload_total", "Resumes answered with reload.", "counter"),
+];
+
 /// Upper bounds of the site latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -460,6 +471,18 @@ impl Metrics {
             "bbrt_site_messages_skipped_total {}",
             hub.site_messages_skipped
         );
+        let recovery = [
+            hub.window_threads as u64,
+            hub.window_bytes as u64,
+            hub.site_catchups_in_flight as u64,
+            hub.replays_window,
+            hub.replays_site,
+            hub.replays_reload,
+        ];
+        for ((name, help, kind), value) in RECOVERY_METRICS.iter().zip(recovery) {
+            c(&mut o, name, help, kind);
+            let _ = writeln!(o, "{name} {value}");
+        }
         c(
             &mut o,
             "bbrt_site_events_refused_total",

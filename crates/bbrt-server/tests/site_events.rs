@@ -429,7 +429,14 @@ async fn a_message_sent_on_the_website_reaches_the_recipients_client_with_its_co
         post(addr, &signed(KID, SECRET, now(), &id, &b), &b).await,
         200
     );
-    let got = bob.recv_type("message").await;
+    let mut got = bob.recv_type("message").await;
+    // Its place in the thread (the epoch is this process's own, random).
+    let position = got
+        .as_object_mut()
+        .and_then(|o| o.remove("position"))
+        .expect("a position");
+    assert_eq!(position["offset"], 1, "{position}");
+    assert!(position["epoch"].is_string(), "{position}");
     assert_eq!(
         got,
         json!({"type": "message", "id": "41", "threadId": "7", "senderId": "2",

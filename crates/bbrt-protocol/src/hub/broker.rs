@@ -403,12 +403,12 @@ impl Hub {
         match message.event {
             BrokerEvent::Deliver { users, frame } => {
                 let conns = self.conns_of(&users);
-                self.deliver(conns, frame);
+                self.deliver_published(conns, frame);
             }
             BrokerEvent::Presence { user, online } => self.remote_presence(&origin, user, online),
             BrokerEvent::PresenceSnapshot { users } => self.remote_snapshot(&origin, users),
             BrokerEvent::SyncRequest => {
-                let users = self.dir.local_users();
+                let users = self.presence_users();
                 self.publish(BrokerEvent::PresenceSnapshot { users });
                 self.publish_own_calls();
             }
@@ -478,7 +478,7 @@ impl Hub {
 
     /// Publishes this node's online users ([`Input::PresenceSnapshot`](super::Input::PresenceSnapshot)).
     pub(super) fn presence_snapshot(&mut self) {
-        let users = self.dir.local_users();
+        let users = self.presence_users();
         self.publish(BrokerEvent::PresenceSnapshot { users });
     }
 

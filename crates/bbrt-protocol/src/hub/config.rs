@@ -74,6 +74,22 @@ pub struct HubConfig {
     /// out instead of stampeding the site when it comes back. The Hub holds no randomness:
     /// the server passes a random seed; tests a fixed one.
     pub jitter_seed: u64,
+    /// Recovery (`docs/protocol.md`, "Recovery"): messages kept per thread for replay.
+    pub window_messages: usize,
+    /// Recovery: encoded bytes kept per thread for replay (the oldest go first).
+    pub window_bytes: usize,
+    /// Recovery: threads with a window; the one appended to least recently goes first
+    /// (its positions start a new epoch if it comes back).
+    pub window_threads: usize,
+    /// Recovery: a client further behind than this many messages is told to reload the
+    /// thread instead of being replayed to.
+    pub max_replay: usize,
+    /// A user whose last connection closed stays online this long, so a reconnect within it
+    /// is not told to others as offline and online (zero: offline at once).
+    pub presence_grace: Duration,
+    /// Recovery: catch-ups from the site (history requests) in flight at once; more wait
+    /// in order.
+    pub max_site_catchups: usize,
 }
 
 impl Default for HubConfig {
@@ -104,6 +120,12 @@ impl Default for HubConfig {
             verify_retry_initial: Duration::from_secs(1),
             verify_retry_max: Duration::from_secs(30),
             jitter_seed: 0,
+            window_messages: 100,
+            window_bytes: 64 * 1024,
+            window_threads: 10_000,
+            max_replay: 500,
+            max_site_catchups: 8,
+            presence_grace: Duration::from_secs(5),
         }
     }
 }

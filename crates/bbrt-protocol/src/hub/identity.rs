@@ -523,7 +523,7 @@ impl Hub {
             return false;
         }
         let first = self.dir.identify(conn, user);
-        if first {
+        if first && !self.user_came_back(user) {
             self.presence_changed(user, true, true);
         }
         self.calls_user_connected(conn, user);

@@ -471,7 +471,7 @@ impl Hub {
         self.stop_typing(&sender, &thread);
         // So the site's report of this message, if it has no key, is not delivered again.
         self.site_events.first_delivery(now, &id);
-        let frame = ServerMessage::Message(MessageEvent {
+        let mut event = MessageEvent {
             id,
             thread_id: thread,
             sender_id: sender,
@@ -480,11 +480,13 @@ impl Hub {
             sent_at,
             client_message_id,
             unread: None,
-        })
-        .encode();
+            position: None,
+        };
+        let kept = self.position_message(&mut event);
+        let frame = kept.unwrap_or_else(|| ServerMessage::Message(event.clone()).encode());
         let mut conns = self.conns_of(&participants);
         conns.push(sender_conn);
-        self.deliver(conns, frame.clone());
+        self.deliver_message(conns, &event.thread_id, &event.id, frame.clone());
         self.publish(BrokerEvent::Deliver {
             users: participants,
             frame,

@@ -106,10 +106,12 @@
 //! and calls. Call replicas stop ringing on their own a grace after the ring timeout, in
 //! case the owner's end was lost.
 
+mod api_results;
 mod broker;
 mod calls;
 mod config;
 mod directory;
+mod dispatch;
 mod effects;
 mod ice;
 mod identity;
@@ -117,11 +119,14 @@ mod input;
 mod messages;
 mod output;
 mod presence;
+mod presence_grace;
+mod recovery;
 mod site_events;
 mod stats;
 mod threads;
 mod timer;
 mod typing;
+mod window;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -129,11 +134,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use self::api_results::site_error_code;
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
     SendFingerprint, SendOutcome, SendReceipt,
 };
-use self::calls::{CallAction, CallFrame, Calls};
+use self::calls::Calls;
 pub use self::config::{HubConfig, PresenceScope};
 use self::directory::Directory;
 use self::effects::Effects;
@@ -146,11 +152,10 @@ use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
 use self::timer::TimerKey;
 use self::typing::Typing;
-use crate::api::{ApiRequest, ApiResponse, SiteError};
+use crate::api::{ApiRequest, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
-    Ack, ClientFrame, ClientMessage, CloseCode, DecodeError, ErrorCode, ErrorEvent, Pong,
-    RequestId, ServerMessage,
+    Ack, ClientFrame, CloseCode, DecodeError, ErrorCode, ErrorEvent, RequestId, ServerMessage,
 };
 
 /// A frame waiting on its connection behind a site request.
@@ -189,6 +194,8 @@ enum PendingApi {
         user: UserId,
         thread: ThreadId,
     },
+    /// A page of a site catch-up (`recovery`).
+    History(u64),
 }
 
 /// What an in-flight coordination request was for.
@@ -220,6 +227,8 @@ pub struct Hub {
     typing: Typing,
     calls: Calls,
     site_events: site_events::SiteEvents,
+    recovery: recovery::Recovery,
+    lingering: presence_grace::Lingering,
     /// Outputs, timers and counters: the sink every subsystem writes to.
     fx: Effects,
 }
@@ -231,6 +240,7 @@ impl Hub {
         let fx = Effects::new(config.cluster, &config.node_id, &config.instance);
         let threads = ThreadCache::new(config.participants_ttl);
         let identity = Identity::new(&config);
+        let recovery = recovery::Recovery::new(&config);
         Self {
             config,
             dir: Directory::default(),
@@ -246,6 +256,8 @@ impl Hub {
             typing: Typing::default(),
             calls,
             site_events: site_events::SiteEvents::default(),
+            recovery,
+            lingering: presence_grace::Lingering::default(),
             fx,
         }
     }
@@ -293,6 +305,7 @@ impl Hub {
                 TimerKey::VerifyRetry(credential) => self.retry_verify(credential),
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
                 TimerKey::CacheSweep => self.sweep_cache(now),
+                TimerKey::PresenceGrace(user) => self.presence_grace_expired(&user),
             }
         }
     }
@@ -317,7 +330,7 @@ impl Hub {
 
     /// Whether `user` has a verified connection on any node.
     pub fn is_online(&self, user: &UserId) -> bool {
-        self.dir.is_online(user)
+        self.dir.is_online(user) || self.is_lingering(user)
     }
 
     /// Every user online on any node, ascending.
@@ -336,6 +349,9 @@ impl Hub {
             calls: self.calls.len(),
             api_in_flight: self.api_pending.len(),
             cached_threads: self.threads.len(),
+            window_threads: self.recovery.windows.len(),
+            window_bytes: self.recovery.windows.bytes(),
+            site_catchups_in_flight: self.recovery.running(),
             ..self.fx.stats.clone()
         }
     }
@@ -399,6 +415,7 @@ impl Hub {
         };
         let c = departed.conn;
         self.threads.conn_gone(conn, &c.joined);
+        self.recovery_conn_gone(conn);
         // The driver releases what the connection held when it ends.
         if let Some(credential) = c.credential {
             self.detach_credential(conn, credential);
@@ -411,7 +428,7 @@ impl Hub {
             && let Some(user) = c.user()
         {
             self.typing_user_gone(user);
-            self.presence_changed(user, false, true);
+            self.user_went_away(now, user);
         }
     }
 
@@ -569,7 +586,10 @@ impl Hub {
         };
         c.blocked = false;
         let had_front = std::mem::take(&mut c.front_blocked);
-        if had_front && let Some(item) = c.queue.pop_front() {
+        if had_front
+            && let Some(item) = c.queue.pop_front()
+            && let Some(item) = self.resume_front_failed(conn, item, code)
+        {
             self.error(conn, code, message, item.frame.request_id);
             self.release_if_unused(conn, item.credential);
         }
@@ -583,275 +603,6 @@ impl Hub {
             return None;
         }
         c.queue.front()?.frame.request_id.clone()
-    }
-
-    /// Handles one frame. Returns it back if it must wait for the site (the Hub has
-    /// already emitted the request).
-    fn dispatch(&mut self, now: Instant, conn: ConnId, item: Queued) -> Option<Queued> {
-        let item = match self.credential_gate(conn, item) {
-            Gate::Pass(item) => item,
-            Gate::Answered => return None,
-            Gate::Waits(item) => return Some(item),
-        };
-        match self.dir.user_of(conn).cloned() {
-            Some(user) => self.dispatch_verified(now, conn, &user, item),
-            None => self.dispatch_anonymous(conn, item),
-        }
-    }
-
-    /// Identity first: a new credential on this connection must be verified.
-    fn credential_gate(&mut self, conn: ConnId, item: Queued) -> Gate {
-        let Some(credential) = item.credential else {
-            return Gate::Pass(item);
-        };
-        match self.credential_status(conn, credential) {
-            identity::CredentialStatus::Known => Gate::Pass(item),
-            identity::CredentialStatus::Rejected => {
-                let code = ErrorCode::Unauthenticated;
-                self.error(conn, code, code.message(), item.frame.request_id);
-                Gate::Answered
-            }
-            identity::CredentialStatus::Unknown => {
-                let claimed = match &item.frame.message {
-                    ClientMessage::UserConnected(m) => Some(m.user_id.clone()),
-                    _ => None,
-                };
-                let origin = identity::VerifyOrigin::Frame;
-                self.start_verify(conn, Some(credential), claimed, origin);
-                Gate::Waits(item)
-            }
-        }
-    }
-
-    /// A frame of a connection not (yet) identified.
-    fn dispatch_anonymous(&mut self, conn: ConnId, item: Queued) -> Option<Queued> {
-        let request_id = item.frame.request_id.clone();
-        let unverified = self
-            .dir
-            .get(conn)
-            .is_some_and(|c| c.unverified_upgrade.is_some());
-        match &item.frame.message {
-            ClientMessage::Ping(_) => {
-                self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
-                None
-            }
-            // Never silently anonymous: the upgrade's credential is verified as soon
-            // as the site answers again.
-            _ if unverified => {
-                let code = ErrorCode::SiteUnavailable;
-                self.error(conn, code, code.message(), request_id);
-                None
-            }
-            ClientMessage::UserConnected(m) => {
-                let claimed = Some(m.user_id.clone());
-                self.start_verify(conn, None, claimed, identity::VerifyOrigin::Frame);
-                Some(item)
-            }
-            _ => {
-                let code = ErrorCode::Unauthenticated;
-                self.error(conn, code, code.message(), request_id);
-                None
-            }
-        }
-    }
-
-    /// A frame of a connection verified as `user`.
-    fn dispatch_verified(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        user: &UserId,
-        item: Queued,
-    ) -> Option<Queued> {
-        let request_id = item.frame.request_id.clone();
-        match item.frame.message {
-            ClientMessage::UserConnected(ref m) => {
-                if m.user_id == *user {
-                    self.ack_if_asked(conn, request_id, Ack::default());
-                } else {
-                    let text = ErrorCode::IdentityMismatch.message();
-                    self.error(conn, ErrorCode::IdentityMismatch, text, request_id);
-                }
-                None
-            }
-            ClientMessage::Ping(_) => {
-                self.send_one(conn, &ServerMessage::Pong(Pong { request_id }));
-                None
-            }
-            ClientMessage::GetIceServers(_) => {
-                self.get_ice_servers(now, conn, user, request_id);
-                None
-            }
-            ClientMessage::JoinThread(ref m) => {
-                let thread = m.thread_id.clone();
-                self.join(now, conn, user, thread, request_id)
-                    .then_some(item)
-            }
-            ClientMessage::LeaveThread(ref m) => {
-                self.leave(conn, &m.thread_id);
-                self.ack_thread(conn, request_id, m.thread_id.clone());
-                None
-            }
-            ClientMessage::SendMessage(m) => {
-                self.send_message(conn, user, m, request_id);
-                None
-            }
-            ClientMessage::Typing(ref m) => {
-                let thread = m.thread_id.clone();
-                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
-                    return Some(item);
-                }
-                self.typing(now, user, &thread, m.typing.unwrap_or(true));
-                self.ack_thread(conn, request_id, thread);
-                None
-            }
-            ClientMessage::MarkRead(ref m) => {
-                let thread = m.thread_id.clone();
-                if self.require_member(now, conn, user, &thread, request_id.as_ref())? {
-                    return Some(item);
-                }
-                self.mark_read(conn, user, thread, request_id);
-                None
-            }
-            ClientMessage::CallInitiated(c) => {
-                let call = CallFrame::new(c, CallAction::Initiate);
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::Offer(o) => {
-                let call = CallFrame::new(o.control(), CallAction::Offer(o.offer));
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::Answer(a) => {
-                let call = CallFrame::new(a.control(), CallAction::Answer(a.answer));
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::IceCandidate(i) => {
-                let call = CallFrame::new(i.control(), CallAction::Candidate(i.candidate));
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::CallAccepted(c) => {
-                let call = CallFrame::new(c, CallAction::Accept);
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::CallRejected(c) => {
-                let call = CallFrame::new(c, CallAction::Reject);
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-            ClientMessage::CallEnded(c) => {
-                let call = CallFrame::new(c, CallAction::End);
-                self.call_queued(now, conn, user, call, request_id, item.credential)
-            }
-        }
-    }
-
-    /// A call frame; one that must wait for the site comes back as the frame it was.
-    fn call_queued(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        user: &UserId,
-        call: CallFrame,
-        request_id: Option<RequestId>,
-        credential: Option<CredentialId>,
-    ) -> Option<Queued> {
-        let blocked = self.call_frame(now, conn, user, call, request_id.clone())?;
-        Some(Queued {
-            frame: ClientFrame {
-                request_id,
-                message: blocked.into_message(),
-            },
-            credential,
-        })
-    }
-
-    // ----- helpers shared by the modules -----
-
-    /// Checks that `user` is in `thread`. `Some(false)`: go on; `Some(true)`: the frame
-    /// must wait for the site (already asked); `None`: refused (error already sent).
-    fn require_member(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        user: &UserId,
-        thread: &ThreadId,
-        request_id: Option<&RequestId>,
-    ) -> Option<bool> {
-        match self.membership(now, user, thread) {
-            threads::Membership::Member => Some(false),
-            threads::Membership::NotMember => {
-                self.error(
-                    conn,
-                    ErrorCode::Forbidden,
-                    ErrorCode::Forbidden.message(),
-                    request_id.cloned(),
-                );
-                None
-            }
-            threads::Membership::Unknown => {
-                self.fetch_participants(conn, user, thread, false);
-                Some(true)
-            }
-        }
-    }
-
-    fn api_result(
-        &mut self,
-        now: Instant,
-        id: ApiRequestId,
-        result: Result<ApiResponse, SiteError>,
-    ) {
-        let Some(pending) = self.api_pending.remove(&id) else {
-            return;
-        };
-        let unexpected = || {
-            SiteError::new(
-                crate::api::SiteErrorKind::Protocol,
-                "unexpected_response",
-                "unexpected response",
-            )
-        };
-        match pending {
-            PendingApi::Verify(pending) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_result(now, pending, result);
-            }
-            PendingApi::VerifyRetry(credential) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::User(user) => Ok(user),
-                    _ => Err(unexpected()),
-                });
-                self.verify_retry_result(now, credential, result);
-            }
-            PendingApi::Participants { user, thread, join } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Participants(info) => Ok(info),
-                    _ => Err(unexpected()),
-                });
-                self.participants_result(now, user, thread, join, result);
-            }
-            PendingApi::Send(lane) => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::Stored(stored) => Ok(stored),
-                    _ => Err(unexpected()),
-                });
-                self.send_result(now, lane, result);
-            }
-            PendingApi::MarkRead {
-                conn,
-                request_id,
-                user,
-                thread,
-            } => {
-                let result = result.and_then(|r| match r {
-                    ApiResponse::MarkedRead => Ok(()),
-                    _ => Err(unexpected()),
-                });
-                self.mark_read_result(now, conn, request_id, user, thread, result);
-            }
-        }
     }
 
     fn next_api_id(&mut self) -> ApiRequestId {
@@ -926,23 +677,6 @@ impl Hub {
     /// Every live local connection of `users`, ascending per user.
     fn conns_of<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) -> Vec<ConnId> {
         self.dir.conns_of(users)
-    }
-}
-
-/// The wire error code for a site failure.
-fn site_error_code(error: &SiteError) -> ErrorCode {
-    use crate::api::SiteErrorKind as K;
-    match error.kind {
-        K::Unauthenticated => ErrorCode::Unauthenticated,
-        K::Forbidden => ErrorCode::Forbidden,
-        K::InvalidId => ErrorCode::InvalidId,
-        K::EmptyMessage => ErrorCode::EmptyMessage,
-        K::IdempotencyConflict => ErrorCode::IdempotencyConflict,
-        K::Invalid => ErrorCode::Invalid,
-        K::Refused => ErrorCode::Refused,
-        K::Unavailable => ErrorCode::SiteUnavailable,
-        K::Unconfirmed => ErrorCode::SendUnconfirmed,
-        _ => ErrorCode::SiteError,
     }
 }
 

@@ -136,6 +136,7 @@ impl Hub {
                 if let (Some(thread), Some(user)) =
                     (id::<ThreadId>(t.thread_id), id::<UserId>(t.user_id))
                 {
+                    self.deleted_for_member(&thread, &user);
                     let frame = ServerMessage::ThreadDeleted(ThreadDeleted {
                         thread_id: thread,
                         everyone: false,
@@ -328,20 +329,30 @@ impl Hub {
         self.stop_typing(&sender, &thread);
         let html = Some(m.message.rendered).filter(|h| !h.is_empty());
         let audience = only.unwrap_or(participants);
+        let mut event = MessageEvent {
+            id: message_id.clone(),
+            thread_id: thread.clone(),
+            sender_id: sender.clone(),
+            message: m.message.raw.clone(),
+            html,
+            sent_at: m.date_sent.clone(),
+            client_message_id: None,
+            unread: None,
+            position: None,
+        };
+        // Once per message, whoever it goes to: every copy carries the same position.
+        let kept = self.position_message(&mut event);
         for (unread, users) in by_unread(&audience, &m.unread) {
-            let frame = ServerMessage::Message(MessageEvent {
-                id: message_id.clone(),
-                thread_id: thread.clone(),
-                sender_id: sender.clone(),
-                message: m.message.raw.clone(),
-                html: html.clone(),
-                sent_at: m.date_sent.clone(),
-                client_message_id: None,
-                unread,
-            })
-            .encode();
+            let frame = match (&kept, unread) {
+                (Some(kept), None) => kept.clone(),
+                _ => ServerMessage::Message(MessageEvent {
+                    unread,
+                    ..event.clone()
+                })
+                .encode(),
+            };
             let conns = self.conns_of(&users);
-            self.deliver(conns, frame.clone());
+            self.deliver_message(conns, &thread, &message_id, frame.clone());
             self.publish(BrokerEvent::Deliver { users, frame });
         }
     }

@@ -29,4 +29,16 @@ pub struct HubStats {
     pub site_events: u64,
     /// `message.sent` events not delivered (bbrt's own send, or an id already delivered).
     pub site_messages_skipped: u64,
+    /// Threads with a replay window.
+    pub window_threads: usize,
+    /// Bytes the replay windows hold (frames and per-entry overhead).
+    pub window_bytes: usize,
+    /// Site catch-ups (history requests) in flight.
+    pub site_catchups_in_flight: usize,
+    /// Resumes served from the window, since start.
+    pub replays_window: u64,
+    /// Resumes that went to the site's history, since start.
+    pub replays_site: u64,
+    /// Resumes answered with `reload` (too far behind), since start.
+    pub replays_reload: u64,
 }

@@ -14,6 +14,7 @@ mod limits;
 mod messages;
 mod nodes;
 mod props;
+mod recovery;
 mod routing;
 mod seed;
 mod site_events;

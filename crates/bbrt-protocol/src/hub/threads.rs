@@ -10,11 +10,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::effects::Effects;
+use super::recovery::{Answer, Plan};
 use super::timer::TimerKey;
 use super::{BrokerEvent, Hub, PendingApi};
 use crate::api::{ApiRequest, SiteError, SiteErrorKind, ThreadInfo};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
-use crate::wire::{ErrorCode, Joined, Participant, PresenceEvent, RequestId, ServerMessage};
+use crate::wire::{ErrorCode, JoinThread, Joined, Participant, PresenceEvent, ServerMessage};
 
 /// `denied` is swept of expired entries no more often than when it reaches this size.
 const DENIED_SWEEP_MIN: usize = 1024;
@@ -464,7 +465,7 @@ impl Hub {
             }
         };
         if failure == Some(ErrorCode::Forbidden) {
-            self.deny(now, user, thread);
+            self.deny(now, user, thread.clone());
         }
         for conn in waiters {
             match failure {
@@ -472,6 +473,8 @@ impl Hub {
                 // The code's fixed text, never the site's.
                 Some(code) => self.fail_blocked(now, conn, code, code.message()),
             }
+            // A join with a resume point took what was held for it; one that failed did not.
+            self.release_join_hold(conn, &thread);
         }
     }
 
@@ -555,31 +558,38 @@ impl Hub {
         }
     }
 
-    /// `join_thread`. Returns `true` if the frame must wait for the site.
+    /// `join_thread` (or one thread of a `resume`), with its resume point if any. Returns
+    /// `true` if the frame must wait for the site.
     pub(super) fn join(
         &mut self,
         now: Instant,
         conn: ConnId,
         user: &UserId,
-        thread: ThreadId,
-        request_id: Option<RequestId>,
+        m: &JoinThread,
+        answer: Answer,
     ) -> bool {
+        let thread = m.thread_id.clone();
         let Some(c) = self.dir.get(conn) else {
             return false;
         };
         if !c.joined.contains(&thread) && c.joined.len() >= self.config.max_threads_per_conn {
-            self.error(
-                conn,
-                ErrorCode::TooManyThreads,
-                ErrorCode::TooManyThreads.message(),
-                request_id,
-            );
+            self.join_refused(conn, &thread, answer, ErrorCode::TooManyThreads);
             return false;
         }
         if self.membership(now, user, &thread) != Membership::Member {
+            self.hold_for_join(conn, m);
             self.fetch_participants(conn, user, &thread, true);
             return true;
         }
+        let plan = self.resume_plan(conn, user, m);
+        if let Plan::Fail(code) = plan {
+            self.join_refused(conn, &thread, answer, code);
+            return false;
+        }
+        let request_id = match answer {
+            Answer::Join(request_id) => request_id,
+            Answer::Resume => None,
+        };
         if let Some(c) = self.dir.get_mut(conn) {
             c.joined.insert(thread.clone());
         }
@@ -592,12 +602,14 @@ impl Hub {
             })
             .collect();
         let joined = Joined {
-            thread_id: thread,
+            position: self.latest_position(&thread),
+            thread_id: thread.clone(),
             participants,
             last_message_id,
             request_id,
         };
         self.send_one(conn, &ServerMessage::Joined(joined));
+        self.run_plan(conn, user, &thread, plan);
         false
     }
 

@@ -23,6 +23,9 @@ pub(crate) enum TimerKey {
     /// Drop the participant cache's expired threads that no local connection joined, and
     /// expired `denied` entries.
     CacheSweep,
+    /// A user's last connection here closed a grace ago: unless they came back, they are
+    /// offline.
+    PresenceGrace(UserId),
 }
 
 /// What the Hub's next timeout is for ([`Hub::next_timeout_reason`](super::Hub::next_timeout_reason)).
@@ -43,6 +46,8 @@ pub enum TimeoutReason {
     IdempotencyExpiry,
     /// The participant cache sweeps its expired threads.
     CacheSweep,
+    /// A user who left did not come back within the presence grace.
+    PresenceGrace,
 }
 
 impl TimerKey {
@@ -55,6 +60,7 @@ impl TimerKey {
             Self::VerifyRetry(_) => TimeoutReason::VerifyRetry,
             Self::IdempotencyExpiry(..) => TimeoutReason::IdempotencyExpiry,
             Self::CacheSweep => TimeoutReason::CacheSweep,
+            Self::PresenceGrace(_) => TimeoutReason::PresenceGrace,
         }
     }
 }

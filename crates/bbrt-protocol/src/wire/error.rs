@@ -115,6 +115,16 @@ error_codes! {
     CallInProgress = "call_in_progress", "already in a call";
     /// The request needs a `threadId` or a `recipientId`.
     MissingRecipient = "missing_recipient", "threadId or recipientId is required";
+    /// The resume point's epoch is not the thread's: bbrt's counter started again. Resume
+    /// with `sinceMessageId`, or load the thread.
+    PositionEpoch = "position_epoch",
+        "the position is of another epoch; resume with sinceMessageId or reload the thread";
+    /// The resume point is ahead of the thread.
+    PositionAhead = "position_ahead", "the position is ahead of the thread";
+    /// The resume point's message is not in the thread (as the user sees it).
+    PositionUnknown = "position_unknown", "the message to resume after is not in the thread";
+    /// A replay of this thread is already under way on this connection.
+    ResumePending = "resume_pending", "a replay of this thread is already under way";
     /// Something went wrong inside bbrt.
     Internal = "internal", "internal error";
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Position;
 use crate::ids::{ClientMessageId, MessageId, ThreadId, UserId};
 use crate::secret::Token;
 
@@ -49,6 +50,10 @@ pub struct MessageEvent {
     /// website): each recipient's copy carries their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<Unread>,
+    /// Where it stands in the thread's delivery order, when bbrt counts positions for the
+    /// thread (a resume point: `docs/protocol.md`, "Recovery").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
 }
 
 /// A member's unread counts as the site keeps them, right after a change. The field names

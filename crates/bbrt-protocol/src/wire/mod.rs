@@ -15,6 +15,7 @@ pub mod error;
 pub mod ice;
 pub mod message;
 pub mod presence;
+pub mod recovery;
 mod table;
 pub mod thread;
 pub mod typing;
@@ -34,6 +35,7 @@ pub use self::error::{
 pub use self::ice::{GetIceServers, IceServer, IceServers};
 pub use self::message::{Deleted, MessageEvent, ReadEvent, SendMessage, Unread};
 pub use self::presence::{PresenceEvent, UserConnected};
+pub use self::recovery::{Epoch, JoinThread, Position, ReplaySource, Resume, Resumed};
 use self::table::message_table;
 pub use self::thread::{Joined, Participant, ThreadDeleted, ThreadLeft, ThreadRef};
 pub use self::typing::{Typing, TypingEvent};
@@ -173,7 +175,7 @@ message_table! {
         /// Identify the connection.
         UserConnected(UserConnected) = "user_connected",
         /// Join a thread.
-        JoinThread(ThreadRef) = "join_thread",
+        JoinThread(JoinThread) = "join_thread",
         /// Send a message.
         SendMessage(SendMessage) = "send_message",
         /// Typing indicator.
@@ -200,6 +202,8 @@ message_table! {
         Ping(Ping) = "ping",
         /// Ask for STUN/TURN servers before building a peer connection.
         GetIceServers(GetIceServers) = "get_ice_servers",
+        /// Join many threads after a reconnect, each with where the client stopped.
+        Resume(Resume) = "resume",
     }
 }
 
@@ -293,6 +297,8 @@ message_table! {
         Pong(Pong) = "pong",
         /// STUN/TURN servers for a peer connection.
         IceServers(IceServers) = "ice_servers",
+        /// A thread's replay is written; live delivery goes on.
+        Resumed(Resumed) = "resumed",
         /// Something went wrong.
         Error(ErrorEvent) = "error",
     }

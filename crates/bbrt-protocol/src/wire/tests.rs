@@ -88,9 +88,7 @@ fn ids_accept_integers_and_are_emitted_as_strings() {
     let frame = ok(r#"{"type":"join_thread","threadId":42}"#);
     assert_eq!(
         frame.message,
-        ClientMessage::JoinThread(ThreadRef {
-            thread_id: tid("42")
-        })
+        ClientMessage::JoinThread(JoinThread::new(tid("42")))
     );
 }
 
@@ -385,6 +383,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             sent_at: "2026-11-25T00:48:52Z".into(),
             client_message_id: Some(ClientMessageId::new("c-1").unwrap()),
             unread: None,
+            position: None,
         }),
         ServerMessage::Typing(TypingEvent {
             thread_id: thread.clone(),
@@ -441,6 +440,7 @@ fn every_server_message() -> Vec<ServerMessage> {
             user_ids: vec![bob.clone()],
         }),
         ServerMessage::Joined(Joined {
+            position: None,
             thread_id: thread.clone(),
             participants: vec![
                 Participant {

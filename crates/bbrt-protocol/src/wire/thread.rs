@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RequestId;
+use super::{Position, RequestId};
 use crate::ids::{MessageId, ThreadId, UserId};
 
 /// Client → server `join_thread` / `leave_thread`.
@@ -27,6 +27,10 @@ pub struct Joined {
     /// The newest stored message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message_id: Option<MessageId>,
+    /// The thread's latest position, when bbrt counts positions for it: where a client that
+    /// was never here resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
     /// The `requestId` of the `join_thread`, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,

@@ -334,6 +334,31 @@ pub struct Config {
     /// How long a thread's participants are trusted without asking the site.
     #[arg(long, env = "BBRT_PARTICIPANTS_TTL", value_parser = parse_duration, default_value = hub_duration!(participants_ttl))]
     pub participants_ttl: Duration,
+
+    /// A user whose last connection closed stays online this long, so a reconnect is not
+    /// told to others as offline and online (`0s`: offline at once).
+    #[arg(long, env = "BBRT_PRESENCE_GRACE", value_parser = parse_duration, default_value = hub_duration!(presence_grace))]
+    pub presence_grace: Duration,
+
+    /// Messages kept per thread for replay after a reconnect.
+    #[arg(long, env = "BBRT_WINDOW_MESSAGES", default_value_t = HubConfig::default().window_messages)]
+    pub window_messages: usize,
+
+    /// Encoded bytes kept per thread for replay (the oldest messages go first).
+    #[arg(long, env = "BBRT_WINDOW_BYTES", default_value_t = HubConfig::default().window_bytes)]
+    pub window_bytes: usize,
+
+    /// Threads with a replay window; the least recently used goes first.
+    #[arg(long, env = "BBRT_WINDOW_THREADS", default_value_t = HubConfig::default().window_threads)]
+    pub window_threads: usize,
+
+    /// A client further behind than this many messages is told to reload the thread.
+    #[arg(long, env = "BBRT_MAX_REPLAY", default_value_t = HubConfig::default().max_replay)]
+    pub max_replay: usize,
+
+    /// Site history catch-ups in flight at once; more wait in order.
+    #[arg(long, env = "BBRT_MAX_SITE_CATCHUPS", default_value_t = HubConfig::default().max_site_catchups)]
+    pub max_site_catchups: usize,
 }
 
 impl Default for Config {
@@ -375,6 +400,12 @@ impl Config {
             invites_per_minute: self.invites_per_minute,
             ice_requests_per_minute: self.ice_requests_per_minute,
             max_pending_sends_per_user: self.max_pending_sends_per_user,
+            presence_grace: self.presence_grace,
+            window_messages: self.window_messages,
+            window_bytes: self.window_bytes,
+            window_threads: self.window_threads,
+            max_replay: self.max_replay,
+            max_site_catchups: self.max_site_catchups,
             ..HubConfig::default()
         }
     }

@@ -26,6 +26,8 @@ pub fn config() -> Config {
         call_grace: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(2),
         drain_delay: Duration::ZERO,
+        // The tests written before the grace expect offline at once; `recovery.rs` has its own.
+        presence_grace: Duration::ZERO,
         ..Config::default()
     }
 }

@@ -55,7 +55,8 @@ fn frames_sent_while_verifying_wait_in_order_and_are_replayed() {
     assert_eq!(
         sim.take_json(alice),
         [
-            json!({"type": "joined", "threadId": "T", "participants": [{"userId": "alice", "online": true}], "requestId": 1}),
+            json!({"type": "joined", "threadId": "T", "participants": [{"userId": "alice", "online": true}], "requestId": 1,
+                   "position": {"offset": 0, "epoch": "i1.1"}}),
             json!({"type": "pong", "requestId": 2}),
             json!({"type": "ack", "threadId": "T", "requestId": 3}),
         ]

@@ -44,7 +44,7 @@ fn a_client_message_id_alone_asks_for_an_ack_and_is_echoed() {
     sim.drive();
     let message = json!({
         "type": "message", "id": "1", "threadId": "T", "senderId": "alice", "message": "hi",
-        "sentAt": SENT_AT, "clientMessageId": "c-1",
+        "sentAt": SENT_AT, "clientMessageId": "c-1", "position": {"offset": 1, "epoch": "i1.1"},
     });
     assert_eq!(
         sim.take_json(alice),
@@ -331,7 +331,8 @@ fn an_unconfirmed_send_keeps_its_client_message_id_and_the_retry_reconciles_firs
         sim.take_json(alice),
         [
             json!({"type": "message", "id": "1", "threadId": "T", "senderId": "alice",
-                   "message": "once", "sentAt": SENT_AT, "clientMessageId": "c-1"}),
+                   "message": "once", "sentAt": SENT_AT, "clientMessageId": "c-1",
+                   "position": {"offset": 1, "epoch": "i1.1"}}),
             json!({"type": "ack", "clientMessageId": "c-1", "id": "1", "threadId": "T", "requestId": 1}),
         ]
     );

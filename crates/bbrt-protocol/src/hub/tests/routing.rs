@@ -31,7 +31,7 @@ fn a_message_reaches_every_connection_of_every_participant_and_the_sender() {
     sim.drive();
     let expected = json!({
         "type": "message", "id": "1", "threadId": "T", "senderId": "alice",
-        "message": "hi bob", "sentAt": SENT_AT,
+        "message": "hi bob", "sentAt": SENT_AT, "position": {"offset": 1, "epoch": "i1.1"},
     });
     assert_eq!(
         sim.take_json(a1),
@@ -187,6 +187,7 @@ fn joined_lists_participants_with_their_presence_and_the_last_message() {
         sim.take_json(alice),
         [json!({
             "type": "joined", "threadId": "T", "lastMessageId": "1", "requestId": "j",
+            "position": {"offset": 1, "epoch": "i1.1"},
             "participants": [
                 {"userId": "alice", "online": true},
                 {"userId": "bob", "online": true},

@@ -120,7 +120,8 @@ fn row_join_thread_answers_joined_and_makes_the_user_a_participant() {
     assert_eq!(
         sim.take_json(user),
         [
-            json!({"type": "joined", "threadId": "THREAD_ID", "participants": [{"userId": "USER_ID", "online": true}]})
+            json!({"type": "joined", "threadId": "THREAD_ID", "participants": [{"userId": "USER_ID", "online": true}],
+                   "position": {"offset": 0, "epoch": "i1.1"}})
         ]
     );
     assert_eq!(
@@ -140,6 +141,7 @@ fn row_send_message_stores_and_delivers_to_the_thread_and_adds_the_recipient() {
     let message = json!({
         "type": "message", "id": "1", "threadId": "THREAD_ID", "senderId": "USER_ID",
         "message": "Hello, this is a message.", "sentAt": SENT_AT,
+        "position": {"offset": 1, "epoch": "i1.1"},
     });
     assert_eq!(
         sim.take_json(user),

@@ -191,6 +191,9 @@ impl Sim {
                     node_id: NodeId::new(&format!("n{}", i + 1)).expect("valid node id"),
                     instance: InstanceId::new(&format!("i{}", i + 1)).expect("valid instance"),
                     cluster: n > 1,
+                    // The scenarios written before the grace expect offline at once; the
+                    // grace has its own (`recovery`).
+                    presence_grace: Duration::ZERO,
                     ..HubConfig::default()
                 };
                 tweak(&mut config);
@@ -629,6 +632,8 @@ impl Hub {
         check("calls", self.calls.is_empty(), &self.calls);
         check("timers", self.fx.timers.len() == 0, &self.fx.timers);
         check("threads", self.threads.is_empty(), &self.threads);
+        check("recovery", self.recovery.is_idle(), &self.recovery);
+        check("lingering", self.lingering.is_empty(), &self.lingering);
         check("outputs", self.fx.outputs.is_empty(), &self.fx.outputs);
         left
     }
