@@ -4,9 +4,14 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+pub(crate) use plotters::style::RGBColor;
 
 /// Node's bars.
 pub(crate) const NODE: RGBColor = RGBColor(68, 136, 68);
+/// The Socket.IO peer's bars.
+pub(crate) const SOCKETIO: RGBColor = RGBColor(60, 110, 200);
+/// Sockudo's bars.
+pub(crate) const SOCKUDO: RGBColor = RGBColor(140, 70, 160);
 /// bbrt's bars.
 pub(crate) const BBRT: RGBColor = RGBColor(222, 110, 30);
 const INK: RGBColor = RGBColor(30, 30, 30);
@@ -115,16 +120,17 @@ pub(crate) fn compact(v: f64) -> String {
     format!("{v:.digits$}{suffix}")
 }
 
-/// One panel: groups of (Node, bbrt) bars.
+/// One panel: groups of bars, one per series (server) of the chart.
 pub(crate) struct Panel {
     pub(crate) title: String,
-    /// (group label, Node value, bbrt value); a missing value draws no bar.
-    pub(crate) groups: Vec<(String, Option<f64>, Option<f64>)>,
+    /// (group label, one value per series in the chart's order); a missing value draws no
+    /// bar.
+    pub(crate) groups: Vec<(String, Vec<Option<f64>>)>,
     /// Log-scale the values (latency spans decades).
     pub(crate) log: bool,
 }
 
-fn draw_panel(area: &Area<'_>, panel: &Panel) {
+fn draw_panel(area: &Area<'_>, panel: &Panel, colors: &[RGBColor]) {
     let (w, h) = area.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
     let _ = area.draw(&Rectangle::new(
@@ -136,7 +142,7 @@ fn draw_panel(area: &Area<'_>, panel: &Panel) {
     let values: Vec<f64> = panel
         .groups
         .iter()
-        .flat_map(|g| [g.1, g.2])
+        .flat_map(|g| g.1.iter().copied())
         .flatten()
         .filter(|v| *v > 0.0)
         .collect();
@@ -164,42 +170,52 @@ fn draw_panel(area: &Area<'_>, panel: &Panel) {
         INK.stroke_width(2),
     ));
     let slot = (right - left) / panel.groups.len() as i32;
-    let bar = (slot / 3).min(70);
-    for (i, (label, node, bbrt)) in panel.groups.iter().enumerate() {
+    let n = colors.len().max(1) as i32;
+    let bar = (slot * 2 / 3 / n).min(70);
+    for (i, (label, values)) in panel.groups.iter().enumerate() {
         let cx = left + slot * i as i32 + slot / 2;
-        for (value, x0, color) in [(node, cx - bar - 2, NODE), (bbrt, cx + 2, BBRT)] {
+        let x_first = cx - (bar + 4) * n / 2;
+        for (k, (value, color)) in values.iter().zip(colors).enumerate() {
+            let x0 = x_first + (bar + 4) * k as i32;
             if let Some(v) = value.filter(|v| *v > 0.0) {
                 let y = scale(v);
                 let _ = area.draw(&Rectangle::new(
                     [(x0, y), (x0 + bar, bottom)],
                     color.filled(),
                 ));
-                text_centered(area, x0 + bar / 2, y - 20, 3, &compact(v), INK);
+                // Narrow bars (four servers) take the smaller digits.
+                let digits = if bar >= 40 { 3 } else { 2 };
+                text_centered(area, x0 + bar / 2, y - 20, digits, &compact(v), INK);
             }
         }
         text_centered(area, cx, bottom + 12, 2, label, INK);
     }
 }
 
-/// Draws `panels` in a grid of two columns under a title and a legend.
-pub(crate) fn draw(path: &Path, title: &str, panels: &[Panel]) -> Result<(), String> {
+/// Draws `panels` in a grid of two columns under a title and a legend of `series` (name,
+/// color), in the order of every group's values.
+pub(crate) fn draw(
+    path: &Path,
+    title: &str,
+    series: &[(&str, RGBColor)],
+    panels: &[Panel],
+) -> Result<(), String> {
     let rows = panels.len().div_ceil(2).max(1) as u32;
     let (w, h) = (1400u32, 90 + rows * 330);
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     text(&root, 20, 18, 4, title, INK);
-    let lx = w as i32 - 330;
-    let _ = root.draw(&Rectangle::new([(lx, 20), (lx + 24, 44)], NODE.filled()));
-    text(&root, lx + 32, 24, 3, "NODE", INK);
-    let _ = root.draw(&Rectangle::new(
-        [(lx + 130, 20), (lx + 154, 44)],
-        BBRT.filled(),
-    ));
-    text(&root, lx + 162, 24, 3, "BBRT", INK);
+    let mut lx = w as i32 - 180 * series.len() as i32;
+    for (name, color) in series {
+        let _ = root.draw(&Rectangle::new([(lx, 20), (lx + 24, 44)], color.filled()));
+        text(&root, lx + 32, 24, 3, name, INK);
+        lx += 180;
+    }
+    let colors: Vec<RGBColor> = series.iter().map(|(_, c)| *c).collect();
     let body = root.margin(80, 10, 10, 10);
     let cells = body.split_evenly((rows as usize, 2));
     for (cell, panel) in cells.iter().zip(panels) {
-        draw_panel(&cell.margin(5, 5, 5, 5), panel);
+        draw_panel(&cell.margin(5, 5, 5, 5), panel, &colors);
     }
     root.present().map_err(|e| e.to_string())?;
     Ok(())

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::proto::Proto;
+
 /// A client connection.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
@@ -38,8 +40,11 @@ pub(crate) fn ws_config(read_buf: usize) -> WebSocketConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) port: u16,
+    /// The seed's servers' WebSocket path (the other protocols have their own).
     pub(crate) path: String,
     pub(crate) read_buf: usize,
+    /// The protocol the server speaks.
+    pub(crate) proto: Proto,
 }
 
 impl Target {
@@ -56,7 +61,11 @@ impl Target {
         stream
             .set_nodelay(true)
             .map_err(|e| format!("nodelay: {e}"))?;
-        let url = format!("ws://127.0.0.1:{}{}", self.port, self.path);
+        let url = format!(
+            "ws://127.0.0.1:{}{}",
+            self.port,
+            self.proto.path(&self.path)
+        );
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             url,
             stream,
@@ -206,7 +215,7 @@ pub(crate) fn scan_message(text: &str) -> Option<(&str, &str)> {
 
 /// The value of the string field that `key` (ending in its opening quote) introduces,
 /// if it holds no escape.
-fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text.find(key)? + key.len();
     let len = text[start..].find('"')?;
     let value = &text[start..start + len];

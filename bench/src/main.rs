@@ -10,6 +10,7 @@
 mod chart;
 mod client;
 mod proc;
+mod proto;
 mod record;
 mod report;
 mod scenarios;
@@ -24,8 +25,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::Target;
+use crate::proto::Proto;
 use crate::record::Record;
-use crate::scenarios::{Cluster, Common, Load, Pace, Setup, SiteBurst};
+use crate::scenarios::{Cluster, Common, Load, Pace, Ramp, Setup, SiteBurst, Storm};
 
 #[derive(Parser)]
 #[command(about = "bbrt's side-by-side benchmark: load generator and report")]
@@ -46,9 +48,13 @@ struct CommonArgs {
     /// The port the server listens on (127.0.0.1).
     #[arg(long, default_value_t = 18080)]
     port: u16,
-    /// The WebSocket path.
+    /// The WebSocket path (the seed's protocol; Pusher and Socket.IO have their own).
     #[arg(long, default_value = "/")]
     path: String,
+    /// The protocol the server speaks: `seed` (the Node baseline, bbrt), `pusher`
+    /// (Sockudo), `socket-io` (the bench's Socket.IO peer).
+    #[arg(long, value_enum, default_value_t = Proto::Seed)]
+    proto: Proto,
     /// tungstenite's read buffer per client connection, bytes.
     #[arg(long, default_value_t = 4096)]
     read_buf: usize,
@@ -75,6 +81,7 @@ impl CommonArgs {
                 port: self.port,
                 path: self.path.clone(),
                 read_buf: self.read_buf,
+                proto: self.proto,
             },
             connect_concurrency: self.concurrency.max(1),
             server_log: self.server_log.clone(),
@@ -111,6 +118,28 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+    },
+    /// Scenario 8: scenario 2's load at each rate in turn (a fresh server each) until one
+    /// is not held (p99 at or above `--p99-ms`, or any loss).
+    Ramp {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        /// Messages per second, all clients together, lowest first.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "2000,4000,8000,16000,32000"
+        )]
+        rates: Vec<f64>,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// A rate is held when p99 stays under this many milliseconds.
+        #[arg(long, default_value_t = 50)]
+        p99_ms: u64,
     },
     /// Scenario 7 (bbrt only): 2 nodes joined through Redis against 1 node, at the same
     /// fixed rate; `--server-cmd` is one node's command, the Redis flags are appended.
@@ -178,6 +207,19 @@ enum Cmd {
         /// Typing measured this long before the burst and this long during it.
         #[arg(long, default_value_t = 5.0)]
         phase_secs: f64,
+    },
+    /// Scenario 9: identified, joined clients all disconnected at once and all reconnecting
+    /// at once; the time until every one joined again, with the site slow.
+    Storm {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 5000)]
+        conns: usize,
+        #[arg(long, default_value_t = 10)]
+        group: usize,
+        /// The site's answer time during the reconnect.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
     },
     /// The soak (not a benchmark scenario): one server, mixed traffic with reconnects every
     /// minute, the server's RSS and errors printed once a minute as CSV.
@@ -257,6 +299,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The load of a run at several fixed rates (scenarios 7 and 8; its pace is set per
+/// rate) and the rates, those above zero.
+fn rate_series(clients: usize, group: usize, secs: f64, rates: Vec<f64>) -> (Load, Vec<f64>) {
+    let load = Load {
+        clients,
+        group: group.max(1),
+        pace: Pace::Rate { per_s: 0.0 },
+        window: Duration::from_secs_f64(secs),
+    };
+    (load, rates.into_iter().filter(|&r| r > 0.0).collect())
+}
+
 /// Runs one subcommand: its records (one per run; scenario 7 makes several) and where
 /// they go.
 async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
@@ -269,17 +323,29 @@ async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
             secs,
             redis,
         } => {
+            let (load, rates) = rate_series(clients, group, secs, rates);
             let p = Cluster {
-                load: Load {
-                    clients,
-                    group: group.max(1),
-                    pace: Pace::Rate { per_s: 0.0 },
-                    window: Duration::from_secs_f64(secs),
-                },
-                rates: rates.into_iter().filter(|&r| r > 0.0).collect(),
+                load,
+                rates,
                 redis_url: redis,
             };
             return (scenarios::cluster(&common.common(), &p).await, common.out);
+        }
+        Cmd::Ramp {
+            common,
+            clients,
+            group,
+            rates,
+            secs,
+            p99_ms,
+        } => {
+            let (load, rates) = rate_series(clients, group, secs, rates);
+            let p = Ramp {
+                load,
+                rates,
+                p99_bound: Duration::from_millis(p99_ms),
+            };
+            return (scenarios::ramp(&common.common(), &p).await, common.out);
         }
         Cmd::Fanout {
             common,
@@ -375,6 +441,19 @@ async fn run(cmd: Cmd) -> (Vec<Record>, Option<PathBuf>) {
             };
             (scenarios::site_burst(&common.common(), p).await, common.out)
         }
+        Cmd::Storm {
+            common,
+            conns,
+            group,
+            latency_ms,
+        } => {
+            let p = Storm {
+                conns,
+                group: group.max(1),
+                site_latency: Duration::from_millis(latency_ms),
+            };
+            (scenarios::storm(&common.common(), p).await, common.out)
+        }
         Cmd::Soak {
             common,
             minutes,
@@ -409,6 +488,12 @@ fn summary(r: &Record) -> String {
     if let Some(c) = r.server_cpu_us_per_delivery {
         s += &format!(", {c:.2} µs CPU/delivery");
     }
+    if let Some(w) = r.wakeups_per_delivery {
+        s += &format!(", {w:.3} wake-ups/delivery");
+    }
+    if let Some(c) = r.syscalls_per_delivery {
+        s += &format!(", {c:.3} syscalls/delivery");
+    }
     if let Some(l) = r.latency_us {
         s += &format!(
             ", p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs",
@@ -426,6 +511,12 @@ fn summary(r: &Record) -> String {
     }
     if let Some(t) = r.setup_s {
         s += &format!(", setup {t:.2} s");
+    }
+    if let Some(t) = r.reconnect_s {
+        s += &format!(", all joined again in {t:.2} s");
+    }
+    if let (Some(o), Some(s2)) = (r.listen_overflows, r.syn_retransmits) {
+        s += &format!(" (listen overflows {o}, SYN retransmits {s2})");
     }
     if let Some(m) = r.max_connections {
         s += &format!(", held {m}");

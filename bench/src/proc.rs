@@ -21,6 +21,9 @@ pub(crate) struct Sample {
     pub(crate) rss_kib: u64,
     /// Threads.
     pub(crate) threads: usize,
+    /// Times its live threads blocked and were woken again: the sum of their
+    /// `voluntary_ctxt_switches` (`/proc/PID/task/*/status`), the wake-ups a delivery costs.
+    pub(crate) wakeups: u64,
     /// Busy time (everything but idle and iowait) of the one core the process is pinned to,
     /// in seconds (`/proc/stat`, 10 ms grain): what else ran there is noise.
     pub(crate) core_busy_s: Option<f64>,
@@ -47,9 +50,13 @@ impl Sample {
             .unwrap_or(0);
         let mut cpu_ns = 0u64;
         let mut threads = 0;
+        let mut wakeups = 0;
         if let Ok(tasks) = fs::read_dir(root.join("task")) {
             for task in tasks.flatten() {
                 threads += 1;
+                if let Ok(s) = fs::read_to_string(task.path().join("status")) {
+                    wakeups += voluntary_switches(&s);
+                }
                 if let Ok(s) = fs::read_to_string(task.path().join("schedstat")) {
                     cpu_ns += s
                         .split_whitespace()
@@ -71,6 +78,7 @@ impl Sample {
             sys_s,
             rss_kib,
             threads,
+            wakeups,
             core_busy_s,
         })
     }
@@ -79,6 +87,15 @@ impl Sample {
     pub(crate) fn own() -> Self {
         Self::read(std::process::id()).unwrap_or_default()
     }
+}
+
+/// `voluntary_ctxt_switches` of a task's `status`.
+fn voluntary_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The core a process may run on, when it is exactly one (`taskset -c N`).
@@ -116,6 +133,8 @@ pub(crate) struct Delta {
     pub(crate) sys_s: f64,
     /// CPU that other processes used on the process's core, seconds.
     pub(crate) others_on_core_s: Option<f64>,
+    /// Wake-ups of its threads (see [`Sample::wakeups`]).
+    pub(crate) wakeups: u64,
 }
 
 impl Delta {
@@ -130,6 +149,7 @@ impl Delta {
             user_s: (b.user_s - a.user_s).max(0.0),
             sys_s: (b.sys_s - a.sys_s).max(0.0),
             others_on_core_s,
+            wakeups: b.wakeups.saturating_sub(a.wakeups),
         }
     }
 
@@ -142,6 +162,7 @@ impl Delta {
             sum.cpu_s += d.cpu_s;
             sum.user_s += d.user_s;
             sum.sys_s += d.sys_s;
+            sum.wakeups += d.wakeups;
         }
         sum.others_on_core_s = match (a.first(), b.first()) {
             (Some(x), Some(y)) => match (x.core_busy_s, y.core_busy_s) {
@@ -193,6 +214,8 @@ mod tests {
         let s = Sample::own();
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
+        // This thread has slept (the test harness waited for it) at least once.
+        assert!(s.wakeups > 0, "{s:?}");
         assert!(own_fd_limit().is_some());
     }
 

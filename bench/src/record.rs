@@ -67,6 +67,16 @@ pub(crate) struct Record {
     /// Write syscalls of the server in the window (perf tracepoints), when counted.
     pub(crate) server_writes: Option<u64>,
     pub(crate) frames_per_write: Option<f64>,
+    /// All syscalls of the server in the window (perf's `raw_syscalls:sys_enter`), when
+    /// counted, and per delivery.
+    pub(crate) server_syscalls: Option<u64>,
+    pub(crate) syscalls_per_delivery: Option<f64>,
+    /// Wake-ups of the server's threads in the window (voluntary context switches), and
+    /// per delivery.
+    pub(crate) server_wakeups: Option<u64>,
+    pub(crate) wakeups_per_delivery: Option<f64>,
+    /// Server CPU per message sent (every delivery of it together), µs.
+    pub(crate) server_cpu_us_per_message: Option<f64>,
     /// Latency from the scheduled (fixed rate) or actual (closed loop) send time.
     pub(crate) latency_us: Option<Percentiles>,
     /// How late the load generator sent, against the schedule (fixed rate only).
@@ -78,6 +88,12 @@ pub(crate) struct Record {
     pub(crate) connect_s: Option<f64>,
     /// Time from the first connect until every connection is identified and joined.
     pub(crate) setup_s: Option<f64>,
+    /// `storm`: time from the moment every connection was lost until every client had
+    /// joined again, all reconnecting at once.
+    pub(crate) reconnect_s: Option<f64>,
+    /// `storm`: the machine's listen-queue overflows and SYN retransmits meanwhile.
+    pub(crate) listen_overflows: Option<u64>,
+    pub(crate) syn_retransmits: Option<u64>,
     /// `maxconn`: the most connections the server held at once.
     pub(crate) max_connections: Option<usize>,
     /// `site`: sends acked, and the time until the last ack.
@@ -109,8 +125,10 @@ pub(crate) struct Record {
     pub(crate) others_on_loadgen_core_pct: Option<f64>,
     /// `cluster`: server processes (nodes), each pinned to the server's core.
     pub(crate) nodes: Option<usize>,
-    /// `cluster`: the fixed rate, messages per second, all clients together.
+    /// `cluster`, `ramp`: the fixed rate, messages per second, all clients together.
     pub(crate) rate_per_s: Option<f64>,
+    /// `ramp`: whether the rate was held (no loss, p99 under the bound).
+    pub(crate) held: Option<bool>,
     /// `cluster`: with Redis between nodes (`--redis`), or the in-process broker.
     pub(crate) redis: Option<bool>,
     /// `cluster`: each node's CPU in the window, seconds (`server_cpu_s` is their sum).

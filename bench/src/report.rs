@@ -1,5 +1,6 @@
-//! `latest.md` and `latest.png` from `latest.jsonl`: Node and bbrt side by side, with
-//! bbrt/Node ratios from the same run and issue 6's goals.
+//! `latest.md` and `latest.png` from `latest.jsonl`: every server of the run side by side
+//! (the seed's Node server, the Socket.IO peer, Sockudo, bbrt), with bbrt/Node and
+//! bbrt/Sockudo ratios from the same run and the goals of issues 6 and 22.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,47 +8,57 @@ use std::path::Path;
 
 use crate::chart::{self, Panel};
 use crate::record::{Percentiles, Record};
-use crate::scenarios::{ONE_NODE, ONE_NODE_REDIS, TWO_NODES, cluster_scenario};
+use crate::scenarios::{ONE_NODE, ONE_NODE_REDIS, TWO_NODES, cluster_scenario, ramp_scenario};
 
-/// A goal from issue 6, judged on one row.
+/// The servers a run may hold, in the table's column order: (record name, column name).
+const SERVERS: [(&str, &str); 4] = [
+    ("node", "Node"),
+    ("socketio", "Socket.IO"),
+    ("sockudo", "Sockudo"),
+    ("bbrt", "bbrt"),
+];
+
+/// A goal (from the issue numbered `.0`), judged on one row's bbrt value.
 #[derive(Clone, Copy)]
 enum Goal {
-    None,
     /// bbrt/Node at most this.
-    RatioAtMost(f64),
+    RatioAtMost(u8, f64),
+    /// bbrt/Sockudo at most this.
+    SockudoRatioAtMost(u8, f64),
     /// bbrt's value at most this.
-    AtMost(f64),
+    AtMost(u8, f64),
     /// bbrt's value at least this.
-    AtLeast(f64),
+    AtLeast(u8, f64),
 }
 
 impl Goal {
     fn describe(self) -> String {
         match self {
-            Self::None => String::new(),
-            Self::RatioAtMost(r) => format!("ratio ≤ {r}"),
-            Self::AtMost(v) => format!("bbrt ≤ {v}"),
-            Self::AtLeast(v) => format!("bbrt ≥ {v}"),
+            Self::RatioAtMost(i, r) => format!("bbrt/Node ≤ {r} (#{i})"),
+            Self::SockudoRatioAtMost(i, r) => format!("bbrt/Sockudo ≤ {r} (#{i})"),
+            Self::AtMost(i, v) => format!("bbrt ≤ {v} (#{i})"),
+            Self::AtLeast(i, v) => format!("bbrt ≥ {v} (#{i})"),
         }
     }
 
-    fn met(self, node: Option<f64>, bbrt: Option<f64>) -> &'static str {
-        let verdict = match self {
-            Self::None => return "",
-            Self::RatioAtMost(r) => match (node, bbrt) {
-                (Some(n), Some(b)) if n > 0.0 => b / n <= r,
-                _ => return "n/a",
-            },
-            Self::AtMost(v) => match bbrt {
-                Some(b) => b <= v,
-                None => return "n/a",
-            },
-            Self::AtLeast(v) => match bbrt {
-                Some(b) => b >= v,
-                None => return "n/a",
-            },
+    /// `value(server)` is the row's value for that server.
+    fn met(self, value: &dyn Fn(&str) -> Option<f64>) -> &'static str {
+        let bbrt = value("bbrt");
+        let ratio_to = |peer: &str, r: f64| match (value(peer), bbrt) {
+            (Some(p), Some(b)) if p > 0.0 => Some(b / p <= r),
+            _ => None,
         };
-        if verdict { "yes" } else { "**no**" }
+        let verdict = match self {
+            Self::RatioAtMost(_, r) => ratio_to("node", r),
+            Self::SockudoRatioAtMost(_, r) => ratio_to("sockudo", r),
+            Self::AtMost(_, v) => bbrt.map(|b| b <= v),
+            Self::AtLeast(_, v) => bbrt.map(|b| b >= v),
+        };
+        match verdict {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "n/a",
+        }
     }
 }
 
@@ -81,7 +92,7 @@ struct Row {
     scenario: &'static str,
     metric: &'static str,
     get: Getter,
-    goal: Goal,
+    goals: Vec<Goal>,
 }
 
 fn pct(f: fn(&Percentiles) -> f64, p: Option<Percentiles>) -> Option<f64> {
@@ -89,204 +100,252 @@ fn pct(f: fn(&Percentiles) -> f64, p: Option<Percentiles>) -> Option<f64> {
 }
 
 fn rows() -> Vec<Row> {
-    let row = |scenario, metric, get: Getter, goal| Row {
+    let row = |scenario, metric, get: Getter, goals: &[Goal]| Row {
         scenario,
         metric,
         get,
-        goal,
+        goals: goals.to_vec(),
     };
     vec![
         row(
             "fanout",
             "1 fan-out: deliveries/s",
             |r| r.deliveries_per_s,
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: server CPU µs/delivery",
             |r| r.server_cpu_us_per_delivery,
-            Goal::RatioAtMost(0.125),
+            &[Goal::RatioAtMost(6, 0.125)],
         ),
         row(
             "fanout",
             "1 fan-out: server system-time share %",
             sys_share,
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: frames per write syscall",
             |r| r.frames_per_write,
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: latency p50 µs",
             |r| pct(|p| p.p50, r.latency_us),
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: latency p99 µs",
             |r| pct(|p| p.p99, r.latency_us),
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: latency p99.9 µs",
             |r| pct(|p| p.p999, r.latency_us),
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: load generator CPU %",
             |r| r.loadgen_cpu_pct,
-            Goal::None,
+            &[],
         ),
         row(
             "fanout",
             "1 fan-out: noise: other processes' CPU on the server's core %",
             |r| r.others_on_server_core_pct,
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: deliveries/s",
             |r| r.deliveries_per_s,
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: latency p50 µs",
             |r| pct(|p| p.p50, r.latency_us),
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: latency p99 µs",
             |r| pct(|p| p.p99, r.latency_us),
-            Goal::RatioAtMost(0.4),
+            &[Goal::RatioAtMost(6, 0.4), Goal::SockudoRatioAtMost(22, 1.0)],
         ),
         row(
             "rate",
             "2 fixed rate: latency p99.9 µs",
             |r| pct(|p| p.p999, r.latency_us),
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: server CPU µs/delivery",
             |r| r.server_cpu_us_per_delivery,
-            Goal::None,
+            &[Goal::SockudoRatioAtMost(22, 0.5)],
+        ),
+        row(
+            "rate",
+            "2 fixed rate: server CPU µs/message (all its deliveries)",
+            |r| r.server_cpu_us_per_message,
+            &[],
+        ),
+        row(
+            "rate",
+            "2 fixed rate: server wake-ups per delivery",
+            |r| r.wakeups_per_delivery,
+            &[],
+        ),
+        row(
+            "rate",
+            "2 fixed rate: server syscalls per delivery",
+            |r| r.syscalls_per_delivery,
+            &[],
+        ),
+        row(
+            "rate",
+            "2 fixed rate: frames per write syscall",
+            |r| r.frames_per_write,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: load generator send lag p99 µs",
             |r| pct(|p| p.p99, r.send_lag_us),
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: load generator CPU %",
             |r| r.loadgen_cpu_pct,
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: noise: other processes' CPU on the server's core %",
             |r| r.others_on_server_core_pct,
-            Goal::None,
+            &[],
         ),
         row(
             "rate",
             "2 fixed rate: noise: other processes' CPU on the load generator's core %",
             |r| r.others_on_loadgen_core_pct,
-            Goal::None,
+            &[],
         ),
         row(
             "idle",
             "3 idle: RSS KiB per connection",
             |r| r.rss_per_conn_kib,
-            Goal::AtMost(3.0),
+            &[Goal::AtMost(6, 3.0), Goal::AtMost(22, 2.0)],
         ),
         row(
             "idle",
             "3 idle: server threads",
             |r| Some(r.server_threads as f64),
-            Goal::None,
+            &[],
         ),
         row(
             "setup",
             "4 identified+joined: RSS KiB per connection",
             |r| r.rss_per_conn_kib,
-            Goal::AtMost(4.0),
+            &[Goal::AtMost(6, 4.0), Goal::AtMost(22, 3.0)],
         ),
         row(
             "setup",
             "4 identified+joined: setup time s",
             |r| r.setup_s,
-            Goal::RatioAtMost(0.05),
+            &[Goal::RatioAtMost(6, 0.05)],
         ),
         row(
             "setup",
             "4 identified+joined: server CPU s",
             |r| Some(r.server_cpu_s),
-            Goal::None,
+            &[],
         ),
         row(
             "maxconn",
             "5 most connections held",
             |r| r.max_connections.map(|m| m as f64),
-            Goal::AtLeast(19_000.0),
+            &[Goal::AtLeast(6, 19_000.0)],
         ),
         row(
             "maxconn",
             "5 RSS KiB per connection at the most",
             |r| r.rss_per_conn_kib,
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site 50 ms: time until all acked ms",
             |r| r.all_acked_ms,
-            Goal::AtMost(100.0),
+            &[Goal::AtMost(6, 100.0)],
         ),
         row(
             "site",
             "6 site: first burst, cold site connections: all acked ms",
             |r| r.cold_acked_ms,
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site: time until the site had every POST ms",
             |r| r.all_posted_ms,
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site: time until the site had answered every POST ms",
             |r| r.site_answered_ms,
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site: typing p99 µs before the burst",
             |r| pct(|p| p.p99, r.typing_before_us),
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site: typing p99 µs during the burst",
             |r| pct(|p| p.p99, r.typing_during_us),
-            Goal::None,
+            &[],
         ),
         row(
             "site",
             "6 site: typing p99 during/before",
             typing_change,
-            Goal::None,
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm (site 50 ms): all joined again s",
+            |r| r.reconnect_s,
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: listen overflows (machine-wide)",
+            |r| r.listen_overflows.map(|v| v as f64),
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: SYN retransmits (machine-wide)",
+            |r| r.syn_retransmits.map(|v| v as f64),
+            &[],
+        ),
+        row(
+            "storm",
+            "9 reconnect storm: server CPU s",
+            |r| Some(r.server_cpu_s),
+            &[],
         ),
     ]
 }
@@ -340,7 +399,10 @@ fn cluster_rows() -> Vec<ClusterRow> {
             |r| r.deliveries_per_s,
         ),
         ClusterRow {
-            goal: Some(("2 nodes / 1 node ≥ 0.5", Bound::AtLeast(0.5))),
+            goal: Some((
+                "2 nodes / 1 node ≥ 0.85 (#22; #7: 0.5)",
+                Bound::AtLeast(0.85),
+            )),
             ..row(
                 "deliveries per server CPU second (2 nodes: both processes)",
                 deliveries_per_cpu_s,
@@ -437,7 +499,7 @@ fn cluster_table(by: &BTreeMap<(String, String), Record>) -> String {
             both nodes pinned to core 0) and against 1 node with Redis; every node a fresh process. \
             Ratios are 2 nodes / 1 node; server CPU of 2 nodes is both processes summed; Redis's own CPU is \
             reported apart. Cross-node: deliveries whose sender is connected to the other node.\n\n";
-    out += "| metric | 1 node | 1 node + Redis | 2 nodes | 2 nodes / 1 node | goal (issue 7) | met |\n\
+    out += "| metric | 1 node | 1 node + Redis | 2 nodes | 2 nodes / 1 node | goal | met |\n\
             |---|---:|---:|---:|---:|---|---|\n";
     for rate in rates {
         let scenario = cluster_scenario(rate);
@@ -480,6 +542,127 @@ fn cluster_table(by: &BTreeMap<(String, String), Record>) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------
+// Scenario 8 (issue 22): the ramp, its own table.
+
+/// Scenario 8's table: p99 per rate and server, `not held` where a rate was not held, and
+/// the highest rate each held; empty without its runs.
+fn ramp_table(by: &BTreeMap<(String, String), Record>, servers: &[(&str, &str)]) -> String {
+    let mut rates: Vec<f64> = by
+        .values()
+        .filter(|r| r.held.is_some())
+        .filter_map(|r| r.rate_per_s)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    if rates.is_empty() {
+        return String::new();
+    }
+    let run = |rate: f64, server: &str| by.get(&(ramp_scenario(rate), server.to_owned()));
+    let mut out = String::new();
+    out += "\n## Ramp: the highest fixed rate each server holds (issue 22)\n\n";
+    out += "Scenario 8: scenario 2's load (200 clients in threads of 10) at each rate in turn, a fresh \
+            server each, until a rate is not held: held means every message reached every member of its \
+            thread and p99 from the scheduled send time stayed under 50 ms. Cells: p99 µs (server CPU \
+            µs per delivery); `–` a rate not run (an earlier one was not held).\n\n";
+    out += "| rate msg/s |";
+    let mut rule = "|---:|".to_owned();
+    for (_, column) in servers {
+        let _ = write!(out, " {column} |");
+        rule += "---|";
+    }
+    out += "\n";
+    out += &rule;
+    out += "\n";
+    for &rate in &rates {
+        let _ = write!(out, "| {rate:.0} |");
+        for (name, _) in servers {
+            let cell = match run(rate, name) {
+                None => "–".to_owned(),
+                Some(r) => {
+                    let p99 = fmt(r.latency_us.map(|l| l.p99));
+                    let cpu = fmt(r.server_cpu_us_per_delivery);
+                    if r.held == Some(true) {
+                        format!("{p99} ({cpu})")
+                    } else {
+                        format!("**not held**: {p99} ({cpu})")
+                    }
+                }
+            };
+            let _ = write!(out, " {cell} |");
+        }
+        out += "\n";
+    }
+    out += "| **highest held** |";
+    for (name, _) in servers {
+        let best = rates
+            .iter()
+            .copied()
+            .filter(|&rate| run(rate, name).is_some_and(|r| r.held == Some(true)))
+            .fold(None, |_, rate| Some(rate));
+        let _ = write!(
+            out,
+            " **{}** |",
+            best.map_or("none".to_owned(), |b| format!("{b:.0}"))
+        );
+    }
+    out += "\n";
+    out
+}
+
+/// What each server of the run does per message and per delivery that the others do not:
+/// CPU per delivery compares different work.
+fn per_delivery_note(servers: &[(&str, &str)]) -> String {
+    let about = |name: &str| match name {
+        "node" => Some(
+            "**Node** (the seed's server on `ws`): parses the frame, stamps a counter id and a date, \
+             serializes the message once and calls `ws.send` per member (one write syscall each); \
+             stores nothing (no site outside scenario 6).",
+        ),
+        "socketio" => Some(
+            "**Socket.IO** (the same server on Socket.IO 4): as Node, plus Socket.IO's event packet \
+             encoding (once per emit) and its in-memory adapter's room lookup; one write per delivery.",
+        ),
+        "sockudo" => Some(
+            "**Sockudo** (Pusher protocol 7): relays the client event as it came, with no storage and \
+             no id: checks that the sender is subscribed to the private channel and that the event is \
+             a `client-` event, then writes it to the channel's *other* subscribers (Pusher never \
+             echoes a client event to its sender, so a thread of 10 makes 9 deliveries per message \
+             where the others make 10).",
+        ),
+        "bbrt" => Some(
+            "**bbrt**: every send goes through its site before anyone sees it (here the embedded \
+             development site, in process: it stores the message and answers with its id and \
+             participants; in production the BuddyBoss REST call), the Hub checks the frame-rate \
+             bucket and identity, refreshes the thread cache, encodes one `message` frame with the \
+             stored id and `sentAt`, and hands the shared bytes to every member's connection task, \
+             which writes it (several queued frames in one write).",
+        ),
+        _ => None,
+    };
+    let lines: Vec<&str> = servers.iter().filter_map(|(name, _)| about(name)).collect();
+    if lines.len() < 2 {
+        return String::new();
+    }
+    let mut out = "\n### What a delivery costs each server\n\n".to_owned();
+    for line in lines {
+        out += "- ";
+        out += line;
+        out += "\n";
+    }
+    out
+}
+
+/// The highest rate of scenario 8 that `server` held.
+fn highest_held(by: &BTreeMap<(String, String), Record>, server: &str) -> Option<f64> {
+    by.iter()
+        .filter(|((scenario, s), r)| {
+            s == server && scenario.starts_with("ramp-") && r.held == Some(true)
+        })
+        .filter_map(|(_, r)| r.rate_per_s)
+        .reduce(f64::max)
+}
+
 /// Writes the markdown report and the chart.
 pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
@@ -494,33 +677,58 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
             .and_then(f)
     };
 
+    let servers: Vec<(&str, &str)> = SERVERS
+        .into_iter()
+        .filter(|(name, _)| by.keys().any(|(_, server)| server == name))
+        .collect();
+    let has = |name: &str| servers.iter().any(|(n, _)| *n == name);
     let mut out = String::new();
-    out += "# bbrt vs the seed's Node.js server: latest run\n\n";
-    out += "Generated by `bench/run.sh` (`bbrt-bench report`); both servers measured in the same run, \
+    out += "# bbrt, the seed's Node.js server and their peers: latest run\n\n";
+    out += "Generated by `bench/run.sh` (`bbrt-bench report`); every server measured in the same run, \
             each scenario on a fresh server process pinned to core 0, the load generator on core 1. \
-            Ratios are bbrt/Node (lower is better except for throughput and connections held).\n\n";
+            Ratios are bbrt/Node and bbrt/Sockudo (lower is better except for throughput and connections \
+            held). Goals: issue 6 (against Node) and issue 22 (against Sockudo, and memory).\n\n";
     let mut table = String::new();
     for row in rows() {
-        let node = get(row.scenario, "node", row.get);
-        let bbrt = get(row.scenario, "bbrt", row.get);
-        if node.is_none() && bbrt.is_none() {
+        let value = |server: &str| get(row.scenario, server, row.get);
+        if servers.iter().all(|(name, _)| value(name).is_none()) {
             continue;
         }
-        let _ = writeln!(
-            table,
-            "| {} | {} | {} | {} | {} | {} |",
-            row.metric,
-            fmt(node),
-            fmt(bbrt),
-            ratio(node, bbrt),
-            row.goal.describe(),
-            row.goal.met(node, bbrt)
-        );
+        let mut line = format!("| {} |", row.metric);
+        for (name, _) in &servers {
+            let _ = write!(line, " {} |", fmt(value(name)));
+        }
+        for peer in ["node", "sockudo"] {
+            if has(peer) && has("bbrt") {
+                let _ = write!(line, " {} |", ratio(value(peer), value("bbrt")));
+            }
+        }
+        let goals: Vec<String> = row.goals.iter().map(|g| g.describe()).collect();
+        let met: Vec<&str> = row.goals.iter().map(|g| g.met(&value)).collect();
+        let _ = writeln!(line, " {} | {} |", goals.join("; "), met.join("; "));
+        table += &line;
     }
     if !table.is_empty() {
-        out += "| metric | Node | bbrt | bbrt/Node | goal (issue 6) | met |\n|---|---:|---:|---:|---|---|\n";
+        let mut head = "| metric |".to_owned();
+        let mut rule = "|---|".to_owned();
+        for (_, column) in &servers {
+            let _ = write!(head, " {column} |");
+            rule += "---:|";
+        }
+        for (peer, column) in [("node", "Node"), ("sockudo", "Sockudo")] {
+            if has(peer) && has("bbrt") {
+                let _ = write!(head, " bbrt/{column} |");
+                rule += "---:|";
+            }
+        }
+        head += " goal | met |\n";
+        rule += "---|---|\n";
+        out += &head;
+        out += &rule;
         out += &table;
     }
+    out += &ramp_table(&by, &servers);
+    out += &per_delivery_note(&servers);
     out += &cluster_table(&by);
     out += "\n## Runs\n\n| scenario | server | status | connections | window s | server threads | load generator CPU % | notes |\n|---|---|---|---:|---:|---:|---:|---|\n";
     for r in by.values() {
@@ -566,30 +774,33 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
         .unwrap_or_default();
     let _ = write!(
         out,
-        "\n![chart]({png_name})\n\nThe chart (`{png_name}`): green bars Node, orange bars bbrt; each panel is labelled \
-         in the picture. Top left: scenario 2 latency percentiles from the scheduled send time, µs, log scale. \
-         Top right: scenario 1 server CPU µs per delivery (and scenario 2's). Middle left: RSS KiB per connection, \
-         idle (3) and identified+joined (4). Middle right: scenario 4 setup time, s, log scale. Bottom left: \
-         scenario 6, time until all sends acked and typing p99 before and during the burst, ms, log scale. \
-         Bottom right: scenario 1 deliveries per second.\n"
+        "\n![chart]({png_name})\n\nThe chart (`{png_name}`): one bar per server, green Node, blue Socket.IO, \
+         purple Sockudo, orange bbrt (the legend is in the picture); each panel is labelled. Row 1: scenario 2 \
+         latency percentiles from the scheduled send time, µs, log scale; server CPU µs per delivery in \
+         scenarios 1 and 2. Row 2: RSS KiB per connection, idle (3) and identified+joined (4), log scale; \
+         scenario 8's highest rate held. Row 3: scenario 4 setup time, s, log scale; scenario 6, time until \
+         all sends acked and typing p99 before and during the burst, ms, log scale. Row 4: scenario 1 \
+         deliveries per second; scenario 2's wake-ups and syscalls per delivery.\n"
     );
     std::fs::write(md, out).map_err(|e| format!("{}: {e}", md.display()))?;
 
-    let lat = |server: &str, f: fn(&Percentiles) -> f64| {
-        by.get(&("rate".to_owned(), server.to_owned()))
-            .and_then(|r| r.latency_us.as_ref().map(f))
+    // One value per server of the run, in column order.
+    let each = |scenario: &str, f: Getter| -> Vec<Option<f64>> {
+        servers
+            .iter()
+            .map(|(name, _)| get(scenario, name, f))
+            .collect()
     };
     let panels = vec![
         Panel {
             title: "2 FIXED RATE LATENCY US (LOG)".into(),
             groups: vec![
-                ("P50".into(), lat("node", |p| p.p50), lat("bbrt", |p| p.p50)),
-                ("P90".into(), lat("node", |p| p.p90), lat("bbrt", |p| p.p90)),
-                ("P99".into(), lat("node", |p| p.p99), lat("bbrt", |p| p.p99)),
+                ("P50".into(), each("rate", |r| pct(|p| p.p50, r.latency_us))),
+                ("P90".into(), each("rate", |r| pct(|p| p.p90, r.latency_us))),
+                ("P99".into(), each("rate", |r| pct(|p| p.p99, r.latency_us))),
                 (
                     "P99.9".into(),
-                    lat("node", |p| p.p999),
-                    lat("bbrt", |p| p.p999),
+                    each("rate", |r| pct(|p| p.p999, r.latency_us)),
                 ),
             ],
             log: true,
@@ -599,82 +810,81 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
             groups: vec![
                 (
                     "1 FAN-OUT".into(),
-                    get("fanout", "node", |r| r.server_cpu_us_per_delivery),
-                    get("fanout", "bbrt", |r| r.server_cpu_us_per_delivery),
+                    each("fanout", |r| r.server_cpu_us_per_delivery),
                 ),
                 (
                     "2 FIXED RATE".into(),
-                    get("rate", "node", |r| r.server_cpu_us_per_delivery),
-                    get("rate", "bbrt", |r| r.server_cpu_us_per_delivery),
+                    each("rate", |r| r.server_cpu_us_per_delivery),
                 ),
             ],
             log: false,
         },
         Panel {
-            title: "RSS KIB PER CONNECTION".into(),
+            title: "RSS KIB PER CONNECTION (LOG)".into(),
             groups: vec![
-                (
-                    "3 IDLE".into(),
-                    get("idle", "node", |r| r.rss_per_conn_kib),
-                    get("idle", "bbrt", |r| r.rss_per_conn_kib),
-                ),
-                (
-                    "4 JOINED".into(),
-                    get("setup", "node", |r| r.rss_per_conn_kib),
-                    get("setup", "bbrt", |r| r.rss_per_conn_kib),
-                ),
+                ("3 IDLE".into(), each("idle", |r| r.rss_per_conn_kib)),
+                ("4 JOINED".into(), each("setup", |r| r.rss_per_conn_kib)),
             ],
+            log: true,
+        },
+        Panel {
+            title: "8 RAMP: HIGHEST RATE HELD MSG/S".into(),
+            groups: vec![(
+                "P99 < 50 MS, NO LOSS".into(),
+                servers
+                    .iter()
+                    .map(|(name, _)| highest_held(&by, name))
+                    .collect(),
+            )],
             log: false,
         },
         Panel {
             title: "4 SETUP TIME OF IDENTIFIED+JOINED S (LOG)".into(),
-            groups: vec![(
-                "SETUP".into(),
-                get("setup", "node", |r| r.setup_s),
-                get("setup", "bbrt", |r| r.setup_s),
-            )],
+            groups: vec![("SETUP".into(), each("setup", |r| r.setup_s))],
             log: true,
         },
         Panel {
             title: "6 SITE AT 50 MS: MS (LOG)".into(),
             groups: vec![
-                (
-                    "ALL ACKED".into(),
-                    get("site", "node", |r| r.all_acked_ms),
-                    get("site", "bbrt", |r| r.all_acked_ms),
-                ),
+                ("ALL ACKED".into(), each("site", |r| r.all_acked_ms)),
                 (
                     "TYPING P99 BEFORE".into(),
-                    get("site", "node", |r| {
-                        r.typing_before_us.map(|p| p.p99 / 1000.0)
-                    }),
-                    get("site", "bbrt", |r| {
-                        r.typing_before_us.map(|p| p.p99 / 1000.0)
-                    }),
+                    each("site", |r| r.typing_before_us.map(|p| p.p99 / 1000.0)),
                 ),
                 (
                     "TYPING P99 DURING".into(),
-                    get("site", "node", |r| {
-                        r.typing_during_us.map(|p| p.p99 / 1000.0)
-                    }),
-                    get("site", "bbrt", |r| {
-                        r.typing_during_us.map(|p| p.p99 / 1000.0)
-                    }),
+                    each("site", |r| r.typing_during_us.map(|p| p.p99 / 1000.0)),
                 ),
             ],
             log: true,
         },
         Panel {
             title: "1 FAN-OUT DELIVERIES/S".into(),
-            groups: vec![(
-                "CLOSED LOOP".into(),
-                get("fanout", "node", |r| r.deliveries_per_s),
-                get("fanout", "bbrt", |r| r.deliveries_per_s),
-            )],
+            groups: vec![("CLOSED LOOP".into(), each("fanout", |r| r.deliveries_per_s))],
+            log: false,
+        },
+        Panel {
+            title: "2 FIXED RATE: PER DELIVERY".into(),
+            groups: vec![
+                ("WAKE-UPS".into(), each("rate", |r| r.wakeups_per_delivery)),
+                ("SYSCALLS".into(), each("rate", |r| r.syscalls_per_delivery)),
+            ],
             log: false,
         },
     ];
-    chart::draw(png, "BBRT VS NODE - SAME RUN", &panels)
+    let series: Vec<(&str, chart::RGBColor)> = servers
+        .iter()
+        .map(|(name, column)| {
+            let color = match *name {
+                "node" => chart::NODE,
+                "socketio" => chart::SOCKETIO,
+                "sockudo" => chart::SOCKUDO,
+                _ => chart::BBRT,
+            };
+            (*column, color)
+        })
+        .collect();
+    chart::draw(png, "BBRT AND ITS PEERS - SAME RUN", &series, &panels)
 }
 
 #[cfg(test)]
@@ -686,12 +896,39 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bbrt-bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
         let mut lines = String::new();
-        for (server, cpu) in [("node", 10.0), ("bbrt", 1.0)] {
-            let mut r = Record::new("fanout", server);
-            r.server_cpu_us_per_delivery = Some(cpu);
-            r.deliveries_per_s = Some(1000.0 / cpu);
-            r.finish();
-            lines += &serde_json::to_string(&r).expect("serializes");
+        let mut records = Vec::new();
+        for (server, cpu) in [
+            ("node", 10.0),
+            ("socketio", 12.0),
+            ("sockudo", 4.0),
+            ("bbrt", 1.0),
+        ] {
+            for scenario in ["fanout", "rate"] {
+                let mut r = Record::new(scenario, server);
+                r.server_cpu_us_per_delivery = Some(cpu);
+                r.deliveries_per_s = Some(1000.0 / cpu);
+                r.finish();
+                records.push(r);
+            }
+            // The ramp: bbrt holds 32000, the others 8000 and no more.
+            for rate in [8000.0, 32000.0] {
+                let mut r = Record::new(&ramp_scenario(rate), server);
+                r.rate_per_s = Some(rate);
+                r.held = Some(server == "bbrt" || rate < 10_000.0);
+                r.latency_us = Some(Percentiles {
+                    p99: if r.held == Some(true) {
+                        900.0
+                    } else {
+                        80_000.0
+                    },
+                    ..Percentiles::default()
+                });
+                r.finish();
+                records.push(r);
+            }
+        }
+        for r in &records {
+            lines += &serde_json::to_string(r).expect("serializes");
             lines += "\n";
         }
         let (input, md, png) = (dir.join("r.jsonl"), dir.join("r.md"), dir.join("r.png"));
@@ -700,10 +937,34 @@ mod tests {
         let text = std::fs::read_to_string(&md).expect("markdown");
         assert!(
             text.contains(
-                "| 1 fan-out: server CPU µs/delivery | 10.0 | 1.00 | 0.100 | ratio ≤ 0.125 | yes |"
+                "| metric | Node | Socket.IO | Sockudo | bbrt | bbrt/Node | bbrt/Sockudo | goal | met |"
             ),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "| 1 fan-out: server CPU µs/delivery | 10.0 | 12.0 | 4.00 | 1.00 | 0.100 | 0.250 \
+                 | bbrt/Node ≤ 0.125 (#6) | yes |"
+            ),
+            "{text}"
+        );
+        // bbrt at 0.25 of Sockudo's CPU per delivery meets issue 22's 0.5.
+        assert!(
+            text.contains(
+                "| 2 fixed rate: server CPU µs/delivery | 10.0 | 12.0 | 4.00 | 1.00 | 0.100 | 0.250 \
+                 | bbrt/Sockudo ≤ 0.5 (#22) | yes |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 32000 | **not held**: 80000 (–) | **not held**: 80000 (–) | **not held**: 80000 (–) | 900.0 (–) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| **highest held** | **8000** | **8000** | **8000** | **32000** |"),
+            "{text}"
+        );
+        assert!(text.contains("**Sockudo** (Pusher protocol 7)"), "{text}");
         assert!(text.contains("- test machine"));
         assert!(std::fs::metadata(&png).expect("png").len() > 1000);
         let _ = std::fs::remove_dir_all(&dir);
@@ -745,7 +1006,7 @@ mod tests {
         assert!(
             text.contains(
                 "| 7 scale-out 4000 msg/s: deliveries per server CPU second (2 nodes: both processes) \
-                 | 200000 | 133333 | 80000 | 0.400 | 2 nodes / 1 node ≥ 0.5 | **no** |"
+                 | 200000 | 133333 | 80000 | 0.400 | 2 nodes / 1 node ≥ 0.85 (#22; #7: 0.5) | **no** |"
             ),
             "{text}"
         );

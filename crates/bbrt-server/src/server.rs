@@ -277,9 +277,8 @@ pub async fn start_with_site(
     if dev && config.redis.is_some() && !config.allow_dev_site_with_redis {
         return Err(ServerError::DevSiteWithRedis);
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
+    let listener =
+        bind(config.listen, config.listen_backlog).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?;
@@ -531,6 +530,18 @@ async fn serve(
 }
 
 /// Accepts connections, forever.
+/// The listen socket, as `TcpListener::bind` makes it (`SO_REUSEADDR`, so a restart
+/// rebinds at once) but with `backlog` instead of its fixed 128.
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 async fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -11,6 +11,49 @@ use std::time::Instant;
 use super::Queued;
 use crate::ids::{ConnId, CredentialId, NodeId, ThreadId, UserId};
 
+/// The threads a connection joined, in order: a sorted vector sized to its length. A
+/// connection joins few threads (one, typically), and a `BTreeSet` holding one allocates a
+/// whole node (about 380 bytes per connection); this holds one in one `ThreadId`.
+#[derive(Debug, Default)]
+pub(super) struct Joined(Vec<ThreadId>);
+
+impl Joined {
+    pub(super) fn contains(&self, thread: &ThreadId) -> bool {
+        self.0.binary_search(thread).is_ok()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn insert(&mut self, thread: ThreadId) {
+        if let Err(at) = self.0.binary_search(&thread) {
+            // Exactly one more: `push` would round a first allocation up to four.
+            self.0.reserve_exact(1);
+            self.0.insert(at, thread);
+        }
+    }
+
+    pub(super) fn remove(&mut self, thread: &ThreadId) {
+        if let Ok(at) = self.0.binary_search(thread) {
+            self.0.remove(at);
+        }
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, ThreadId> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Joined {
+    type Item = &'a ThreadId;
+    type IntoIter = std::slice::Iter<'a, ThreadId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// One local connection.
 #[derive(Debug)]
 pub(super) struct Conn {
@@ -30,7 +73,7 @@ pub(super) struct Conn {
     /// [`MAX_REJECTED`](super::identity::MAX_REJECTED)).
     pub(super) rejected: VecDeque<CredentialId>,
     /// Threads this connection joined.
-    pub(super) joined: BTreeSet<ThreadId>,
+    pub(super) joined: Joined,
     /// Set while a site request this connection's next frame depends on is in flight, or
     /// an answer's claim its later frames must not overtake.
     pub(super) blocked: bool,
@@ -73,7 +116,9 @@ pub(super) struct Departed {
 /// Connections and users, here and elsewhere.
 #[derive(Debug, Default)]
 pub(super) struct Directory {
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: a `Conn` is some 350 bytes, and the map's buckets (up to twice the
+    /// connections, a power of two) would each hold one.
+    conns: HashMap<ConnId, Box<Conn>>,
     users: HashMap<UserId, LocalUser>,
     /// Users online on other nodes, and which nodes.
     remote: HashMap<UserId, BTreeSet<NodeId>>,
@@ -81,7 +126,7 @@ pub(super) struct Directory {
     remote_by_node: HashMap<NodeId, BTreeSet<UserId>>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
-    anonymous_by_ip: HashMap<IpAddr, BTreeSet<u64>>,
+    anonymous_by_ip: HashMap<IpAddr, Vec<u64>>,
     next_anonymous_seq: u64,
     /// Users online here or elsewhere.
     online_anywhere: usize,
@@ -141,7 +186,7 @@ impl Directory {
             unverified_upgrade: None,
             held,
             rejected: VecDeque::new(),
-            joined: BTreeSet::new(),
+            joined: Joined::default(),
             blocked: false,
             front_blocked: false,
             queue: VecDeque::new(),
@@ -149,9 +194,10 @@ impl Directory {
             last_refill: now,
             violations: 0,
         };
-        self.conns.insert(conn, c);
+        self.conns.insert(conn, Box::new(c));
         self.anonymous.insert(seq, conn);
-        self.anonymous_by_ip.entry(ip).or_default().insert(seq);
+        // Sequence numbers only grow: pushed, the list stays sorted, oldest first.
+        self.anonymous_by_ip.entry(ip).or_default().push(seq);
         true
     }
 
@@ -160,11 +206,11 @@ impl Directory {
     }
 
     pub(super) fn get(&self, conn: ConnId) -> Option<&Conn> {
-        self.conns.get(&conn)
+        self.conns.get(&conn).map(|c| &**c)
     }
 
     pub(super) fn get_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
-        self.conns.get_mut(&conn)
+        self.conns.get_mut(&conn).map(|c| &mut **c)
     }
 
     /// The user `conn` is verified as, if any.
@@ -185,7 +231,7 @@ impl Directory {
         max_total: usize,
     ) -> Option<ConnId> {
         let of_ip = self.anonymous_by_ip.get(&ip);
-        let seq = if of_ip.map_or(0, BTreeSet::len) > max_per_ip {
+        let seq = if of_ip.map_or(0, Vec::len) > max_per_ip {
             of_ip.and_then(|s| s.first())
         } else if self.anonymous.len() > max_total {
             self.anonymous.keys().next()
@@ -204,7 +250,9 @@ impl Directory {
         };
         self.anonymous.remove(&seq);
         if let Some(set) = self.anonymous_by_ip.get_mut(&c.ip) {
-            set.remove(&seq);
+            if let Ok(at) = set.binary_search(&seq) {
+                set.remove(at);
+            }
             if set.is_empty() {
                 self.anonymous_by_ip.remove(&c.ip);
             }
@@ -250,7 +298,7 @@ impl Directory {
             }
             last
         });
-        Some(Departed { conn: c, last })
+        Some(Departed { conn: *c, last })
     }
 
     /// `user`'s verified connections here, if any.

@@ -269,7 +269,11 @@ impl ThreadCache {
     }
 
     /// `conn` ended: it leaves the threads it `joined` and the fetches it waited on.
-    pub(super) fn conn_gone(&mut self, conn: ConnId, joined: &BTreeSet<ThreadId>) {
+    pub(super) fn conn_gone<'a>(
+        &mut self,
+        conn: ConnId,
+        joined: impl IntoIterator<Item = &'a ThreadId>,
+    ) {
         for thread in joined {
             if let Some(t) = self.by_thread.get_mut(thread) {
                 t.joiners.remove(&conn);

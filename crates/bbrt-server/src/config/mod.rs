@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "BBRT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// The listen socket's accept backlog: connections the kernel completes before bbrt
+    /// accepts them. A reconnect storm of thousands overflows a small one into 1 s SYN
+    /// retransmits; the kernel caps it at `net.core.somaxconn`.
+    #[arg(long, env = "BBRT_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// The BuddyBoss site (`https://site`) or its REST API root (`https://site/wp-json/` or
     /// `https://site/?rest_route=`). Without it: the embedded development site.
     #[arg(long, env = "BBRT_BUDDYBOSS_URL")]
