@@ -38,14 +38,14 @@ use bbrt_protocol::hub::Input;
 use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::{self, CloseCode, DecodeError, DecodeErrorKind};
 use bbrt_ws::frame::{self as ws, FrameError, FrameReader, WsEvent};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
-use crate::outbox::{CloseRequest, Outbox};
+use crate::outbox::{CloseRequest, Outbox, consume};
 use crate::server::Shared;
 
 /// Size of each worker thread's read buffer.
@@ -776,19 +776,7 @@ fn write_pending(
             .metrics
             .bytes_written
             .fetch_add(written as u64, Relaxed);
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = pending.front_mut() else {
-                break;
-            };
-            if left >= front.len() {
-                left -= front.len();
-                pending.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        consume(pending, written);
     }
     // Free the batch's buffer: an idle connection holds nothing.
     *pending = VecDeque::new();

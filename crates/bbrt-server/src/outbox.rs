@@ -168,7 +168,7 @@ impl Outbox {
             Some(stream) => write_once(stream, &chunks),
             None => Ok(0),
         };
-        let mut left = match written {
+        let left = match written {
             Ok(n) if n > 0 => {
                 metrics.writes.fetch_add(1, Relaxed);
                 metrics.direct_writes.fetch_add(1, Relaxed);
@@ -178,18 +178,7 @@ impl Outbox {
             // Full, or failed: the task writes it (and sees the error).
             _ => 0,
         };
-        while left > 0 {
-            let Some(front) = chunks.front_mut() else {
-                break;
-            };
-            if left >= front.len() {
-                left -= front.len();
-                chunks.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        consume(&mut chunks, left);
         let rest = !chunks.is_empty() || !s.frames.is_empty();
         s.bytes += chunks.iter().map(Bytes::len).sum::<usize>();
         s.unwritten = chunks;
@@ -260,6 +249,22 @@ impl Outbox {
         }
         s.bytes = 0;
         s.close
+    }
+}
+
+/// Drops the first `written` bytes of `chunks` (what a write took).
+pub(crate) fn consume(chunks: &mut VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let Some(front) = chunks.front_mut() else {
+            break;
+        };
+        if written >= front.len() {
+            written -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(written);
+            written = 0;
+        }
     }
 }
 
