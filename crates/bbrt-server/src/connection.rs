@@ -5,9 +5,13 @@
 //!   scratch buffer; frames are unmasked and parsed in place ([`FrameReader`]) and
 //!   decoded to client frames right here (in parallel across workers), so the hub task
 //!   gets typed inputs. Only an incomplete frame's tail is kept per connection.
-//! - **Writes**: the hub task pushes shared frame bytes onto the [`Outbox`] and notifies;
-//!   this task takes everything queued and writes it as one vectored write of
-//!   `[header, frame, header, frame, ...]` (many frames per syscall under load).
+//! - **Writes**: the hub task pushes shared frame bytes onto the [`Outbox`]. If this task
+//!   holds nothing unwritten, the hub task writes them itself at the end of its batch (one
+//!   non-blocking vectored write, no wake-up here); otherwise, or for what that write
+//!   left, it notifies, and this task takes everything queued and writes it as one
+//!   vectored write of `[header, frame, header, frame, ...]` (many frames per syscall
+//!   under load). Before any write of its own this task claims the socket in the outbox,
+//!   so the two never write at once and frames stay in order.
 //! - **Slow consumers**: the outbox is bounded in bytes and `SO_SNDBUF` is capped, so a
 //!   client that does not read fills its queue and is closed with 4011; a write that
 //!   makes no progress for the write timeout is closed the same way. While a write is
@@ -34,14 +38,14 @@ use bbrt_protocol::hub::Input;
 use bbrt_protocol::ids::ConnId;
 use bbrt_protocol::wire::{self, CloseCode, DecodeError, DecodeErrorKind};
 use bbrt_ws::frame::{self as ws, FrameError, FrameReader, WsEvent};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::hub_task::ConnEvent;
 use crate::metrics::CloseReason;
-use crate::outbox::{CloseRequest, Outbox};
+use crate::outbox::{CloseRequest, Outbox, consume};
 use crate::server::Shared;
 
 /// Size of each worker thread's read buffer.
@@ -81,7 +85,8 @@ enum End {
 
 /// One upgraded connection.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    /// Shared with the outbox, for the hub task's direct writes.
+    stream: Arc<TcpStream>,
     conn: ConnId,
     shared: Arc<Shared>,
     outbox: Arc<Outbox>,
@@ -94,6 +99,9 @@ pub(crate) struct Connection {
     last_read: Instant,
     pinged: bool,
     stall_since: Option<Instant>,
+    /// This task has claimed the socket's write side in the outbox (see
+    /// [`Outbox::claim`]): always while `pending` is not empty.
+    claimed: bool,
 }
 
 /// The transport's rate limit on pings and pongs, with the Hub's frame rate and burst.
@@ -142,7 +150,7 @@ enum ReadOutcome {
 
 impl Connection {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Arc<TcpStream>,
         conn: ConnId,
         shared: Arc<Shared>,
         outbox: Arc<Outbox>,
@@ -162,6 +170,7 @@ impl Connection {
             last_read: Instant::now(),
             pinged: false,
             stall_since: None,
+            claimed: false,
         }
     }
 
@@ -327,6 +336,8 @@ impl Connection {
         }
         if !self.pinged && now >= self.last_read + cfg.ping_interval {
             self.pinged = true;
+            // Whatever a direct write left goes before the ping.
+            self.claim();
             self.pending
                 .push_back(ws::control_frame(ws::OP_PING, b"").freeze());
             if let Err(end) = self.flush() {
@@ -339,7 +350,8 @@ impl Connection {
     /// Moves queued frames from the outbox to the write batch, with their headers.
     fn pull(&mut self) -> Option<End> {
         let mut batch = VecDeque::new();
-        let close = self.outbox.take(&mut batch);
+        let close = self.outbox.take(&mut self.pending, &mut batch);
+        self.claimed |= !self.pending.is_empty() || !batch.is_empty();
         if !batch.is_empty() {
             let count = batch.len();
             let mut headers = BytesMut::with_capacity(count * ws::MAX_HEADER);
@@ -363,9 +375,20 @@ impl Connection {
             if self.pending.is_empty() {
                 let Some(pong) = self.pong.take() else {
                     self.stall_since = None;
+                    if self.claimed {
+                        // Written out: the hub task may write directly again.
+                        self.claimed = false;
+                        self.outbox.release();
+                    }
                     return Ok(());
                 };
-                self.pending.push_back(Bytes::from(pong));
+                self.claim();
+                if !self.pending.is_empty() {
+                    // A direct write's rest, which may end mid-frame: it goes first.
+                    self.pong = Some(pong);
+                } else {
+                    self.pending.push_back(Bytes::from(pong));
+                }
             }
             match write_pending(&self.stream, &mut self.pending, &self.shared) {
                 Ok(true) => {}
@@ -378,6 +401,15 @@ impl Connection {
                     return Err(End::Gone);
                 }
             }
+        }
+    }
+
+    /// Claims the socket's write side from the hub task (once), taking what its direct
+    /// writes left into `pending`.
+    fn claim(&mut self) {
+        if !self.claimed {
+            self.claimed = true;
+            self.outbox.claim(&mut self.pending);
         }
     }
 
@@ -514,6 +546,9 @@ impl Connection {
     /// The closing handshake.
     async fn finish(&mut self, end: End) {
         self.pong = None;
+        // Only this task writes from here on (its close frame last).
+        self.outbox.detach();
+        self.claimed = true;
         match end {
             End::Gone => {}
             End::PeerClosed(code) => {
@@ -741,19 +776,7 @@ fn write_pending(
             .metrics
             .bytes_written
             .fetch_add(written as u64, Relaxed);
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = pending.front_mut() else {
-                break;
-            };
-            if left >= front.len() {
-                left -= front.len();
-                pending.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        consume(pending, written);
     }
     // Free the batch's buffer: an idle connection holds nothing.
     *pending = VecDeque::new();

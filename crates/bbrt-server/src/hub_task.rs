@@ -85,6 +85,9 @@ pub(crate) struct HubTask {
     pub(crate) node_id_conflict_live_for: Duration,
     /// Whether a conflict is in `metrics` (so that without one nothing is locked).
     pub(crate) node_id_conflict_shown: bool,
+    /// Outboxes this batch pushed to that the hub task writes into itself once the batch
+    /// is done (see [`Outbox::flush_direct`]).
+    pub(crate) direct: Vec<Arc<Outbox>>,
 }
 
 pub(crate) struct Channels {
@@ -174,6 +177,7 @@ impl HubTask {
                 }
                 () = shutdown_tick => {}
             }
+            self.flush_direct();
             if let Some(deadline) = shutdown_deadline
                 && (self.executor.in_flight.load(Ordering::Relaxed) == 0
                     || Instant::now() >= deadline)
@@ -335,11 +339,24 @@ impl HubTask {
             let Some(outbox) = self.conns.get(&conn) else {
                 continue;
             };
-            if outbox.push(frame.clone()) == Push::Overflow {
-                // The connection closes itself (4011) and then reports Close.
-                tracing::debug!(%conn, "slow consumer: outbound queue full");
-                self.conns.remove(&conn);
+            match outbox.push(frame.clone()) {
+                Push::Overflow => {
+                    // The connection closes itself (4011) and then reports Close.
+                    tracing::debug!(%conn, "slow consumer: outbound queue full");
+                    self.conns.remove(&conn);
+                }
+                Push::Direct => self.direct.push(Arc::clone(outbox)),
+                Push::Queued | Push::Closed => {}
             }
+        }
+    }
+
+    /// Writes what this batch queued for idle connections straight into their sockets:
+    /// one non-blocking write per connection, so a full socket costs one syscall and its
+    /// task's wake-up, never a wait.
+    fn flush_direct(&mut self) {
+        for outbox in self.direct.drain(..) {
+            outbox.flush_direct(&self.metrics);
         }
     }
 

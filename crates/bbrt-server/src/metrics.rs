@@ -143,6 +143,8 @@ pub struct Metrics {
     pub(crate) frames_written: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) writes: AtomicU64,
+    /// Writes the hub task made straight into a socket (a subset of `writes`).
+    pub(crate) direct_writes: AtomicU64,
     site: [Histogram; ApiRequest::NAMES.len()],
     site_errors: Mutex<BTreeMap<(&'static str, String), u64>>,
     pub(crate) coord_requests: AtomicU64,
@@ -586,6 +588,17 @@ impl Metrics {
             "counter",
         );
         let _ = writeln!(o, "bbrt_writes_total {}", self.writes.load(Relaxed));
+        c(
+            &mut o,
+            "bbrt_direct_writes_total",
+            "Write syscalls the hub task made itself, without waking the connection's task.",
+            "counter",
+        );
+        let _ = writeln!(
+            o,
+            "bbrt_direct_writes_total {}",
+            self.direct_writes.load(Relaxed)
+        );
         c(
             &mut o,
             "bbrt_bytes_written_total",

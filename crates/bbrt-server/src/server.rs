@@ -432,6 +432,7 @@ pub async fn start_with_site(
         metrics: Arc::clone(&metrics),
         node_id_conflict_live_for: config.presence_snapshot * 2,
         node_id_conflict_shown: false,
+        direct: Vec::new(),
     };
     let channels = Channels {
         events: events_rx,
@@ -752,7 +753,11 @@ async fn upgrade(
     drop(req);
     shared.metrics.upgrades.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(parent: &span, upgrade_credential = credential.is_some(), query_token = has_token, query_ticket = has_ticket, "open");
-    let outbox = Arc::new(Outbox::new(shared.config.outbound_queue_bytes));
+    let stream = Arc::new(stream);
+    let outbox = Arc::new(Outbox::new(
+        shared.config.outbound_queue_bytes,
+        Some(Arc::clone(&stream)),
+    ));
     let open = ConnEvent::Open {
         conn,
         ip,
