@@ -198,8 +198,15 @@ async fn held_open_anonymous_connections_keep_memory_bounded() {
     alice.recv_type("ack").await;
     let before = server.rss_kib();
     let mut held = Vec::new();
-    for _ in 0..1_000 {
-        held.push(common::Client::connect(&url, &[]).await);
+    for i in 0..1_000 {
+        let mut c = common::Client::connect(&url, &[]).await;
+        // The Hub ranks connections by when it hears of them, which can trail the
+        // handshake: a pong proves it has, so the next connection is ranked after this one
+        // (without it, a loaded machine could swap two neighbours and evict number 800
+        // instead of 799, which then waits for a close that never comes).
+        c.send(json!({"type": "ping", "requestId": i})).await;
+        assert_eq!(c.recv_type("pong").await["requestId"], i);
+        held.push(c);
     }
     let mut evicted = 0;
     for c in held.iter_mut().take(800) {
