@@ -178,6 +178,10 @@ impl<D: SendDigest> ClaimTable<D> {
             CoordRequest::ClaimAnswer { call, device } => {
                 Claimed::Answer(self.claim_answer(now, call, device))
             }
+            // Not a claim: `SharedWindows` answers these.
+            CoordRequest::Sequence { .. }
+            | CoordRequest::ReadWindow { .. }
+            | CoordRequest::DeletedFor { .. } => Claimed::Answer(CoordResponse::Unavailable),
         }
     }
 

@@ -8,11 +8,16 @@
 //!   in-process coordinator and the Hub's simulator keep their claims in one; Redis keeps
 //!   the same rules in its keys and scripts, and one contract test suite runs against both.
 //!
-//! Neither reads a clock: `now` (and the wall clock's Unix seconds, where a record notes
+//! - [`SharedWindows`]: the position authority and replay windows of every thread
+//!   (`docs/protocol.md`, "Recovery"), for the same two; Redis keeps them in its keys.
+//!
+//! None reads a clock: `now` (and the wall clock's Unix seconds, where a record notes
 //! it) comes in as an argument, so both are tested on virtual time.
 
 mod claims;
 mod liveness;
+mod windows;
 
 pub use self::claims::{ClaimTable, ClaimTtls, Claimed, SendDigest};
 pub use self::liveness::{Goodbye, LivenessConfig, NodeWatch, Verdict};
+pub use self::windows::SharedWindows;

@@ -12,11 +12,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::window::WindowRead;
 use super::{Hub, PendingCoord};
 use crate::ids::{
     CallId, ClientMessageId, CoordRequestId, DeviceRef, InstanceId, MessageId, NodeId, ThreadId,
     UserId,
 };
+use crate::wire::{Epoch, Position};
 
 /// A publication from one node to the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,22 @@ pub struct CallSnapshot {
     pub callee: UserId,
 }
 
+/// A `message` and its place in its thread's delivery order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequenced {
+    /// The thread.
+    pub thread: ThreadId,
+    /// The site's message id.
+    pub id: MessageId,
+    /// Its position, as the coordinator gave it.
+    pub position: Position,
+    /// How long before it the coordinator counted the thread's previous message, in
+    /// milliseconds (absent: the first of its epoch). A node that has delivered nothing of
+    /// the thread yet waits for the previous message only if it may still be in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_previous_ms: Option<u64>,
+}
+
 /// An event published to the other nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -96,6 +114,11 @@ pub enum BrokerEvent {
         /// The encoded server frame.
         #[serde(with = "frame_text")]
         frame: Bytes,
+        /// For a `message` with a position: which, so that every node delivers its
+        /// thread's messages in position order (absent in publications of versions before
+        /// positions crossed nodes, which are delivered as they come).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sequenced: Option<Sequenced>,
     },
     /// A user's first connection on the origin opened, or its last closed.
     Presence {
@@ -247,6 +270,42 @@ pub enum CoordRequest {
         /// The device that wants to answer.
         device: DeviceRef,
     },
+    /// Give a `message` the next position in its thread and keep it in the thread's shared
+    /// window. Answered with [`CoordResponse::Sequenced`]. Sent once per message (never
+    /// retried: a retry could count it twice).
+    Sequence {
+        /// The thread.
+        thread: ThreadId,
+        /// The site's message id.
+        id: MessageId,
+        /// The encoded `message` frame without a position or unread counts: the window
+        /// keeps it [stamped](crate::wire::Position::stamp) with its position.
+        #[serde(with = "frame_text")]
+        frame: Bytes,
+        /// The epoch to start the thread's counter in, if it has none (a new thread, or
+        /// the coordinator lost it): new for every request, so a reset is always told
+        /// from a gap.
+        epoch: Epoch,
+    },
+    /// Read a thread's shared window for `user`'s join (started, at offset 0, if the
+    /// thread has none: a client that joins an empty thread can resume from its first
+    /// message). Answered with [`CoordResponse::Window`].
+    ReadWindow {
+        /// The thread.
+        thread: ThreadId,
+        /// Whose join (their deletion point comes with it).
+        user: UserId,
+        /// The epoch to start the thread's counter in, if it has none.
+        epoch: Epoch,
+    },
+    /// `user` deleted `thread` for themselves: the shared window replays them nothing from
+    /// before now. Answered with [`CoordResponse::Ok`].
+    DeletedFor {
+        /// The thread.
+        thread: ThreadId,
+        /// The member.
+        user: UserId,
+    },
 }
 
 /// The answer to a [`CoordRequest`].
@@ -271,6 +330,16 @@ pub enum CoordResponse {
     Lost,
     /// Recorded.
     Ok,
+    /// The message's position in its thread.
+    Sequenced {
+        /// The position.
+        position: Position,
+        /// How long before it the thread's previous message was counted, in milliseconds
+        /// (`None`: it is the first of its epoch).
+        since_previous_ms: Option<u64>,
+    },
+    /// A thread's shared window.
+    Window(WindowRead),
     /// The coordinator is unreachable.
     Unavailable,
 }
@@ -355,10 +424,10 @@ pub struct SendReceipt {
     pub thread: ThreadId,
 }
 
-mod frame_text {
+pub(crate) mod frame_text {
     use super::*;
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         frame: &Bytes,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -366,7 +435,7 @@ mod frame_text {
         serializer.serialize_str(text)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Bytes, D::Error> {
         String::deserialize(deserializer).map(Bytes::from)
@@ -401,7 +470,12 @@ impl Hub {
             self.down_nodes.remove(&origin);
         }
         match message.event {
-            BrokerEvent::Deliver { users, frame } => {
+            BrokerEvent::Deliver {
+                users,
+                frame,
+                sequenced: Some(sequenced),
+            } => self.deliver_sequenced(now, users, frame, sequenced),
+            BrokerEvent::Deliver { users, frame, .. } => {
                 let conns = self.conns_of(&users);
                 self.deliver_published(conns, frame);
             }
@@ -496,6 +570,10 @@ impl Hub {
         match pending {
             PendingCoord::ClaimSend(key) => self.claim_send_result(now, key, result),
             PendingCoord::ClaimAnswer(pending) => self.claim_answer_result(now, pending, result),
+            PendingCoord::Sequence(out) => self.sequence_result(now, *out, result),
+            PendingCoord::ReadWindow(conn, thread) => {
+                self.read_window_result(now, conn, thread, result);
+            }
             PendingCoord::Ignore => {}
         }
     }

@@ -90,6 +90,9 @@ pub struct HubConfig {
     /// Recovery: catch-ups from the site (history requests) in flight at once; more wait
     /// in order.
     pub max_site_catchups: usize,
+    /// Scaled out: how long a thread's message that arrives before its predecessor waits
+    /// for it before both go out, past the gap (`hub::ordering`).
+    pub order_wait: Duration,
 }
 
 impl Default for HubConfig {
@@ -126,6 +129,7 @@ impl Default for HubConfig {
             max_replay: 500,
             max_site_catchups: 8,
             presence_grace: Duration::from_secs(5),
+            order_wait: Duration::from_millis(250),
         }
     }
 }

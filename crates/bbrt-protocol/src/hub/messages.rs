@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::effects::Effects;
+use super::sequencing::{MessageCopy, Outgoing, SendAck};
 use super::timer::TimerKey;
 use super::{
     BrokerEvent, CoordRequest, CoordResponse, Hub, PendingApi, PendingCoord, SendFingerprint,
@@ -385,8 +386,13 @@ impl Hub {
                     id: stored.id.clone(),
                     thread: stored.thread.clone(),
                 };
-                self.deliver_stored(now, send.conn, stored, send.client_message_id.clone());
-                self.ack_send(send.conn, send.request_id, send.client_message_id, &receipt);
+                let ack = SendAck {
+                    conn: send.conn,
+                    request_id: send.request_id,
+                    client_message_id: send.client_message_id.clone(),
+                    receipt: receipt.clone(),
+                };
+                self.deliver_stored(now, stored, send.client_message_id, ack);
                 if let Some(idem) = idem {
                     self.finish_idempotent(now, &idem, send.fingerprint, &receipt, true);
                 }
@@ -447,13 +453,13 @@ impl Hub {
     }
 
     /// Delivers a stored message to every connection of every participant, the sending
-    /// connection included, on this node and the others.
+    /// connection included, on this node and the others; then acks the send.
     fn deliver_stored(
         &mut self,
         now: Instant,
-        sender_conn: ConnId,
         stored: StoredMessage,
         client_message_id: Option<ClientMessageId>,
+        ack: SendAck,
     ) {
         let StoredMessage {
             id,
@@ -471,7 +477,7 @@ impl Hub {
         self.stop_typing(&sender, &thread);
         // So the site's report of this message, if it has no key, is not delivered again.
         self.site_events.first_delivery(now, &id);
-        let mut event = MessageEvent {
+        let event = MessageEvent {
             id,
             thread_id: thread,
             sender_id: sender,
@@ -482,18 +488,15 @@ impl Hub {
             unread: None,
             position: None,
         };
-        let kept = self.position_message(&mut event);
-        let frame = kept.unwrap_or_else(|| ServerMessage::Message(event.clone()).encode());
-        let mut conns = self.conns_of(&participants);
-        conns.push(sender_conn);
-        self.deliver_message(conns, &event.thread_id, &event.id, frame.clone());
-        self.publish(BrokerEvent::Deliver {
+        let copy = MessageCopy {
             users: participants,
-            frame,
-        });
+            conn: Some(ack.conn),
+            unread: None,
+        };
+        self.send_out(now, Outgoing::new(event, vec![copy], Some(ack)));
     }
 
-    fn ack_send(
+    pub(super) fn ack_send(
         &mut self,
         conn: ConnId,
         request_id: Option<RequestId>,
@@ -601,6 +604,7 @@ impl Hub {
         self.publish(BrokerEvent::Deliver {
             users: participants,
             frame,
+            sequenced: None,
         });
         self.ack_if_asked(
             conn,

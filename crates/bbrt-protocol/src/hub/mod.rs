@@ -117,16 +117,18 @@ mod ice;
 mod identity;
 mod input;
 mod messages;
+mod ordering;
 mod output;
 mod presence;
 mod presence_grace;
 mod recovery;
+mod sequencing;
 mod site_events;
 mod stats;
 mod threads;
 mod timer;
 mod typing;
-mod window;
+pub(crate) mod window;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -137,7 +139,7 @@ use bytes::Bytes;
 use self::api_results::site_error_code;
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
-    SendFingerprint, SendOutcome, SendReceipt,
+    SendFingerprint, SendOutcome, SendReceipt, Sequenced,
 };
 use self::calls::Calls;
 pub use self::config::{HubConfig, PresenceScope};
@@ -152,6 +154,7 @@ use self::threads::ThreadCache;
 pub use self::timer::TimeoutReason;
 use self::timer::TimerKey;
 use self::typing::Typing;
+pub use self::window::{ENTRY_OVERHEAD, WindowEntry, WindowRead};
 use crate::api::{ApiRequest, SiteError};
 use crate::ids::{ApiRequestId, ConnId, CoordRequestId, CredentialId, NodeId, ThreadId, UserId};
 use crate::wire::{
@@ -203,6 +206,10 @@ enum PendingApi {
 enum PendingCoord {
     ClaimSend(messages::IdemKey),
     ClaimAnswer(calls::PendingAnswer),
+    /// A message waiting for its position (`sequencing`).
+    Sequence(Box<sequencing::Outgoing>),
+    /// A resume waiting for the thread's shared window (`recovery`).
+    ReadWindow(ConnId, ThreadId),
     Ignore,
 }
 
@@ -306,6 +313,8 @@ impl Hub {
                 TimerKey::IdempotencyExpiry(user, cmid) => self.sends.forget_done(&(user, cmid)),
                 TimerKey::CacheSweep => self.sweep_cache(now),
                 TimerKey::PresenceGrace(user) => self.presence_grace_expired(&user),
+                TimerKey::OrderWait(thread) => self.order_wait_over(&thread),
+                TimerKey::ReplayDedup(conn, thread) => self.replay_dedup_over(conn, &thread),
             }
         }
     }

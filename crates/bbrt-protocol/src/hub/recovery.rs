@@ -2,12 +2,15 @@
 //! from the site, then live delivery with no gap (`docs/protocol.md`, "Recovery").
 //!
 //! - **Positions.** On one node the window is the position authority: every `message` gets
-//!   the thread's next offset in the window's epoch. Scaled out, positions need one
-//!   authority per thread across nodes (Redis, not built yet): there messages carry no
-//!   position and a resume by `sinceMessageId` is served by the site.
-//! - **Window first.** A resume point the window reaches is answered at once, in delivery
-//!   order, from the frames as they were delivered: no site request, and nothing can arrive
-//!   in between (the Hub handles one input at a time).
+//!   the thread's next offset in the window's epoch. Scaled out, the coordinator is
+//!   (`sequencing`): it keeps each thread's counter and window for every node (Redis), and
+//!   every node delivers a thread's messages in position order (`ordering`).
+//! - **Window first.** A resume point the window reaches is answered from the frames as
+//!   they were delivered, in delivery order, with no site request. On one node at once, and
+//!   nothing can arrive in between (the Hub handles one input at a time). Scaled out the
+//!   join waits for a read of the shared window, live messages of the thread to that
+//!   connection are held meanwhile, and for a while after the replay a live copy of a
+//!   message it wrote (still in flight from another node) is not written again.
 //! - **Then the site.** Past the window the user's own credential pages the thread's history
 //!   backwards (`before` = the oldest date seen, inclusive; ids already seen dropped) until
 //!   the resume point's message. While it does, live messages of that thread to that
@@ -23,14 +26,21 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::window::{Lookup, Windows};
+use super::ordering::Ordering;
+use super::timer::TimerKey;
+use super::window::{Lookup, WindowRead, Windows};
 use super::{Hub, PendingApi, Queued};
 use crate::api::{ApiRequest, HistoryPage, SiteError, SiteErrorKind, StoredMessage};
 use crate::ids::{ConnId, MessageId, ThreadId, UserId};
 use crate::wire::{
-    Ack, ClientMessage, ErrorCode, JoinThread, MessageEvent, Position, ReplaySource, RequestId,
-    Resume, Resumed, ServerMessage,
+    Ack, ClientMessage, Epoch, ErrorCode, JoinThread, MessageEvent, Position, ReplaySource,
+    RequestId, Resume, Resumed, ServerMessage,
 };
+
+/// Scaled out, how long a connection's replay remembers what it wrote, so that a live copy
+/// still in flight from another node is not written a second time. Far longer than a
+/// publication takes to cross, and than [`HubConfig::order_wait`](super::HubConfig::order_wait).
+const REPLAY_DEDUP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Who is answered about a join: a `join_thread` (with its `requestId`), or one thread of a
 /// `resume` (answered by `resumed` with a code).
@@ -51,6 +61,8 @@ pub(super) enum Plan {
     Site(MessageId),
     /// Too far behind: the client loads the thread itself.
     Reload,
+    /// Scaled out: the thread's shared window must be read first.
+    ReadShared,
     /// A bad resume point: refused with this code, and the thread is not joined.
     Fail(ErrorCode),
 }
@@ -106,6 +118,15 @@ pub(super) struct Recovery {
     /// History requests in flight.
     running: usize,
     next: u64,
+    /// Scaled out: the delivery order of each thread here.
+    pub(super) ordering: Ordering,
+    /// Scaled out: shared window reads answered, for the join that waits on them (`None`:
+    /// the coordinator could not answer).
+    reads: HashMap<(ConnId, ThreadId), Option<WindowRead>>,
+    /// Scaled out: what each recent replay wrote, against live copies still in flight.
+    replayed: HashMap<(ConnId, ThreadId), HashSet<MessageId>>,
+    /// Epochs proposed to the coordinator so far.
+    epochs: u64,
 }
 
 impl Recovery {
@@ -124,7 +145,17 @@ impl Recovery {
             waiting: VecDeque::new(),
             running: 0,
             next: 0,
+            ordering: Ordering::new(config.window_threads, config.max_replay),
+            reads: HashMap::new(),
+            replayed: HashMap::new(),
+            epochs: 0,
         }
+    }
+
+    /// A new epoch for the coordinator to start a thread's counter in, if it has none.
+    pub(super) fn next_epoch(&mut self, instance: &crate::ids::InstanceId) -> Epoch {
+        self.epochs += 1;
+        super::sequencing::epoch_for(instance, self.epochs)
     }
 
     /// No catch-up, hold or request left (for leak checks in tests).
@@ -134,6 +165,7 @@ impl Recovery {
             && self.by_target.is_empty()
             && self.holds.is_empty()
             && self.of_conn.is_empty()
+            && self.reads.is_empty()
             && self.running == 0
     }
 
@@ -169,28 +201,6 @@ impl Recovery {
 }
 
 impl Hub {
-    /// Gives a `message` its position in its thread (on one node) and keeps it for
-    /// replay; returns the frame as kept (unread counts left out), to be shared when the
-    /// event has none.
-    pub(super) fn position_message(&mut self, event: &mut MessageEvent) -> Option<Bytes> {
-        if self.config.cluster {
-            return None;
-        }
-        let mut kept = event.clone();
-        kept.unread = None;
-        let mut frame = Bytes::new();
-        let position =
-            self.recovery
-                .windows
-                .append(&event.thread_id, event.id.clone(), |position| {
-                    kept.position = Some(position.clone());
-                    frame = ServerMessage::Message(kept).encode();
-                    frame.clone()
-                });
-        event.position = Some(position);
-        Some(frame)
-    }
-
     /// Delivers a `message` of `thread` to `conns`, holding it for those whose replay of
     /// the thread is still being fetched.
     pub(super) fn deliver_message(
@@ -200,6 +210,14 @@ impl Hub {
         id: &MessageId,
         frame: Bytes,
     ) {
+        if !self.recovery.replayed.is_empty() {
+            let replayed = &self.recovery.replayed;
+            conns.retain(|conn| {
+                !replayed
+                    .get(&(*conn, thread.clone()))
+                    .is_some_and(|ids| ids.contains(id))
+            });
+        }
         if !self.recovery.holds.is_empty() {
             let max = self.config.max_replay;
             conns.retain(|conn| {
@@ -231,17 +249,35 @@ impl Hub {
 
     /// `user` deleted `thread` for themselves: the window replays them nothing from before.
     pub(super) fn deleted_for_member(&mut self, thread: &ThreadId, user: &UserId) {
-        self.recovery.windows.deleted_for(thread, user);
+        if self.config.cluster {
+            let request = super::CoordRequest::DeletedFor {
+                thread: thread.clone(),
+                user: user.clone(),
+            };
+            self.coord(request, super::PendingCoord::Ignore);
+        } else {
+            self.recovery.windows.deleted_for(thread, user);
+        }
     }
 
-    /// The thread's latest position, for `joined` and `resumed` (on one node; scaled out
-    /// there is no position authority yet).
+    /// The thread's latest position, for `joined` and `resumed`. Scaled out, the latest
+    /// this node delivered or read, if it has delivered or read any since it started.
     pub(super) fn latest_position(&mut self, thread: &ThreadId) -> Option<Position> {
-        (!self.config.cluster).then(|| self.recovery.windows.start(thread))
+        if self.config.cluster {
+            return self.recovery.ordering.latest(thread);
+        }
+        Some(self.recovery.windows.start(thread))
     }
 
     /// What `user`'s resume point in `m` resolves to, once membership is confirmed.
-    pub(super) fn resume_plan(&self, conn: ConnId, user: &UserId, m: &JoinThread) -> Plan {
+    pub(super) fn resume_plan(&mut self, conn: ConnId, user: &UserId, m: &JoinThread) -> Plan {
+        if self.config.cluster
+            && !m.resumes()
+            && self.recovery.ordering.latest(&m.thread_id).is_none()
+        {
+            // `joined` says where the thread stands, and this node does not know yet.
+            return self.shared_plan(conn, m);
+        }
         if !m.resumes() {
             return Plan::Nothing;
         }
@@ -263,35 +299,104 @@ impl Hub {
         if others >= self.config.max_threads_per_conn {
             return Plan::Fail(ErrorCode::TooManyThreads);
         }
-        let (windows, max) = (&self.recovery.windows, self.config.max_replay);
         if self.config.cluster {
-            // No position authority across nodes yet: this node's window is not the
-            // thread's whole delivery.
+            return self.shared_plan(conn, m);
+        }
+        let (windows, max) = (&self.recovery.windows, self.config.max_replay);
+        plan_for(
+            m,
+            |since| windows.after_position(thread, user, since, max),
+            |id| windows.after_message(thread, user, id, max),
+        )
+    }
+
+    /// Scaled out: the plan from the thread's shared window, once read (a join without a
+    /// resume point reads it too when this node does not know where the thread stands).
+    fn shared_plan(&mut self, conn: ConnId, m: &JoinThread) -> Plan {
+        let thread = &m.thread_id;
+        let Some(read) = self.recovery.reads.remove(&(conn, thread.clone())) else {
+            return Plan::ReadShared;
+        };
+        let max = self.config.max_replay;
+        let Some(read) = read else {
+            if !m.resumes() {
+                return Plan::Nothing;
+            }
+            // The coordinator could not answer: the site still can, by message id.
             return match &m.since_message_id {
                 Some(id) => Plan::Site(id.clone()),
-                None => Plan::Fail(ErrorCode::PositionEpoch),
+                None => Plan::Reload,
             };
-        }
-        if let Some(since) = &m.since {
-            match windows.after_position(thread, user, since, max) {
-                Lookup::Replay(frames) => return Plan::Window(frames),
-                Lookup::TooFar => return Plan::Reload,
-                Lookup::Ahead => return Plan::Fail(ErrorCode::PositionAhead),
-                Lookup::Missing if m.since_message_id.is_none() => return Plan::Reload,
-                Lookup::OtherEpoch if m.since_message_id.is_none() => {
-                    return Plan::Fail(ErrorCode::PositionEpoch);
-                }
-                Lookup::Missing | Lookup::OtherEpoch => {}
-            }
-        }
-        let Some(id) = &m.since_message_id else {
-            return Plan::Nothing;
         };
-        match windows.after_message(thread, user, id, max) {
-            Lookup::Replay(frames) => Plan::Window(frames),
-            Lookup::TooFar => Plan::Reload,
-            _ => Plan::Site(id.clone()),
+        if let Some(latest) = read.latest() {
+            self.recovery.ordering.observe(thread, &latest);
         }
+        plan_for(
+            m,
+            |since| read.after_position(since, max),
+            |id| read.after_message(id, max),
+        )
+    }
+
+    /// Scaled out: asks for `thread`'s shared window for `conn`'s join, which waits for it
+    /// (live messages of the thread to `conn` with it).
+    pub(super) fn read_shared(&mut self, conn: ConnId, user: &UserId, m: &JoinThread) {
+        self.hold_for_join(conn, m);
+        let request = super::CoordRequest::ReadWindow {
+            thread: m.thread_id.clone(),
+            user: user.clone(),
+            epoch: self.recovery.next_epoch(&self.config.instance),
+        };
+        self.coord(
+            request,
+            super::PendingCoord::ReadWindow(conn, m.thread_id.clone()),
+        );
+    }
+
+    /// The shared window of `thread` for `conn`'s waiting join: it goes on.
+    pub(super) fn read_window_result(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        thread: ThreadId,
+        result: super::CoordResponse,
+    ) {
+        if !self.dir.contains(conn) {
+            return;
+        }
+        let read = match result {
+            super::CoordResponse::Window(read) => Some(read),
+            _ => None,
+        };
+        self.recovery.reads.insert((conn, thread), read);
+        self.unblock(now, conn);
+    }
+
+    /// Scaled out: what a replay wrote to `conn` is not written again live for a while
+    /// (another node's copy may still be on its way).
+    fn remember_replayed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        thread: &ThreadId,
+        written: HashSet<MessageId>,
+    ) {
+        if !self.config.cluster || written.is_empty() {
+            return;
+        }
+        self.recovery
+            .replayed
+            .entry((conn, thread.clone()))
+            .or_default()
+            .extend(written);
+        self.fx.timers.set(
+            TimerKey::ReplayDedup(conn, thread.clone()),
+            now + REPLAY_DEDUP,
+        );
+    }
+
+    pub(super) fn replay_dedup_over(&mut self, conn: ConnId, thread: &ThreadId) {
+        self.recovery.replayed.remove(&(conn, thread.clone()));
     }
 
     /// A join refused with `code`: an `error` for `join_thread`, a `resumed` for a thread
@@ -336,7 +441,14 @@ impl Hub {
     /// Carries out `plan` for `conn`, which has just been sent `joined`.
     /// What was held while the join waited for the site (see [`Hub::hold_for_join`]) goes
     /// out after the replay, minus what the replay already wrote.
-    pub(super) fn run_plan(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, plan: Plan) {
+    pub(super) fn run_plan(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        user: &UserId,
+        thread: &ThreadId,
+        plan: Plan,
+    ) {
         if let Plan::Site(after) = plan {
             self.start_catchup(conn, user, thread, after);
             return;
@@ -357,9 +469,10 @@ impl Hub {
                 self.fx.stats.replays_reload += 1;
                 self.send_resumed(conn, thread, ReplaySource::None, false, 0, None);
             }
-            Plan::Nothing | Plan::Fail(_) | Plan::Site(_) => {}
+            Plan::Nothing | Plan::Fail(_) | Plan::Site(_) | Plan::ReadShared => {}
         }
         self.flush_hold(conn, hold, &written);
+        self.remember_replayed(now, conn, thread, written);
     }
 
     /// Writes the frames `hold` kept for `conn`, but those `written` already.
@@ -461,13 +574,13 @@ impl Hub {
             return;
         }
         match result {
-            Ok(page) => self.history_page(id, page),
+            Ok(page) => self.history_page(now, id, page),
             Err(error) => self.catchup_failed(now, id, &error),
         }
         self.next_waiting();
     }
 
-    fn history_page(&mut self, id: u64, page: HistoryPage) {
+    fn history_page(&mut self, now: Instant, id: u64, page: HistoryPage) {
         let max = self.config.max_replay;
         let Some(c) = self.recovery.catchups.get_mut(&id) else {
             return;
@@ -502,7 +615,7 @@ impl Hub {
             return;
         };
         match ending {
-            Some(ending) => self.finish_catchup(id, ending),
+            Some(ending) => self.finish_catchup(now, id, ending),
             // The whole history as the user sees it, and not the message: not theirs to
             // resume from (or before their own deletion point).
             None => self.end_catchup(id, ErrorCode::PositionUnknown, true),
@@ -546,7 +659,7 @@ impl Hub {
     }
 
     /// Writes the replay of catch-up `id`, then `resumed`, then the live frames it held.
-    fn finish_catchup(&mut self, id: u64, ending: Ending) {
+    fn finish_catchup(&mut self, now: Instant, id: u64, ending: Ending) {
         let Some(c) = self.recovery.remove(id) else {
             return;
         };
@@ -587,11 +700,19 @@ impl Hub {
             c.seen
         };
         self.flush_hold(c.conn, hold, &written);
+        self.remember_replayed(now, c.conn, &c.thread, written);
     }
 
     /// `conn` ended: its holds and catch-ups go (one whose page is in flight keeps its slot
     /// until the answer).
     pub(super) fn recovery_conn_gone(&mut self, conn: ConnId) {
+        // A join without a resume point reads the shared window without holding anything.
+        if !self.recovery.reads.is_empty() {
+            self.recovery.reads.retain(|(c, _), _| *c != conn);
+        }
+        if !self.recovery.replayed.is_empty() {
+            self.recovery.replayed.retain(|(c, _), _| *c != conn);
+        }
         let Some(threads) = self.recovery.of_conn.remove(&conn) else {
             return;
         };
@@ -670,5 +791,34 @@ impl Hub {
             c.queue.push_front(item);
         }
         None
+    }
+}
+
+/// The plan for `m`'s resume point, from how a window answers it by position and by id
+/// (this node's window, or a read of the shared one).
+fn plan_for(
+    m: &JoinThread,
+    by_position: impl FnOnce(&Position) -> Lookup,
+    by_id: impl FnOnce(&MessageId) -> Lookup,
+) -> Plan {
+    if let Some(since) = &m.since {
+        match by_position(since) {
+            Lookup::Replay(frames) => return Plan::Window(frames),
+            Lookup::TooFar => return Plan::Reload,
+            Lookup::Ahead => return Plan::Fail(ErrorCode::PositionAhead),
+            Lookup::Missing if m.since_message_id.is_none() => return Plan::Reload,
+            Lookup::OtherEpoch if m.since_message_id.is_none() => {
+                return Plan::Fail(ErrorCode::PositionEpoch);
+            }
+            Lookup::Missing | Lookup::OtherEpoch => {}
+        }
+    }
+    let Some(id) = &m.since_message_id else {
+        return Plan::Nothing;
+    };
+    match by_id(id) {
+        Lookup::Replay(frames) => Plan::Window(frames),
+        Lookup::TooFar => Plan::Reload,
+        _ => Plan::Site(id.clone()),
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::sequencing::{MessageCopy, Outgoing};
 use super::{BrokerEvent, Hub};
 use crate::api::{SiteError, SiteErrorKind, SiteUser};
 use crate::ids::{MessageId, ThreadId, UserId};
@@ -201,7 +202,11 @@ impl Hub {
         let frame = frame.encode();
         let conns = self.conns_of(&users);
         self.deliver(conns, frame.clone());
-        self.publish(BrokerEvent::Deliver { users, frame });
+        self.publish(BrokerEvent::Deliver {
+            users,
+            frame,
+            sequenced: None,
+        });
     }
 
     fn site_messages_deleted(&mut self, now: Instant, d: &SiteMessagesDeleted) {
@@ -329,10 +334,10 @@ impl Hub {
         self.stop_typing(&sender, &thread);
         let html = Some(m.message.rendered).filter(|h| !h.is_empty());
         let audience = only.unwrap_or(participants);
-        let mut event = MessageEvent {
-            id: message_id.clone(),
-            thread_id: thread.clone(),
-            sender_id: sender.clone(),
+        let event = MessageEvent {
+            id: message_id,
+            thread_id: thread,
+            sender_id: sender,
             message: m.message.raw.clone(),
             html,
             sent_at: m.date_sent.clone(),
@@ -341,20 +346,15 @@ impl Hub {
             position: None,
         };
         // Once per message, whoever it goes to: every copy carries the same position.
-        let kept = self.position_message(&mut event);
-        for (unread, users) in by_unread(&audience, &m.unread) {
-            let frame = match (&kept, unread) {
-                (Some(kept), None) => kept.clone(),
-                _ => ServerMessage::Message(MessageEvent {
-                    unread,
-                    ..event.clone()
-                })
-                .encode(),
-            };
-            let conns = self.conns_of(&users);
-            self.deliver_message(conns, &thread, &message_id, frame.clone());
-            self.publish(BrokerEvent::Deliver { users, frame });
-        }
+        let copies = by_unread(&audience, &m.unread)
+            .into_iter()
+            .map(|(unread, users)| MessageCopy {
+                users,
+                conn: None,
+                unread,
+            })
+            .collect();
+        self.send_out(now, Outgoing::new(event, copies, None));
     }
 
     fn site_thread_read(&mut self, now: Instant, r: &SiteThreadRead) {
@@ -383,7 +383,11 @@ impl Hub {
             .encode();
             let conns = self.conns_of(&users);
             self.deliver(conns, frame.clone());
-            self.publish(BrokerEvent::Deliver { users, frame });
+            self.publish(BrokerEvent::Deliver {
+                users,
+                frame,
+                sequenced: None,
+            });
         }
     }
 }

@@ -41,4 +41,11 @@ pub struct HubStats {
     pub replays_site: u64,
     /// Resumes answered with `reload` (too far behind), since start.
     pub replays_reload: u64,
+    /// Scaled out: messages delivered without a position because the coordinator could
+    /// not give one (Redis unreachable), since start.
+    pub positions_unavailable: u64,
+    /// Scaled out: gaps in a thread's positions given up after
+    /// [`HubConfig::order_wait`](super::HubConfig::order_wait) (the messages after it went
+    /// out without it), since start.
+    pub order_gaps: u64,
 }

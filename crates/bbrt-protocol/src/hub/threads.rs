@@ -582,6 +582,10 @@ impl Hub {
             return true;
         }
         let plan = self.resume_plan(conn, user, m);
+        if let Plan::ReadShared = plan {
+            self.read_shared(conn, user, m);
+            return true;
+        }
         if let Plan::Fail(code) = plan {
             self.join_refused(conn, &thread, answer, code);
             return false;
@@ -609,7 +613,7 @@ impl Hub {
             request_id,
         };
         self.send_one(conn, &ServerMessage::Joined(joined));
-        self.run_plan(conn, user, &thread, plan);
+        self.run_plan(now, conn, user, &thread, plan);
         false
     }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use crate::ids::{CallId, ClientMessageId, CredentialId, ThreadId, UserId};
+use crate::ids::{CallId, ClientMessageId, ConnId, CredentialId, ThreadId, UserId};
 
 /// What a timer is for. One timer per key at most.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,6 +26,10 @@ pub(crate) enum TimerKey {
     /// A user's last connection here closed a grace ago: unless they came back, they are
     /// offline.
     PresenceGrace(UserId),
+    /// Scaled out: a thread's message out of turn waited long enough for its predecessor.
+    OrderWait(ThreadId),
+    /// A replay's messages may no longer arrive live on this connection a second time.
+    ReplayDedup(ConnId, ThreadId),
 }
 
 /// What the Hub's next timeout is for ([`Hub::next_timeout_reason`](super::Hub::next_timeout_reason)).
@@ -48,6 +52,10 @@ pub enum TimeoutReason {
     CacheSweep,
     /// A user who left did not come back within the presence grace.
     PresenceGrace,
+    /// A thread's message out of turn stops waiting for its predecessor.
+    OrderWait,
+    /// A replay's record of what it wrote (against live copies) expires.
+    ReplayDedup,
 }
 
 impl TimerKey {
@@ -61,6 +69,8 @@ impl TimerKey {
             Self::IdempotencyExpiry(..) => TimeoutReason::IdempotencyExpiry,
             Self::CacheSweep => TimeoutReason::CacheSweep,
             Self::PresenceGrace(_) => TimeoutReason::PresenceGrace,
+            Self::OrderWait(_) => TimeoutReason::OrderWait,
+            Self::ReplayDedup(..) => TimeoutReason::ReplayDedup,
         }
     }
 }

@@ -153,6 +153,7 @@ impl Hub {
         self.publish(BrokerEvent::Deliver {
             users: others.clone(),
             frame,
+            sequenced: None,
         });
         others
     }

@@ -6,26 +6,80 @@
 //! the window's generation, so a restart or a window dropped (and started again) is a
 //! reset a client can tell from a gap. A window is bounded by count and by bytes; the
 //! number of windows too, dropping the one appended to least recently.
+//!
+//! Scaled out, the same windows are kept by the coordinator (Redis; in tests and the
+//! in-process coordinator, [`SharedWindows`](crate::cluster::SharedWindows) over this
+//! type) and read as a [`WindowRead`]: one lookup serves both.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{InstanceId, MessageId, ThreadId, UserId};
 use crate::wire::{Epoch, Position};
 
 /// Per-entry overhead counted against the byte bound beside the frame (the id, the offset,
-/// the deque slot), so a window of tiny frames is bounded too.
-const ENTRY_OVERHEAD: usize = 64;
+/// the deque slot), so a window of tiny frames is bounded too. The Redis coordinator
+/// counts the same.
+pub const ENTRY_OVERHEAD: usize = 64;
 
-/// One delivered message.
-#[derive(Debug, Clone)]
-pub(super) struct Entry {
-    pub(super) offset: u64,
-    pub(super) id: MessageId,
+/// One delivered message of a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowEntry {
+    /// Its position's offset.
+    pub offset: u64,
+    /// The site's message id.
+    pub id: MessageId,
     /// The `message` frame as delivered, position included (unread counts left out: they
     /// were the recipient's own at the time).
-    pub(super) frame: Bytes,
+    #[serde(with = "super::broker::frame_text")]
+    pub frame: Bytes,
+}
+
+/// A thread's window as the coordinator keeps it, read for one member's resume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRead {
+    /// The thread's epoch; `None` if the thread has no window (never counted, or expired).
+    pub epoch: Option<Epoch>,
+    /// The last offset given out.
+    pub last: u64,
+    /// The last offset the member no longer sees (they deleted the thread for themselves
+    /// then); 0 if none.
+    pub deleted_upto: u64,
+    /// What the window still holds, oldest first.
+    pub entries: Vec<WindowEntry>,
+}
+
+impl WindowRead {
+    /// The thread's latest position, if it has a window.
+    pub fn latest(&self) -> Option<Position> {
+        self.epoch.clone().map(|epoch| Position {
+            offset: self.last,
+            epoch,
+        })
+    }
+
+    /// What the member missed after `since`, at most `max` messages.
+    pub(crate) fn after_position(&self, since: &Position, max: usize) -> Lookup {
+        match &self.epoch {
+            Some(epoch) => after_position(
+                epoch,
+                self.last,
+                self.deleted_upto,
+                &self.entries,
+                since,
+                max,
+            ),
+            None => Lookup::OtherEpoch,
+        }
+    }
+
+    /// What the member missed after the message `id`, at most `max` messages.
+    pub(crate) fn after_message(&self, id: &MessageId, max: usize) -> Lookup {
+        after_message(self.last, self.deleted_upto, &self.entries, id, max)
+    }
 }
 
 #[derive(Debug)]
@@ -33,18 +87,21 @@ struct ThreadWindow {
     epoch: Epoch,
     /// The last offset given out (0: none yet).
     last: u64,
-    entries: VecDeque<Entry>,
+    entries: VecDeque<WindowEntry>,
     bytes: usize,
     /// Members who deleted the thread for themselves, and the last offset they no longer
     /// see: the site shows them nothing before it either.
     deleted_for: HashMap<UserId, u64>,
     /// Key in [`Windows::recency`].
     touched: u64,
+    /// When the coordinator last counted a message here (the in-process coordinator's
+    /// clock; a node's own window keeps none).
+    counted_at: Option<std::time::Instant>,
 }
 
 /// What the window can replay after a resume point.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Lookup {
+pub(crate) enum Lookup {
     /// Everything after the point, in order (possibly nothing), with their ids.
     Replay(Vec<(MessageId, Bytes)>),
     /// More than the replay limit is missing.
@@ -57,9 +114,9 @@ pub(super) enum Lookup {
     Ahead,
 }
 
-/// Every thread's window on this node.
+/// Every thread's window on this node (or, in the coordinator, of the whole cluster).
 #[derive(Debug)]
-pub(super) struct Windows {
+pub(crate) struct Windows {
     instance: InstanceId,
     max_messages: usize,
     max_bytes: usize,
@@ -75,7 +132,7 @@ pub(super) struct Windows {
 }
 
 impl Windows {
-    pub(super) fn new(
+    pub(crate) fn new(
         instance: InstanceId,
         max_messages: usize,
         max_bytes: usize,
@@ -95,30 +152,42 @@ impl Windows {
     }
 
     /// Threads with a window.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_thread.len()
     }
 
     /// Bytes held by every window, overhead included.
-    pub(super) fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Bytes held by `thread`'s window, overhead included.
-    pub(super) fn bytes_of(&self, thread: &ThreadId) -> usize {
+    pub(crate) fn bytes_of(&self, thread: &ThreadId) -> usize {
         self.by_thread.get(thread).map_or(0, |w| w.bytes)
     }
 
     /// The next position in `thread`: the message `id` is stored as `frame(position)`.
-    pub(super) fn append(
+    pub(crate) fn append(
         &mut self,
         thread: &ThreadId,
         id: MessageId,
         frame: impl FnOnce(&Position) -> Bytes,
     ) -> Position {
+        self.append_in(thread, None, id, frame)
+    }
+
+    /// [`Windows::append`], with the epoch to start `thread`'s window in if it has none
+    /// (the coordinator's: the node that counts first names it), or this node's own.
+    pub(crate) fn append_in(
+        &mut self,
+        thread: &ThreadId,
+        epoch: impl Into<Option<Epoch>>,
+        id: MessageId,
+        frame: impl FnOnce(&Position) -> Bytes,
+    ) -> Position {
         let (max_messages, max_bytes) = (self.max_messages, self.max_bytes);
         let before = self.bytes_of(thread);
-        let w = self.window(thread);
+        let w = self.window(thread, epoch.into());
         w.last += 1;
         let position = Position {
             offset: w.last,
@@ -126,7 +195,7 @@ impl Windows {
         };
         let frame = frame(&position);
         w.bytes += frame.len() + ENTRY_OVERHEAD;
-        w.entries.push_back(Entry {
+        w.entries.push_back(WindowEntry {
             offset: w.last,
             id,
             frame,
@@ -141,18 +210,40 @@ impl Windows {
         position
     }
 
+    /// How long ago the coordinator counted `thread`'s previous message (`None`: it has
+    /// none in its window's epoch), noting `now` as the latest.
+    pub(crate) fn since_counted(
+        &mut self,
+        thread: &ThreadId,
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        let w = self.by_thread.get_mut(thread)?;
+        let previous = w.counted_at.replace(now);
+        previous.map(|at| now.saturating_duration_since(at))
+    }
+
     /// The thread's latest position, its window started (at offset 0) if it had none: a
     /// client that joins an empty thread can resume from its very first message.
-    pub(super) fn start(&mut self, thread: &ThreadId) -> Position {
-        let w = self.window(thread);
+    pub(crate) fn start(&mut self, thread: &ThreadId) -> Position {
+        let w = self.window(thread, None);
         Position {
             offset: w.last,
             epoch: w.epoch.clone(),
         }
     }
 
-    /// `thread`'s window, made (in a new epoch) if it had none, and now the most recent.
-    fn window(&mut self, thread: &ThreadId) -> &mut ThreadWindow {
+    /// [`Windows::start`], in `epoch` if the window is new.
+    pub(crate) fn start_in(&mut self, thread: &ThreadId, epoch: Epoch) -> Position {
+        let w = self.window(thread, Some(epoch));
+        Position {
+            offset: w.last,
+            epoch: w.epoch.clone(),
+        }
+    }
+
+    /// `thread`'s window, made (in `epoch`, or a new one of this node's) if it had none,
+    /// and now the most recent.
+    fn window(&mut self, thread: &ThreadId, epoch: Option<Epoch>) -> &mut ThreadWindow {
         self.clock += 1;
         let clock = self.clock;
         if let Some(w) = self.by_thread.get(thread) {
@@ -160,9 +251,11 @@ impl Windows {
         } else {
             self.make_room();
             self.generation += 1;
-            let epoch = format!("{}.{}", self.instance, self.generation);
-            let epoch = Epoch::new(&epoch).unwrap_or_else(|| {
-                Epoch::new(&self.generation.to_string()).expect("digits are a valid epoch")
+            let epoch = epoch.unwrap_or_else(|| {
+                let epoch = format!("{}.{}", self.instance, self.generation);
+                Epoch::new(&epoch).unwrap_or_else(|| {
+                    Epoch::new(&self.generation.to_string()).expect("digits are a valid epoch")
+                })
             });
             let window = ThreadWindow {
                 epoch,
@@ -171,6 +264,7 @@ impl Windows {
                 bytes: 0,
                 deleted_for: HashMap::new(),
                 touched: clock,
+                counted_at: None,
             };
             self.by_thread.insert(thread.clone(), window);
         }
@@ -197,7 +291,7 @@ impl Windows {
 
     /// The last position given out in `thread` (offset 0: none yet), if it has a window.
     #[cfg(test)]
-    pub(super) fn latest(&self, thread: &ThreadId) -> Option<Position> {
+    pub(crate) fn latest(&self, thread: &ThreadId) -> Option<Position> {
         let w = self.by_thread.get(thread)?;
         Some(Position {
             offset: w.last,
@@ -206,7 +300,7 @@ impl Windows {
     }
 
     /// The position of message `id` in `thread`, while the window holds it.
-    pub(super) fn position_of(&self, thread: &ThreadId, id: &MessageId) -> Option<Position> {
+    pub(crate) fn position_of(&self, thread: &ThreadId, id: &MessageId) -> Option<Position> {
         let w = self.by_thread.get(thread)?;
         let entry = w.entries.iter().rev().find(|e| e.id == *id)?;
         Some(Position {
@@ -216,14 +310,14 @@ impl Windows {
     }
 
     /// `user` deleted `thread` for themselves: nothing before now is replayed to them.
-    pub(super) fn deleted_for(&mut self, thread: &ThreadId, user: &UserId) {
+    pub(crate) fn deleted_for(&mut self, thread: &ThreadId, user: &UserId) {
         if let Some(w) = self.by_thread.get_mut(thread) {
             w.deleted_for.insert(user.clone(), w.last);
         }
     }
 
     /// What `user` missed in `thread` after `since`, at most `max` messages.
-    pub(super) fn after_position(
+    pub(crate) fn after_position(
         &self,
         thread: &ThreadId,
         user: &UserId,
@@ -233,20 +327,12 @@ impl Windows {
         let Some(w) = self.by_thread.get(thread) else {
             return Lookup::OtherEpoch;
         };
-        if w.epoch != since.epoch {
-            return Lookup::OtherEpoch;
-        }
-        if since.offset > w.last {
-            return Lookup::Ahead;
-        }
-        let floor = since
-            .offset
-            .max(w.deleted_for.get(user).copied().unwrap_or(0));
-        Self::replay(w, floor, max)
+        let deleted = w.deleted_for.get(user).copied().unwrap_or(0);
+        after_position(&w.epoch, w.last, deleted, &w.entries, since, max)
     }
 
     /// What `user` missed in `thread` after the message `id`, at most `max` messages.
-    pub(super) fn after_message(
+    pub(crate) fn after_message(
         &self,
         thread: &ThreadId,
         user: &UserId,
@@ -256,32 +342,84 @@ impl Windows {
         let Some(w) = self.by_thread.get(thread) else {
             return Lookup::Missing;
         };
-        let Some(entry) = w.entries.iter().rev().find(|e| e.id == *id) else {
-            return Lookup::Missing;
-        };
-        let floor = entry
-            .offset
-            .max(w.deleted_for.get(user).copied().unwrap_or(0));
-        Self::replay(w, floor, max)
+        let deleted = w.deleted_for.get(user).copied().unwrap_or(0);
+        after_message(w.last, deleted, &w.entries, id, max)
     }
 
-    fn replay(w: &ThreadWindow, floor: u64, max: usize) -> Lookup {
-        let missed = w.last - floor.min(w.last);
-        if missed > max as u64 {
-            return Lookup::TooFar;
+    /// `thread`'s window as `user` may read it (the coordinator's answer).
+    pub(crate) fn read(&self, thread: &ThreadId, user: &UserId) -> WindowRead {
+        let Some(w) = self.by_thread.get(thread) else {
+            return WindowRead::default();
+        };
+        WindowRead {
+            epoch: Some(w.epoch.clone()),
+            last: w.last,
+            deleted_upto: w.deleted_for.get(user).copied().unwrap_or(0),
+            entries: w.entries.iter().cloned().collect(),
         }
-        let first = w.entries.front().map_or(w.last + 1, |e| e.offset);
-        if floor + 1 < first {
-            return Lookup::Missing;
-        }
-        Lookup::Replay(
-            w.entries
-                .iter()
-                .filter(|e| e.offset > floor)
-                .map(|e| (e.id.clone(), e.frame.clone()))
-                .collect(),
-        )
     }
+}
+
+/// The lookup of a resume point by position, over a window's parts: the node's own window
+/// and a read of the coordinator's answer alike.
+fn after_position<'a>(
+    epoch: &Epoch,
+    last: u64,
+    deleted_upto: u64,
+    entries: impl IntoIterator<Item = &'a WindowEntry, IntoIter: DoubleEndedIterator + Clone>,
+    since: &Position,
+    max: usize,
+) -> Lookup {
+    if *epoch != since.epoch {
+        return Lookup::OtherEpoch;
+    }
+    if since.offset > last {
+        return Lookup::Ahead;
+    }
+    replay(
+        last,
+        since.offset.max(deleted_upto),
+        entries.into_iter(),
+        max,
+    )
+}
+
+/// The lookup of a resume point by message id (found in the window, or `Missing`).
+fn after_message<'a>(
+    last: u64,
+    deleted_upto: u64,
+    entries: impl IntoIterator<Item = &'a WindowEntry, IntoIter: DoubleEndedIterator + Clone>,
+    id: &MessageId,
+    max: usize,
+) -> Lookup {
+    let entries = entries.into_iter();
+    let Some(entry) = entries.clone().rev().find(|e| e.id == *id) else {
+        return Lookup::Missing;
+    };
+    replay(last, entry.offset.max(deleted_upto), entries, max)
+}
+
+fn replay<'a>(
+    last: u64,
+    floor: u64,
+    mut entries: impl Iterator<Item = &'a WindowEntry> + Clone,
+    max: usize,
+) -> Lookup {
+    let missed = last - floor.min(last);
+    if missed > max as u64 {
+        return Lookup::TooFar;
+    }
+    let first = entries.clone().next().map_or(last + 1, |e| e.offset);
+    if floor + 1 < first {
+        return Lookup::Missing;
+    }
+    Lookup::Replay(
+        entries
+            .by_ref()
+            .filter(|e| e.offset > floor)
+            .map(|e| (e.id.clone(), e.frame.clone()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

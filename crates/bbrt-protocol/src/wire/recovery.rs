@@ -61,6 +61,28 @@ pub struct Position {
     pub epoch: Epoch,
 }
 
+impl Position {
+    /// `frame` (an encoded server frame, a JSON object without a position) with this
+    /// position as its last field: the bytes encoding the event with the position would
+    /// give. The coordinator keeps frames without their position and the Hub stamps them
+    /// once their offset is known, without encoding the event again.
+    pub fn stamp(&self, frame: &[u8]) -> bytes::Bytes {
+        let position = serde_json::to_vec(self).expect("a position always serializes");
+        let Some(body) = frame.strip_suffix(b"}") else {
+            return bytes::Bytes::copy_from_slice(frame);
+        };
+        let mut out = Vec::with_capacity(frame.len() + position.len() + 12);
+        out.extend_from_slice(body);
+        if body.last() != Some(&b'{') {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"position\":");
+        out.extend_from_slice(&position);
+        out.push(b'}');
+        out.into()
+    }
+}
+
 /// Client → server `join_thread`, with where the client stopped if it was here before.
 ///
 /// `since` is exact. `sinceMessageId` (the last message the client holds) is resolved
@@ -148,6 +170,31 @@ pub struct Resumed {
 mod tests {
     use super::*;
     use crate::wire::{ClientMessage, Limits, ServerMessage, decode};
+
+    #[test]
+    fn a_stamped_frame_is_the_frame_encoded_with_its_position() {
+        use crate::ids::UserId;
+        use crate::wire::MessageEvent;
+        let mut event = MessageEvent {
+            id: MessageId::new("11").expect("a valid id"),
+            thread_id: ThreadId::new("7").expect("a valid id"),
+            sender_id: UserId::new("2").expect("a valid id"),
+            message: "a \"quoted\" }".into(),
+            html: None,
+            sent_at: "2026-12-01T10:00:00Z".into(),
+            client_message_id: None,
+            unread: None,
+            position: None,
+        };
+        let bare = ServerMessage::Message(event.clone()).encode();
+        let position = Position {
+            offset: 3,
+            epoch: Epoch::new("i1.\"s2").expect("a valid epoch"),
+        };
+        event.position = Some(position.clone());
+        let encoded = ServerMessage::Message(event).encode();
+        assert_eq!(position.stamp(&bare), encoded);
+    }
 
     #[test]
     fn join_thread_takes_a_position_a_message_id_or_both() {

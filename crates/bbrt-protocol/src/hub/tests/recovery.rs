@@ -229,7 +229,7 @@ fn messages_arriving_while_the_join_waits_for_membership_come_in_the_replay_once
     // The participant cache goes cold: bob's join asks the site again, slowly.
     sim.drive_for(secs(61));
     sim.site_latency("participants", ms(500));
-    let bob = return_with(&mut sim, Some(&seen["position"]));
+    let bob = return_with(&mut sim, 0, Some(&seen["position"]));
     sim.drive_for(ms(100));
     say_for(&mut sim, alice, "three");
     sim.drive();
@@ -479,9 +479,9 @@ fn site_catch_ups_in_flight_at_once_are_bounded() {
     assert_eq!(per_slot.values().copied().collect::<Vec<_>>(), [2, 2, 1]);
 }
 
-#[test]
-fn on_two_nodes_a_resume_by_message_id_is_served_by_the_site() {
-    let mut sim = Sim::cluster(2);
+/// Two nodes: alice on node 0 and bob on node 1 joined `T`, and bob received alice's
+/// first message. Returns (alice, bob, that message as bob got it).
+fn two_nodes_bob_saw_one(sim: &mut Sim) -> (ConnId, ConnId, Value) {
     let alice = sim.connect_on(0, "alice");
     let bob = sim.connect_on(1, "bob");
     for conn in [alice, bob] {
@@ -489,20 +489,216 @@ fn on_two_nodes_a_resume_by_message_id_is_served_by_the_site() {
         sim.drive();
     }
     sim.clear();
-    say(&mut sim, alice, "one");
+    say(sim, alice, "one");
     let seen = sim.take_json(bob).pop().expect("bob got it");
-    assert!(
-        seen.get("position").is_none(),
-        "no position authority across nodes yet"
-    );
+    sim.clear();
+    (alice, bob, seen)
+}
+
+fn offsets(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["position"]["offset"].as_u64().expect("a position"))
+        .collect()
+}
+
+#[test]
+fn on_two_nodes_the_coordinator_counts_and_any_node_replays_from_the_shared_window() {
+    let mut sim = Sim::cluster(2);
+    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    assert_eq!(seen["position"]["offset"], 1, "counted by the coordinator");
     sim.close(bob);
     say(&mut sim, alice, "two");
-    let bob = come_back(&mut sim, 0, json!({"sinceMessageId": seen["id"]}));
+    say(&mut sim, alice, "three");
+    // Back on the other node, by position.
+    let bob = come_back(&mut sim, 0, json!({"since": seen["position"]}));
     let got = sim.take_json(bob);
-    assert_eq!(texts(&got), ["two"]);
-    assert_eq!(resumed(&got)["source"], "site");
+    assert_eq!(texts(&got), ["two", "three"]);
+    assert_eq!(offsets(&got), [2, 3]);
+    assert_eq!(resumed(&got)["source"], "window");
+    assert_eq!(resumed(&got)["complete"], true);
+    assert_eq!(resumed(&got)["position"]["offset"], 3);
+    assert_eq!(got[0]["type"], "joined");
+    assert_eq!(
+        got[0]["position"]["offset"], 3,
+        "joined says where the thread stands"
+    );
+    // Back on the first node, by message id: the shared window keeps delivery order.
+    sim.close(bob);
+    let bob = come_back(&mut sim, 1, json!({"sinceMessageId": seen["id"]}));
+    let got = sim.take_json(bob);
+    assert_eq!(texts(&got), ["two", "three"]);
+    assert_eq!(resumed(&got)["source"], "window");
+    assert_eq!(
+        sim.api_count("history"),
+        0,
+        "a window hit needs no site request"
+    );
     let bob = come_back(&mut sim, 1, json!({"since": {"offset": 1, "epoch": "x"}}));
     sim.expect_error(bob, "position_epoch", Some(7));
+    let ahead = json!({"offset": 9, "epoch": seen["position"]["epoch"]});
+    let bob = come_back(&mut sim, 0, json!({"since": ahead}));
+    sim.expect_error(bob, "position_ahead", Some(7));
+}
+
+#[test]
+fn on_two_nodes_past_the_shared_window_the_site_serves_the_replay() {
+    let mut sim = Sim::cluster(2);
+    sim.coord.windows = crate::cluster::SharedWindows::new(1, 1 << 20, 100);
+    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    sim.close(bob);
+    say(&mut sim, alice, "two");
+    say(&mut sim, alice, "three");
+    let bob = come_back(
+        &mut sim,
+        0,
+        json!({"since": seen["position"], "sinceMessageId": seen["id"]}),
+    );
+    let got = sim.take_json(bob);
+    assert_eq!(texts(&got), ["two", "three"]);
+    assert_eq!(resumed(&got)["source"], "site");
+    // Without a message id, the client is told to reload.
+    let bob = come_back(&mut sim, 1, json!({"since": seen["position"]}));
+    let got = sim.take_json(bob);
+    assert_eq!(resumed(&got)["reload"], true);
+}
+
+#[test]
+fn concurrent_sends_on_two_nodes_reach_everyone_in_position_order() {
+    let mut sim = Sim::cluster(3);
+    let alice = sim.connect_on(0, "alice");
+    let carol = sim.connect_on(1, "carol");
+    let bob = sim.connect_on(2, "bob");
+    for conn in [alice, carol, bob] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
+        sim.drive();
+    }
+    sim.clear();
+    // Both nodes post at once; each publishes its own, so a node can hear the later
+    // counted one first.
+    for round in 0..5 {
+        for (conn, who) in [(alice, "a"), (carol, "c")] {
+            sim.send(
+                conn,
+                json!({"type": "send_message", "threadId": "T", "message": format!("{who}{round}")}),
+            );
+        }
+        sim.drive_for(ms(3));
+    }
+    sim.drive();
+    let mut orders = Vec::new();
+    for conn in [alice, carol, bob] {
+        let got = sim.take_json(conn);
+        assert_eq!(
+            offsets(&got),
+            (1..=10).collect::<Vec<_>>(),
+            "in order, once"
+        );
+        orders.push(
+            texts(&got)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "one order everywhere: {orders:?}"
+    );
+    assert_eq!(
+        sim.hub(1).stats().order_gaps,
+        0,
+        "nothing was lost on the way"
+    );
+}
+
+#[test]
+fn on_two_nodes_a_live_copy_still_in_flight_is_not_written_after_the_replay() {
+    let mut sim = Sim::cluster(2);
+    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    sim.close(bob);
+    // Alice's node publishes slowly: bob, back on node 1, reads the shared window before
+    // the live copy of "two" arrives there.
+    sim.broker_latency = ms(50);
+    sim.send(
+        alice,
+        json!({"type": "send_message", "threadId": "T", "message": "two"}),
+    );
+    sim.drive_for(ms(25));
+    // Identified and joined in one write, as a client that resumes does: nothing live
+    // can come between.
+    let bob = sim.open_on(1, ip(9), None);
+    sim.send(bob, json!({"type": "user_connected", "userId": "bob"}));
+    sim.send(
+        bob,
+        json!({"type": "join_thread", "threadId": "T", "since": seen["position"]}),
+    );
+    sim.drive();
+    let got = sim.take_json(bob);
+    assert_eq!(
+        texts(&got),
+        ["two"],
+        "replayed once, not again live: {got:?}"
+    );
+}
+
+#[test]
+fn without_the_coordinator_messages_go_out_unpositioned_and_resumes_fall_back() {
+    let mut sim = Sim::cluster(2);
+    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    sim.close(bob);
+    sim.coord.unavailable = true;
+    say(&mut sim, alice, "two");
+    assert_eq!(sim.hub(0).stats().positions_unavailable, 1);
+    let bob = come_back(
+        &mut sim,
+        1,
+        json!({"since": seen["position"], "sinceMessageId": seen["id"]}),
+    );
+    let got = sim.take_json(bob);
+    assert_eq!(texts(&got), ["two"]);
+    assert!(
+        got[1].get("position").is_none(),
+        "no position without the coordinator"
+    );
+    assert_eq!(resumed(&got)["source"], "site");
+}
+
+#[test]
+fn a_member_who_deleted_the_thread_is_replayed_nothing_from_before_on_any_node() {
+    let mut sim = Sim::cluster(2);
+    sim.site_thread("7", &["2", "3"]);
+    let alice = sim.connect_on(0, "2");
+    let bob = sim.connect_on(1, "3");
+    let join = json!({"type": "join_thread", "threadId": "7"});
+    for conn in [alice, bob] {
+        sim.send(conn, join.clone());
+        sim.drive();
+    }
+    let send = |text: &str| json!({"type": "send_message", "threadId": "7", "message": text});
+    sim.clear();
+    sim.send(alice, send("one"));
+    sim.drive();
+    let seen = sim.take_json(bob).pop().expect("bob got it");
+    sim.close(bob);
+    sim.send(alice, send("two"));
+    sim.drive();
+    let deleted = json!({"thread_id": 7, "user_id": 3, "unread": []});
+    sim.handle(
+        0,
+        super::site_events::event("thread.deleted_for_member", deleted),
+    );
+    sim.drive();
+    sim.send(alice, send("three"));
+    sim.drive();
+    let bob = sim.connect_on(1, "3");
+    sim.clear();
+    let mut resume = join;
+    resume["since"] = seen["position"].clone();
+    sim.send(bob, resume);
+    sim.drive();
+    assert_eq!(texts(&sim.take_json(bob)), ["three"]);
 }
 
 fn presence(frames: &[Value]) -> Vec<String> {
@@ -568,8 +764,8 @@ fn a_reconnect_to_another_node_within_the_grace_is_not_broadcast_either() {
 
 /// bob connects again and, in the same write, resumes from `last`: the join waits behind
 /// the identification, so no live message can come between them.
-fn return_with(sim: &mut Sim, last: Option<&Value>) -> ConnId {
-    let conn = sim.open();
+fn return_with(sim: &mut Sim, node: usize, last: Option<&Value>) -> ConnId {
+    let conn = sim.open_on(node, ip(1), None);
     sim.send(conn, json!({"type": "user_connected", "userId": "bob"}));
     let mut join = json!({"type": "join_thread", "threadId": "T"});
     if let Some(p) = last {
@@ -614,80 +810,112 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..40),
         latency in 0u64..200,
     ) {
-        let mut sim = Sim::new();
-        sim.site_latency("send", ms(latency));
-        let alice = sim.connect("alice");
-        let mut bob = Some(sim.connect("bob"));
-        for conn in [alice, bob.expect("connected")] {
-            sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
-            sim.drive();
-        }
-        let (mut got, mut last): (Vec<(u64, String)>, Option<Value>) = (Vec::new(), None);
-        let mut n = 0;
-        let mut collect = |sim: &mut Sim, conn: ConnId, last: &mut Option<Value>| {
-            for frame in sim.take_json(conn) {
-                // Where a client that has received nothing yet resumes from.
-                if frame["type"] == "joined" && last.is_none() {
-                    *last = Some(frame["position"].clone());
-                }
-                if frame["type"] == "message" {
-                    let offset = frame["position"]["offset"].as_u64().expect("a position");
-                    got.push((offset, frame["id"].as_str().expect("an id").to_owned()));
-                    *last = Some(frame["position"].clone());
-                }
-            }
-        };
-        for s in &steps {
-            match s {
-                Step::AliceSays | Step::BobSays => {
-                    let from = if matches!(s, Step::AliceSays) { Some(alice) } else { bob };
-                    if let Some(conn) = from {
-                        n += 1;
-                        sim.send(conn, json!({"type": "send_message", "threadId": "T",
-                            "message": format!("m{n}"), "requestId": n}));
-                    }
-                }
-                Step::BobDrops => {
-                    if let Some(conn) = bob.take() {
-                        collect(&mut sim, conn, &mut last);
-                        sim.close(conn);
-                    }
-                }
-                Step::BobReturns => {
-                    if bob.is_none() {
-                        bob = Some(return_with(&mut sim, last.as_ref()));
-                    }
-                }
-                Step::Wait(t) => sim.drive_for(ms(*t)),
-            }
-            if let Some(conn) = bob {
-                collect(&mut sim, conn, &mut last);
-            }
-        }
+        run_schedule(Sim::new(), &steps, latency)?;
+    }
+
+    /// The same on two nodes: alice on one, bob coming back to either in turn, both
+    /// sending, positions counted by the coordinator and the window shared.
+    #[test]
+    fn on_two_nodes_every_acked_message_reaches_each_participant_once_in_order(
+        steps in proptest::collection::vec(step(), 1..40),
+        latency in 0u64..200,
+    ) {
+        run_schedule(Sim::cluster(2), &steps, latency)?;
+    }
+}
+
+fn run_schedule(mut sim: Sim, steps: &[Step], latency: u64) -> Result<(), TestCaseError> {
+    let nodes = sim.nodes.len();
+    sim.site_latency("send", ms(latency));
+    let alice = sim.connect_on(0, "alice");
+    let mut bob = Some(sim.connect_on(nodes - 1, "bob"));
+    for conn in [alice, bob.expect("connected")] {
+        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
         sim.drive();
-        let bob = match bob {
-            Some(conn) => conn,
-            None => {
-                let conn = return_with(&mut sim, last.as_ref());
-                sim.drive();
-                conn
+    }
+    let (mut got, mut last): (Vec<(u64, String)>, Option<Value>) = (Vec::new(), None);
+    let (mut n, mut returns) = (0, 0);
+    let mut collect = |sim: &mut Sim, conn: ConnId, last: &mut Option<Value>| {
+        for frame in sim.take_json(conn) {
+            // Where a client that has received nothing yet resumes from.
+            if frame["type"] == "joined" && last.is_none() {
+                *last = Some(frame["position"].clone()).filter(|p| !p.is_null());
             }
-        };
-        collect(&mut sim, bob, &mut last);
-        let acked: BTreeSet<String> = sim
-            .clients
-            .values()
-            .flat_map(|c| c.log.iter())
-            .map(|(_, _, m)| to_json(m))
-            .filter(|f| f["type"] == "ack")
-            .filter_map(|f| f["id"].as_str().map(str::to_owned))
-            .collect();
-        let ids: Vec<&String> = got.iter().map(|(_, id)| id).collect();
-        let distinct: BTreeSet<&String> = ids.iter().copied().collect();
-        prop_assert_eq!(ids.len(), distinct.len(), "a message twice: {:?}", got);
-        prop_assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "out of order: {:?}", got);
-        for id in &acked {
-            prop_assert!(distinct.contains(id), "acked {} never reached bob: {:?}", id, got);
+            if frame["type"] == "message" {
+                let offset = frame["position"]["offset"].as_u64().expect("a position");
+                got.push((offset, frame["id"].as_str().expect("an id").to_owned()));
+                *last = Some(frame["position"].clone());
+            }
+        }
+    };
+    for s in steps {
+        match s {
+            Step::AliceSays | Step::BobSays => {
+                let from = if matches!(s, Step::AliceSays) {
+                    Some(alice)
+                } else {
+                    bob
+                };
+                if let Some(conn) = from {
+                    n += 1;
+                    sim.send(
+                        conn,
+                        json!({"type": "send_message", "threadId": "T",
+                        "message": format!("m{n}"), "requestId": n}),
+                    );
+                }
+            }
+            Step::BobDrops => {
+                if let Some(conn) = bob.take() {
+                    collect(&mut sim, conn, &mut last);
+                    sim.close(conn);
+                }
+            }
+            Step::BobReturns => {
+                if bob.is_none() {
+                    returns += 1;
+                    bob = Some(return_with(&mut sim, returns % nodes, last.as_ref()));
+                }
+            }
+            Step::Wait(t) => sim.drive_for(ms(*t)),
+        }
+        if let Some(conn) = bob {
+            collect(&mut sim, conn, &mut last);
         }
     }
+    sim.drive();
+    let bob = match bob {
+        Some(conn) => conn,
+        None => {
+            let conn = return_with(&mut sim, 0, last.as_ref());
+            sim.drive();
+            conn
+        }
+    };
+    collect(&mut sim, bob, &mut last);
+    let acked: BTreeSet<String> = sim
+        .clients
+        .values()
+        .flat_map(|c| c.log.iter())
+        .map(|(_, _, m)| to_json(m))
+        .filter(|f| f["type"] == "ack")
+        .filter_map(|f| f["id"].as_str().map(str::to_owned))
+        .collect();
+    let ids: Vec<&String> = got.iter().map(|(_, id)| id).collect();
+    let distinct: BTreeSet<&String> = ids.iter().copied().collect();
+    prop_assert_eq!(ids.len(), distinct.len(), "a message twice: {:?}", got);
+    prop_assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "out of order: {:?}",
+        got
+    );
+    for id in &acked {
+        prop_assert!(
+            distinct.contains(id),
+            "acked {} never reached bob: {:?}",
+            id,
+            got
+        );
+    }
+    Ok(())
 }

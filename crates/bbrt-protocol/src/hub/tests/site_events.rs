@@ -10,7 +10,7 @@ use crate::site_event::SiteEvent;
 
 const ID: &str = "0123456789abcdef0123456789abcdef";
 
-fn event(kind: &str, data: Value) -> Input {
+pub(super) fn event(kind: &str, data: Value) -> Input {
     let body = json!({"id": ID, "type": kind, "site": "https://s.example", "occurred_at": 1, "data": data});
     Input::SiteEvent(SiteEvent::decode(body.to_string().as_bytes(), ID).expect("a valid event"))
 }
@@ -55,9 +55,11 @@ fn a_message_sent_on_the_website_reaches_every_participant_on_every_node_with_th
     let (mut sim, a, a2, b, outsider) = two_nodes();
     sim.handle(0, sent(41, None, &[2, 3]));
     sim.drive();
-    let base = json!({"type": "message", "id": "41", "threadId": "7", "senderId": "2",
+    let mut base = json!({"type": "message", "id": "41", "threadId": "7", "senderId": "2",
                       "message": "from the website", "html": "<p>from the website</p>",
                       "sentAt": "2026-12-01T10:00:00Z"});
+    // Scaled out, the coordinator counts it: every copy carries the same position.
+    base["position"] = json!({"offset": 1, "epoch": "i1.s1"});
     let mut for_b = base.clone();
     for_b["unread"] = json!({"thread": 1, "total": 13});
     assert_eq!(

@@ -27,7 +27,7 @@ use crate::api::{
     ApiRequest, ApiResponse, RECONCILE_LOOKBACK_SECS, SiteError, SiteErrorKind, SiteUser,
     StoredMessage,
 };
-use crate::cluster::{ClaimTable, ClaimTtls, Claimed};
+use crate::cluster::{ClaimTable, ClaimTtls, Claimed, SharedWindows};
 use crate::devsite::{DevSite, DevSiteError, Post, Stamp};
 use crate::hub::{
     BrokerMessage, CoordRequest, CoordResponse, Hub, HubConfig, IcePurpose, Input, Output,
@@ -91,6 +91,8 @@ pub(crate) struct Client {
 #[derive(Debug)]
 pub(crate) struct Coordinator {
     claims: ClaimTable<SendFingerprint>,
+    /// Every thread's counter and window (Redis's keys in production).
+    pub(crate) windows: SharedWindows,
     pub(crate) latency: Duration,
     pub(crate) requests: Vec<CoordRequest>,
     /// Answer every request `Unavailable` (Redis is down).
@@ -222,6 +224,7 @@ impl Sim {
                     record: Duration::from_secs(365 * 24 * 3600),
                     answer: Duration::from_secs(365 * 24 * 3600),
                 }),
+                windows: SharedWindows::new(100, 64 * 1024, 10_000),
                 latency: Duration::from_millis(2),
                 requests: Vec::new(),
                 unavailable: false,
@@ -574,6 +577,9 @@ impl Sim {
     fn coordinate(&mut self, request: &CoordRequest) -> Option<CoordResponse> {
         if self.coord.unavailable {
             return Some(CoordResponse::Unavailable);
+        }
+        if let Some(answer) = self.coord.windows.request(self.now, request) {
+            return Some(answer);
         }
         let now_unix = self.unix_now();
         match self
