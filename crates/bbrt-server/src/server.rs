@@ -397,10 +397,14 @@ pub async fn start_with_site(
         }
         None => (
             Arc::new(MemoryBroker::default()),
-            Arc::new(MemoryCoordinator::with_digester(
-                hub_config.idempotency_ttl,
-                digester,
-            )),
+            Arc::new(
+                MemoryCoordinator::with_digester(hub_config.idempotency_ttl, digester)
+                    .with_windows(
+                        hub_config.window_messages,
+                        hub_config.window_bytes,
+                        hub_config.window_threads,
+                    ),
+            ),
             Arc::new(MemoryTicketLedger::default()),
             Arc::new(MemorySiteEventLedger::default()),
         ),
@@ -498,6 +502,9 @@ fn redis_options(
     // A claim in flight elsewhere is waited for as long as its holder may take.
     o.claim_wait = send_deadline;
     o.inflight_ttl = send_deadline * 2;
+    o.window_messages = config.window_messages;
+    o.window_bytes = config.window_bytes;
+    o.window_ttl = config.window_ttl;
     o
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, SendFingerprint, SendOutcome, SendReceipt};
 use bbrt_protocol::ids::{DeviceRef, MessageId, ThreadId};
+use bbrt_protocol::wire::{Epoch, Position};
 
 use super::{Coordinator, unix_now};
 
@@ -47,6 +48,22 @@ macro_rules! coordinator_contract {
         #[tokio::test]
         async fn the_first_answer_wins() {
             $crate::broker::contract::the_first_answer_wins(&$cluster).await;
+        }
+
+        #[tokio::test]
+        async fn positions_count_per_thread_across_nodes_and_the_window_keeps_them() {
+            $crate::broker::contract::positions_count_per_thread_across_nodes_and_the_window_keeps_them(
+                &$cluster,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn a_window_is_bounded_and_keeps_each_members_deletion_point() {
+            $crate::broker::contract::a_window_is_bounded_and_keeps_each_members_deletion_point(
+                &$cluster,
+            )
+            .await;
         }
     };
 }
@@ -214,4 +231,143 @@ pub(super) async fn the_first_answer_wins(cluster: &dyn Cluster) {
         CoordResponse::Won,
         "the winner may ask again"
     );
+}
+
+fn epoch(s: &str) -> Epoch {
+    Epoch::new(s).expect("a valid epoch")
+}
+
+/// The request counting message `n` of `thread`, proposing `proposed` as its epoch.
+fn sequence(thread: &str, n: u64, proposed: &str) -> CoordRequest {
+    CoordRequest::Sequence {
+        thread: id(thread),
+        id: id(&n.to_string()),
+        frame: bytes::Bytes::from(format!(r#"{{"type":"message","id":"{n}"}}"#)),
+        epoch: epoch(proposed),
+    }
+}
+
+fn read(thread: &str, user: &str) -> CoordRequest {
+    CoordRequest::ReadWindow {
+        thread: id(thread),
+        user: id(user),
+        epoch: epoch("never-used"),
+    }
+}
+
+async fn sequenced(node: &dyn Coordinator, request: CoordRequest) -> (Position, Option<u64>) {
+    match node.request(request).await {
+        CoordResponse::Sequenced {
+            position,
+            since_previous_ms,
+        } => (position, since_previous_ms),
+        other => panic!("expected a position, got {other:?}"),
+    }
+}
+
+async fn window(node: &dyn Coordinator, request: CoordRequest) -> bbrt_protocol::hub::WindowRead {
+    match node.request(request).await {
+        CoordResponse::Window(read) => read,
+        other => panic!("expected a window, got {other:?}"),
+    }
+}
+
+pub(super) async fn positions_count_per_thread_across_nodes_and_the_window_keeps_them(
+    cluster: &dyn Cluster,
+) {
+    let a = cluster.node("a").await;
+    let b = cluster.node("b").await;
+    // Joining a thread nobody wrote in starts its window, in the epoch the reader proposed.
+    let empty = match b
+        .request(CoordRequest::ReadWindow {
+            thread: id("t0"),
+            user: id("u1"),
+            epoch: epoch("b.1"),
+        })
+        .await
+    {
+        CoordResponse::Window(read) => read,
+        other => panic!("expected a window, got {other:?}"),
+    };
+    assert_eq!(
+        empty.latest(),
+        Some(Position {
+            offset: 0,
+            epoch: epoch("b.1")
+        })
+    );
+    assert!(empty.entries.is_empty());
+    let (first, none) = sequenced(&*a, sequence("t0", 41, "a.2")).await;
+    assert_eq!(
+        first,
+        Position {
+            offset: 1,
+            epoch: epoch("b.1")
+        },
+        "the first epoch sticks"
+    );
+    assert_eq!(none, None, "the first of its epoch has no predecessor");
+
+    let (one, _) = sequenced(&*a, sequence("t1", 11, "a.1")).await;
+    let (two, since) = sequenced(&*b, sequence("t1", 10, "b.2")).await;
+    let (other, _) = sequenced(&*b, sequence("t2", 12, "b.3")).await;
+    assert_eq!(
+        one,
+        Position {
+            offset: 1,
+            epoch: epoch("a.1")
+        }
+    );
+    assert_eq!(
+        two,
+        Position {
+            offset: 2,
+            epoch: epoch("a.1")
+        },
+        "one counter for every node"
+    );
+    assert!(since.is_some(), "the time since the previous one is told");
+    assert_eq!(
+        other,
+        Position {
+            offset: 1,
+            epoch: epoch("b.3")
+        },
+        "a counter per thread"
+    );
+    let got = window(&*b, read("t1", "u1")).await;
+    assert_eq!(got.latest(), Some(two.clone()));
+    let kept: Vec<(u64, &str)> = got
+        .entries
+        .iter()
+        .map(|e| (e.offset, e.id.as_str()))
+        .collect();
+    assert_eq!(kept, [(1, "11"), (2, "10")], "delivery order, not id order");
+    assert_eq!(
+        got.entries[1].frame,
+        two.stamp(br#"{"type":"message","id":"10"}"#),
+        "kept as delivered, position included"
+    );
+}
+
+pub(super) async fn a_window_is_bounded_and_keeps_each_members_deletion_point(
+    cluster: &dyn Cluster,
+) {
+    let a = cluster.node("a").await;
+    let max = bbrt_protocol::hub::HubConfig::default().window_messages as u64;
+    for n in 1..=max + 5 {
+        sequenced(&*a, sequence("t1", n, "a.1")).await;
+    }
+    let got = window(&*a, read("t1", "u1")).await;
+    assert_eq!(got.last, max + 5);
+    assert_eq!(got.entries.len() as u64, max, "the oldest went first");
+    assert_eq!(got.entries[0].offset, 6);
+    let deleted = CoordRequest::DeletedFor {
+        thread: id("t1"),
+        user: id("u2"),
+    };
+    assert_eq!(a.request(deleted).await, CoordResponse::Ok);
+    sequenced(&*a, sequence("t1", 999, "a.1")).await;
+    assert_eq!(window(&*a, read("t1", "u2")).await.deleted_upto, max + 5);
+    assert_eq!(window(&*a, read("t1", "u1")).await.deleted_upto, 0);
 }

@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bbrt_protocol::cluster::{ClaimTable, ClaimTtls, Claimed, SendDigest};
+use bbrt_protocol::cluster::{ClaimTable, ClaimTtls, Claimed, SendDigest, SharedWindows};
 use bbrt_protocol::hub::{BrokerMessage, CoordRequest, CoordResponse};
 use tokio::sync::{Notify, mpsc};
 
@@ -42,9 +42,12 @@ impl Broker for MemoryBroker {
 }
 
 /// Claims in a [`ClaimTable`] with a TTL; a claim held by another request is waited for.
+/// Positions and windows in [`SharedWindows`] (asked for only by Hubs that are told they
+/// share a broker, `--cluster`).
 #[derive(Debug)]
 pub struct MemoryCoordinator {
     table: Mutex<ClaimTable<KeyedDigest>>,
+    windows: Mutex<SharedWindows>,
     /// Woken whenever a send is finished: a claim held meanwhile may be granted now.
     finished: Notify,
     /// Records keep a keyed digest of the send's parameters, never the text.
@@ -69,10 +72,25 @@ impl MemoryCoordinator {
 
     /// A coordinator that remembers claims for `ttl` and digests with `digester`.
     pub fn with_digester(ttl: Duration, digester: SendDigester) -> Self {
+        let defaults = bbrt_protocol::hub::HubConfig::default();
         Self {
             table: Mutex::new(ClaimTable::new(ClaimTtls::all(ttl))),
+            windows: Mutex::new(SharedWindows::new(
+                defaults.window_messages,
+                defaults.window_bytes,
+                defaults.window_threads,
+            )),
             finished: Notify::new(),
             digester,
+        }
+    }
+
+    /// Windows of at most `messages` messages and `bytes` bytes, for `threads` threads.
+    #[must_use]
+    pub fn with_windows(self, messages: usize, bytes: usize, threads: usize) -> Self {
+        Self {
+            windows: Mutex::new(SharedWindows::new(messages, bytes, threads)),
+            ..self
         }
     }
 
@@ -90,6 +108,14 @@ impl Default for MemoryCoordinator {
 #[async_trait]
 impl Coordinator for MemoryCoordinator {
     async fn request(&self, request: CoordRequest) -> CoordResponse {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .request(Instant::now(), &request);
+        if let Some(answer) = windows {
+            return answer;
+        }
         loop {
             // Registered before the table is read, so a finish in between still wakes it.
             let finished = self.finished.notified();

@@ -352,6 +352,16 @@ pub struct Config {
     #[arg(long, env = "BBRT_WINDOW_THREADS", default_value_t = HubConfig::default().window_threads)]
     pub window_threads: usize,
 
+    /// Scaled out: how long a thread's window and position counter stay in Redis after its
+    /// last message (then it starts again in a new epoch).
+    #[arg(long, env = "BBRT_WINDOW_TTL", value_parser = parse_duration, default_value = "10m")]
+    pub window_ttl: Duration,
+
+    /// Scaled out: how long a thread's message that arrives before its predecessor waits
+    /// for it.
+    #[arg(long, env = "BBRT_ORDER_WAIT", value_parser = parse_duration, default_value = hub_duration!(order_wait))]
+    pub order_wait: Duration,
+
     /// A client further behind than this many messages is told to reload the thread.
     #[arg(long, env = "BBRT_MAX_REPLAY", default_value_t = HubConfig::default().max_replay)]
     pub max_replay: usize,
@@ -405,6 +415,7 @@ impl Config {
             window_bytes: self.window_bytes,
             window_threads: self.window_threads,
             max_replay: self.max_replay,
+            order_wait: self.order_wait,
             max_site_catchups: self.max_site_catchups,
             ..HubConfig::default()
         }

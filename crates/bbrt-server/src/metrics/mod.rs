@@ -18,13 +18,23 @@ use bbrt_protocol::site_event::SITE_API_TYPES;
 
 /// Reconnect recovery's metrics (name, help, type), in the order their values are read.
 #[rustfmt::skip] // one metric a line reads as the table it is
-const RECOVERY_METRICS: [(&str, &str, &str); 6] = [
+const RECOVERY_METRICS: [(&str, &str, &str); 8] = [
     ("bbrt_replay_windows", "Threads with a replay window.", "gauge"),
     ("bbrt_replay_window_bytes", "Bytes the replay windows hold.", "gauge"),
     ("bbrt_site_catchups_in_flight", "Site history catch-ups in flight.", "gauge"),
     ("bbrt_resumes_window_total", "Resumes served from the window.", "counter"),
     ("bbrt_resumes_site_total", "Resumes that went to the site's history.", "counter"),
     ("bbrt_resumes_reload_total", "Resumes answered with reload.", "counter"),
+    (
+        "bbrt_positions_unavailable_total",
+        "Messages delivered without a position: the coordinator could not count them.",
+        "counter",
+    ),
+    (
+        "bbrt_order_gaps_total",
+        "Gaps in a thread's positions given up after the order wait.",
+        "counter",
+    ),
 ];
 
 /// Upper bounds of the site latency histogram, in seconds.
@@ -480,6 +490,8 @@ impl Metrics {
             hub.replays_window,
             hub.replays_site,
             hub.replays_reload,
+            hub.positions_unavailable,
+            hub.order_gaps,
         ];
         for ((name, help, kind), value) in RECOVERY_METRICS.iter().zip(recovery) {
             c(&mut o, name, help, kind);

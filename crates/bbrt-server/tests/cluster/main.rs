@@ -12,5 +12,6 @@ mod harness;
 
 mod calls;
 mod nodes;
+mod recovery;
 mod redis_link;
 mod traffic;

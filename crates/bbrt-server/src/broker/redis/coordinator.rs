@@ -203,7 +203,7 @@ impl RedisCoordinator {
         }
     }
 
-    fn unavailable(&self) -> CoordResponse {
+    pub(super) fn unavailable(&self) -> CoordResponse {
         self.inner.status.coord_unavailable.fetch_add(1, Relaxed);
         CoordResponse::Unavailable
     }
@@ -231,6 +231,18 @@ impl Coordinator for RedisCoordinator {
                     .await
             }
             CoordRequest::ClaimAnswer { call, device } => self.claim_answer(call, device).await,
+            CoordRequest::Sequence {
+                thread,
+                id,
+                frame,
+                epoch,
+            } => self.sequence(&thread, &id, &frame, &epoch).await,
+            CoordRequest::ReadWindow {
+                thread,
+                user,
+                epoch,
+            } => self.read_window(&thread, &user, &epoch).await,
+            CoordRequest::DeletedFor { thread, user } => self.deleted_for(&thread, &user).await,
             other => {
                 tracing::warn!(request = ?other, "unknown coordination request");
                 CoordResponse::Unavailable

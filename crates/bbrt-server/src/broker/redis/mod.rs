@@ -44,6 +44,7 @@ mod coordinator;
 mod link;
 mod liveness;
 mod status;
+mod windows;
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -98,6 +99,12 @@ pub struct RedisOptions {
     pub receipt_ttl: Duration,
     /// How long the winner of a call's answer is remembered.
     pub answer_ttl: Duration,
+    /// Messages kept per thread for replay (`--window-messages`).
+    pub window_messages: usize,
+    /// Bytes kept per thread for replay, about (`--window-bytes`).
+    pub window_bytes: usize,
+    /// How long a thread's window and counter outlive its last message (`--window-ttl`).
+    pub window_ttl: Duration,
     /// Keys the digests idempotency records keep of a send's parameters; the same secret
     /// on every node (`--idempotency-secret`), else digests of different nodes cannot be
     /// compared and a reused `clientMessageId` is caught only on the node that saw it.
@@ -122,6 +129,9 @@ impl RedisOptions {
             inflight_ttl: Duration::from_secs(60),
             receipt_ttl: Duration::from_secs(600),
             answer_ttl: Duration::from_secs(600),
+            window_messages: 100,
+            window_bytes: 64 * 1024,
+            window_ttl: Duration::from_secs(600),
             digester: SendDigester::random(),
         }
     }

@@ -82,6 +82,7 @@ fn deliver_from(origin: &str, instance: &str, text: &str) -> BrokerMessage {
         event: BrokerEvent::Deliver {
             users: vec![id("u1")],
             frame: bytes::Bytes::from(text.to_owned()),
+            sequenced: None,
         },
     }
 }
