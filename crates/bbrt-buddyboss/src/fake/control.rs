@@ -424,6 +424,12 @@ impl FakeSite {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Starts [`FakeSite::max_in_flight`] again from the requests in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.max_in_flight.store(now, Ordering::SeqCst);
+    }
+
     /// When the site last answered a request (its handler returned; the response is then
     /// written), if it ever did.
     pub fn last_answer(&self) -> Option<std::time::Instant> {
