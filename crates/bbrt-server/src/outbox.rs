@@ -25,8 +25,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bbrt_protocol::wire::CloseCode;
 use bbrt_ws::frame as ws;
 use bytes::{Buf, Bytes, BytesMut};
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+
+use futures_util::task::AtomicWaker;
 
 use crate::metrics::Metrics;
 
@@ -81,7 +84,42 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     max_bytes: usize,
     /// Wakes the connection task: frames or a close are waiting.
-    pub(crate) notify: Notify,
+    notify: Wake,
+}
+
+/// A wake-up for the one task that serves the connection, kept until it is seen (as
+/// `Notify::notify_one`'s permit). Not `tokio::sync::Notify`: waiting on it needs a
+/// 64-byte `Notified` future in every idle connection's task, polling this needs none.
+#[derive(Debug, Default)]
+struct Wake {
+    waker: AtomicWaker,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    fn notify_one(&self) {
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // Checked again after registering: a wake-up between the two is not lost.
+        if self.take() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.take() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
 }
 
 impl Outbox {
@@ -93,8 +131,14 @@ impl Outbox {
                 ..State::default()
             }),
             max_bytes,
-            notify: Notify::new(),
+            notify: Wake::default(),
         }
+    }
+
+    /// Ready once frames or a close were queued since it was last ready (for the
+    /// connection task, the only one that waits).
+    pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.notify.poll(cx)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
