@@ -92,6 +92,9 @@ struct CatchUp {
     seen: HashSet<MessageId>,
     /// Its connection ended while a page was in flight.
     cancelled: bool,
+    /// Scaled out: the positions of the messages the shared window still held when it was
+    /// read (the replay carries them, as on one node).
+    positions: HashMap<MessageId, Position>,
 }
 
 /// Live `message` frames of one thread for one connection, held until its replay is
@@ -125,6 +128,8 @@ pub(super) struct Recovery {
     reads: HashMap<(ConnId, ThreadId), Option<WindowRead>>,
     /// Scaled out: what each recent replay wrote, against live copies still in flight.
     replayed: HashMap<(ConnId, ThreadId), HashSet<MessageId>>,
+    /// Scaled out: positions from a shared window read, for the site catch-up it led to.
+    site_positions: HashMap<(ConnId, ThreadId), HashMap<MessageId, Position>>,
     /// Epochs proposed to the coordinator so far.
     epochs: u64,
 }
@@ -148,6 +153,7 @@ impl Recovery {
             ordering: Ordering::new(config.window_threads, config.max_replay),
             reads: HashMap::new(),
             replayed: HashMap::new(),
+            site_positions: HashMap::new(),
             epochs: 0,
         }
     }
@@ -166,6 +172,7 @@ impl Recovery {
             && self.holds.is_empty()
             && self.of_conn.is_empty()
             && self.reads.is_empty()
+            && self.site_positions.is_empty()
             && self.running == 0
     }
 
@@ -331,11 +338,28 @@ impl Hub {
         if let Some(latest) = read.latest() {
             self.recovery.ordering.observe(thread, &latest);
         }
-        plan_for(
+        let plan = plan_for(
             m,
             |since| read.after_position(since, max),
             |id| read.after_message(id, max),
-        )
+        );
+        if let (Plan::Site(_), Some(epoch)) = (&plan, &read.epoch) {
+            let positions = read
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let position = Position {
+                        offset: e.offset,
+                        epoch: epoch.clone(),
+                    };
+                    (e.id, position)
+                })
+                .collect();
+            self.recovery
+                .site_positions
+                .insert((conn, thread.clone()), positions);
+        }
+        plan
     }
 
     /// Scaled out: asks for `thread`'s shared window for `conn`'s join, which waits for it
@@ -508,6 +532,10 @@ impl Hub {
 
     fn start_catchup(&mut self, conn: ConnId, user: &UserId, thread: &ThreadId, after: MessageId) {
         let r = &mut self.recovery;
+        let positions = r
+            .site_positions
+            .remove(&(conn, thread.clone()))
+            .unwrap_or_default();
         r.next += 1;
         let id = r.next;
         r.catchups.insert(
@@ -521,6 +549,7 @@ impl Hub {
                 collected: Vec::new(),
                 seen: HashSet::new(),
                 cancelled: false,
+                positions,
             },
         );
         r.by_target.insert((conn, thread.clone()), id);
@@ -667,7 +696,10 @@ impl Hub {
         let mut replayed = 0;
         if ending != Ending::Reload {
             for m in c.collected.into_iter().rev() {
-                let position = self.recovery.windows.position_of(&c.thread, &m.id);
+                let position = match c.positions.get(&m.id) {
+                    Some(position) => Some(position.clone()),
+                    None => self.recovery.windows.position_of(&c.thread, &m.id),
+                };
                 let frame = ServerMessage::Message(MessageEvent {
                     id: m.id,
                     thread_id: m.thread,
@@ -712,6 +744,9 @@ impl Hub {
         }
         if !self.recovery.replayed.is_empty() {
             self.recovery.replayed.retain(|(c, _), _| *c != conn);
+        }
+        if !self.recovery.site_positions.is_empty() {
+            self.recovery.site_positions.retain(|(c, _), _| *c != conn);
         }
         let Some(threads) = self.recovery.of_conn.remove(&conn) else {
             return;

@@ -191,6 +191,7 @@ impl Hub {
         frame: Bytes,
         sequenced: Sequenced,
     ) {
+        self.threads.note_message(&sequenced.thread, &sequenced.id);
         let pending = Pending {
             users,
             conn: None,

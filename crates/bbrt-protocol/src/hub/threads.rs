@@ -286,6 +286,14 @@ impl ThreadCache {
         }
     }
 
+    /// Another node delivered `id` in `thread`: `joined.lastMessageId` says so here too
+    /// (the participants are not touched: the publication does not carry them).
+    pub(super) fn note_message(&mut self, thread: &ThreadId, id: &MessageId) {
+        if let Some(state) = self.by_thread.get_mut(thread) {
+            state.last_message = Some(id.clone());
+        }
+    }
+
     /// Replaces the cached participants of `thread` (fresh from the site); how they changed.
     /// The users added are indexed and no longer denied; the caller passes each one removed
     /// to [`forget_member`](Self::forget_member) with their connections.

@@ -552,14 +552,26 @@ fn on_two_nodes_past_the_shared_window_the_site_serves_the_replay() {
     say(&mut sim, alice, "three");
     let bob = come_back(
         &mut sim,
-        0,
+        1,
         json!({"since": seen["position"], "sinceMessageId": seen["id"]}),
     );
     let got = sim.take_json(bob);
     assert_eq!(texts(&got), ["two", "three"]);
     assert_eq!(resumed(&got)["source"], "site");
+    let messages: Vec<&Value> = got.iter().filter(|f| f["type"] == "message").collect();
+    assert!(
+        messages[0].get("position").is_none(),
+        "out of the window: none"
+    );
+    assert_eq!(
+        messages[1]["position"]["offset"], 3,
+        "still in the shared window: its position, as on one node"
+    );
+    // The node that only relayed alice's messages knows the thread's newest one too.
+    assert_eq!(got[0]["type"], "joined");
+    assert_eq!(got[0]["lastMessageId"], messages[1]["id"]);
     // Without a message id, the client is told to reload.
-    let bob = come_back(&mut sim, 1, json!({"since": seen["position"]}));
+    let bob = come_back(&mut sim, 0, json!({"since": seen["position"]}));
     let got = sim.take_json(bob);
     assert_eq!(resumed(&got)["reload"], true);
 }
