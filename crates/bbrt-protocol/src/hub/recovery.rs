@@ -795,6 +795,13 @@ impl Hub {
             self.error(conn, code, code.message(), request_id);
             return None;
         }
+        // Every thread's live messages wait from now, not from its turn: while an earlier
+        // thread waits (for the site, or for the shared window), a live copy of a later
+        // thread's message would otherwise reach the connection before that thread's
+        // replay, and then again in it.
+        for m in &resume.threads {
+            self.hold_for_join(conn, m);
+        }
         while let Some(m) = resume.threads.first().cloned() {
             if self.join(now, conn, user, &m, Answer::Resume) {
                 return Some(resume);

@@ -656,6 +656,57 @@ fn on_two_nodes_a_live_copy_still_in_flight_is_not_written_after_the_replay() {
 }
 
 #[test]
+fn a_resume_holds_every_thread_from_the_start_not_from_its_turn() {
+    let mut sim = Sim::cluster(2);
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(1, "bob");
+    for conn in [alice, bob] {
+        for t in ["T", "U"] {
+            sim.send(conn, json!({"type": "join_thread", "threadId": t}));
+            sim.drive();
+        }
+    }
+    sim.clear();
+    for t in ["T", "U"] {
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": t, "message": format!("{t}0")}),
+        );
+    }
+    sim.drive();
+    let seen: BTreeMap<String, Value> = sim
+        .take_json(bob)
+        .into_iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| (f["threadId"].as_str().expect("a thread").to_owned(), f))
+        .collect();
+    sim.close(bob);
+    // T's window read is slow; U's new message is published meanwhile and reaches bob's
+    // node while U waits its turn in the resume.
+    sim.coord.latency = ms(30);
+    sim.broker_latency = ms(50);
+    for t in ["T", "U"] {
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": t, "message": format!("{t}1")}),
+        );
+    }
+    sim.drive_for(ms(60));
+    let bob = sim.open_on(1, ip(9), None);
+    sim.send(bob, json!({"type": "user_connected", "userId": "bob"}));
+    sim.send(
+        bob,
+        json!({"type": "resume", "threads": [
+            {"threadId": "T", "since": seen["T"]["position"]},
+            {"threadId": "U", "since": seen["U"]["position"]},
+        ]}),
+    );
+    sim.drive();
+    let got = sim.take_json(bob);
+    assert_eq!(texts(&got), ["T1", "U1"], "each once: {got:?}");
+}
+
+#[test]
 fn without_the_coordinator_messages_go_out_unpositioned_and_resumes_fall_back() {
     let mut sim = Sim::cluster(2);
     let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
