@@ -519,7 +519,10 @@ impl Hub {
                 );
                 self.release_if_unused(conn, item.credential);
             } else {
-                c.queue.push_back(item);
+                self.hold_queued(conn, &item);
+                if let Some(c) = self.dir.get_mut(conn) {
+                    c.queue.push_back(item);
+                }
             }
             return;
         }

@@ -516,6 +516,21 @@ impl Hub {
         }
     }
 
+    /// A join or `resume` with resume points queued behind a frame that waits: its threads'
+    /// live messages wait from now, as they would had it been read first (a live copy
+    /// would otherwise come before the replay, then again in it).
+    pub(super) fn hold_queued(&mut self, conn: ConnId, item: &Queued) {
+        match &item.frame.message {
+            ClientMessage::JoinThread(m) => self.hold_for_join(conn, m),
+            ClientMessage::Resume(r) => {
+                for m in &r.threads {
+                    self.hold_for_join(conn, m);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The join of `thread` on `conn` did not go on (refused, or the site failed): what
     /// was held for it goes out, unless a catch-up of the thread owns the hold.
     pub(super) fn release_join_hold(&mut self, conn: ConnId, thread: &ThreadId) {
