@@ -36,7 +36,11 @@ struct ThreadOrder {
     last: Option<u64>,
     /// The highest offset known to exist (a window read may know more than was delivered).
     known: u64,
-    waiting: BTreeMap<u64, Pending>,
+    /// By offset: every copy of a message shares its offset (a website message's
+    /// recipients each get their own unread counts).
+    waiting: BTreeMap<u64, Vec<Pending>>,
+    /// Copies in `waiting`.
+    waiting_len: usize,
 }
 
 impl ThreadOrder {
@@ -46,7 +50,14 @@ impl ThreadOrder {
             last: None,
             known,
             waiting: BTreeMap::new(),
+            waiting_len: 0,
         }
+    }
+
+    /// Every copy waiting, in offset order.
+    fn take_waiting(&mut self) -> impl Iterator<Item = Pending> + use<> {
+        self.waiting_len = 0;
+        std::mem::take(&mut self.waiting).into_values().flatten()
     }
 }
 
@@ -104,9 +115,7 @@ impl Ordering {
         if t.epoch != position.epoch {
             // The counter started again (the coordinator lost the thread): the old epoch's
             // waiting messages go first, and the new one counts from here.
-            ready
-                .now
-                .extend(std::mem::take(&mut t.waiting).into_values());
+            ready.now.extend(t.take_waiting());
             *t = ThreadOrder::new(position.epoch.clone(), 0);
         }
         t.known = t.known.max(position.offset);
@@ -122,14 +131,15 @@ impl Ordering {
             Some(last) => last + 1,
         };
         if position.offset != next {
-            t.waiting.insert(position.offset, item);
-            if t.waiting.len() > self.max_waiting {
+            t.waiting.entry(position.offset).or_default().push(item);
+            t.waiting_len += 1;
+            if t.waiting_len > self.max_waiting {
                 let mut given_up = self.give_up(thread);
                 ready.now.append(&mut given_up.now);
                 ready.gave_up = given_up.gave_up;
                 return ready;
             }
-            ready.arm = t.waiting.len() == 1;
+            ready.arm = t.waiting_len == 1;
             return ready;
         }
         ready.now.push(item);
@@ -139,7 +149,9 @@ impl Ordering {
                 break;
             }
             last += 1;
-            ready.now.push(entry.remove());
+            let copies = entry.remove();
+            t.waiting_len -= copies.len();
+            ready.now.extend(copies);
         }
         t.last = Some(last);
         ready.arm = !t.waiting.is_empty();
@@ -156,9 +168,7 @@ impl Ordering {
             t.last = Some(highest);
             ready.gave_up = true;
         }
-        ready
-            .now
-            .extend(std::mem::take(&mut t.waiting).into_values());
+        ready.now.extend(t.take_waiting());
         ready
     }
 
@@ -262,6 +272,25 @@ mod tests {
         assert_eq!(ids(&gave_up), ["8", "9"]);
         assert_eq!(ids(&o.offer(&t, &at(7, "e"), true, item(7))), ["7"]);
         assert_eq!(ids(&o.offer(&t, &at(10, "e"), true, item(10))), ["10"]);
+    }
+
+    #[test]
+    fn every_copy_of_a_message_out_of_turn_waits_and_goes_out() {
+        let mut o = Ordering::new(10, 10);
+        let t = thread("t1");
+        o.offer(&t, &at(1, "e"), true, item(1));
+        // Two copies of 3 (a website message: each recipient's own counts), before 2.
+        assert!(o.offer(&t, &at(3, "e"), true, item(3)).arm);
+        assert!(o.offer(&t, &at(3, "e"), true, item(3)).now.is_empty());
+        assert_eq!(
+            ids(&o.offer(&t, &at(2, "e"), true, item(2))),
+            ["2", "3", "3"]
+        );
+        assert_eq!(
+            ids(&o.offer(&t, &at(3, "e"), true, item(3))),
+            ["3"],
+            "a later copy"
+        );
     }
 
     #[test]
