@@ -210,6 +210,8 @@ enum PendingCoord {
     Sequence(Box<sequencing::Outgoing>),
     /// A resume waiting for the thread's shared window (`recovery`).
     ReadWindow(ConnId, ThreadId),
+    /// A gap in a thread's live delivery, filled from its shared window (`sequencing`).
+    FillGap(ThreadId),
     Ignore,
 }
 

@@ -41,6 +41,8 @@ struct ThreadOrder {
     waiting: BTreeMap<u64, Vec<Pending>>,
     /// Copies in `waiting`.
     waiting_len: usize,
+    /// The gap before what waits is being read from the shared window.
+    filling: bool,
 }
 
 impl ThreadOrder {
@@ -51,6 +53,7 @@ impl ThreadOrder {
             known,
             waiting: BTreeMap::new(),
             waiting_len: 0,
+            filling: false,
         }
     }
 
@@ -189,6 +192,68 @@ impl Ordering {
         }
     }
 
+    /// `thread`'s wait ran out with a gap after a message this node delivered: whether a
+    /// fill from the shared window starts (not when there is no gap, a fill is under way,
+    /// or this node delivered nothing of the thread yet and cannot tell a gap).
+    pub(super) fn start_fill(&mut self, thread: &ThreadId) -> bool {
+        let Some(t) = self.threads.get_mut(thread) else {
+            return false;
+        };
+        let (Some(last), Some(&first)) = (t.last, t.waiting.keys().next()) else {
+            return false;
+        };
+        if t.filling || first <= last + 1 {
+            return false;
+        }
+        t.filling = true;
+        true
+    }
+
+    /// Whether a gap fill of `thread` is under way.
+    pub(super) fn is_filling(&self, thread: &ThreadId) -> bool {
+        self.threads.get(thread).is_some_and(|t| t.filling)
+    }
+
+    /// The shared window's messages of `thread` in `epoch` (by offset): those still missing
+    /// here go out in order, then everything that waits (past any gap the window could
+    /// not fill).
+    pub(super) fn fill(
+        &mut self,
+        thread: &ThreadId,
+        epoch: Option<&Epoch>,
+        found: Vec<(u64, Pending)>,
+    ) -> Ready {
+        let mut ready = Ready::default();
+        let Some(t) = self.threads.get_mut(thread) else {
+            return ready;
+        };
+        t.filling = false;
+        let mut skipped = false;
+        if epoch == Some(&t.epoch)
+            && let Some(mut last) = t.last
+        {
+            let before = t.waiting.keys().next().copied().unwrap_or(u64::MAX);
+            for (offset, item) in found {
+                if offset > last && offset < before {
+                    // The window lost some (trimmed): what it has still goes in order.
+                    skipped |= offset != last + 1;
+                    ready.now.push(item);
+                    last = offset;
+                }
+            }
+            t.last = Some(last);
+        }
+        let gap_left = skipped
+            || match (t.last, t.waiting.keys().next()) {
+                (Some(last), Some(&first)) => first > last + 1,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+        ready.now.extend(self.give_up(thread).now);
+        ready.gave_up = gap_left;
+        ready
+    }
+
     /// Whether a message of `thread` waits for its predecessor.
     pub(super) fn is_waiting(&self, thread: &ThreadId) -> bool {
         self.threads
@@ -291,6 +356,38 @@ mod tests {
             ["3"],
             "a later copy"
         );
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_the_shared_window_in_order() {
+        let mut o = Ordering::new(10, 10);
+        let t = thread("t1");
+        o.offer(&t, &at(1, "e"), true, item(1));
+        o.offer(&t, &at(4, "e"), true, item(4));
+        assert!(o.start_fill(&t), "a gap after 1");
+        assert!(!o.start_fill(&t), "one fill at a time");
+        let epoch = Epoch::new("e").expect("a valid epoch");
+        // 2 came meanwhile; the window has 2 and 3 (and 4).
+        assert_eq!(ids(&o.offer(&t, &at(2, "e"), true, item(2))), ["2"]);
+        let found = (2..=4).map(|n| (n, item(n))).collect();
+        let filled = o.fill(&t, Some(&epoch), found);
+        assert_eq!(
+            ids(&filled),
+            ["3", "4"],
+            "3 from the window, then what waited"
+        );
+        assert!(!filled.gave_up);
+        assert!(!o.is_filling(&t));
+        // A window that no longer has the missing one: what waits goes out past it.
+        o.offer(&t, &at(7, "e"), true, item(7));
+        assert!(o.start_fill(&t), "a gap after 4");
+        let filled = o.fill(&t, Some(&epoch), vec![(6, item(6))]);
+        assert_eq!(ids(&filled), ["6", "7"]);
+        assert!(filled.gave_up, "5 is lost to live delivery");
+        // A node that delivered nothing of the thread has no gap it can tell.
+        let t2 = thread("t2");
+        o.offer(&t2, &at(5, "e"), false, item(5));
+        assert!(!o.start_fill(&t2));
     }
 
     #[test]

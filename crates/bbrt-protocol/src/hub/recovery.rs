@@ -368,7 +368,7 @@ impl Hub {
         self.hold_for_join(conn, m);
         let request = super::CoordRequest::ReadWindow {
             thread: m.thread_id.clone(),
-            user: user.clone(),
+            user: Some(user.clone()),
             epoch: self.recovery.next_epoch(&self.config.instance),
         };
         self.coord(

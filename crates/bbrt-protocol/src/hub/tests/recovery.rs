@@ -726,6 +726,27 @@ fn a_resume_holds_every_thread_from_the_start_not_from_its_turn() {
 }
 
 #[test]
+fn a_publication_lost_on_the_way_is_filled_from_the_shared_window() {
+    let mut sim = Sim::cluster(2);
+    let (alice, bob, _) = two_nodes_bob_saw_one(&mut sim);
+    sim.broker_loses = vec!["deliver"];
+    say(&mut sim, alice, "two");
+    sim.broker_loses.clear();
+    say(&mut sim, alice, "three");
+    assert!(texts(&sim.take_json(bob)).is_empty(), "three waits for two");
+    sim.drive_for(ms(300));
+    let got = sim.take_json(bob);
+    assert_eq!(
+        texts(&got),
+        ["two", "three"],
+        "in order, the lost one read back"
+    );
+    assert_eq!(offsets(&got), [2, 3]);
+    let stats = sim.hub(1).stats();
+    assert_eq!((stats.order_gaps_filled, stats.order_gaps), (1, 0));
+}
+
+#[test]
 fn without_the_coordinator_messages_go_out_unpositioned_and_resumes_fall_back() {
     let mut sim = Sim::cluster(2);
     let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
