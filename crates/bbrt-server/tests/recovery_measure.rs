@@ -17,11 +17,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use bbrt_buddyboss::fake::FakeSite;
@@ -36,80 +33,44 @@ const MISSED: usize = 5;
 /// Clients that connect (or reconnect) at once while the storm is set up.
 const SETUP_PARALLEL: usize = 100;
 
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(prefix: &str, id: &str, site: &FakeSite) -> Self {
-        let bin = std::env::var("BBRT_TEST_SERVER_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bbrt-server").to_owned());
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--node-id", id])
-            .args([
-                "--redis",
-                "redis://127.0.0.1:6379/",
-                "--redis-prefix",
-                prefix,
-            ])
-            .args(["--buddyboss-url", &site.api_root(), "--site-timeout", "30s"])
-            .args([
-                "--log-format",
-                "json",
-                "--log",
-                "warn,bbrt_server::server=info",
-            ])
-            .args(["--workers", "1", "--max-connections-per-ip", "100000"])
-            .args([
-                "--max-anonymous-per-ip",
-                "100000",
-                "--max-anonymous-total",
-                "100000",
-            ])
-            .args(["--max-pending-sends-per-user", "100000"])
-            .args(["--frame-rate", "100000", "--frame-burst", "100000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if v["fields"]["message"] == "listening"
-                    && let Some(a) = v["fields"]["addr"].as_str()
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(a.parse::<SocketAddr>().expect("addr"));
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("listens");
-        Self { child, addr }
+/// A node through the shared Redis under `prefix`, on `site`.
+async fn node(prefix: &str, id: &str, site: &FakeSite) -> common::Process {
+    let api = site.api_root();
+    let node = common::Process::start(&[
+        "--node-id",
+        id,
+        "--redis",
+        "redis://127.0.0.1:6379/",
+        "--redis-prefix",
+        prefix,
+        "--buddyboss-url",
+        &api,
+        "--site-timeout",
+        "30s",
+        "--workers",
+        "1",
+        "--max-connections-per-ip",
+        "100000",
+        "--max-anonymous-per-ip",
+        "100000",
+        "--max-anonymous-total",
+        "100000",
+        "--max-pending-sends-per-user",
+        "100000",
+        "--frame-rate",
+        "100000",
+        "--frame-burst",
+        "100000",
+    ])
+    .await;
+    while !common::http_get(node.addr, "/readyz", "")
+        .await
+        .1
+        .contains("redis: ok")
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-
-    async fn linked(&self) {
-        while !common::http_get(self.addr, "/readyz", "")
-            .await
-            .1
-            .contains("redis: ok")
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    node
 }
 
 /// The threads of client `i`: one in each of three groupings of the clients by ten.
@@ -154,12 +115,8 @@ async fn a_thousand_clients_resume_three_threads_on_the_other_node() {
         }
     }
     let prefix = format!("bbrt-recovery-measure-{}", std::process::id());
-    let (n1, n2) = (
-        Node::start(&prefix, "n1", &site),
-        Node::start(&prefix, "n2", &site),
-    );
-    n1.linked().await;
-    n2.linked().await;
+    let n1 = node(&prefix, "n1", &site).await;
+    let n2 = node(&prefix, "n2", &site).await;
 
     // Everyone on node 1, in their threads; one message in each thread to resume after.
     let gate = Arc::new(Semaphore::new(SETUP_PARALLEL));

@@ -65,7 +65,9 @@ impl SharedWindows {
                 epoch,
             } => {
                 self.windows.start_in(thread, epoch.clone());
-                Some(CoordResponse::Window(self.windows.read(thread, user)))
+                Some(CoordResponse::Window(
+                    self.windows.read(thread, user.as_ref()),
+                ))
             }
             CoordRequest::DeletedFor { thread, user } => {
                 self.windows.deleted_for(thread, user);
@@ -127,7 +129,7 @@ mod tests {
         );
         let read = CoordRequest::ReadWindow {
             thread: thread("t1"),
-            user: user("alice"),
+            user: Some(user("alice")),
             epoch: Epoch::new("n3.1").expect("a valid epoch"),
         };
         let Some(CoordResponse::Window(read)) = w.request(now, &read) else {

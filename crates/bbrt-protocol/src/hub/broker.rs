@@ -289,12 +289,13 @@ pub enum CoordRequest {
     },
     /// Read a thread's shared window for `user`'s join (started, at offset 0, if the
     /// thread has none: a client that joins an empty thread can resume from its first
-    /// message). Answered with [`CoordResponse::Window`].
+    /// message), or to fill a gap in the thread's live delivery. Answered with
+    /// [`CoordResponse::Window`].
     ReadWindow {
         /// The thread.
         thread: ThreadId,
-        /// Whose join (their deletion point comes with it).
-        user: UserId,
+        /// Whose join (their deletion point comes with it); `None` for a gap fill.
+        user: Option<UserId>,
         /// The epoch to start the thread's counter in, if it has none.
         epoch: Epoch,
     },
@@ -574,6 +575,7 @@ impl Hub {
             PendingCoord::ReadWindow(conn, thread) => {
                 self.read_window_result(now, conn, thread, result);
             }
+            PendingCoord::FillGap(thread) => self.fill_gap_result(now, &thread, result),
             PendingCoord::Ignore => {}
         }
     }

@@ -210,6 +210,8 @@ enum PendingCoord {
     Sequence(Box<sequencing::Outgoing>),
     /// A resume waiting for the thread's shared window (`recovery`).
     ReadWindow(ConnId, ThreadId),
+    /// A gap in a thread's live delivery, filled from its shared window (`sequencing`).
+    FillGap(ThreadId),
     Ignore,
 }
 
@@ -519,7 +521,10 @@ impl Hub {
                 );
                 self.release_if_unused(conn, item.credential);
             } else {
-                c.queue.push_back(item);
+                self.hold_queued(conn, &item);
+                if let Some(c) = self.dir.get_mut(conn) {
+                    c.queue.push_back(item);
+                }
             }
             return;
         }

@@ -36,7 +36,13 @@ struct ThreadOrder {
     last: Option<u64>,
     /// The highest offset known to exist (a window read may know more than was delivered).
     known: u64,
-    waiting: BTreeMap<u64, Pending>,
+    /// By offset: every copy of a message shares its offset (a website message's
+    /// recipients each get their own unread counts).
+    waiting: BTreeMap<u64, Vec<Pending>>,
+    /// Copies in `waiting`.
+    waiting_len: usize,
+    /// The gap before what waits is being read from the shared window.
+    filling: bool,
 }
 
 impl ThreadOrder {
@@ -46,7 +52,15 @@ impl ThreadOrder {
             last: None,
             known,
             waiting: BTreeMap::new(),
+            waiting_len: 0,
+            filling: false,
         }
+    }
+
+    /// Every copy waiting, in offset order.
+    fn take_waiting(&mut self) -> impl Iterator<Item = Pending> + use<> {
+        self.waiting_len = 0;
+        std::mem::take(&mut self.waiting).into_values().flatten()
     }
 }
 
@@ -104,9 +118,7 @@ impl Ordering {
         if t.epoch != position.epoch {
             // The counter started again (the coordinator lost the thread): the old epoch's
             // waiting messages go first, and the new one counts from here.
-            ready
-                .now
-                .extend(std::mem::take(&mut t.waiting).into_values());
+            ready.now.extend(t.take_waiting());
             *t = ThreadOrder::new(position.epoch.clone(), 0);
         }
         t.known = t.known.max(position.offset);
@@ -122,14 +134,15 @@ impl Ordering {
             Some(last) => last + 1,
         };
         if position.offset != next {
-            t.waiting.insert(position.offset, item);
-            if t.waiting.len() > self.max_waiting {
+            t.waiting.entry(position.offset).or_default().push(item);
+            t.waiting_len += 1;
+            if t.waiting_len > self.max_waiting {
                 let mut given_up = self.give_up(thread);
                 ready.now.append(&mut given_up.now);
                 ready.gave_up = given_up.gave_up;
                 return ready;
             }
-            ready.arm = t.waiting.len() == 1;
+            ready.arm = t.waiting_len == 1;
             return ready;
         }
         ready.now.push(item);
@@ -139,7 +152,9 @@ impl Ordering {
                 break;
             }
             last += 1;
-            ready.now.push(entry.remove());
+            let copies = entry.remove();
+            t.waiting_len -= copies.len();
+            ready.now.extend(copies);
         }
         t.last = Some(last);
         ready.arm = !t.waiting.is_empty();
@@ -156,9 +171,7 @@ impl Ordering {
             t.last = Some(highest);
             ready.gave_up = true;
         }
-        ready
-            .now
-            .extend(std::mem::take(&mut t.waiting).into_values());
+        ready.now.extend(t.take_waiting());
         ready
     }
 
@@ -177,6 +190,68 @@ impl Ordering {
                 self.threads.insert(thread.clone(), order);
             }
         }
+    }
+
+    /// `thread`'s wait ran out with a gap after a message this node delivered: whether a
+    /// fill from the shared window starts (not when there is no gap, a fill is under way,
+    /// or this node delivered nothing of the thread yet and cannot tell a gap).
+    pub(super) fn start_fill(&mut self, thread: &ThreadId) -> bool {
+        let Some(t) = self.threads.get_mut(thread) else {
+            return false;
+        };
+        let (Some(last), Some(&first)) = (t.last, t.waiting.keys().next()) else {
+            return false;
+        };
+        if t.filling || first <= last + 1 {
+            return false;
+        }
+        t.filling = true;
+        true
+    }
+
+    /// Whether a gap fill of `thread` is under way.
+    pub(super) fn is_filling(&self, thread: &ThreadId) -> bool {
+        self.threads.get(thread).is_some_and(|t| t.filling)
+    }
+
+    /// The shared window's messages of `thread` in `epoch` (by offset): those still missing
+    /// here go out in order, then everything that waits (past any gap the window could
+    /// not fill).
+    pub(super) fn fill(
+        &mut self,
+        thread: &ThreadId,
+        epoch: Option<&Epoch>,
+        found: Vec<(u64, Pending)>,
+    ) -> Ready {
+        let mut ready = Ready::default();
+        let Some(t) = self.threads.get_mut(thread) else {
+            return ready;
+        };
+        t.filling = false;
+        let mut skipped = false;
+        if epoch == Some(&t.epoch)
+            && let Some(mut last) = t.last
+        {
+            let before = t.waiting.keys().next().copied().unwrap_or(u64::MAX);
+            for (offset, item) in found {
+                if offset > last && offset < before {
+                    // The window lost some (trimmed): what it has still goes in order.
+                    skipped |= offset != last + 1;
+                    ready.now.push(item);
+                    last = offset;
+                }
+            }
+            t.last = Some(last);
+        }
+        let gap_left = skipped
+            || match (t.last, t.waiting.keys().next()) {
+                (Some(last), Some(&first)) => first > last + 1,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+        ready.now.extend(self.give_up(thread).now);
+        ready.gave_up = gap_left;
+        ready
     }
 
     /// Whether a message of `thread` waits for its predecessor.
@@ -262,6 +337,57 @@ mod tests {
         assert_eq!(ids(&gave_up), ["8", "9"]);
         assert_eq!(ids(&o.offer(&t, &at(7, "e"), true, item(7))), ["7"]);
         assert_eq!(ids(&o.offer(&t, &at(10, "e"), true, item(10))), ["10"]);
+    }
+
+    #[test]
+    fn every_copy_of_a_message_out_of_turn_waits_and_goes_out() {
+        let mut o = Ordering::new(10, 10);
+        let t = thread("t1");
+        o.offer(&t, &at(1, "e"), true, item(1));
+        // Two copies of 3 (a website message: each recipient's own counts), before 2.
+        assert!(o.offer(&t, &at(3, "e"), true, item(3)).arm);
+        assert!(o.offer(&t, &at(3, "e"), true, item(3)).now.is_empty());
+        assert_eq!(
+            ids(&o.offer(&t, &at(2, "e"), true, item(2))),
+            ["2", "3", "3"]
+        );
+        assert_eq!(
+            ids(&o.offer(&t, &at(3, "e"), true, item(3))),
+            ["3"],
+            "a later copy"
+        );
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_the_shared_window_in_order() {
+        let mut o = Ordering::new(10, 10);
+        let t = thread("t1");
+        o.offer(&t, &at(1, "e"), true, item(1));
+        o.offer(&t, &at(4, "e"), true, item(4));
+        assert!(o.start_fill(&t), "a gap after 1");
+        assert!(!o.start_fill(&t), "one fill at a time");
+        let epoch = Epoch::new("e").expect("a valid epoch");
+        // 2 came meanwhile; the window has 2 and 3 (and 4).
+        assert_eq!(ids(&o.offer(&t, &at(2, "e"), true, item(2))), ["2"]);
+        let found = (2..=4).map(|n| (n, item(n))).collect();
+        let filled = o.fill(&t, Some(&epoch), found);
+        assert_eq!(
+            ids(&filled),
+            ["3", "4"],
+            "3 from the window, then what waited"
+        );
+        assert!(!filled.gave_up);
+        assert!(!o.is_filling(&t));
+        // A window that no longer has the missing one: what waits goes out past it.
+        o.offer(&t, &at(7, "e"), true, item(7));
+        assert!(o.start_fill(&t), "a gap after 4");
+        let filled = o.fill(&t, Some(&epoch), vec![(6, item(6))]);
+        assert_eq!(ids(&filled), ["6", "7"]);
+        assert!(filled.gave_up, "5 is lost to live delivery");
+        // A node that delivered nothing of the thread has no gap it can tell.
+        let t2 = thread("t2");
+        o.offer(&t2, &at(5, "e"), false, item(5));
+        assert!(!o.start_fill(&t2));
     }
 
     #[test]

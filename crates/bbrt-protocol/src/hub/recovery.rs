@@ -368,7 +368,7 @@ impl Hub {
         self.hold_for_join(conn, m);
         let request = super::CoordRequest::ReadWindow {
             thread: m.thread_id.clone(),
-            user: user.clone(),
+            user: Some(user.clone()),
             epoch: self.recovery.next_epoch(&self.config.instance),
         };
         self.coord(
@@ -513,6 +513,21 @@ impl Hub {
     pub(super) fn hold_for_join(&mut self, conn: ConnId, m: &JoinThread) {
         if m.resumes() {
             self.recovery.hold(conn, &m.thread_id);
+        }
+    }
+
+    /// A join or `resume` with resume points queued behind a frame that waits: its threads'
+    /// live messages wait from now, as they would had it been read first (a live copy
+    /// would otherwise come before the replay, then again in it).
+    pub(super) fn hold_queued(&mut self, conn: ConnId, item: &Queued) {
+        match &item.frame.message {
+            ClientMessage::JoinThread(m) => self.hold_for_join(conn, m),
+            ClientMessage::Resume(r) => {
+                for m in &r.threads {
+                    self.hold_for_join(conn, m);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -794,6 +809,13 @@ impl Hub {
             let code = ErrorCode::TooManyThreads;
             self.error(conn, code, code.message(), request_id);
             return None;
+        }
+        // Every thread's live messages wait from now, not from its turn: while an earlier
+        // thread waits (for the site, or for the shared window), a live copy of a later
+        // thread's message would otherwise reach the connection before that thread's
+        // replay, and then again in it.
+        for m in &resume.threads {
+            self.hold_for_join(conn, m);
         }
         while let Some(m) = resume.threads.first().cloned() {
             if self.join(now, conn, user, &m, Answer::Resume) {

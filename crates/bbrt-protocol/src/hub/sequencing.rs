@@ -201,8 +201,22 @@ impl Hub {
         self.deliver_in_order(now, &sequenced, pending);
     }
 
-    /// The wait of `thread`'s message out of turn is over.
+    /// The wait of `thread`'s message out of turn is over: the missing ones are read from
+    /// the shared window (a publication lost on the way is still there), or, when there is
+    /// no gap this node can tell, what waits goes out.
     pub(super) fn order_wait_over(&mut self, thread: &ThreadId) {
+        if self.recovery.ordering.is_filling(thread) {
+            return;
+        }
+        if self.recovery.ordering.start_fill(thread) {
+            let request = CoordRequest::ReadWindow {
+                thread: thread.clone(),
+                user: None,
+                epoch: self.recovery.next_epoch(&self.config.instance),
+            };
+            self.coord(request, PendingCoord::FillGap(thread.clone()));
+            return;
+        }
         let ready = self.recovery.ordering.give_up(thread);
         if ready.gave_up {
             self.fx.stats.order_gaps += 1;
@@ -210,6 +224,41 @@ impl Hub {
         for pending in ready.now {
             self.deliver_pending(thread, pending);
         }
+    }
+
+    /// The shared window, read to fill a gap in `thread`: the missing messages go to the
+    /// thread's participants here, then what waited. Unanswered: what waited goes out.
+    pub(super) fn fill_gap_result(
+        &mut self,
+        now: Instant,
+        thread: &ThreadId,
+        result: CoordResponse,
+    ) {
+        let (epoch, found) = match result {
+            CoordResponse::Window(read) => {
+                let users = self.threads.participants(thread);
+                let found = read
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let pending = Pending {
+                            users: users.clone(),
+                            conn: None,
+                            id: e.id,
+                            frame: e.frame,
+                        };
+                        (e.offset, pending)
+                    })
+                    .collect();
+                (read.epoch, found)
+            }
+            _ => (None, Vec::new()),
+        };
+        let ready = self.recovery.ordering.fill(thread, epoch.as_ref(), found);
+        if !ready.gave_up && !ready.now.is_empty() {
+            self.fx.stats.order_gaps_filled += 1;
+        }
+        self.apply_ready(now, thread, ready);
     }
 
     fn apply_ready(&mut self, now: Instant, thread: &ThreadId, ready: super::ordering::Ready) {

@@ -48,4 +48,7 @@ pub struct HubStats {
     /// [`HubConfig::order_wait`](super::HubConfig::order_wait) (the messages after it went
     /// out without it), since start.
     pub order_gaps: u64,
+    /// Scaled out: gaps in a thread's positions filled from its shared window (a
+    /// publication lost on the way), since start.
+    pub order_gaps_filled: u64,
 }

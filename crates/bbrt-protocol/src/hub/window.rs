@@ -346,15 +346,19 @@ impl Windows {
         after_message(w.last, deleted, &w.entries, id, max)
     }
 
-    /// `thread`'s window as `user` may read it (the coordinator's answer).
-    pub(crate) fn read(&self, thread: &ThreadId, user: &UserId) -> WindowRead {
+    /// `thread`'s window as `user` may read it (the coordinator's answer; no user: the
+    /// window as it is, for a gap fill).
+    pub(crate) fn read(&self, thread: &ThreadId, user: Option<&UserId>) -> WindowRead {
         let Some(w) = self.by_thread.get(thread) else {
             return WindowRead::default();
         };
         WindowRead {
             epoch: Some(w.epoch.clone()),
             last: w.last,
-            deleted_upto: w.deleted_for.get(user).copied().unwrap_or(0),
+            deleted_upto: user
+                .and_then(|u| w.deleted_for.get(u))
+                .copied()
+                .unwrap_or(0),
             entries: w.entries.iter().cloned().collect(),
         }
     }

@@ -250,7 +250,7 @@ fn sequence(thread: &str, n: u64, proposed: &str) -> CoordRequest {
 fn read(thread: &str, user: &str) -> CoordRequest {
     CoordRequest::ReadWindow {
         thread: id(thread),
-        user: id(user),
+        user: Some(id(user)),
         epoch: epoch("never-used"),
     }
 }
@@ -281,7 +281,7 @@ pub(super) async fn positions_count_per_thread_across_nodes_and_the_window_keeps
     let empty = match b
         .request(CoordRequest::ReadWindow {
             thread: id("t0"),
-            user: id("u1"),
+            user: Some(id("u1")),
             epoch: epoch("b.1"),
         })
         .await

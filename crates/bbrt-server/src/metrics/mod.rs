@@ -18,7 +18,7 @@ use bbrt_protocol::site_event::SITE_API_TYPES;
 
 /// Reconnect recovery's metrics (name, help, type), in the order their values are read.
 #[rustfmt::skip] // one metric a line reads as the table it is
-const RECOVERY_METRICS: [(&str, &str, &str); 8] = [
+const RECOVERY_METRICS: [(&str, &str, &str); 9] = [
     ("bbrt_replay_windows", "Threads with a replay window.", "gauge"),
     ("bbrt_replay_window_bytes", "Bytes the replay windows hold.", "gauge"),
     ("bbrt_site_catchups_in_flight", "Site history catch-ups in flight.", "gauge"),
@@ -33,6 +33,11 @@ const RECOVERY_METRICS: [(&str, &str, &str); 8] = [
     (
         "bbrt_order_gaps_total",
         "Gaps in a thread's positions given up after the order wait.",
+        "counter",
+    ),
+    (
+        "bbrt_order_gaps_filled_total",
+        "Gaps in a thread's positions filled from its shared window.",
         "counter",
     ),
 ];
@@ -492,6 +497,7 @@ impl Metrics {
             hub.replays_reload,
             hub.positions_unavailable,
             hub.order_gaps,
+            hub.order_gaps_filled,
         ];
         for ((name, help, kind), value) in RECOVERY_METRICS.iter().zip(recovery) {
             c(&mut o, name, help, kind);

@@ -655,6 +655,97 @@ fn on_two_nodes_a_live_copy_still_in_flight_is_not_written_after_the_replay() {
     );
 }
 
+/// On two nodes, bob was in `T` and `U` and missed a message in each; he comes back on
+/// node 1 and resumes both with `frames` (given his last positions) right after
+/// identifying. `T`'s window read is slow and `U`'s new message reaches node 1 while `U`
+/// waits its turn. Returns the texts he received.
+fn resume_two_while_one_waits(frames: impl Fn(&Value, &Value) -> Vec<Value>) -> Vec<String> {
+    let mut sim = Sim::cluster(2);
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(1, "bob");
+    for conn in [alice, bob] {
+        for t in ["T", "U"] {
+            sim.send(conn, json!({"type": "join_thread", "threadId": t}));
+            sim.drive();
+        }
+    }
+    sim.clear();
+    let say_in = |sim: &mut Sim, t: &str, text: String| {
+        sim.send(
+            alice,
+            json!({"type": "send_message", "threadId": t, "message": text}),
+        );
+    };
+    for t in ["T", "U"] {
+        say_in(&mut sim, t, format!("{t}0"));
+    }
+    sim.drive();
+    let seen: BTreeMap<String, Value> = sim
+        .take_json(bob)
+        .into_iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| (f["threadId"].as_str().expect("a thread").to_owned(), f))
+        .collect();
+    sim.close(bob);
+    sim.coord.latency = ms(30);
+    sim.broker_latency = ms(50);
+    for t in ["T", "U"] {
+        say_in(&mut sim, t, format!("{t}1"));
+    }
+    sim.drive_for(ms(60));
+    let bob = sim.open_on(1, ip(9), None);
+    sim.send(bob, json!({"type": "user_connected", "userId": "bob"}));
+    for frame in frames(&seen["T"]["position"], &seen["U"]["position"]) {
+        sim.send(bob, frame);
+    }
+    sim.drive();
+    let got = sim.take_json(bob);
+    texts(&got).into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_resume_holds_every_thread_from_the_start_not_from_its_turn() {
+    let got = resume_two_while_one_waits(|t, u| {
+        vec![json!({"type": "resume", "threads": [
+            {"threadId": "T", "since": t},
+            {"threadId": "U", "since": u},
+        ]})]
+    });
+    assert_eq!(got, ["T1", "U1"], "each once");
+    let got = resume_two_while_one_waits(|t, u| {
+        vec![
+            json!({"type": "join_thread", "threadId": "T", "since": t}),
+            json!({"type": "join_thread", "threadId": "U", "since": u}),
+        ]
+    });
+    assert_eq!(
+        got,
+        ["T1", "U1"],
+        "each once, joins queued behind a waiting one too"
+    );
+}
+
+#[test]
+fn a_publication_lost_on_the_way_is_filled_from_the_shared_window() {
+    let mut sim = Sim::cluster(2);
+    let (alice, bob, _) = two_nodes_bob_saw_one(&mut sim);
+    sim.broker_loses = vec!["deliver"];
+    say(&mut sim, alice, "two");
+    sim.broker_loses.clear();
+    say(&mut sim, alice, "three");
+    assert!(texts(&sim.take_json(bob)).is_empty(), "three waits for two");
+    sim.drive_for(ms(300));
+    let got = sim.take_json(bob);
+    assert_eq!(
+        texts(&got),
+        ["two", "three"],
+        "in order, the lost one read back"
+    );
+    assert_eq!(offsets(&got), [2, 3]);
+    let stats = sim.hub(1).stats();
+    assert_eq!((stats.order_gaps_filled, stats.order_gaps), (1, 0));
+}
+
 #[test]
 fn without_the_coordinator_messages_go_out_unpositioned_and_resumes_fall_back() {
     let mut sim = Sim::cluster(2);

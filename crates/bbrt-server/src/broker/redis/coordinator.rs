@@ -241,7 +241,7 @@ impl Coordinator for RedisCoordinator {
                 thread,
                 user,
                 epoch,
-            } => self.read_window(&thread, &user, &epoch).await,
+            } => self.read_window(&thread, user.as_ref(), &epoch).await,
             CoordRequest::DeletedFor { thread, user } => self.deleted_for(&thread, &user).await,
             other => {
                 tracing::warn!(request = ?other, "unknown coordination request");

@@ -125,7 +125,7 @@ impl RedisCoordinator {
     pub(super) async fn read_window(
         &self,
         thread: &ThreadId,
-        user: &UserId,
+        user: Option<&UserId>,
         epoch: &Epoch,
     ) -> CoordResponse {
         let (hash, set) = self.window_keys(thread);
@@ -136,7 +136,8 @@ impl RedisCoordinator {
             .arg(&hash)
             .arg(&set)
             .arg(epoch.as_str())
-            .arg(user.as_str())
+            // No user (a gap fill): no deletion point (`/` is in no id).
+            .arg(user.map_or("/", UserId::as_str))
             .arg(millis(self.inner.options.window_ttl));
         type Read = (String, u64, u64, Vec<(Vec<u8>, u64)>);
         let Some(((epoch, last, deleted_upto, members),)) =
