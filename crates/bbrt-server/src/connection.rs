@@ -177,105 +177,88 @@ impl Connection {
     /// Runs the connection to its end, then tells the Hub it is gone.
     ///
     /// `guard` (the connection's slot in the server's counts) is dropped at the end.
-    pub(crate) async fn run<G: Send>(mut self, early: Vec<u8>, guard: G) {
-        let end = self.serve(early).await;
-        // Boxed: closing happens once, and its timers need not weigh on every idle task.
-        Box::pin(self.finish(end)).await;
-        let _ = self
-            .forward(vec![ConnEvent::Input(Input::Close { conn: self.conn })])
-            .wait()
-            .await;
-        drop(guard);
+    ///
+    /// Not an `async fn`: an `async fn` keeps its arguments twice in its future (once as
+    /// passed, once moved into the body; rust-lang/rust#62958), 256 bytes more in every
+    /// connection's task. An `async move` block uses what it captured in place.
+    #[allow(clippy::manual_async_fn)] // the point: see above
+    pub(crate) fn run<G: Send>(
+        mut self,
+        early: Vec<u8>,
+        guard: G,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let end = self.serve(early).await;
+            // Boxed: closing happens once, and its timers need not weigh on every idle task.
+            Box::pin(self.finish(end)).await;
+            let _ = self
+                .forward(vec![ConnEvent::Input(Input::Close { conn: self.conn })])
+                .await;
+            drop(guard);
+        }
     }
 
     /// Hands what a read produced to the hub task; `Some` when the connection ends.
-    async fn after_read(&mut self, outcome: ReadOutcome) -> Option<End> {
+    ///
+    /// Not an `async fn` (as [`Self::run`]): the inputs are handed over before the future
+    /// is made, so it holds only what crosses the await.
+    fn after_read(&mut self, outcome: ReadOutcome) -> impl Future<Output = Option<End>> + '_ {
         let (inputs, end) = match outcome {
             ReadOutcome::Inputs(inputs) => (inputs, None),
             ReadOutcome::End(inputs, end) => (inputs, Some(end)),
         };
-        if let Some(end) = self.forward(inputs).wait().await {
-            return Some(end);
+        let forwarded = self.forward(inputs);
+        async move {
+            if let Some(end) = forwarded.await {
+                return Some(end);
+            }
+            if end.is_some() {
+                return end;
+            }
+            // Pongs to the client's pings.
+            self.flush().err()
         }
-        if end.is_some() {
-            return end;
-        }
-        // Pongs to the client's pings.
-        self.flush().err()
     }
 
     /// Serves until the connection ends. `early`: bytes the client sent right behind its
     /// upgrade request (its first frames).
-    async fn serve(&mut self, mut early: Vec<u8>) -> End {
-        if !early.is_empty() {
-            let outcome = self.process(Source::Read(&mut early));
-            drop(early);
-            if let Some(end) = self.after_read(outcome).await {
-                return end;
-            }
-        }
-        let sleep = tokio::time::sleep_until(self.next_deadline());
-        tokio::pin!(sleep);
-        loop {
-            let deadline = self.next_deadline();
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
-            let want_write = !self.pending.is_empty();
-            // Replies waiting for the socket: read nothing more until they are written.
-            let want_read = !want_write;
-            // Frames of the last read still undecoded: they come before the socket's.
-            let backlog = self.reader.has_backlog();
-            tokio::select! {
-                biased;
-                () = self.outbox.notify.notified() => {
-                    // While a batch is stuck, frames stay in the outbox, where they count
-                    // against its bound; only a close is looked at.
-                    if !self.pending.is_empty() {
-                        if let Some(request) = self.outbox.close_requested() {
-                            return end_for(request);
+    ///
+    /// Not an `async fn` (as [`Self::run`]), and `early` becomes the reader's backlog
+    /// (parsed before anything is read from the socket, as a read's rest would be): the
+    /// task keeps no copy of it.
+    fn serve(&mut self, early: Vec<u8>) -> impl Future<Output = End> + '_ {
+        self.reader.defer(early);
+        async move {
+            let sleep = tokio::time::sleep_until(self.next_deadline());
+            tokio::pin!(sleep);
+            loop {
+                let deadline = self.next_deadline();
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                let want_write = !self.pending.is_empty();
+                // Replies waiting for the socket: read nothing more until they are written.
+                let want_read = !want_write;
+                // Frames of the last read still undecoded: they come before the socket's.
+                let backlog = self.reader.has_backlog();
+                tokio::select! {
+                    biased;
+                    // Polled in place (no `Notified` future held in the task).
+                    () = std::future::poll_fn(|cx| self.outbox.poll_notified(cx)) => {
+                        // While a batch is stuck, frames stay in the outbox, where they count
+                        // against its bound; only a close is looked at.
+                        if !self.pending.is_empty() {
+                            if let Some(request) = self.outbox.close_requested() {
+                                return end_for(request);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    // One scheduler pass before writing: the hub task may still be
-                    // adding frames for this connection, and every write syscall costs
-                    // about as much as the whole TCP path on loopback (fan-out benchmark,
-                    // two 3 s runs each: 15.5-15.7 -> 16.5-17.7 frames per write, 0.84 ->
-                    // 0.80 µs of CPU per delivery).
-                    tokio::task::yield_now().await;
-                    if let Some(end) = self.pull() {
-                        return end;
-                    }
-                    if let Err(end) = self.flush() {
-                        return end;
-                    }
-                }
-                // poll_fn over the poll_*_ready methods: no per-branch waiter nodes, so the
-                // task of an idle connection stays small.
-                () = std::future::ready(()), if want_read && backlog => {
-                    let outcome = self.process(Source::Backlog);
-                    if let Some(end) = self.after_read(outcome).await {
-                        return end;
-                    }
-                }
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if want_read && !backlog => {
-                    if ready.is_err() {
-                        return End::Gone;
-                    }
-                    let outcome = self.read();
-                    if let Some(end) = self.after_read(outcome).await {
-                        return end;
-                    }
-                }
-                ready = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if want_write => {
-                    if ready.is_err() {
-                        return End::Gone;
-                    }
-                    if let Err(end) = self.flush() {
-                        return end;
-                    }
-                    // Frames queued while this batch was stuck.
-                    if self.pending.is_empty() {
+                        // One scheduler pass before writing: the hub task may still be
+                        // adding frames for this connection, and every write syscall costs
+                        // about as much as the whole TCP path on loopback (fan-out benchmark,
+                        // two 3 s runs each: 15.5-15.7 -> 16.5-17.7 frames per write, 0.84 ->
+                        // 0.80 µs of CPU per delivery).
+                        tokio::task::yield_now().await;
                         if let Some(end) = self.pull() {
                             return end;
                         }
@@ -283,10 +266,44 @@ impl Connection {
                             return end;
                         }
                     }
-                }
-                () = &mut sleep => {
-                    if let Some(end) = self.tick() {
-                        return end;
+                    // poll_fn over the poll_*_ready methods: no per-branch waiter nodes, so the
+                    // task of an idle connection stays small.
+                    () = std::future::ready(()), if want_read && backlog => {
+                        let outcome = self.process(Source::Backlog);
+                        if let Some(end) = self.after_read(outcome).await {
+                            return end;
+                        }
+                    }
+                    ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if want_read && !backlog => {
+                        if ready.is_err() {
+                            return End::Gone;
+                        }
+                        let outcome = self.read();
+                        if let Some(end) = self.after_read(outcome).await {
+                            return end;
+                        }
+                    }
+                    ready = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if want_write => {
+                        if ready.is_err() {
+                            return End::Gone;
+                        }
+                        if let Err(end) = self.flush() {
+                            return end;
+                        }
+                        // Frames queued while this batch was stuck.
+                        if self.pending.is_empty() {
+                            if let Some(end) = self.pull() {
+                                return end;
+                            }
+                            if let Err(end) = self.flush() {
+                                return end;
+                            }
+                        }
+                    }
+                    () = &mut sleep => {
+                        if let Some(end) = self.tick() {
+                            return end;
+                        }
                     }
                 }
             }
@@ -662,11 +679,17 @@ enum Forwarded {
     Wait(std::pin::Pin<Box<dyn Future<Output = Option<End>> + Send>>),
 }
 
-impl Forwarded {
-    async fn wait(self) -> Option<End> {
-        match self {
-            Self::Done(end) => end,
-            Self::Wait(future) => future.await,
+/// Awaited in place (no `async fn` around it): ready at once when all was handed over.
+impl Future for Forwarded {
+    type Output = Option<End>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<End>> {
+        match &mut *self {
+            Self::Done(end) => std::task::Poll::Ready(end.take()),
+            Self::Wait(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -781,4 +804,23 @@ fn write_pending(
     // Free the batch's buffer: an idle connection holds nothing.
     *pending = VecDeque::new();
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns (a future's size, without making one).
+    fn returned_size<A, B, C, R>(_f: impl FnOnce(A, B, C) -> R) -> usize {
+        size_of::<R>()
+    }
+
+    /// Every connection's task holds this future: tokio's task cell is it plus about 100
+    /// bytes, rounded up to 128. At most 528 keeps the cell at 640 bytes (it was 1,152
+    /// with `run` an `async fn` and a `Notified` in the loop: issue 22's idle goal).
+    #[test]
+    fn the_connection_future_stays_small() {
+        let size = returned_size(Connection::run::<crate::server::Slot>);
+        assert!(size <= 528, "Connection::run's future is {size} bytes");
+    }
 }

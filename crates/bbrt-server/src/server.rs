@@ -90,7 +90,7 @@ struct Counts {
 }
 
 /// A counted connection; uncounts itself when dropped.
-struct Slot {
+pub(crate) struct Slot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
@@ -776,6 +776,12 @@ async fn upgrade(
     }
     let connection = Connection::new(stream, conn, Arc::clone(&shared), outbox);
     // A task of its own: the handshake's state (request head, buffers) is freed now, and
-    // the connection's task is sized by the connection's future alone.
-    tokio::spawn(connection.run(early, slot).instrument(span));
+    // the connection's task is sized by the connection's future alone. A span no
+    // subscriber wants (below `info`) records nothing: the task goes without it, 40 bytes
+    // less in every connection's task.
+    if span.is_disabled() {
+        tokio::spawn(connection.run(early, slot));
+    } else {
+        tokio::spawn(connection.run(early, slot).instrument(span));
+    }
 }

@@ -20,13 +20,20 @@ struct Raw {
 
 impl Raw {
     async fn connect(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        Self::connect_sending(addr, recv_buffer, &[]).await
+    }
+
+    /// Connects with `frames` written right behind the upgrade request, in one write.
+    async fn connect_sending(addr: SocketAddr, recv_buffer: Option<u32>, frames: &[u8]) -> Self {
         let socket = TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("rcvbuf");
         }
         let mut s = socket.connect(addr).await.expect("connect");
         let req = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        s.write_all(req.as_bytes()).await.expect("write");
+        let mut first = req.as_bytes().to_vec();
+        first.extend_from_slice(frames);
+        s.write_all(&first).await.expect("write");
         let mut buf = Vec::new();
         loop {
             let mut chunk = [0u8; 1024];
@@ -169,6 +176,48 @@ async fn fragments_with_a_ping_between_are_reassembled() {
     );
     raw.send(true, 8, &1000u16.to_be_bytes()).await;
     assert_eq!(raw.close_code().await, Some(1000), "close code echoed");
+}
+
+/// Frames a client sends right behind its upgrade request (in the same packet, before
+/// the 101) are served in order, more than one read's worth of events included, and an
+/// incomplete one is completed by the next read.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_served_in_order() {
+    // Control frames within their rate: this test is about order, not the limit.
+    let server = Server::start(common::Config {
+        frame_rate: 1000.0,
+        frame_burst: 1000.0,
+        ..config()
+    })
+    .await;
+    let ping = |i: u32| {
+        Raw::frame(
+            true,
+            1,
+            format!(r#"{{"type":"ping","requestId":{i}}}"#).as_bytes(),
+        )
+    };
+    // 70 events: more than the connection decodes per wake-up (64).
+    let mut early = Vec::new();
+    for _ in 0..60 {
+        early.extend(Raw::frame(true, 9, b""));
+    }
+    for i in 0..10 {
+        early.extend(ping(i));
+    }
+    let last = ping(10);
+    let (head, rest) = last.split_at(last.len() / 2);
+    early.extend_from_slice(head);
+    let mut raw = Raw::connect_sending(server.handle.local_addr(), None, &early).await;
+    raw.s.write_all(rest).await.expect("write");
+    for i in 0..=10 {
+        assert_eq!(
+            raw.next_text().await,
+            json!({"type": "pong", "requestId": i})
+        );
+    }
+    raw.send(true, 8, &1000u16.to_be_bytes()).await;
+    assert_eq!(raw.close_code().await, Some(1000));
 }
 
 #[tokio::test]

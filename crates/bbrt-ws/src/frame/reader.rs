@@ -157,6 +157,37 @@ impl FrameReader {
         self.parse_open(input, on)
     }
 
+    /// Takes bytes read before the reader was ready (say, the first frames a client sent
+    /// right behind its upgrade request) as input still to parse: they join the backlog
+    /// ([`has_backlog`](Self::has_backlog)), and [`resume`](Self::resume) parses them with
+    /// the same limits and results as a [`feed`](Self::feed) of them. Why: a caller that
+    /// would otherwise keep them aside until it can parse them keeps nothing of its own.
+    pub fn defer(&mut self, input: Vec<u8>) {
+        if input.is_empty() {
+            return;
+        }
+        match &mut self.state {
+            State::Open(open) => {
+                // The tail (an incomplete frame) and the backlog both start at a frame
+                // boundary, still masked, and at most one is held: it goes first.
+                let mut pending = std::mem::take(&mut open.tail);
+                pending.append(&mut open.backlog);
+                if pending.is_empty() {
+                    pending = input;
+                } else {
+                    pending.extend_from_slice(&input);
+                }
+                open.backlog = pending;
+            }
+            State::Discarding(discard) => {
+                if discard.feed(&input) {
+                    self.state = State::PeerClosed;
+                }
+            }
+            State::PeerClosed => {}
+        }
+    }
+
     /// Parses the backlog a feed left (a no-op without one), with the same limit and
     /// results as [`feed`](Self::feed).
     ///

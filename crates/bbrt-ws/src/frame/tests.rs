@@ -263,3 +263,42 @@ fn a_bad_close_frame_is_the_peers_close() {
     assert!(feed_all(&mut r, &bad, 100).is_err());
     assert!(r.peer_closed());
 }
+
+/// Deferred input is parsed by `resume`, after whatever the reader held, as a feed of it.
+#[test]
+fn deferred_input_is_parsed_by_resume_in_order() {
+    let texts: Vec<String> = (0..5).map(|i| format!("message {i}")).collect();
+    let mut bytes = Vec::new();
+    for t in &texts {
+        bytes.extend(client(true, OP_TEXT, t.as_bytes()));
+    }
+    let want: Vec<Ev> = texts.iter().map(|t| Ev::Text(t.clone())).collect();
+    // Split at every point: the first part fed (leaving a tail, or frames in a backlog
+    // past the events limit), the rest deferred.
+    for split in 0..=bytes.len() {
+        let mut r = FrameReader::new(1024).with_events_per_feed(2);
+        let mut evs = feed_all(&mut r, &bytes[..split], bytes.len()).expect("valid frames");
+        r.defer(bytes[split..].to_vec());
+        assert_eq!(r.has_backlog(), evs.len() < want.len(), "split {split}");
+        while r.has_backlog() {
+            r.resume(&mut |ev| {
+                if let WsEvent::Text(t) = ev {
+                    evs.push(Ev::Text(t.to_owned()));
+                }
+            })
+            .expect("valid frames");
+        }
+        assert_eq!(evs, want, "split {split}");
+        assert_eq!(r.buffered(), 0, "split {split}");
+    }
+}
+
+#[test]
+fn deferred_input_after_the_close_is_discarded() {
+    let mut r = FrameReader::new(1024);
+    r.close();
+    r.defer(client(true, OP_CLOSE, &[]));
+    assert!(r.peer_closed());
+    r.defer(client(true, OP_TEXT, b"late"));
+    assert!(!r.has_backlog());
+}
