@@ -42,6 +42,7 @@ impl SharedWindows {
                 id,
                 frame,
                 epoch,
+                ..
             } => {
                 let previous = self.windows.since_counted(thread, now);
                 let position = self
@@ -54,9 +55,11 @@ impl SharedWindows {
                 let since_previous_ms = previous
                     .filter(|_| position.offset > 1)
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                // It has no broker: the Hub publishes.
                 Some(CoordResponse::Sequenced {
                     position,
                     since_previous_ms,
+                    published: false,
                 })
             }
             CoordRequest::ReadWindow {
@@ -93,6 +96,7 @@ mod tests {
             id: MessageId::new(&id.to_string()).expect("a valid id"),
             frame: Bytes::from(format!(r#"{{"type":"message","id":"{id}"}}"#)),
             epoch: Epoch::new(epoch).expect("a valid epoch"),
+            publish: Vec::new(),
         }
     }
 
@@ -115,6 +119,7 @@ mod tests {
                     epoch: epoch.clone()
                 },
                 since_previous_ms: None,
+                published: false,
             })
         );
         assert_eq!(
@@ -125,6 +130,7 @@ mod tests {
                     epoch: epoch.clone()
                 },
                 since_previous_ms: Some(7),
+                published: false,
             })
         );
         let read = CoordRequest::ReadWindow {

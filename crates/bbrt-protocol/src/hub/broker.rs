@@ -53,9 +53,100 @@ fn unknown_instance() -> InstanceId {
     InstanceId::new(BrokerMessage::UNKNOWN_INSTANCE).expect("a valid literal id")
 }
 
+impl Sequenced {
+    /// The epoch of the position a publication carries before the coordinator gives it.
+    pub const PLACEHOLDER_EPOCH: &'static str = "bbrt-position-placeholder";
+
+    /// The position a publication carries before the coordinator gives it.
+    pub fn placeholder() -> Position {
+        Position {
+            offset: 0,
+            epoch: Epoch::new(Self::PLACEHOLDER_EPOCH).expect("a valid literal epoch"),
+        }
+    }
+}
+
+/// A sequenced publication's JSON cut where the coordinator puts the position in: the
+/// frame's own (inside its JSON string, escaped) and `sequenced`'s. See
+/// [`BrokerMessage::sequenced_parts`] and [`SequencedParts::compose`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequencedParts {
+    /// Up to the frame's closing `}`.
+    pub head: Vec<u8>,
+    /// From the frame's closing `}` to `sequenced`'s `"position":`.
+    pub middle: Vec<u8>,
+    /// After `sequenced`'s position.
+    pub tail: Vec<u8>,
+}
+
+impl SequencedParts {
+    /// The publication's JSON with `position` (and `since_previous_ms`) in: byte for byte
+    /// what serializing the stamped publication gives. The Redis coordinator's script
+    /// does the same concatenation; epochs it splices are checked to need no escaping.
+    pub fn compose(&self, position: &Position, since_previous_ms: Option<u64>) -> Vec<u8> {
+        let (offset, epoch) = (position.offset, position.epoch.as_str());
+        let mut out = Vec::with_capacity(self.head.len() + self.middle.len() + 128);
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(
+            format!(r#",\"position\":{{\"offset\":{offset},\"epoch\":\"{epoch}\"}}"#).as_bytes(),
+        );
+        out.extend_from_slice(&self.middle);
+        out.extend_from_slice(format!(r#"{{"offset":{offset},"epoch":"{epoch}"}}"#).as_bytes());
+        if let Some(ms) = since_previous_ms {
+            out.extend_from_slice(format!(r#","since_previous_ms":{ms}"#).as_bytes());
+        }
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// Whether `epoch` can be spliced as it is (no JSON escaping at either level).
+    pub fn splices(epoch: &str) -> bool {
+        epoch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+    }
+}
+
 impl BrokerMessage {
     /// The instance of a publication that names none (a version before instance ids).
     pub const UNKNOWN_INSTANCE: &'static str = "unknown";
+
+    /// This publication cut for the coordinator to put the position in, if it is a
+    /// `Deliver` of an unstamped frame (a JSON object) with the placeholder position.
+    pub fn sequenced_parts(&self) -> Option<SequencedParts> {
+        let BrokerEvent::Deliver {
+            frame,
+            sequenced: Some(s),
+            ..
+        } = &self.event
+        else {
+            return None;
+        };
+        if s.position != Sequenced::placeholder() || s.since_previous_ms.is_some() {
+            return None;
+        }
+        let json = self.to_json();
+        let text = std::str::from_utf8(frame).ok()?;
+        let quoted = serde_json::to_string(text).ok()?;
+        let field = format!(r#""frame":{quoted}"#);
+        let at = find(&json, field.as_bytes())?;
+        // The frame's closing brace: just before its closing quote.
+        let brace = at + field.len() - 2;
+        if json.get(brace) != Some(&b'}') {
+            return None;
+        }
+        let placeholder = format!(
+            r#""position":{{"offset":0,"epoch":"{}"}}"#,
+            Sequenced::PLACEHOLDER_EPOCH
+        );
+        let p = rfind(&json, placeholder.as_bytes())?;
+        let value = p + r#""position":"#.len();
+        Some(SequencedParts {
+            head: json[..brace].to_vec(),
+            middle: json[brace..value].to_vec(),
+            tail: json[p + placeholder.len()..].to_vec(),
+        })
+    }
 
     /// JSON for a broker that carries bytes (Redis).
     pub fn to_json(&self) -> Vec<u8> {
@@ -87,6 +178,10 @@ pub struct CallSnapshot {
 }
 
 /// A `message` and its place in its thread's delivery order.
+///
+/// Its fields keep this order, `position` then `since_previous_ms` last: a coordinator
+/// that publishes (Redis) splices them into the publication's JSON
+/// ([`BrokerMessage::sequenced_parts`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sequenced {
     /// The thread.
@@ -286,6 +381,12 @@ pub enum CoordRequest {
         /// the coordinator lost it): new for every request, so a reset is always told
         /// from a gap.
         epoch: Epoch,
+        /// The message's publications (one per copy): `Deliver`s whose frame has no
+        /// position yet and whose `sequenced` position is [`Sequenced::placeholder`]. A
+        /// coordinator that can publish them with the position it gives, in the same
+        /// atomic step (Redis), does, so every node hears a thread's messages in position
+        /// order; it then answers `published: true` and the Hub publishes nothing.
+        publish: Vec<BrokerMessage>,
     },
     /// Read a thread's shared window for `user`'s join (started, at offset 0, if the
     /// thread has none: a client that joins an empty thread can resume from its first
@@ -338,6 +439,8 @@ pub enum CoordResponse {
         /// How long before it the thread's previous message was counted, in milliseconds
         /// (`None`: it is the first of its epoch).
         since_previous_ms: Option<u64>,
+        /// The request's publications went out, stamped with the position.
+        published: bool,
     },
     /// A thread's shared window.
     Window(WindowRead),
@@ -423,6 +526,14 @@ pub struct SendReceipt {
     pub id: MessageId,
     /// Its thread.
     pub thread: ThreadId,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 pub(crate) mod frame_text {
@@ -578,5 +689,74 @@ impl Hub {
             PendingCoord::FillGap(thread) => self.fill_gap_result(now, &thread, result),
             PendingCoord::Ignore => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{MessageEvent, ServerMessage};
+
+    fn id<T: std::str::FromStr>(s: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        s.parse().expect("a valid id")
+    }
+
+    #[test]
+    fn a_composed_publication_is_the_stamped_one_serialized() {
+        let event = MessageEvent {
+            id: id("41"),
+            thread_id: id("7"),
+            sender_id: id("2"),
+            // What a client controls, escapes included, and a look-alike of the
+            // placeholder in the text.
+            message:
+                r#"a "quoted" } \ "position":{"offset":0,"epoch":"bbrt-position-placeholder"}"#
+                    .into(),
+            html: None,
+            sent_at: "2026-12-01T10:00:00Z".into(),
+            client_message_id: None,
+            unread: None,
+            position: None,
+        };
+        let frame = ServerMessage::Message(event.clone()).encode();
+        let publication = |frame: Bytes, position: Position, since_previous_ms| BrokerMessage {
+            origin: id("n1"),
+            instance: id("i1"),
+            event: BrokerEvent::Deliver {
+                users: vec![id("2"), id("3")],
+                frame,
+                sequenced: Some(Sequenced {
+                    thread: id("7"),
+                    id: id("41"),
+                    position,
+                    since_previous_ms,
+                }),
+            },
+        };
+        let parts = publication(frame.clone(), Sequenced::placeholder(), None)
+            .sequenced_parts()
+            .expect("a sequenced deliver");
+        let position = Position {
+            offset: 12,
+            epoch: Epoch::new("k3x9.s4").expect("a valid epoch"),
+        };
+        for since in [None, Some(40)] {
+            let stamped = publication(position.stamp(&frame), position.clone(), since);
+            assert_eq!(
+                String::from_utf8(parts.compose(&position, since)).expect("utf-8"),
+                String::from_utf8(stamped.to_json()).expect("utf-8")
+            );
+        }
+        assert!(SequencedParts::splices("k3x9.s4"));
+        assert!(!SequencedParts::splices(r#"a"b"#));
+        let unplaced = publication(frame, position, None);
+        assert_eq!(
+            unplaced.sequenced_parts(),
+            None,
+            "only the placeholder is cut"
+        );
     }
 }

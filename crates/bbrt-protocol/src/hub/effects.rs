@@ -58,14 +58,19 @@ impl Effects {
 
     /// Publishes `event` to the other nodes, if there are any.
     pub(super) fn publish(&mut self, event: BrokerEvent) {
-        let Some(origin) = &self.origin else {
-            return;
-        };
-        self.outputs.push_back(Output::Publish(BrokerMessage {
+        if let Some(message) = self.publication(event) {
+            self.outputs.push_back(Output::Publish(message));
+        }
+    }
+
+    /// `event` as this node publishes it (`None` on a single node).
+    pub(super) fn publication(&self, event: BrokerEvent) -> Option<BrokerMessage> {
+        let origin = self.origin.as_ref()?;
+        Some(BrokerMessage {
             origin: origin.node.clone(),
             instance: origin.instance.clone(),
             event,
-        }));
+        })
     }
 }
 

@@ -139,7 +139,7 @@ use bytes::Bytes;
 use self::api_results::site_error_code;
 pub use self::broker::{
     BrokerEvent, BrokerMessage, CallSnapshot, CoordRequest, CoordResponse, NodeIdConflict,
-    SendFingerprint, SendOutcome, SendReceipt, Sequenced,
+    SendFingerprint, SendOutcome, SendReceipt, Sequenced, SequencedParts,
 };
 use self::calls::Calls;
 pub use self::config::{HubConfig, PresenceScope};

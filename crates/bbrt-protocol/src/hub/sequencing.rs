@@ -76,41 +76,75 @@ impl Hub {
                 out.event.id.clone(),
                 |position| position.stamp(&frame),
             );
-            self.release(now, out, Some(position), None);
+            self.release(now, out, Some(position), None, false);
             return;
         }
         let epoch = self.recovery.next_epoch(&self.config.instance);
+        let publish = self.publications(&out);
         let request = CoordRequest::Sequence {
             thread: out.event.thread_id.clone(),
             id: out.event.id.clone(),
             frame: out.frame.clone(),
             epoch,
+            publish,
         };
         self.coord(request, PendingCoord::Sequence(Box::new(out)));
     }
 
     /// The coordinator's answer to [`Hub::send_out`]'s request.
     pub(super) fn sequence_result(&mut self, now: Instant, out: Outgoing, result: CoordResponse) {
-        let (position, since_previous_ms) = match result {
+        let (position, since_previous_ms, published) = match result {
             CoordResponse::Sequenced {
                 position,
                 since_previous_ms,
-            } => (Some(position), since_previous_ms),
+                published,
+            } => (Some(position), since_previous_ms, published),
             _ => {
                 self.fx.stats.positions_unavailable += 1;
-                (None, None)
+                (None, None, false)
             }
         };
-        self.release(now, out, position, since_previous_ms);
+        self.release(now, out, position, since_previous_ms, published);
     }
 
-    /// Delivers every copy of `out` at `position` here, publishes it, then acks the send.
+    /// The publications of `out`'s copies for the coordinator to stamp and publish: each
+    /// copy's frame without a position, at the placeholder position.
+    fn publications(&self, out: &Outgoing) -> Vec<crate::hub::BrokerMessage> {
+        out.copies
+            .iter()
+            .filter_map(|copy| {
+                let frame = match copy.unread {
+                    None => out.frame.clone(),
+                    unread => ServerMessage::Message(MessageEvent {
+                        unread,
+                        position: None,
+                        ..out.event.clone()
+                    })
+                    .encode(),
+                };
+                self.fx.publication(BrokerEvent::Deliver {
+                    users: copy.users.clone(),
+                    frame,
+                    sequenced: Some(Sequenced {
+                        thread: out.event.thread_id.clone(),
+                        id: out.event.id.clone(),
+                        position: Sequenced::placeholder(),
+                        since_previous_ms: None,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    /// Delivers every copy of `out` at `position` here, publishes it (unless the
+    /// coordinator did), then acks the send.
     fn release(
         &mut self,
         now: Instant,
         out: Outgoing,
         position: Option<Position>,
         since_previous_ms: Option<u64>,
+        published: bool,
     ) {
         let Outgoing {
             event,
@@ -148,15 +182,17 @@ impl Hub {
                 Some(s) if self.config.cluster => self.deliver_in_order(now, s, pending),
                 _ => self.deliver_pending(&event.thread_id, pending),
             }
-            self.publish(BrokerEvent::Deliver {
-                users: copy.users,
-                frame,
-                sequenced: if self.config.cluster {
-                    sequenced.clone()
-                } else {
-                    None
-                },
-            });
+            if !published {
+                self.publish(BrokerEvent::Deliver {
+                    users: copy.users,
+                    frame,
+                    sequenced: if self.config.cluster {
+                        sequenced.clone()
+                    } else {
+                        None
+                    },
+                });
+            }
         }
         if let Some(ack) = then_ack {
             self.ack_send(

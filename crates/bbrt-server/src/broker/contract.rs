@@ -244,6 +244,7 @@ fn sequence(thread: &str, n: u64, proposed: &str) -> CoordRequest {
         id: id(&n.to_string()),
         frame: bytes::Bytes::from(format!(r#"{{"type":"message","id":"{n}"}}"#)),
         epoch: epoch(proposed),
+        publish: Vec::new(),
     }
 }
 
@@ -260,6 +261,7 @@ async fn sequenced(node: &dyn Coordinator, request: CoordRequest) -> (Position, 
         CoordResponse::Sequenced {
             position,
             since_previous_ms,
+            ..
         } => (position, since_previous_ms),
         other => panic!("expected a position, got {other:?}"),
     }

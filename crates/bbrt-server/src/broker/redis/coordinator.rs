@@ -236,7 +236,8 @@ impl Coordinator for RedisCoordinator {
                 id,
                 frame,
                 epoch,
-            } => self.sequence(&thread, &id, &frame, &epoch).await,
+                publish,
+            } => self.sequence(&thread, &id, &frame, &epoch, &publish).await,
             CoordRequest::ReadWindow {
                 thread,
                 user,

@@ -496,3 +496,53 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// The script that counts a message publishes it too, stamped, in the same step: what a
+/// subscriber receives is the publication the Hub would have sent, byte for byte.
+#[tokio::test]
+async fn a_counted_message_is_published_stamped_by_the_script() {
+    use bbrt_protocol::hub::Sequenced;
+    use bbrt_protocol::wire::{Epoch, Position};
+    let p = prefix();
+    let (a, ca) = connect(options(SHARED, &p, "a")).expect("valid options");
+    let (b, _cb) = connect(options(SHARED, &p, "b")).expect("valid options");
+    let mut rb = b.subscribe();
+    up(&mut rb).await;
+    wait_commands(&ca.status()).await;
+    let frame = bytes::Bytes::from_static(br#"{"type":"message","id":"41","message":"a \"b\" }"}"#);
+    let publication = |frame: bytes::Bytes, position: Position, since_previous_ms| BrokerMessage {
+        origin: id("a"),
+        instance: id("a"),
+        event: BrokerEvent::Deliver {
+            users: vec![id("u1")],
+            frame,
+            sequenced: Some(Sequenced {
+                thread: id("t1"),
+                id: id("41"),
+                position,
+                since_previous_ms,
+            }),
+        },
+    };
+    let request = |n: &str| CoordRequest::Sequence {
+        thread: id("t1"),
+        id: id(n),
+        frame: frame.clone(),
+        epoch: Epoch::new("a.s1").expect("a valid epoch"),
+        publish: vec![publication(frame.clone(), Sequenced::placeholder(), None)],
+    };
+    for n in ["41", "42"] {
+        let CoordResponse::Sequenced {
+            position,
+            since_previous_ms,
+            published,
+        } = ca.request(request(n)).await
+        else {
+            panic!("a position")
+        };
+        assert!(published, "the script published it");
+        let expected = publication(position.stamp(&frame), position, since_previous_ms);
+        assert_eq!(next(&mut rb).await, BrokerInput::Message(expected));
+    }
+    drop(a);
+}

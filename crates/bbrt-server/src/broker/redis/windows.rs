@@ -9,7 +9,9 @@
 //!
 //! This puts message text in Redis (`docs/scaling.md`, "What Redis holds").
 
-use bbrt_protocol::hub::{CoordResponse, ENTRY_OVERHEAD, WindowEntry, WindowRead};
+use bbrt_protocol::hub::{
+    BrokerMessage, CoordResponse, ENTRY_OVERHEAD, SequencedParts, WindowEntry, WindowRead,
+};
 use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 use bbrt_protocol::wire::{Epoch, Position};
 use bytes::Bytes;
@@ -17,9 +19,12 @@ use bytes::Bytes;
 use super::{RedisCoordinator, millis};
 
 /// Counts a message: `KEYS` the hash and the set, `ARGV` the member, the epoch to start
-/// in, the window's count and byte bounds, the TTL (ms) and the per-entry overhead.
-/// Answers `{offset, epoch, ms since the previous count (-1: none)}`.
-const SEQUENCE_SCRIPT: &str = r"
+/// in, the window's count and byte bounds, the TTL (ms), the per-entry overhead, the
+/// events channel, then the message's publications as ([`SequencedParts`]) triples, each
+/// published with the position spliced in, in the same atomic step: every subscriber
+/// hears a thread's messages in position order. Answers `{offset, epoch, ms since the
+/// previous count (-1: none), publications sent}`.
+const SEQUENCE_SCRIPT: &str = r#"
 local h, z = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,8 +51,18 @@ redis.call('PEXPIRE', h, ARGV[5])
 redis.call('PEXPIRE', z, ARGV[5])
 local since = -1
 if previous and n > 1 then since = math.max(0, now - tonumber(previous)) end
-return {n, epoch, since}
-";
+local published = 0
+if #ARGV > 7 and not string.find(epoch, '[^%w%._:%-]') then
+  local stamp = ',\\"position\\":{\\"offset\\":' .. n .. ',\\"epoch\\":\\"' .. epoch .. '\\"}'
+  local position = '{"offset":' .. n .. ',"epoch":"' .. epoch .. '"}'
+  if since >= 0 then position = position .. ',"since_previous_ms":' .. since end
+  for i = 8, #ARGV - 2, 3 do
+    redis.call('PUBLISH', ARGV[7], ARGV[i] .. stamp .. ARGV[i + 1] .. position .. ARGV[i + 2])
+    published = published + 1
+  end
+end
+return {n, epoch, since, published}
+"#;
 
 /// Reads a window for a member, starting it (offset 0) if the thread has none: `ARGV` the
 /// epoch to start in, the member, the TTL (ms). Answers `{epoch, last, deletion point,
@@ -88,6 +103,7 @@ impl RedisCoordinator {
         id: &MessageId,
         frame: &[u8],
         epoch: &Epoch,
+        publish: &[BrokerMessage],
     ) -> CoordResponse {
         let (hash, set) = self.window_keys(thread);
         let mut member = Vec::with_capacity(id.as_str().len() + 1 + frame.len());
@@ -106,12 +122,29 @@ impl RedisCoordinator {
             .arg(o.window_messages)
             .arg(o.window_bytes)
             .arg(millis(o.window_ttl))
-            .arg(ENTRY_OVERHEAD);
-        let Some(((offset, epoch, since),)) =
-            self.inner.query::<((u64, String, i64),)>(&pipe).await
+            .arg(ENTRY_OVERHEAD)
+            .arg(&self.inner.keys.events);
+        // All or nothing: if one publication cannot be cut, the Hub publishes them all.
+        let parts: Option<Vec<SequencedParts>> =
+            publish.iter().map(BrokerMessage::sequenced_parts).collect();
+        let parts = parts.unwrap_or_default();
+        for p in &parts {
+            pipe.arg(&p.head[..]).arg(&p.middle[..]).arg(&p.tail[..]);
+        }
+        let Some(((offset, epoch, since, sent),)) = self
+            .inner
+            .query::<((u64, String, i64, usize),)>(&pipe)
+            .await
         else {
             return self.unavailable();
         };
+        let published = !parts.is_empty() && sent == parts.len();
+        if published {
+            self.inner
+                .status
+                .published
+                .fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let Some(epoch) = Epoch::new(&epoch) else {
             tracing::warn!(%thread, "unreadable window epoch in redis");
             return self.unavailable();
@@ -119,6 +152,7 @@ impl RedisCoordinator {
         CoordResponse::Sequenced {
             position: Position { offset, epoch },
             since_previous_ms: u64::try_from(since).ok(),
+            published,
         }
     }
 
