@@ -44,14 +44,11 @@ impl SharedWindows {
                 epoch,
                 ..
             } => {
-                let previous = self.windows.since_counted(thread, now);
                 let position = self
                     .windows
                     .append_in(thread, epoch.clone(), id.clone(), |p| p.stamp(frame));
-                if previous.is_none() {
-                    // A new window: its first count is noted now.
-                    self.windows.since_counted(thread, now);
-                }
+                // After the append: a window it just started has no earlier count.
+                let previous = self.windows.since_counted(thread, now);
                 let since_previous_ms = previous
                     .filter(|_| position.offset > 1)
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

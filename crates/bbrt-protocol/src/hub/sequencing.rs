@@ -43,6 +43,9 @@ pub(super) struct Outgoing {
     pub(super) then_ack: Option<SendAck>,
     /// `event` encoded, as the coordinator keeps it.
     frame: Bytes,
+    /// Each copy's frame without a position (with the copy's unread counts, if any), in
+    /// the order of `copies`: encoded once, stamped once its position is known.
+    copy_frames: Vec<Bytes>,
 }
 
 impl Outgoing {
@@ -57,11 +60,24 @@ impl Outgoing {
             ..event.clone()
         })
         .encode();
+        let copy_frames = copies
+            .iter()
+            .map(|copy| match copy.unread {
+                None => frame.clone(),
+                unread => ServerMessage::Message(MessageEvent {
+                    unread,
+                    position: None,
+                    ..event.clone()
+                })
+                .encode(),
+            })
+            .collect();
         Self {
             event,
             copies,
             then_ack,
             frame,
+            copy_frames,
         }
     }
 }
@@ -112,19 +128,11 @@ impl Hub {
     fn publications(&self, out: &Outgoing) -> Vec<crate::hub::BrokerMessage> {
         out.copies
             .iter()
-            .filter_map(|copy| {
-                let frame = match copy.unread {
-                    None => out.frame.clone(),
-                    unread => ServerMessage::Message(MessageEvent {
-                        unread,
-                        position: None,
-                        ..out.event.clone()
-                    })
-                    .encode(),
-                };
+            .zip(&out.copy_frames)
+            .filter_map(|(copy, frame)| {
                 self.fx.publication(BrokerEvent::Deliver {
                     users: copy.users.clone(),
-                    frame,
+                    frame: frame.clone(),
                     sequenced: Some(Sequenced {
                         thread: out.event.thread_id.clone(),
                         id: out.event.id.clone(),
@@ -151,6 +159,7 @@ impl Hub {
             copies,
             then_ack,
             frame,
+            copy_frames,
         } = out;
         let kept = match &position {
             Some(position) => position.stamp(&frame),
@@ -162,15 +171,11 @@ impl Hub {
             position,
             since_previous_ms,
         });
-        for copy in copies {
-            let frame = match copy.unread {
-                None => kept.clone(),
-                unread => ServerMessage::Message(MessageEvent {
-                    unread,
-                    position: position.clone(),
-                    ..event.clone()
-                })
-                .encode(),
+        for (copy, unstamped) in copies.into_iter().zip(copy_frames) {
+            let frame = match (&position, copy.unread) {
+                (_, None) => kept.clone(),
+                (Some(position), Some(_)) => position.stamp(&unstamped),
+                (None, Some(_)) => unstamped,
             };
             let pending = Pending {
                 users: copy.users.clone(),

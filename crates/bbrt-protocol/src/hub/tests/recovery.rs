@@ -13,11 +13,13 @@ use crate::ids::ConnId;
 /// Messages per page of the site's history (BuddyBoss's `per_page`).
 const PAGE: usize = crate::api::HISTORY_PAGE_SIZE;
 
-/// alice and bob joined `T`; bob has received alice's first message. Returns (alice,
-/// bob, that message as bob got it).
+/// alice (on node 0) and bob (on the last node: the other one when there are two) joined
+/// `T`; bob has received alice's first message. Returns (alice, bob, that message as bob
+/// got it).
 fn bob_saw_one(sim: &mut Sim) -> (ConnId, ConnId, Value) {
-    let alice = sim.connect("alice");
-    let bob = sim.connect("bob");
+    let last = sim.nodes.len() - 1;
+    let alice = sim.connect_on(0, "alice");
+    let bob = sim.connect_on(last, "bob");
     for conn in [alice, bob] {
         sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
         sim.drive();
@@ -479,22 +481,6 @@ fn site_catch_ups_in_flight_at_once_are_bounded() {
     assert_eq!(per_slot.values().copied().collect::<Vec<_>>(), [2, 2, 1]);
 }
 
-/// Two nodes: alice on node 0 and bob on node 1 joined `T`, and bob received alice's
-/// first message. Returns (alice, bob, that message as bob got it).
-fn two_nodes_bob_saw_one(sim: &mut Sim) -> (ConnId, ConnId, Value) {
-    let alice = sim.connect_on(0, "alice");
-    let bob = sim.connect_on(1, "bob");
-    for conn in [alice, bob] {
-        sim.send(conn, json!({"type": "join_thread", "threadId": "T"}));
-        sim.drive();
-    }
-    sim.clear();
-    say(sim, alice, "one");
-    let seen = sim.take_json(bob).pop().expect("bob got it");
-    sim.clear();
-    (alice, bob, seen)
-}
-
 fn offsets(frames: &[Value]) -> Vec<u64> {
     frames
         .iter()
@@ -506,7 +492,7 @@ fn offsets(frames: &[Value]) -> Vec<u64> {
 #[test]
 fn on_two_nodes_the_coordinator_counts_and_any_node_replays_from_the_shared_window() {
     let mut sim = Sim::cluster(2);
-    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    let (alice, bob, seen) = bob_saw_one(&mut sim);
     assert_eq!(seen["position"]["offset"], 1, "counted by the coordinator");
     sim.close(bob);
     say(&mut sim, alice, "two");
@@ -546,7 +532,7 @@ fn on_two_nodes_the_coordinator_counts_and_any_node_replays_from_the_shared_wind
 fn on_two_nodes_past_the_shared_window_the_site_serves_the_replay() {
     let mut sim = Sim::cluster(2);
     sim.coord.windows = crate::cluster::SharedWindows::new(1, 1 << 20, 100);
-    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    let (alice, bob, seen) = bob_saw_one(&mut sim);
     sim.close(bob);
     say(&mut sim, alice, "two");
     say(&mut sim, alice, "three");
@@ -628,7 +614,7 @@ fn concurrent_sends_on_two_nodes_reach_everyone_in_position_order() {
 #[test]
 fn on_two_nodes_a_live_copy_still_in_flight_is_not_written_after_the_replay() {
     let mut sim = Sim::cluster(2);
-    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    let (alice, bob, seen) = bob_saw_one(&mut sim);
     sim.close(bob);
     // Alice's node publishes slowly: bob, back on node 1, reads the shared window before
     // the live copy of "two" arrives there.
@@ -728,7 +714,7 @@ fn a_resume_holds_every_thread_from_the_start_not_from_its_turn() {
 #[test]
 fn a_publication_lost_on_the_way_is_filled_from_the_shared_window() {
     let mut sim = Sim::cluster(2);
-    let (alice, bob, _) = two_nodes_bob_saw_one(&mut sim);
+    let (alice, bob, _) = bob_saw_one(&mut sim);
     sim.broker_loses = vec!["deliver"];
     say(&mut sim, alice, "two");
     sim.broker_loses.clear();
@@ -749,7 +735,7 @@ fn a_publication_lost_on_the_way_is_filled_from_the_shared_window() {
 #[test]
 fn without_the_coordinator_messages_go_out_unpositioned_and_resumes_fall_back() {
     let mut sim = Sim::cluster(2);
-    let (alice, bob, seen) = two_nodes_bob_saw_one(&mut sim);
+    let (alice, bob, seen) = bob_saw_one(&mut sim);
     sim.close(bob);
     sim.coord.unavailable = true;
     say(&mut sim, alice, "two");
