@@ -148,6 +148,24 @@ impl BrokerMessage {
         })
     }
 
+    /// The bytes [`BrokerMessage::to_json`] of every publication of `origin` and
+    /// `instance` starts with: a process tells its own publications coming back by them,
+    /// without parsing what it will drop.
+    pub fn json_prefix(origin: &NodeId, instance: &InstanceId) -> Vec<u8> {
+        /// `BrokerMessage`'s leading fields, in its order.
+        #[derive(Serialize)]
+        struct Leading<'a> {
+            origin: &'a NodeId,
+            instance: &'a InstanceId,
+        }
+        let mut prefix =
+            serde_json::to_vec(&Leading { origin, instance }).expect("ids always serialize");
+        // `{"origin":…,"instance":…}` continues with `,"event":`.
+        prefix.pop();
+        prefix.push(b',');
+        prefix
+    }
+
     /// JSON for a broker that carries bytes (Redis).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("broker messages always serialize")
@@ -758,5 +776,39 @@ mod tests {
             None,
             "only the placeholder is cut"
         );
+    }
+
+    #[test]
+    fn a_publication_starts_with_its_processes_prefix() {
+        let message = |origin: &str, instance: &str| BrokerMessage {
+            origin: id(origin),
+            instance: id(instance),
+            event: BrokerEvent::SyncRequest,
+        };
+        let own = BrokerMessage::json_prefix(&id("n1"), &id("i1"));
+        assert!(message("n1", "i1").to_json().starts_with(&own));
+        let parts = BrokerMessage {
+            event: BrokerEvent::Deliver {
+                users: vec![id("2")],
+                frame: Bytes::from_static(br#"{"type":"message"}"#),
+                sequenced: Some(Sequenced {
+                    thread: id("7"),
+                    id: id("41"),
+                    position: Sequenced::placeholder(),
+                    since_previous_ms: None,
+                }),
+            },
+            ..message("n1", "i1")
+        };
+        let parts = parts.sequenced_parts().expect("a sequenced deliver");
+        assert!(
+            parts.head.starts_with(&own),
+            "what the script publishes too"
+        );
+        // Another process, even one given the same node id by mistake, or one whose id
+        // this one's extends.
+        for (origin, instance) in [("n1", "i2"), ("n2", "i1"), ("n1", "i10"), ("n10", "i1")] {
+            assert!(!message(origin, instance).to_json().starts_with(&own));
+        }
     }
 }

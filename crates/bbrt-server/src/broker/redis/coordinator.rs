@@ -2,15 +2,19 @@
 //! site-event ledger, as Redis keys and scripts (the rules of
 //! [`ClaimTable`](bbrt_protocol::cluster::ClaimTable), kept atomic by Lua).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bbrt_protocol::hub::{CoordRequest, CoordResponse, SendFingerprint, SendOutcome, SendReceipt};
 use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, UserId};
 
-use super::{Guard, Inner, RedisStatus, millis};
+use super::{Guard, Inner, LuaScript, RedisStatus, millis};
+
+static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_SCRIPT));
+static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(RELEASE_SCRIPT));
+static SITE_EVENT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SITE_EVENT_SCRIPT));
 use crate::broker::digest::same_send;
 use crate::broker::{Coordinator, unix_now};
 
@@ -77,15 +81,16 @@ impl RedisCoordinator {
         let mut delay = Duration::from_millis(10);
         loop {
             let mut pipe = redis::pipe();
-            pipe.cmd("EVAL")
-                .arg(CLAIM_SCRIPT)
-                .arg(1)
+            CLAIM
+                .call(&mut pipe, 1)
                 .arg(&key)
                 .arg(&mine)
                 .arg(ttl)
                 .arg(&digest);
-            let Some(((status, value),)) =
-                self.inner.query::<((i64, Option<String>),)>(&pipe).await
+            let Some(((status, value),)) = self
+                .inner
+                .query_scripts::<((i64, Option<String>),)>(&pipe, &[&CLAIM])
+                .await
             else {
                 return self.unavailable();
             };
@@ -165,8 +170,8 @@ impl RedisCoordinator {
                     .arg(receipt_ttl);
             }
             _ => {
-                cmd = redis::cmd("EVAL");
-                cmd.arg(RELEASE_SCRIPT)
+                cmd = redis::cmd("EVALSHA");
+                cmd.arg(&RELEASE.sha1)
                     .arg(1)
                     .arg(&key)
                     .arg(format!("inflight:{}", self.inner.options.node));
@@ -174,7 +179,7 @@ impl RedisCoordinator {
         }
         let mut pipe = redis::pipe();
         pipe.add_command(cmd).ignore();
-        match self.inner.query::<()>(&pipe).await {
+        match self.inner.query_scripts::<()>(&pipe, &[&RELEASE]).await {
             Some(()) => CoordResponse::Ok,
             None => self.unavailable(),
         }
@@ -299,13 +304,16 @@ impl crate::site_events::SiteEventLedger for RedisCoordinator {
         use crate::site_events::Recorded;
         let key = format!("{}:site-event:{id}", self.inner.keys.prefix);
         let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(SITE_EVENT_SCRIPT)
-            .arg(1)
+        SITE_EVENT
+            .call(&mut pipe, 1)
             .arg(&key)
             .arg(digest)
             .arg(millis(ttl));
-        match self.inner.query::<(Option<String>,)>(&pipe).await {
+        match self
+            .inner
+            .query_scripts::<(Option<String>,)>(&pipe, &[&SITE_EVENT])
+            .await
+        {
             Some((None,)) => Ok(Recorded::New),
             Some((Some(known),)) if known == digest => Ok(Recorded::Duplicate),
             Some((Some(_),)) => Ok(Recorded::Reused),

@@ -14,7 +14,7 @@ use redis::RedisError;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
-use super::{BACKOFF_MAX, BACKOFF_MIN, Guard, Inner, RedisStatus, jitter, stopped};
+use super::{BACKOFF_MAX, BACKOFF_MIN, Guard, Inner, LuaScript, RedisStatus, jitter, stopped};
 use crate::broker::{Broker, BrokerInput};
 
 /// Publications sent to Redis in one pipeline.
@@ -120,37 +120,63 @@ impl Inner {
             .clone()
     }
 
-    /// Runs `pipe`; `None` when Redis is unreachable (the link then reconnects).
+    /// Runs `pipe`; `None` when Redis is unreachable (the link then reconnects). The
+    /// connection bounds each request by [`RedisOptions::command_timeout`] itself
+    /// (`set_response_timeout`): no second timer per command here.
     pub(super) async fn query<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Option<T> {
         let (generation, mut conn) = self.connection()?;
-        let timeout = self.options.command_timeout;
-        match tokio::time::timeout(timeout, pipe.query_async::<T>(&mut conn)).await {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(e)) => {
-                self.failed(generation, Some(&e));
-                None
+        let result = pipe.query_async::<T>(&mut conn).await;
+        self.settle(generation, result)
+    }
+
+    /// Runs `pipe`, whose scripts are called by hash ([`LuaScript::call`]). When Redis does
+    /// not know one (it restarted empty, or its script cache was flushed), loads `scripts`
+    /// and runs `pipe` once more; `None` when Redis is unreachable.
+    pub(super) async fn query_scripts<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        scripts: &[&LuaScript],
+    ) -> Option<T> {
+        let (generation, mut conn) = self.connection()?;
+        let result = match pipe.query_async::<T>(&mut conn).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                let mut load = redis::pipe();
+                for script in scripts {
+                    load.cmd("SCRIPT").arg("LOAD").arg(script.code).ignore();
+                }
+                match load.query_async::<()>(&mut conn).await {
+                    Ok(()) => pipe.query_async::<T>(&mut conn).await,
+                    Err(e) => Err(e),
+                }
             }
-            Err(_) => {
-                self.failed(generation, None);
+            other => other,
+        };
+        self.settle(generation, result)
+    }
+
+    /// A command's outcome: its value, or `None` after noting the failure.
+    fn settle<T>(&self, generation: u64, result: Result<T, RedisError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.failed(generation, &e);
                 None
             }
         }
     }
 
-    /// A command failed: drop the connection if it is broken (`None`: timed out).
-    pub(super) fn failed(&self, generation: u64, error: Option<&RedisError>) {
-        if let Some(e) = error {
-            let broken = e.is_unrecoverable_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_io_error();
-            if !broken {
-                tracing::warn!(error = %e, "redis command failed");
-                return;
-            }
+    /// A command failed: drop the connection if it is broken (or timed out).
+    fn failed(&self, generation: u64, error: &RedisError) {
+        let broken = error.is_unrecoverable_error()
+            || error.is_connection_dropped()
+            || error.is_timeout()
+            || error.is_io_error();
+        if !broken {
+            tracing::warn!(%error, "redis command failed");
+            return;
         }
         let mut current = self
             .link
@@ -163,7 +189,7 @@ impl Inner {
             self.status.commands_up.store(false, Relaxed);
             self.status.reconnects.fetch_add(1, Relaxed);
             self.need_sync.store(true, Relaxed);
-            tracing::warn!(error = ?error.map(ToString::to_string), "redis connection lost; reconnecting");
+            tracing::warn!(%error, "redis connection lost; reconnecting");
             self.link.wake.notify_one();
         }
     }
@@ -175,9 +201,14 @@ impl Inner {
             subs.retain(|tx| !tx.is_closed());
             subs.clone()
         };
-        for tx in targets {
+        // One subscriber (the Hub) is the rule: it gets the input itself, not a copy.
+        let Some((last, others)) = targets.split_last() else {
+            return;
+        };
+        for tx in others {
             let _ = tx.send(input.clone()).await;
         }
+        let _ = last.send(input).await;
     }
 
     /// Called when a connection came up: once both are, ask for a resynchronisation.
@@ -302,6 +333,7 @@ pub(super) async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>)
     let mut backoff = BACKOFF_MIN;
     let mut origins = HashSet::new();
     let timeout = inner.options.command_timeout;
+    let own = BrokerMessage::json_prefix(&inner.options.node, &inner.options.instance);
     loop {
         let attempt = async {
             let pubsub = tokio::time::timeout(timeout * 2, inner.link.client.get_async_pubsub())
@@ -345,7 +377,13 @@ pub(super) async fn subscriber(inner: Arc<Inner>, mut stop: watch::Receiver<()>)
                         inner.departed(&mut origins, message.get_payload_bytes()).await;
                         continue;
                     }
-                    match BrokerMessage::from_json(message.get_payload_bytes()) {
+                    let payload = message.get_payload_bytes();
+                    // This process's own publications come back too: half of what two
+                    // nodes hear, dropped unparsed.
+                    if payload.starts_with(&own) {
+                        continue;
+                    }
+                    match BrokerMessage::from_json(payload) {
                         Ok(m) if m.instance == inner.options.instance => {}
                         Ok(m) => {
                             inner.status.received.fetch_add(1, Relaxed);

@@ -309,6 +309,33 @@ struct Inner {
     options: RedisOptions,
 }
 
+/// A Lua script called by its SHA-1 (`EVALSHA`): a call sends 40 bytes instead of the
+/// script's text, and Redis finds the compiled script without hashing that text again
+/// (`EVAL` does both on every call, and a message's script is 2 KB).
+/// [`Inner::query_scripts`] loads it when Redis does not know it.
+pub(super) struct LuaScript {
+    code: &'static str,
+    sha1: String,
+}
+
+impl LuaScript {
+    pub(super) fn new(code: &'static str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, code.as_bytes());
+        let sha1 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Self { code, sha1 }
+    }
+
+    /// Adds a call of this script with `keys` keys to `pipe`; its keys, then its
+    /// arguments, follow as the command's arguments.
+    pub(super) fn call<'a>(
+        &self,
+        pipe: &'a mut redis::Pipeline,
+        keys: usize,
+    ) -> &'a mut redis::Pipeline {
+        pipe.cmd("EVALSHA").arg(&self.sha1).arg(keys)
+    }
+}
+
 /// Resolves when the handles are gone.
 async fn stopped(stop: &mut watch::Receiver<()>) {
     while stop.changed().await.is_ok() {}

@@ -546,3 +546,44 @@ async fn a_counted_message_is_published_stamped_by_the_script() {
     }
     drop(a);
 }
+
+/// Scripts go by hash: a Redis that forgot them (restarted empty, or `SCRIPT FLUSH`) is
+/// given them again, and the call that met `NOSCRIPT` still answers.
+#[tokio::test]
+async fn a_redis_that_forgot_the_scripts_is_given_them_again() {
+    use bbrt_protocol::wire::Epoch;
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let _server = PrivateRedis::start(port);
+    let (_a, ca) = connect(options(&url, &prefix(), "a")).expect("valid options");
+    wait_commands(&ca.status()).await;
+    let sequence = |n: &str| CoordRequest::Sequence {
+        thread: id("t1"),
+        id: id(n),
+        frame: bytes::Bytes::from_static(br#"{"type":"message"}"#),
+        epoch: Epoch::new("a.s1").expect("a valid epoch"),
+        publish: Vec::new(),
+    };
+    let client = redis::Client::open(url.as_str()).expect("a valid url");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    for (n, expected) in [("41", 1), ("42", 2), ("43", 3)] {
+        // Before every call: the first finds nothing loaded yet, the others a flushed cache.
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut admin)
+            .await
+            .expect("flushed");
+        let CoordResponse::Sequenced { position, .. } = ca.request(sequence(n)).await else {
+            panic!("a position after NOSCRIPT")
+        };
+        assert_eq!(position.offset, expected);
+    }
+    assert_eq!(
+        ca.request(claim("u1", "c1", "hi")).await,
+        CoordResponse::Claimed
+    );
+    assert_eq!(ca.status().coord_unavailable.load(Relaxed), 0);
+}

@@ -9,6 +9,8 @@
 //!
 //! This puts message text in Redis (`docs/scaling.md`, "What Redis holds").
 
+use std::sync::LazyLock;
+
 use bbrt_protocol::hub::{
     BrokerMessage, CoordResponse, ENTRY_OVERHEAD, SequencedParts, WindowEntry, WindowRead,
 };
@@ -16,7 +18,11 @@ use bbrt_protocol::ids::{MessageId, ThreadId, UserId};
 use bbrt_protocol::wire::{Epoch, Position};
 use bytes::Bytes;
 
-use super::{RedisCoordinator, millis};
+use super::{LuaScript, RedisCoordinator, millis};
+
+static SEQUENCE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SEQUENCE_SCRIPT));
+static READ: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ_SCRIPT));
+static DELETED: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(DELETED_SCRIPT));
 
 /// Counts a message: `KEYS` the hash and the set, `ARGV` the member, the epoch to start
 /// in, the window's count and byte bounds, the TTL (ms), the per-entry overhead, the
@@ -112,9 +118,8 @@ impl RedisCoordinator {
         member.extend_from_slice(frame);
         let o = &self.inner.options;
         let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(SEQUENCE_SCRIPT)
-            .arg(2)
+        SEQUENCE
+            .call(&mut pipe, 2)
             .arg(&hash)
             .arg(&set)
             .arg(member)
@@ -133,7 +138,7 @@ impl RedisCoordinator {
         }
         let Some(((offset, epoch, since, sent),)) = self
             .inner
-            .query::<((u64, String, i64, usize),)>(&pipe)
+            .query_scripts::<((u64, String, i64, usize),)>(&pipe, &[&SEQUENCE])
             .await
         else {
             return self.unavailable();
@@ -164,9 +169,7 @@ impl RedisCoordinator {
     ) -> CoordResponse {
         let (hash, set) = self.window_keys(thread);
         let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(READ_SCRIPT)
-            .arg(2)
+        READ.call(&mut pipe, 2)
             .arg(&hash)
             .arg(&set)
             .arg(epoch.as_str())
@@ -175,7 +178,7 @@ impl RedisCoordinator {
             .arg(millis(self.inner.options.window_ttl));
         type Read = (String, u64, u64, Vec<(Vec<u8>, u64)>);
         let Some(((epoch, last, deleted_upto, members),)) =
-            self.inner.query::<(Read,)>(&pipe).await
+            self.inner.query_scripts::<(Read,)>(&pipe, &[&READ]).await
         else {
             return self.unavailable();
         };
@@ -191,13 +194,12 @@ impl RedisCoordinator {
     pub(super) async fn deleted_for(&self, thread: &ThreadId, user: &UserId) -> CoordResponse {
         let (hash, _) = self.window_keys(thread);
         let mut pipe = redis::pipe();
-        pipe.cmd("EVAL")
-            .arg(DELETED_SCRIPT)
-            .arg(1)
+        DELETED
+            .call(&mut pipe, 1)
             .arg(&hash)
             .arg(user.as_str())
             .ignore();
-        match self.inner.query::<()>(&pipe).await {
+        match self.inner.query_scripts::<()>(&pipe, &[&DELETED]).await {
             Some(()) => CoordResponse::Ok,
             None => self.unavailable(),
         }
