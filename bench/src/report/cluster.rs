@@ -1,10 +1,9 @@
 //! The scale-out table: one node, one node with Redis and two nodes at the same fixed
 //! rate, with issue 22's goals (deliveries per CPU-second, cross-node p99).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Getter, fmt, pct, ratio};
+use super::{Getter, Runs, fmt, median, pct, ratio};
 use crate::record::Record;
 use crate::scenarios::{ONE_NODE, ONE_NODE_REDIS, TWO_NODES, cluster_scenario};
 
@@ -126,9 +125,10 @@ pub(super) fn redis_cpu_pct(r: &Record) -> Option<f64> {
 }
 
 /// Scenario 7's table, one block of rows per rate (highest first); empty without its runs.
-pub(super) fn cluster_table(by: &BTreeMap<(String, String), Record>) -> String {
+pub(super) fn cluster_table(by: &Runs) -> String {
     let mut rates: Vec<f64> = by
         .values()
+        .flatten()
         .filter_map(|r| r.rate_per_s.filter(|_| r.nodes.is_some()))
         .collect();
     rates.sort_by(|a, b| b.total_cmp(a));
@@ -147,8 +147,7 @@ pub(super) fn cluster_table(by: &BTreeMap<(String, String), Record>) -> String {
             |---|---:|---:|---:|---:|---|---|\n";
     for rate in rates {
         let scenario = cluster_scenario(rate);
-        let get =
-            |server: &str, f: Getter| by.get(&(scenario.clone(), server.to_owned())).and_then(f);
+        let get = |server: &str, f: Getter| median(by, &scenario, server, f);
         for row in cluster_rows() {
             let one = get(ONE_NODE, row.one);
             let one_redis = get(ONE_NODE_REDIS, row.one);

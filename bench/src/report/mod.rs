@@ -81,12 +81,38 @@ fn ratio(node: Option<f64>, bbrt: Option<f64>) -> String {
     }
 }
 
-/// The last record per (scenario, server).
-fn latest(records: Vec<Record>) -> BTreeMap<(String, String), Record> {
-    records
-        .into_iter()
-        .map(|r| ((r.scenario.clone(), r.server.clone()), r))
-        .collect()
+/// Every run of each (scenario, server), in the order they ran: `bench/run.sh` repeats
+/// the noisy scenarios (`REPEAT`), and the report gives the median of each figure.
+type Runs = BTreeMap<(String, String), Vec<Record>>;
+
+fn group(records: Vec<Record>) -> Runs {
+    let mut runs = Runs::new();
+    for r in records {
+        runs.entry((r.scenario.clone(), r.server.clone()))
+            .or_default()
+            .push(r);
+    }
+    runs
+}
+
+/// The median of `f` over the runs of (`scenario`, `server`) that have it (the mean of
+/// the middle two for an even count); the value itself for a single run.
+fn median(runs: &Runs, scenario: &str, server: &str, f: Getter) -> Option<f64> {
+    let mut values: Vec<f64> = runs
+        .get(&(scenario.to_owned(), server.to_owned()))?
+        .iter()
+        .filter_map(f)
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
 }
 
 type Getter = fn(&Record) -> Option<f64>;
@@ -369,9 +395,10 @@ fn typing_change(r: &Record) -> Option<f64> {
 
 /// Scenario 8's table: p99 per rate and server, `not held` where a rate was not held, and
 /// the highest rate each held; empty without its runs.
-fn ramp_table(by: &BTreeMap<(String, String), Record>, servers: &[(&str, &str)]) -> String {
+fn ramp_table(by: &Runs, servers: &[(&str, &str)]) -> String {
     let mut rates: Vec<f64> = by
         .values()
+        .flatten()
         .filter(|r| r.held.is_some())
         .filter_map(|r| r.rate_per_s)
         .collect();
@@ -380,7 +407,11 @@ fn ramp_table(by: &BTreeMap<(String, String), Record>, servers: &[(&str, &str)])
     if rates.is_empty() {
         return String::new();
     }
-    let run = |rate: f64, server: &str| by.get(&(ramp_scenario(rate), server.to_owned()));
+    // The ramp runs once per rate and server (a rate not held ends it).
+    let run = |rate: f64, server: &str| {
+        by.get(&(ramp_scenario(rate), server.to_owned()))
+            .and_then(|runs| runs.last())
+    };
     let mut out = String::new();
     out += "\n## Ramp: the highest fixed rate each server holds (issue 22)\n\n";
     out += "Scenario 8: scenario 2's load (200 clients in threads of 10) at each rate in turn, a fresh \
@@ -476,12 +507,12 @@ fn per_delivery_note(servers: &[(&str, &str)]) -> String {
 }
 
 /// The highest rate of scenario 8 that `server` held.
-fn highest_held(by: &BTreeMap<(String, String), Record>, server: &str) -> Option<f64> {
+fn highest_held(by: &Runs, server: &str) -> Option<f64> {
     by.iter()
-        .filter(|((scenario, s), r)| {
-            s == server && scenario.starts_with("ramp-") && r.held == Some(true)
-        })
-        .filter_map(|(_, r)| r.rate_per_s)
+        .filter(|((scenario, s), _)| s == server && scenario.starts_with("ramp-"))
+        .flat_map(|(_, runs)| runs)
+        .filter(|r| r.held == Some(true))
+        .filter_map(|r| r.rate_per_s)
         .reduce(f64::max)
 }
 
@@ -493,11 +524,8 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}", input.display())))
         .collect::<Result<_, _>>()?;
-    let by = latest(records);
-    let get = |scenario: &str, server: &str, f: Getter| {
-        by.get(&(scenario.to_owned(), server.to_owned()))
-            .and_then(f)
-    };
+    let by = group(records);
+    let get = |scenario: &str, server: &str, f: Getter| median(&by, scenario, server, f);
 
     let servers: Vec<(&str, &str)> = SERVERS
         .into_iter()
@@ -553,7 +581,7 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
     out += &per_delivery_note(&servers);
     out += &cluster_table(&by);
     out += "\n## Runs\n\n| scenario | server | status | connections | window s | server threads | load generator CPU % | notes |\n|---|---|---|---:|---:|---:|---:|---|\n";
-    for r in by.values() {
+    for r in by.values().flatten() {
         let status = if r.ok {
             "ok".to_owned()
         } else {
@@ -574,6 +602,7 @@ pub(crate) fn write(input: &Path, md: &Path, png: &Path, about: &str) -> Result<
     }
     let samples: Vec<String> = by
         .values()
+        .flatten()
         .flat_map(|r| {
             r.error_samples
                 .iter()

@@ -107,9 +107,18 @@ fn cluster_table_compares_two_nodes_with_one() {
         r.finish();
         r
     };
-    let by = latest(vec![
+    // Three runs of each, interleaved as `bench/run.sh` runs them: the table gives
+    // medians, so one noisy run (the slow second 1-node one, the third 2-node one) moves
+    // nothing.
+    let by = group(vec![
         run(ONE_NODE, 1, 1.0, 1000.0),
         run(TWO_NODES, 2, 2.5, 1000.0),
+        run(ONE_NODE_REDIS, 1, 1.5, 1000.0),
+        run(ONE_NODE, 1, 4.0, 9000.0),
+        run(TWO_NODES, 2, 2.4, 990.0),
+        run(ONE_NODE_REDIS, 1, 1.5, 1000.0),
+        run(ONE_NODE, 1, 0.9, 800.0),
+        run(TWO_NODES, 2, 30.0, 20_000.0),
         run(ONE_NODE_REDIS, 1, 1.5, 1000.0),
     ]);
     let text = cluster_table(&by);
@@ -128,5 +137,22 @@ fn cluster_table_compares_two_nodes_with_one() {
         "{text}"
     );
     assert!(text.contains("| 7 scale-out 4000 msg/s: Redis CPU % of the window | – | – | 10.0 |"));
-    assert!(cluster_table(&latest(Vec::new())).is_empty());
+    assert!(cluster_table(&group(Vec::new())).is_empty());
+}
+
+#[test]
+fn a_figure_of_repeated_runs_is_their_median() {
+    let run = |cpu: Option<f64>| {
+        let mut r = Record::new("rate", "bbrt");
+        r.server_cpu_us_per_delivery = cpu;
+        r
+    };
+    let f: Getter = |r| r.server_cpu_us_per_delivery;
+    let by = group(vec![run(Some(9.0)), run(Some(5.0)), run(Some(6.0))]);
+    assert_eq!(median(&by, "rate", "bbrt", f), Some(6.0));
+    // A run without the figure does not count; an even count takes the middle two.
+    let by = group(vec![run(Some(9.0)), run(None), run(Some(5.0))]);
+    assert_eq!(median(&by, "rate", "bbrt", f), Some(7.0));
+    assert_eq!(median(&by, "rate", "node", f), None);
+    assert_eq!(median(&group(vec![run(None)]), "rate", "bbrt", f), None);
 }
