@@ -2,7 +2,7 @@
 # THE benchmark command: bbrt against the seed's Node.js server and its peers (a Socket.IO 4
 # server, Sockudo: a Pusher-protocol server in Rust), side by side in one run.
 #
-#   bench/run.sh            # full run (about 15 minutes on a quiet machine)
+#   bench/run.sh            # full run (about 17 minutes on a quiet machine)
 #   bench/run.sh --quick    # smoke run: seconds instead of the full windows, fewer connections
 #
 # Builds bbrt-server and bbrt-bench in release, installs the Node baseline's and the
