@@ -4,7 +4,8 @@
 //! **This crate does no I/O.** It never touches a socket, a clock, HTTP, randomness or a
 //! secret: time comes in as `now: Instant` arguments, ids from counters, site calls leave as
 //! [`hub::Output::Api`] and come back as [`hub::Input::ApiResult`], and credentials are
-//! opaque [`ids::CredentialId`]s. The `bbrt-server` binary moves the bytes.
+//! opaque [`ids::CredentialId`]s. (Its hash maps seed their hashers at random, std's and
+//! foldhash's alike; no result depends on it.) The `bbrt-server` binary moves the bytes.
 //!
 //! See [`hub`] for the contract and the routing rules, and [`wire`] for the frames, the error
 //! codes and the close codes.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod cluster;
 pub mod devsite;
+mod hash;
 pub mod hub;
 pub mod ids;
 pub mod secret;

@@ -4,6 +4,7 @@
 //! It keeps its counts as it goes, so the metrics never scan the connections, and indexes
 //! the remote users by node, so a node going down finds its users directly.
 
+use crate::hash::IdMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU64;
@@ -163,12 +164,12 @@ impl Seqs {
 pub(super) struct Directory {
     /// Boxed: a `Conn` is some 200 bytes, and the map's buckets (up to twice the
     /// connections, a power of two) would each hold one.
-    conns: HashMap<ConnId, Box<Conn>>,
-    users: HashMap<UserId, LocalUser>,
+    conns: IdMap<ConnId, Box<Conn>>,
+    users: IdMap<UserId, LocalUser>,
     /// Users online on other nodes, and which nodes.
-    remote: HashMap<UserId, BTreeSet<NodeId>>,
+    remote: IdMap<UserId, BTreeSet<NodeId>>,
     /// The same, by node.
-    remote_by_node: HashMap<NodeId, BTreeSet<UserId>>,
+    remote_by_node: IdMap<NodeId, BTreeSet<UserId>>,
     /// Anonymous connections in eviction order.
     anonymous: BTreeMap<u64, ConnId>,
     anonymous_by_ip: HashMap<IpAddr, Seqs>,

@@ -7,7 +7,8 @@
 //! verified again with a jittered backoff, one request per credential however many
 //! connections wait on it; meanwhile their frames get a retryable error.
 
-use std::collections::{BTreeSet, HashMap};
+use crate::hash::IdMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::effects::Effects;
@@ -78,8 +79,8 @@ pub(super) struct Identity {
     retry_initial: Duration,
     retry_max: Duration,
     jitter_seed: u64,
-    credentials: HashMap<CredentialId, CredentialState>,
-    verify_retries: HashMap<CredentialId, VerifyRetry>,
+    credentials: IdMap<CredentialId, CredentialState>,
+    verify_retries: IdMap<CredentialId, VerifyRetry>,
 }
 
 impl Identity {
@@ -89,8 +90,8 @@ impl Identity {
             retry_initial: config.verify_retry_initial,
             retry_max: config.verify_retry_max,
             jitter_seed: config.jitter_seed,
-            credentials: HashMap::new(),
-            verify_retries: HashMap::new(),
+            credentials: IdMap::default(),
+            verify_retries: IdMap::default(),
         }
     }
 

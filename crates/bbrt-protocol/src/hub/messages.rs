@@ -1,6 +1,7 @@
 //! `send_message` (store through the site, then deliver), `clientMessageId` idempotency,
 //! per-(user, thread) ordering, and `mark_read`.
 
+use crate::hash::IdMap;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ enum Idempotency {
 #[derive(Debug, Default)]
 pub(super) struct Sends {
     lanes: HashMap<LaneKey, VecDeque<PendingSend>>,
-    pending_per_user: HashMap<UserId, usize>,
+    pending_per_user: IdMap<UserId, usize>,
     /// Sends with a `clientMessageId` between claim and outcome, with their duplicates.
     in_flight: HashMap<IdemKey, InFlight>,
     /// Sends waiting for their claim to be granted.

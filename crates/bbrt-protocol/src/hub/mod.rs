@@ -130,7 +130,8 @@ mod timer;
 mod typing;
 pub(crate) mod window;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use crate::hash::IdMap;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -228,8 +229,8 @@ pub struct Hub {
     /// The latest other process heard publishing with this node's id.
     node_id_conflict: Option<NodeIdConflict>,
     identity: Identity,
-    api_pending: HashMap<ApiRequestId, PendingApi>,
-    coord_pending: HashMap<CoordRequestId, PendingCoord>,
+    api_pending: IdMap<ApiRequestId, PendingApi>,
+    coord_pending: IdMap<CoordRequestId, PendingCoord>,
     next_api: u64,
     next_coord: u64,
     sends: Sends,
@@ -257,8 +258,8 @@ impl Hub {
             down_nodes: BTreeSet::new(),
             node_id_conflict: None,
             identity,
-            api_pending: HashMap::new(),
-            coord_pending: HashMap::new(),
+            api_pending: IdMap::default(),
+            coord_pending: IdMap::default(),
             next_api: 0,
             next_coord: 0,
             sends: Sends::default(),

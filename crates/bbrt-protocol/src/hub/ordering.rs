@@ -10,7 +10,8 @@
 //!
 //! On one node the window counts synchronously and nothing can cross: this is not used.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::hash::IdMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
@@ -79,7 +80,7 @@ pub(super) struct Ready {
 /// The delivery order of every thread this node delivered to lately.
 #[derive(Debug)]
 pub(super) struct Ordering {
-    threads: HashMap<ThreadId, ThreadOrder>,
+    threads: IdMap<ThreadId, ThreadOrder>,
     max_threads: usize,
     max_waiting: usize,
 }
@@ -89,7 +90,7 @@ impl Ordering {
     /// `max_waiting` messages waiting per thread.
     pub(super) fn new(max_threads: usize, max_waiting: usize) -> Self {
         Self {
-            threads: HashMap::new(),
+            threads: IdMap::default(),
             max_threads: max_threads.max(1),
             max_waiting: max_waiting.max(1),
         }

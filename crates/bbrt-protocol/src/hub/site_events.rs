@@ -14,7 +14,8 @@
 //!   delivered that id (its own send through BuddyBoss's route, or the same message
 //!   reported twice under two event ids).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use crate::hash::IdSet;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::sequencing::{MessageCopy, Outgoing};
@@ -43,7 +44,7 @@ const DELIVERED_FOR: Duration = Duration::from_secs(600);
 /// expire in insertion order and pruning pops the oldest.
 #[derive(Debug, Default)]
 pub(super) struct SiteEvents {
-    delivered: HashSet<MessageId>,
+    delivered: IdSet<MessageId>,
     order: VecDeque<(Instant, MessageId)>,
     /// Members the site reported suspended or deleted, until when they are refused.
     gone: HashMap<UserId, Instant>,

@@ -6,6 +6,7 @@
 //! apart). Every node hears every participant change in the cluster, so without it every
 //! node would keep every thread the cluster ever touched.
 
+use crate::hash::IdMap;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -63,14 +64,14 @@ pub(super) struct Refresh {
 #[derive(Debug)]
 pub(super) struct ThreadCache {
     ttl: Duration,
-    by_thread: HashMap<ThreadId, ThreadState>,
+    by_thread: IdMap<ThreadId, ThreadState>,
     /// Reverse index of cached participants: the threads each user is known to be in.
-    by_user: HashMap<UserId, BTreeSet<ThreadId>>,
+    by_user: IdMap<UserId, BTreeSet<ThreadId>>,
     /// Participant fetches in flight, and the connections waiting on them.
     fetching: HashMap<FetchKey, BTreeSet<ConnId>>,
     /// The fetches each connection waits on, so its end leaves them without a scan of
     /// every fetch (a map apart from the connection, so an idle one pays nothing for it).
-    fetches_of: HashMap<ConnId, BTreeSet<FetchKey>>,
+    fetches_of: IdMap<ConnId, BTreeSet<FetchKey>>,
     /// (user, thread) pairs the site said are not members, until when.
     denied: HashMap<(UserId, ThreadId), Instant>,
     /// `denied`'s size at which expired entries are swept next.
@@ -82,10 +83,10 @@ impl ThreadCache {
     pub(super) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            by_thread: HashMap::new(),
-            by_user: HashMap::new(),
+            by_thread: IdMap::default(),
+            by_user: IdMap::default(),
             fetching: HashMap::new(),
-            fetches_of: HashMap::new(),
+            fetches_of: IdMap::default(),
             denied: HashMap::new(),
             denied_sweep_at: DENIED_SWEEP_MIN,
         }

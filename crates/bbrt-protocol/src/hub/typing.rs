@@ -1,7 +1,8 @@
 //! Typing: coalesced (at most one forward per user and thread every `typing_interval`) and
 //! expired (`typing: false` after `typing_expiry` without a refresh).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::hash::IdMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::timer::TimerKey;
@@ -23,7 +24,7 @@ struct TypingState {
 /// without a scan.
 #[derive(Debug, Default)]
 pub(super) struct Typing {
-    by_user: HashMap<UserId, BTreeMap<ThreadId, TypingState>>,
+    by_user: IdMap<UserId, BTreeMap<ThreadId, TypingState>>,
 }
 
 impl Typing {

@@ -11,7 +11,8 @@
 //! in-process coordinator, [`SharedWindows`](crate::cluster::SharedWindows) over this
 //! type) and read as a [`WindowRead`]: one lookup serves both.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::hash::IdMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -91,7 +92,7 @@ struct ThreadWindow {
     bytes: usize,
     /// Members who deleted the thread for themselves, and the last offset they no longer
     /// see: the site shows them nothing before it either.
-    deleted_for: HashMap<UserId, u64>,
+    deleted_for: IdMap<UserId, u64>,
     /// Key in [`Windows::recency`].
     touched: u64,
     /// When the coordinator last counted a message here (the in-process coordinator's
@@ -121,7 +122,7 @@ pub(crate) struct Windows {
     max_messages: usize,
     max_bytes: usize,
     max_threads: usize,
-    by_thread: HashMap<ThreadId, ThreadWindow>,
+    by_thread: IdMap<ThreadId, ThreadWindow>,
     /// Threads by when they were last appended to or joined: the oldest window goes first.
     recency: BTreeMap<u64, ThreadId>,
     clock: u64,
@@ -143,7 +144,7 @@ impl Windows {
             max_messages,
             max_bytes,
             max_threads: max_threads.max(1),
-            by_thread: HashMap::new(),
+            by_thread: IdMap::default(),
             recency: BTreeMap::new(),
             clock: 0,
             generation: 0,
@@ -262,7 +263,7 @@ impl Windows {
                 last: 0,
                 entries: VecDeque::new(),
                 bytes: 0,
-                deleted_for: HashMap::new(),
+                deleted_for: IdMap::default(),
                 touched: clock,
                 counted_at: None,
             };

@@ -29,7 +29,8 @@ mod invite;
 mod lifecycle;
 mod signaling;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::hash::IdMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::CallSnapshot;
 use crate::ids::{CallId, ConnId, DeviceRef, NodeId, ThreadId, UserId};
@@ -90,11 +91,11 @@ pub(super) struct Calls {
     node: NodeId,
     calls: BTreeMap<CallId, Call>,
     /// The calls each user is a party of (caller or callee).
-    by_user: HashMap<UserId, BTreeSet<CallId>>,
+    by_user: IdMap<UserId, BTreeSet<CallId>>,
     /// The calls each local connection rings for or is a bound device of.
-    by_conn: HashMap<ConnId, BTreeSet<CallId>>,
+    by_conn: IdMap<ConnId, BTreeSet<CallId>>,
     /// The calls with a bound device on each node.
-    by_node: HashMap<NodeId, BTreeSet<CallId>>,
+    by_node: IdMap<NodeId, BTreeSet<CallId>>,
     next_id: u64,
 }
 
@@ -103,9 +104,9 @@ impl Calls {
         Self {
             node,
             calls: BTreeMap::new(),
-            by_user: HashMap::new(),
-            by_conn: HashMap::new(),
-            by_node: HashMap::new(),
+            by_user: IdMap::default(),
+            by_conn: IdMap::default(),
+            by_node: IdMap::default(),
             next_id: 0,
         }
     }
@@ -216,11 +217,7 @@ impl Calls {
 }
 
 /// Removes `id` from `key`'s entry, and the entry once empty.
-fn unindex<K: Eq + std::hash::Hash>(
-    index: &mut HashMap<K, BTreeSet<CallId>>,
-    key: &K,
-    id: &CallId,
-) {
+fn unindex<K: Eq + std::hash::Hash>(index: &mut IdMap<K, BTreeSet<CallId>>, key: &K, id: &CallId) {
     if let Some(ids) = index.get_mut(key) {
         ids.remove(id);
         if ids.is_empty() {
