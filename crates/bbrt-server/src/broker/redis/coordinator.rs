@@ -11,12 +11,12 @@ use bbrt_protocol::hub::{CoordRequest, CoordResponse, SendFingerprint, SendOutco
 use bbrt_protocol::ids::{CallId, ClientMessageId, DeviceRef, UserId};
 
 use super::{Guard, Inner, LuaScript, RedisStatus, millis};
+use crate::broker::digest::same_send;
+use crate::broker::{Coordinator, unix_now};
 
 static CLAIM: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(CLAIM_SCRIPT));
 static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(RELEASE_SCRIPT));
 static SITE_EVENT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(SITE_EVENT_SCRIPT));
-use crate::broker::digest::same_send;
-use crate::broker::{Coordinator, unix_now};
 
 /// Claims a `clientMessageId`: a free key, or an unconfirmed record of the same send
 /// (`ARGV[3]` is the claimant's digest; digests under other keys count as the same), is

@@ -312,7 +312,8 @@ struct Inner {
 /// A Lua script called by its SHA-1 (`EVALSHA`): a call sends 40 bytes instead of the
 /// script's text, and Redis finds the compiled script without hashing that text again
 /// (`EVAL` does both on every call, and a message's script is 2 KB).
-/// [`Inner::query_scripts`] loads it when Redis does not know it.
+/// [`Inner::query_scripts`] loads it when Redis does not know it. SHA-1 because Redis
+/// names scripts by it; nothing relies on it as a secure hash.
 pub(super) struct LuaScript {
     code: &'static str,
     sha1: String,
