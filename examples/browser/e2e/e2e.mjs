@@ -37,6 +37,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { liveWebsite } from "./live-website.mjs";
+import { logIn } from "./wp-login.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../../..");
@@ -402,10 +403,7 @@ async function memberPage(context, login) {
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   const pageUrl = `${site}/?bbrt-test-page=1`;
-  await page.goto(`${site}/wp-login.php?redirect_to=${encodeURIComponent(pageUrl)}`);
-  await page.fill("#user_login", login);
-  await page.fill("#user_pass", `${login}-password`);
-  await Promise.all([page.waitForURL(pageUrl), page.click("#wp-submit")]);
+  await logIn(page, site, login, pageUrl);
   return { page, config: JSON.parse(await page.textContent("#bbrt-config")) };
 }
 

@@ -7,15 +7,13 @@
 // every tab must ask BuddyBoss to refresh the thread and the inbox, and show bob typing as
 // text. bob and carol, so that the thread is a fresh one of this test's own.
 import { readFileSync } from "node:fs";
+import { logIn } from "./wp-login.mjs";
 
 async function login(browser, site, login, pageUrl) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
-  await page.goto(`${site}/wp-login.php?redirect_to=${encodeURIComponent(pageUrl)}`);
-  await page.fill("#user_login", login);
-  await page.fill("#user_pass", `${login}-password`);
-  await Promise.all([page.waitForURL(pageUrl), page.click("#wp-submit")]);
+  await logIn(page, site, login, pageUrl);
   return { context, page };
 }
 
