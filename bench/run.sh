@@ -222,40 +222,41 @@ for scenario in $SCENARIOS; do
     cluster) args="$CLUSTER --redis redis://127.0.0.1:$REDIS_PORT" ;;
     *) echo "unknown scenario $scenario" >&2; exit 64 ;;
   esac
-  for run in $(seq "$(repeats_of "$scenario")"); do
-  for server in $SERVERS; do
-    # Node has no cluster mode: scenario cluster is bbrt's 2 nodes against bbrt's 1.
-    if [ "$scenario" = cluster ] && [ "$server" != bbrt ]; then
-      continue
-    fi
-    # The site scenario needs the seed's protocol with a site behind the server (Node's
-    # SITE_URL, bbrt's --buddyboss-url); the peers store nothing.
-    if [ "$scenario" = site ] && [ "$(proto_of "$server")" != seed ]; then
-      continue
-    fi
-    # Scenario 1's closed loop sends again when a client's own message comes back, and a
-    # Pusher server never echoes a client event to its sender: Sockudo's saturation is the
-    # ramp's last rate instead.
-    if [ "$scenario" = fanout ] && [ "$server" = sockudo ]; then
-      continue
-    fi
-    # The seed's servers (and the Socket.IO peer written like it) broadcast every
-    # user_connected to every connection: a storm of 5,000 reconnects is scenario 4's N²
-    # presence broadcast again, minutes of it, and says nothing scenario 4 does not.
-    if [ "$scenario" = storm ] && { [ "$server" = node ] || [ "$server" = socketio ]; }; then
-      continue
-    fi
-    echo "== scenario $scenario: $server (run $run of $(repeats_of "$scenario"))"
-    # shellcheck disable=SC2086
-    if ! timeout 900 taskset -c "$LOADGEN_CORE" "$BENCH" "$scenario" $args \
-        --server "$server" --proto "$(proto_of "$server")" \
-        --server-cmd "$(server_cmd "$server" "$scenario")" --port "$PORT" \
-        --server-log "$LOGS/$scenario-$server.log" --out "$OUT"; then
-      FAILED=$((FAILED + 1))
-    fi
-    # Let the kernel reap the last run's sockets (TIME_WAIT is per 4-tuple; ports differ anyway).
-    sleep 1
-  done
+  runs=$(repeats_of "$scenario")
+  for run in $(seq "$runs"); do
+    for server in $SERVERS; do
+      # Node has no cluster mode: scenario cluster is bbrt's 2 nodes against bbrt's 1.
+      if [ "$scenario" = cluster ] && [ "$server" != bbrt ]; then
+        continue
+      fi
+      # The site scenario needs the seed's protocol with a site behind the server (Node's
+      # SITE_URL, bbrt's --buddyboss-url); the peers store nothing.
+      if [ "$scenario" = site ] && [ "$(proto_of "$server")" != seed ]; then
+        continue
+      fi
+      # Scenario 1's closed loop sends again when a client's own message comes back, and a
+      # Pusher server never echoes a client event to its sender: Sockudo's saturation is the
+      # ramp's last rate instead.
+      if [ "$scenario" = fanout ] && [ "$server" = sockudo ]; then
+        continue
+      fi
+      # The seed's servers (and the Socket.IO peer written like it) broadcast every
+      # user_connected to every connection: a storm of 5,000 reconnects is scenario 4's N²
+      # presence broadcast again, minutes of it, and says nothing scenario 4 does not.
+      if [ "$scenario" = storm ] && { [ "$server" = node ] || [ "$server" = socketio ]; }; then
+        continue
+      fi
+      echo "== scenario $scenario: $server (run $run of $runs)"
+      # shellcheck disable=SC2086
+      if ! timeout 900 taskset -c "$LOADGEN_CORE" "$BENCH" "$scenario" $args \
+          --server "$server" --proto "$(proto_of "$server")" \
+          --server-cmd "$(server_cmd "$server" "$scenario")" --port "$PORT" \
+          --server-log "$LOGS/$scenario-$server$([ "$runs" = 1 ] || echo "-$run").log" --out "$OUT"; then
+        FAILED=$((FAILED + 1))
+      fi
+      # Let the kernel reap the last run's sockets (TIME_WAIT is per 4-tuple; ports differ anyway).
+      sleep 1
+    done
   done
 done
 
