@@ -11,7 +11,8 @@
 //! that the Hub derives from those. A key a client picks freely (a thread it asks to join
 //! before membership is known, a `clientMessageId`, a recipient it names, an IP address)
 //! stays in a std `HashMap`, whose per-process random SipHash key an attacker cannot
-//! collide against.
+//! collide against. (The embedded development site trusts any user id a client names; it
+//! is not for the open internet, and neither are its users' maps.)
 
 /// A `HashMap` for keys no client chooses (see the module docs).
 pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
